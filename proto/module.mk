@@ -1,0 +1,1 @@
+# proto/: protobuf-c code generated at build time (added as it lands)

@@ -1,0 +1,1 @@
+# raftd/: the node and the gRPC sidecar (sources added as they land)

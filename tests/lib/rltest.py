@@ -1,0 +1,218 @@
+"""tests/lib/rltest.py -- shared helpers for raftlite's end-to-end tests.
+
+Real processes only: the stock /usr/bin/sqlite3 shell (with or without the
+extension), raftd, python gRPC clients. Everything a test starts is killed
+and every scratch directory removed when the test exits, pass or fail.
+Ports are chosen free, below 32768, on 127.0.0.1.
+"""
+import atexit
+import os
+import queue
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.environ.get("RL_ROOT") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("RL_BUILD") or os.path.join(ROOT, "build")
+LONG = os.environ.get("RL_LONG") == "1"
+SAN = os.environ.get("RL_SAN") == "1"
+EXT = os.path.join(BUILD, "raftlite")
+SQLITE3 = "/usr/bin/sqlite3"
+
+_procs = []
+_dirs = []
+
+
+class TestFailure(Exception):
+    pass
+
+
+def fail(msg):
+    raise TestFailure(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def check_eq(got, want, what):
+    if got != want:
+        fail("%s: got %r, want %r" % (what, got, want))
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def _cleanup():
+    for p in _procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    for d in _dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+
+
+def scratch(prefix="rltest-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _dirs.append(d)
+    return d
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 below 32768 (outside Linux's ephemeral
+    range, so no outgoing connection can take it meanwhile)."""
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    fail("no free port")
+
+
+def san_env(env):
+    """Environment for a stock binary that loads the ASan build."""
+    if SAN:
+        lib = subprocess.check_output(
+            ["gcc", "-print-file-name=libasan.so"], text=True).strip()
+        env["LD_PRELOAD"] = lib
+    return env
+
+
+def spawn(argv, env=None, **kw):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.Popen(argv, env=e, start_new_session=True, **kw)
+    _procs.append(p)
+    return p
+
+
+def run_sql(db, sql, ext=True, env=None, check_rc=True, timeout=120):
+    """Runs sql through a fresh stock shell; returns (rc, stdout+stderr)."""
+    script = (".load %s\n" % EXT if ext else "") + sql
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    if ext:
+        san_env(e)
+    p = subprocess.run([SQLITE3, "-batch", db], input=script, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=e, timeout=timeout)
+    if check_rc and p.returncode != 0:
+        fail("sqlite3 %s exited %d:\n%s\n-- script:\n%s" %
+             (db, p.returncode, p.stdout, sql[:2000]))
+    return p.returncode, p.stdout
+
+
+class Shell:
+    """A long-lived stock sqlite3 shell driven through pipes. sql() sends
+    statements and returns everything printed (stdout and stderr) up to a
+    marker, so a transaction can stay open across calls."""
+
+    def __init__(self, db, ext=True, env=None, args=()):
+        e = {}
+        if env:
+            e.update(env)
+        if ext:
+            san_env(e)
+        self.p = spawn([SQLITE3, "-batch"] + list(args) + [db],
+                       env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.q = queue.Queue()
+        self.n = 0
+        threading.Thread(target=self._reader, daemon=True).start()
+        if ext:
+            self.sql_ok(".load %s" % EXT)
+
+    def _reader(self):
+        for line in self.p.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def sql(self, text, timeout=120):
+        self.n += 1
+        mark = "__rl_mark_%d__" % self.n
+        try:
+            self.p.stdin.write(text.rstrip() + "\n.print " + mark + "\n")
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            fail("shell died (exit %s)" % self.p.poll())
+        out = []
+        deadline = time.time() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.time()))
+            except queue.Empty:
+                fail("shell did not answer within %ds: %r" % (timeout,
+                                                              text[:300]))
+            if line is None:
+                fail("shell exited (%s) while running %r; output:\n%s" %
+                     (self.p.wait(), text[:300], "".join(out)))
+            if line.rstrip("\n") == mark:
+                return "".join(out)
+            out.append(line)
+
+    def sql_ok(self, text, timeout=120):
+        out = self.sql(text, timeout)
+        if is_error(out):
+            fail("unexpected error from %r:\n%s" % (text[:300], out))
+        return out
+
+    def sql_err(self, text, timeout=120):
+        out = self.sql(text, timeout)
+        if not is_error(out):
+            fail("expected an error from %r, got:\n%s" % (text[:300], out))
+        return out
+
+    def close(self, timeout=30):
+        """Ends the shell with .exit and returns its exit status."""
+        try:
+            self.p.stdin.write(".exit\n")
+            self.p.stdin.close()
+        except BrokenPipeError:
+            pass
+        return self.p.wait(timeout=timeout)
+
+
+def is_error(out):
+    for line in out.splitlines():
+        if (line.startswith("Error:") or line.startswith("Parse error")
+                or line.startswith("Runtime error")):
+            return True
+    return False
+
+
+def main(fn):
+    """Runs a test function; exit 0 on success, 1 with the reason on
+    failure. Cleanup runs either way."""
+    t0 = time.time()
+    try:
+        fn()
+    except TestFailure as e:
+        print("FAILED: %s" % e, flush=True)
+        sys.exit(1)
+    print("ok (%.1fs)" % (time.time() - t0), flush=True)
+    sys.exit(0)

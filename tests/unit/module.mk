@@ -1,0 +1,5 @@
+# tests/unit/: each test_NAME.c is a program; UNIT_SRCS_test_NAME names the
+# module sources it links (compiled with -DSQLITE_CORE), UNIT_LIBS_test_NAME
+# extra libraries.
+UNIT_TESTS += test_smoke
+UNIT_SRCS_test_smoke :=

@@ -1,0 +1,1 @@
+# vfs/: the replicating VFS (sources added as they land)
