@@ -3,3 +3,6 @@
 # extra libraries.
 UNIT_TESTS += test_smoke
 UNIT_SRCS_test_smoke :=
+UNIT_TESTS += test_walfmt test_txn
+UNIT_SRCS_test_walfmt := vfs/walfmt.c
+UNIT_SRCS_test_txn := vfs/txn.c
