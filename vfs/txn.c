@@ -181,6 +181,95 @@ int rl_txn_validate(const rl_txn *t, char *err, size_t errlen)
     return RL_TXN_OK;
 }
 
+/* A frame slot by page number, then position: the last image of a page
+** ends its run. Positions are distinct, so the order is total whatever
+** qsort's stability. */
+typedef struct frame_key {
+    uint32_t pgno, pos;
+} frame_key;
+
+static int cmp_frame_key(const void *a, const void *b)
+{
+    const frame_key *x = a, *y = b;
+    if (x->pgno != y->pgno)
+        return x->pgno < y->pgno ? -1 : 1;
+    return x->pos < y->pos ? -1 : (x->pos > y->pos);
+}
+
+int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
+                 uint32_t n_frames, const rl_page *frames, char *err,
+                 size_t errlen)
+{
+    frame_key *keys;
+    uint32_t i, m = 0;
+    uint8_t *data;
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    if (!page_size_ok(page_size))
+        return fail(RL_TXN_EINVAL, err, errlen,
+                    "page size %u is not a power of two between 512 and "
+                    "65536",
+                    page_size);
+    if (n_frames == 0 || frames == NULL)
+        return fail(RL_TXN_EINVAL, err, errlen,
+                    "transaction has no frames: a commit writes at least "
+                    "one page");
+    for (i = 0; i < n_frames; i++) {
+        if (frames[i].pgno == 0 || frames[i].data == NULL)
+            return fail(RL_TXN_EINVAL, err, errlen,
+                        "frame %u has %s: capture lost a frame", i,
+                        frames[i].pgno == 0 ? "page number 0" : "no data");
+    }
+    keys = malloc((size_t)n_frames * sizeof(*keys));
+    if (keys == NULL)
+        return fail(RL_TXN_ENOMEM, err, errlen,
+                    "out of memory sorting %u frames", n_frames);
+    for (i = 0; i < n_frames; i++) {
+        keys[i].pgno = frames[i].pgno;
+        keys[i].pos = i;
+    }
+    qsort(keys, n_frames, sizeof(*keys), cmp_frame_key);
+    /* Keep the last of each run, within the post-commit size. */
+    for (i = 0; i < n_frames; i++) {
+        int last = i + 1 == n_frames || keys[i + 1].pgno != keys[i].pgno;
+        if (last && keys[i].pgno <= db_pages)
+            keys[m++] = keys[i];
+    }
+    if (m == 0) {
+        free(keys);
+        return fail(RL_TXN_EINVAL, err, errlen,
+                    "no page of the transaction lies within its database "
+                    "size (%u pages)",
+                    db_pages);
+    }
+    t->pages = malloc((size_t)m * sizeof(rl_page));
+    data = malloc((size_t)m * page_size);
+    if (t->pages == NULL || data == NULL) {
+        free(t->pages);
+        free(data);
+        free(keys);
+        memset(t, 0, sizeof(*t));
+        return fail(RL_TXN_ENOMEM, err, errlen,
+                    "out of memory copying %u pages", m);
+    }
+    for (i = 0; i < m; i++) {
+        memcpy(data + (size_t)i * page_size, frames[keys[i].pos].data,
+               page_size);
+        t->pages[i].pgno = keys[i].pgno;
+        t->pages[i].data = data + (size_t)i * page_size;
+    }
+    free(keys);
+    t->page_size = page_size;
+    t->db_pages = db_pages;
+    t->n_pages = m;
+    t->owned = data;
+    rc = rl_txn_validate(t, err, errlen);
+    if (rc)
+        rl_txn_free(t);
+    return rc;
+}
+
 size_t rl_txn_encoded_size(const rl_txn *t)
 {
     uint64_t n =

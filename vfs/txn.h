@@ -69,6 +69,19 @@ typedef struct rl_txn {
 */
 int rl_txn_validate(const rl_txn *t, char *err, size_t errlen);
 
+/*
+** Builds a record from the frames of one WAL transaction as capture saw
+** them, in WAL order (frames[i] is the image last written at the i-th frame
+** slot; a page may occur several times): keeps the last image of each page,
+** drops pages above db_pages (the database shrank), sorts by page number
+** and copies the data into one buffer owned by t (free with rl_txn_free).
+** Returns 0, RL_TXN_EINVAL (bad page size, a pgno 0 or NULL data, or no
+** page within db_pages) or RL_TXN_ENOMEM, with a message in err.
+*/
+int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
+                 uint32_t n_frames, const rl_page *frames, char *err,
+                 size_t errlen);
+
 /* Bytes rl_txn_encode writes for t (0 if t's sizes overflow size_t). */
 size_t rl_txn_encoded_size(const rl_txn *t);
 /*

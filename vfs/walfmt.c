@@ -277,6 +277,49 @@ volatile uint32_t *rl_shm_nbackfill_attempted(volatile void *region0)
     return (volatile uint32_t *)region0 + NBACKFILL_ATT;
 }
 
+/* ---- a new WAL generation ---- */
+
+void rl_wal_new_generation(const rl_shm_hdr *cur, uint32_t prev_ckpt_seq,
+                           uint32_t page_size, const uint32_t rnd[2],
+                           rl_wal_hdr *wal_out, rl_shm_hdr *shm_out)
+{
+    rl_wal_hdr *w = wal_out;
+    uint8_t buf[RL_WAL_HDR_SIZE];
+
+    memset(shm_out, 0, sizeof(*shm_out));
+    w->magic = RL_WAL_MAGIC | HOST_BIG_ENDIAN;
+    w->version = RL_WAL_VERSION;
+    w->page_size = page_size;
+    if (cur == NULL) {
+        w->ckpt_seq = 0;
+        w->salt1 = rnd[0];
+    } else {
+        *shm_out = *cur;
+        w->ckpt_seq = prev_ckpt_seq + 1;
+        w->salt1 = get_be32(cur->aSalt) + 1;
+    }
+    w->salt2 = rnd[1];
+    rl_wal_hdr_encode(w, buf); /* for cksum1/2 */
+    shm_out->mxFrame = 0;
+    shm_out->bigEndCksum = HOST_BIG_ENDIAN;
+    shm_out->szPage = rl_shm_encode_page_size(page_size);
+    put_be32(shm_out->aSalt, w->salt1);
+    put_be32(shm_out->aSalt + 4, w->salt2);
+    shm_out->aFrameCksum[0] = w->cksum1;
+    shm_out->aFrameCksum[1] = w->cksum2;
+}
+
+void rl_shm_reset_ckpt(volatile void *region0)
+{
+    int i;
+    *rl_shm_nbackfill(region0) = 0;
+    *rl_shm_nbackfill_attempted(region0) = 0;
+    *rl_shm_readmark(region0, 0) = 0;
+    *rl_shm_readmark(region0, 1) = 0;
+    for (i = 2; i < RL_SHM_NREADER; i++)
+        *rl_shm_readmark(region0, i) = RL_READMARK_NOT_USED;
+}
+
 /* ---- hash index ---- */
 
 /* Where one region's page array and hash table live. */

@@ -130,6 +130,31 @@ volatile uint32_t *rl_shm_readmark(volatile void *region0, int i); /* 0..4 */
 volatile uint32_t *rl_shm_nbackfill_attempted(volatile void *region0);
 
 /*
+** A new WAL generation, as SQLite's writer starts one (walRestartHdr, then
+** the WAL header write in sqlite3WalFrames). Fills wal_out with the header
+** to write at offset 0 of the WAL and shm_out with the wal-index header to
+** publish (rl_shm_hdr_write) before any frame of the new generation:
+** mxFrame 0, the new salts, aFrameCksum = the new header's checksum (where
+** the frame chain starts), page size and host checksum order (SQLite's
+** writer always writes host order); nPage and iChange are kept from cur.
+** cur is the current wal-index header, or NULL if the WAL never had a
+** header: then both salts are rnd[0], rnd[1] and ckpt_seq is 0. Otherwise
+** salt1 = old salt1 + 1 (no frame of the old generation can pass for a new
+** one), salt2 = rnd[1], ckpt_seq = prev_ckpt_seq + 1 (the current WAL
+** header's). Restart only when nBackfill == mxFrame, holding the write lock
+** and READ(1..4) exclusively; then also call rl_shm_reset_ckpt.
+*/
+void rl_wal_new_generation(const rl_shm_hdr *cur, uint32_t prev_ckpt_seq,
+                           uint32_t page_size, const uint32_t rnd[2],
+                           rl_wal_hdr *wal_out, rl_shm_hdr *shm_out);
+/*
+** Resets the checkpoint info for a restarted WAL as walRestartHdr does:
+** nBackfill 0, nBackfillAttempted 0, read mark 1 = 0 and read marks 2..4
+** unused (read mark 0 is always 0).
+*/
+void rl_shm_reset_ckpt(volatile void *region0);
+
+/*
 ** Hash index. The accessor returns the mapped 32 KiB region i (mapping or
 ** extending it if needed), 4-byte aligned, or NULL on error.
 */

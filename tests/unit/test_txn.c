@@ -396,6 +396,78 @@ static void test_malformed(void)
     rl_txn_free(&t);
 }
 
+/* Capture's view: frames in WAL order with rewrites and pages above the
+** post-commit size; build keeps the last image of each page within it. */
+static void test_build(void)
+{
+    enum { PS = 512, NF = 9 };
+    static const uint32_t pg[NF] = {5, 2, 9, 5, 1, 12, 2, 5, 3};
+    uint8_t img[NF][PS];
+    rl_page fr[NF];
+    rl_txn t;
+    char err[300] = "";
+    uint32_t i;
+    int rc;
+
+    for (i = 0; i < NF; i++) {
+        memset(img[i], (int)(0x10 + i), PS);
+        fr[i].pgno = pg[i];
+        fr[i].data = img[i];
+    }
+    rc = rl_txn_build(&t, PS, 10, NF, fr, err, sizeof(err));
+    CHECK(rc == RL_TXN_OK, "build: %s", err);
+    CHECK(t.n_pages == 5 && t.db_pages == 10 && t.page_size == PS &&
+              t.owned != NULL,
+          "5 pages (page 12 dropped), owned");
+    {
+        /* page -> index of the frame whose image must win */
+        static const uint32_t want_pg[5] = {1, 2, 3, 5, 9};
+        static const uint32_t want_fr[5] = {4, 6, 8, 7, 2};
+        for (i = 0; i < 5; i++) {
+            CHECK(t.pages[i].pgno == want_pg[i], "page %u", i);
+            CHECK(t.pages[i].data != img[want_fr[i]] &&
+                      memcmp(t.pages[i].data, img[want_fr[i]], PS) == 0,
+                  "page %u holds a copy of frame %u's image", want_pg[i],
+                  want_fr[i]);
+        }
+    }
+    /* the copy is independent of capture's buffers */
+    memset(img, 0, sizeof(img));
+    CHECK(t.pages[0].data[0] == 0x14, "copy survives");
+    {
+        size_t len;
+        uint8_t *buf = encode(&t, &len);
+        rl_txn d;
+        CHECK(rl_txn_decode(buf, len, &d, err, sizeof(err)) == 0, "%s", err);
+        rl_txn_free(&d);
+        free(buf);
+    }
+    rl_txn_free(&t);
+
+    for (i = 0; i < NF; i++)
+        fr[i].data = img[i];
+    CHECK(rl_txn_build(&t, PS, 0, NF, fr, err, sizeof(err)) == RL_TXN_EINVAL &&
+              strstr(err, "within its database size"),
+          "nothing within size: %s", err);
+    CHECK(rl_txn_build(&t, 1000, 10, NF, fr, err, sizeof(err)) ==
+                  RL_TXN_EINVAL &&
+              strstr(err, "page size 1000"),
+          "page size: %s", err);
+    CHECK(rl_txn_build(&t, PS, 10, 0, fr, err, sizeof(err)) == RL_TXN_EINVAL &&
+              strstr(err, "no frames"),
+          "no frames: %s", err);
+    fr[3].pgno = 0;
+    CHECK(rl_txn_build(&t, PS, 10, NF, fr, err, sizeof(err)) == RL_TXN_EINVAL &&
+              strstr(err, "frame 3 has page number 0"),
+          "pgno 0: %s", err);
+    fr[3].pgno = 5;
+    fr[4].data = NULL;
+    CHECK(rl_txn_build(&t, PS, 10, NF, fr, err, sizeof(err)) == RL_TXN_EINVAL &&
+              strstr(err, "frame 4 has no data"),
+          "NULL data: %s", err);
+    CHECK(t.pages == NULL && t.owned == NULL, "t zeroed on error");
+}
+
 static int write_file(const char *dir, const char *name, const uint8_t *p,
                       size_t n)
 {
@@ -461,6 +533,7 @@ int main(int argc, char **argv)
     test_validate();
     test_round_trips();
     test_malformed();
+    test_build();
     printf("test_txn: %d checks passed\n", n_checks);
     return 0;
 }
