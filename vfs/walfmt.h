@@ -34,18 +34,16 @@
 #define RL_SHM_NREADER        5 /* read marks 0..4 */
 
 /* Return codes. 0 is success; every error is negative. */
-#define RL_WALFMT_OK       0
-#define RL_WALFMT_EMAGIC   (-1) /* WAL header magic is not 0x377f068[23] */
-#define RL_WALFMT_EVERSION (-2) /* WAL or wal-index version is not 3007000 */
-#define RL_WALFMT_EPAGESIZE                                                    \
-    (-3)                        /* page size not a power of 2 in 512..65536    \
-                                 */
-#define RL_WALFMT_ECKSUM   (-4) /* WAL header or wal-index header checksum */
-#define RL_WALFMT_EHDRCOPY (-5) /* the two wal-index header copies differ */
-#define RL_WALFMT_ENOTINIT (-6) /* wal-index header isInit is 0 */
-#define RL_WALFMT_ECORRUPT (-7) /* hash table full or holding bad slots */
-#define RL_WALFMT_EMAP     (-8) /* region accessor returned NULL */
-#define RL_WALFMT_EARG     (-9) /* caller broke a documented precondition */
+#define RL_WALFMT_OK        0
+#define RL_WALFMT_EMAGIC    (-1) /* WAL header magic is not 0x377f068[23] */
+#define RL_WALFMT_EVERSION  (-2) /* WAL or wal-index version is not 3007000 */
+#define RL_WALFMT_EPAGESIZE (-3) /* not a power of 2 in 512..65536 */
+#define RL_WALFMT_ECKSUM    (-4) /* WAL header or wal-index header checksum */
+#define RL_WALFMT_EHDRCOPY  (-5) /* the two wal-index header copies differ */
+#define RL_WALFMT_ENOTINIT  (-6) /* wal-index header isInit is 0 */
+#define RL_WALFMT_ECORRUPT  (-7) /* hash table full or holding bad slots */
+#define RL_WALFMT_EMAP      (-8) /* region accessor returned NULL */
+#define RL_WALFMT_EARG      (-9) /* caller broke a documented precondition */
 
 /*
 ** Checksum as SQLite's WAL: the words of data are read big-endian if
