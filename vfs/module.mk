@@ -1,4 +1,5 @@
-# vfs/: the replicating VFS (sources added as they land)
+# vfs/: the replicating VFS
+LIB_SRCS += vfs/vfs.c
 
 # WAL / wal-index formats and the replicated transaction record (pure code).
 LIB_SRCS += vfs/walfmt.c vfs/txn.c
