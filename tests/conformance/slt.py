@@ -341,6 +341,31 @@ def md5_of(values):
 # ---------------------------------------------------------------------------
 # Driving the stock shell
 
+_SQLTOK = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|"""
+                     r"""\[[^\]]*\]|--[^\n]*|/\*.*?\*/|[A-Za-z_]+|.""",
+                     re.S)
+
+
+def needs_read(sql):
+    """True if the shell might not see sql followed by a ';' line as a
+    complete statement, so that it would swallow the lines after it: an
+    unterminated quote, identifier or comment, or a trigger (complete only
+    at END;). Such SQL is run through `.read`."""
+    p = 0
+    for m in _SQLTOK.finditer(sql):
+        t = m.group()
+        c = t[0]
+        if c in "'\"`[":
+            close = {"[": "]"}.get(c, c)
+            if len(t) < 2 or t[-1] != close:
+                return True
+        elif t == "/" and sql.startswith("/*", m.start()):
+            return True                 # /* without */
+        elif c.isalpha() and t.upper() == "TRIGGER":
+            return True
+        p = m.end()
+    return p != len(sql)
+
 def _asan_runtime():
     return subprocess.check_output(["gcc", "-print-file-name=libasan.so"],
                                    text=True).strip()
@@ -416,7 +441,31 @@ class Shell:
     def batch(self, sqls):
         """Runs each SQL text in sqls (one record each) and returns, per
         record, (raw stdout bytes, errors) where errors is a list of
-        [kind, message] the shell printed for it."""
+        [kind, message] the shell printed for it. SQL the shell would not
+        see as complete (see needs_read) goes through `.read` of a file,
+        alone in its batch, since only end of input makes the shell run
+        incomplete SQL."""
+        res = []
+        i = 0
+        while i < len(sqls):
+            j = i
+            while j < len(sqls) and not needs_read(sqls[j]):
+                j += 1
+            if j > i:
+                res += self._batch(sqls[i:j])
+            if j < len(sqls):
+                fd, path = tempfile.mkstemp(prefix="slt-", suffix=".sql")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(sqls[j].encode("utf-8", "surrogateescape"))
+                    res += self._batch([".read " + path], single=True)
+                finally:
+                    os.unlink(path)
+                j += 1
+            i = j
+        return res
+
+    def _batch(self, sqls, single=False):
         self.nsync += 1
         lines = []
         starts = []
@@ -494,7 +543,8 @@ class Shell:
                 if sync_tag in line:
                     cur_err = None
                     continue
-                idx = bisect.bisect_right(starts, int(m.group(2))) - 1
+                idx = 0 if single else \
+                    bisect.bisect_right(starts, int(m.group(2))) - 1
                 if idx < 0:
                     stray.append(line)
                     cur_err = None
