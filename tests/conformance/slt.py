@@ -51,6 +51,7 @@ on A and on B, whose outputs (raw, exact values and types) must be equal.
 """
 import argparse
 import bisect
+import functools
 import hashlib
 import os
 import re
@@ -366,6 +367,7 @@ def needs_read(sql):
         p = m.end()
     return p != len(sql)
 
+@functools.lru_cache(maxsize=None)
 def _asan_runtime():
     return subprocess.check_output(["gcc", "-print-file-name=libasan.so"],
                                    text=True).strip()
@@ -377,7 +379,7 @@ class Shell:
 
     _nonce = os.urandom(6).hex()
 
-    def __init__(self, db, ext=None, env=None, san=False, timeout=300):
+    def __init__(self, db, ext=None, env=None, san=False, timeout=120):
         e = dict(os.environ)
         if env:
             e.update(env)
@@ -507,6 +509,10 @@ class Shell:
                         " left incomplete SQL?); stdout tail %r" %
                         (self.db, self.timeout, bytes(self.out[-300:])))
                 self.cv.wait(min(left, 1.0))
+            # All of this batch's stderr was written before the end
+            # marker; take every complete line (the sync error's context
+            # lines may follow its first line).
+            eol = self.err.rfind(b"\n")
             out = bytes(self.out[self.out_pos:o])
             err = bytes(self.err[self.err_pos:eol + 1])
             self.out_pos = o + len(end_mark)
@@ -535,13 +541,13 @@ class Shell:
         # Attribute stderr messages by the input line they name.
         errs = [[] for _ in sqls]
         stray = []
-        cur_err = None
+        cur_err = ["sync", ""]      # leftover context of the last sync
         for line in err.decode("utf-8", "replace").split("\n")[:-1]:
             m = re.match(r"(Parse error|Runtime error|Error) near line "
                          r"(\d+): (.*)", line)
             if m:
                 if sync_tag in line:
-                    cur_err = None
+                    cur_err = ["sync", ""]  # swallow its context lines
                     continue
                 idx = 0 if single else \
                     bisect.bisect_right(starts, int(m.group(2))) - 1
@@ -603,7 +609,7 @@ import atexit  # noqa: E402  (kept next to its only use)
 atexit.register(_kill_all)
 
 
-def open_shell(db, ext=None, env=None, san=False, timeout=300):
+def open_shell(db, ext=None, env=None, san=False, timeout=120):
     sh = Shell(db, ext=ext, env=env, san=san, timeout=timeout)
     _live.append(sh)
     return sh
@@ -666,12 +672,14 @@ class Formatter:
 # Running and checking one file
 
 class Failure:
-    def __init__(self, line, what, expected=None, got=None, sql=None):
+    def __init__(self, line, what, expected=None, got=None, sql=None,
+                 names=("expected", "got")):
         self.line = line
         self.what = what
         self.expected = expected    # list of lines or None
         self.got = got
         self.sql = sql
+        self.names = names
 
     def key_strings(self):
         return (" ".join(self.expected or []), " ".join(self.got or []))
@@ -684,8 +692,9 @@ class Failure:
             s += "\n    sql: " + sql.replace("\n", "\n         ")
         if self.expected is not None or self.got is not None:
             diff = list(difflib.unified_diff(self.expected or [],
-                                             self.got or [], "expected",
-                                             "got", lineterm="", n=2))
+                                             self.got or [], self.names[0],
+                                             self.names[1], lineterm="",
+                                             n=2))
             if len(diff) > 40:
                 diff = diff[:40] + ["... (%d more diff lines)" %
                                     (len(diff) - 40)]
@@ -700,6 +709,7 @@ class FileResult:
         self.ntolerated = 0
         self.failures = []
         self.xfails = []
+        self.notes = []             # stray stderr lines, shown not failed
         self.halted_at = None
         self.mirror_syncs = self.mirror_applied = 0
         self.mirror_queries = 0
@@ -718,6 +728,9 @@ class FileResult:
             s += ", %d tolerated runtime errors" % self.ntolerated
         if self.halted_at:
             s += ", halt at line %d" % self.halted_at
+        if self.notes:
+            s += "; %d stray stderr lines, first: %r" % (len(self.notes),
+                                                        self.notes[0][:200])
         if self.mirror_syncs:
             s += "; mirror: %d syncs, %d records applied, %d queries " \
                  "compared" % (self.mirror_syncs, self.mirror_applied,
@@ -781,7 +794,8 @@ class Mirror:
                     fails.append(Failure(
                         q.line, "mirror B answers differently from A",
                         [repr(x[0][:300]), repr(x[1])],
-                        [repr(y[0][:300]), repr(y[1])], q.sql))
+                        [repr(y[0][:300]), repr(y[1])], q.sql,
+                        names=("A (writer)", "B (mirror)")))
         return fails
 
     def close(self):
@@ -832,6 +846,8 @@ def run_file(path, name, ext=None, san=False, known=None, mirror=False,
         shutil.rmtree(work, ignore_errors=True)
     for p in shells_probs:
         res.failures.append(Failure(0, p))
+    for x in ([mir.A, mir.B] if mir else [sh] if "sh" in locals() else []):
+        res.notes += x.stray
     # Known failures of this file that never showed up passed unexpectedly.
     for (kname, kline), (kexp, kgot) in sorted(known.items()):
         if kname != name:

@@ -139,6 +139,14 @@ def self_test():
                 "statement error\nCREATE TRIGGER tr2 AFTER INSERT ON t BEGIN"
                 " SELECT 1;\n\nquery I nosort\nSELECT count(*) FROM t\n"
                 "----\n5\n", "statement error / incomplete SQL")
+    # Errors are attributed to exactly the record that caused them.
+    r = expect_fail(base + "statement error\nSELECT nosuch\n\n"
+                    "statement ok\nSELECT 1\n\nstatement ok\nSELECT\n"
+                    "  nosuch2\n\nstatement error\nSELECT x FROM nosuch3\n"
+                    "\nquery I nosort\nSELECT 1\n----\n1\n", 13,
+                    "error attribution", "nosuch2")
+    check_eq([f.line for f in r.failures], [13], "failing records")
+    check_eq(r.notes, [], "stray stderr lines")
     expect_fail(base + "query I nosort\nSELECT nosuch FROM t\n----\n", 7,
                 "query prepare error", "no such column")
     expect_fail(base + "query II nosort\nSELECT a FROM t WHERE a=1\n----\n"
@@ -217,6 +225,9 @@ def run_corpus(files, man, mirror):
     ver = subprocess.check_output([slt.SQLITE3, "-version"], text=True)
     check(ver.startswith("3.40.1 "), "KNOWN_FAILURES_3.40.1.txt is for the "
           "stock shell 3.40.1, found %s" % ver.strip())
+    log("%s%d files (the whole corpus)%s" % (
+        "mirror run: " if mirror else "", len(files),
+        " against the ASan build" if SAN else ""))
     fmt = slt.Formatter()
     bad = []
     tot = [0, 0, 0, 0]
@@ -226,6 +237,10 @@ def run_corpus(files, man, mirror):
         r = slt.run_file(os.path.join(CORPUS, f), f, ext=EXT, san=SAN,
                          known=known, mirror=mirror,
                          mirror_every=MIRROR_EVERY, fmt=fmt, workroot=d)
+        if mirror and r.nstmt and not r.mirror_applied:
+            r.failures.append(slt.Failure(
+                0, "mirror: %d statements ran on A but raft_mirror_apply() "
+                "applied nothing to B" % r.nstmt))
         want = man[f][2:]
         if (r.nstmt, r.nquery) != want:
             r.failures.append(slt.Failure(
