@@ -35,8 +35,13 @@ Python: they are computed by a second stock shell with printf()/CAST() on
 the exact value (reals passed bit-exact through ieee754_from_blob), i.e. by
 the same SQLite code the C runner would have called.
 
+Each shell runs PRAGMA synchronous=OFF first, as the C runner's SQLite
+engine does (otherwise every statement costs an fsync).
+
 Deviations from the C runner, all stricter: the number of result lines must
-match exactly (the C runner stops comparing at the shorter list). The one
+match exactly (the C runner stops comparing at the shorter list), and a
+query without a "----" line must return nothing (the C runner checks
+nothing then). The one
 leniency kept is the C runner's: an error while stepping a query (e.g.
 integer overflow in sum()) ends its rows without failing the query; those
 are counted and shown as "tolerated runtime errors". A query that returns no
@@ -50,13 +55,13 @@ A and B must be equal and every query of the records just run is run again
 on A and on B, whose outputs (raw, exact values and types) must be equal.
 """
 import argparse
+import atexit
 import bisect
 import functools
 import hashlib
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -367,6 +372,7 @@ def needs_read(sql):
         p = m.end()
     return p != len(sql)
 
+
 @functools.lru_cache(maxsize=None)
 def _asan_runtime():
     return subprocess.check_output(["gcc", "-print-file-name=libasan.so"],
@@ -390,8 +396,7 @@ class Shell:
         self.p = subprocess.Popen([SQLITE3, "-batch", db],
                                   stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=e,
-                                  start_new_session=True)
+                                  stderr=subprocess.PIPE, env=e)
         self.out = bytearray()
         self.err = bytearray()
         self.cv = threading.Condition()
@@ -412,7 +417,7 @@ class Shell:
             if errs or len(rows) != 1 or rows[0][0] is None or \
                     rows[0][0][0] != "t":
                 raise SltError("extension %s did not load into the shell: "
-                               "%s" % (ext, errs or rows))
+                               "%s %s" % (ext, self.stray, errs or rows))
 
     def _reader(self, i, f):
         buf = self.out if i == 0 else self.err
@@ -573,7 +578,7 @@ class Shell:
             pass                    # the reader side reports the death
 
     def close(self):
-        """Ends the shell; returns (exit status, stray stderr lines)."""
+        """Ends the shell; returns (exit status, stderr not yet read)."""
         try:
             self.p.stdin.close()
         except BrokenPipeError:
@@ -581,7 +586,7 @@ class Shell:
         try:
             rc = self.p.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.kill()
             rc = self.p.wait()
         with self.cv:
             while not (self.eof[0] and self.eof[1]):
@@ -590,10 +595,8 @@ class Shell:
         return rc, tail.decode("utf-8", "replace")
 
     def kill(self):
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.p.poll() is None:
+            self.p.kill()
         self.p.wait()
 
 
@@ -605,7 +608,6 @@ def _kill_all():
         sh.kill()
 
 
-import atexit  # noqa: E402  (kept next to its only use)
 atexit.register(_kill_all)
 
 
@@ -798,8 +800,6 @@ class Mirror:
                         names=("A (writer)", "B (mirror)")))
         return fails
 
-    def close(self):
-        return close_shell(self.A) + close_shell(self.B)
 
 
 def run_file(path, name, ext=None, san=False, known=None, mirror=False,
@@ -817,6 +817,7 @@ def run_file(path, name, ext=None, san=False, known=None, mirror=False,
         fmt = Formatter()
     work = tempfile.mkdtemp(prefix="slt-", dir=workroot)
     mir = None
+    live_before = list(_live)
     shells_probs = []
     try:
         if mirror:
@@ -834,20 +835,16 @@ def run_file(path, name, ext=None, san=False, known=None, mirror=False,
     except SltError as e:
         res.failures.append(Failure(0, "runner: %s" % e))
     finally:
-        try:
-            if mir is not None:
-                shells_probs = mir.close()
-            elif "sh" in locals():
-                shells_probs = close_shell(sh)
-        except SltError as e:
-            shells_probs = [str(e)]
+        # Every shell this file opened (even if setup failed half-way).
+        for x in [x for x in _live if x not in live_before and
+                  x is not fmt.sh]:
+            shells_probs += close_shell(x)
+            res.notes += x.stray
         if own_fmt:
             fmt.close()
         shutil.rmtree(work, ignore_errors=True)
     for p in shells_probs:
         res.failures.append(Failure(0, p))
-    for x in ([mir.A, mir.B] if mir else [sh] if "sh" in locals() else []):
-        res.notes += x.stray
     # Known failures of this file that never showed up passed unexpectedly.
     for (kname, kline), (kexp, kgot) in sorted(known.items()):
         if kname != name:
@@ -1030,7 +1027,8 @@ def main(argv=None):
                     help="run on the plain stock shell")
     ap.add_argument("--san", action="store_true",
                     help="preload the ASan runtime (ASan build of the ext)")
-    ap.add_argument("--known", help="KNOWN_FAILURES file")
+    ap.add_argument("--known", help="KNOWN_FAILURES file (default: the "
+                    "KNOWN_FAILURES_3.40.1.txt of a directory given)")
     ap.add_argument("--mirror", action="store_true",
                     help="also check a replicated mirror (see module doc)")
     ap.add_argument("--mirror-every", type=int, default=500)
@@ -1045,6 +1043,9 @@ def main(argv=None):
     known = read_known(a.known) if a.known else {}
     files = []
     for p in a.paths:
+        kf = os.path.join(p, "KNOWN_FAILURES_3.40.1.txt")
+        if not a.known and os.path.isfile(kf):
+            known.update(read_known(kf))
         if os.path.isdir(p):
             files += [(f, os.path.join(p, f)) for f in corpus_files(p)]
         else:
