@@ -36,7 +36,8 @@ the exact value (reals passed bit-exact through ieee754_from_blob), i.e. by
 the same SQLite code the C runner would have called.
 
 Each shell runs PRAGMA synchronous=OFF first, as the C runner's SQLite
-engine does (otherwise every statement costs an fsync).
+engine does (otherwise every statement costs an fsync); in mirror mode A and
+B run with synchronous=FULL instead, so the VFS sees real commits' syncs.
 
 Deviations from the C runner, all stricter: the number of result lines must
 match exactly (the C runner stops comparing at the shorter list), and a
@@ -826,11 +827,15 @@ def run_file(path, name, ext=None, san=False, known=None, mirror=False,
             chunk = max(1, mirror_every)
         else:
             sh = open_shell(os.path.join(work, "t.db"), ext, san=san)
+        # Plain runs: no fsync per statement, as the C runner's SQLite
+        # engine does. Mirror runs: FULL, so that the replicating VFS sees
+        # the syncs and padding frames real commits make.
+        sync = "FULL" if mir else "OFF"
         for x in ([mir.A, mir.B] if mir else [sh]):
-            # As the C runner's SQLite engine does: no fsync per statement.
-            seg, errs = x.batch(["PRAGMA synchronous=OFF"])[0]
+            seg, errs = x.batch(["PRAGMA synchronous=" + sync])[0]
             if errs:
-                raise SltError("PRAGMA synchronous=OFF failed: %r" % errs)
+                raise SltError("PRAGMA synchronous=%s failed: %r" %
+                               (sync, errs))
         _check_records(recs, res, sh, fmt, known, mir, chunk)
     except SltError as e:
         res.failures.append(Failure(0, "runner: %s" % e))
