@@ -715,7 +715,7 @@ class FileResult:
         self.notes = []             # stray stderr lines, shown not failed
         self.halted_at = None
         self.mirror_syncs = self.mirror_applied = 0
-        self.mirror_queries = 0
+        self.mirror_queries = self.mirror_deferred = 0
         self.seconds = 0.0
 
     @property
@@ -738,6 +738,9 @@ class FileResult:
             s += "; mirror: %d syncs, %d records applied, %d queries " \
                  "compared" % (self.mirror_syncs, self.mirror_applied,
                                self.mirror_queries)
+            if self.mirror_deferred:
+                s += ", %d syncs deferred (open transaction)" % \
+                    self.mirror_deferred
         return s + " (%.1fs)" % self.seconds
 
 
@@ -766,17 +769,31 @@ class Mirror:
                             env={"RAFTLITE_TEST": "1",
                                  "RAFTLITE_MIRROR": self.log})
         self.B = open_shell(self.b, ext, san=san, env={"RAFTLITE_TEST": "1"})
+        self.pending = []           # queries run on A since the last sync
 
-    def sync(self, queries, res):
+    def sync(self, queries, line, res):
         """Brings B up to A and compares them; queries are the query
-        records just run on A. Returns a list of Failure."""
+        records just run on A, line the last record's line. Returns a list
+        of Failure. While A has a transaction open (a file's own BEGIN)
+        the comparison waits for the next sync point."""
         fails = []
+        self.pending += queries
+        queries = self.pending
+        # BEGIN fails only inside a transaction; else undo it at once.
+        seg, errs = self.A.batch(["BEGIN"])[0]
+        if errs:
+            res.mirror_deferred += 1
+            return fails
+        seg, errs = self.A.batch(["ROLLBACK"])[0]
+        if errs:
+            fails.append(Failure(line, "ROLLBACK after probe BEGIN on A "
+                                 "failed: %r" % errs))
+        self.pending = []
         seg, errs = self.B.batch(["SELECT raft_mirror_apply('%s')" %
                                   self.log.replace("'", "''")])[0]
         rows = decode_rows(seg) if not errs else []
         if errs or len(rows) != 1 or rows[0][0] is None or \
                 rows[0][0][0] != "i":
-            line = queries[-1].line if queries else 0
             fails.append(Failure(line, "raft_mirror_apply() on B failed: "
                                  "%r %r" % (errs, seg[:200])))
             return fails
@@ -785,7 +802,6 @@ class Mirror:
         ha = self.A.batch([".sha3sum"])[0]
         hb = self.B.batch([".sha3sum"])[0]
         if ha != hb:
-            line = queries[-1].line if queries else 0
             fails.append(Failure(line, "mirror diverged: .sha3sum of A %r "
                                  "!= of B %r" % (ha, hb)))
         if queries:
@@ -800,7 +816,6 @@ class Mirror:
                         [repr(y[0][:300]), repr(y[1])], q.sql,
                         names=("A (writer)", "B (mirror)")))
         return fails
-
 
 
 def run_file(path, name, ext=None, san=False, known=None, mirror=False,
@@ -917,7 +932,8 @@ def _check_records(recs, res, sh, fmt, known, mir, chunk):
             fmt.compute(keys)
             if mir is not None:
                 for f in mir.sync([recs[j] for j in part
-                                   if recs[j].kind == "query"], res):
+                                   if recs[j].kind == "query"],
+                                  recs[part[-1]].line, res):
                     res.failures.append(f)
         if r.kind == "bad":
             res.failures.append(Failure(r.line, r.why))

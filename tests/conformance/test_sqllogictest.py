@@ -47,13 +47,13 @@ def md5_lines(vals):
     return hashlib.md5("".join(v + "\n" for v in vals).encode()).hexdigest()
 
 
-def run_text(text, known=None, name="self.test"):
+def run_text(text, known=None, name="self.test", mirror=False):
     d = scratch("slt-self-")
     path = os.path.join(d, name)
     with open(path, "w", newline="") as f:
         f.write(text)
     return slt.run_file(path, name, ext=EXT, san=SAN, known=known,
-                        workroot=d)
+                        workroot=d, mirror=mirror, mirror_every=2)
 
 
 def expect_pass(text, what, **kw):
@@ -230,6 +230,36 @@ def self_test():
     log("self-test of the runner: ok (%.1fs)" % (time.time() - t0))
 
 
+def mirror_self_test():
+    """The mirror check passes on a replicated pair and reports a mirror
+    that was not brought up to date."""
+    text = ("statement ok\nCREATE TABLE t(a)\n\nstatement ok\n"
+            "INSERT INTO t VALUES(1)\n\nstatement ok\nINSERT INTO t "
+            "VALUES(2)\n\nquery I nosort\nSELECT sum(a) FROM t\n----\n3\n")
+    r = run_text(text, mirror=True)
+    if not r.ok:
+        fail("mirror self-test: %s" % "\n".join(
+            f.describe(r.name) for f in r.failures))
+    check(r.mirror_syncs >= 2 and r.mirror_applied >= 3,
+          "mirror self-test: %s" % r.summary())
+    # B reads a log A never wrote to: the runner must see B fall behind.
+    init = slt.Mirror.__init__
+
+    def stale_init(self, *a):
+        init(self, *a)
+        self.log += ".stale"
+        open(self.log, "wb").close()
+    slt.Mirror.__init__ = stale_init
+    try:
+        r = run_text(text, mirror=True)
+    finally:
+        slt.Mirror.__init__ = init
+    check(not r.ok and any("mirror" in f.what for f in r.failures),
+          "mirror self-test: a stale mirror was not reported: %s" %
+          r.summary())
+    log("mirror self-test: ok")
+
+
 def check_corpus():
     if not os.path.isdir(CORPUS):
         fail("sqllogictest corpus missing: %s does not exist. It must be "
@@ -300,6 +330,7 @@ def test():
     self_test()
     run_corpus(files, man, mirror=False)
     if MIRROR:
+        mirror_self_test()
         run_corpus(files, man, mirror=True)
     else:
         log("mirror check off (MIRROR_BY_DEFAULT in %s, or RL_SLT_MIRROR=1)"
