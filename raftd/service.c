@@ -420,6 +420,7 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
 {
     const char *tail = sp->sql ? sp->sql : "";
     int nstmt = 0, rc, more;
+    sqlite3_int64 before;
     int with_params = sp->n_params > 0 || sp->n_named > 0;
     *changes = 0;
     while (*tail) {
@@ -450,6 +451,7 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
                 return -1;
             }
         }
+        before = sqlite3_total_changes64(c->db);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         }
         if (rc != SQLITE_DONE) {
@@ -457,7 +459,8 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
             sqlite3_finalize(st);
             return -1;
         }
-        *changes += sqlite3_changes64(c->db);
+        /* Not sqlite3_changes64: DDL does not reset it. */
+        *changes += sqlite3_total_changes64(c->db) - before;
         sqlite3_finalize(st);
         tail = next;
     }
