@@ -112,6 +112,23 @@ static int parse_bool(const char *flag, const char *v, int *out)
     return 0;
 }
 
+static int known_valued(const char *name)
+{
+    static const char *const names[] = {
+        "id",       "grpc",   "raft",          "data",
+        "join",     "db",     "log-level",     "tls-cert",
+        "tls-key",  "tls-ca", "max-msg-bytes", "workers",
+        "grace-ms",
+    };
+    size_t i;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!strcmp(name, names[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o)
 {
     int i;
@@ -149,6 +166,9 @@ static int parse_args(int argc, char **argv, opts *o)
                 return 2;
             }
             continue;
+        }
+        if (!known_valued(name)) {
+            return bad("unknown flag -%s", name);
         }
         if (!val) {
             if (i + 1 >= argc) {
