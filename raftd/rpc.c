@@ -42,22 +42,6 @@
 #define DEFAULT_WORKERS 64
 #define DEFAULT_SPARE   8
 
-void rl_rpc_buf_free(rl_rpc_buf *b)
-{
-    if (b) {
-        free(b->data);
-        b->data = NULL;
-        b->len = 0;
-    }
-}
-
-int64_t rl_rpc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
