@@ -136,14 +136,105 @@ static void *slow_thread(void *p)
     return NULL;
 }
 
+/* Makes a CA, a server certificate for 127.0.0.1 and a client certificate
+** with the openssl command in dir, before grpc starts any thread (system()
+** forks). Returns 0 on success. */
+static int make_certs(const char *dir)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && exec >log 2>&1 && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca "
+             "-keyout ca.key -out ca.pem && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=o "
+             "-keyout other.key -out other.pem && "
+             "printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext && "
+             "openssl req -newkey rsa:2048 -nodes -subj /CN=s -keyout s.key "
+             "-out s.csr && openssl x509 -req -in s.csr -CA ca.pem -CAkey "
+             "ca.key -CAcreateserial -days 2 -extfile srv.ext -out s.pem && "
+             "openssl req -newkey rsa:2048 -nodes -subj /CN=c -keyout c.key "
+             "-out c.csr && openssl x509 -req -in c.csr -CA ca.pem -CAkey "
+             "ca.key -CAcreateserial -days 2 -out c.pem",
+             dir);
+    return system(cmd);
+}
+
+/* Mutual TLS through the wrapper on both sides. */
+static void tls_checks(const char *dir)
+{
+    char cert[512], key[512], ca[512], ccert[512], ckey[512], other[512];
+    char err[512], target[64];
+    rl_rpc_tls stls, ctls;
+    rl_rpc_server_config cfg = {0};
+    rl_rpc_server *srv;
+    rl_rpc_client *cl;
+    rl_rpc_buf r;
+    int port, code;
+    snprintf(cert, sizeof(cert), "%s/s.pem", dir);
+    snprintf(key, sizeof(key), "%s/s.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(ccert, sizeof(ccert), "%s/c.pem", dir);
+    snprintf(ckey, sizeof(ckey), "%s/c.key", dir);
+    snprintf(other, sizeof(other), "%s/other.pem", dir);
+    stls = (rl_rpc_tls){cert, key, ca, 1};
+    cfg.addr = "127.0.0.1:0";
+    cfg.tls = &stls;
+    srv = rl_rpc_server_new(&cfg, err, sizeof(err));
+    CHECK(srv != NULL, "mTLS server: %s", err);
+    if (!srv) {
+        return;
+    }
+    rl_rpc_server_add(srv, "/t.S/Echo", echo_cb, NULL);
+    port = rl_rpc_server_start(srv, err, sizeof(err));
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+
+    ctls = (rl_rpc_tls){ccert, ckey, ca, 0};
+    cl = rl_rpc_client_new(&ctls, 0, err, sizeof(err));
+    CHECK(cl != NULL, "mTLS client: %s", err);
+    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 10000, &r, err,
+                        sizeof(err));
+    CHECK(code == RL_RPC_OK && r.len == 3, "echo over mTLS: %d %s", code, err);
+    rl_rpc_buf_free(&r);
+    rl_rpc_client_free(cl);
+
+    ctls = (rl_rpc_tls){NULL, NULL, ca, 0};
+    cl = rl_rpc_client_new(&ctls, 0, err, sizeof(err));
+    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
+                        sizeof(err));
+    CHECK(code == RL_RPC_UNAVAILABLE, "no client certificate refused: %d",
+          code);
+    rl_rpc_client_free(cl);
+
+    ctls = (rl_rpc_tls){ccert, ckey, other, 0};
+    cl = rl_rpc_client_new(&ctls, 0, err, sizeof(err));
+    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
+                        sizeof(err));
+    CHECK(code == RL_RPC_UNAVAILABLE, "server from another CA refused: %d",
+          code);
+    rl_rpc_client_free(cl);
+
+    cl = rl_rpc_client_new(NULL, 0, err, sizeof(err));
+    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
+                        sizeof(err));
+    CHECK(code == RL_RPC_UNAVAILABLE, "plaintext to mTLS refused: %d", code);
+    rl_rpc_client_free(cl);
+    rl_rpc_server_free(srv, 100);
+}
+
 int main(void)
 {
+    char certdir[] = "/tmp/rltest-rpc-XXXXXX";
+    int have_certs;
     rl_rpc_server_config cfg = {0};
     rl_rpc_server *srv;
     rl_rpc_client *cl;
     char err[512], target[64], target2[64];
     rl_rpc_buf r;
     int port, code, i;
+
+    CHECK(mkdtemp(certdir) != NULL, "mkdtemp");
+    have_certs = make_certs(certdir) == 0;
+    CHECK(have_certs, "openssl could not make certificates in %s", certdir);
 
     CHECK(rl_rpc_listen_addr(":50051", target, sizeof(target)) == 0 &&
               strcmp(target, "0.0.0.0:50051") == 0,
@@ -370,6 +461,16 @@ int main(void)
     srv = rl_rpc_server_new(&cfg, err, sizeof(err));
     CHECK(!srv && strstr(err, "cannot listen"), "bad address: %s", err);
 
+    if (have_certs) {
+        tls_checks(certdir);
+    }
+    {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", certdir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", certdir);
+        }
+    }
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
         return 1;
