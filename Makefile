@@ -70,8 +70,10 @@ $(BUILD)/core/%.o: %.c $(GEN_HDRS)
 # UNIT_SRCS_NAME (set in tests/unit/module.mk) and libsqlite3.
 .SECONDARY:
 .SECONDEXPANSION:
+# (Not patsubst %.c: in a pattern rule's prerequisites make replaces that
+# % with the stem, and the sources were linked uncompiled by our rules.)
 $(BUILD)/tests/unit/%: $(BUILD)/core/tests/unit/%.o \
-		$$(patsubst %.c,$(BUILD)/core/%.o,$$(UNIT_SRCS_$$*))
+		$$(addprefix $(BUILD)/core/,$$(addsuffix .o,$$(basename $$(UNIT_SRCS_$$*))))
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(UNIT_LIBS_$*) -lsqlite3 -lpthread
 
