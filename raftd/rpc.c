@@ -590,7 +590,7 @@ void rl_rpc_server_free(rl_rpc_server *s, int grace_ms)
             pthread_cond_timedwait(&s->state_cv, &s->mu, &ts);
         }
         if (s->inflight > 0) {
-            s->cancelling = 1;
+            __atomic_store_n(&s->cancelling, 1, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&s->mu);
             grpc_server_cancel_all_calls(s->server);
             pthread_mutex_lock(&s->mu);
@@ -704,9 +704,9 @@ int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c)
 {
     int64_t now;
     int cancelling;
-    pthread_mutex_lock(&c->srv->mu);
-    cancelling = c->srv->cancelling;
-    pthread_mutex_unlock(&c->srv->mu);
+    /* Read without the server mutex: SQLite's progress handler asks this
+    ** every thousand VM steps of every running call. */
+    cancelling = __atomic_load_n(&c->srv->cancelling, __ATOMIC_ACQUIRE);
     if (cancelling) {
         return 0;
     }

@@ -271,19 +271,26 @@ static void reader_put(rl_service *svc, conn *c)
     conn_close(c);
 }
 
-/* Takes the writer, waiting no longer than the call may. */
+/* Takes the writer, waiting no longer than the call may: timed waits of
+** at most 50 ms, so that a server cancelling at shutdown is noticed. */
 static conn *writer_get(rl_service *svc, rl_remaining_fn rem, void *ctx)
 {
     for (;;) {
-        int64_t left;
-        if (pthread_mutex_trylock(&svc->wmu) == 0) {
-            return svc->writer;
-        }
-        left = rem ? rem(ctx) : INT64_MAX;
+        int64_t left = rem ? rem(ctx) : INT64_MAX;
+        int64_t ms = left < 50 ? left : 50;
+        struct timespec ts;
         if (left == 0) {
             return NULL;
         }
-        sleep_ms(left < 2 ? (int)left : 2);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+        }
+        if (pthread_mutex_timedlock(&svc->wmu, &ts) == 0) {
+            return svc->writer;
+        }
     }
 }
 
