@@ -1,12 +1,15 @@
 # budget: 60
+# asan: yes
 """raftd's Go-style flags: -flag value, -flag=value, --flag value and
 --flag=value all work; a bad flag prints the usage and exits 2; -db and
 -data place the database at DATA/ID/DB; -max-msg-bytes sets the limit;
 SIGINT stops raftd cleanly like SIGTERM."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlgrpc import *  # noqa: F401,F403
@@ -70,6 +73,36 @@ def test():
     n.p.send_signal(signal.SIGINT)
     check(n.p.wait(timeout=60) == 0 and "stopped" in n.log(),
           "SIGINT stops raftd cleanly: %s" % n.log())
+
+    # -grace-ms: a call with no deadline, stuck on a lock held elsewhere,
+    # is cancelled once the grace is over and raftd still exits 0.
+    n = Raftd(["-grace-ms", "300"], node="n8")
+    ch = channel(n.addr)
+    s = pbg.DistributedSqliteStub(ch)
+    check(s.ExecuteWrite(pb.WriteRequest(sql="CREATE TABLE t(x)"),
+                         timeout=20).success, "setup")
+    con = sqlite3.connect(n.db, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    stuck = s.ExecuteWrite.future(pb.WriteRequest(
+        sql="INSERT INTO t VALUES (1)"))
+    time.sleep(0.5)
+    check(not stuck.done(), "the write waits for the lock")
+    t0 = time.time()
+    n.p.terminate()
+    rc = n.p.wait(timeout=30)
+    took = time.time() - t0
+    con.execute("ROLLBACK")
+    con.close()
+    check(rc == 0 and took < 5, "raftd exited %s %.1fs after SIGTERM with "
+          "-grace-ms 300" % (rc, took))
+    try:
+        r = stuck.result(timeout=10)
+        fail("the stuck call got a response: %r" % r)
+    except grpc.RpcError as e:
+        check(e.code() in (grpc.StatusCode.CANCELLED,
+                           grpc.StatusCode.UNAVAILABLE),
+              "stuck call ended with %s" % e.code())
+    ch.close()
 
 
 main(test)
