@@ -99,6 +99,12 @@ def test():
     check(not w.success and "no parameter named ':w'" in w.error,
           "unknown named param: %r" % w)
 
+    w = s.ExecuteWrite(pb.WriteRequest(
+        sql="INSERT INTO t(v) VALUES (?); DELETE FROM t",
+        params=[pb.Value(text="x")]), timeout=T)
+    check(not w.success and "exactly one statement" in w.error,
+          "params with two statements: %r" % w)
+
     # --- ExecuteRead: typed values, column types, PoC text form.
     r = s.ExecuteRead(pb.ReadRequest(
         sql="SELECT id, v, r, b, n FROM t WHERE id >= ? ORDER BY id",
@@ -152,6 +158,11 @@ def test():
                                      "v = 't2'"), timeout=T)
     check(r.result.rows[0].typed[0].integer == 0,
           "failed transaction left nothing behind: %r" % r)
+    tr = s.ExecuteTransaction(pb.TransactionRequest(statements=[
+        pb.Statement(sql="DELETE FROM t"), pb.Statement(sql="COMMIT")]),
+        timeout=T)
+    check(not tr.success and tr.failed_statement == 1 and
+          "not authorized" in tr.error, "COMMIT inside a transaction: %r" % tr)
     tr = s.ExecuteTransaction(pb.TransactionRequest(), timeout=T)
     check(not tr.success and "empty transaction" in tr.error, "empty: %r" % tr)
 
