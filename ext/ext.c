@@ -11,6 +11,8 @@
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +49,37 @@ static void last_error_func(sqlite3_context *ctx, int argc,
     sqlite3_result_text(ctx, rl_vfs_last_error(0), -1, SQLITE_TRANSIENT);
 }
 
+/* raft_test_stats(NAME): a counter of the VFS (test-only). */
+static void test_stats_func(sqlite3_context *ctx, int argc,
+                            sqlite3_value **argv)
+{
+    const char *name = (const char *)sqlite3_value_text(argv[0]);
+    rl_vfs_stats st;
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"txns", offsetof(rl_vfs_stats, txns)},
+        {"frames", offsetof(rl_vfs_stats, frames)},
+        {"page_overwrites", offsetof(rl_vfs_stats, page_overwrites)},
+        {"after_commit", offsetof(rl_vfs_stats, after_commit)},
+        {"refused", offsetof(rl_vfs_stats, refused)},
+        {"rolled_back", offsetof(rl_vfs_stats, rolled_back)},
+    };
+    size_t i;
+    (void)argc;
+    rl_vfs_get_stats(&st);
+    for (i = 0; name && i < sizeof fields / sizeof fields[0]; i++) {
+        if (strcmp(name, fields[i].name) == 0) {
+            uint64_t v;
+            memcpy(&v, (const char *)&st + fields[i].off, sizeof v);
+            sqlite3_result_int64(ctx, (sqlite3_int64)v);
+            return;
+        }
+    }
+    sqlite3_result_error(ctx, "raft_test_stats: unknown counter", -1);
+}
+
 /* Which port serves a replicated database opened in this process. */
 static const rl_port *resolve_port(const char *db_path)
 {
@@ -69,6 +102,9 @@ static int register_functions(sqlite3 *db, char **pzErr,
                                      last_error_func, 0, 0);
     if (rc == SQLITE_OK && rl_test_mode())
         rc = rl_mirror_register(db);
+    if (rc == SQLITE_OK && rl_test_mode())
+        rc = sqlite3_create_function(db, "raft_test_stats", 1, SQLITE_UTF8, 0,
+                                     test_stats_func, 0, 0);
     return rc;
 }
 

@@ -144,7 +144,8 @@ static int write_pos(const char *pos_path, uint64_t v)
 
 /*
 ** raft_mirror_apply(LOG) -- applies the records of LOG after the position
-** kept in "<db>-raft/mirror-pos" to the main database of this connection,
+** kept in "<db>-raft/mirror-pos-<LOG's file name>" to the main database of
+** this connection,
 ** on a private connection of its own; returns the number of WAL frames
 ** appended.
 */
@@ -186,7 +187,11 @@ static void mirror_apply_func(sqlite3_context *ctx, int argc,
         return;
     }
     path = rl_vfs_path(mf);
-    pos_path = sqlite3_mprintf("%s-raft/mirror-pos", path);
+    {
+        const char *base = strrchr(log, '/');
+        pos_path = sqlite3_mprintf("%s-raft/mirror-pos-%s", path,
+                                   base ? base + 1 : log);
+    }
     if (!pos_path) {
         sqlite3_result_error_nomem(ctx);
         goto out;

@@ -23,14 +23,14 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_PROTO   := fuzz_proto_requests fuzz_proto_txnchunks
 FUZZ_PROTO_BINS := $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_PROTO))
-FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
+FUZZ_PROTO_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -D_GNU_SOURCE -DSQLITE_CORE \
                 -Iraftd -I$(BUILD)/gen
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c raftd/service.c raftd/rpc_util.c $(PROTO_GEN_C) \
 		$(PROTO_GEN_H) raftd/service.h raftd/rpc.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< raftd/service.c raftd/rpc_util.c $(PROTO_GEN_C) \
+	$(FUZZ_CC) $(FUZZ_PROTO_CFLAGS) -o $@ $< raftd/service.c raftd/rpc_util.c $(PROTO_GEN_C) \
 	    -lprotobuf-c -lsqlite3 -lz -lpthread
 
 .PHONY: fuzz-bins fuzz-proto

@@ -11,16 +11,16 @@ LIB_SRCS += vfs/walfmt.c vfs/txn.c
 # build/fuzz/corpus_NAME.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ivfs \
+FUZZ_VFS_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ivfs \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 $(FUZZ_DIR)/fuzz_txn: tests/fuzz/fuzz_txn.c vfs/txn.c vfs/txn.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_txn.c vfs/txn.c -lpthread
+	clang $(FUZZ_VFS_CFLAGS) -o $@ tests/fuzz/fuzz_txn.c vfs/txn.c -lpthread
 
 $(FUZZ_DIR)/fuzz_walfmt: tests/fuzz/fuzz_walfmt.c vfs/walfmt.c vfs/walfmt.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_walfmt.c vfs/walfmt.c
+	clang $(FUZZ_VFS_CFLAGS) -o $@ tests/fuzz/fuzz_walfmt.c vfs/walfmt.c
 
 test test-long: $(FUZZ_DIR)/fuzz_txn $(FUZZ_DIR)/fuzz_walfmt
 

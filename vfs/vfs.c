@@ -101,6 +101,20 @@ struct rl_file {
 };
 
 static sqlite3_vfs *unix_vfs;
+static rl_vfs_stats stats; /* updated with __atomic builtins */
+
+#define STAT_ADD(field, n) __atomic_add_fetch(&stats.field, (n), __ATOMIC_RELAXED)
+
+void rl_vfs_get_stats(rl_vfs_stats *out)
+{
+    out->txns = __atomic_load_n(&stats.txns, __ATOMIC_RELAXED);
+    out->frames = __atomic_load_n(&stats.frames, __ATOMIC_RELAXED);
+    out->page_overwrites =
+        __atomic_load_n(&stats.page_overwrites, __ATOMIC_RELAXED);
+    out->after_commit = __atomic_load_n(&stats.after_commit, __ATOMIC_RELAXED);
+    out->refused = __atomic_load_n(&stats.refused, __ATOMIC_RELAXED);
+    out->rolled_back = __atomic_load_n(&stats.rolled_back, __ATOMIC_RELAXED);
+}
 static rl_port_resolver port_resolver;
 static sqlite3_vfs rl_vfs_obj;
 static const sqlite3_io_methods rl_io_methods;
@@ -342,6 +356,10 @@ static int capture_write(rl_file *w, const uint8_t *buf, int amt,
         if (!f)
             return SQLITE_NOMEM;
         memcpy(f->buf + in, buf, take);
+        if (in == 0)
+            STAT_ADD(frames, 1);
+        else if (in == RL_WAL_FRAME_HDR_SIZE && f->page_bytes >= c->page_size)
+            STAT_ADD(page_overwrites, 1);
         if (in == 0) {
             /* A frame header written anew starts a new frame at this
             ** offset (a savepoint rollback rewinds the WAL and reuses
@@ -444,6 +462,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
                              m->path, err[0] ? err : sqlite3_errstr(rc));
     }
     rl_txn_free(&t);
+    STAT_ADD(txns, rc == SQLITE_OK);
+    STAT_ADD(refused, rc != SQLITE_OK);
     if (rc == SQLITE_OK) {
         c->committed = 1;
     } else {
@@ -498,7 +518,9 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
                      "%s without the write lock (locking_mode=EXCLUSIVE is "
                      "not supported on replicated databases)",
                      m->path);
-    if (!m->cap.committed) {
+    if (m->cap.committed) {
+        STAT_ADD(after_commit, 1);
+    } else {
         rc = capture_write(w, buf, amt, off, &commit_fn);
         if (rc != SQLITE_OK) {
             rl_vfs_set_error(rc, "raftlite: capture failed on %s: %s",
@@ -564,11 +586,15 @@ static int rl_lock(sqlite3_file *f, int level)
     ** locking_mode=EXCLUSIVE, and to checkpoint-and-delete on the last
     ** close. A replica allows none of them. */
     if (p->kind == KIND_MAIN && p->replicated && level == SQLITE_LOCK_EXCLUSIVE) {
+        /* Without the shm mapped this is locking_mode=EXCLUSIVE opening
+        ** the WAL: fail at once (SQLITE_BUSY would make the busy handler
+        ** wait out its timeout first). Otherwise it is a close or an
+        ** attempt to leave WAL mode: "locked" skips or refuses it. */
         if (!p->shm_mapped)
-            rl_vfs_set_error(SQLITE_BUSY,
-                             "raftlite: replicated database %s cannot be "
-                             "used with locking_mode=EXCLUSIVE",
-                             p->path);
+            return guard(RL_IOERR_GUARD,
+                         "raftlite: replicated database %s cannot be used "
+                         "with locking_mode=EXCLUSIVE",
+                         p->path);
         return SQLITE_BUSY;
     }
     return p->sub->pMethods->xLock(p->sub, level);
@@ -707,6 +733,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
             capture_reset(&p->cap);
             p->holds_write = 1;
         } else if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+            if (p->cap.n && !p->cap.committed)
+                STAT_ADD(rolled_back, 1);
             if (p->holds_write) {
                 writer_unlock(p);
                 p->holds_write = 0;

@@ -72,6 +72,18 @@ const char *rl_vfs_path(struct sqlite3_file *f);
 int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, int timeout_ms,
                  uint32_t *frames, char *err, size_t errlen);
 
+/* Counters of what capture saw, process-wide; tests use them to prove a
+** case was exercised (a spill overwritten in place, padding...). */
+typedef struct rl_vfs_stats {
+    uint64_t txns;             /* records handed to a port */
+    uint64_t frames;           /* frame headers written by SQLite */
+    uint64_t page_overwrites;  /* page images rewritten in place */
+    uint64_t after_commit;     /* writes after the commit frame */
+    uint64_t refused;          /* commits the port refused */
+    uint64_t rolled_back;      /* transactions ended with frames, no commit */
+} rl_vfs_stats;
+void rl_vfs_get_stats(rl_vfs_stats *out);
+
 /* The last raftlite error on this thread (empty string if none) and its
 ** extended code; cleared by rl_vfs_clear_error(). */
 const char *rl_vfs_last_error(int *code);

@@ -394,7 +394,9 @@ class Shell:
             e["LD_PRELOAD"] = _asan_runtime()
         self.db = db
         self.timeout = timeout
-        self.p = subprocess.Popen([SQLITE3, "-batch", db],
+        # With the extension the database is opened after .load, so that it
+        # goes through the raft VFS (as users do: .load, then .open).
+        self.p = subprocess.Popen([SQLITE3, "-batch"] + ([] if ext else [db]),
                                   stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=e)
@@ -412,7 +414,7 @@ class Shell:
                              daemon=True).start()
         self.send([".bail off", ".headers off", ".mode quote"])
         if ext:
-            self.send([".load " + ext])
+            self.send([".load " + ext, ".open '%s'" % db])
             seg, errs = self.batch(["SELECT raft_version()"])[0]
             rows = decode_rows(seg)
             if errs or len(rows) != 1 or rows[0][0] is None or \

@@ -234,14 +234,16 @@ SHM_HDR = _struct.Struct("<IIIBBHII2I8s2I")  # one 48-byte wal-index header
 
 
 def shm_header(db):
-    """(mxFrame, nPage, salts, iChange) of db's wal-index, copy 1, read as a
+    """mxFrame, nPage, salts, iChange, nBackfill of db's wal-index (header
+    copy 1 and the checkpoint info), read as a
     stock reader would (no lock: a test reads between applies)."""
     with open(db + "-shm", "rb") as f:
-        b = f.read(48)
+        b = f.read(136)
     (ver, _, ichange, isinit, bigend, szpage, mxframe, npage, ck1, ck2,
-     salt, c1, c2) = SHM_HDR.unpack(b)
+     salt, c1, c2) = SHM_HDR.unpack(b[:48])
+    nbackfill = _struct.unpack_from("<I", b, 96)[0]
     return {"mxFrame": mxframe, "nPage": npage, "salt": salt,
-            "iChange": ichange, "isInit": isinit}
+            "iChange": ichange, "isInit": isinit, "nBackfill": nbackfill}
 
 
 def make_db(path, page_size=4096):

@@ -9,7 +9,7 @@ exactly as A (.sha3sum), passes integrity_check, its WAL grew by exactly the
 pages of the records applied, and a reader's open transaction kept its
 snapshot. After a full checkpoint of both the files are byte-identical.
 make test: >= 2,000 transactions; make test-long: >= 20,000; the ASan run:
->= 300."""
+>= 1,000."""
 import os
 import random
 import time
@@ -124,7 +124,7 @@ def digest(shell):
 
 
 def test():
-    target = 20000 if LONG else (300 if SAN else 2000)
+    target = 20000 if LONG else (1000 if SAN else 2000)
     rng = random.Random(SEED)
     log("seed", SEED, "target", target)
     d = scratch()
