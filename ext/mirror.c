@@ -56,8 +56,9 @@ static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
     (void)db_path;
     if (getenv("RAFTLITE_MIRROR_REFUSE")) {
         /* Lets tests see a refusing port. */
-        snprintf(err, errlen, "mirror refuses commits "
-                              "(RAFTLITE_MIRROR_REFUSE is set)");
+        snprintf(err, errlen,
+                 "mirror refuses commits "
+                 "(RAFTLITE_MIRROR_REFUSE is set)");
         free(buf);
         return RL_IOERR_REFUSED;
     }
@@ -249,8 +250,8 @@ static void mirror_apply_func(sqlite3_context *ctx, int argc,
         frames_total += frames;
         pos += 16 + len;
         if (write_pos(pos_path, pos) != 0) {
-            msg = sqlite3_mprintf("raft_mirror_apply: cannot write %s",
-                                  pos_path);
+            msg =
+                sqlite3_mprintf("raft_mirror_apply: cannot write %s", pos_path);
             goto out;
         }
     }

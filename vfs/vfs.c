@@ -103,7 +103,8 @@ struct rl_file {
 static sqlite3_vfs *unix_vfs;
 static rl_vfs_stats stats; /* updated with __atomic builtins */
 
-#define STAT_ADD(field, n) __atomic_add_fetch(&stats.field, (n), __ATOMIC_RELAXED)
+#define STAT_ADD(field, n)                                                     \
+    __atomic_add_fetch(&stats.field, (n), __ATOMIC_RELAXED)
 
 void rl_vfs_get_stats(rl_vfs_stats *out)
 {
@@ -283,8 +284,8 @@ static rl_frame *capture_frame(rl_capture *c, uint32_t fn)
     if (i >= c->n)
         c->n = i + 1;
     if (!c->frames[i].buf) {
-        c->frames[i].buf = sqlite3_malloc64(RL_WAL_FRAME_HDR_SIZE +
-                                            (uint64_t)c->page_size);
+        c->frames[i].buf =
+            sqlite3_malloc64(RL_WAL_FRAME_HDR_SIZE + (uint64_t)c->page_size);
         if (!c->frames[i].buf)
             return 0;
         memset(c->frames[i].buf, 0, RL_WAL_FRAME_HDR_SIZE + c->page_size);
@@ -458,8 +459,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
     } else {
         rc = m->port->commit(m->port->ctx, m->path, &t, err, sizeof err);
         if (rc != SQLITE_OK)
-            rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s",
-                             m->path, err[0] ? err : sqlite3_errstr(rc));
+            rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s", m->path,
+                             err[0] ? err : sqlite3_errstr(rc));
     }
     rl_txn_free(&t);
     STAT_ADD(txns, rc == SQLITE_OK);
@@ -523,8 +524,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
     } else {
         rc = capture_write(w, buf, amt, off, &commit_fn);
         if (rc != SQLITE_OK) {
-            rl_vfs_set_error(rc, "raftlite: capture failed on %s: %s",
-                             m->path, sqlite3_errstr(rc));
+            rl_vfs_set_error(rc, "raftlite: capture failed on %s: %s", m->path,
+                             sqlite3_errstr(rc));
             return rc == SQLITE_NOMEM ? SQLITE_IOERR_NOMEM : RL_IOERR_REFUSED;
         }
         if (commit_fn) {
@@ -585,7 +586,8 @@ static int rl_lock(sqlite3_file *f, int level)
     /* In WAL mode SQLite asks for EXCLUSIVE only to leave WAL mode, for
     ** locking_mode=EXCLUSIVE, and to checkpoint-and-delete on the last
     ** close. A replica allows none of them. */
-    if (p->kind == KIND_MAIN && p->replicated && level == SQLITE_LOCK_EXCLUSIVE) {
+    if (p->kind == KIND_MAIN && p->replicated &&
+        level == SQLITE_LOCK_EXCLUSIVE) {
         /* Without the shm mapped this is locking_mode=EXCLUSIVE opening
         ** the WAL: fail at once (SQLITE_BUSY would make the busy handler
         ** wait out its timeout first). Otherwise it is a close or an
@@ -623,8 +625,7 @@ static uint32_t file_page_size(rl_file *p)
     return v == 1 ? 65536 : v;
 }
 
-static int pragma_refuse(char **a, const char *fmt, rl_file *p,
-                         const char *val)
+static int pragma_refuse(char **a, const char *fmt, rl_file *p, const char *val)
 {
     a[0] = sqlite3_mprintf(fmt, p->path, val);
     rl_vfs_set_error(SQLITE_ERROR, "%s", a[0] ? a[0] : "refused");
@@ -691,6 +692,19 @@ static int rl_device_characteristics(sqlite3_file *f)
     return p->sub->pMethods->xDeviceCharacteristics(p->sub);
 }
 
+/* Takes the shared lock on the real WAL write-lock slot that keeps stock
+** writers and stock recovery out, if this connection does not hold it yet
+** (a stock writer in the middle of a transaction makes it fail for now;
+** the next shm call tries again). */
+static void hold_shared0(rl_file *p)
+{
+    if (!p->shm_shared0 &&
+        p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
+                                   SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) ==
+            SQLITE_OK)
+        p->shm_shared0 = 1;
+}
+
 static int rl_shm_map(sqlite3_file *f, int region, int size, int extend,
                       void volatile **pp)
 {
@@ -698,11 +712,7 @@ static int rl_shm_map(sqlite3_file *f, int region, int size, int extend,
     int rc = p->sub->pMethods->xShmMap(p->sub, region, size, extend, pp);
     if (rc == SQLITE_OK && p->kind == KIND_MAIN && p->replicated) {
         p->shm_mapped = 1;
-        if (!p->shm_shared0 &&
-            p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
-                                       SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) ==
-                SQLITE_OK)
-            p->shm_shared0 = 1;
+        hold_shared0(p);
     }
     return rc;
 }
@@ -714,11 +724,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
     if (p->kind != KIND_MAIN || !p->replicated)
         return p->sub->pMethods->xShmLock(p->sub, ofst, n, flags);
 
-    if (!p->shm_shared0 && p->shm_mapped &&
-        p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
-                                   SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) ==
-            SQLITE_OK)
-        p->shm_shared0 = 1;
+    if (p->shm_mapped)
+        hold_shared0(p);
 
     if (ofst == SLOT_WRITE) {
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
@@ -1051,13 +1058,12 @@ static int new_generation(rl_file *m, sqlite3_file *wal, volatile void *r0,
             return SQLITE_OK; /* a reader still uses the WAL: append */
         restart = 1;
     }
-    have_old = wal->pMethods->xRead(wal, whb, RL_WAL_HDR_SIZE, 0) ==
-                   SQLITE_OK &&
-               rl_wal_hdr_decode(whb, &old) == 0;
+    have_old =
+        wal->pMethods->xRead(wal, whb, RL_WAL_HDR_SIZE, 0) == SQLITE_OK &&
+        rl_wal_hdr_decode(whb, &old) == 0;
     sqlite3_randomness(sizeof rnd, (char *)rnd);
     rl_wal_new_generation(memcmp(h->aSalt, nosalt, 8) ? h : 0,
-                          have_old ? old.ckpt_seq : 0, page_size, rnd, wh,
-                          &hn);
+                          have_old ? old.ckpt_seq : 0, page_size, rnd, wh, &hn);
     rl_shm_hdr_write(r0, &hn);
     if (restart) {
         rl_shm_reset_ckpt(r0);
@@ -1102,9 +1108,9 @@ static int write_frames(sqlite3_file *wal, const rl_wal_hdr *wh,
                                 pg->data, cksum, fr);
             memcpy(fr + RL_WAL_FRAME_HDR_SIZE, pg->data, t->page_size);
         }
-        rc = wal->pMethods->xWrite(wal, batch, (int)(k * szf),
-                                   rl_wal_frame_offset(t->page_size,
-                                                       first + i));
+        rc =
+            wal->pMethods->xWrite(wal, batch, (int)(k * szf),
+                                  rl_wal_frame_offset(t->page_size, first + i));
     }
     sqlite3_free(batch);
     return rc;

@@ -45,8 +45,8 @@ struct sqlite3_file;
 typedef struct rl_port {
     void *ctx;
     int (*begin)(void *ctx, const char *db_path);
-    int (*commit)(void *ctx, const char *db_path, const rl_txn *txn,
-                  char *err, size_t errlen);
+    int (*commit)(void *ctx, const char *db_path, const rl_txn *txn, char *err,
+                  size_t errlen);
 } rl_port;
 
 /* Chooses the port of a replicated database when it is opened (NULL: no
@@ -75,12 +75,12 @@ int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, int timeout_ms,
 /* Counters of what capture saw, process-wide; tests use them to prove a
 ** case was exercised (a spill overwritten in place, padding...). */
 typedef struct rl_vfs_stats {
-    uint64_t txns;             /* records handed to a port */
-    uint64_t frames;           /* frame headers written by SQLite */
-    uint64_t page_overwrites;  /* page images rewritten in place */
-    uint64_t after_commit;     /* writes after the commit frame */
-    uint64_t refused;          /* commits the port refused */
-    uint64_t rolled_back;      /* transactions ended with frames, no commit */
+    uint64_t txns;            /* records handed to a port */
+    uint64_t frames;          /* frame headers written by SQLite */
+    uint64_t page_overwrites; /* page images rewritten in place */
+    uint64_t after_commit;    /* writes after the commit frame */
+    uint64_t refused;         /* commits the port refused */
+    uint64_t rolled_back;     /* transactions ended with frames, no commit */
 } rl_vfs_stats;
 void rl_vfs_get_stats(rl_vfs_stats *out);
 

@@ -26,9 +26,8 @@ static int64_t remaining(void *ctx)
 }
 
 static const char *const methods[] = {
-    "ExecuteWrite", "ExecuteRead", "Join",      "ExecuteTransaction",
-    "Remove",       "Status",      "Leader",    "ReadIndex",
-    "NoSuchMethod",
+    "ExecuteWrite", "ExecuteRead", "Join",      "ExecuteTransaction", "Remove",
+    "Status",       "Leader",      "ReadIndex", "NoSuchMethod",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -62,8 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                                  data);
             break;
         default:
-            m = (ProtobufCMessage *)proto__txn_chunk__unpack(NULL, size,
-                                                             data);
+            m = (ProtobufCMessage *)proto__txn_chunk__unpack(NULL, size, data);
             break;
         }
         if (m) {
@@ -92,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     deadline = rl_rpc_now_ms() + 50;
-    int code = rl_service_unary(svc, methods[sel], data, size, remaining,
-                                NULL, &reply, err, sizeof(err));
+    int code = rl_service_unary(svc, methods[sel], data, size, remaining, NULL,
+                                &reply, err, sizeof(err));
     if (code == RL_RPC_OK) {
         if (!reply.data) {
             abort(); /* OK always carries a response */

@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    if (code == RL_RPC_OK && rl_txn_asm_finish(&a, err, sizeof(err)) ==
-                                 RL_RPC_OK) {
+    if (code == RL_RPC_OK &&
+        rl_txn_asm_finish(&a, err, sizeof(err)) == RL_RPC_OK) {
         if (!a.last_seen || a.received != a.total || a.chunks == 0) {
             abort();
         }
