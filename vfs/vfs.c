@@ -729,6 +729,10 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 
     if (ofst == SLOT_WRITE) {
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
+            /* Without the shared lock on the real slot a stock writer may
+            ** be inside a transaction right now: wait for it. */
+            if (!p->shm_shared0)
+                return SQLITE_BUSY;
             rc = writer_lock(p);
             if (rc == SQLITE_OK && p->port && p->port->begin) {
                 rc = p->port->begin(p->port->ctx, p->path);
@@ -1126,7 +1130,7 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
     uint8_t whb[RL_WAL_HDR_SIZE];
     uint32_t cksum[2], first, i, db_ps;
     sqlite3_file *wal;
-    int rc;
+    int rc, waited;
 
     *frames = 0;
     if (!rl_vfs_is_replicated(f))
@@ -1147,6 +1151,18 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
                           m->path);
     wal = m->wal->sub;
 
+    /* As for writers: no stock writer may be inside a transaction. */
+    for (waited = 0; !m->shm_shared0; waited++) {
+        hold_shared0(m);
+        if (m->shm_shared0)
+            break;
+        if (waited >= timeout_ms)
+            return apply_fail(err, errlen, SQLITE_BUSY,
+                              "%s: a process without raftlite holds the WAL "
+                              "write lock",
+                              m->path);
+        sleep_ms(1);
+    }
     rc = applier_lock(m, timeout_ms);
     if (rc != SQLITE_OK)
         return apply_fail(err, errlen, rc,

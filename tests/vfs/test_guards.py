@@ -116,8 +116,29 @@ def case_stock_processes():
     check(os.path.exists(a + "-wal"), "WAL kept after the raftlite close")
 
 
+def case_stock_writer_first():
+    """A stock writer inside a transaction before any raftlite process
+    opened the database: raftlite writers wait for it instead of writing
+    beside it (the raftlite lock alone would not exclude it)."""
+    d, a, env = setup()
+    run_sql(a, "CREATE TABLE t(x);", ext=False)
+    stock = Shell(a, ext=False)
+    stock.sql_ok("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+    sh = Shell(a, env=env)
+    sh.sql_ok(".timeout 300")
+    out = sh.sql("INSERT INTO t VALUES (2);")
+    check("locked" in out, "raftlite writer waits for the stock one: %r" % out)
+    stock.sql_ok("COMMIT;")
+    stock.close()
+    sh.sql_ok("INSERT INTO t VALUES (3);")
+    check_eq(sh.sql_ok("SELECT group_concat(x) FROM t;").strip(), "1,3",
+             "rows")
+    sh.close()
+
+
 def test():
-    for case in (case_pragmas_direct, case_attached, case_stock_processes):
+    for case in (case_pragmas_direct, case_attached, case_stock_processes,
+                 case_stock_writer_first):
         log("--", case.__name__)
         case()
 
