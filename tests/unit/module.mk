@@ -3,3 +3,7 @@
 # extra libraries.
 UNIT_TESTS += test_smoke
 UNIT_SRCS_test_smoke :=
+
+UNIT_TESTS += test_entry
+UNIT_SRCS_test_entry := raftd/entry.c
+
