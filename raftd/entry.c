@@ -313,12 +313,12 @@ int rl_meta_set(struct rl_meta *m, uint64_t raft_id, const char *node_id,
 
 /* ---- manifests ---- */
 
-#define MANIFEST_HDR 40
+#define MANIFEST_HDR 48
 
 int rl_manifest_encode(const struct rl_manifest *m, void *(*malloc_fn)(size_t),
                        void **out, size_t *len)
 {
-    if (m->n_members > RL_MANIFEST_MAX_MEMBERS || m->L > m->S ||
+    if (m->n_members > RL_MANIFEST_MAX_MEMBERS || m->L > m->A || m->A > m->S ||
         (m->n_members > 0 && m->members == NULL))
         return RL_EFMT_ARG;
     size_t total = MANIFEST_HDR + 8;
@@ -335,9 +335,10 @@ int rl_manifest_encode(const struct rl_manifest *m, void *(*malloc_fn)(size_t),
     put32(p, RL_MANIFEST_MAGIC);
     put16(p + 4, RL_MANIFEST_VERSION);
     put64(p + 8, m->S);
-    put64(p + 16, m->L);
-    put64(p + 24, m->db_size);
-    put32(p + 32, m->n_members);
+    put64(p + 16, m->A);
+    put64(p + 24, m->L);
+    put64(p + 32, m->db_size);
+    put32(p + 40, m->n_members);
     size_t off = MANIFEST_HDR;
     for (uint32_t i = 0; i < m->n_members; i++) {
         size_t n = rl_meta_encode(&m->members[i], p + off + 4, total - off - 4);
@@ -367,7 +368,7 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
                     "manifest version %u unknown to this build: upgrade "
                     "raftlite",
                     get16(p + 4));
-    if (get16(p + 6) != 0 || get32(p + 36) != 0)
+    if (get16(p + 6) != 0 || get32(p + 44) != 0)
         return fail(RL_EFMT_FLAGS, err, errlen, "manifest reserved fields set");
     if (len % 8 != 0)
         return fail(RL_EFMT_LENGTH, err, errlen,
@@ -377,12 +378,13 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
     if (want != got)
         return fail(RL_EFMT_CHECKSUM, err, errlen,
                     "manifest checksum mismatch: corrupted snapshot");
-    uint64_t S = get64(p + 8), L = get64(p + 16);
-    if (L > S)
+    uint64_t S = get64(p + 8), A = get64(p + 16), L = get64(p + 24);
+    if (L > A || A > S)
         return fail(RL_EFMT_ARG, err, errlen,
-                    "manifest L %llu is above its index S %llu",
-                    (unsigned long long)L, (unsigned long long)S);
-    uint32_t n = get32(p + 32);
+                    "manifest indexes out of order: L %llu, A %llu, S %llu",
+                    (unsigned long long)L, (unsigned long long)A,
+                    (unsigned long long)S);
+    uint32_t n = get32(p + 40);
     if (n > RL_MANIFEST_MAX_MEMBERS)
         return fail(RL_EFMT_LENGTH, err, errlen,
                     "manifest lists %u members (at most %d)", n,
@@ -431,8 +433,9 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
                     "manifest has %zu bytes after its members", end - off);
     }
     m->S = S;
+    m->A = A;
     m->L = L;
-    m->db_size = get64(p + 24);
+    m->db_size = get64(p + 32);
     m->n_members = n;
     m->members = mem;
     return 0;

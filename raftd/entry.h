@@ -126,8 +126,12 @@ int rl_meta_set(struct rl_meta *m, uint64_t raft_id, const char *node_id,
 /*
 ** A snapshot manifest (the whole Raft snapshot of raftlite):
 **   4 magic "RLM1", 2 version (1), 2 reserved (0),
-**   8 S (index covered), 8 L (last database-changing entry that took
-**   effect, at or below S), 8 database size in bytes (0 = unknown),
+**   8 S: the Raft index the snapshot covers,
+**   8 A: the last index at or below S whose entry went to the FSM (raft's
+**     own barrier and configuration entries never do): a database that has
+**     applied A satisfies S,
+**   8 L: the last database-changing entry that took effect (L <= A <= S),
+**   8 database size in bytes (0 = unknown),
 **   4 member count (<= RL_MANIFEST_MAX_MEMBERS), 4 reserved (0),
 **   per member: 4 length n, n bytes of rl_meta, zeros to a multiple of 8;
 **   8 checksum of everything before it.
@@ -137,6 +141,7 @@ int rl_meta_set(struct rl_meta *m, uint64_t raft_id, const char *node_id,
 #define RL_MANIFEST_MAX_MEMBERS 1024
 struct rl_manifest {
     uint64_t S;
+    uint64_t A;
     uint64_t L;
     uint64_t db_size;
     uint32_t n_members;

@@ -219,8 +219,12 @@ static void test_manifest(void)
     rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
     rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
     rl_meta_set(&mem[2], 3, "ccc", "127.0.0.1:3", "h:3");
-    struct rl_manifest m = {
-        .S = 100, .L = 97, .db_size = 4096, .n_members = 3, .members = mem};
+    struct rl_manifest m = {.S = 100,
+                            .A = 98,
+                            .L = 97,
+                            .db_size = 4096,
+                            .n_members = 3,
+                            .members = mem};
     void *buf;
     size_t len;
     CHECK(rl_manifest_encode(&m, malloc, &buf, &len) == 0);
@@ -228,7 +232,8 @@ static void test_manifest(void)
     struct rl_manifest d;
     char err[200];
     CHECK(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
-    CHECK(d.S == 100 && d.L == 97 && d.db_size == 4096 && d.n_members == 3);
+    CHECK(d.S == 100 && d.A == 98 && d.L == 97 && d.db_size == 4096 &&
+          d.n_members == 3);
     CHECK(strcmp(d.members[1].node_id, "bb") == 0);
     CHECK(strcmp(d.members[2].grpc_addr, "h:3") == 0);
     rl_manifest_clear(&d);
@@ -243,9 +248,9 @@ static void test_manifest(void)
         free(c);
     }
     free(buf);
-    struct rl_manifest bad = {.S = 1, .L = 2};
+    struct rl_manifest bad = {.S = 3, .A = 1, .L = 2};
     CHECK(rl_manifest_encode(&bad, malloc, &buf, &len) == RL_EFMT_ARG);
-    struct rl_manifest empty = {.S = 5, .L = 0};
+    struct rl_manifest empty = {.S = 5, .A = 4, .L = 0};
     CHECK(rl_manifest_encode(&empty, malloc, &buf, &len) == 0);
     CHECK(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
     CHECK(d.S == 5 && d.n_members == 0);
