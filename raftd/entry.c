@@ -446,3 +446,14 @@ void rl_manifest_clear(struct rl_manifest *m)
     free(m->members);
     memset(m, 0, sizeof *m);
 }
+
+int rl_manifest_patch_db_size(void *buf, size_t len, uint64_t db_size)
+{
+    uint8_t *p = buf;
+    if (p == NULL || len < MANIFEST_HDR + 8 || len % 8 != 0 ||
+        get32(p) != RL_MANIFEST_MAGIC)
+        return RL_EFMT_SHORT;
+    put64(p + 32, db_size);
+    put64(p + len - 8, rl_checksum64(0, p, len - 8));
+    return 0;
+}

@@ -156,5 +156,8 @@ int rl_manifest_encode(const struct rl_manifest *m, void *(*malloc_fn)(size_t),
 int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
                        char *err, size_t errlen);
 void rl_manifest_clear(struct rl_manifest *m);
+/* Rewrite the database size of an encoded manifest in place (and its
+** checksum). Returns 0 or RL_EFMT_SHORT if buf is not a manifest's size. */
+int rl_manifest_patch_db_size(void *buf, size_t len, uint64_t db_size);
 
 #endif /* RL_ENTRY_H */

@@ -2,7 +2,7 @@
 
 # The Raft node (raftd/entry.c, raftd/node*.c): no SQLite inside, so the
 # same objects serve the extension, raftd and the unit tests.
-NODE_SRCS := raftd/entry.c
+NODE_SRCS := raftd/entry.c raftd/node.c
 LIB_SRCS   += $(NODE_SRCS)
 # build/raftd needs raftd/main.c (the sidecar's room): until it exists the
 # node objects only go into the extension and the unit tests.
