@@ -70,33 +70,68 @@ static uint64_t pad8(uint64_t n)
     return (n + 7) & ~(uint64_t)7;
 }
 
-/* A word-at-a-time multiplicative hash: fast enough for 50 MB payloads and
-** sensitive to every bit and to word order. Not cryptographic: it guards
-** against corruption, not against an adversary (Raft peers are trusted). */
-uint64_t rl_checksum64(uint64_t seed, const void *buf, size_t len)
+static uint64_t load64le(const uint8_t *p)
 {
-    const uint8_t *p = buf;
-    uint64_t h = seed ^ 0x243f6a8885a308d3ull ^ ((uint64_t)len << 1);
-    while (len >= 8) {
-        /* Explicit little-endian fold: the same value on every host. */
-        uint64_t w = get64(p);
-        h ^= w;
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 31;
-        p += 8;
-        len -= 8;
-    }
-    if (len > 0) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p, len);
-        h ^= get64(tail) ^ 0xff;
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 31;
-    }
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static uint64_t mix_step(uint64_t h, uint64_t w)
+{
+    h ^= w;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t fmix64(uint64_t h)
+{
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
-    return h;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
+}
+
+/* Four independent multiply-xorshift lanes over little-endian 64-bit
+** words (each step a bijection of the lane, so any change to one word
+** changes its lane), folded at the end. Independent lanes keep the
+** multiplier busy: about 2 GB/s here, so checking a 50 MB entry on the
+** Raft loop thread costs tens of ms rather than hundreds. It guards
+** against corruption and mix-ups, not against an adversary. */
+uint64_t rl_checksum64(uint64_t seed, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    uint64_t h0 = seed ^ 0x243f6a8885a308d3ull,
+             h1 = seed ^ 0x13198a2e03707344ull,
+             h2 = seed ^ 0xa4093822299f31d0ull,
+             h3 = seed ^ 0x082efa98ec4e6c89ull;
+    size_t n = len;
+    while (n >= 32) {
+        h0 = mix_step(h0, load64le(p));
+        h1 = mix_step(h1, load64le(p + 8));
+        h2 = mix_step(h2, load64le(p + 16));
+        h3 = mix_step(h3, load64le(p + 24));
+        p += 32;
+        n -= 32;
+    }
+    while (n >= 8) {
+        h0 = mix_step(h0, load64le(p));
+        p += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint8_t tail[8] = {0};
+        memcpy(tail, p, n);
+        h1 = mix_step(h1, load64le(tail) ^ ((uint64_t)n << 56));
+    }
+    uint64_t h = fmix64(h0 ^ (uint64_t)len);
+    h = fmix64(h ^ h1);
+    h = fmix64(h ^ h2);
+    return fmix64(h ^ h3);
 }
 
 const char *rl_entry_kind_name(int kind)

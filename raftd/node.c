@@ -44,7 +44,6 @@
 #include <uv.h>
 
 #define TICK_MS        20
-#define STOP_JOIN_MS   5000
 #define IMAGE_RETRY_MS 300
 #define SIZE_RING      4096
 #define DEFAULT_BYTES  ((uint64_t)64 << 20)
@@ -98,7 +97,7 @@ struct rl_node {
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* results, status, applier progress, stop */
     pthread_cond_t qcv; /* applier queue */
-    int refs;           /* owner + applier thread */
+    int refs;           /* owner, applier thread, each blocked caller */
     int stopping;       /* under mu: set once by rl_node_stop */
 
     /* Loop thread. */
@@ -119,6 +118,7 @@ struct rl_node {
     raft_term barrier_term, ready_term;
     int barrier_inflight;
     int meta_inflight;
+    uint64_t last_tick; /* uv_now of the last tick */
 
     /* FSM state (loop thread). */
     uint64_t L;
@@ -305,6 +305,8 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
         copy_str(res->msg, sizeof res->msg, "node is stopping");
         return RL_NODE_SHUTDOWN;
     }
+    /* A waiter keeps the node alive: rl_node_stop may run meanwhile. */
+    n->refs++;
     if (n->cmd_tail)
         n->cmd_tail->next = r;
     else
@@ -343,7 +345,10 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
                  "outcome unknown");
     }
     req_unref_locked(r);
+    int left = --n->refs;
     pthread_mutex_unlock(&n->mu);
+    if (left == 0)
+        node_free(n);
     return rc;
 }
 
@@ -461,6 +466,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 {
     struct rl_node *n = fsm->data;
     uint64_t index = raft_last_applied(&n->raft) + 1;
+    uint64_t t0 = uv_hrtime();
     struct rl_entry e;
     char err[200];
     int effective = 0;
@@ -538,6 +544,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     n->pub.L = n->L;
     pthread_mutex_unlock(&n->mu);
     *result = effective ? VERDICT_EFFECT : VERDICT_NOOP;
+    uint64_t us = (uv_hrtime() - t0) / 1000;
+    if (us > 100000)
+        nlog(n, 2, "apply of entry %llu (%zu bytes) took %llu ms",
+             (unsigned long long)index, buf->len,
+             (unsigned long long)(us / 1000));
     return 0;
 }
 
@@ -1093,6 +1104,12 @@ static void async_cb(uv_async_t *h)
 static void tick_cb(uv_timer_t *t)
 {
     struct rl_node *n = t->data;
+    /* A stalled loop misses heartbeats and deposes leaders: say so. */
+    uint64_t now = uv_now(&n->loop);
+    if (n->last_tick && now - n->last_tick > n->cfg.heartbeat_timeout_ms * 5)
+        nlog(n, 1, "loop thread stalled for %llu ms",
+             (unsigned long long)(now - n->last_tick));
+    n->last_tick = now;
     check_leader(n);
     publish(n);
 }
@@ -1392,6 +1409,8 @@ int rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
         c->snapshot_trailing_bytes = DEFAULT_BYTES;
     if (!c->snapshot_timeout_ms)
         c->snapshot_timeout_ms = 10000;
+    if (!c->stop_wait_ms)
+        c->stop_wait_ms = 2000;
     if (rl_meta_set(&n->self, c->raft_id, c->node_id, c->raft_addr,
                     c->grpc_addr) != 0) {
         snprintf(err, errlen,
@@ -1451,7 +1470,12 @@ void rl_node_stop(struct rl_node *n)
         pthread_t t = n->applier_thread;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += STOP_JOIN_MS / 1000;
+        ts.tv_sec += n->cfg.stop_wait_ms / 1000;
+        ts.tv_nsec += (long)(n->cfg.stop_wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
         if (pthread_timedjoin_np(t, NULL, &ts) != 0) {
             /* Stuck in a database callback (a client may hold its lock,
             ** e.g. exit() inside a transaction): leave it; it frees what
@@ -1626,6 +1650,7 @@ int rl_node_wait_applied(struct rl_node *n, uint64_t index, unsigned timeout_ms)
     struct timespec dl = deadline_in(timeout_ms);
     int rc = RL_NODE_OK;
     pthread_mutex_lock(&n->mu);
+    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
     while (n->pub.applier_index < index) {
         if (n->stopping) {
             rc = RL_NODE_SHUTDOWN;
@@ -1636,7 +1661,10 @@ int rl_node_wait_applied(struct rl_node *n, uint64_t index, unsigned timeout_ms)
             break;
         }
     }
+    int left = --n->refs;
     pthread_mutex_unlock(&n->mu);
+    if (left == 0)
+        node_free(n);
     return rc;
 }
 
@@ -1645,6 +1673,7 @@ int rl_node_wait_leader(struct rl_node *n, unsigned timeout_ms)
     struct timespec dl = deadline_in(timeout_ms);
     int rc = RL_NODE_OK;
     pthread_mutex_lock(&n->mu);
+    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
     for (;;) {
         const struct rl_node_status *s = &n->pub;
         if (s->leader_id != 0 && (s->leader_id != s->raft_id || s->ready))
@@ -1658,6 +1687,9 @@ int rl_node_wait_leader(struct rl_node *n, unsigned timeout_ms)
             break;
         }
     }
+    int left = --n->refs;
     pthread_mutex_unlock(&n->mu);
+    if (left == 0)
+        node_free(n);
     return rc;
 }

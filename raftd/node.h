@@ -109,6 +109,7 @@ struct rl_node_config {
     unsigned snapshot_timeout_ms; /* wait for the applier; 0 = 10000 */
     size_t segment_size;          /* raft_uv open segment size; 0 = default */
     int no_pre_vote;              /* 1: disable raft's pre-vote (on) */
+    unsigned stop_wait_ms; /* rl_node_stop's wait for the applier; 2000 */
     struct rl_applier applier;
     rl_node_log_fn log;
     void *log_ctx;
@@ -121,9 +122,11 @@ int rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
 
 /* Stop and free the node: pending proposals end UNKNOWN or SHUTDOWN, the
 ** loop thread is joined. The applier thread is joined if it leaves its
-** callback within a few seconds; otherwise it is detached and frees what it
+** callback within cfg.stop_wait_ms; otherwise it is detached and frees what it
 ** still uses when it returns. Never waits for a lock a client may hold;
-** safe from an atexit handler. */
+** safe from an atexit handler. Calls already blocked in this node (propose,
+** membership, wait_*) return SHUTDOWN or UNKNOWN and stay safe; no call
+** may start once rl_node_stop has been called. */
 void rl_node_stop(struct rl_node *n);
 
 struct rl_proposal {

@@ -22,21 +22,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
+static double t_start;
 static int verbose;
 
 static void cleanup_dir(void);
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static double now_s(void);
 static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "FAIL: ");
+    fprintf(stderr, "[%.3f] FAIL: ", now_s() - t_start);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
@@ -255,7 +259,8 @@ static void pick_ports(void)
 static void node_log(void *ctx, int level, const char *msg)
 {
     if (level <= 1 || verbose)
-        fprintf(stderr, "[node %d] %s\n", (int)(intptr_t)ctx, msg);
+        fprintf(stderr, "[%.3f node %d] %s\n", now_s() - t_start,
+                (int)(intptr_t)ctx, msg);
 }
 
 static void start_node(int id, int bootstrap)
@@ -280,7 +285,8 @@ static void start_node(int id, int bootstrap)
         .snapshot_threshold_bytes = 8 << 20,
         .snapshot_trailing_bytes = 1 << 20,
         .snapshot_timeout_ms = 5000,
-        .segment_size = 1 << 20,
+        .segment_size =
+            getenv("RL_SEG") ? (size_t)atol(getenv("RL_SEG")) : 1 << 20,
         .applier = {.ctx = &fakes[id],
                     .apply = fake_apply,
                     .applied_index = fake_applied,
@@ -300,6 +306,31 @@ static void stop_node(int id)
 {
     rl_node_stop(nodes[id]);
     nodes[id] = NULL;
+}
+
+/* Wait until node id is the ready leader of the highest term. */
+static void wait_leader_is(int id, double limit_s)
+{
+    double end = now_s() + limit_s;
+    for (;;) {
+        int ok = 1;
+        struct rl_node_status me;
+        rl_node_status(nodes[id], &me);
+        ok = me.state == RL_STATE_LEADER && me.ready;
+        for (int i = 1; ok && i < NFAKE; i++) {
+            if (!nodes[i] || i == id)
+                continue;
+            struct rl_node_status st;
+            rl_node_status(nodes[i], &st);
+            ok = st.term <= me.term && st.state != RL_STATE_LEADER;
+        }
+        if (ok)
+            return;
+        if (now_s() > end)
+            die("node %d is not the only ready leader after %.1f s", id,
+                limit_s);
+        usleep(10000);
+    }
 }
 
 /* The leader among running nodes, once it is ready; dies after limit. */
@@ -476,6 +507,131 @@ static void wait_members(int id, int expect_n, const int *ids)
     check_members(id, expect_n, ids);
 }
 
+/* ---- stop from atexit while the applier is stuck on a client's lock ---- */
+
+static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rl_node *ax_node;
+static char ax_marker[400];
+
+static void ax_apply(void *ctx, const struct rl_applied *e)
+{
+    (void)ctx;
+    if (e->kind == RL_ENTRY_TXN) { /* blocks like a database write would */
+        pthread_mutex_lock(&client_lock);
+        pthread_mutex_unlock(&client_lock);
+    }
+}
+static uint64_t ax_applied(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+static int ax_snapshot_ready(void *ctx, uint64_t A, unsigned t, uint64_t *sz)
+{
+    (void)ctx, (void)A, (void)t, (void)sz;
+    return 1;
+}
+static int ax_restore(void *ctx, const struct rl_manifest *m)
+{
+    (void)ctx, (void)m;
+    return 1;
+}
+static int ax_need_image(void *ctx, const struct rl_manifest *m)
+{
+    (void)ctx, (void)m;
+    return 1;
+}
+
+static void *ax_waiter(void *arg)
+{
+    (void)arg;
+    /* Blocked in the node when exit() runs: must not crash or hang it. */
+    rl_node_wait_applied(ax_node, (uint64_t)1 << 40, 60000);
+    return NULL;
+}
+
+static void ax_atexit(void)
+{
+    double t = now_s();
+    rl_node_stop(ax_node);
+    FILE *f = fopen(ax_marker, "w");
+    if (f) {
+        fprintf(f, "stopped in %.2f s\n", now_s() - t);
+        fclose(f);
+    }
+}
+
+/* Child process: a node whose applier is stuck on a lock the exiting
+** thread holds (like .exit inside an open transaction), a thread blocked
+** in the node, then exit(0) with rl_node_stop in an atexit handler. */
+static void atexit_child(void)
+{
+    char dir[300], addr[64], err[512];
+    snprintf(dir, sizeof dir, "%s/ax", tmpdir);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[1]);
+    struct rl_node_config c = {.dir = dir,
+                               .raft_id = 1,
+                               .raft_addr = addr,
+                               .node_id = "ax",
+                               .bootstrap = 1,
+                               .election_timeout_ms = 600,
+                               .heartbeat_timeout_ms = 60,
+                               .stop_wait_ms = 500,
+                               .applier = {.apply = ax_apply,
+                                           .applied_index = ax_applied,
+                                           .snapshot_ready = ax_snapshot_ready,
+                                           .restore = ax_restore,
+                                           .need_image = ax_need_image}};
+    if (rl_node_start(&c, &ax_node, err, sizeof err) != RL_NODE_OK) {
+        fprintf(stderr, "atexit child: %s\n", err);
+        _exit(2);
+    }
+    if (rl_node_wait_leader(ax_node, 10000) != RL_NODE_OK)
+        _exit(3);
+    pthread_mutex_lock(&client_lock);
+    struct rl_proposal pr = {.kind = RL_ENTRY_TXN, .payload = "t", .len = 1};
+    struct rl_result res;
+    if (rl_node_propose(ax_node, &pr, 10000, &res) != RL_NODE_OK)
+        _exit(4);
+    /* The FSM applied it; the applier is now stuck on client_lock. */
+    pthread_t t;
+    pthread_create(&t, NULL, ax_waiter, NULL);
+    usleep(100000);
+    atexit(ax_atexit);
+    exit(0);
+}
+
+static void test_atexit(void)
+{
+    printf("stop from an atexit handler with the applier stuck\n");
+    snprintf(ax_marker, sizeof ax_marker, "%s/ax-stopped", tmpdir);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        atexit_child();
+    double end = now_s() + 30;
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            die("process with a node did not exit within 30 s");
+        }
+        usleep(20000);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("atexit child ended with status 0x%x", status);
+    FILE *f = fopen(ax_marker, "r");
+    char line[100] = "";
+    CHECK(f != NULL);
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    printf("  %s", line);
+}
+
 int main(void)
 {
     verbose = getenv("RL_NODE_VERBOSE") != NULL;
@@ -486,6 +642,8 @@ int main(void)
     CHECK(mkdtemp(tmpdir) != NULL);
     pick_ports();
     double t0 = now_s();
+    t_start = t0;
+    test_atexit(); /* forks: before this process starts any thread */
 
     printf("bootstrap node 1, add nodes 2 and 3\n");
     start_node(1, 1);
@@ -596,14 +754,14 @@ int main(void)
         if (rc != RL_NODE_OK)
             die("transfer %d -> %d: %s: %s", from, to, rl_node_strerror(rc),
                 res.msg);
-        CHECK(wait_leader(10) == to);
+        wait_leader_is(to, 10);
         last = txn(to, 300);
         if (to != 2) {
             rc = rl_node_transfer(nodes[to], 2, 10000, &res);
             if (rc != RL_NODE_OK)
                 die("transfer %d -> 2: %s: %s", to, rl_node_strerror(rc),
                     res.msg);
-            CHECK(wait_leader(10) == 2);
+            wait_leader_is(2, 10);
             last = txn(2, 301);
         }
     }
