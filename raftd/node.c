@@ -1016,6 +1016,7 @@ static void publish(struct rl_node *n)
         const struct raft_server *s = &r->configuration.servers[i];
         mem[i].raft_id = s->id;
         mem[i].role = s->role;
+        mem[i].is_leader = s->id == lid;
         copy_str(mem[i].raft_addr, sizeof mem[i].raft_addr, s->address);
         mem[i].recent_contact = -1;
         if (leader && r->leader_state.progress) {
@@ -1215,8 +1216,15 @@ static int loop_setup(struct rl_node *n)
         }
     }
     if ((rc = raft_start(&n->raft)) != 0) {
-        snprintf(n->start_err, sizeof n->start_err, "raft_start(%s): %s",
-                 c->raft_addr, raft_errmsg(&n->raft));
+        const char *why = raft_errmsg(&n->raft);
+        if (!why || !*why)
+            why = n->io.errmsg[0] ? n->io.errmsg : n->transport.errmsg;
+        if (!*why) /* measured: raft 0.15 says nothing on a busy port */
+            why = "raft gives no detail: is the address in use, or not an "
+                  "address of this host?";
+        snprintf(n->start_err, sizeof n->start_err,
+                 "raft_start(%s, %s): %s (%s)", c->raft_addr, n->dir,
+                 raft_strerror(rc), why);
         goto fail;
     }
     n->async.data = n;

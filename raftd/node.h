@@ -193,7 +193,8 @@ void rl_node_status(struct rl_node *n, struct rl_node_status *st);
 
 struct rl_member {
     uint64_t raft_id;
-    int role; /* RL_ROLE_* */
+    int role;      /* RL_ROLE_* */
+    int is_leader; /* the leader as this node knows it */
     char raft_addr[256];
     int has_meta;
     struct rl_meta meta;  /* replicated metadata, if has_meta */

@@ -692,6 +692,45 @@ static void atexit_child(void)
     exit(0);
 }
 
+/* ---- start failures say why ---- */
+
+static void test_bad_start(void)
+{
+    printf("start on a busy port or an impossible dir fails with a message\n");
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)ports[4])};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(s, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(listen(s, 1) == 0);
+    char dir[300], addr[64], err[512] = "";
+    snprintf(dir, sizeof dir, "%s/busy", tmpdir);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[4]);
+    struct rl_node_config c = {.dir = dir,
+                               .raft_id = 1,
+                               .raft_addr = addr,
+                               .node_id = "busy",
+                               .bootstrap = 1,
+                               .applier = {.apply = ax_apply,
+                                           .applied_index = ax_applied,
+                                           .snapshot_ready = ax_snapshot_ready,
+                                           .restore = ax_restore,
+                                           .need_image = ax_need_image}};
+    struct rl_node *n = NULL;
+    int rc = rl_node_start(&c, &n, err, sizeof err);
+    printf("  busy port: %s: %s\n", rl_node_strerror(rc), err);
+    CHECK(rc != RL_NODE_OK && n == NULL && strstr(err, addr) != NULL);
+    close(s);
+    snprintf(dir, sizeof dir, "/proc/raftlite-cannot-exist/x");
+    rc = rl_node_start(&c, &n, err, sizeof err);
+    printf("  bad dir: %s: %s\n", rl_node_strerror(rc), err);
+    CHECK(rc != RL_NODE_OK && n == NULL && strstr(err, "data dir") != NULL);
+    c.dir = tmpdir;
+    c.raft_id = 0;
+    rc = rl_node_start(&c, &n, err, sizeof err);
+    CHECK(rc == RL_NODE_INVALID && n == NULL);
+}
+
 static void test_atexit(void)
 {
     printf("stop from an atexit handler with the applier stuck\n");
@@ -736,6 +775,7 @@ int main(void)
     t_start = t0;
     test_atexit(); /* forks: before this process starts any thread */
     test_solo_restart();
+    test_bad_start();
 
     printf("bootstrap node 1, add nodes 2 and 3\n");
     start_node(1, 1);
@@ -797,6 +837,7 @@ int main(void)
                    (unsigned long long)mm[i].raft_id,
                    (unsigned long long)mm[i].match_index, mm[i].recent_contact);
             CHECK(mm[i].recent_contact >= 0);
+            CHECK(mm[i].is_leader == (mm[i].raft_id == 1));
             CHECK(mm[i].raft_id == 1 || mm[i].match_index >= last);
         }
         free(mm);
