@@ -1126,9 +1126,32 @@ static void async_cb(uv_async_t *h)
     publish(n);
 }
 
+/* Lost proposals whose index raft applied without an FSM call there: a
+** barrier or configuration entry of the next leader took the index (ours
+** would have reached fsm_apply, and a restore covering it already failed
+** it), so they were never committed. */
+static void lost_sweep(struct rl_node *n)
+{
+    raft_index applied = raft_last_applied(&n->raft);
+    struct req **pp = &n->lost;
+    while (*pp) {
+        struct req *r = *pp;
+        if (r->res.index > applied) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        req_finish(n, r, RL_NODE_NOTLEADER,
+                   "leadership lost and the next leader put another entry "
+                   "at its index: not committed");
+    }
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct rl_node *n = t->data;
+    if (n->lost)
+        lost_sweep(n);
     /* A stalled loop misses heartbeats and deposes leaders: say so. */
     uint64_t now = uv_now(&n->loop);
     if (n->last_tick && now - n->last_tick > n->cfg.heartbeat_timeout_ms * 5)
@@ -1196,6 +1219,10 @@ static int loop_setup(struct rl_node *n)
     raft_set_heartbeat_timeout(&n->raft, c->heartbeat_timeout_ms);
     raft_set_snapshot_threshold(&n->raft, c->snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, c->snapshot_trailing);
+    /* Our Raft snapshot is a small manifest: a send that failed (peer down)
+    ** must be retried soon, not after raft's default 30 s, during which
+    ** the follower gets nothing. */
+    raft_set_install_snapshot_timeout(&n->raft, c->install_snapshot_timeout_ms);
     /* A follower that stalls (a 50 MB append) must not depose a healthy
     ** leader with a term bump when it comes back. */
     raft_set_pre_vote(&n->raft, !c->no_pre_vote);
@@ -1443,6 +1470,8 @@ int rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
         c->snapshot_timeout_ms = 10000;
     if (!c->stop_wait_ms)
         c->stop_wait_ms = 2000;
+    if (!c->install_snapshot_timeout_ms)
+        c->install_snapshot_timeout_ms = 2000;
     if (rl_meta_set(&n->self, c->raft_id, c->node_id, c->raft_addr,
                     c->grpc_addr) != 0) {
         snprintf(err, errlen,

@@ -110,6 +110,7 @@ struct rl_node_config {
     size_t segment_size;          /* raft_uv open segment size; 0 = default */
     int no_pre_vote;              /* 1: disable raft's pre-vote (on) */
     unsigned stop_wait_ms; /* rl_node_stop's wait for the applier; 2000 */
+    unsigned install_snapshot_timeout_ms; /* retry a snapshot send; 2000 */
     struct rl_applier applier;
     rl_node_log_fn log;
     void *log_ctx;
