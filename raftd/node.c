@@ -59,6 +59,8 @@ struct req {
     struct req *next; /* in the command queue, pending or lost list */
     int refs;         /* caller + loop; freed at 0 (under n->mu) */
     int taken;        /* the loop took it off the command queue */
+    int submitted;    /* handed to raft (under n->mu) */
+    int abandoned;    /* the caller gave up before it was submitted */
     int done;         /* result below is final */
     int internal;     /* proposed by the node itself: no caller */
     int rc;
@@ -321,6 +323,12 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
     if (r->done) {
         rc = r->rc;
         *res = r->res;
+    } else if (r->type == REQ_PROPOSE && r->taken && !r->submitted) {
+        /* Waiting for the barrier: the loop will drop it, unsubmitted. */
+        r->abandoned = 1;
+        rc = RL_NODE_TIMEOUT;
+        copy_str(res->msg, sizeof res->msg,
+                 "the new leader was not ready in time (nothing appended)");
     } else if (!r->taken) {
         /* Still queued: unlink it; the loop never saw it. */
         struct req **pp = &n->cmd_head, *prev = NULL;
@@ -404,11 +412,11 @@ static void meta_put(struct rl_node *n, const struct rl_meta *m)
     if (grown) {
         n->metas = grown;
         n->metas[n->n_metas++] = *m;
-    } else {
-        nlog(n, 0, "out of memory: metadata of raft id %llu dropped",
-             (unsigned long long)m->raft_id);
     }
     pthread_mutex_unlock(&n->mu);
+    if (!grown)
+        nlog(n, 0, "out of memory: metadata of raft id %llu dropped",
+             (unsigned long long)m->raft_id);
 }
 
 /* Call with mu held. */
@@ -768,6 +776,14 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
 
 static void submit_propose(struct rl_node *n, struct req *r)
 {
+    pthread_mutex_lock(&n->mu);
+    int abandoned = r->abandoned;
+    r->submitted = !abandoned;
+    pthread_mutex_unlock(&n->mu);
+    if (abandoned) {
+        req_finish(n, r, RL_NODE_TIMEOUT, "abandoned before submission");
+        return;
+    }
     r->apply.data = r;
     int rc = raft_apply(&n->raft, &r->apply, &r->buf, 1, apply_cb);
     if (rc == 0) {
@@ -1028,9 +1044,7 @@ static void publish(struct rl_node *n)
     raft_time now = r->io->time(r->io);
     pthread_mutex_lock(&n->mu);
     struct rl_node_status *st = &n->pub;
-    if (st->state != raft_state(r) || st->term != r->current_term)
-        nlog(n, 2, "state %d term %llu (leader %llu)", raft_state(r),
-             (unsigned long long)r->current_term, (unsigned long long)lid);
+    int changed = st->state != raft_state(r) || st->term != r->current_term;
     st->state = raft_state(r);
     st->ready = node_ready(n);
     st->term = r->current_term;
@@ -1060,6 +1074,9 @@ static void publish(struct rl_node *n)
     }
     pthread_cond_broadcast(&n->cv);
     pthread_mutex_unlock(&n->mu);
+    if (changed) /* logged outside mu: the sink may call us */
+        nlog(n, 2, "state %d term %llu (leader %llu)", raft_state(r),
+             (unsigned long long)r->current_term, (unsigned long long)lid);
 }
 
 static void handle_close_cb(uv_handle_t *h)
