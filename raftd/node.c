@@ -50,7 +50,14 @@
 #define VERDICT_NOOP   ((void *)(uintptr_t)1)
 #define VERDICT_EFFECT ((void *)(uintptr_t)2)
 
-enum { REQ_PROPOSE = 1, REQ_ADD, REQ_ASSIGN, REQ_REMOVE, REQ_TRANSFER };
+enum {
+    REQ_PROPOSE = 1,
+    REQ_ADD,
+    REQ_ASSIGN,
+    REQ_REMOVE,
+    REQ_TRANSFER,
+    REQ_READ
+};
 
 /* A command from another thread to the loop, and its result. */
 struct req {
@@ -120,7 +127,9 @@ struct rl_node {
     raft_term barrier_term, ready_term;
     int barrier_inflight;
     int meta_inflight;
-    uint64_t last_tick; /* uv_now of the last tick */
+    struct req *readers; /* loop only: waiting for the next read barrier */
+    int read_inflight;   /* a read barrier is in flight */
+    uint64_t last_tick;  /* uv_now of the last tick */
 
     /* FSM state (loop thread). */
     uint64_t L;
@@ -345,6 +354,10 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
         rc = RL_NODE_TIMEOUT;
         copy_str(res->msg, sizeof res->msg,
                  "the node's loop did not take the request in time");
+    } else if (r->type == REQ_READ) {
+        rc = RL_NODE_TIMEOUT; /* a read has no outcome to be unsure of */
+        copy_str(res->msg, sizeof res->msg,
+                 "leadership not confirmed within the time limit");
     } else {
         rc = RL_NODE_UNKNOWN;
         res->index = r->res.index;
@@ -909,6 +922,77 @@ static void check_leader(struct rl_node *n)
     }
 }
 
+/* ---- loop: linearizable read points ---- */
+
+/* Readers that arrived while a barrier was in flight wait for the next
+** one: the in-flight barrier may predate their read. */
+struct read_batch {
+    struct raft_barrier b;
+    struct rl_node *n;
+    struct req *list;
+};
+
+static void read_flush(struct rl_node *n);
+
+static void read_barrier_cb(struct raft_barrier *b, int status)
+{
+    struct read_batch *rb = b->data;
+    struct rl_node *n = rb->n;
+    n->read_inflight = 0;
+    /* The barrier is applied: every FSM entry up to it is too, and the
+    ** last of them is what the applier must reach. */
+    uint64_t index = n->last_fsm_index;
+    while (rb->list) {
+        struct req *r = rb->list;
+        rb->list = r->next;
+        if (status == 0) {
+            r->res.index = index;
+            req_finish(n, r, RL_NODE_OK, NULL);
+        } else if (n->closing) {
+            req_finish(n, r, RL_NODE_SHUTDOWN, "node is stopping");
+        } else {
+            char msg[256];
+            snprintf(msg, sizeof msg, "leadership not confirmed: %s",
+                     raft_strerror(status));
+            req_finish(n, r, RL_NODE_NOTLEADER, msg);
+        }
+    }
+    free(rb);
+    if (!n->closing)
+        read_flush(n);
+}
+
+static void read_flush(struct rl_node *n)
+{
+    if (n->read_inflight || n->readers == NULL)
+        return;
+    struct read_batch *rb = calloc(1, sizeof *rb);
+    struct req *list = n->readers;
+    n->readers = NULL;
+    int rc = RAFT_NOMEM;
+    if (rb) {
+        rb->n = n;
+        rb->list = list;
+        rb->b.data = rb;
+        rc = raft_barrier(&n->raft, &rb->b, read_barrier_cb);
+    }
+    if (rc == 0) {
+        n->read_inflight = 1;
+        pthread_mutex_lock(&n->mu);
+        n->pub.read_barriers++;
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    free(rb);
+    while (list) {
+        struct req *r = list;
+        list = r->next;
+        req_finish(n, r,
+                   rc == RAFT_NOTLEADER ? RL_NODE_NOTLEADER : RL_NODE_ERROR,
+                   raft_strerror(rc));
+    }
+}
+
 /* ---- loop: membership ---- */
 
 static void change_done_cb(struct raft_change *c, int status)
@@ -1007,6 +1091,15 @@ static void run_req(struct rl_node *n, struct req *r)
     case REQ_TRANSFER:
         rc = raft_transfer(raft, &r->transfer, r->id, transfer_cb);
         break;
+    case REQ_READ: {
+        struct req **pp = &n->readers;
+        while (*pp)
+            pp = &(*pp)->next;
+        r->next = NULL;
+        *pp = r;
+        read_flush(n);
+        return;
+    }
     }
     if (rc != 0) {
         char msg[256];
@@ -1105,6 +1198,11 @@ static void begin_close(struct rl_node *n)
         q = next;
     }
     flush_pending(n, RL_NODE_SHUTDOWN, "node is stopping");
+    while (n->readers) {
+        struct req *r = n->readers;
+        n->readers = r->next;
+        req_finish(n, r, RL_NODE_SHUTDOWN, "node is stopping");
+    }
     while (n->lost) {
         struct req *r = n->lost;
         n->lost = r->next;
@@ -1672,6 +1770,17 @@ int rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
                      struct rl_result *res)
 {
     return member_req(n, REQ_TRANSFER, to, NULL, 0, NULL, timeout_ms, res);
+}
+
+int rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
+                       struct rl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    struct req *r = req_new(REQ_READ);
+    if (r == NULL)
+        return RL_NODE_NOMEM;
+    r->node = n;
+    return req_run(n, r, timeout_ms, res);
 }
 
 void rl_node_status(struct rl_node *n, struct rl_node_status *st)

@@ -168,6 +168,16 @@ int rl_node_remove(struct rl_node *n, uint64_t id, unsigned timeout_ms,
 int rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
                      struct rl_result *res);
 
+/* Linearizable read point (DESIGN 8), on the leader: a raft barrier that
+** a quorum confirmed, issued after this call began and shared by the calls
+** waiting at that moment. On OK, res->index is at least the commit index
+** as of the call and this node's FSM applied it: wait for the database
+** with rl_node_wait_applied(res->index), then read locally. NOTLEADER on a
+** follower or a deposed leader (forward to the leader, then wait for that
+** index here), TIMEOUT, SHUTDOWN. */
+int rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
+                       struct rl_result *res);
+
 struct rl_node_status {
     uint64_t raft_id;
     int state; /* RL_STATE_* */
@@ -185,7 +195,8 @@ struct rl_node_status {
     unsigned snapshots_taken;
     unsigned snapshots_failed;
     unsigned restores;
-    int need_image; /* waiting for an image at need_image_A */
+    unsigned read_barriers; /* barriers issued for rl_node_read_index */
+    int need_image;         /* waiting for an image at need_image_A */
     uint64_t need_image_A;
     uint64_t queue_bytes;       /* payload bytes waiting for the applier */
     unsigned leader_contact_ms; /* follower: ms since the leader was heard */

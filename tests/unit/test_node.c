@@ -236,6 +236,25 @@ static int cmp_double(const void *a, const void *b)
 
 static struct rl_node *nodes[NFAKE];
 static int grpc_base = 7000; /* gRPC "addresses" in metadata: port base */
+
+static pthread_barrier_t read_go;
+static uint64_t read_floor;
+static int reads_ok;
+static pthread_mutex_t reads_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&read_go);
+    struct rl_result res;
+    int rc = rl_node_read_index(nodes[1], 5000, &res);
+    int ok = rc == RL_NODE_OK && res.index >= read_floor &&
+             rl_node_wait_applied(nodes[1], res.index, 5000) == RL_NODE_OK;
+    pthread_mutex_lock(&reads_mu);
+    reads_ok += ok;
+    pthread_mutex_unlock(&reads_mu);
+    return NULL;
+}
 static int ports[NFAKE];
 
 static int port_free(int port)
@@ -847,6 +866,31 @@ int main(void)
             CHECK(mm[i].raft_id == 1 || mm[i].match_index >= last);
         }
         free(mm);
+    }
+
+    printf("linearizable read points on the leader, shared by concurrent "
+           "readers\n");
+    {
+        struct rl_result res;
+        CHECK(rl_node_read_index(nodes[2], 5000, &res) == RL_NODE_NOTLEADER);
+        struct rl_node_status st;
+        rl_node_status(nodes[1], &st);
+        unsigned before = st.read_barriers;
+        read_floor = last;
+        pthread_t th[8];
+        pthread_barrier_init(&read_go, NULL, 8);
+        for (int i = 0; i < 8; i++)
+            pthread_create(&th[i], NULL, reader, NULL);
+        for (int i = 0; i < 8; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&read_go);
+        CHECK(reads_ok == 8);
+        rl_node_status(nodes[1], &st);
+        printf("  8 reads, %u barriers\n", st.read_barriers - before);
+        CHECK(st.read_barriers > before && st.read_barriers - before <= 8);
+        /* A follower waits for the leader's read point, then reads. */
+        CHECK(rl_node_read_index(nodes[1], 5000, &res) == RL_NODE_OK);
+        CHECK(rl_node_wait_applied(nodes[3], res.index, 5000) == RL_NODE_OK);
     }
 
     printf("snapshots were taken (threshold 16)\n");
