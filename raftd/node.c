@@ -56,7 +56,8 @@ enum {
     REQ_ASSIGN,
     REQ_REMOVE,
     REQ_TRANSFER,
-    REQ_READ
+    REQ_READ,
+    REQ_SNAPCFG
 };
 
 /* A command from another thread to the loop, and its result. */
@@ -85,6 +86,9 @@ struct req {
     int role;
     int has_meta;
     struct rl_meta meta;
+    /* REQ_SNAPCFG (0 = unchanged) */
+    unsigned threshold, trailing;
+    uint64_t threshold_bytes, trailing_bytes;
 };
 
 enum { ITEM_ENTRY = 1, ITEM_RESTORE };
@@ -1052,6 +1056,22 @@ static void run_req(struct rl_node *n, struct req *r)
         req_finish(n, r, RL_NODE_SHUTDOWN, "node is stopping");
         return;
     }
+    if (r->type == REQ_SNAPCFG) { /* any node: the config is local */
+        struct rl_node_config *c = &n->cfg;
+        if (r->threshold)
+            c->snapshot_threshold = r->threshold;
+        if (r->trailing)
+            c->snapshot_trailing = r->trailing;
+        if (r->threshold_bytes)
+            c->snapshot_threshold_bytes = r->threshold_bytes;
+        if (r->trailing_bytes)
+            c->snapshot_trailing_bytes = r->trailing_bytes;
+        if (!n->threshold_lowered)
+            raft_set_snapshot_threshold(raft, c->snapshot_threshold);
+        raft_set_snapshot_trailing(raft, c->snapshot_trailing);
+        req_finish(n, r, RL_NODE_OK, NULL);
+        return;
+    }
     if (raft_state(raft) != RAFT_LEADER) {
         req_finish(n, r, RL_NODE_NOTLEADER, "not the leader");
         return;
@@ -1770,6 +1790,23 @@ int rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
                      struct rl_result *res)
 {
     return member_req(n, REQ_TRANSFER, to, NULL, 0, NULL, timeout_ms, res);
+}
+
+int rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
+                         unsigned trailing, uint64_t threshold_bytes,
+                         uint64_t trailing_bytes, unsigned timeout_ms)
+{
+    struct rl_result res;
+    memset(&res, 0, sizeof res);
+    struct req *r = req_new(REQ_SNAPCFG);
+    if (r == NULL)
+        return RL_NODE_NOMEM;
+    r->node = n;
+    r->threshold = threshold;
+    r->trailing = trailing;
+    r->threshold_bytes = threshold_bytes;
+    r->trailing_bytes = trailing_bytes;
+    return req_run(n, r, timeout_ms, &res);
 }
 
 int rl_node_read_index(struct rl_node *n, unsigned timeout_ms,

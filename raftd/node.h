@@ -168,6 +168,12 @@ int rl_node_remove(struct rl_node *n, uint64_t id, unsigned timeout_ms,
 int rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
                      struct rl_result *res);
 
+/* Change the snapshot policy of this node at run time (0 = unchanged);
+** same meaning as the config fields. OK, SHUTDOWN or TIMEOUT. */
+int rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
+                         unsigned trailing, uint64_t threshold_bytes,
+                         uint64_t trailing_bytes, unsigned timeout_ms);
+
 /* Linearizable read point (DESIGN 8), on the leader: a raft barrier that
 ** a quorum confirmed, issued after this call began and shared by the calls
 ** waiting at that moment. On OK, res->index is at least the commit index
