@@ -68,13 +68,13 @@ $(BUILD)/core/%.o: %.c $(GEN_HDRS)
 
 # A unit test tests/unit/NAME.c links the core objects listed in
 # UNIT_SRCS_NAME (set in tests/unit/module.mk) and libsqlite3.
-# (make replaces a literal % in a pattern rule's prerequisites with the
-# stem before the second expansion: PCT keeps patsubst's own %.)
-PCT := %
+# (The patsubst sits in a variable: a % written in a pattern rule's
+# prerequisites is replaced by the stem before secondary expansion.)
+unit_objs = $(patsubst %.c,$(BUILD)/core/%.o,$(UNIT_SRCS_$(1)))
 .SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: $(BUILD)/core/tests/unit/%.o \
-		$$(patsubst $$(PCT).c,$(BUILD)/core/$$(PCT).o,$$(UNIT_SRCS_$$*))
+		$$(call unit_objs,$$*)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(UNIT_LIBS_$*) -lsqlite3 -lpthread
 

@@ -1,1 +1,1 @@
-LIB_SRCS += ext/ext.c
+LIB_SRCS += ext/ext.c ext/mirror.c

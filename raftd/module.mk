@@ -1,34 +1,40 @@
-# raftd/: the node and the gRPC sidecar (sources added as they land)
+# raftd/: the node and the gRPC sidecar.
+# rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
+# runs the API on the node's database; service_rpc.c binds the two.
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/service_rpc.c raftd/main.c
+RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 
-# The Raft node (raftd/entry.c, raftd/node*.c): no SQLite inside, so the
+# Unit test of the wrapper alone (tests/unit/test_rpc.c).
+UNIT_TESTS += test_rpc
+UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
+UNIT_LIBS_test_rpc := -lgrpc -lgpr
+
+# The Raft node (raftd/entry.c, raftd/node.c): no SQLite inside, so the
 # same objects serve the extension, raftd and the unit tests.
 NODE_SRCS := raftd/entry.c raftd/node.c
 LIB_SRCS   += $(NODE_SRCS)
-# build/raftd needs raftd/main.c (the sidecar's room): until it exists the
-# node objects only go into the extension and the unit tests.
-ifneq ($(wildcard raftd/main.c),)
 RAFTD_SRCS += $(NODE_SRCS)
-endif
 LIB_LIBS   += -lraft -luv
 RAFTD_LIBS += -lraft -luv
 
-# libFuzzer target of the entry decoders (clang only). `make unit-bins`
-# builds it so that make test runs tests/fuzz/test_fuzz_entry.sh; `make
-# fuzz` runs it for FUZZ_SECONDS.
-FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 300
-$(BUILD)/fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
+# libFuzzer build of the entry/metadata/manifest decoders (clang; in
+# FUZZ_DIR like the vfs targets: one build serves plain and ASan runs).
+# `make test` builds it for tests/fuzz/test_fuzz_entry.sh (seeded by
+# test_entry --write-seeds); `make fuzz` runs it for FUZZ_SECONDS.
+FUZZ_DIR ?= build/fuzz
+$(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -g -O1 -std=gnu11 -Wall -Wextra -Werror -Iraftd \
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Iraftd \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    -o $@ tests/fuzz/fuzz_entry.c raftd/entry.c
 
-unit-bins: $(BUILD)/fuzz/fuzz_entry
+test test-long: $(FUZZ_DIR)/fuzz_entry
 
 .PHONY: fuzz-entry
-fuzz-entry: $(BUILD)/fuzz/fuzz_entry
-	@mkdir -p $(BUILD)/fuzz/corpus-entry
-	$(BUILD)/fuzz/fuzz_entry -max_total_time=$(FUZZ_SECONDS) \
-	    -rss_limit_mb=2048 -artifact_prefix=$(BUILD)/fuzz/ \
-	    $(BUILD)/fuzz/corpus-entry
 fuzz: fuzz-entry
+fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
+	@mkdir -p $(FUZZ_DIR)/corpus_entry $(FUZZ_DIR)/artifacts_entry
+	$(BUILD)/tests/unit/test_entry --write-seeds $(FUZZ_DIR)/corpus_entry
+	$(FUZZ_DIR)/fuzz_entry -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts_entry/ \
+	    $(FUZZ_DIR)/corpus_entry

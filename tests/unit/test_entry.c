@@ -258,8 +258,59 @@ static void test_manifest(void)
     free(buf);
 }
 
-int main(void)
+/* Write valid encodings (entries of each kind, metadata, manifests) into
+** dir as a seed corpus for tests/fuzz/fuzz_entry.c. */
+static int write_seeds(const char *dir)
 {
+    int n = 0;
+    char path[512];
+    for (uint8_t kind = 1; kind <= RL_ENTRY_KIND_MAX; kind++) {
+        size_t len;
+        uint8_t *b = make(kind, (uint64_t)kind * 5, &len);
+        snprintf(path, sizeof path, "%s/entry-%d", dir, kind);
+        FILE *f = fopen(path, "wb");
+        if (f == NULL || fwrite(b, 1, len, f) != len)
+            return -1;
+        fclose(f);
+        free(b);
+        n++;
+    }
+    struct rl_meta mem[2];
+    rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
+    rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
+    uint8_t mb[1024];
+    size_t ml = rl_meta_encode(&mem[0], mb, sizeof mb);
+    snprintf(path, sizeof path, "%s/meta", dir);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(mb, 1, ml, f) != ml)
+        return -1;
+    fclose(f);
+    n++;
+    struct rl_manifest m = {.S = 9,
+                            .A = 8,
+                            .L = 7,
+                            .db_size = 4096,
+                            .n_members = 2,
+                            .members = mem};
+    void *buf;
+    size_t len;
+    if (rl_manifest_encode(&m, malloc, &buf, &len) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/manifest", dir);
+    f = fopen(path, "wb");
+    if (f == NULL || fwrite(buf, 1, len, f) != len)
+        return -1;
+    fclose(f);
+    free(buf);
+    n++;
+    printf("wrote %d seeds to %s\n", n, dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
+        return write_seeds(argv[2]) == 0 ? 0 : 1;
     test_roundtrip();
     test_malformed();
     test_meta();

@@ -1,0 +1,18 @@
+/*
+** ext/ext.h -- shared declarations of the extension's own files.
+*/
+#ifndef RL_EXT_H
+#define RL_EXT_H
+
+#include "vfs.h"
+
+struct sqlite3;
+
+/* Whether test-only functions and switches are on (RAFTLITE_TEST=1). */
+int rl_test_mode(void);
+
+/* ext/mirror.c: the test-only mirror replicator. */
+const rl_port *rl_mirror_port(void);
+int rl_mirror_register(struct sqlite3 *db);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+** raftd/main.c -- the raftd daemon: hosts one raftlite node without a
+** shell. Today it parses the node's flags, opens the node's database
+** (<data>/<id>/<db>, as the PoC's data/<nodeID>/sqlite.db) and serves the
+** gRPC API on it; Raft arrives with the cluster issues.
+**
+** Flags are Go-style, like the PoC's: "-flag value", "-flag=value", and the
+** same with "--". A bad flag prints the usage and exits 2. SIGTERM and
+** SIGINT stop the server gracefully: no new calls, calls in flight drain.
+** It must never fork after the gRPC library started (grpc's own threads).
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rpc.h"
+#include "service.h"
+
+typedef struct opts {
+    const char *id, *grpc, *raft, *data, *join, *db, *log_level;
+    const char *tls_cert, *tls_key, *tls_ca;
+    int bootstrap, tls_client_auth;
+    long max_msg, workers, grace_ms;
+} opts;
+
+static const char usage_text[] =
+    "usage: raftd -id NAME [flags]\n"
+    "  -id NAME            node id (required)\n"
+    "  -grpc ADDR          gRPC listen address HOST:PORT (default "
+    "127.0.0.1:50051);\n"
+    "                      ':PORT' means every interface (0.0.0.0:PORT), as "
+    "in the PoC\n"
+    "  -raft ADDR          Raft address (used once the cluster lands)\n"
+    "  -data DIR           data directory (default ./data); the database is\n"
+    "                      DIR/<id>/<db>\n"
+    "  -db NAME            database file name (default sqlite.db)\n"
+    "  -join ADDR          gRPC address of a member to join (not built yet)\n"
+    "  -bootstrap          start a new cluster (not built yet)\n"
+    "  -log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  -tls-cert FILE      server certificate (PEM); enables TLS\n"
+    "  -tls-key FILE       server private key (PEM)\n"
+    "  -tls-ca FILE        CA (PEM) that signs client certificates\n"
+    "  -tls-client-auth    require client certificates (mutual TLS)\n"
+    "  -max-msg-bytes N    largest gRPC message in or out (default 4194304)\n"
+    "  -workers N          calls served at once (default 64)\n"
+    "  -grace-ms N         drain time on SIGTERM before cancelling (default "
+    "5000)\n"
+    "Flags take the forms -flag value, -flag=value, --flag value, "
+    "--flag=value.\n";
+
+static int loglevel = 1; /* 0 debug, 1 info, 2 warn, 3 error */
+
+static void logf_(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void logf_(int level, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    va_list ap;
+    if (level < loglevel) {
+        return;
+    }
+    fprintf(stderr, "raftd: %s: ", names[level]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("raftd: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n", stderr);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+static int parse_long(const char *flag, const char *v, long lo, long hi,
+                      long *out)
+{
+    char *end;
+    long n;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        return bad("-%s needs a whole number from %ld to %ld, got '%s'", flag,
+                   lo, hi, v);
+    }
+    *out = n;
+    return 0;
+}
+
+static int parse_bool(const char *flag, const char *v, int *out)
+{
+    if (!v || !strcmp(v, "true") || !strcmp(v, "1")) {
+        *out = 1;
+    } else if (!strcmp(v, "false") || !strcmp(v, "0")) {
+        *out = 0;
+    } else {
+        return bad("-%s is a switch: give it alone or as -%s=true/false", flag,
+                   flag);
+    }
+    return 0;
+}
+
+static int known_valued(const char *name)
+{
+    static const char *const names[] = {
+        "id",       "grpc",   "raft",          "data",
+        "join",     "db",     "log-level",     "tls-cert",
+        "tls-key",  "tls-ca", "max-msg-bytes", "workers",
+        "grace-ms",
+    };
+    size_t i;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!strcmp(name, names[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        char name[64];
+        const char *eq;
+        size_t n;
+        if (a[0] != '-' || !a[1]) {
+            return bad("unexpected argument '%s'", a);
+        }
+        a += a[1] == '-' ? 2 : 1;
+        eq = strchr(a, '=');
+        n = eq ? (size_t)(eq - a) : strlen(a);
+        if (n == 0 || n >= sizeof(name)) {
+            return bad("bad flag '%s'", argv[i]);
+        }
+        memcpy(name, a, n);
+        name[n] = 0;
+        if (eq) {
+            val = eq + 1;
+        }
+        if (!strcmp(name, "h") || !strcmp(name, "help")) {
+            fputs(usage_text, stdout);
+            exit(0);
+        }
+        if (!strcmp(name, "bootstrap")) {
+            if (parse_bool(name, val, &o->bootstrap)) {
+                return 2;
+            }
+            continue;
+        }
+        if (!strcmp(name, "tls-client-auth")) {
+            if (parse_bool(name, val, &o->tls_client_auth)) {
+                return 2;
+            }
+            continue;
+        }
+        if (!known_valued(name)) {
+            return bad("unknown flag -%s", name);
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                return bad("flag -%s needs a value", name);
+            }
+            val = argv[++i];
+        }
+        if (!strcmp(name, "id")) {
+            o->id = val;
+        } else if (!strcmp(name, "grpc")) {
+            o->grpc = val;
+        } else if (!strcmp(name, "raft")) {
+            o->raft = val;
+        } else if (!strcmp(name, "data")) {
+            o->data = val;
+        } else if (!strcmp(name, "join")) {
+            o->join = val;
+        } else if (!strcmp(name, "db")) {
+            o->db = val;
+        } else if (!strcmp(name, "log-level")) {
+            o->log_level = val;
+        } else if (!strcmp(name, "tls-cert")) {
+            o->tls_cert = val;
+        } else if (!strcmp(name, "tls-key")) {
+            o->tls_key = val;
+        } else if (!strcmp(name, "tls-ca")) {
+            o->tls_ca = val;
+        } else if (!strcmp(name, "max-msg-bytes")) {
+            if (parse_long(name, val, 1024, INT_MAX, &o->max_msg)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "workers")) {
+            if (parse_long(name, val, 1, 4096, &o->workers)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "grace-ms")) {
+            if (parse_long(name, val, 0, 3600000, &o->grace_ms)) {
+                return 2;
+            }
+        } else {
+            return bad("unknown flag -%s", name);
+        }
+    }
+    if (!o->id || !o->id[0]) {
+        return bad("-id is required");
+    }
+    if (strchr(o->id, '/') || !strcmp(o->id, ".") || !strcmp(o->id, "..")) {
+        return bad("-id '%s' must not contain '/' or be '.' or '..'", o->id);
+    }
+    if (!o->db[0] || strchr(o->db, '/') || !strcmp(o->db, ".") ||
+        !strcmp(o->db, "..")) {
+        return bad("-db '%s' must be a plain file name", o->db);
+    }
+    if (!strcmp(o->log_level, "debug")) {
+        loglevel = 0;
+    } else if (!strcmp(o->log_level, "info")) {
+        loglevel = 1;
+    } else if (!strcmp(o->log_level, "warn")) {
+        loglevel = 2;
+    } else if (!strcmp(o->log_level, "error")) {
+        loglevel = 3;
+    } else {
+        return bad("-log-level must be debug, info, warn or error, not '%s'",
+                   o->log_level);
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        return bad("-tls-cert and -tls-key go together");
+    }
+    if ((o->tls_ca || o->tls_client_auth) && !o->tls_cert) {
+        return bad("-tls-ca and -tls-client-auth need -tls-cert and -tls-key");
+    }
+    if (o->tls_client_auth && !o->tls_ca) {
+        return bad("-tls-client-auth needs -tls-ca (the CA that signs client "
+                   "certificates)");
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char buf[PATH_MAX];
+    size_t i, n = strlen(dir);
+    if (n == 0 || n >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, dir, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.grpc = "127.0.0.1:50051",
+              .raft = "",
+              .data = "./data",
+              .db = "sqlite.db",
+              .log_level = "info",
+              .max_msg = 4 << 20,
+              .workers = 64,
+              .grace_ms = 5000};
+    char dir[PATH_MAX], path[PATH_MAX], addr[300], err[512];
+    rl_service_config sc;
+    rl_rpc_server_config rc;
+    rl_rpc_tls tls = {0};
+    rl_service *svc;
+    rl_rpc_server *srv;
+    sigset_t set;
+    int sig, port, r;
+
+    if ((r = parse_args(argc, argv, &o)) != 0) {
+        return r;
+    }
+    if (snprintf(dir, sizeof(dir), "%s/%s", o.data, o.id) >= (int)sizeof(dir) ||
+        snprintf(path, sizeof(path), "%s/%s", dir, o.db) >= (int)sizeof(path)) {
+        return bad("-data path too long");
+    }
+    if (rl_rpc_listen_addr(o.grpc, addr, sizeof(addr)) != 0) {
+        return bad("-grpc address too long");
+    }
+    if (mkdir_p(dir) != 0) {
+        logf_(3, "cannot create data directory %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    if (o.join) {
+        logf_(2, "-join %s: clustering is not built yet; serving standalone",
+              o.join);
+    }
+    if (o.bootstrap) {
+        logf_(2, "-bootstrap: clustering is not built yet; serving "
+                 "standalone");
+    }
+
+    /* Block the stop signals before any thread exists, so that every
+    ** thread (grpc's included) inherits the mask and sigwait gets them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    memset(&sc, 0, sizeof(sc));
+    sc.node_id = o.id;
+    sc.grpc_addr = o.grpc;
+    sc.raft_addr = o.raft;
+    sc.db_path = path;
+    sc.max_msg_bytes = (size_t)o.max_msg;
+    svc = rl_service_open(&sc, err, sizeof(err));
+    if (!svc) {
+        logf_(3, "%s", err);
+        return 1;
+    }
+    memset(&rc, 0, sizeof(rc));
+    tls.cert_file = o.tls_cert;
+    tls.key_file = o.tls_key;
+    tls.ca_file = o.tls_ca;
+    tls.client_auth = o.tls_client_auth;
+    rc.addr = addr;
+    rc.tls = &tls;
+    rc.max_msg_bytes = (size_t)o.max_msg;
+    rc.max_workers = (int)o.workers;
+    srv = rl_rpc_server_new(&rc, err, sizeof(err));
+    if (!srv) {
+        logf_(3, "%s", err);
+        rl_service_close(svc);
+        return 1;
+    }
+    if (rl_service_register(svc, srv) != 0 ||
+        (port = rl_rpc_server_start(srv, err, sizeof(err))) < 0) {
+        logf_(3, "cannot start the gRPC server: %s", err);
+        rl_rpc_server_free(srv, 0);
+        rl_service_close(svc);
+        return 1;
+    }
+    logf_(1, "node %s serving gRPC on %s (%s) with database %s", o.id, addr,
+          o.tls_cert ? (o.tls_client_auth ? "mutual TLS" : "TLS") : "plaintext",
+          path);
+    do {
+        r = sigwait(&set, &sig);
+    } while (r == EINTR);
+    logf_(1, "signal %d: draining calls (grace %ld ms)", sig, o.grace_ms);
+    rl_rpc_server_free(srv, (int)o.grace_ms);
+    rl_service_close(svc);
+    logf_(1, "stopped");
+    return 0;
+}

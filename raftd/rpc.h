@@ -1,0 +1,158 @@
+/*
+** raftd/rpc.h -- the one narrow wrapper around the gRPC C core.
+**
+** Every direct grpc_* / gpr_* call of raftlite lives in rpc.c: the C core
+** API changes between versions, so nothing else may include a grpc header.
+** This interface speaks in bytes (serialized protobuf messages), full
+** method names ("/package.Service/Method") and status codes.
+**
+** Server: handlers are registered by full method name before start; each
+** call runs on a worker thread of a pool, so a handler that blocks does not
+** delay other calls; spare request slots are kept outstanding; unknown
+** methods get UNIMPLEMENTED; shutdown stops accepting, drains calls in
+** flight for a grace period and then cancels the rest.
+**
+** Client: one channel per target, cached in the client (a client holds one
+** set of credentials, so the cache is per target + credentials); unary and
+** streaming calls with deadlines.
+*/
+#ifndef RL_RPC_H
+#define RL_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* gRPC status codes (numbers fixed by the gRPC protocol). */
+enum {
+    RL_RPC_OK = 0,
+    RL_RPC_CANCELLED = 1,
+    RL_RPC_UNKNOWN = 2,
+    RL_RPC_INVALID_ARGUMENT = 3,
+    RL_RPC_DEADLINE_EXCEEDED = 4,
+    RL_RPC_NOT_FOUND = 5,
+    RL_RPC_PERMISSION_DENIED = 7,
+    RL_RPC_RESOURCE_EXHAUSTED = 8,
+    RL_RPC_FAILED_PRECONDITION = 9,
+    RL_RPC_ABORTED = 10,
+    RL_RPC_OUT_OF_RANGE = 11,
+    RL_RPC_UNIMPLEMENTED = 12,
+    RL_RPC_INTERNAL = 13,
+    RL_RPC_UNAVAILABLE = 14,
+    RL_RPC_DATA_LOSS = 15,
+    RL_RPC_UNAUTHENTICATED = 16,
+};
+
+/* A malloc'd byte string; rl_rpc_buf_free releases it. */
+typedef struct rl_rpc_buf {
+    uint8_t *data;
+    size_t len;
+} rl_rpc_buf;
+void rl_rpc_buf_free(rl_rpc_buf *b);
+
+/* TLS settings: PEM file paths. All NULL = plaintext. Server: cert+key are
+** required, ca is needed with client_auth (mutual TLS: a client without a
+** certificate signed by ca is refused). Client: ca verifies the server
+** (NULL = system roots), cert+key are presented for mutual TLS. */
+typedef struct rl_rpc_tls {
+    const char *cert_file;
+    const char *key_file;
+    const char *ca_file;
+    int client_auth;
+} rl_rpc_tls;
+
+/* Longest error text a status carries (longer ones are cut with "..."). */
+#define RL_RPC_ERRMAX 512
+
+/* ---- server ---- */
+
+typedef struct rl_rpc_server rl_rpc_server;
+typedef struct rl_rpc_call rl_rpc_call;
+
+/* A handler serves one call: it reads requests with rl_rpc_call_recv,
+** writes responses with rl_rpc_call_send, and returns the status code; for
+** a code other than OK it sets the message with rl_rpc_call_error. */
+typedef int (*rl_rpc_handler_fn)(rl_rpc_call *call, void *arg);
+
+typedef struct rl_rpc_server_config {
+    const char *addr;      /* "host:port"; see rl_rpc_listen_addr */
+    const rl_rpc_tls *tls; /* NULL = plaintext */
+    size_t max_msg_bytes;  /* receive and send limit; 0 = 4 MiB */
+    int max_workers;       /* calls served at once; 0 = 64 */
+    int spare_requests;    /* request slots kept outstanding; 0 = 8 */
+} rl_rpc_server_config;
+
+/* Creates a server (not started). On failure returns NULL and writes why
+** into err. */
+rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
+                                 size_t errlen);
+/* Registers a handler for a full method name; before rl_rpc_server_start.
+** The name is copied. Returns 0, or -1 if out of memory or started. */
+int rl_rpc_server_add(rl_rpc_server *s, const char *method,
+                      rl_rpc_handler_fn fn, void *arg);
+/* Binds and starts serving. Returns the bound port (>0), or -1 with err. */
+int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen);
+/* Stops accepting calls, lets calls in flight finish for grace_ms, then
+** cancels what is left, waits for every handler to return and frees the
+** server. Safe on a server that never started. */
+void rl_rpc_server_free(rl_rpc_server *s, int grace_ms);
+/* Number of calls served (finished) so far. */
+uint64_t rl_rpc_server_calls(rl_rpc_server *s);
+
+/* Receives the next message of the call. Returns 1 with *msg filled
+** (caller frees), 0 at the end of the client's stream, -1 if the call
+** failed (cancelled, deadline, message too large). */
+int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg);
+/* Sends one message. Returns 0, or -1 if the call is gone. */
+int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len);
+/* Sets the status message sent with a non-OK code. Returns code. */
+int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Milliseconds left before the call's deadline (INT64_MAX if none); 0 once
+** it passed or once the server is cancelling calls at shutdown. */
+int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c);
+/* CLOCK_MONOTONIC milliseconds at which the call must stop working. */
+int64_t rl_rpc_call_deadline(rl_rpc_call *c);
+const char *rl_rpc_call_method(rl_rpc_call *c);
+size_t rl_rpc_call_max_msg(rl_rpc_call *c);
+
+/* CLOCK_MONOTONIC in milliseconds (the clock of rl_rpc_call_deadline). */
+int64_t rl_rpc_now_ms(void);
+
+/* Resolves the -grpc flag form ":PORT" (the PoC's "all interfaces") into
+** "0.0.0.0:PORT"; anything else is returned as is. Writes into out. */
+int rl_rpc_listen_addr(const char *flag, char *out, size_t outlen);
+
+/* ---- client ---- */
+
+typedef struct rl_rpc_client rl_rpc_client;
+typedef struct rl_rpc_stream rl_rpc_stream;
+
+/* A client with one set of credentials (tls NULL = plaintext) and a
+** channel cache keyed by target. NULL with err on failure (bad PEM). */
+rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
+                                 char *err, size_t errlen);
+void rl_rpc_client_free(rl_rpc_client *cl);
+/* Channels created so far (a reused target creates none). */
+int rl_rpc_client_channels(rl_rpc_client *cl);
+
+/* One request, one response. Returns the status code; on OK *reply holds
+** the response (caller frees), else err holds the status message.
+** timeout_ms <= 0 means no deadline. */
+int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
+                 const void *req, size_t len, int64_t timeout_ms,
+                 rl_rpc_buf *reply, char *err, size_t errlen);
+
+/* A streaming call (client, server or bidirectional streaming). */
+rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
+                                  const char *method, int64_t timeout_ms,
+                                  char *err, size_t errlen);
+/* Returns 0, or -1 if the call failed (finish tells why). */
+int rl_rpc_stream_send(rl_rpc_stream *st, const void *data, size_t len);
+/* Half-closes the sending side. */
+int rl_rpc_stream_close_send(rl_rpc_stream *st);
+/* 1 with *msg (caller frees), 0 at end of stream, -1 on failure. */
+int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg);
+/* Waits for the status, frees the stream, returns the code. */
+int rl_rpc_stream_finish(rl_rpc_stream *st, char *err, size_t errlen);
+
+#endif /* RL_RPC_H */

@@ -1,0 +1,1100 @@
+/*
+** raftd/service.c -- the unary handlers of raftlite's gRPC API, run against
+** the node's local SQLite database (see service.h), and the ForwardTxn
+** chunk framing.
+**
+** It must never call gRPC (it is fuzzed without a server) and never let a
+** request touch anything but the node's own database: ATTACH/DETACH are
+** refused by an authorizer on every connection, reads run on read-only
+** connections and must pass sqlite3_stmt_readonly.
+**
+** Connections: one writer behind a mutex (SQLite has one writer anyway; a
+** call waits for the mutex only until its deadline) and a pool of read-only
+** readers, so reads proceed while a write waits on a lock (WAL mode).
+** Every connection carries the deadline of the call using it: the busy
+** handler and the progress handler give up when it passes.
+*/
+#include "service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "raftlite.pb-c.h"
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+
+#define RL_VERSION       "0.1.0"
+#define DEFAULT_MAX_MSG  (4u << 20)
+#define MAX_IDLE_READERS 16
+
+typedef struct conn {
+    sqlite3 *db;
+    int internal; /* our own BEGIN/COMMIT: the authorizer lets them pass */
+    int reading;  /* refuse transaction control */
+    rl_remaining_fn remaining;
+    void *ctx;
+    int timed_out; /* the busy/progress handler gave up on the deadline */
+    struct conn *next;
+} conn;
+
+struct rl_service {
+    char *node_id, *grpc_addr, *raft_addr, *db_path;
+    size_t max_msg;
+    int max_value_bytes;
+    conn *writer;
+    pthread_mutex_t wmu; /* owns writer */
+    pthread_mutex_t rmu; /* guards readers */
+    conn *readers;       /* idle read-only connections */
+    int nidle;
+    pthread_mutex_t smu;
+    uint64_t served;
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n >= (int)errlen && errlen > 4) {
+        memcpy(err + errlen - 4, "...", 4);
+    }
+}
+
+static int64_t remaining(conn *c)
+{
+    return c->remaining ? c->remaining(c->ctx) : INT64_MAX;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Waits on a lock held by another connection until the call's deadline. */
+static int busy_cb(void *arg, int n)
+{
+    conn *c = arg;
+    int64_t left = remaining(c);
+    int ms = n < 10 ? 1 + n : 10;
+    if (left == 0) {
+        c->timed_out = 1;
+        return 0;
+    }
+    if (left < ms) {
+        ms = (int)left;
+    }
+    sleep_ms(ms);
+    return 1;
+}
+
+/* Interrupts a long statement once the deadline passes. */
+static int progress_cb(void *arg)
+{
+    conn *c = arg;
+    if (remaining(c) == 0) {
+        c->timed_out = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int auth_cb(void *arg, int action, const char *a, const char *b,
+                   const char *d, const char *t)
+{
+    conn *c = arg;
+    (void)a, (void)b, (void)d, (void)t;
+    switch (action) {
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+        return SQLITE_DENY;
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+        return c->internal ? SQLITE_OK : SQLITE_DENY;
+    default:
+        return SQLITE_OK;
+    }
+}
+
+static void conn_close(conn *c)
+{
+    if (c) {
+        sqlite3_close(c->db);
+        free(c);
+    }
+}
+
+static conn *conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
+{
+    conn *c = calloc(1, sizeof(*c));
+    int rc, flags = readonly ? SQLITE_OPEN_READONLY
+                             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (!c) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    rc = sqlite3_open_v2(svc->db_path, &c->db, flags | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        seterr(err, errlen, "cannot open database %s: %s", svc->db_path,
+               c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return NULL;
+    }
+    if (!readonly) {
+        char *msg = NULL;
+        rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+            seterr(err, errlen, "cannot set WAL mode on %s: %s", svc->db_path,
+                   msg ? msg : sqlite3_errstr(rc));
+            sqlite3_free(msg);
+            conn_close(c);
+            return NULL;
+        }
+    }
+    if (svc->max_value_bytes > 0) {
+        sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, svc->max_value_bytes);
+    }
+    sqlite3_limit(c->db, SQLITE_LIMIT_ATTACHED, 0);
+    sqlite3_busy_handler(c->db, busy_cb, c);
+    sqlite3_progress_handler(c->db, 1000, progress_cb, c);
+    sqlite3_set_authorizer(c->db, auth_cb, c);
+    c->reading = readonly;
+    return c;
+}
+
+static char *dupstr(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+rl_service *rl_service_open(const rl_service_config *cfg, char *err,
+                            size_t errlen)
+{
+    rl_service *svc = calloc(1, sizeof(*svc));
+    if (!svc) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&svc->wmu, NULL);
+    pthread_mutex_init(&svc->rmu, NULL);
+    pthread_mutex_init(&svc->smu, NULL);
+    svc->node_id = dupstr(cfg->node_id);
+    svc->grpc_addr = dupstr(cfg->grpc_addr);
+    svc->raft_addr = dupstr(cfg->raft_addr);
+    svc->db_path = dupstr(cfg->db_path);
+    svc->max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : DEFAULT_MAX_MSG;
+    svc->max_value_bytes = cfg->max_value_bytes;
+    if (!svc->node_id || !svc->grpc_addr || !svc->raft_addr || !svc->db_path) {
+        seterr(err, errlen, "out of memory");
+        rl_service_close(svc);
+        return NULL;
+    }
+    svc->writer = conn_open(svc, 0, err, errlen);
+    if (!svc->writer) {
+        rl_service_close(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+void rl_service_close(rl_service *svc)
+{
+    conn *c, *next;
+    if (!svc) {
+        return;
+    }
+    conn_close(svc->writer);
+    for (c = svc->readers; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    free(svc->node_id);
+    free(svc->grpc_addr);
+    free(svc->raft_addr);
+    free(svc->db_path);
+    pthread_mutex_destroy(&svc->wmu);
+    pthread_mutex_destroy(&svc->rmu);
+    pthread_mutex_destroy(&svc->smu);
+    free(svc);
+}
+
+const char *rl_service_db_path(rl_service *svc)
+{
+    return svc->db_path;
+}
+
+size_t rl_service_max_msg(rl_service *svc)
+{
+    return svc->max_msg;
+}
+
+static conn *reader_get(rl_service *svc, char *err, size_t errlen)
+{
+    conn *c;
+    pthread_mutex_lock(&svc->rmu);
+    c = svc->readers;
+    if (c) {
+        svc->readers = c->next;
+        svc->nidle--;
+    }
+    pthread_mutex_unlock(&svc->rmu);
+    return c ? c : conn_open(svc, 1, err, errlen);
+}
+
+static void reader_put(rl_service *svc, conn *c)
+{
+    if (!sqlite3_get_autocommit(c->db)) {
+        /* Never hand on a connection inside a transaction. */
+        conn_close(c);
+        return;
+    }
+    pthread_mutex_lock(&svc->rmu);
+    if (svc->nidle < MAX_IDLE_READERS) {
+        c->next = svc->readers;
+        svc->readers = c;
+        svc->nidle++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&svc->rmu);
+    conn_close(c);
+}
+
+/* Takes the writer, waiting no longer than the call may: timed waits of
+** at most 50 ms, so that a server cancelling at shutdown is noticed. */
+static conn *writer_get(rl_service *svc, rl_remaining_fn rem, void *ctx)
+{
+    for (;;) {
+        int64_t left = rem ? rem(ctx) : INT64_MAX;
+        int64_t ms = left < 50 ? left : 50;
+        struct timespec ts;
+        if (left == 0) {
+            return NULL;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)ms * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+        }
+        if (pthread_mutex_timedlock(&svc->wmu, &ts) == 0) {
+            return svc->writer;
+        }
+    }
+}
+
+static void writer_put(rl_service *svc)
+{
+    pthread_mutex_unlock(&svc->wmu);
+}
+
+/* Error text for a failed statement, naming a deadline when that was it. */
+static void sql_error(conn *c, int rc, const char *what, char *err,
+                      size_t errlen)
+{
+    if (c->timed_out) {
+        seterr(err, errlen, "%s: deadline exceeded while %s", what,
+               rc == SQLITE_BUSY ? "waiting for the database lock"
+                                 : "running the statement");
+    } else if (rc == SQLITE_AUTH) {
+        seterr(err, errlen,
+               "%s: %s (ATTACH/DETACH are refused; transaction control "
+               "belongs in ExecuteTransaction, not in SQL text)",
+               what, sqlite3_errmsg(c->db));
+    } else {
+        seterr(err, errlen, "%s: %s", what, sqlite3_errmsg(c->db));
+    }
+}
+
+/* ---- values ---- */
+
+static int bind_value(sqlite3_stmt *st, int i, const Proto__Value *v)
+{
+    switch (v ? v->kind_case : PROTO__VALUE__KIND__NOT_SET) {
+    case PROTO__VALUE__KIND_INTEGER:
+        return sqlite3_bind_int64(st, i, v->integer);
+    case PROTO__VALUE__KIND_REAL:
+        return sqlite3_bind_double(st, i, v->real);
+    case PROTO__VALUE__KIND_TEXT:
+        return sqlite3_bind_text(st, i, v->text, -1, SQLITE_TRANSIENT);
+    case PROTO__VALUE__KIND_BLOB:
+        return sqlite3_bind_blob64(st, i,
+                                   v->blob.data ? v->blob.data : (void *)"",
+                                   v->blob.len, SQLITE_TRANSIENT);
+    default:
+        return sqlite3_bind_null(st, i);
+    }
+}
+
+static int bind_params(conn *c, sqlite3_stmt *st, size_t n,
+                       Proto__Value **params, size_t nn,
+                       Proto__NamedValue **named, char *err, size_t errlen)
+{
+    int want = sqlite3_bind_parameter_count(st);
+    size_t i;
+    int rc;
+    if (n > (size_t)want) {
+        seterr(err, errlen,
+               "%zu parameters given but the statement has %d placeholders", n,
+               want);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        rc = bind_value(st, (int)i + 1, params[i]);
+        if (rc != SQLITE_OK) {
+            sql_error(c, rc, "cannot bind a parameter", err, errlen);
+            return -1;
+        }
+    }
+    for (i = 0; i < nn; i++) {
+        const char *name = named[i]->name ? named[i]->name : "";
+        int idx = sqlite3_bind_parameter_index(st, name);
+        if (idx == 0) {
+            seterr(err, errlen,
+                   "no parameter named '%s' in the statement (include the "
+                   "prefix, e.g. ':%s')",
+                   name, name);
+            return -1;
+        }
+        rc = bind_value(st, idx, named[i]->value);
+        if (rc != SQLITE_OK) {
+            sql_error(c, rc, "cannot bind a parameter", err, errlen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Sets *more if text after the first statement holds another statement. */
+static int has_more(sqlite3 *db, const char *tail, int *more)
+{
+    sqlite3_stmt *st = NULL;
+    const char *t2;
+    int rc;
+    *more = 0;
+    while (tail && *tail) {
+        rc = sqlite3_prepare_v2(db, tail, -1, &st, &t2);
+        if (rc != SQLITE_OK) {
+            return rc;
+        }
+        if (st) {
+            sqlite3_finalize(st);
+            *more = 1;
+            return SQLITE_OK;
+        }
+        if (t2 == tail) {
+            break;
+        }
+        tail = t2;
+    }
+    return SQLITE_OK;
+}
+
+/* ---- writes ---- */
+
+typedef struct stmt_spec {
+    const char *sql;
+    size_t n_params;
+    Proto__Value **params;
+    size_t n_named;
+    Proto__NamedValue **named;
+} stmt_spec;
+
+static int exec_internal(conn *c, const char *sql)
+{
+    int rc;
+    c->internal = 1;
+    rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    c->internal = 0;
+    return rc;
+}
+
+/* Runs one spec (possibly several statements when it has no parameters)
+** inside the open transaction. Returns 0 or -1 with err. */
+static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
+                    size_t errlen)
+{
+    const char *tail = sp->sql ? sp->sql : "";
+    int nstmt = 0, rc, more;
+    sqlite3_int64 before;
+    int with_params = sp->n_params > 0 || sp->n_named > 0;
+    *changes = 0;
+    while (*tail) {
+        sqlite3_stmt *st = NULL;
+        const char *next = NULL;
+        rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &next);
+        if (rc != SQLITE_OK) {
+            sql_error(c, rc, "invalid SQL", err, errlen);
+            return -1;
+        }
+        if (!st) {
+            break; /* only whitespace or comments left */
+        }
+        nstmt++;
+        if (with_params) {
+            rc = has_more(c->db, next, &more);
+            if (rc != SQLITE_OK || more) {
+                sqlite3_finalize(st);
+                seterr(err, errlen,
+                       "parameters need exactly one statement, but the SQL "
+                       "holds more; split it into statements of "
+                       "ExecuteTransaction");
+                return -1;
+            }
+            if (bind_params(c, st, sp->n_params, sp->params, sp->n_named,
+                            sp->named, err, errlen) != 0) {
+                sqlite3_finalize(st);
+                return -1;
+            }
+        }
+        before = sqlite3_total_changes64(c->db);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        }
+        if (rc != SQLITE_DONE) {
+            sql_error(c, rc, "statement failed", err, errlen);
+            sqlite3_finalize(st);
+            return -1;
+        }
+        /* Not sqlite3_changes64: DDL does not reset it. */
+        *changes += sqlite3_total_changes64(c->db) - before;
+        sqlite3_finalize(st);
+        tail = next;
+    }
+    if (nstmt == 0) {
+        seterr(err, errlen, "empty SQL: send at least one statement");
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs specs as one transaction on the writer. results[i] (if not NULL)
+** gets each spec's changes and last rowid. *failed = failing index. */
+static int run_write(rl_service *svc, const stmt_spec *specs, size_t n,
+                     rl_remaining_fn rem, void *ctx, int64_t *changes,
+                     int64_t *rowids, int64_t *total, int *failed, char *err,
+                     size_t errlen)
+{
+    conn *c = writer_get(svc, rem, ctx);
+    size_t i;
+    int rc;
+    *failed = -1;
+    *total = 0;
+    if (!c) {
+        seterr(err, errlen,
+               "deadline exceeded while waiting for the writer "
+               "(another write holds it)");
+        return -1;
+    }
+    c->remaining = rem;
+    c->ctx = ctx;
+    c->timed_out = 0;
+    rc = exec_internal(c, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        sql_error(c, rc, "cannot begin the write transaction", err, errlen);
+        goto fail;
+    }
+    for (i = 0; i < n; i++) {
+        int64_t ch = 0;
+        if (run_spec(c, &specs[i], &ch, err, errlen) != 0) {
+            *failed = (int)i;
+            exec_internal(c, "ROLLBACK");
+            goto fail;
+        }
+        changes[i] = ch;
+        rowids[i] = sqlite3_last_insert_rowid(c->db);
+        *total += ch;
+    }
+    rc = exec_internal(c, "COMMIT");
+    if (rc != SQLITE_OK) {
+        sql_error(c, rc, "commit failed", err, errlen);
+        exec_internal(c, "ROLLBACK");
+        goto fail;
+    }
+    c->remaining = NULL;
+    writer_put(svc);
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit(c->db)) {
+        exec_internal(c, "ROLLBACK");
+    }
+    c->remaining = NULL;
+    writer_put(svc);
+    return -1;
+}
+
+/* ---- encoding helpers ---- */
+
+static int pack(const ProtobufCMessage *m, size_t max, rl_rpc_buf *out,
+                char *err, size_t errlen)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    if (n > max) {
+        seterr(err, errlen,
+               "response of %zu bytes exceeds the message limit of %zu bytes",
+               n, max);
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    out->data = malloc(n ? n : 1);
+    if (!out->data) {
+        seterr(err, errlen, "out of memory");
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    out->len = protobuf_c_message_pack(m, out->data);
+    return RL_RPC_OK;
+}
+
+static char *errdup(const char *s)
+{
+    return strdup(s);
+}
+
+#define DECODE(type, fn, var, what)                                            \
+    type *var = fn(NULL, len, req);                                            \
+    if (!var) {                                                                \
+        seterr(err, errlen,                                                    \
+               "malformed %s: the bytes are not a valid protobuf message of "  \
+               "that type",                                                    \
+               what);                                                          \
+        return RL_RPC_INVALID_ARGUMENT;                                        \
+    }
+
+/* ---- handlers ---- */
+
+static int do_write(rl_service *svc, const uint8_t *req, size_t len,
+                    rl_remaining_fn rem, void *ctx, rl_rpc_buf *reply,
+                    char *err, size_t errlen)
+{
+    DECODE(Proto__WriteRequest, proto__write_request__unpack, r,
+           "WriteRequest");
+    Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+    stmt_spec sp = {r->sql, r->n_params, r->params, r->n_named_params,
+                    r->named_params};
+    int64_t ch = 0, rowid = 0, total = 0;
+    int failed, code;
+    char msg[1024];
+    if (run_write(svc, &sp, 1, rem, ctx, &ch, &rowid, &total, &failed, msg,
+                  sizeof(msg)) == 0) {
+        resp.success = 1;
+        resp.rows_affected = total;
+        resp.last_insert_rowid = rowid;
+    } else {
+        resp.error = errdup(msg);
+    }
+    code = pack(&resp.base, svc->max_msg, reply, err, errlen);
+    if (resp.error != protobuf_c_empty_string) {
+        free(resp.error);
+    }
+    proto__write_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int do_txn(rl_service *svc, const uint8_t *req, size_t len,
+                  rl_remaining_fn rem, void *ctx, rl_rpc_buf *reply, char *err,
+                  size_t errlen)
+{
+    DECODE(Proto__TransactionRequest, proto__transaction_request__unpack, r,
+           "TransactionRequest");
+    Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
+    size_t n = r->n_statements, i;
+    stmt_spec *specs = calloc(n ? n : 1, sizeof(*specs));
+    int64_t *ch = calloc(n ? n : 1, sizeof(*ch));
+    int64_t *rowids = calloc(n ? n : 1, sizeof(*rowids));
+    Proto__StatementResult *res = calloc(n ? n : 1, sizeof(*res));
+    Proto__StatementResult **resp_ptrs = calloc(n ? n : 1, sizeof(*resp_ptrs));
+    int64_t total;
+    int failed = -1, code;
+    char msg[1024];
+    if (!specs || !ch || !rowids || !res || !resp_ptrs) {
+        seterr(err, errlen, "out of memory");
+        code = RL_RPC_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        Proto__Statement *s = r->statements[i];
+        specs[i].sql = s->sql;
+        specs[i].n_params = s->n_params;
+        specs[i].params = s->params;
+        specs[i].n_named = s->n_named_params;
+        specs[i].named = s->named_params;
+    }
+    resp.failed_statement = -1;
+    if (n == 0) {
+        resp.error = errdup("empty transaction: send at least one statement");
+    } else if (run_write(svc, specs, n, rem, ctx, ch, rowids, &total, &failed,
+                         msg, sizeof(msg)) == 0) {
+        resp.success = 1;
+        for (i = 0; i < n; i++) {
+            proto__statement_result__init(&res[i]);
+            res[i].rows_affected = ch[i];
+            res[i].last_insert_rowid = rowids[i];
+            resp_ptrs[i] = &res[i];
+        }
+        resp.n_results = n;
+        resp.results = resp_ptrs;
+    } else {
+        char full[1100];
+        snprintf(full, sizeof(full), "statement %d: %s", failed, msg);
+        resp.error = errdup(failed >= 0 ? full : msg);
+        resp.failed_statement = failed;
+    }
+    code = pack(&resp.base, svc->max_msg, reply, err, errlen);
+    if (resp.error != protobuf_c_empty_string) {
+        free(resp.error);
+    }
+out:
+    free(specs);
+    free(ch);
+    free(rowids);
+    free(res);
+    free(resp_ptrs);
+    proto__transaction_request__free_unpacked(r, NULL);
+    return code;
+}
+
+/* Result rows built for ExecuteRead; freed with free_unpacked since every
+** pointer in it is malloc'd. */
+static int read_rows(rl_service *svc, conn *c, sqlite3_stmt *st,
+                     Proto__QueryResult *qr, char *msg, size_t msglen)
+{
+    int ncol = sqlite3_column_count(st), i, rc;
+    size_t cap = 0, approx = 64;
+    qr->n_columns = qr->n_declared_types = qr->n_column_types = (size_t)ncol;
+    qr->columns = calloc((size_t)ncol + 1, sizeof(char *));
+    qr->declared_types = calloc((size_t)ncol + 1, sizeof(char *));
+    qr->column_types = calloc((size_t)ncol + 1, sizeof(Proto__ColumnType));
+    if (!qr->columns || !qr->declared_types || !qr->column_types) {
+        goto oom;
+    }
+    for (i = 0; i < ncol; i++) {
+        const char *dt = sqlite3_column_decltype(st, i);
+        qr->columns[i] = dupstr(sqlite3_column_name(st, i));
+        qr->declared_types[i] = dupstr(dt);
+        if (!qr->columns[i] || !qr->declared_types[i]) {
+            goto oom;
+        }
+        approx += strlen(qr->columns[i]) + strlen(qr->declared_types[i]) + 8;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        Proto__Row *row;
+        if (qr->n_rows == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            Proto__Row **nr = realloc(qr->rows, nc * sizeof(*nr));
+            if (!nr) {
+                goto oom;
+            }
+            qr->rows = nr;
+            cap = nc;
+        }
+        row = malloc(sizeof(*row));
+        if (!row) {
+            goto oom;
+        }
+        proto__row__init(row);
+        qr->rows[qr->n_rows++] = row;
+        row->values = calloc((size_t)ncol + 1, sizeof(ProtobufCBinaryData));
+        row->typed = calloc((size_t)ncol + 1, sizeof(Proto__Value *));
+        if (!row->values || !row->typed) {
+            goto oom;
+        }
+        for (i = 0; i < ncol; i++) {
+            int t = sqlite3_column_type(st, i);
+            Proto__Value *v = malloc(sizeof(*v));
+            const unsigned char *txt;
+            int n;
+            if (!v) {
+                goto oom;
+            }
+            proto__value__init(v);
+            row->typed[row->n_typed++] = v;
+            row->n_values++;
+            switch (t) {
+            case SQLITE_INTEGER:
+                v->kind_case = PROTO__VALUE__KIND_INTEGER;
+                v->integer = sqlite3_column_int64(st, i);
+                break;
+            case SQLITE_FLOAT:
+                v->kind_case = PROTO__VALUE__KIND_REAL;
+                v->real = sqlite3_column_double(st, i);
+                break;
+            case SQLITE_BLOB: {
+                const void *b = sqlite3_column_blob(st, i);
+                n = sqlite3_column_bytes(st, i);
+                v->kind_case = PROTO__VALUE__KIND_BLOB;
+                v->blob.data = malloc(n ? (size_t)n : 1);
+                if (!v->blob.data) {
+                    goto oom;
+                }
+                if (n) {
+                    memcpy(v->blob.data, b, (size_t)n);
+                }
+                v->blob.len = (size_t)n;
+                approx += (size_t)n;
+                break;
+            }
+            case SQLITE_NULL:
+                v->kind_case = PROTO__VALUE__KIND_NULL;
+                v->null = 1;
+                break;
+            default: {
+                txt = sqlite3_column_text(st, i);
+                n = sqlite3_column_bytes(st, i);
+                v->kind_case = PROTO__VALUE__KIND_TEXT;
+                v->text = malloc((size_t)n + 1);
+                if (!v->text) {
+                    goto oom;
+                }
+                memcpy(v->text, txt ? (const char *)txt : "", (size_t)n);
+                v->text[n] = 0;
+                approx += (size_t)n;
+                break;
+            }
+            }
+            /* PoC form: the value as SQLite renders it as text; NULL as
+            ** empty bytes. */
+            if (t != SQLITE_NULL) {
+                txt = t == SQLITE_BLOB ? sqlite3_column_blob(st, i)
+                                       : sqlite3_column_text(st, i);
+                n = sqlite3_column_bytes(st, i);
+                row->values[i].data = malloc(n ? (size_t)n : 1);
+                if (!row->values[i].data) {
+                    goto oom;
+                }
+                if (n) {
+                    memcpy(row->values[i].data, txt, (size_t)n);
+                }
+                row->values[i].len = (size_t)n;
+                approx += (size_t)n + 12;
+            }
+            if (qr->n_rows == 1) {
+                qr->column_types[i] =
+                    t == SQLITE_INTEGER
+                        ? PROTO__COLUMN_TYPE__COLUMN_TYPE_INTEGER
+                    : t == SQLITE_FLOAT ? PROTO__COLUMN_TYPE__COLUMN_TYPE_REAL
+                    : t == SQLITE_TEXT  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_TEXT
+                    : t == SQLITE_BLOB  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_BLOB
+                                        : PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL;
+            } else {
+                Proto__ColumnType now =
+                    t == SQLITE_INTEGER
+                        ? PROTO__COLUMN_TYPE__COLUMN_TYPE_INTEGER
+                    : t == SQLITE_FLOAT ? PROTO__COLUMN_TYPE__COLUMN_TYPE_REAL
+                    : t == SQLITE_TEXT  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_TEXT
+                    : t == SQLITE_BLOB  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_BLOB
+                                        : PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL;
+                Proto__ColumnType was = qr->column_types[i];
+                if (was == PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL) {
+                    qr->column_types[i] = now;
+                } else if (now != PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL &&
+                           now != was) {
+                    qr->column_types[i] =
+                        PROTO__COLUMN_TYPE__COLUMN_TYPE_UNSPECIFIED;
+                }
+            }
+        }
+        if (approx > svc->max_msg) {
+            seterr(msg, msglen,
+                   "result too large: more than %zu bytes after %zu rows, "
+                   "over the message limit; narrow the query (LIMIT/OFFSET, "
+                   "fewer columns) or raise -max-msg-bytes",
+                   svc->max_msg, qr->n_rows);
+            return -1;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        sql_error(c, rc, "query failed", msg, msglen);
+        return -1;
+    }
+    return 0;
+oom:
+    seterr(msg, msglen, "out of memory while building the result");
+    return -1;
+}
+
+static int do_read(rl_service *svc, const uint8_t *req, size_t len,
+                   rl_remaining_fn rem, void *ctx, rl_rpc_buf *reply, char *err,
+                   size_t errlen)
+{
+    DECODE(Proto__ReadRequest, proto__read_request__unpack, r, "ReadRequest");
+    Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
+    Proto__QueryResult *qr = malloc(sizeof(*qr));
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    char msg[1024] = "";
+    int code, rc, more = 0, ok = 0;
+    conn *c = NULL;
+    if (!qr) {
+        msg[0] = 0;
+        seterr(msg, sizeof(msg), "out of memory");
+        goto done;
+    }
+    proto__query_result__init(qr);
+    c = reader_get(svc, msg, sizeof(msg));
+    if (!c) {
+        goto done;
+    }
+    c->remaining = rem;
+    c->ctx = ctx;
+    c->timed_out = 0;
+    rc = sqlite3_prepare_v2(c->db, r->sql ? r->sql : "", -1, &st, &tail);
+    if (rc != SQLITE_OK) {
+        sql_error(c, rc, "invalid SQL", msg, sizeof(msg));
+        goto done;
+    }
+    if (!st) {
+        seterr(msg, sizeof(msg), "empty SQL: send one statement");
+        goto done;
+    }
+    if (!sqlite3_stmt_readonly(st)) {
+        seterr(msg, sizeof(msg),
+               "ExecuteRead refuses SQL that writes; send it with "
+               "ExecuteWrite");
+        goto done;
+    }
+    rc = has_more(c->db, tail, &more);
+    if (rc != SQLITE_OK || more) {
+        seterr(msg, sizeof(msg),
+               "ExecuteRead takes exactly one statement, but the SQL holds "
+               "more");
+        goto done;
+    }
+    if (bind_params(c, st, r->n_params, r->params, r->n_named_params,
+                    r->named_params, msg, sizeof(msg)) != 0) {
+        goto done;
+    }
+    ok = read_rows(svc, c, st, qr, msg, sizeof(msg)) == 0;
+done:
+    sqlite3_finalize(st);
+    if (c) {
+        c->remaining = NULL;
+        reader_put(svc, c);
+    }
+    if (ok) {
+        resp.result = qr;
+    } else {
+        resp.error = errdup(msg[0] ? msg : "read failed");
+        /* Never a partial result: the rows built so far are dropped. */
+        resp.result = NULL;
+    }
+    code = pack(&resp.base, svc->max_msg, reply, err, errlen);
+    if (code == RL_RPC_RESOURCE_EXHAUSTED && ok) {
+        /* Exact size over the limit: answer with an error, no rows. */
+        Proto__ReadResponse small = PROTO__READ_RESPONSE__INIT;
+        char m2[RL_RPC_ERRMAX + 128];
+        snprintf(m2, sizeof(m2),
+                 "result too large: %s; narrow the query (LIMIT/OFFSET, fewer "
+                 "columns) or raise -max-msg-bytes",
+                 err);
+        small.error = m2;
+        code = pack(&small.base, svc->max_msg, reply, err, errlen);
+    }
+    if (resp.error != protobuf_c_empty_string) {
+        free(resp.error);
+    }
+    if (qr) {
+        protobuf_c_message_free_unpacked(&qr->base, NULL);
+    }
+    proto__read_request__free_unpacked(r, NULL);
+    return code;
+}
+
+#define NOT_BUILT                                                              \
+    "clustering is not built yet: this node runs standalone; it will work "    \
+    "once raftlite's cluster support lands"
+
+static int do_join(rl_service *svc, const uint8_t *req, size_t len,
+                   rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__JoinRequest, proto__join_request__unpack, r, "JoinRequest");
+    Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
+    char msg[512];
+    int code;
+    seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id, NOT_BUILT);
+    resp.error = msg;
+    code = pack(&resp.base, svc->max_msg, reply, err, errlen);
+    proto__join_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int do_remove(rl_service *svc, const uint8_t *req, size_t len,
+                     rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__RemoveRequest, proto__remove_request__unpack, r,
+           "RemoveRequest");
+    Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
+    char msg[512];
+    int code;
+    seterr(msg, sizeof(msg), "cannot remove node '%s': %s", r->node_id,
+           NOT_BUILT);
+    resp.error = msg;
+    code = pack(&resp.base, svc->max_msg, reply, err, errlen);
+    proto__remove_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int do_leader(rl_service *svc, const uint8_t *req, size_t len,
+                     rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
+           "LeaderRequest");
+    Proto__LeaderResponse resp = PROTO__LEADER_RESPONSE__INIT;
+    resp.error = (char *)"no leader: " NOT_BUILT;
+    proto__leader_request__free_unpacked(r, NULL);
+    return pack(&resp.base, svc->max_msg, reply, err, errlen);
+}
+
+static int do_status(rl_service *svc, const uint8_t *req, size_t len,
+                     rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__StatusRequest, proto__status_request__unpack, r,
+           "StatusRequest");
+    Proto__StatusResponse resp = PROTO__STATUS_RESPONSE__INIT;
+    resp.node_id = svc->node_id;
+    resp.grpc_addr = svc->grpc_addr;
+    resp.raft_addr = svc->raft_addr;
+    resp.role = (char *)"standalone";
+    resp.database = svc->db_path;
+    resp.version = (char *)RL_VERSION;
+    resp.sqlite_version = (char *)sqlite3_libversion();
+    pthread_mutex_lock(&svc->smu);
+    resp.calls_served = svc->served;
+    pthread_mutex_unlock(&svc->smu);
+    proto__status_request__free_unpacked(r, NULL);
+    return pack(&resp.base, svc->max_msg, reply, err, errlen);
+}
+
+static int do_read_index(rl_service *svc, const uint8_t *req, size_t len,
+                         char *err, size_t errlen)
+{
+    DECODE(Proto__ReadIndexRequest, proto__read_index_request__unpack, r,
+           "ReadIndexRequest");
+    (void)svc;
+    proto__read_index_request__free_unpacked(r, NULL);
+    seterr(err, errlen, "ReadIndex needs a Raft leader: %s", NOT_BUILT);
+    return RL_RPC_FAILED_PRECONDITION;
+}
+
+int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
+                     size_t len, rl_remaining_fn rem, void *ctx,
+                     rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    int code;
+    reply->data = NULL;
+    reply->len = 0;
+    err[0] = 0;
+    if (strcmp(method, "ExecuteWrite") == 0) {
+        code = do_write(svc, req, len, rem, ctx, reply, err, errlen);
+    } else if (strcmp(method, "ExecuteRead") == 0) {
+        code = do_read(svc, req, len, rem, ctx, reply, err, errlen);
+    } else if (strcmp(method, "ExecuteTransaction") == 0) {
+        code = do_txn(svc, req, len, rem, ctx, reply, err, errlen);
+    } else if (strcmp(method, "Join") == 0) {
+        code = do_join(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "Remove") == 0) {
+        code = do_remove(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "Status") == 0) {
+        code = do_status(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "Leader") == 0) {
+        code = do_leader(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "ReadIndex") == 0) {
+        code = do_read_index(svc, req, len, err, errlen);
+    } else {
+        seterr(err, errlen, "unknown method %s", method);
+        code = RL_RPC_UNIMPLEMENTED;
+    }
+    pthread_mutex_lock(&svc->smu);
+    svc->served++;
+    pthread_mutex_unlock(&svc->smu);
+    return code;
+}
+
+/* ---- ForwardTxn framing ---- */
+
+void rl_txn_asm_init(rl_txn_asm *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+}
+
+int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
+                   size_t errlen)
+{
+    Proto__TxnChunk *ch = proto__txn_chunk__unpack(NULL, len, msg);
+    int code = RL_RPC_OK;
+    if (!ch) {
+        seterr(err, errlen,
+               "malformed TxnChunk: not a valid protobuf "
+               "message of that type");
+        return RL_RPC_INVALID_ARGUMENT;
+    }
+    if (a->last_seen) {
+        seterr(err, errlen, "TxnChunk after the chunk marked last");
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else if (a->chunks == 0 && ch->total_length > RL_TXN_MAX) {
+        seterr(err, errlen,
+               "transaction of %llu bytes exceeds the limit of %llu bytes",
+               (unsigned long long)ch->total_length,
+               (unsigned long long)RL_TXN_MAX);
+        code = RL_RPC_RESOURCE_EXHAUSTED;
+    } else if (a->chunks > 0 && ch->total_length != 0 &&
+               ch->total_length != a->total) {
+        seterr(err, errlen,
+               "TxnChunk %llu states total_length %llu, the first said %llu",
+               (unsigned long long)a->chunks,
+               (unsigned long long)ch->total_length,
+               (unsigned long long)a->total);
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else if (ch->offset != a->received) {
+        seterr(err, errlen,
+               "TxnChunk %llu has offset %llu, expected %llu (chunks must "
+               "arrive in order without gaps)",
+               (unsigned long long)a->chunks, (unsigned long long)ch->offset,
+               (unsigned long long)a->received);
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else if (ch->data.len >
+               (a->chunks == 0 ? ch->total_length : a->total) - a->received) {
+        seterr(
+            err, errlen, "TxnChunk %llu carries bytes beyond total_length %llu",
+            (unsigned long long)a->chunks,
+            (unsigned long long)(a->chunks == 0 ? ch->total_length : a->total));
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else {
+        if (a->chunks == 0) {
+            a->total = ch->total_length;
+        }
+        if (ch->data.len) {
+            a->crc = (uint32_t)crc32(a->crc, ch->data.data, (uInt)ch->data.len);
+        }
+        a->received += ch->data.len;
+        a->chunks++;
+        a->last_seen = ch->last;
+    }
+    proto__txn_chunk__free_unpacked(ch, NULL);
+    return code;
+}
+
+int rl_txn_asm_finish(rl_txn_asm *a, char *err, size_t errlen)
+{
+    if (a->chunks == 0) {
+        seterr(err, errlen, "ForwardTxn stream carried no TxnChunk");
+        return RL_RPC_INVALID_ARGUMENT;
+    }
+    if (!a->last_seen || a->received != a->total) {
+        seterr(err, errlen,
+               "ForwardTxn stream ended early: %llu of %llu bytes%s",
+               (unsigned long long)a->received, (unsigned long long)a->total,
+               a->last_seen ? "" : ", no chunk marked last");
+        return RL_RPC_INVALID_ARGUMENT;
+    }
+    return RL_RPC_OK;
+}

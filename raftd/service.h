@@ -1,0 +1,80 @@
+/*
+** raftd/service.h -- the handlers of raftlite's gRPC API
+*(proto/raftlite.proto).
+**
+** service.c decodes requests, runs them against the node's local SQLite
+** database and encodes responses; it knows no gRPC (rpc.h's byte buffers
+** and status codes only), so it is fuzzed without a server. service_rpc.c
+** registers it with an rl_rpc_server and adds the streaming internal RPCs.
+**
+** Until the cluster lands, ExecuteWrite/ExecuteRead/ExecuteTransaction run
+** on the local database and Join/Remove/Leader answer that clustering is
+** not built yet.
+*/
+#ifndef RL_SERVICE_H
+#define RL_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc.h"
+
+#define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
+#define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
+
+typedef struct rl_service_config {
+    const char *node_id;
+    const char *grpc_addr;
+    const char *raft_addr;
+    const char *db_path;  /* the node's database file */
+    size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB */
+    int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 */
+} rl_service_config;
+
+typedef struct rl_service rl_service;
+
+/* How much time a request has left: milliseconds, INT64_MAX = no limit, 0
+** = stop now. ctx is passed back as is. */
+typedef int64_t (*rl_remaining_fn)(void *ctx);
+
+/* Opens the node's database (created if missing, WAL mode). NULL with err
+** on failure. */
+rl_service *rl_service_open(const rl_service_config *cfg, char *err,
+                            size_t errlen);
+void rl_service_close(rl_service *svc);
+
+/* Serves one unary call of the public service (method is the bare name,
+** e.g. "ExecuteRead") or the internal ReadIndex. Returns a status code; on
+** OK *reply holds the encoded response (caller frees), else err says why. */
+int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
+                     size_t len, rl_remaining_fn remaining, void *ctx,
+                     rl_rpc_buf *reply, char *err, size_t errlen);
+
+/* Registers every RPC of both services on a server (service_rpc.c). */
+int rl_service_register(rl_service *svc, rl_rpc_server *srv);
+
+/* Facts service_rpc.c needs. */
+const char *rl_service_db_path(rl_service *svc);
+size_t rl_service_max_msg(rl_service *svc);
+
+/* ---- ForwardTxn chunk framing (grpc-free, fuzzed) ---- */
+
+#define RL_TXN_MAX ((uint64_t)1 << 32) /* largest forwarded transaction */
+
+typedef struct rl_txn_asm {
+    uint64_t total;    /* total_length stated by the first chunk */
+    uint64_t received; /* bytes accepted so far */
+    uint32_t crc;      /* CRC-32 of the bytes accepted */
+    uint64_t chunks;
+    int last_seen;
+} rl_txn_asm;
+
+void rl_txn_asm_init(rl_txn_asm *a);
+/* Accepts one encoded TxnChunk. Returns 0, or a status code with err
+** naming the framing rule broken. */
+int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
+                   size_t errlen);
+/* At the end of the stream: 0 if the transaction is complete. */
+int rl_txn_asm_finish(rl_txn_asm *a, char *err, size_t errlen);
+
+#endif /* RL_SERVICE_H */

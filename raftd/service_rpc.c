@@ -1,0 +1,261 @@
+/*
+** raftd/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
+** (rpc.h): the unary RPCs of both services and the two streaming internal
+** RPCs, ForwardTxn and FetchImage.
+**
+** TRANSPORT ONLY until the cluster issue: ForwardTxn checks the chunk
+** framing and answers with the length and CRC-32 of what it received (no
+** Raft commit); FetchImage streams the node's own database file as it is
+** on disk. FetchImage must never serve any other path: the request may only
+** name the database file's own base name.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "raftlite.pb-c.h"
+#include "service.h"
+
+#define IMAGE_CHUNK (1u << 20)
+
+static int64_t call_remaining(void *ctx)
+{
+    return rl_rpc_call_remaining_ms(ctx);
+}
+
+static int unary_cb(rl_rpc_call *call, void *arg)
+{
+    rl_service *svc = arg;
+    const char *m = strrchr(rl_rpc_call_method(call), '/');
+    rl_rpc_buf req, reply;
+    char err[RL_RPC_ERRMAX];
+    int code, got = rl_rpc_call_recv(call, &req);
+    if (got < 0) {
+        return rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                 "request not received (call cancelled or "
+                                 "message too large)");
+    }
+    if (got == 0) {
+        return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
+                                 "no request message: %s is unary",
+                                 rl_rpc_call_method(call));
+    }
+    code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining, call,
+                            &reply, err, sizeof(err));
+    rl_rpc_buf_free(&req);
+    if (code != RL_RPC_OK) {
+        return rl_rpc_call_error(call, code, "%s", err);
+    }
+    if (rl_rpc_call_remaining_ms(call) == 0) {
+        rl_rpc_buf_free(&reply);
+        return rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
+                                 "deadline exceeded");
+    }
+    if (rl_rpc_call_send(call, reply.data, reply.len) != 0) {
+        rl_rpc_buf_free(&reply);
+        return rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                 "response not sent: the client is gone");
+    }
+    rl_rpc_buf_free(&reply);
+    return RL_RPC_OK;
+}
+
+static int forward_txn_cb(rl_rpc_call *call, void *arg)
+{
+    Proto__ForwardTxnResponse resp = PROTO__FORWARD_TXN_RESPONSE__INIT;
+    rl_txn_asm a;
+    rl_rpc_buf msg;
+    char err[RL_RPC_ERRMAX];
+    uint8_t *out;
+    size_t n;
+    int got, code;
+    (void)arg;
+    rl_txn_asm_init(&a);
+    while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
+        code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
+        rl_rpc_buf_free(&msg);
+        if (code != RL_RPC_OK) {
+            return rl_rpc_call_error(call, code, "%s", err);
+        }
+    }
+    if (got < 0) {
+        return rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                 "ForwardTxn stream broken after %llu bytes",
+                                 (unsigned long long)a.received);
+    }
+    code = rl_txn_asm_finish(&a, err, sizeof(err));
+    if (code != RL_RPC_OK) {
+        return rl_rpc_call_error(call, code, "%s", err);
+    }
+    resp.success = 1;
+    resp.received_bytes = a.received;
+    resp.crc32 = a.crc;
+    n = proto__forward_txn_response__get_packed_size(&resp);
+    out = malloc(n ? n : 1);
+    if (!out) {
+        return rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED,
+                                 "out of memory");
+    }
+    proto__forward_txn_response__pack(&resp, out);
+    got = rl_rpc_call_send(call, out, n);
+    free(out);
+    return got == 0
+               ? RL_RPC_OK
+               : rl_rpc_call_error(call, RL_RPC_CANCELLED, "response not sent");
+}
+
+/* Streams [off, end) of fd as ImageChunks. */
+static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
+                        uint64_t end, size_t chunk)
+{
+    uint8_t *buf = malloc(chunk), *out = NULL;
+    uint32_t scrc = (uint32_t)crc32(0L, Z_NULL, 0);
+    int code = RL_RPC_OK;
+    if (!buf || !(out = malloc(chunk + 128))) {
+        free(buf);
+        return rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED,
+                                 "out of memory");
+    }
+    do {
+        Proto__ImageChunk ic = PROTO__IMAGE_CHUNK__INIT;
+        size_t want = end - off < chunk ? (size_t)(end - off) : chunk, got = 0;
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, (off_t)(off + got));
+            if (r < 0 && errno == EINTR) {
+                continue;
+            }
+            if (r <= 0) {
+                code = rl_rpc_call_error(call, RL_RPC_DATA_LOSS,
+                                         "image read failed at offset %llu: %s",
+                                         (unsigned long long)(off + got),
+                                         r < 0 ? strerror(errno)
+                                               : "file shrank while streaming");
+                goto out;
+            }
+            got += (size_t)r;
+        }
+        if (rl_rpc_call_remaining_ms(call) == 0) {
+            code = rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
+                                     "deadline exceeded at offset %llu",
+                                     (unsigned long long)off);
+            goto out;
+        }
+        ic.offset = off;
+        ic.data.data = buf;
+        ic.data.len = want;
+        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)want);
+        scrc = (uint32_t)crc32(scrc, buf, (uInt)want);
+        ic.total_size = size;
+        off += want;
+        ic.last = off >= end;
+        if (ic.last) {
+            ic.stream_crc32 = scrc;
+        }
+        size_t n = proto__image_chunk__pack(&ic, out);
+        if (rl_rpc_call_send(call, out, n) != 0) {
+            code = rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                     "client went away at offset %llu",
+                                     (unsigned long long)off);
+            goto out;
+        }
+    } while (off < end);
+out:
+    free(buf);
+    free(out);
+    return code;
+}
+
+static int fetch_image_cb(rl_rpc_call *call, void *arg)
+{
+    rl_service *svc = arg;
+    const char *path = rl_service_db_path(svc);
+    const char *base = strrchr(path, '/');
+    Proto__FetchImageRequest *r;
+    rl_rpc_buf msg;
+    struct stat sb;
+    uint64_t end;
+    size_t chunk, max = rl_service_max_msg(svc);
+    int fd, code, got = rl_rpc_call_recv(call, &msg);
+    base = base ? base + 1 : path;
+    if (got != 1) {
+        return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
+                                 "FetchImage needs one FetchImageRequest");
+    }
+    r = proto__fetch_image_request__unpack(NULL, msg.len, msg.data);
+    rl_rpc_buf_free(&msg);
+    if (!r) {
+        return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
+                                 "malformed FetchImageRequest: not a valid "
+                                 "protobuf message of that type");
+    }
+    if (r->name[0] && strcmp(r->name, base) != 0) {
+        code = rl_rpc_call_error(
+            call, RL_RPC_PERMISSION_DENIED,
+            "FetchImage serves only this node's database image '%s', not "
+            "'%.200s'",
+            base, r->name);
+        proto__fetch_image_request__free_unpacked(r, NULL);
+        return code;
+    }
+    chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
+    if (chunk + 128 > max) {
+        chunk = max > 256 ? max - 128 : 128;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        code = rl_rpc_call_error(call, RL_RPC_NOT_FOUND,
+                                 "cannot open the database image %s: %s", path,
+                                 strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        proto__fetch_image_request__free_unpacked(r, NULL);
+        return code;
+    }
+    if (r->offset > (uint64_t)sb.st_size) {
+        code = rl_rpc_call_error(call, RL_RPC_OUT_OF_RANGE,
+                                 "offset %llu is past the image's end (%llu "
+                                 "bytes)",
+                                 (unsigned long long)r->offset,
+                                 (unsigned long long)sb.st_size);
+    } else {
+        end = (uint64_t)sb.st_size;
+        if (r->length && r->length < end - r->offset) {
+            end = r->offset + r->length;
+        }
+        code =
+            stream_image(call, fd, (uint64_t)sb.st_size, r->offset, end, chunk);
+    }
+    close(fd);
+    proto__fetch_image_request__free_unpacked(r, NULL);
+    return code;
+}
+
+int rl_service_register(rl_service *svc, rl_rpc_server *srv)
+{
+    static const char *const pub[] = {
+        "ExecuteWrite", "ExecuteRead", "Join",   "ExecuteTransaction",
+        "Remove",       "Status",      "Leader",
+    };
+    char name[128];
+    size_t i;
+    for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
+        snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
+        if (rl_rpc_server_add(srv, name, unary_cb, svc) != 0) {
+            return -1;
+        }
+    }
+    if (rl_rpc_server_add(srv, RL_SVC_INTERNAL "ReadIndex", unary_cb, svc) ||
+        rl_rpc_server_add(srv, RL_SVC_INTERNAL "ForwardTxn", forward_txn_cb,
+                          svc) ||
+        rl_rpc_server_add(srv, RL_SVC_INTERNAL "FetchImage", fetch_image_cb,
+                          svc)) {
+        return -1;
+    }
+    return 0;
+}

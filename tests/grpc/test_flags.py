@@ -1,0 +1,108 @@
+# budget: 60
+# asan: yes
+"""raftd's Go-style flags: -flag value, -flag=value, --flag value and
+--flag=value all work; a bad flag prints the usage and exits 2; -db and
+-data place the database at DATA/ID/DB; -max-msg-bytes sets the limit;
+SIGINT stops raftd cleanly like SIGTERM."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rlgrpc import *  # noqa: F401,F403
+import grpc
+
+
+def run(args):
+    return subprocess.run([RAFTD] + args, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test():
+    pb, pbg = project_stubs()
+    d = scratch()
+    port = "127.0.0.1:%d" % free_port()
+    for args, needle in (
+            ([], "-id is required"),
+            (["-id", "a", "-nosuch"], "unknown flag -nosuch"),
+            (["-id"], "needs a value"),
+            (["-id", "a", "stray"], "unexpected argument"),
+            (["-id", "a", "-max-msg-bytes", "12x"], "whole number"),
+            (["-id", "a", "-max-msg-bytes=10"], "from 1024"),
+            (["-id", "a", "-log-level", "loud"], "-log-level must be"),
+            (["-id", "a", "-bootstrap=maybe"], "is a switch"),
+            (["-id", "../x"], "must not contain '/'"),
+            (["-id", "a", "-db", "../../etc/x"], "plain file name"),
+            (["-id", "a", "-tls-ca", "x.pem"], "need -tls-cert")):
+        r = run(["-grpc", port, "-data", d] + args)
+        check(r.returncode == 2 and needle in r.stderr and
+              "usage: raftd" in r.stderr,
+              "raftd %s: rc %d, stderr %r" % (args, r.returncode, r.stderr))
+    r = run(["-h"])
+    check(r.returncode == 0 and "usage: raftd" in r.stdout, "-h")
+    r = run(["-id", "a", "-grpc", port, "-data", "/proc/nonexistent/dir"])
+    check(r.returncode == 1 and "cannot create data directory" in r.stderr,
+          "unwritable -data: %r" % r.stderr)
+
+    # Every spelling of a flag, -db placing the file, -max-msg-bytes.
+    n = Raftd(["--db", "other.db", "-max-msg-bytes=65536", "--workers=4",
+               "-bootstrap", "--log-level=info"], node="n7")
+    check(os.path.exists(os.path.join(n.data, "n7", "other.db")),
+          "-db other.db under DATA/ID")
+    check("-bootstrap: clustering is not built yet" in n.log(),
+          "-bootstrap warns it is not built: %s" % n.log())
+    ch = channel(n.addr)
+    s = pbg.DistributedSqliteStub(ch)
+    st = s.Status(pb.StatusRequest(), timeout=20)
+    check(st.database.endswith("/n7/other.db"), "Status.database %r" %
+          st.database)
+    try:
+        s.ExecuteRead(pb.ReadRequest(sql="SELECT '" + "x" * 70000 + "'"),
+                      timeout=20)
+        fail("a 70 kB request passed a 64 KiB -max-msg-bytes")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+              "over -max-msg-bytes: %s" % e.code())
+    r = s.ExecuteRead(pb.ReadRequest(sql="SELECT zeroblob(40000)"),
+                      timeout=20)
+    check("result too large" in r.error, "result over 64 KiB: %r" % r.error)
+    ch.close()
+    n.p.send_signal(signal.SIGINT)
+    check(n.p.wait(timeout=60) == 0 and "stopped" in n.log(),
+          "SIGINT stops raftd cleanly: %s" % n.log())
+
+    # -grace-ms: a call with no deadline, stuck on a lock held elsewhere,
+    # is cancelled once the grace is over and raftd still exits 0.
+    n = Raftd(["-grace-ms", "300"], node="n8")
+    ch = channel(n.addr)
+    s = pbg.DistributedSqliteStub(ch)
+    check(s.ExecuteWrite(pb.WriteRequest(sql="CREATE TABLE t(x)"),
+                         timeout=20).success, "setup")
+    con = sqlite3.connect(n.db, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    stuck = s.ExecuteWrite.future(pb.WriteRequest(
+        sql="INSERT INTO t VALUES (1)"))
+    time.sleep(0.5)
+    check(not stuck.done(), "the write waits for the lock")
+    t0 = time.time()
+    n.p.terminate()
+    rc = n.p.wait(timeout=30)
+    took = time.time() - t0
+    con.execute("ROLLBACK")
+    con.close()
+    check(rc == 0 and took < 5, "raftd exited %s %.1fs after SIGTERM with "
+          "-grace-ms 300" % (rc, took))
+    try:
+        r = stuck.result(timeout=10)
+        fail("the stuck call got a response: %r" % r)
+    except grpc.RpcError as e:
+        check(e.code() in (grpc.StatusCode.CANCELLED,
+                           grpc.StatusCode.UNAVAILABLE),
+              "stuck call ended with %s" % e.code())
+    ch.close()
+
+
+main(test)

@@ -1,0 +1,137 @@
+# budget: 60
+# asan: yes
+"""TLS and mutual TLS from PEM files given by flags (certificates made here
+with openssl): plaintext, TLS and mTLS calls work; a client trusting the
+wrong CA, a client without a certificate on an mTLS port, and a plaintext
+client on a TLS port are refused; bad TLS flags are refused at start."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rlgrpc import *  # noqa: F401,F403
+import grpc
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl"] + list(args), cwd=cwd,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("openssl %s failed:\n%s" % (" ".join(args), r.stderr))
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=%s" % name, "-keyout", name + ".key",
+            "-out", name + ".pem", cwd=d)
+
+
+def make_cert(d, ca, name, server):
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        if server:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                    "extendedKeyUsage=serverAuth\n")
+        else:
+            f.write("extendedKeyUsage=clientAuth\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % name,
+            "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem",
+            "-CAkey", ca + ".key", "-CAcreateserial", "-days", "2",
+            "-extfile", ext, "-out", name + ".pem", cwd=d)
+
+
+def rd(d, name):
+    with open(os.path.join(d, name), "rb") as f:
+        return f.read()
+
+
+def refused(pbg, pb, addr, creds, what):
+    ch = (grpc.secure_channel(addr, creds) if creds
+          else grpc.insecure_channel(addr))
+    try:
+        pbg.DistributedSqliteStub(ch).Status(pb.StatusRequest(), timeout=5)
+        fail("%s: the call went through" % what)
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAVAILABLE,
+              "%s: status %s (%s), want UNAVAILABLE" % (what, e.code(),
+                                                       e.details()))
+    finally:
+        ch.close()
+
+
+def test():
+    pb, pbg = project_stubs()
+    d = scratch("rltls-")
+    make_ca(d, "ca")
+    make_ca(d, "otherca")
+    make_cert(d, "ca", "server", True)
+    make_cert(d, "ca", "client", False)
+    make_cert(d, "otherca", "rogue", False)
+    p = lambda n: os.path.join(d, n)  # noqa: E731
+
+    # Plaintext (the default).
+    n0 = Raftd()
+    ch = channel(n0.addr)
+    check(pbg.DistributedSqliteStub(ch).Status(pb.StatusRequest(),
+                                                timeout=20).node_id == "n1",
+          "plaintext call")
+    ch.close()
+    n0.stop()
+
+    # TLS: server certificate only.
+    n1 = Raftd(["-tls-cert", p("server.pem"), "-tls-key", p("server.key")])
+    check("(TLS)" in n1.log(), "raftd says it serves TLS: %s" % n1.log())
+    good = grpc.ssl_channel_credentials(root_certificates=rd(d, "ca.pem"))
+    ch = channel(n1.addr, good)
+    s = pbg.DistributedSqliteStub(ch)
+    w = s.ExecuteWrite(pb.WriteRequest(sql="CREATE TABLE t(x)"), timeout=20)
+    check(w.success, "write over TLS: %r" % w)
+    ch.close()
+    refused(pbg, pb, n1.addr, grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "otherca.pem")), "TLS client trusting the "
+        "wrong CA")
+    refused(pbg, pb, n1.addr, None, "plaintext client on a TLS port")
+    n1.stop()
+
+    # Mutual TLS.
+    n2 = Raftd(["-tls-cert", p("server.pem"), "-tls-key", p("server.key"),
+                "-tls-ca", p("ca.pem"), "-tls-client-auth"])
+    check("(mutual TLS)" in n2.log(), "raftd says mutual TLS: %s" % n2.log())
+    mtls = grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "ca.pem"), private_key=rd(d, "client.key"),
+        certificate_chain=rd(d, "client.pem"))
+    ch = channel(n2.addr, mtls)
+    s = pbg.DistributedSqliteStub(ch)
+    r = s.ExecuteRead(pb.ReadRequest(sql="SELECT 40 + 2"), timeout=20)
+    check(r.result.rows[0].values[0] == b"42", "read over mTLS: %r" % r)
+    internal = pbg.RaftliteInternalStub(ch)
+    chunks = list(internal.FetchImage(pb.FetchImageRequest(), timeout=20))
+    check(chunks and chunks[-1].last, "streaming over mTLS")
+    ch.close()
+    refused(pbg, pb, n2.addr, grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "ca.pem")), "mTLS port, no client cert")
+    refused(pbg, pb, n2.addr, grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "ca.pem"), private_key=rd(d, "rogue.key"),
+        certificate_chain=rd(d, "rogue.pem")),
+        "mTLS port, client cert from another CA")
+    refused(pbg, pb, n2.addr, None, "plaintext client on an mTLS port")
+    n2.stop()
+
+    # Bad TLS flags: refused at start with a message naming the cause.
+    for args, needle in (
+            (["-tls-cert", p("server.pem")], "go together"),
+            (["-tls-cert", p("server.pem"), "-tls-key", p("server.key"),
+              "-tls-client-auth"], "needs -tls-ca"),
+            (["-tls-cert", p("nosuch.pem"), "-tls-key", p("server.key")],
+             "cannot open TLS certificate file"),
+            (["-tls-cert", p("server.ext"), "-tls-key", p("server.key")],
+             "is not PEM")):
+        r = subprocess.run([RAFTD, "-id", "x", "-grpc",
+                            "127.0.0.1:%d" % free_port(), "-data", d] + args,
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode != 0 and needle in r.stderr,
+              "raftd %s: rc %d, stderr %r" % (args, r.returncode, r.stderr))
+
+
+main(test)

@@ -1,0 +1,1215 @@
+/*
+** vfs/vfs.c -- the replicating VFS "raft", a shim over "unix".
+**
+** What it is for: see vfs.h. In short, for a replicated database it turns
+** each committed WAL transaction into one rl_txn handed to a replicator
+** port, applies rl_txn records to the WAL and wal-index, and refuses every
+** write that could fork the replica.
+**
+** What it must never do: know anything of Raft; close() a descriptor of a
+** database or -shm file (that drops the process's POSIX locks: all file
+** access goes through the unix VFS's own handles); let a transaction the
+** port refused become visible, locally or to stock readers, now or after a
+** crash (a refused commit frame never reaches the file and its header is
+** zeroed); publish a wal-index header before the frames it covers are
+** written.
+**
+** Locks. The unix VFS implements the eight wal-index lock slots with POSIX
+** locks on the -shm file. raftlite substitutes slot 0 (the WAL write lock)
+** with an OFD lock on byte 0 of "<db>-raft/lock", one open file description
+** per connection, so raftlite writers and appliers exclude each other
+** across threads, connections and processes. Every raftlite connection
+** also holds a *shared* lock on the real slot 0: a stock SQLite process
+** can then neither write nor run WAL recovery while any raftlite process
+** has the database open. Byte 1 of the lock file is the applier's intent
+** lock: writers take it shared for a moment before byte 0, so an applier
+** waiting for the write lock gets it ahead of waiting writers.
+**
+** Capture. A write transaction runs between SQLite taking slot 0 and
+** releasing it. Every WAL write in between is copied, by WAL offset, into
+** per-frame buffers (a spilled page overwritten in place simply replaces
+** its buffer). When the first frame whose header carries a non-zero
+** "database size after commit" is complete, that is the commit frame: the
+** record is built (last image per page number, frames after the commit
+** frame and pages above the new size dropped) and handed to the port
+** before the commit frame's page data reaches the file. Padding frames and
+** checksum rewrites that follow pass through. Releasing slot 0 discards
+** whatever was captured, so a rolled-back transaction yields no record.
+*/
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vfs.h"
+#include "walfmt.h"
+
+#define RL_VFS_NAME "raft"
+
+/* Slots of the wal-index lock array (as wal.c numbers them). */
+#define SLOT_WRITE 0
+#define SLOT_CKPT  1
+#define SLOT_READ1 4
+#define N_READERS1 4 /* READ1..READ4 */
+
+/* Bytes of "<db>-raft/lock". */
+#define LOCK_BYTE_WRITE  0
+#define LOCK_BYTE_INTENT 1
+
+enum { KIND_OTHER = 0, KIND_MAIN, KIND_WAL };
+
+typedef struct rl_frame {
+    uint8_t *buf;        /* 24-byte header then the page */
+    uint32_t hdr_bytes;  /* header bytes written since the header began */
+    uint32_t page_bytes; /* page bytes written since the header began */
+} rl_frame;
+
+/* Frames written by the transaction in progress, by frame number. */
+typedef struct rl_capture {
+    uint32_t page_size; /* 0 until known */
+    uint32_t first;     /* frame number of frames[0] */
+    uint32_t n;         /* frames[0..n) in use */
+    uint32_t alloc;
+    rl_frame *frames;
+    int committed; /* the commit frame was handed to the port */
+} rl_capture;
+
+typedef struct rl_file rl_file;
+struct rl_file {
+    sqlite3_file base;
+    sqlite3_file *sub; /* the unix file, allocated right after this struct */
+    int kind;
+    int replicated;   /* KIND_MAIN: "<db>-raft/" existed at open */
+    const char *path; /* KIND_MAIN: database path (SQLite keeps it alive) */
+    rl_file *main;    /* KIND_WAL: its database's main file */
+    rl_file *wal;     /* KIND_MAIN: the connection's open WAL, if any */
+    const rl_port *port;
+    int lock_fd;     /* "<db>-raft/lock", -1 if none */
+    int holds_write; /* this connection holds the substituted slot 0 */
+    int holds_ckpt;  /* ... holds the checkpointer lock exclusively */
+    int shm_shared0; /* ... holds a shared lock on the real slot 0 */
+    int shm_mapped;
+    rl_capture cap;
+};
+
+static sqlite3_vfs *unix_vfs;
+static rl_port_resolver port_resolver;
+static sqlite3_vfs rl_vfs_obj;
+static const sqlite3_io_methods rl_io_methods;
+
+/*
+** Error channel. A VFS cannot set SQLite's error text; the last refusal on
+** a thread is kept here for raft_last_error().
+*/
+static _Thread_local int tl_code;
+static _Thread_local char tl_msg[1024];
+
+void rl_vfs_set_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    tl_code = code;
+    va_start(ap, fmt);
+    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+    va_end(ap);
+}
+
+const char *rl_vfs_last_error(int *code)
+{
+    if (code)
+        *code = tl_code;
+    return tl_msg;
+}
+
+void rl_vfs_clear_error(void)
+{
+    tl_code = 0;
+    tl_msg[0] = 0;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | p[3];
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, 0);
+}
+
+/*
+** OFD locks on the lock file. Non-blocking: returns 0, or EAGAIN when
+** another description holds a conflicting lock, or another errno.
+*/
+static int ofd_lock(int fd, short type, off_t byte)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    return (errno == EACCES || errno == EAGAIN) ? EAGAIN : errno;
+}
+
+static int writer_lock(rl_file *m)
+{
+    int e;
+    if (m->lock_fd < 0)
+        return SQLITE_IOERR_LOCK;
+    /* Yield to an applier that announced itself. */
+    e = ofd_lock(m->lock_fd, F_RDLCK, LOCK_BYTE_INTENT);
+    if (e)
+        return e == EAGAIN ? SQLITE_BUSY : SQLITE_IOERR_LOCK;
+    e = ofd_lock(m->lock_fd, F_WRLCK, LOCK_BYTE_WRITE);
+    ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_INTENT);
+    if (e)
+        return e == EAGAIN ? SQLITE_BUSY : SQLITE_IOERR_LOCK;
+    return SQLITE_OK;
+}
+
+static void writer_unlock(rl_file *m)
+{
+    if (m->lock_fd >= 0)
+        ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_WRITE);
+}
+
+/* The applier's way in: intent first, then the write byte, polling until
+** timeout_ms. */
+static int applier_lock(rl_file *m, int timeout_ms)
+{
+    int waited = 0, e;
+    for (;;) {
+        e = ofd_lock(m->lock_fd, F_WRLCK, LOCK_BYTE_INTENT);
+        if (e == 0)
+            break;
+        if (e != EAGAIN)
+            return SQLITE_IOERR_LOCK;
+        if (waited >= timeout_ms)
+            return SQLITE_BUSY;
+        sleep_ms(1);
+        waited++;
+    }
+    for (;;) {
+        e = ofd_lock(m->lock_fd, F_WRLCK, LOCK_BYTE_WRITE);
+        if (e == 0)
+            return SQLITE_OK;
+        if (e != EAGAIN || waited >= timeout_ms) {
+            ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_INTENT);
+            return e == EAGAIN ? SQLITE_BUSY : SQLITE_IOERR_LOCK;
+        }
+        sleep_ms(1);
+        waited++;
+    }
+}
+
+static void applier_unlock(rl_file *m)
+{
+    ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_WRITE);
+    ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_INTENT);
+}
+
+/* ---------------------------------------------------------------- capture */
+
+static void capture_reset(rl_capture *c)
+{
+    uint32_t i;
+    for (i = 0; i < c->n; i++)
+        sqlite3_free(c->frames[i].buf);
+    sqlite3_free(c->frames);
+    memset(c, 0, sizeof *c);
+}
+
+/* The frame buffer of frame number fn, created on first use. */
+static rl_frame *capture_frame(rl_capture *c, uint32_t fn)
+{
+    uint32_t i;
+    if (c->n == 0)
+        c->first = fn;
+    if (fn < c->first) {
+        /* A write below the first frame of this transaction: shift. */
+        uint32_t shift = c->first - fn;
+        if (c->n + shift > c->alloc) {
+            uint32_t na = (c->n + shift) * 2;
+            rl_frame *nf = sqlite3_realloc64(c->frames, na * sizeof *nf);
+            if (!nf)
+                return 0;
+            c->frames = nf;
+            c->alloc = na;
+        }
+        memmove(c->frames + shift, c->frames, c->n * sizeof *c->frames);
+        memset(c->frames, 0, shift * sizeof *c->frames);
+        c->n += shift;
+        c->first = fn;
+    }
+    i = fn - c->first;
+    if (i >= c->alloc) {
+        uint32_t na = c->alloc ? c->alloc * 2 : 64;
+        rl_frame *nf;
+        while (na <= i)
+            na *= 2;
+        nf = sqlite3_realloc64(c->frames, na * sizeof *nf);
+        if (!nf)
+            return 0;
+        memset(nf + c->alloc, 0, (na - c->alloc) * sizeof *nf);
+        c->frames = nf;
+        c->alloc = na;
+    }
+    if (i >= c->n)
+        c->n = i + 1;
+    if (!c->frames[i].buf) {
+        c->frames[i].buf = sqlite3_malloc64(RL_WAL_FRAME_HDR_SIZE +
+                                            (uint64_t)c->page_size);
+        if (!c->frames[i].buf)
+            return 0;
+        memset(c->frames[i].buf, 0, RL_WAL_FRAME_HDR_SIZE + c->page_size);
+    }
+    return &c->frames[i];
+}
+
+static int frame_complete(const rl_capture *c, const rl_frame *f)
+{
+    return f->buf && f->hdr_bytes >= RL_WAL_FRAME_HDR_SIZE &&
+           f->page_bytes >= c->page_size;
+}
+
+/* Learns the page size from the WAL header on disk when this transaction
+** appends to an existing WAL (it then writes no header). */
+static int capture_page_size(rl_file *w)
+{
+    uint8_t hdr[RL_WAL_HDR_SIZE];
+    uint32_t ps;
+    int rc = w->sub->pMethods->xRead(w->sub, hdr, sizeof hdr, 0);
+    if (rc != SQLITE_OK)
+        return rc;
+    ps = get_be32(hdr + 8);
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
+        return SQLITE_CORRUPT;
+    w->main->cap.page_size = ps;
+    return SQLITE_OK;
+}
+
+/*
+** Copies one WAL write into the capture. *commit_fn receives the frame
+** number of a commit frame this write completes (0 if none).
+*/
+static int capture_write(rl_file *w, const uint8_t *buf, int amt,
+                         sqlite3_int64 off, uint32_t *commit_fn)
+{
+    rl_capture *c = &w->main->cap;
+    sqlite3_int64 end = off + amt;
+    *commit_fn = 0;
+    if (off < RL_WAL_HDR_SIZE) {
+        /* The WAL header: a new WAL (or a restarted one) begins. */
+        if (off == 0 && amt >= 12) {
+            uint32_t ps = get_be32(buf + 8);
+            if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
+                return SQLITE_CORRUPT;
+            if (c->n && c->page_size != ps)
+                return SQLITE_CORRUPT;
+            c->page_size = ps;
+        }
+        if (end <= RL_WAL_HDR_SIZE)
+            return SQLITE_OK;
+        buf += RL_WAL_HDR_SIZE - off;
+        off = RL_WAL_HDR_SIZE;
+    }
+    if (!c->page_size) {
+        int rc = capture_page_size(w);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    while (off < end) {
+        uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)c->page_size;
+        uint64_t rel = (uint64_t)(off - RL_WAL_HDR_SIZE);
+        uint32_t fn = (uint32_t)(rel / szf) + 1;
+        uint32_t in = (uint32_t)(rel % szf);
+        uint32_t take = (uint32_t)((szf - in) < (uint64_t)(end - off)
+                                       ? (szf - in)
+                                       : (uint64_t)(end - off));
+        rl_frame *f = capture_frame(c, fn);
+        if (!f)
+            return SQLITE_NOMEM;
+        memcpy(f->buf + in, buf, take);
+        if (in == 0) {
+            /* A frame header written anew starts a new frame at this
+            ** offset (a savepoint rollback rewinds the WAL and reuses
+            ** offsets): its page counts only once written after it. */
+            f->hdr_bytes = 0;
+            f->page_bytes = 0;
+        }
+        if (in < RL_WAL_FRAME_HDR_SIZE) {
+            uint32_t h = RL_WAL_FRAME_HDR_SIZE - in;
+            f->hdr_bytes += take < h ? take : h;
+            if (take > h)
+                f->page_bytes += take - h;
+        } else {
+            f->page_bytes += take;
+        }
+        if (!*commit_fn && frame_complete(c, f) && get_be32(f->buf + 4))
+            *commit_fn = fn;
+        buf += take;
+        off += take;
+    }
+    return SQLITE_OK;
+}
+
+/*
+** Builds the record of the transaction whose commit frame is commit_fn from
+** the frames [first, commit_fn] in WAL order; rl_txn_build keeps the last
+** image of each page and drops pages above the new database size. Frames
+** after the commit frame (padding, or leftovers of a savepoint rollback)
+** are not part of the transaction.
+*/
+static int capture_build(rl_capture *c, uint32_t commit_fn, rl_txn *t,
+                         char *err, size_t errlen)
+{
+    uint32_t i, last = commit_fn - c->first;
+    rl_page *frames;
+    int rc;
+    memset(t, 0, sizeof *t);
+    if (commit_fn < c->first || last >= c->n) {
+        snprintf(err, errlen, "commit frame %u outside captured frames",
+                 commit_fn);
+        return SQLITE_CORRUPT;
+    }
+    frames = sqlite3_malloc64((uint64_t)(last + 1) * sizeof *frames);
+    if (!frames)
+        return SQLITE_NOMEM;
+    for (i = 0; i <= last; i++) {
+        const rl_frame *f = &c->frames[i];
+        if (!frame_complete(c, f)) {
+            snprintf(err, errlen,
+                     "frame %u of the transaction was not fully written",
+                     c->first + i);
+            sqlite3_free(frames);
+            return SQLITE_CORRUPT;
+        }
+        frames[i].pgno = get_be32(f->buf);
+        frames[i].data = f->buf + RL_WAL_FRAME_HDR_SIZE;
+    }
+    rc = rl_txn_build(t, c->page_size, get_be32(c->frames[last].buf + 4),
+                      last + 1, frames, err, errlen);
+    sqlite3_free(frames);
+    if (rc == RL_TXN_ENOMEM)
+        return SQLITE_NOMEM;
+    return rc == 0 ? SQLITE_OK : SQLITE_CORRUPT;
+}
+
+/* ------------------------------------------------------------- commit */
+
+/*
+** Called when the write in progress completes the commit frame commit_fn:
+** builds the record and hands it to the port. On refusal the frame header
+** already on disk is zeroed so that no recovery can ever resurrect the
+** transaction, and the error is returned to SQLite, which rolls back.
+*/
+static int capture_commit(rl_file *w, uint32_t commit_fn)
+{
+    rl_file *m = w->main;
+    rl_capture *c = &m->cap;
+    rl_txn t;
+    char err[512];
+    int rc;
+
+    err[0] = 0;
+    rc = capture_build(c, commit_fn, &t, err, sizeof err);
+    if (rc != SQLITE_OK) {
+        rl_vfs_set_error(RL_IOERR_REFUSED,
+                         "raftlite: cannot capture the transaction on %s: %s",
+                         m->path, err[0] ? err : sqlite3_errstr(rc));
+        rc = RL_IOERR_REFUSED;
+    } else if (!m->port) {
+        rl_vfs_set_error(RL_IOERR_REFUSED,
+                         "raftlite: %s is replicated but no raft node serves "
+                         "it in this process; start its node (raft_bootstrap "
+                         "or raft_join) or write through its host",
+                         m->path);
+        rc = RL_IOERR_REFUSED;
+    } else {
+        rc = m->port->commit(m->port->ctx, m->path, &t, err, sizeof err);
+        if (rc != SQLITE_OK)
+            rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s",
+                             m->path, err[0] ? err : sqlite3_errstr(rc));
+    }
+    rl_txn_free(&t);
+    if (rc == SQLITE_OK) {
+        c->committed = 1;
+    } else {
+        static const uint8_t zero[RL_WAL_FRAME_HDR_SIZE];
+        uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)c->page_size;
+        w->sub->pMethods->xWrite(w->sub, zero, sizeof zero,
+                                 RL_WAL_HDR_SIZE + (commit_fn - 1) * szf);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------- io methods */
+
+static int guard(int code, const char *fmt, const char *path)
+{
+    rl_vfs_set_error(code, fmt, path);
+    return code;
+}
+
+static int rl_close(sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    int rc;
+    if (p->kind == KIND_WAL && p->main && p->main->wal == p)
+        p->main->wal = 0;
+    if (p->kind == KIND_MAIN) {
+        if (p->wal)
+            p->wal->main = 0;
+        capture_reset(&p->cap);
+        if (p->lock_fd >= 0)
+            close(p->lock_fd); /* our own lock file: no SQLite locks on it */
+        p->lock_fd = -1;
+    }
+    rc = p->sub->pMethods->xClose(p->sub);
+    return rc;
+}
+
+static int rl_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xRead(p->sub, buf, amt, off);
+}
+
+static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
+{
+    rl_file *m = w->main;
+    uint32_t commit_fn = 0;
+    int rc;
+    if (!m->holds_write)
+        return guard(RL_IOERR_GUARD,
+                     "raftlite: refused a WAL write to replicated database "
+                     "%s without the write lock (locking_mode=EXCLUSIVE is "
+                     "not supported on replicated databases)",
+                     m->path);
+    if (!m->cap.committed) {
+        rc = capture_write(w, buf, amt, off, &commit_fn);
+        if (rc != SQLITE_OK) {
+            rl_vfs_set_error(rc, "raftlite: capture failed on %s: %s",
+                             m->path, sqlite3_errstr(rc));
+            return rc == SQLITE_NOMEM ? SQLITE_IOERR_NOMEM : RL_IOERR_REFUSED;
+        }
+        if (commit_fn) {
+            rc = capture_commit(w, commit_fn);
+            if (rc != SQLITE_OK)
+                return rc;
+        }
+    }
+    return w->sub->pMethods->xWrite(w->sub, buf, amt, off);
+}
+
+static int rl_write(sqlite3_file *f, const void *buf, int amt,
+                    sqlite3_int64 off)
+{
+    rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_WAL && p->main)
+        return wal_write(p, buf, amt, off);
+    if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
+        return guard(RL_IOERR_GUARD,
+                     "raftlite: refused a write to the main file of "
+                     "replicated database %s outside a checkpoint",
+                     p->path);
+    return p->sub->pMethods->xWrite(p->sub, buf, amt, off);
+}
+
+static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_WAL && p->main && !p->main->holds_write &&
+        !p->main->holds_ckpt)
+        return guard(RL_IOERR_GUARD,
+                     "raftlite: refused to truncate the WAL of replicated "
+                     "database %s without the write lock",
+                     p->main->path);
+    if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
+        return guard(RL_IOERR_GUARD,
+                     "raftlite: refused to truncate replicated database %s "
+                     "outside a checkpoint",
+                     p->path);
+    return p->sub->pMethods->xTruncate(p->sub, size);
+}
+
+static int rl_sync(sqlite3_file *f, int flags)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xSync(p->sub, flags);
+}
+
+static int rl_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xFileSize(p->sub, size);
+}
+
+static int rl_lock(sqlite3_file *f, int level)
+{
+    rl_file *p = (rl_file *)f;
+    /* In WAL mode SQLite asks for EXCLUSIVE only to leave WAL mode, for
+    ** locking_mode=EXCLUSIVE, and to checkpoint-and-delete on the last
+    ** close. A replica allows none of them. */
+    if (p->kind == KIND_MAIN && p->replicated && level == SQLITE_LOCK_EXCLUSIVE) {
+        if (!p->shm_mapped)
+            rl_vfs_set_error(SQLITE_BUSY,
+                             "raftlite: replicated database %s cannot be "
+                             "used with locking_mode=EXCLUSIVE",
+                             p->path);
+        return SQLITE_BUSY;
+    }
+    return p->sub->pMethods->xLock(p->sub, level);
+}
+
+static int rl_unlock(sqlite3_file *f, int level)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xUnlock(p->sub, level);
+}
+
+static int rl_check_reserved(sqlite3_file *f, int *out)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xCheckReservedLock(p->sub, out);
+}
+
+/* Page size of the database file from its header (0 if it has none). */
+static uint32_t file_page_size(rl_file *p)
+{
+    uint8_t b[2];
+    uint32_t v;
+    if (p->sub->pMethods->xRead(p->sub, b, 2, 16) != SQLITE_OK)
+        return 0;
+    v = ((uint32_t)b[0] << 8) | b[1];
+    return v == 1 ? 65536 : v;
+}
+
+static int pragma_refuse(char **a, const char *fmt, rl_file *p,
+                         const char *val)
+{
+    a[0] = sqlite3_mprintf(fmt, p->path, val);
+    rl_vfs_set_error(SQLITE_ERROR, "%s", a[0] ? a[0] : "refused");
+    return SQLITE_ERROR;
+}
+
+/* SQLITE_FCNTL_PRAGMA on a replicated database: refuse what would fork
+** or break the replica. Returns SQLITE_NOTFOUND to let SQLite go on. */
+static int replicated_pragma(rl_file *p, char **a)
+{
+    const char *name = a[1], *val = a[2];
+    if (!name || !val)
+        return SQLITE_NOTFOUND;
+    if (sqlite3_stricmp(name, "journal_mode") == 0 &&
+        sqlite3_stricmp(val, "wal") != 0)
+        return pragma_refuse(a,
+                             "raftlite: %s is replicated and stays in WAL "
+                             "mode; journal_mode=%s refused",
+                             p, val);
+    if (sqlite3_stricmp(name, "locking_mode") == 0 &&
+        sqlite3_stricmp(val, "normal") != 0)
+        return pragma_refuse(a,
+                             "raftlite: %s is replicated; locking_mode=%s "
+                             "refused (only NORMAL is supported)",
+                             p, val);
+    if (sqlite3_stricmp(name, "page_size") == 0) {
+        uint32_t cur = file_page_size(p);
+        long want = strtol(val, 0, 10);
+        if (cur == 0 || want != (long)cur)
+            return pragma_refuse(a,
+                                 "raftlite: %s is replicated; its page size "
+                                 "cannot change (page_size=%s refused)",
+                                 p, val);
+    }
+    return SQLITE_NOTFOUND;
+}
+
+static int rl_file_control(sqlite3_file *f, int op, void *arg)
+{
+    rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_MAIN && p->replicated) {
+        if (op == SQLITE_FCNTL_PRAGMA) {
+            int rc = replicated_pragma(p, (char **)arg);
+            if (rc != SQLITE_NOTFOUND)
+                return rc;
+        } else if (op == SQLITE_FCNTL_PERSIST_WAL) {
+            /* A replica's WAL is never deleted by a closing connection. */
+            *(int *)arg = 1;
+            return SQLITE_OK;
+        }
+    }
+    return p->sub->pMethods->xFileControl(p->sub, op, arg);
+}
+
+static int rl_sector_size(sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xSectorSize(p->sub);
+}
+
+static int rl_device_characteristics(sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xDeviceCharacteristics(p->sub);
+}
+
+static int rl_shm_map(sqlite3_file *f, int region, int size, int extend,
+                      void volatile **pp)
+{
+    rl_file *p = (rl_file *)f;
+    int rc = p->sub->pMethods->xShmMap(p->sub, region, size, extend, pp);
+    if (rc == SQLITE_OK && p->kind == KIND_MAIN && p->replicated) {
+        p->shm_mapped = 1;
+        if (!p->shm_shared0 &&
+            p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
+                                       SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) ==
+                SQLITE_OK)
+            p->shm_shared0 = 1;
+    }
+    return rc;
+}
+
+static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
+{
+    rl_file *p = (rl_file *)f;
+    int rc = SQLITE_OK;
+    if (p->kind != KIND_MAIN || !p->replicated)
+        return p->sub->pMethods->xShmLock(p->sub, ofst, n, flags);
+
+    if (!p->shm_shared0 && p->shm_mapped &&
+        p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
+                                   SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) ==
+            SQLITE_OK)
+        p->shm_shared0 = 1;
+
+    if (ofst == SLOT_WRITE) {
+        if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
+            rc = writer_lock(p);
+            if (rc == SQLITE_OK && p->port && p->port->begin) {
+                rc = p->port->begin(p->port->ctx, p->path);
+                if (rc != SQLITE_OK)
+                    writer_unlock(p);
+            }
+            if (rc != SQLITE_OK)
+                return rc;
+            capture_reset(&p->cap);
+            p->holds_write = 1;
+        } else if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+            if (p->holds_write) {
+                writer_unlock(p);
+                p->holds_write = 0;
+            }
+            capture_reset(&p->cap);
+        } else {
+            return SQLITE_IOERR_SHMLOCK; /* SQLite never shares slot 0 */
+        }
+        ofst++;
+        n--;
+        if (n == 0)
+            return SQLITE_OK;
+    }
+    rc = p->sub->pMethods->xShmLock(p->sub, ofst, n, flags);
+    if (rc == SQLITE_OK && ofst <= SLOT_CKPT && SLOT_CKPT < ofst + n &&
+        (flags & SQLITE_SHM_EXCLUSIVE))
+        p->holds_ckpt = (flags & SQLITE_SHM_LOCK) != 0;
+    return rc;
+}
+
+static void rl_shm_barrier(sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    p->sub->pMethods->xShmBarrier(p->sub);
+}
+
+static int rl_shm_unmap(sqlite3_file *f, int delete_flag)
+{
+    rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_MAIN && p->replicated) {
+        /* The shm of a replica stays: stock readers may have it mapped. */
+        delete_flag = 0;
+        if (p->holds_write)
+            writer_unlock(p);
+        p->holds_write = p->holds_ckpt = p->shm_shared0 = p->shm_mapped = 0;
+    }
+    return p->sub->pMethods->xShmUnmap(p->sub, delete_flag);
+}
+
+static int rl_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xFetch(p->sub, off, amt, pp);
+}
+
+static int rl_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page)
+{
+    rl_file *p = (rl_file *)f;
+    return p->sub->pMethods->xUnfetch(p->sub, off, page);
+}
+
+static const sqlite3_io_methods rl_io_methods = {
+    3,
+    rl_close,
+    rl_read,
+    rl_write,
+    rl_truncate,
+    rl_sync,
+    rl_file_size,
+    rl_lock,
+    rl_unlock,
+    rl_check_reserved,
+    rl_file_control,
+    rl_sector_size,
+    rl_device_characteristics,
+    rl_shm_map,
+    rl_shm_lock,
+    rl_shm_barrier,
+    rl_shm_unmap,
+    rl_fetch,
+    rl_unfetch,
+};
+
+/* ------------------------------------------------------------ vfs calls */
+
+static int dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The main file of the database a journal or WAL named zName belongs to,
+** if it is one of ours. */
+static rl_file *owner_of(const char *zName)
+{
+    sqlite3_file *mf;
+    if (!zName)
+        return 0;
+    mf = sqlite3_database_file_object(zName);
+    if (!mf || mf->pMethods != &rl_io_methods)
+        return 0;
+    return ((rl_file *)mf)->kind == KIND_MAIN ? (rl_file *)mf : 0;
+}
+
+static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
+                   int flags, int *out_flags)
+{
+    rl_file *p = (rl_file *)f;
+    int rc;
+    (void)vfs;
+    memset(p, 0, sizeof *p);
+    p->sub = (sqlite3_file *)&p[1];
+    p->lock_fd = -1;
+
+    if ((flags & SQLITE_OPEN_MAIN_DB) && zName) {
+        char *dir = sqlite3_mprintf("%s-raft", zName);
+        if (!dir)
+            return SQLITE_NOMEM;
+        p->kind = KIND_MAIN;
+        p->path = zName;
+        p->replicated = dir_exists(dir);
+        if (p->replicated) {
+            char *lock = sqlite3_mprintf("%s/lock", dir);
+            if (lock)
+                p->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            sqlite3_free(lock);
+            if (p->lock_fd < 0) {
+                rl_vfs_set_error(SQLITE_CANTOPEN,
+                                 "raftlite: cannot open %s/lock: %s", dir,
+                                 strerror(errno));
+                sqlite3_free(dir);
+                return SQLITE_CANTOPEN;
+            }
+            p->port = port_resolver ? port_resolver(zName) : 0;
+        }
+        sqlite3_free(dir);
+    } else if (flags & SQLITE_OPEN_WAL) {
+        rl_file *m = owner_of(zName);
+        if (m && m->replicated) {
+            p->kind = KIND_WAL;
+            p->main = m;
+            m->wal = p;
+        }
+    } else if (flags & SQLITE_OPEN_MAIN_JOURNAL) {
+        rl_file *m = owner_of(zName);
+        if (m && m->replicated) {
+            rl_vfs_set_error(SQLITE_CANTOPEN,
+                             "raftlite: %s is replicated and must stay in WAL "
+                             "mode; a rollback journal was refused",
+                             m->path);
+            return SQLITE_CANTOPEN;
+        }
+    }
+
+    rc = unix_vfs->xOpen(unix_vfs, zName, p->sub, flags, out_flags);
+    if (rc != SQLITE_OK) {
+        if (p->lock_fd >= 0)
+            close(p->lock_fd);
+        if (p->kind == KIND_WAL)
+            p->main->wal = 0;
+        p->base.pMethods = 0;
+        return rc;
+    }
+    p->base.pMethods = &rl_io_methods;
+    return SQLITE_OK;
+}
+
+static int rl_delete(sqlite3_vfs *vfs, const char *zName, int sync_dir)
+{
+    (void)vfs;
+    return unix_vfs->xDelete(unix_vfs, zName, sync_dir);
+}
+
+static int rl_access(sqlite3_vfs *vfs, const char *zName, int flags, int *out)
+{
+    (void)vfs;
+    return unix_vfs->xAccess(unix_vfs, zName, flags, out);
+}
+
+static int rl_full_pathname(sqlite3_vfs *vfs, const char *zName, int n,
+                            char *out)
+{
+    (void)vfs;
+    return unix_vfs->xFullPathname(unix_vfs, zName, n, out);
+}
+
+static void *rl_dlopen(sqlite3_vfs *vfs, const char *zPath)
+{
+    (void)vfs;
+    return unix_vfs->xDlOpen(unix_vfs, zPath);
+}
+
+static void rl_dlerror(sqlite3_vfs *vfs, int n, char *msg)
+{
+    (void)vfs;
+    unix_vfs->xDlError(unix_vfs, n, msg);
+}
+
+static void (*rl_dlsym(sqlite3_vfs *vfs, void *h, const char *sym))(void)
+{
+    (void)vfs;
+    return unix_vfs->xDlSym(unix_vfs, h, sym);
+}
+
+static void rl_dlclose(sqlite3_vfs *vfs, void *h)
+{
+    (void)vfs;
+    unix_vfs->xDlClose(unix_vfs, h);
+}
+
+static int rl_randomness(sqlite3_vfs *vfs, int n, char *out)
+{
+    (void)vfs;
+    return unix_vfs->xRandomness(unix_vfs, n, out);
+}
+
+static int rl_sleep(sqlite3_vfs *vfs, int us)
+{
+    (void)vfs;
+    return unix_vfs->xSleep(unix_vfs, us);
+}
+
+static int rl_current_time(sqlite3_vfs *vfs, double *t)
+{
+    (void)vfs;
+    return unix_vfs->xCurrentTime(unix_vfs, t);
+}
+
+static int rl_get_last_error(sqlite3_vfs *vfs, int n, char *msg)
+{
+    (void)vfs;
+    return unix_vfs->xGetLastError(unix_vfs, n, msg);
+}
+
+static int rl_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *t)
+{
+    (void)vfs;
+    return unix_vfs->xCurrentTimeInt64(unix_vfs, t);
+}
+
+int rl_vfs_register(int make_default, rl_port_resolver resolver)
+{
+    if (!unix_vfs) {
+        unix_vfs = sqlite3_vfs_find("unix");
+        if (!unix_vfs)
+            return SQLITE_ERROR;
+        rl_vfs_obj.iVersion = 2;
+        rl_vfs_obj.szOsFile = (int)sizeof(rl_file) + unix_vfs->szOsFile;
+        rl_vfs_obj.mxPathname = unix_vfs->mxPathname;
+        rl_vfs_obj.zName = RL_VFS_NAME;
+        rl_vfs_obj.xOpen = rl_open;
+        rl_vfs_obj.xDelete = rl_delete;
+        rl_vfs_obj.xAccess = rl_access;
+        rl_vfs_obj.xFullPathname = rl_full_pathname;
+        rl_vfs_obj.xDlOpen = rl_dlopen;
+        rl_vfs_obj.xDlError = rl_dlerror;
+        rl_vfs_obj.xDlSym = rl_dlsym;
+        rl_vfs_obj.xDlClose = rl_dlclose;
+        rl_vfs_obj.xRandomness = rl_randomness;
+        rl_vfs_obj.xSleep = rl_sleep;
+        rl_vfs_obj.xCurrentTime = rl_current_time;
+        rl_vfs_obj.xGetLastError = rl_get_last_error;
+        rl_vfs_obj.xCurrentTimeInt64 = rl_current_time_int64;
+    }
+    port_resolver = resolver;
+    return sqlite3_vfs_register(&rl_vfs_obj, make_default);
+}
+
+int rl_vfs_is_replicated(sqlite3_file *f)
+{
+    return f && f->pMethods == &rl_io_methods &&
+           ((rl_file *)f)->kind == KIND_MAIN && ((rl_file *)f)->replicated;
+}
+
+const char *rl_vfs_path(sqlite3_file *f)
+{
+    return rl_vfs_is_replicated(f) ? ((rl_file *)f)->path : 0;
+}
+
+/* --------------------------------------------------------------- apply */
+
+static volatile void *shm_region(void *arg, int i)
+{
+    rl_file *m = arg;
+    void volatile *p = 0;
+    if (m->sub->pMethods->xShmMap(m->sub, i, RL_SHM_REGION_SIZE, 1, &p) !=
+        SQLITE_OK)
+        return 0;
+    return p;
+}
+
+static int apply_fail(char *err, size_t errlen, int rc, const char *fmt,
+                      const char *a)
+{
+    snprintf(err, errlen, fmt, a);
+    return rc;
+}
+
+/*
+** Begins a new WAL generation when the WAL is empty, or may restart: every
+** frame is in the database file and no reader uses the WAL (READ1..4 can be
+** taken exclusively). Same state change as SQLite's own restart, so
+** readers, checkpointers and recovery agree with it. Publishes the new
+** wal-index header (mxFrame 0, new salts) and writes the WAL header; *wh
+** and *h describe the new generation. Leaves a WAL that readers still use
+** alone (returns SQLITE_OK with h->mxFrame unchanged).
+*/
+static int new_generation(rl_file *m, sqlite3_file *wal, volatile void *r0,
+                          uint32_t page_size, rl_shm_hdr *h, rl_wal_hdr *wh,
+                          uint8_t whb[RL_WAL_HDR_SIZE])
+{
+    static const uint8_t nosalt[8];
+    rl_wal_hdr old;
+    rl_shm_hdr hn;
+    uint32_t rnd[2];
+    int restart = 0, have_old, rc;
+
+    if (h->mxFrame) {
+        if (*rl_shm_nbackfill(r0) != h->mxFrame)
+            return SQLITE_OK;
+        if (m->sub->pMethods->xShmLock(m->sub, SLOT_READ1, N_READERS1,
+                                       SQLITE_SHM_LOCK |
+                                           SQLITE_SHM_EXCLUSIVE) != SQLITE_OK)
+            return SQLITE_OK; /* a reader still uses the WAL: append */
+        restart = 1;
+    }
+    have_old = wal->pMethods->xRead(wal, whb, RL_WAL_HDR_SIZE, 0) ==
+                   SQLITE_OK &&
+               rl_wal_hdr_decode(whb, &old) == 0;
+    sqlite3_randomness(sizeof rnd, (char *)rnd);
+    rl_wal_new_generation(memcmp(h->aSalt, nosalt, 8) ? h : 0,
+                          have_old ? old.ckpt_seq : 0, page_size, rnd, wh,
+                          &hn);
+    rl_shm_hdr_write(r0, &hn);
+    if (restart) {
+        rl_shm_reset_ckpt(r0);
+        m->sub->pMethods->xShmLock(m->sub, SLOT_READ1, N_READERS1,
+                                   SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    }
+    *h = hn;
+    rl_wal_hdr_encode(wh, whb);
+    rc = wal->pMethods->xWrite(wal, whb, RL_WAL_HDR_SIZE, 0);
+    return rc;
+}
+
+/*
+** Writes the frames of t from frame number first on, in batches, the commit
+** frame (the last) in a write of its own after all others, so that a
+** failure never leaves a valid commit frame behind earlier frames that
+** are missing.
+*/
+static int write_frames(sqlite3_file *wal, const rl_wal_hdr *wh,
+                        const rl_txn *t, uint32_t first, uint32_t cksum[2])
+{
+    uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)t->page_size;
+    /* The unix VFS writes at most 128 KiB - 1 bytes per call (it masks
+    ** the length with 0x1ffff, as SQLite never writes more than a frame),
+    ** so batches stay below that. */
+    uint32_t per = (uint32_t)(0x1ffffu / szf), i, k;
+    uint8_t *batch;
+    int rc = SQLITE_OK;
+    if (per == 0)
+        per = 1;
+    batch = sqlite3_malloc64(per * szf);
+    if (!batch)
+        return SQLITE_NOMEM;
+    for (i = 0; i < t->n_pages && rc == SQLITE_OK; i += k) {
+        for (k = 0; k < per && i + k < t->n_pages; k++) {
+            const rl_page *pg = &t->pages[i + k];
+            uint8_t *fr = batch + k * szf;
+            int commit = (i + k == t->n_pages - 1);
+            if (commit && k > 0)
+                break; /* the commit frame goes alone, last */
+            rl_wal_frame_encode(wh, pg->pgno, commit ? t->db_pages : 0,
+                                pg->data, cksum, fr);
+            memcpy(fr + RL_WAL_FRAME_HDR_SIZE, pg->data, t->page_size);
+        }
+        rc = wal->pMethods->xWrite(wal, batch, (int)(k * szf),
+                                   rl_wal_frame_offset(t->page_size,
+                                                       first + i));
+    }
+    sqlite3_free(batch);
+    return rc;
+}
+
+int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
+                 uint32_t *frames, char *err, size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    volatile void *r0;
+    rl_shm_hdr h;
+    rl_wal_hdr wh;
+    uint8_t whb[RL_WAL_HDR_SIZE];
+    uint32_t cksum[2], first, i, db_ps;
+    sqlite3_file *wal;
+    int rc;
+
+    *frames = 0;
+    if (!rl_vfs_is_replicated(f))
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: not a replicated database of the raft VFS",
+                          "apply");
+    if (rl_txn_validate(t, err, errlen) != 0)
+        return SQLITE_ERROR;
+    if (!m->wal || !m->wal->sub->pMethods)
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: the applying connection has no open WAL yet "
+                          "(read from it once first)",
+                          m->path);
+    if (m->holds_write)
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: the applying connection is inside a write "
+                          "transaction",
+                          m->path);
+    wal = m->wal->sub;
+
+    rc = applier_lock(m, timeout_ms);
+    if (rc != SQLITE_OK)
+        return apply_fail(err, errlen, rc,
+                          "%s: the write lock was not free in time (a "
+                          "transaction left open blocks replication)",
+                          m->path);
+
+    r0 = shm_region(m, 0);
+    if (!r0) {
+        rc = apply_fail(err, errlen, SQLITE_IOERR_SHMMAP,
+                        "%s: cannot map the wal-index", m->path);
+        goto out;
+    }
+    if (rl_shm_hdr_read(r0, &h) != 0) {
+        rc = apply_fail(err, errlen, SQLITE_BUSY_RECOVERY,
+                        "%s: the wal-index header is not valid; a read on "
+                        "the connection runs recovery, then retry",
+                        m->path);
+        goto out;
+    }
+
+    /* The record must fit the database it is applied to. */
+    db_ps = h.mxFrame ? rl_shm_page_size(&h) : file_page_size(m);
+    if (db_ps && db_ps != t->page_size) {
+        snprintf(err, errlen,
+                 "%s: record page size %u does not match the database's %u",
+                 m->path, t->page_size, db_ps);
+        rc = SQLITE_ERROR;
+        goto out;
+    }
+
+    rc = new_generation(m, wal, r0, t->page_size, &h, &wh, whb);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: writing the WAL header: %s", m->path,
+                 sqlite3_errstr(rc));
+        goto out;
+    }
+    if (h.mxFrame > 0) {
+        /* Appending: the WAL header on disk must be the one the wal-index
+        ** describes. */
+        rc = wal->pMethods->xRead(wal, whb, sizeof whb, 0);
+        if (rc != SQLITE_OK || rl_wal_hdr_decode(whb, &wh) != 0 ||
+            memcmp(whb + 16, h.aSalt, 8) != 0) {
+            snprintf(err, errlen,
+                     "%s: the WAL header does not match the wal-index",
+                     m->path);
+            rc = SQLITE_CORRUPT;
+            goto out;
+        }
+    }
+    /* The frame checksum chain continues from the last frame, or from the
+    ** WAL header of a new generation. */
+    cksum[0] = h.aFrameCksum[0];
+    cksum[1] = h.aFrameCksum[1];
+
+    /* Frames: all but the commit frame, then the commit frame, so that a
+    ** failure can never leave a valid commit frame behind. */
+    first = h.mxFrame + 1;
+    rc = write_frames(wal, &wh, t, first, cksum);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: writing WAL frames: %s", m->path,
+                 sqlite3_errstr(rc));
+        goto unwrite;
+    }
+
+    /* Index them, then publish: readers see nothing until the header. */
+    for (i = 0; i < t->n_pages; i++) {
+        int e = rl_shm_append(shm_region, m, h.mxFrame, first + i,
+                              t->pages[i].pgno);
+        if (e != 0) {
+            snprintf(err, errlen, "%s: wal-index update failed: %s", m->path,
+                     rl_walfmt_errstr(e));
+            rc = SQLITE_CORRUPT;
+            goto unwrite;
+        }
+    }
+    h.mxFrame = first + t->n_pages - 1;
+    h.nPage = t->db_pages;
+    h.aFrameCksum[0] = cksum[0];
+    h.aFrameCksum[1] = cksum[1];
+    h.iChange++;
+    h.szPage = rl_shm_encode_page_size(t->page_size);
+    h.bigEndCksum = (uint8_t)rl_wal_big_endian(&wh);
+    memcpy(h.aSalt, whb + 16, 8);
+    rl_shm_hdr_write(r0, &h);
+    *frames = t->n_pages;
+    rc = SQLITE_OK;
+    goto out;
+unwrite:
+    /* Nothing was published; break the checksum chain at the first new
+    ** frame so that no recovery can ever take the frames for committed. */
+    {
+        static const uint8_t zero[RL_WAL_FRAME_HDR_SIZE];
+        wal->pMethods->xWrite(wal, zero, sizeof zero,
+                              rl_wal_frame_offset(t->page_size, first));
+    }
+out:
+    applier_unlock(m);
+    return rc;
+}
