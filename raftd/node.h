@@ -21,14 +21,16 @@
 struct rl_node;
 
 /* Result codes of the rl_node_* calls. */
-#define RL_NODE_OK        0
-#define RL_NODE_NOTLEADER 1 /* definite: nothing was appended */
-#define RL_NODE_UNKNOWN   2 /* appended (maybe): outcome unknown */
-#define RL_NODE_SHUTDOWN  3 /* definite: the node is stopping */
-#define RL_NODE_TIMEOUT   4 /* definite: the node did not take it in time */
-#define RL_NODE_INVALID   5 /* bad arguments */
-#define RL_NODE_NOMEM     6
-#define RL_NODE_ERROR     7 /* Raft refused it; message in the result */
+#define RL_NODE_OK 0
+#define RL_NODE_NOTLEADER                                                      \
+    1                      /* definite: not appended, or appended by a         \
+                                deposed leader and replaced: never commits */
+#define RL_NODE_UNKNOWN  2 /* appended (maybe): outcome unknown */
+#define RL_NODE_SHUTDOWN 3 /* definite: the node is stopping */
+#define RL_NODE_TIMEOUT  4 /* definite: the node did not take it in time */
+#define RL_NODE_INVALID  5 /* bad arguments */
+#define RL_NODE_NOMEM    6
+#define RL_NODE_ERROR    7 /* Raft refused it; message in the result */
 
 /* Raft roles, same numbers as raft.h. */
 #define RL_ROLE_STANDBY 0
@@ -69,7 +71,9 @@ struct rl_applier {
     ** (raft's own entries never reach the FSM). Must not fail: a database
     ** error is the applier's to retry or report. */
     void (*apply)(void *ctx, const struct rl_applied *e);
-    /* Index durably applied by the database (may lag apply). */
+    /* Index durably applied by the database (may lag apply). Read when the
+    ** applier thread starts and after each restore: entries at or below
+    ** it are not handed to apply again. */
     uint64_t (*applied_index)(void *ctx);
     /* Wait until the database applied index >= A, make it durable, and
     ** return 0; nonzero on timeout (then no snapshot is taken this time).
@@ -86,8 +90,9 @@ struct rl_applier {
     int (*need_image)(void *ctx, const struct rl_manifest *m);
 };
 
-/* Optional log sink; level 0 error, 1 warning, 2 info. Called from any of
-** the node's threads. Default: errors and warnings to stderr. */
+/* Optional log sink; level 0 error, 1 warning, 2 info, 3 debug (one line
+** per applied entry). Called from any of the node's threads, never with a
+** node lock held. Default: errors and warnings to stderr. */
 typedef void (*rl_node_log_fn)(void *ctx, int level, const char *msg);
 
 struct rl_node_config {
