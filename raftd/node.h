@@ -223,7 +223,7 @@ struct rl_member {
     struct rl_meta meta;  /* replicated metadata, if has_meta */
     uint64_t match_index; /* on the leader; else 0 */
     int recent_contact;   /* on the leader: 1 if heard within an
-                             election timeout; else -1 */
+                             election timeout, 0 if not; elsewhere -1 */
 };
 /* The current configuration joined with the metadata table. *out is
 ** malloc'ed (free() it). Members that only have metadata (not in the
@@ -238,8 +238,9 @@ int rl_node_meta(struct rl_node *n, uint64_t id, const char *node_id,
 int rl_node_meta_current(struct rl_node *n);
 void rl_node_self_meta(struct rl_node *n, struct rl_meta *out);
 
-/* Wait until the applier was handed index (or holds it), at most
-** timeout_ms. OK, TIMEOUT or SHUTDOWN. */
+/* Wait until the applier's apply() returned for index or a later one (or
+** the database already held them), at most timeout_ms. OK, TIMEOUT or
+** SHUTDOWN. */
 int rl_node_wait_applied(struct rl_node *n, uint64_t index,
                          unsigned timeout_ms);
 /* Wait until some node is known as leader (this one: ready), at most
