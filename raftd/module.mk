@@ -8,3 +8,33 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
+
+# The Raft node (raftd/entry.c, raftd/node.c): no SQLite inside, so the
+# same objects serve the extension, raftd and the unit tests.
+NODE_SRCS := raftd/entry.c raftd/node.c
+LIB_SRCS   += $(NODE_SRCS)
+RAFTD_SRCS += $(NODE_SRCS)
+LIB_LIBS   += -lraft -luv
+RAFTD_LIBS += -lraft -luv
+
+# libFuzzer build of the entry/metadata/manifest decoders (clang; in
+# FUZZ_DIR like the vfs targets: one build serves plain and ASan runs).
+# `make test` builds it for tests/fuzz/test_fuzz_entry.sh (seeded by
+# test_entry --write-seeds); `make fuzz` runs it for FUZZ_SECONDS.
+FUZZ_DIR ?= build/fuzz
+$(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
+	@mkdir -p $(@D)
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Iraftd \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -o $@ tests/fuzz/fuzz_entry.c raftd/entry.c
+
+test test-long: $(FUZZ_DIR)/fuzz_entry
+
+.PHONY: fuzz-entry
+fuzz: fuzz-entry
+fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
+	@mkdir -p $(FUZZ_DIR)/corpus_entry $(FUZZ_DIR)/artifacts_entry
+	$(BUILD)/tests/unit/test_entry --write-seeds $(FUZZ_DIR)/corpus_entry
+	$(FUZZ_DIR)/fuzz_entry -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts_entry/ \
+	    $(FUZZ_DIR)/corpus_entry

@@ -6,3 +6,10 @@ UNIT_SRCS_test_smoke :=
 UNIT_TESTS += test_walfmt test_txn
 UNIT_SRCS_test_walfmt := vfs/walfmt.c
 UNIT_SRCS_test_txn := vfs/txn.c
+
+UNIT_TESTS += test_entry
+UNIT_SRCS_test_entry := raftd/entry.c
+
+UNIT_TESTS += test_node
+UNIT_SRCS_test_node := raftd/entry.c raftd/node.c
+UNIT_LIBS_test_node := -lraft -luv -lpthread
