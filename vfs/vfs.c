@@ -28,11 +28,13 @@
 ** Capture. A write transaction runs between SQLite taking slot 0 and
 ** releasing it. Every WAL write in between is copied, by WAL offset, into
 ** per-frame buffers (a spilled page overwritten in place simply replaces
-** its buffer). When the first frame whose header carries a non-zero
-** "database size after commit" is complete, that is the commit frame: the
-** record is built (last image per page number, frames after the commit
-** frame and pages above the new size dropped) and handed to the port
-** before the commit frame's page data reaches the file. Padding frames and
+** its buffer; a frame header written anew starts that frame over, since a
+** savepoint rollback rewinds the WAL and reuses offsets). The first
+** complete frame whose header carries a non-zero "database size after
+** commit" is the commit frame: the record is built (last image per page
+** number, frames after the commit frame and pages above the new size
+** dropped) and handed to the port before the commit frame's page data
+** reaches the file. Padding frames and
 ** checksum rewrites that follow pass through. Releasing slot 0 discards
 ** whatever was captured, so a rolled-back transaction yields no record.
 */
@@ -116,6 +118,7 @@ void rl_vfs_get_stats(rl_vfs_stats *out)
     out->refused = __atomic_load_n(&stats.refused, __ATOMIC_RELAXED);
     out->rolled_back = __atomic_load_n(&stats.rolled_back, __ATOMIC_RELAXED);
 }
+
 static rl_port_resolver port_resolver;
 static sqlite3_vfs rl_vfs_obj;
 static const sqlite3_io_methods rl_io_methods;
@@ -260,6 +263,7 @@ static rl_frame *capture_frame(rl_capture *c, uint32_t fn)
             rl_frame *nf = sqlite3_realloc64(c->frames, na * sizeof *nf);
             if (!nf)
                 return 0;
+            memset(nf + c->alloc, 0, (na - c->alloc) * sizeof *nf);
             c->frames = nf;
             c->alloc = na;
         }
