@@ -180,7 +180,7 @@ static void pick_ports(void)
 
 static void start_node(int id)
 {
-    char dir[4200], addr[64], nid[16];
+    char dir[4200], addr[64], nid[32];
     snprintf(dir, sizeof dir, "%s/n%d", data_dir, id);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[id]);
     snprintf(nid, sizeof nid, "bench-%d", id);
@@ -357,7 +357,7 @@ int main(int argc, char **argv)
     if (find_leader(15) != 1)
         die("node 1 did not become leader");
     for (int id = 2; id <= NNODES; id++) {
-        char addr[64], nid[16];
+        char addr[64], nid[32];
         struct rl_meta m;
         struct rl_result res;
         start_node(id);
