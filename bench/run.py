@@ -319,7 +319,7 @@ def main():
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "host": platform.node(), "quick": q, "cpus": os.cpu_count(),
-               "scratch_dir": root}
+               "scratch_dir": root, "args": vars(args)}
     t0 = time.time()
     ran, failed = [], []
     if "capture" in only or "apply" in only:
