@@ -46,6 +46,7 @@ static struct rl_node *nodes[NNODES + 1];
 static int ports[NNODES + 1];
 static char data_dir[4096];
 static int data_dir_made;
+static long segment_size = 1 << 20; /* --segment */
 
 static double now_s(void)
 {
@@ -191,7 +192,7 @@ static void start_node(int id)
         .raft_addr = addr,
         .node_id = nid,
         .bootstrap = id == 1,
-        .segment_size = 1 << 20, /* keeps each node's dir at a few MB */
+        .segment_size = (size_t)segment_size, /* 1 MiB: a few MB a node */
         .applier = {.ctx = &fakes[id],
                     .apply = fake_apply,
                     .applied_index = fake_applied,
@@ -290,6 +291,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_node --dir DIR [--json FILE] [--count N] "
             "[--rounds R] [--size BYTES]\n"
+            "       [--segment BYTES (raft open segment size, 1 MiB)]\n"
             "  DIR must not exist; it is created and removed at the end.\n");
     exit(2);
 }
@@ -311,10 +313,13 @@ int main(int argc, char **argv)
             rounds = atol(argv[++i]);
         else if (!strcmp(argv[i], "--size"))
             size = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--segment"))
+            segment_size = atol(argv[++i]);
         else
             usage();
     }
-    if (!dir || count < 1 || rounds < 1 || size < 1 || size > (64 << 20))
+    if (!dir || count < 1 || rounds < 1 || size < 1 || size > (64 << 20) ||
+        segment_size < 4096 || segment_size % 4096)
         usage();
     if (snprintf(data_dir, sizeof data_dir, "%s", dir) >= (int)sizeof data_dir)
         die("--dir is too long");
@@ -424,6 +429,12 @@ int main(int argc, char **argv)
     if (close(fd) != 0)
         die("close %s: %s", fpath, strerror(errno));
 
+    /* Context for the tail: snapshots (every snapshot_threshold = 1024
+    ** entries by default) and slow commits. */
+    rl_node_status(nodes[leader], &st);
+    size_t slow = 0;
+    for (size_t i = 0; i < np; i++)
+        slow += plat[i] > 10.0;
     struct stats fs = summarize(flat, nf), ps = summarize(plat, np);
     struct stats rs = summarize(rate, (size_t)rounds);
     printf("\nnode: %ld-byte TXN proposals on a 3-node loopback cluster, one "
@@ -443,6 +454,9 @@ int main(int argc, char **argv)
         printf(" %.0f", rate[r]);
     printf("); %.1f MB/s of payload; retries %u, not effective %u\n",
            rs.median * (double)size / 1e6, retries, not_effective);
+    printf("  commits over 10 ms: %zu of %zu; leader took %u snapshots, "
+           "term %llu\n",
+           slow, np, st.snapshots_taken, (unsigned long long)st.term);
 
     if (json) {
         FILE *f = fopen(json, "w");
@@ -467,6 +481,10 @@ int main(int argc, char **argv)
                 "%.4f, \"p99\": %.4f, \"mean\": %.4f},\n",
                 ps.median / fs.median, ps.p90 / fs.p90, ps.p99 / fs.p99,
                 ps.mean / fs.mean);
+        fprintf(f,
+                " \"commits_over_10ms\": %zu, \"snapshots\": %u, "
+                "\"term\": %llu,\n",
+                slow, st.snapshots_taken, (unsigned long long)st.term);
         fprintf(f, " \"retries\": %u, \"not_effective\": %u}\n", retries,
                 not_effective);
         if (fclose(f) != 0)
