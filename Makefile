@@ -38,6 +38,7 @@ include ext/module.mk
 include raftd/module.mk
 include proto/module.mk
 include tests/unit/module.mk
+include bench/module.mk
 
 LIB_OBJS   = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 RAFTD_OBJS = $(patsubst %.c,$(BUILD)/core/%.o,$(RAFTD_SRCS))

@@ -1,0 +1,354 @@
+#!/usr/bin/python3
+"""bench/run.py -- raftlite's benchmarks (`make bench`).
+
+Every number printed is paired with a baseline measured in the same run,
+interleaved with it, because the machine is shared and its disk flushes a
+4 KiB write in 0.1 to 4 ms depending on the moment: a number compared with
+one remembered from another run means nothing here. This script never
+judges speed: it exits 0 when every benchmark ran (and its sanity checks,
+e.g. "the mirror captured every transaction", held), 1 otherwise.
+
+Benchmarks (see bench/README.md for what each measures and how to read it):
+  capture  one-row INSERT transactions/s in the stock shell: plain WAL
+           database (a), the extension's pass-through VFS (b), a replicated
+           database captured by the test-only mirror (c); and one large
+           transaction. Per synchronous setting.
+  apply    raft_mirror_apply of the logs captured in (c) into a replica B,
+           against the time stock SQLite took to commit the same data (a).
+  node     bench_node: 3 in-process Raft nodes, 4 KiB TXN proposals from one
+           thread, against O_DSYNC 4 KiB write latency in the same dir.
+
+Results: tables on stdout and build/bench/results.json.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "tests", "lib"))
+import rltest  # noqa: E402
+from rltest import Shell, check, fail, mirror_records, run_sql  # noqa: E402
+
+CONFIGS = ("a", "b", "c")
+CONFIG_NAMES = {
+    "a": "stock WAL, no extension",
+    "b": "extension VFS, not replicated",
+    "c": "replicated, mirror capture",
+}
+VALUE = "v" * 100  # one row = an integer key and a 100-byte text
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def make_empty_db(path):
+    """A WAL database with tables t and big, everything checkpointed into
+    the main file, made by the stock shell without the extension."""
+    run_sql(path, "PRAGMA page_size=4096;\nPRAGMA journal_mode=WAL;\n"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n"
+            "CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB);\n"
+            "PRAGMA wal_checkpoint(TRUNCATE);\n", ext=False)
+
+
+class Run:
+    """One database set up for configuration cfg, opened in a stock shell
+    (with the extension for b and c), ready for a timed workload."""
+
+    def __init__(self, root, cfg, sync, tag):
+        self.dir = os.path.join(root, "%s-%s-%s" % (cfg, sync, tag))
+        os.mkdir(self.dir)
+        self.db = os.path.join(self.dir, "A.db")
+        self.cfg = cfg
+        self.log = None
+        make_empty_db(self.db)
+        # A pristine copy for the apply benchmark's replica B.
+        self.pristine = os.path.join(self.dir, "B0.db")
+        shutil.copyfile(self.db, self.pristine)
+        env = {}
+        if cfg == "c":
+            os.mkdir(self.db + "-raft")
+            self.log = os.path.join(self.dir, "mirror.log")
+            env = {"RAFTLITE_TEST": "1", "RAFTLITE_MIRROR": self.log}
+        self.sh = Shell(self.db, ext=(cfg != "a"), env=env)
+        self.sh.sql_ok("PRAGMA synchronous=%s;" % sync)
+        got = self.sh.sql_ok("PRAGMA synchronous;").strip()
+        want = {"NORMAL": "1", "FULL": "2"}[sync]
+        check(got == want, "synchronous is %r, want %s" % (got, want))
+        got = self.sh.sql_ok("PRAGMA journal_mode;").strip()
+        check(got == "wal", "journal_mode is %r" % got)
+
+    def timed(self, sql, timeout=600):
+        t0 = time.perf_counter()
+        self.sh.sql_ok(sql, timeout=timeout)
+        return time.perf_counter() - t0
+
+    def close(self):
+        rc = self.sh.close()
+        check(rc == 0, "shell for %s exited %d" % (self.cfg, rc))
+
+
+def small_txns(root, cfg, sync, n, tag):
+    """n one-row autocommit INSERTs sent at once; time from the first byte
+    sent to the shell's answer after the last. Returns (seconds, run)."""
+    r = Run(root, cfg, sync, tag)
+    script = "".join("INSERT INTO t(v) VALUES('%s');\n" % VALUE
+                     for _ in range(n))
+    secs = r.timed(script)
+    got = r.sh.sql_ok("SELECT count(*) FROM t;").strip()
+    check(got == str(n), "%s: %s rows after %d inserts" % (cfg, got, n))
+    r.close()
+    if cfg == "c":
+        recs, _ = mirror_records(r.log)
+        check(len(recs) == n, "mirror captured %d of %d transactions" %
+              (len(recs), n))
+    return secs, r
+
+
+def large_txn(root, cfg, sync, mb, tag):
+    """One transaction inserting mb MB of random 1000-byte blobs."""
+    r = Run(root, cfg, sync, tag)
+    rows = mb * 1000
+    sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+           "WHERE x<%d) INSERT INTO big(b) SELECT randomblob(1000) FROM c;"
+           % rows)
+    secs = r.timed(sql)
+    got = r.sh.sql_ok("SELECT count(*) FROM big;").strip()
+    check(got == str(rows), "%s: %s rows in big, want %d" % (cfg, got, rows))
+    r.close()
+    if cfg == "c":
+        recs, _ = mirror_records(r.log)
+        check(len(recs) == 1, "mirror captured %d records for one "
+              "transaction" % len(recs))
+    return secs, r
+
+
+def pos_writes(d, n):
+    """Seconds for n rewrites of a small file in d, the way the test-only
+    mirror records its position after every applied record (fopen "w",
+    write, close: ext4 starts writeback on such a truncate-and-rewrite).
+    This is the mirror's own cost inside raft_mirror_apply, measured
+    beside it so that it can be told apart from rl_vfs_apply's."""
+    path = os.path.join(d, "bench-pos")
+    t0 = time.perf_counter()
+    for i in range(n):
+        with open(path, "w") as f:
+            f.write("%d\n" % (i * 4160))
+    secs = time.perf_counter() - t0
+    os.unlink(path)
+    return secs
+
+
+def apply_log(run, table, want_rows):
+    """Applies run.log into a copy of run's pristine database; returns a
+    dict: seconds, records, log bytes, pages, and pos_seconds (pos_writes
+    for as many records, right after, in the same directory)."""
+    b = os.path.join(run.dir, "B.db")
+    shutil.copyfile(run.pristine, b)
+    os.mkdir(b + "-raft")
+    recs, end = mirror_records(run.log)
+    pages = sum(r[1] for r in recs)
+    sh = Shell(b, env={"RAFTLITE_TEST": "1"})
+    t0 = time.perf_counter()
+    got = sh.sql_ok("SELECT raft_mirror_apply('%s');" % run.log,
+                    timeout=600).strip()
+    secs = time.perf_counter() - t0
+    check(got.isdigit() and int(got) >= len(recs),
+          "raft_mirror_apply returned %r for %d records" % (got, len(recs)))
+    rows = sh.sql_ok("SELECT count(*) FROM %s;" % table).strip()
+    check(rows == str(want_rows), "B has %s rows in %s after apply, want %d" %
+          (rows, table, want_rows))
+    check(sh.close() == 0, "apply shell exited nonzero")
+    return {"seconds": secs, "records": len(recs), "log_bytes": end,
+            "pages": pages, "pos_seconds": pos_writes(b + "-raft", len(recs))}
+
+
+def apply_summary(ap, base_s):
+    """Medians over runs of one workload, with ratios to base_s."""
+    med = median([x["seconds"] for x in ap])
+    pos = median([x["pos_seconds"] for x in ap])
+    x = ap[0]
+    return {"records": x["records"], "log_bytes": x["log_bytes"],
+            "pages": x["pages"], "seconds": [y["seconds"] for y in ap],
+            "median_s": med, "records_per_s": x["records"] / med,
+            "mb_per_s": x["log_bytes"] / med / 1e6,
+            "baseline_a_s": base_s, "ratio_time_to_a": med / base_s,
+            "pos_writes_s": pos, "pos_share": pos / med}
+
+
+def table(title, head, rows):
+    print()
+    print(title)
+    w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = "  ".join("%%%ds" % x if i else "%%-%ds" % x
+                    for i, x in enumerate(w))
+    print("  " + fmt % tuple(head))
+    print("  " + "  ".join("-" * x for x in w))
+    for r in rows:
+        print("  " + fmt % tuple(r))
+    sys.stdout.flush()
+
+
+def bench_capture_apply(args, results, root):
+    n, mb, reps = args.txns, args.large_mb, args.reps
+    cap = results.setdefault("capture", {"txns": n, "large_mb": mb,
+                                         "reps": reps, "by_sync": {}})
+    app = results.setdefault("apply", {"by_sync": {}})
+    for sync in args.sync:
+        small = {c: [] for c in CONFIGS}
+        large = {c: [] for c in CONFIGS}
+        small_runs, large_runs = [], []
+        for rep in range(reps):
+            # Interleaved a, b, c so that a slow moment of the disk falls on
+            # every configuration alike.
+            for cfg in CONFIGS:
+                secs, r = small_txns(root, cfg, sync, n, "s%d" % rep)
+                small[cfg].append(secs)
+                if cfg == "c":
+                    small_runs.append(r)
+            if mb:
+                for cfg in CONFIGS:
+                    secs, r = large_txn(root, cfg, sync, mb, "l%d" % rep)
+                    large[cfg].append(secs)
+                    if cfg == "c":
+                        large_runs.append(r)
+        tps = {c: n / median(small[c]) for c in CONFIGS}
+        lt = {c: median(large[c]) for c in CONFIGS} if mb else {}
+        entry = {
+            "txn_per_s": tps,
+            "small_seconds": small,
+            "ratio_b_a": tps["b"] / tps["a"],
+            "ratio_c_a": tps["c"] / tps["a"],
+        }
+        rows = []
+        for c in CONFIGS:
+            rows.append(["(%s) %s" % (c, CONFIG_NAMES[c]), "%.0f" % tps[c],
+                         "%.3f" % (tps[c] / tps["a"]),
+                         " ".join("%.3f" % s for s in small[c])])
+        table("capture, synchronous=%s: %d one-row txns, %d runs each, "
+              "median" % (sync, n, reps),
+              ["configuration", "txn/s", "ratio to a", "run seconds"], rows)
+        if mb:
+            entry["large_seconds"] = large
+            entry["large_median_s"] = lt
+            entry["large_ratio_b_a"] = lt["b"] / lt["a"]
+            entry["large_ratio_c_a"] = lt["c"] / lt["a"]
+            rows = [["(%s) %s" % (c, CONFIG_NAMES[c]), "%.3f" % lt[c],
+                     "%.3f" % (lt[c] / lt["a"]),
+                     " ".join("%.3f" % s for s in large[c])]
+                    for c in CONFIGS]
+            table("capture, synchronous=%s: one %d MB transaction, median "
+                  "time (ratio > 1 = slower than a)" % (sync, mb),
+                  ["configuration", "seconds", "ratio to a", "run seconds"],
+                  rows)
+        cap["by_sync"][sync] = entry
+
+        # Apply: the logs of (c) into fresh replicas, timed against the
+        # medians of (a) for the same data at this synchronous setting.
+        # Apply never fsyncs (the replication log is the durable record).
+        ap = [apply_log(r, "t", n) for r in small_runs]
+        aentry = {"small": apply_summary(ap, median(small["a"]))}
+        work = [("%d one-row txns" % n, aentry["small"])]
+        if mb:
+            la = [apply_log(r, "big", mb * 1000) for r in large_runs]
+            aentry["large"] = apply_summary(la, lt["a"])
+            work.append(("one %d MB txn" % mb, aentry["large"]))
+        rows = [[w, "%d" % x["records"], "%.0f" % x["records_per_s"],
+                 "%.1f" % x["mb_per_s"], "%.3f" % x["median_s"],
+                 "%.3f" % x["baseline_a_s"], "%.3f" % x["ratio_time_to_a"],
+                 "%.3f" % x["pos_writes_s"]] for w, x in work]
+        table("apply: raft_mirror_apply of the logs of (c) at synchronous=%s "
+              "into replicas (apply never fsyncs); baseline: (a) committing "
+              "the same data; pos = the mirror's position-file rewrites, "
+              "timed alone" % sync,
+              ["workload", "records", "rec/s", "MB/s", "apply s", "(a) s",
+               "apply/(a)", "pos s"], rows)
+        app["by_sync"][sync] = aentry
+
+
+def bench_node(args, results, root):
+    exe = os.path.join(rltest.BUILD, "bench", "bench_node")
+    check(os.path.exists(exe), "%s is missing: run `make bench`" % exe)
+    out = os.path.join(root, "node.json")
+    data = os.path.join(root, "node")
+    argv = [exe, "--dir", data, "--json", out, "--count", str(args.proposals),
+            "--rounds", str(args.reps)]
+    p = subprocess.run(argv, timeout=600)
+    check(p.returncode == 0, "bench_node exited %d" % p.returncode)
+    with open(out) as f:
+        results["node"] = json.load(f)
+    check(not os.path.exists(data), "bench_node left its data dir %s" % data)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="about a minute: fewer and smaller runs")
+    ap.add_argument("--only", default="capture,node",
+                    help="comma list of: capture (includes apply), node")
+    ap.add_argument("--txns", type=int, help="one-row txns per run")
+    ap.add_argument("--large-mb", type=int, help="large txn size; 0 = none")
+    ap.add_argument("--reps", type=int, help="interleaved repetitions")
+    ap.add_argument("--proposals", type=int, help="node proposals per round")
+    ap.add_argument("--sync", default="NORMAL,FULL",
+                    help="synchronous settings, comma list")
+    ap.add_argument("--out", default=os.path.join(rltest.BUILD, "bench",
+                                                  "results.json"))
+    args = ap.parse_args()
+    q = args.quick
+    args.txns = args.txns or (500 if q else 2000)
+    args.large_mb = args.large_mb if args.large_mb is not None else (
+        5 if q else 20)
+    args.reps = args.reps or (3 if q else 5)
+    args.proposals = args.proposals or (300 if q else 1000)
+    args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
+    for s in args.sync:
+        if s not in ("NORMAL", "FULL"):
+            fail("--sync: %r is not NORMAL or FULL" % s)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    for x in only:
+        if x not in ("capture", "apply", "node"):
+            fail("--only: unknown benchmark %r (capture, apply, node)" % x)
+
+    root = rltest.scratch("rlbench-")
+    results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "host": platform.node(), "quick": q, "cpus": os.cpu_count(),
+               "scratch_dir": root, "args": vars(args)}
+    t0 = time.time()
+    ran, failed = [], []
+    if "capture" in only or "apply" in only:
+        todo = [("capture+apply", bench_capture_apply)]
+    else:
+        todo = []
+    if "node" in only:
+        todo.append(("node", bench_node))
+    for name, fn in todo:
+        try:
+            fn(args, results, root)
+            ran.append(name)
+        except (rltest.TestFailure, subprocess.SubprocessError, OSError) as e:
+            print("\nbenchmark %s did not run to the end: %s" % (name, e),
+                  flush=True)
+            failed.append(name)
+    results["seconds"] = time.time() - t0
+    results["ran"], results["failed"] = ran, failed
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    print("\nbench: %d ran, %d did not (%.0f s); results in %s" %
+          (len(ran), len(failed), results["seconds"], args.out))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except rltest.TestFailure as e:
+        print("bench: %s" % e)
+        sys.exit(1)
