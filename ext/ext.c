@@ -12,6 +12,8 @@
 SQLITE_EXTENSION_INIT1
 
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,11 +110,53 @@ static int register_functions(sqlite3 *db, char **pzErr,
     return rc;
 }
 
+/* Commit hook of a connection whose replicated main database was opened
+** before the extension was loaded: it bypasses the VFS, so its commits
+** would fork the replica. Non-zero turns the commit into a rollback. */
+static int refuse_commit(void *arg)
+{
+    rl_vfs_set_error(RL_IOERR_GUARD,
+                     "raftlite: %s is replicated but was opened before "
+                     ".load, so it bypasses raftlite; writes are refused. "
+                     "Reopen it with .open after .load",
+                     (const char *)arg);
+    return 1;
+}
+
+/*
+** The shell opens a database named on its command line before `.load`
+** runs, with the unix VFS. If that database is replicated, guard it: warn
+** once on stderr and refuse its commits (raft_last_error() says why).
+*/
+static void guard_opened_before_load(sqlite3 *db)
+{
+    sqlite3_file *f = 0;
+    const char *path = sqlite3_db_filename(db, "main");
+    char *dir;
+    struct stat st;
+    if (!path || !*path ||
+        sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) !=
+            SQLITE_OK ||
+        rl_vfs_is_replicated(f))
+        return;
+    dir = sqlite3_mprintf("%s-raft", path);
+    if (dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr,
+                "raftlite: warning: %s is replicated but was opened before "
+                ".load, so it bypasses raftlite and its writes are refused; "
+                "reopen it with: .open %s\n",
+                path, path);
+        sqlite3_commit_hook(db, refuse_commit, (void *)path);
+    }
+    sqlite3_free(dir);
+}
+
 int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
                           const sqlite3_api_routines *pApi)
 {
     int rc;
     SQLITE_EXTENSION_INIT2(pApi);
+    guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
