@@ -31,8 +31,6 @@ struct sqlite3_file;
 ** set SQLite's error text, so the shell prints "disk I/O error" for all of
 ** them; rl_vfs_last_error() and raft_last_error() say what happened. */
 #define RL_IOERR_REFUSED   (10 | (200 << 8)) /* replicator refused commit */
-#define RL_IOERR_NOTLEADER (10 | (201 << 8)) /* definite failure: no leader */
-#define RL_IOERR_UNKNOWN   (10 | (202 << 8)) /* outcome unknown */
 #define RL_IOERR_GUARD     (10 | (203 << 8)) /* write a replica must refuse */
 
 /* A replicator port: where committed transactions go. commit() is called
