@@ -6,7 +6,8 @@ Runs every test of the tree, one process each, and closes with the line
   * a unit-test binary built from tests/unit/*.c (build/tests/unit/NAME), or
   * a script tests/<group>/test_*.py or test_*.sh.
 Scripts may declare in their first 20 lines:
-  # budget: SECONDS     time limit for one run (default 300)
+  # budget: SECONDS     time limit for one run (default 300; x10 when long)
+  # budget-long: SECONDS  time limit under --long instead of budget x 10
   # asan: yes           run it a second time against the ASan/UBSan build
 Each test gets RL_ROOT, RL_BUILD (absolute build dir), RL_LONG (0/1) and
 RL_SAN (0/1) in its environment. A test passes iff it exits 0 in time; the
@@ -24,13 +25,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def header(path):
-    meta = {"budget": 300, "asan": False}
+    meta = {"budget": 300, "asan": False, "budget_long": None}
     try:
         with open(path, errors="replace") as f:
             for _, line in zip(range(20), f):
                 m = re.match(r"\s*#\s*budget:\s*(\d+)", line)
                 if m:
                     meta["budget"] = int(m.group(1))
+                m = re.match(r"\s*#\s*budget-long:\s*(\d+)", line)
+                if m:
+                    meta["budget_long"] = int(m.group(1))
                 if re.match(r"\s*#\s*asan:\s*yes", line):
                     meta["asan"] = True
     except OSError:
@@ -47,7 +51,8 @@ def discover(args):
             if f.startswith("test_") and f.endswith(".c"):
                 name = f[:-2]
                 tests.append(("%sunit/%s" % ("asan:" if san else "", name),
-                              [os.path.join(udir, name)], build, san, 300))
+                              [os.path.join(udir, name)], build, san,
+                              3000 if args.long else 300))
     for group in sorted(os.listdir(os.path.join(ROOT, "tests"))):
         gdir = os.path.join(ROOT, "tests", group)
         if group in ("unit", "lib") or not os.path.isdir(gdir):
@@ -59,11 +64,13 @@ def discover(args):
             meta = header(path)
             argv = ([sys.executable, path] if f.endswith(".py")
                     else ["/bin/sh", path])
-            tests.append(("%s/%s" % (group, f), argv, "build", False,
-                          meta["budget"]))
+            budget = meta["budget"]
+            if args.long:
+                budget = meta["budget_long"] or budget * 10
+            tests.append(("%s/%s" % (group, f), argv, "build", False, budget))
             if meta["asan"]:
                 tests.append(("asan:%s/%s" % (group, f), argv, "build/asan",
-                              True, meta["budget"] * 3))
+                              True, budget * 3))
     if args.only:
         tests = [t for t in tests if re.search(args.only, t[0])]
     return tests
@@ -79,8 +86,6 @@ def run_one(name, argv, build, san, budget, args, logdir):
                                "detect_odr_violation=0")
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=87"
         env["LSAN_OPTIONS"] = "suppressions=%s/tests/lsan.supp" % ROOT
-    if args.long:
-        budget *= 10
     log = os.path.join(logdir, re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".log")
     t0 = time.time()
     if not os.path.exists(argv[-1]) and not argv[0].endswith("sh"):

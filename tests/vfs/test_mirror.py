@@ -1,4 +1,5 @@
 # budget: 300
+# budget-long: 7200
 # asan: yes
 """Mirror proof of the replicating VFS: every committed transaction of a
 seeded random workload on database A (stock shell + extension) is captured
@@ -153,10 +154,10 @@ def test():
                  (rng.choice([10, 50, 2000]),
                   rng.choice(["FULL", "NORMAL", "NORMAL", "OFF"])))
         # Keep the database small enough that a long run stays cheap (each
-        # VACUUM's record is the whole database): trim it past ~24 MB,
+        # VACUUM's record is the whole database): trim it past ~8 MB,
         # before this batch's schema changes.
         trim = (w.trim() + "\n"
-                if int(A.sql_ok("PRAGMA page_count;").strip()) > 6000 else "")
+                if int(A.sql_ok("PRAGMA page_count;").strip()) > 2000 else "")
         sql = trim + "\n".join(w.txn() for _ in range(rng.randint(10, 40)))
         # 10 MB blobs: once in make test, every 60 batches in test-long (more
         # often would make the database, and each VACUUM's record, huge).
