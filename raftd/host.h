@@ -1,0 +1,86 @@
+/*
+** raftd/host.h -- a replicated database's Raft node, hosted in this process
+** (the stock shell with the extension loaded, or raftd).
+**
+** A host owns, for one database file: its stored identity
+** ("<db>-raft/identity"), the host lock ("<db>-raft/host": one host per
+** database on the machine), the Raft node (raftd/node.h) with its data in
+** "<db>-raft/raft/", the applier (a private SQLite connection that writes
+** committed entries through rl_vfs_apply), the replicator port the VFS
+** calls when a local writer commits, and the gRPC sidecar (service.h).
+**
+** The host must never let a local commit reach the file unless its entry
+** took effect in the Raft log, and never apply an entry twice.
+*/
+#ifndef RL_HOST_H
+#define RL_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "rpc.h"
+
+struct rl_node;
+typedef struct rl_host rl_host;
+
+/* What a host is started with. Strings are copied. */
+typedef struct rl_host_config {
+    const char *db_path;   /* the database file; made absolute */
+    const char *node_id;   /* NULL: from the stored identity */
+    const char *raft_addr; /* "IP:port"; NULL: from the identity */
+    const char *grpc_addr; /* "host:port"; NULL: from the identity */
+    int bootstrap;         /* form a one-node cluster if pristine */
+    const char *join;      /* gRPC address of a member to ask, or NULL */
+    const rl_rpc_tls *server_tls; /* NULL = plaintext */
+    const rl_rpc_tls *client_tls; /* NULL = plaintext */
+    unsigned election_timeout_ms; /* 0 = node default */
+    unsigned heartbeat_timeout_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    int log_level; /* 0 error .. 3 debug; messages go to stderr */
+} rl_host_config;
+
+/* Starts hosting cfg->db_path in this process. Fails with a message
+** naming the cause (another process hosts it, no identity and no
+** bootstrap/join, address in use, join refused...). */
+int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
+                 size_t errlen);
+/* Stops the sidecar and the node and frees the host. */
+void rl_host_close(rl_host *h);
+/* Stops every host of this process (atexit). */
+void rl_host_close_all(void);
+
+/* The host of db_path in this process, or NULL. */
+rl_host *rl_host_find(const char *db_path);
+
+/* Whether a host (this process or another) holds db_path's host lock;
+** if so and pid/grpc are not NULL, who: the pid and gRPC address it
+** wrote into "<db>-raft/host". */
+int rl_host_running(const char *db_path, long *pid, char *grpc,
+                    size_t grpc_len);
+
+struct rl_node *rl_host_node(rl_host *h);
+const char *rl_host_db_path(const rl_host *h);
+/* This node's identity: raft id, string id, raft and gRPC addresses. */
+void rl_host_self(const rl_host *h, struct rl_meta *out);
+/* The client for node-to-node gRPC calls (channels cached). */
+rl_rpc_client *rl_host_client(rl_host *h);
+/* Highest index the database reflects (entries applied or skipped). */
+uint64_t rl_host_applied(rl_host *h);
+
+/* The Raft id of a string node id (64-bit FNV-1a, never 0): every node
+** computes the same id from the same string, so no registry is needed. */
+uint64_t rl_raft_id_of(const char *node_id);
+
+/* Stored identity of a database, "<db>-raft/identity". */
+typedef struct rl_identity {
+    char node_id[RL_META_STR_MAX + 1];
+    char raft_addr[RL_META_STR_MAX + 1];
+    char grpc_addr[RL_META_STR_MAX + 1];
+} rl_identity;
+/* 0 read, 1 none stored, -1 unreadable (err says why). */
+int rl_identity_read(const char *db_path, rl_identity *id, char *err,
+                     size_t errlen);
+
+#endif /* RL_HOST_H */
