@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "ext.h"
+#include "host.h"
 #include "vfs.h"
 
 #define RL_VERSION "0.1.0"
@@ -82,11 +83,74 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
     sqlite3_result_error(ctx, "raft_test_stats: unknown counter", -1);
 }
 
-/* Which port serves a replicated database opened in this process. */
+/*
+** Which port serves a replicated database opened in this process: the
+** test mirror when it is on, else the hosts' port. Opening a database
+** that has a stored node identity restarts its node here when no process
+** hosts it (this process then hosts it; otherwise it is a client).
+*/
 static const rl_port *resolve_port(const char *db_path)
 {
-    (void)db_path;
-    return rl_mirror_port();
+    const rl_port *mirror = rl_mirror_port();
+    rl_identity id;
+    char err[512];
+    if (mirror)
+        return mirror;
+    if (db_path && !rl_host_find(db_path) && !rl_host_setting_up(db_path) &&
+        rl_identity_read(db_path, &id, err, sizeof err) == 0 &&
+        !rl_host_running(db_path, NULL, NULL, 0)) {
+        rl_host_config cfg;
+        rl_host *h;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.db_path = db_path;
+        cfg.log_level = rl_log_level();
+        if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
+            fprintf(stderr, "raftlite: cannot restart the node of %s: %s\n",
+                    db_path, err);
+    }
+    return rl_host_port();
+}
+
+int rl_log_level(void)
+{
+    const char *v = getenv("RAFTLITE_LOG");
+    return v ? atoi(v) : 1;
+}
+
+/* raft_bootstrap(id, raft_addr, grpc_addr) and raft_join(id, raft_addr,
+** grpc_addr, peer_grpc_addr): make the main database a node. */
+static void setup_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    rl_host_config cfg;
+    char err[1024];
+    const char *fn = argc == 3 ? "raft_bootstrap" : "raft_join";
+    int i;
+    for (i = 0; i < argc; i++) {
+        if (sqlite3_value_type(argv[i]) != SQLITE_TEXT ||
+            sqlite3_value_bytes(argv[i]) == 0) {
+            char *m = sqlite3_mprintf(
+                "%s: argument %d must be a non-empty text (%s)", fn, i + 1,
+                argc == 3 ? "id, raft_addr 'IP:port', grpc_addr 'host:port'"
+                          : "id, raft_addr, grpc_addr, peer_grpc_addr");
+            sqlite3_result_error(ctx, m ? m : fn, -1);
+            sqlite3_free(m);
+            return;
+        }
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.node_id = (const char *)sqlite3_value_text(argv[0]);
+    cfg.raft_addr = (const char *)sqlite3_value_text(argv[1]);
+    cfg.grpc_addr = (const char *)sqlite3_value_text(argv[2]);
+    cfg.join = argc == 4 ? (const char *)sqlite3_value_text(argv[3]) : NULL;
+    cfg.log_level = rl_log_level();
+    if (rl_host_bootstrap(sqlite3_context_db_handle(ctx), &cfg, err,
+                          sizeof err) != 0) {
+        char *m = sqlite3_mprintf("%s: %s", fn, err);
+        sqlite3_result_error(ctx, m ? m : err, -1);
+        sqlite3_free(m);
+        return;
+    }
+    sqlite3_result_text(ctx, cfg.node_id, -1, SQLITE_TRANSIENT);
 }
 
 static int register_functions(sqlite3 *db, char **pzErr,
@@ -102,6 +166,12 @@ static int register_functions(sqlite3 *db, char **pzErr,
     if (rc == SQLITE_OK)
         rc = sqlite3_create_function(db, "raft_last_error", 0, SQLITE_UTF8, 0,
                                      last_error_func, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "raft_bootstrap", 3, SQLITE_UTF8, 0,
+                                     setup_func, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "raft_join", 4, SQLITE_UTF8, 0,
+                                     setup_func, 0, 0);
     if (rc == SQLITE_OK && rl_test_mode())
         rc = rl_mirror_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
@@ -158,6 +228,12 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
     SQLITE_EXTENSION_INIT2(pApi);
     guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
+    {
+        /* Nodes stop when the shell exits (.exit, end of input). */
+        static int once;
+        if (!once++)
+            atexit(rl_host_close_all);
+    }
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
     if (rc == SQLITE_OK)
