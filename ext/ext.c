@@ -84,6 +84,35 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
 }
 
 /*
+** Node settings from URI parameters of the database name
+** (`.open file:n1.db?raft_tls_cert=...`): TLS of the sidecar (stored with
+** the identity, so later opens reuse them), Raft timeouts and the snapshot
+** policy (this run only).
+*/
+static void uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
+{
+    const char *cert = sqlite3_uri_parameter(zName, "raft_tls_cert");
+    const char *ca = sqlite3_uri_parameter(zName, "raft_tls_ca");
+    if (cert || ca) {
+        memset(tls, 0, sizeof *tls);
+        tls->cert_file = cert;
+        tls->key_file = sqlite3_uri_parameter(zName, "raft_tls_key");
+        tls->ca_file = ca;
+        tls->client_auth =
+            sqlite3_uri_boolean(zName, "raft_tls_client_auth", 0);
+        cfg->tls = tls;
+    }
+    cfg->election_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_election_ms", 0);
+    cfg->heartbeat_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_heartbeat_ms", 0);
+    cfg->snapshot_threshold =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_threshold", 0);
+    cfg->snapshot_trailing =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_trailing", 0);
+}
+
+/*
 ** Which port serves a replicated database opened in this process: the
 ** test mirror when it is on, else the hosts' port. Opening a database
 ** that has a stored node identity restarts its node here when no process
@@ -100,8 +129,10 @@ static const rl_port *resolve_port(const char *db_path)
         rl_identity_read(db_path, &id, err, sizeof err) == 0 &&
         !rl_host_running(db_path, NULL, NULL, 0)) {
         rl_host_config cfg;
+        rl_rpc_tls tls;
         rl_host *h;
         memset(&cfg, 0, sizeof cfg);
+        uri_config(db_path, &cfg, &tls);
         cfg.db_path = db_path;
         cfg.log_level = rl_log_level();
         if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
@@ -122,7 +153,9 @@ int rl_log_level(void)
 static void setup_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     rl_host_config cfg;
+    rl_rpc_tls tls;
     char err[1024];
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
     const char *fn = argc == 3 ? "raft_bootstrap" : "raft_join";
     int i;
     for (i = 0; i < argc; i++) {
@@ -138,13 +171,14 @@ static void setup_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         }
     }
     memset(&cfg, 0, sizeof cfg);
+    if (sqlite3_db_filename(db, "main"))
+        uri_config(sqlite3_db_filename(db, "main"), &cfg, &tls);
     cfg.node_id = (const char *)sqlite3_value_text(argv[0]);
     cfg.raft_addr = (const char *)sqlite3_value_text(argv[1]);
     cfg.grpc_addr = (const char *)sqlite3_value_text(argv[2]);
     cfg.join = argc == 4 ? (const char *)sqlite3_value_text(argv[3]) : NULL;
     cfg.log_level = rl_log_level();
-    if (rl_host_bootstrap(sqlite3_context_db_handle(ctx), &cfg, err,
-                          sizeof err) != 0) {
+    if (rl_host_bootstrap(db, &cfg, err, sizeof err) != 0) {
         char *m = sqlite3_mprintf("%s: %s", fn, err);
         sqlite3_result_error(ctx, m ? m : err, -1);
         sqlite3_free(m);

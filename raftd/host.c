@@ -162,11 +162,23 @@ int rl_identity_read(const char *db_path, rl_identity *id, char *err,
             continue;
         *eq = 0;
         const char *v = eq + 1;
-        char *dst = strcmp(line, "node_id") == 0     ? id->node_id
-                    : strcmp(line, "raft_addr") == 0 ? id->raft_addr
-                    : strcmp(line, "grpc_addr") == 0 ? id->grpc_addr
-                                                     : NULL;
-        if (dst && strlen(v) <= RL_META_STR_MAX)
+        char *dst = NULL;
+        size_t cap = RL_META_STR_MAX + 1;
+        if (strcmp(line, "node_id") == 0)
+            dst = id->node_id;
+        else if (strcmp(line, "raft_addr") == 0)
+            dst = id->raft_addr;
+        else if (strcmp(line, "grpc_addr") == 0)
+            dst = id->grpc_addr;
+        else if (strcmp(line, "tls_cert") == 0)
+            dst = id->tls_cert, cap = sizeof id->tls_cert;
+        else if (strcmp(line, "tls_key") == 0)
+            dst = id->tls_key, cap = sizeof id->tls_key;
+        else if (strcmp(line, "tls_ca") == 0)
+            dst = id->tls_ca, cap = sizeof id->tls_ca;
+        else if (strcmp(line, "tls_client_auth") == 0)
+            id->tls_client_auth = atoi(v) != 0;
+        if (dst && strlen(v) < cap)
             strcpy(dst, v);
     }
     fclose(f);
@@ -193,8 +205,11 @@ static int identity_write(const char *db_path, const rl_identity *id, char *err,
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\n", id->node_id,
-            id->raft_addr, id->grpc_addr);
+    fprintf(f,
+            "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\ntls_cert=%s\n"
+            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n",
+            id->node_id, id->raft_addr, id->grpc_addr, id->tls_cert,
+            id->tls_key, id->tls_ca, id->tls_client_auth);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         fclose(f);
@@ -400,6 +415,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     size_t n;
     int rc;
     char who[600];
+    rl_identity id;
     (void)ctx;
 
     if (!h || !h->node) {
@@ -410,10 +426,17 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                      "%s is hosted by process %ld (gRPC %s); write through "
                      "that node (this process is a client: it reads locally)",
                      db_path, pid, grpc[0] ? grpc : "?");
+        else if (rl_identity_read(db_path, &id, who, sizeof who) == 1)
+            snprintf(err, errlen,
+                     "%s is replicated but no raft node serves it: it has no "
+                     "node identity; make it a node with raft_bootstrap(...) "
+                     "or raft_join(...)",
+                     db_path);
         else
             snprintf(err, errlen,
-                     "%s is replicated but its node is not running in this "
-                     "process; reopen the database to restart it",
+                     "%s is replicated but no raft node serves it in this "
+                     "process (its restart failed: see stderr); fix the "
+                     "cause and reopen the database",
                      db_path);
         return RL_IOERR_REFUSED;
     }
@@ -694,6 +717,12 @@ static int host_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
     ok = h->applied >= A;
     pthread_mutex_unlock(&h->mu);
     (void)db_size;
+    /* The snapshot lets raft drop the entries up to A: what the file
+    ** reflects must survive an OS crash first. */
+    if (ok && rl_vfs_sync(h->af) != SQLITE_OK) {
+        hlog(h, 1, "cannot sync %s before a snapshot", h->db_path);
+        ok = 0;
+    }
     return ok ? 0 : 1;
 }
 
@@ -809,11 +838,39 @@ static void host_free(rl_host *h)
     free(h);
 }
 
-static int start_sidecar(rl_host *h, const rl_host_config *cfg, char *err,
-                         size_t errlen)
+static void tls_set(rl_identity *id, const rl_rpc_tls *t)
+{
+    if (!t)
+        return;
+    snprintf(id->tls_cert, sizeof id->tls_cert, "%s",
+             t->cert_file ? t->cert_file : "");
+    snprintf(id->tls_key, sizeof id->tls_key, "%s",
+             t->key_file ? t->key_file : "");
+    snprintf(id->tls_ca, sizeof id->tls_ca, "%s", t->ca_file ? t->ca_file : "");
+    id->tls_client_auth = t->client_auth;
+}
+
+/* The sidecar's TLS settings from the identity: NULL for plaintext. The
+** server presents cert/key and (mutual TLS) checks clients against ca;
+** the client verifies peers with ca and presents cert/key for mutual TLS. */
+static const rl_rpc_tls *host_tls(const rl_host *h, rl_rpc_tls *t, int server)
+{
+    const rl_identity *id = &h->id;
+    if (!id->tls_cert[0] && !id->tls_ca[0])
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->cert_file = id->tls_cert[0] ? id->tls_cert : NULL;
+    t->key_file = id->tls_key[0] ? id->tls_key : NULL;
+    t->ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
+    t->client_auth = server ? id->tls_client_auth : 0;
+    return t;
+}
+
+static int start_sidecar(rl_host *h, char *err, size_t errlen)
 {
     rl_service_config sc;
     rl_rpc_server_config rc;
+    rl_rpc_tls tls;
     char addr[300];
     if (!h->id.grpc_addr[0])
         return 0;
@@ -832,7 +889,7 @@ static int start_sidecar(rl_host *h, const rl_host_config *cfg, char *err,
     }
     memset(&rc, 0, sizeof rc);
     rc.addr = addr;
-    rc.tls = cfg->server_tls;
+    rc.tls = host_tls(h, &tls, 1);
     h->srv = rl_rpc_server_new(&rc, err, errlen);
     if (!h->srv)
         return -1;
@@ -851,6 +908,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 {
     rl_host *h;
     struct rl_node_config nc;
+    rl_rpc_tls tls;
     char raftdir[PATH_MAX];
     int rc;
 
@@ -897,9 +955,17 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         snprintf(h->id.raft_addr, sizeof h->id.raft_addr, "%s", cfg->raft_addr);
         snprintf(h->id.grpc_addr, sizeof h->id.grpc_addr, "%s",
                  cfg->grpc_addr ? cfg->grpc_addr : "");
+        tls_set(&h->id, cfg->tls);
         if (identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
-    } else if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
+    } else if (cfg->tls) {
+        /* TLS given again (URI parameters or flags): it replaces the
+        ** stored settings. */
+        tls_set(&h->id, cfg->tls);
+        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+            goto fail;
+    }
+    if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
         snprintf(err, errlen,
                  "%s belongs to node '%s', not '%s': a database keeps the "
                  "identity it was started with",
@@ -920,7 +986,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 
     if (open_applier(h, err, errlen) != 0)
         goto fail_reg;
-    h->cl = rl_rpc_client_new(cfg->client_tls, 0, err, errlen);
+    h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), 0, err, errlen);
     if (!h->cl)
         goto fail_reg;
 
@@ -951,7 +1017,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         h->node = NULL;
         goto fail_reg;
     }
-    if (start_sidecar(h, cfg, err, errlen) != 0)
+    if (start_sidecar(h, err, errlen) != 0)
         goto fail_reg;
     hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,
          h->id.raft_addr, h->id.grpc_addr[0] ? h->id.grpc_addr : "-",
