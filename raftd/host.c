@@ -70,6 +70,11 @@ struct rl_host {
     uint64_t raft_id;
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
     int log_level;
+    size_t max_msg;
+    int workers, grace_ms;
+    /* The gRPC address peers dial: the identity's, with the PoC's
+    ** ":PORT" (listen on every interface) read as 127.0.0.1:PORT. */
+    char grpc_adv[RL_META_STR_MAX + 1];
     struct rl_node *node;
     sqlite3 *adb;     /* the applier's connection, open for the host's life */
     sqlite3_file *af; /* its main file */
@@ -280,7 +285,7 @@ static int host_lock(rl_host *h, char *err, size_t errlen)
         return -1;
     }
     n = snprintf(buf, sizeof buf, "%ld %s\n", (long)getpid(),
-                 h->id.grpc_addr[0] ? h->id.grpc_addr : "-");
+                 h->grpc_adv[0] ? h->grpc_adv : "-");
     if (ftruncate(h->host_fd, 0) != 0 || pwrite(h->host_fd, buf, n, 0) != n)
         hlog(h, 1, "cannot write %s: %s", path, strerror(errno));
     return 0;
@@ -326,8 +331,7 @@ rl_rpc_client *rl_host_client(rl_host *h)
 }
 void rl_host_self(const rl_host *h, struct rl_meta *out)
 {
-    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr,
-                h->id.grpc_addr);
+    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr, h->grpc_adv);
 }
 uint64_t rl_host_applied(rl_host *h)
 {
@@ -810,7 +814,7 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
 static void host_free(rl_host *h)
 {
     if (h->srv)
-        rl_rpc_server_free(h->srv, 1000);
+        rl_rpc_server_free(h->srv, h->grace_ms);
     if (h->node) {
         pthread_mutex_lock(&h->mu);
         h->stopping = 1;
@@ -876,7 +880,8 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
         return 0;
     memset(&sc, 0, sizeof sc);
     sc.node_id = h->id.node_id;
-    sc.grpc_addr = h->id.grpc_addr;
+    sc.grpc_addr = h->grpc_adv;
+    sc.max_msg_bytes = h->max_msg;
     sc.raft_addr = h->id.raft_addr;
     sc.db_path = h->db_path;
     sc.host = h;
@@ -890,6 +895,8 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     memset(&rc, 0, sizeof rc);
     rc.addr = addr;
     rc.tls = host_tls(h, &tls, 1);
+    rc.max_msg_bytes = h->max_msg;
+    rc.max_workers = h->workers;
     h->srv = rl_rpc_server_new(&rc, err, errlen);
     if (!h->srv)
         return -1;
@@ -929,6 +936,9 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     }
     h->host_fd = -1;
     h->log_level = cfg->log_level;
+    h->max_msg = cfg->max_msg_bytes;
+    h->workers = cfg->workers;
+    h->grace_ms = cfg->grace_ms > 0 ? cfg->grace_ms : 1000;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->db_path = strdup(cfg->db_path);
@@ -973,6 +983,11 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         goto fail;
     }
     h->raft_id = rl_raft_id_of(h->id.node_id);
+    if (h->id.grpc_addr[0] == ':')
+        snprintf(h->grpc_adv, sizeof h->grpc_adv, "127.0.0.1%.240s",
+                 h->id.grpc_addr);
+    else
+        snprintf(h->grpc_adv, sizeof h->grpc_adv, "%s", h->id.grpc_addr);
 
     if (host_lock(h, err, errlen) != 0)
         goto fail;
@@ -986,7 +1001,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 
     if (open_applier(h, err, errlen) != 0)
         goto fail_reg;
-    h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), 0, err, errlen);
+    h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), h->max_msg, err, errlen);
     if (!h->cl)
         goto fail_reg;
 
@@ -999,7 +1014,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     nc.raft_id = h->raft_id;
     nc.raft_addr = h->id.raft_addr;
     nc.node_id = h->id.node_id;
-    nc.grpc_addr = h->id.grpc_addr;
+    nc.grpc_addr = h->grpc_adv;
     nc.bootstrap = cfg->bootstrap;
     nc.election_timeout_ms = cfg->election_timeout_ms;
     nc.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
@@ -1127,7 +1142,7 @@ static int join_call(rl_host *h, const char *peer, unsigned timeout_ms,
     int64_t start = rl_rpc_now_ms();
     req.node_id = h->id.node_id;
     req.raft_addr = h->id.raft_addr;
-    req.grpc_addr = h->id.grpc_addr;
+    req.grpc_addr = h->grpc_adv;
     n = proto__join_request__get_packed_size(&req);
     buf = malloc(n ? n : 1);
     if (!buf) {

@@ -40,7 +40,10 @@ typedef struct rl_host_config {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    int log_level; /* 0 error .. 3 debug; messages go to stderr */
+    int log_level;        /* 0 error .. 3 debug; messages go to stderr */
+    size_t max_msg_bytes; /* sidecar message limit; 0 = 4 MiB */
+    int workers;          /* sidecar calls served at once; 0 = 64 */
+    int grace_ms;         /* sidecar drain time at close; 0 = 1000 */
 } rl_host_config;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message
