@@ -84,6 +84,7 @@ struct rl_host {
     uint64_t db_index; /* last database-changing index in the file */
     struct local_txn *local;
     uint64_t next_txn;
+    uint32_t ckpt_frames; /* applier thread only */
     int stopping;
     rl_rpc_client *cl;
     rl_service *svc;
@@ -599,6 +600,21 @@ static void pause_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* Frames the applier appends between its checkpoints: the same as
+** SQLite's auto-checkpoint, which never runs for frames it did not write. */
+#define APPLIER_CKPT_FRAMES 1000
+
+/* A passive checkpoint on the applier connection: on a follower nothing
+** else moves the WAL into the database file. */
+static void applier_checkpoint(rl_host *h)
+{
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(h->adb, "main",
+                                       SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        hlog(h, 1, "checkpoint of %s: %s", h->db_path, sqlite3_errmsg(h->adb));
+}
+
 /* Writes one TXN entry into the file; retries until done or stopping. */
 static void apply_txn(rl_host *h, const struct rl_applied *e)
 {
@@ -616,8 +632,14 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     for (;;) {
         int rc = rl_vfs_apply(h->af, &t, e->index, APPLY_LOCK_MS, &frames, err,
                               sizeof err);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK) {
+            h->ckpt_frames += frames;
+            if (h->ckpt_frames >= APPLIER_CKPT_FRAMES) {
+                h->ckpt_frames = 0;
+                applier_checkpoint(h);
+            }
             break;
+        }
         if (rc == SQLITE_MISUSE && strstr(err, "already applied"))
             break;
         if (rc == SQLITE_BUSY_RECOVERY)
