@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "ext.h"
+#include "sql.h"
 #include "vfs.h"
 
 #define RL_VERSION "0.1.0"
@@ -102,6 +103,8 @@ static int register_functions(sqlite3 *db, char **pzErr,
     if (rc == SQLITE_OK)
         rc = sqlite3_create_function(db, "raft_last_error", 0, SQLITE_UTF8, 0,
                                      last_error_func, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = rl_sql_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
         rc = rl_mirror_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
@@ -158,6 +161,8 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
     SQLITE_EXTENSION_INIT2(pApi);
     guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
+    if (rc == SQLITE_OK)
+        rl_sql_init();
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
     if (rc == SQLITE_OK)

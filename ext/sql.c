@@ -66,6 +66,16 @@ static rl_rpc_client *client_get(char *err, size_t errlen)
 
 /* ---- argument checks ---- */
 
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 static void errorf(sqlite3_context *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void errorf(sqlite3_context *ctx, const char *fmt, ...)
@@ -271,7 +281,7 @@ static int catch_up(rl_host *h, unsigned timeout_ms, char *err, size_t errlen)
     for (;;) {
         int64_t left = deadline - rl_rpc_now_ms();
         if (left <= 0) {
-            snprintf(err, errlen, "no leader with a gRPC address known to "
+            seterr(err, errlen, "no leader with a gRPC address known to "
                      "this node within %u ms", timeout_ms);
             return -1;
         }
@@ -283,13 +293,13 @@ static int catch_up(rl_host *h, unsigned timeout_ms, char *err, size_t errlen)
     if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr,
                               (unsigned)(deadline - rl_rpc_now_ms() + 1),
                               &index, e, sizeof(e)) != 0) {
-        snprintf(err, errlen, "cannot learn the leader's commit index: %s", e);
+        seterr(err, errlen, "cannot learn the leader's commit index: %s", e);
         return -1;
     }
     if (rl_node_wait_applied(rl_host_node(h), index,
                              (unsigned)(deadline - rl_rpc_now_ms() + 1)) !=
         RL_NODE_OK) {
-        snprintf(err, errlen, "joined, but did not apply the leader's index "
+        seterr(err, errlen, "joined, but did not apply the leader's index "
                  "%llu within %u ms; it keeps catching up in the background",
                  (unsigned long long)index, timeout_ms);
         return -1;
@@ -724,7 +734,7 @@ static sqlite3_module nodes_module = {
     nodes_eof,        /* xEof */
     nodes_column,     /* xColumn */
     nodes_rowid,      /* xRowid */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* xUpdate .. xShadowName */
 };
 
 /* ---- PRAGMA raft_status ---- */
@@ -753,7 +763,7 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
     } else if (rl_host_running(db_path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
         err[0] = 0;
         if (!(cl = client_get(err, sizeof(err))) ||
-            rl_cluster_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs, err,
+            rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs, err,
                               sizeof(err)) != 0) {
             *result = sqlite3_mprintf("raft_status: %s is hosted by process "
                                       "%ld: %s",

@@ -462,7 +462,7 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target,
     return 0;
 }
 
-int rl_cluster_status(rl_rpc_client *cl, const char *target,
+int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
                       unsigned timeout_ms, rl_cluster_status *out, char *err,
                       size_t errlen)
 {

@@ -3,7 +3,7 @@
 **
 ** Two halves:
 **   - client calls a process makes to some node's sidecar (rl_cluster_join,
-**     _remove, _transfer, _leader, _nodes, _status, _read_index): the
+**     _remove, _transfer, _leader, _nodes, _get_status, _read_index): the
 **     joining host, and the SQL functions of a process that does not host
 **     the database (a *client*), use them;
 **   - the node side (rl_cluster_node_*): what a hosted node does for a
@@ -87,7 +87,7 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target,
                      unsigned timeout_ms, struct rl_member **out,
                      unsigned *count, char *err, size_t errlen);
 /* Status of target (a hosted node). 0 or -1 with err. */
-int rl_cluster_status(rl_rpc_client *cl, const char *target,
+int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
                       unsigned timeout_ms, rl_cluster_status *out, char *err,
                       size_t errlen);
 /* A linearizable read point from target (the leader). 0 or -1 with err. */
