@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "ext.h"
+#include "host.h"
 #include "sql.h"
 #include "vfs.h"
 
@@ -83,11 +84,38 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
     sqlite3_result_error(ctx, "raft_test_stats: unknown counter", -1);
 }
 
-/* Which port serves a replicated database opened in this process. */
+/*
+** Which port serves a replicated database opened in this process: the
+** test mirror when it is on, else the hosts' port. Opening a database
+** that has a stored node identity restarts its node here when no process
+** hosts it (this process then hosts it; otherwise it is a client).
+*/
 static const rl_port *resolve_port(const char *db_path)
 {
-    (void)db_path;
-    return rl_mirror_port();
+    const rl_port *mirror = rl_mirror_port();
+    rl_identity id;
+    char err[512];
+    if (mirror)
+        return mirror;
+    if (db_path && !rl_host_find(db_path) && !rl_host_setting_up(db_path) &&
+        rl_identity_read(db_path, &id, err, sizeof err) == 0 &&
+        !rl_host_running(db_path, NULL, NULL, 0)) {
+        rl_host_config cfg;
+        rl_host *h;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.db_path = db_path;
+        cfg.log_level = rl_log_level();
+        if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
+            fprintf(stderr, "raftlite: cannot restart the node of %s: %s\n",
+                    db_path, err);
+    }
+    return rl_host_port();
+}
+
+int rl_log_level(void)
+{
+    const char *v = getenv("RAFTLITE_LOG");
+    return v ? atoi(v) : 1;
 }
 
 static int register_functions(sqlite3 *db, char **pzErr,
@@ -161,6 +189,12 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
     SQLITE_EXTENSION_INIT2(pApi);
     guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
+    {
+        /* Nodes stop when the shell exits (.exit, end of input). */
+        static int once;
+        if (!once++)
+            atexit(rl_host_close_all);
+    }
     if (rc == SQLITE_OK)
         rl_sql_init();
     if (rc == SQLITE_OK)

@@ -7,8 +7,8 @@
 ** database runs in this process (rl_host_find: then it is asked directly)
 ** or in another process, its host (rl_host_running names its gRPC address:
 ** then it is asked over gRPC, so a shell that is a client sees the same
-** cluster). Starting a node is the host's (rl_host_open); this file only
-** validates what the user typed, so that every refusal names the fix.
+** cluster). Starting a node is the host's (rl_host_bootstrap); this file
+** validates what the user typed first, so that every refusal names the fix.
 **
 ** It must never start a node for a database that already has one, and
 ** never report success for an operation the cluster did not take.
@@ -22,18 +22,14 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "ext.h"
 #include "host.h"
 #include "node.h"
 #include "sqlite3ext.h"
 #include "vfs.h"
 SQLITE_EXTENSION_INIT3
 
-/* How long a join waits for a leader to take it and for this node to
-** catch up with the leader's commit index. */
-#define JOIN_TIMEOUT_MS 30000
-/* How long raft_bootstrap waits for the new node to lead. */
-#define LEAD_TIMEOUT_MS 10000
-#define ERRLEN          1024
+#define ERRLEN 1024
 
 /* ---- the gRPC client of a process that does not host the database ---- */
 
@@ -65,16 +61,6 @@ static rl_rpc_client *client_get(char *err, size_t errlen)
 }
 
 /* ---- argument checks ---- */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void errorf(sqlite3_context *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -156,12 +142,6 @@ static const char *main_path(sqlite3_context *ctx, const char *fn)
     return path;
 }
 
-static int log_level(void)
-{
-    const char *v = getenv("RAFTLITE_LOG");
-    return v && *v >= '0' && *v <= '3' && !v[1] ? *v - '0' : 1;
-}
-
 /* Refuses to start a node for a database that has one. 0 if none. */
 static int no_node_yet(sqlite3_context *ctx, const char *fn, const char *path)
 {
@@ -195,28 +175,10 @@ static int no_node_yet(sqlite3_context *ctx, const char *fn, const char *path)
     return 0;
 }
 
-/* Waits until the node leads (bootstrap). */
-static int wait_lead(rl_host *h, unsigned timeout_ms)
-{
-    struct rl_node_status st;
-    int64_t deadline = rl_rpc_now_ms() + timeout_ms;
-    for (;;) {
-        rl_node_status(rl_host_node(h), &st);
-        if (st.state == RL_STATE_LEADER && st.ready) {
-            return 0;
-        }
-        if (rl_rpc_now_ms() >= deadline) {
-            return -1;
-        }
-        rl_node_wait_leader(rl_host_node(h), 50);
-    }
-}
-
 static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *fn = "raft_bootstrap", *id, *raft, *grpc, *path;
     rl_host_config cfg;
-    rl_host *h = NULL;
     char err[ERRLEN];
     (void)argc;
     if (!(id = text_arg(ctx, fn, argv, 0, "node id")) ||
@@ -233,16 +195,13 @@ static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     cfg.raft_addr = raft;
     cfg.grpc_addr = grpc;
     cfg.bootstrap = 1;
-    cfg.log_level = log_level();
+    cfg.log_level = rl_log_level();
     err[0] = 0;
-    if (rl_host_open(&cfg, &h, err, sizeof(err)) != 0) {
+    /* Starts the node, waits until it leads and proposes the database's
+    ** data as the initial state (GENESIS) if it holds any. */
+    if (rl_host_bootstrap(sqlite3_context_db_handle(ctx), &cfg, err,
+                          sizeof(err)) != 0) {
         errorf(ctx, "%s: %s", fn, err[0] ? err : "the node did not start");
-        return;
-    }
-    if (wait_lead(h, LEAD_TIMEOUT_MS) != 0) {
-        errorf(ctx, "%s: node '%s' started but did not become leader within "
-               "%d ms; PRAGMA raft_status shows its state", fn, id,
-               LEAD_TIMEOUT_MS);
         return;
     }
     sqlite3_result_text(ctx, id, -1, SQLITE_TRANSIENT);
@@ -270,48 +229,10 @@ static int db_empty(sqlite3_context *ctx, const char *fn)
     return 1;
 }
 
-/* After a join: wait until this node applied the leader's commit index
-** as of now (it may receive an image meanwhile). */
-static int catch_up(rl_host *h, unsigned timeout_ms, char *err, size_t errlen)
-{
-    struct rl_meta leader;
-    uint64_t index = 0;
-    int64_t deadline = rl_rpc_now_ms() + timeout_ms;
-    char e[ERRLEN];
-    for (;;) {
-        int64_t left = deadline - rl_rpc_now_ms();
-        if (left <= 0) {
-            seterr(err, errlen, "no leader with a gRPC address known to "
-                     "this node within %u ms", timeout_ms);
-            return -1;
-        }
-        if (rl_cluster_node_leader(h, &leader) && leader.grpc_addr[0]) {
-            break;
-        }
-        rl_node_wait_leader(rl_host_node(h), 50);
-    }
-    if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr,
-                              (unsigned)(deadline - rl_rpc_now_ms() + 1),
-                              &index, e, sizeof(e)) != 0) {
-        seterr(err, errlen, "cannot learn the leader's commit index: %s", e);
-        return -1;
-    }
-    if (rl_node_wait_applied(rl_host_node(h), index,
-                             (unsigned)(deadline - rl_rpc_now_ms() + 1)) !=
-        RL_NODE_OK) {
-        seterr(err, errlen, "joined, but did not apply the leader's index "
-                 "%llu within %u ms; it keeps catching up in the background",
-                 (unsigned long long)index, timeout_ms);
-        return -1;
-    }
-    return 0;
-}
-
 static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *fn = "raft_join", *id, *raft, *grpc, *peer, *path;
     rl_host_config cfg;
-    rl_host *h = NULL;
     char err[ERRLEN];
     int empty;
     (void)argc;
@@ -346,14 +267,13 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     cfg.raft_addr = raft;
     cfg.grpc_addr = grpc;
     cfg.join = peer;
-    cfg.log_level = log_level();
+    cfg.log_level = rl_log_level();
     err[0] = 0;
-    if (rl_host_open(&cfg, &h, err, sizeof(err)) != 0) {
+    /* Starts the node, asks the peer to add it (a follower forwards to the
+    ** leader) and waits until it applied the leader's commit index. */
+    if (rl_host_bootstrap(sqlite3_context_db_handle(ctx), &cfg, err,
+                          sizeof(err)) != 0) {
         errorf(ctx, "%s: %s", fn, err[0] ? err : "the node did not start");
-        return;
-    }
-    if (catch_up(h, JOIN_TIMEOUT_MS, err, sizeof(err)) != 0) {
-        errorf(ctx, "%s: node '%s' %s", fn, id, err);
         return;
     }
     sqlite3_result_text(ctx, id, -1, SQLITE_TRANSIENT);

@@ -1,14 +1,18 @@
 # raftd/: the node and the gRPC sidecar.
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
-# cluster.c: Join/Remove/Transfer/Leader/ReadIndex and forwarding of a
-# hosted node. The extension carries the sidecar too (a shell hosts nodes).
-SIDECAR_SRCS := raftd/rpc.c raftd/rpc_util.c raftd/service.c \
-                raftd/service_rpc.c raftd/cluster.c
-RAFTD_SRCS += $(SIDECAR_SRCS) raftd/main.c
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
-LIB_SRCS   += $(SIDECAR_SRCS)
+
+# The hosted node (host.c) and its sidecar also live in the extension: the
+# stock shell process hosts the node and serves gRPC. cluster.c: Join,
+# Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
+# node (service_rpc.c offers it every unary call when there is a host).
+HOST_SRCS := raftd/host.c raftd/rpc.c raftd/rpc_util.c raftd/service.c \
+             raftd/service_rpc.c raftd/cluster.c $(BUILD)/gen/raftlite.pb-c.c
+LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz
+RAFTD_SRCS += raftd/host.c raftd/cluster.c vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc

@@ -114,6 +114,9 @@ int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,
 ** "<db>-raft/" had existed when they opened it (the directory must exist
 ** now). Fails if one of them is inside a write transaction. */
 int rl_vfs_adopt(const char *db_path, char *err, size_t errlen);
+/* Undoes rl_vfs_adopt for a setup that failed (connections outside a
+** write transaction). */
+void rl_vfs_unadopt(const char *db_path);
 
 /* Takes / releases the database write lock ahead of writers, as apply
 ** does: while held, no commit is in progress, the wal-index header is the
