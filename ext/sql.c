@@ -111,8 +111,10 @@ static int addr_ok(sqlite3_context *ctx, const char *fn, const char *what,
     const char *colon = strrchr(a, ':'), *p;
     long port = 0;
     if (!colon || colon == a) {
-        errorf(ctx, "%s: %s '%s' is not host:port; write it like "
-               "'127.0.0.1:7001'", fn, what, a);
+        errorf(ctx,
+               "%s: %s '%s' is not host:port; write it like "
+               "'127.0.0.1:7001'",
+               fn, what, a);
         return 0;
     }
     for (p = colon + 1; *p; p++) {
@@ -122,8 +124,10 @@ static int addr_ok(sqlite3_context *ctx, const char *fn, const char *what,
         port = port * 10 + (*p - '0');
     }
     if (colon[1] == 0 || *p || port < 1 || port > 65535) {
-        errorf(ctx, "%s: %s '%s' needs a numeric port 1..65535 after the "
-               "last ':', e.g. '127.0.0.1:7001'", fn, what, a);
+        errorf(ctx,
+               "%s: %s '%s' needs a numeric port 1..65535 after the "
+               "last ':', e.g. '127.0.0.1:7001'",
+               fn, what, a);
         return 0;
     }
     return 1;
@@ -135,8 +139,10 @@ static const char *main_path(sqlite3_context *ctx, const char *fn)
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     const char *path = sqlite3_db_filename(db, "main");
     if (!path || !*path) {
-        errorf(ctx, "%s: the main database is in memory or temporary; a "
-               "raft node needs a database file: .open FILE first", fn);
+        errorf(ctx,
+               "%s: the main database is in memory or temporary; a "
+               "raft node needs a database file: .open FILE first",
+               fn);
         return NULL;
     }
     return path;
@@ -151,9 +157,10 @@ static int no_node_yet(sqlite3_context *ctx, const char *fn, const char *path)
     int rc;
     if (rl_host_find(path)) {
         rc = rl_identity_read(path, &ident, err, sizeof(err));
-        errorf(ctx, "%s: %s is already node '%s', hosted by this process; "
-               "SELECT * FROM raft_nodes shows its cluster", fn, path,
-               rc == 0 ? ident.node_id : "?");
+        errorf(ctx,
+               "%s: %s is already node '%s', hosted by this process; "
+               "SELECT * FROM raft_nodes shows its cluster",
+               fn, path, rc == 0 ? ident.node_id : "?");
         return -1;
     }
     rc = rl_identity_read(path, &ident, err, sizeof(err));
@@ -162,9 +169,10 @@ static int no_node_yet(sqlite3_context *ctx, const char *fn, const char *path)
         return -1;
     }
     if (rc == 0) {
-        errorf(ctx, "%s: %s is already node '%s'; it restarts when the "
-               "database is opened (.open), so it needs no %s", fn, path,
-               ident.node_id, fn);
+        errorf(ctx,
+               "%s: %s is already node '%s'; it restarts when the "
+               "database is opened (.open), so it needs no %s",
+               fn, path, ident.node_id, fn);
         return -1;
     }
     if (rl_host_running(path, &pid, grpc, sizeof(grpc))) {
@@ -185,8 +193,8 @@ static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         !(raft = text_arg(ctx, fn, argv, 1, "raft address")) ||
         !(grpc = text_arg(ctx, fn, argv, 2, "gRPC address")) ||
         !addr_ok(ctx, fn, "raft address", raft) ||
-        !addr_ok(ctx, fn, "gRPC address", grpc) || !(path = main_path(ctx, fn))
-        || no_node_yet(ctx, fn, path) != 0) {
+        !addr_ok(ctx, fn, "gRPC address", grpc) ||
+        !(path = main_path(ctx, fn)) || no_node_yet(ctx, fn, path) != 0) {
         return;
     }
     memset(&cfg, 0, sizeof(cfg));
@@ -247,8 +255,10 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         return;
     }
     if (strcmp(peer, grpc) == 0) {
-        errorf(ctx, "%s: the peer gRPC address %s is this node's own; give "
-               "the gRPC address of a running member", fn, peer);
+        errorf(ctx,
+               "%s: the peer gRPC address %s is this node's own; give "
+               "the gRPC address of a running member",
+               fn, peer);
         return;
     }
     empty = db_empty(ctx, fn);
@@ -256,9 +266,11 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         return;
     }
     if (!empty) {
-        errorf(ctx, "%s: %s holds tables; a joining node receives the "
+        errorf(ctx,
+               "%s: %s holds tables; a joining node receives the "
                "cluster's data, so it must start empty: .open a new file, "
-               "or make this data a cluster with raft_bootstrap", fn, path);
+               "or make this data a cluster with raft_bootstrap",
+               fn, path);
         return;
     }
     memset(&cfg, 0, sizeof(cfg));
@@ -281,8 +293,8 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 /* Where the node of the main database runs: *h (this process), or *grpc
 ** (another process; *pid). 0 found, -1 with the error set. */
-static int locate(sqlite3_context *ctx, const char *fn, rl_host **h,
-                  char *grpc, size_t grpc_len, long *pid)
+static int locate(sqlite3_context *ctx, const char *fn, rl_host **h, char *grpc,
+                  size_t grpc_len, long *pid)
 {
     const char *path = main_path(ctx, fn);
     rl_identity ident;
@@ -298,22 +310,28 @@ static int locate(sqlite3_context *ctx, const char *fn, rl_host **h,
     }
     if (rl_host_running(path, pid, grpc, grpc_len)) {
         if (!grpc[0]) {
-            errorf(ctx, "%s: %s is hosted by process %ld, which names no gRPC "
-                   "address; run it in that process", fn, path, *pid);
+            errorf(ctx,
+                   "%s: %s is hosted by process %ld, which names no gRPC "
+                   "address; run it in that process",
+                   fn, path, *pid);
             return -1;
         }
         return 0;
     }
     rc = rl_identity_read(path, &ident, err, sizeof(err));
     if (rc == 0) {
-        errorf(ctx, "%s: no process hosts node '%s' of %s; reopen the "
-               "database (.open) to restart it", fn, ident.node_id, path);
+        errorf(ctx,
+               "%s: no process hosts node '%s' of %s; reopen the "
+               "database (.open) to restart it",
+               fn, ident.node_id, path);
     } else if (rc < 0) {
         errorf(ctx, "%s: %s", fn, err);
     } else {
-        errorf(ctx, "%s: %s is not a raft node; SELECT raft_bootstrap(id, "
+        errorf(ctx,
+               "%s: %s is not a raft node; SELECT raft_bootstrap(id, "
                "raft_addr, grpc_addr) or raft_join(id, raft_addr, grpc_addr, "
-               "peer_grpc_addr) first", fn, path);
+               "peer_grpc_addr) first",
+               fn, path);
     }
     return -1;
 }
@@ -448,11 +466,10 @@ static int nodes_connect(sqlite3 *db, void *aux, int argc,
     (void)argc;
     (void)argv;
     (void)pzErr;
-    rc = sqlite3_declare_vtab(db,
-                              "CREATE TABLE x(id TEXT, raft_id INTEGER, "
-                              "raft_addr TEXT, grpc_addr TEXT, role TEXT, "
-                              "is_leader INTEGER, match_index INTEGER, "
-                              "last_contact INTEGER)");
+    rc = sqlite3_declare_vtab(db, "CREATE TABLE x(id TEXT, raft_id INTEGER, "
+                                  "raft_addr TEXT, grpc_addr TEXT, role TEXT, "
+                                  "is_leader INTEGER, match_index INTEGER, "
+                                  "last_contact INTEGER)");
     if (rc != SQLITE_OK) {
         return rc;
     }
@@ -540,8 +557,7 @@ static int nodes_filter(sqlite3_vtab_cursor *cur, int idxNum,
         struct rl_node_status st;
         rl_node_status(rl_host_node(h), &st);
         c->on_leader = st.state == RL_STATE_LEADER;
-        if (rl_node_members(rl_host_node(h), &c->ms, &c->count) !=
-            RL_NODE_OK) {
+        if (rl_node_members(rl_host_node(h), &c->ms, &c->count) != RL_NODE_OK) {
             c->ms = NULL;
             c->count = 0;
             return vtab_error(cur->pVtab, "raft_nodes: cannot read the "
@@ -654,7 +670,17 @@ static sqlite3_module nodes_module = {
     nodes_eof,        /* xEof */
     nodes_column,     /* xColumn */
     nodes_rowid,      /* xRowid */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* xUpdate .. xShadowName */
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0, /* xUpdate .. xShadowName */
 };
 
 /* ---- PRAGMA raft_status ---- */
@@ -684,7 +710,7 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
         err[0] = 0;
         if (!(cl = client_get(err, sizeof(err))) ||
             rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs, err,
-                              sizeof(err)) != 0) {
+                                  sizeof(err)) != 0) {
             *result = sqlite3_mprintf("raft_status: %s is hosted by process "
                                       "%ld: %s",
                                       db_path, pid, err);
@@ -728,9 +754,12 @@ int rl_sql_register(sqlite3 *db)
         int argc;
         void (*fn)(sqlite3_context *, int, sqlite3_value **);
     } fns[] = {
-        {"raft_bootstrap", 3, bootstrap_func}, {"raft_join", 4, join_func},
-        {"raft_remove", 1, remove_func},       {"raft_transfer", 1, transfer_func},
-        {"raft_transfer", 0, transfer_func},   {"raft_leader", 0, leader_func},
+        {"raft_bootstrap", 3, bootstrap_func},
+        {"raft_join", 4, join_func},
+        {"raft_remove", 1, remove_func},
+        {"raft_transfer", 1, transfer_func},
+        {"raft_transfer", 0, transfer_func},
+        {"raft_leader", 0, leader_func},
     };
     size_t i;
     int rc = SQLITE_OK;

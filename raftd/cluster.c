@@ -28,6 +28,9 @@
 
 /* Pause between retries of a request that met no leader. */
 #define RETRY_MS 100
+/* How long a join retries a peer that does not answer at all (it may be
+** starting at the same moment); after that the address is reported. */
+#define UNREACHABLE_GRACE_MS 3000
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -255,7 +258,8 @@ static void malformed(char *err, size_t errlen, const char *what,
            target);
 }
 
-/* One Join attempt. 0 ok, 1 no leader yet (err says), -1 error. */
+/* One Join attempt. 0 ok, 1 no leader yet (err says), 2 peer unreachable,
+** -1 error. */
 static int join_once(rl_rpc_client *cl, const char *peer,
                      const struct rl_meta *self, int64_t timeout_ms,
                      char *leader_grpc, size_t leader_len, char *err,
@@ -270,7 +274,7 @@ static int join_once(rl_rpc_client *cl, const char *peer,
     req.grpc_addr = (char *)self->grpc_addr;
     if (call(cl, peer, PUB("Join"), &req.base, timeout_ms, &reply, err,
              errlen) != 0) {
-        return -1;
+        return strstr(err, "cannot reach") == err ? 2 : -1;
     }
     r = proto__join_response__unpack(NULL, reply.len, reply.data);
     rl_rpc_buf_free(&reply);
@@ -298,7 +302,8 @@ int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
                     char *leader_grpc, size_t leader_len, char *err,
                     size_t errlen)
 {
-    int64_t deadline = rl_rpc_now_ms() + (timeout_ms ? timeout_ms : 1);
+    int64_t start = rl_rpc_now_ms();
+    int64_t deadline = start + (timeout_ms ? timeout_ms : 1);
     char e[RL_RPC_ERRMAX + 256];
     int rc, tries = 0;
     for (;;) {
@@ -306,7 +311,8 @@ int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
         tries++;
         rc = join_once(cl, peer_grpc, self, left_ms(deadline), leader_grpc,
                        leader_len, e, sizeof(e));
-        if (rc <= 0) {
+        if (rc <= 0 ||
+            (rc == 2 && rl_rpc_now_ms() - start >= UNREACHABLE_GRACE_MS)) {
             break;
         }
         if (left_ms(deadline) <= RETRY_MS) {
@@ -317,7 +323,7 @@ int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
     }
     if (rc != 0) {
         seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
-               tries > 1 ? " (retried until the timeout)" : "", e);
+               tries > 1 ? " (retried)" : "", e);
     }
     return rc == 0 ? 0 : -1;
 }
@@ -409,9 +415,9 @@ int rl_cluster_leader(rl_rpc_client *cl, const char *target,
     return rc;
 }
 
-int rl_cluster_nodes(rl_rpc_client *cl, const char *target,
-                     unsigned timeout_ms, struct rl_member **out,
-                     unsigned *count, char *err, size_t errlen)
+int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
+                     struct rl_member **out, unsigned *count, char *err,
+                     size_t errlen)
 {
     Proto__NodesRequest req = PROTO__NODES_REQUEST__INIT;
     Proto__NodesResponse *r;
@@ -463,8 +469,8 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target,
 }
 
 int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
-                      unsigned timeout_ms, rl_cluster_status *out, char *err,
-                      size_t errlen)
+                          unsigned timeout_ms, rl_cluster_status *out,
+                          char *err, size_t errlen)
 {
     Proto__StatusRequest req = PROTO__STATUS_REQUEST__INIT;
     Proto__StatusResponse *r;
@@ -691,7 +697,7 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
     case ROUTE_FORWARD:
         rc = join_once(rl_host_client(h), leader.grpc_addr, m, timeout_ms,
                        leader_grpc, leader_len, e, sizeof(e));
-        if (rc < 0 && strstr(e, "cannot reach") == e) {
+        if (rc == 2) {
             forward_failed(&leader, e, err, errlen);
         } else if (rc != 0) {
             seterr(err, errlen, "%s", e);
@@ -708,17 +714,16 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
         /* Already a member (a restart with -join again): complete what an
         ** interrupted join may have left out, and succeed. */
         if (ms[found].role != RL_ROLE_VOTER) {
-            int nrc = rl_node_assign(n, m->raft_id, RL_ROLE_VOTER, timeout_ms,
-                                     &res);
+            int nrc =
+                rl_node_assign(n, m->raft_id, RL_ROLE_VOTER, timeout_ms, &res);
             if (nrc != RL_NODE_OK) {
                 node_err(nrc, &res, "making the node a voter", err, errlen);
                 rc = -1;
             }
         }
-        if (rc == 0 &&
-            (!ms[found].has_meta ||
-             (m->grpc_addr[0] &&
-              strcmp(ms[found].meta.grpc_addr, m->grpc_addr) != 0))) {
+        if (rc == 0 && (!ms[found].has_meta ||
+                        (m->grpc_addr[0] && strcmp(ms[found].meta.grpc_addr,
+                                                   m->grpc_addr) != 0))) {
             rc = propose_meta(n, m, timeout_ms, err, errlen);
         }
     } else if (rc == 0) {
@@ -867,8 +872,10 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
                           (unsigned)(left_ms(deadline) + 1), e,
                           sizeof(e)) != 0) {
-        seterr(err, errlen, "leadership moved to '%s' but it did not remove "
-               "'%s': %s", leader.node_id, node_id, e);
+        seterr(err, errlen,
+               "leadership moved to '%s' but it did not remove "
+               "'%s': %s",
+               leader.node_id, node_id, e);
         return -1;
     }
     return 0;
@@ -1316,8 +1323,8 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     case ROUTE_FORWARD:
         snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
         e[0] = 0;
-        code = rl_rpc_unary(rl_host_client(h), leader.grpc_addr, full, req,
-                            len, tmo, reply, e, sizeof(e));
+        code = rl_rpc_unary(rl_host_client(h), leader.grpc_addr, full, req, len,
+                            tmo, reply, e, sizeof(e));
         if (code != RL_RPC_OK) {
             seterr(err, errlen,
                    "forwarding %s to the leader '%s' (gRPC %s) failed: %s",

@@ -83,13 +83,13 @@ int rl_cluster_leader(rl_rpc_client *cl, const char *target,
                       unsigned timeout_ms, struct rl_meta *out, char *err,
                       size_t errlen);
 /* The members target knows; *out malloc'ed (free()). 0 or -1 with err. */
-int rl_cluster_nodes(rl_rpc_client *cl, const char *target,
-                     unsigned timeout_ms, struct rl_member **out,
-                     unsigned *count, char *err, size_t errlen);
+int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
+                     struct rl_member **out, unsigned *count, char *err,
+                     size_t errlen);
 /* Status of target (a hosted node). 0 or -1 with err. */
 int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
-                      unsigned timeout_ms, rl_cluster_status *out, char *err,
-                      size_t errlen);
+                          unsigned timeout_ms, rl_cluster_status *out,
+                          char *err, size_t errlen);
 /* A linearizable read point from target (the leader). 0 or -1 with err. */
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
                           unsigned timeout_ms, uint64_t *index, char *err,
