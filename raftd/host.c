@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -1153,65 +1154,6 @@ static int64_t query_int(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* Asks the member at peer to add this node (followers forward to the
-** leader). Retries while the cluster has no leader, up to timeout_ms. */
-static int join_call(rl_host *h, const char *peer, unsigned timeout_ms,
-                     char *err, size_t errlen)
-{
-    Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
-    size_t n;
-    uint8_t *buf;
-    int64_t start = rl_rpc_now_ms();
-    req.node_id = h->id.node_id;
-    req.raft_addr = h->id.raft_addr;
-    req.grpc_addr = h->grpc_adv;
-    n = proto__join_request__get_packed_size(&req);
-    buf = malloc(n ? n : 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    proto__join_request__pack(&req, buf);
-    for (;;) {
-        rl_rpc_buf reply = {0, 0};
-        char e2[RL_RPC_ERRMAX + 64] = "";
-        int code = rl_rpc_unary(h->cl, peer, RL_SVC_PUBLIC "Join", buf, n, 5000,
-                                &reply, e2, sizeof e2);
-        int retry = 0;
-        if (code == RL_RPC_OK) {
-            Proto__JoinResponse *r =
-                proto__join_response__unpack(NULL, reply.len, reply.data);
-            rl_rpc_buf_free(&reply);
-            if (!r) {
-                snprintf(err, errlen,
-                         "%s answered Join with a malformed "
-                         "response",
-                         peer);
-                break;
-            }
-            if (r->success) {
-                proto__join_response__free_unpacked(r, NULL);
-                free(buf);
-                return 0;
-            }
-            snprintf(e2, sizeof e2, "%s", r->error ? r->error : "refused");
-            proto__join_response__free_unpacked(r, NULL);
-            retry = strstr(e2, "no leader") != NULL;
-            snprintf(err, errlen, "%s refused the join: %s", peer, e2);
-        } else {
-            retry =
-                code == RL_RPC_UNAVAILABLE && rl_rpc_now_ms() - start < 3000;
-            snprintf(err, errlen, "cannot reach %s for Join (%s): %s", peer,
-                     code == RL_RPC_UNAVAILABLE ? "unavailable" : "error", e2);
-        }
-        if (!retry || rl_rpc_now_ms() - start > (int64_t)timeout_ms)
-            break;
-        pause_ms(200);
-    }
-    free(buf);
-    return -1;
-}
-
 /* Removes what a failed setup created: "<db>-raft/" and everything the
 ** node wrote in it (all flat files). */
 static void remove_dir_files(const char *dir)
@@ -1330,25 +1272,21 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
                 goto fail;
         }
     } else {
-        struct rl_node_status ns;
-        uint64_t target;
-        int64_t t0 = rl_rpc_now_ms();
-        if (join_call(h, cfg->join, 15000, err, errlen) != 0)
+        struct rl_meta self;
+        char lg[RL_META_STR_MAX + 1];
+        uint64_t target = 0;
+        /* Ask the peer (a follower forwards to the leader); retried while
+        ** the cluster has no leader. */
+        rl_host_self(h, &self);
+        if (rl_cluster_join(h->cl, cfg->join, &self, 15000, lg, sizeof lg, err,
+                            errlen) != 0)
             goto fail;
-        /* Caught up: applied what the leader had committed when we
-        ** joined (learned from its first heartbeats). */
-        if (rl_node_wait_leader(h->node, 15000) != RL_NODE_OK) {
-            snprintf(err, errlen,
-                     "joined, but no leader was heard within 15 s");
+        /* Caught up: applied the leader's read index as of now, i.e. its
+        ** last FSM entry (a commit index may be a configuration entry,
+        ** which never reaches the applier: waiting for it would hang). */
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) !=
+            0)
             goto fail_joined;
-        }
-        do {
-            rl_node_status(h->node, &ns);
-            target = ns.commit_index;
-            if (target)
-                break;
-            pause_ms(20);
-        } while (rl_rpc_now_ms() - t0 < 15000);
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,
                      "joined, but this node did not catch up to index %llu "
