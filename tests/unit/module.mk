@@ -13,3 +13,8 @@ UNIT_SRCS_test_entry := raftd/entry.c
 UNIT_TESTS += test_node
 UNIT_SRCS_test_node := raftd/entry.c raftd/node.c
 UNIT_LIBS_test_node := -lraft -luv -lpthread
+
+# Consistent images: source under concurrent writes, install, refusals.
+UNIT_TESTS += test_image
+UNIT_SRCS_test_image := vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
+                        vfs/txn.c
