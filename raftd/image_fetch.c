@@ -245,3 +245,41 @@ int rl_image_fetch(rl_rpc_client *cl, const char *peer_grpc,
     return rl_image_fetch_ex(cl, peer_grpc, tmp_path, min_index, 0, index, err,
                              errlen);
 }
+
+int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
+                     struct sqlite3 *db, const char *tmp_path,
+                     uint64_t min_index, uint64_t *index, char *err,
+                     size_t errlen)
+{
+    char one[768];
+    size_t i, used = 0;
+    int code = RL_RPC_UNAVAILABLE;
+    *index = 0;
+    if (err && errlen)
+        snprintf(err, errlen, "no peer to fetch an image from");
+    for (i = 0; i < n; i++) {
+        uint64_t got = 0;
+        if (!peers[i] || !peers[i][0])
+            continue;
+        code = rl_image_fetch(cl, peers[i], tmp_path, min_index, &got, one,
+                              sizeof one);
+        if (code == RL_RPC_OK) {
+            int rc = rl_image_install(db, tmp_path, one, sizeof one);
+            unlink(tmp_path);
+            if (rc == RL_IMAGE_OK) {
+                *index = got;
+                return RL_RPC_OK;
+            }
+            code = RL_RPC_INTERNAL;
+        }
+        /* err lists every peer's reason: "peer: why; peer: why". */
+        if (err && errlen > used + 1) {
+            int k = snprintf(err + used, errlen - used, "%s%s: %s",
+                             used ? "; " : "", peers[i], one);
+            used += k > 0 ? (size_t)k : 0;
+            if (used >= errlen)
+                used = errlen - 1;
+        }
+    }
+    return code;
+}

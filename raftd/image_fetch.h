@@ -43,4 +43,20 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
                       int64_t timeout_ms, uint64_t *index, char *err,
                       size_t errlen);
 
+/*
+** The need_image step in one call: tries peers[0..n) in order (NULL or
+** empty entries are skipped), fetching into tmp_path an image at index >=
+** min_index, and installs the first good one into db (rl_image_install:
+** a replicated WAL database of the image's page size, no transaction
+** open). tmp_path is removed in every case. Returns 0 with *index set, or
+** the status of the last failure with err listing each peer's reason
+** (the caller retries after a pause). An install the database refuses
+** counts as a failure of that peer's image (INTERNAL).
+*/
+struct sqlite3;
+int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
+                     struct sqlite3 *db, const char *tmp_path,
+                     uint64_t min_index, uint64_t *index, char *err,
+                     size_t errlen);
+
 #endif /* RL_IMAGE_FETCH_H */

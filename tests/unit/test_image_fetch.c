@@ -416,6 +416,63 @@ int main(void)
               "fake %s: %d %s", what[i], code, err);
         printf("fake peer, %s: refused (%s)\n", what[i], err);
     }
+
+    /* need_image in one call: skips empty entries, an unreachable peer and
+    ** a corrupting one, installs from the good one; all bad: every reason
+    ** listed. tmp never stays. */
+    {
+        char dst2[512];
+        const char *peers[] = {NULL, "", "127.0.0.1:1", fake, target};
+        sqlite3 *d2;
+        path_of(dst2, sizeof dst2, "dst2.db");
+        make_replicated(dst2);
+        d2 = open_raft(dst2);
+        fake_mode = FAKE_FLIP;
+        code = rl_image_restore(cl, peers, 5, d2, tmp, next_index, &idx, err,
+                                sizeof err);
+        CHECK(code == RL_RPC_OK && idx == next_index && !exists(tmp),
+              "restore: %d %s", code, err);
+        CHECK(one_int(d2, "SELECT count(*) FROM seq") == (int64_t)wr.done,
+              "restored rows");
+        code =
+            rl_image_restore(cl, peers, 4, d2, tmp, 0, &idx, err, sizeof err);
+        CHECK(code == RL_RPC_DATA_LOSS && strstr(err, "127.0.0.1:1: ") &&
+                  strstr(err, fake) && !exists(tmp),
+              "restore from bad peers: %d %s", code, err);
+        printf("restore from bad peers: %s\n", err);
+        code = rl_image_restore(cl, peers + 4, 1, d2, tmp, 0, &idx, err,
+                                sizeof err);
+        CHECK(code == RL_RPC_OK, "same index again is a no-op: %s", err);
+        exec_ok(w, "INSERT INTO big VALUES (1)");
+        code = rl_image_restore(cl, peers + 4, 1, d2, tmp, 0, &idx, err,
+                                sizeof err);
+        CHECK(code == RL_RPC_OK && idx == next_index, "newer: %d %s", code,
+              err);
+        sqlite3_close(d2);
+    }
+    /* A good image the database refuses (another page size): INTERNAL,
+    ** the database untouched. */
+    {
+        char dst3[512], dir[600];
+        const char *peers[] = {target};
+        sqlite3 *d3;
+        path_of(dst3, sizeof dst3, "dst3.db");
+        d3 = open_raft(dst3);
+        exec_ok(d3, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL;"
+                    "CREATE TABLE keep(x); INSERT INTO keep VALUES (42)");
+        sqlite3_close(d3);
+        snprintf(dir, sizeof dir, "%s-raft", dst3);
+        CHECK(mkdir(dir, 0755) == 0, "mkdir");
+        d3 = open_raft(dst3);
+        code =
+            rl_image_restore(cl, peers, 1, d3, tmp, 0, &idx, err, sizeof err);
+        CHECK(code == RL_RPC_INTERNAL && strstr(err, "page size") &&
+                  !exists(tmp),
+              "page size mismatch: %d %s", code, err);
+        CHECK(one_int(d3, "SELECT x FROM keep") == 42, "untouched");
+        sqlite3_close(d3);
+        printf("install refused: %s\n", err);
+    }
     free(fake_img);
     rl_rpc_server_free(fsrv, 100);
 
