@@ -1797,6 +1797,42 @@ int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
     return rc;
 }
 
+void rl_vfs_unadopt(const char *db_path)
+{
+    rl_file *p;
+    pthread_mutex_lock(&mains_mu);
+    for (p = mains; p; p = p->next_main) {
+        if (!p->replicated || strcmp(p->path, db_path) != 0 || p->holds_write)
+            continue;
+        if (p->shm_shared0)
+            p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
+                                       SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+        p->shm_shared0 = 0;
+        if (p->lock_fd >= 0)
+            close(p->lock_fd);
+        if (p->rec_fd >= 0)
+            close(p->rec_fd);
+        p->lock_fd = p->rec_fd = -1;
+        p->replicated = 0;
+        p->port = 0;
+    }
+    pthread_mutex_unlock(&mains_mu);
+}
+
+int rl_vfs_sync(sqlite3_file *f)
+{
+    rl_file *m = (rl_file *)f;
+    sqlite3_file *wal = rl_vfs_wal_file(f);
+    int rc = SQLITE_OK;
+    if (!rl_vfs_is_replicated(f))
+        return SQLITE_MISUSE;
+    if (wal)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc == SQLITE_OK && m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
+        rc = SQLITE_IOERR_FSYNC;
+    return rc;
+}
+
 /* ------------------------------------------ images (vfs/image.c), helper */
 
 /*

@@ -116,10 +116,17 @@ int rl_vfs_applied_locked(struct sqlite3_file *f, uint64_t *index, char *err,
 int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,
                        char *err, size_t errlen);
 
+/* Makes the WAL and the applied record durable (fsync): what the file
+** reflects survives an OS crash. */
+int rl_vfs_sync(struct sqlite3_file *f);
+
 /* Makes every open connection of this process to db_path replicated, as if
 ** "<db>-raft/" had existed when they opened it (the directory must exist
 ** now). Fails if one of them is inside a write transaction. */
 int rl_vfs_adopt(const char *db_path, char *err, size_t errlen);
+/* Undoes rl_vfs_adopt for a setup that failed (connections outside a
+** write transaction). */
+void rl_vfs_unadopt(const char *db_path);
 
 /* Takes / releases the database write lock ahead of writers, as apply
 ** does: while held, no commit is in progress, the wal-index header is the
