@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "image_fetch.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -781,15 +782,51 @@ static int host_need_image(void *ctx, const struct rl_manifest *m)
     return rc;
 }
 
-/* Fetches an image at index >= min_index from a peer and installs it.
-** 0 once installed. */
+/* Fetches an image at index >= min_index from a peer and installs it
+** (raftd/image_fetch.h), on the applier thread with the applier's
+** connection. The known leader is asked first (most likely up to date),
+** then every other member with a gRPC address. 0 once installed; the file
+** then reflects the image's index, recorded as database-changing. */
 static int fetch_image(rl_host *h, uint64_t min_index)
 {
-    hlog(h, 0,
-         "database needs an image at index >= %llu from a peer, and image "
-         "transfer is not built yet",
-         (unsigned long long)min_index);
-    return 1;
+    struct rl_member *mem = NULL;
+    const char **peers = NULL;
+    unsigned n = 0, i, k = 0, pass;
+    char *tmp = NULL, err[2048];
+    uint64_t idx = 0;
+    int rc = 1;
+    if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
+        hlog(h, 1, "image at index >= %llu needed: members unknown yet",
+             (unsigned long long)min_index);
+        return 1;
+    }
+    peers = calloc(n ? n : 1, sizeof *peers);
+    tmp = sqlite3_mprintf("%s/image.tmp", h->dir);
+    if (!peers || !tmp) {
+        hlog(h, 0, "image fetch: out of memory");
+        goto out;
+    }
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < n; i++)
+            if (mem[i].raft_id != h->raft_id && mem[i].has_meta &&
+                mem[i].meta.grpc_addr[0] &&
+                (pass == 0) == (mem[i].is_leader != 0))
+                peers[k++] = mem[i].meta.grpc_addr;
+    if (rl_image_restore(h->cl, peers, k, h->adb, tmp, min_index, &idx, err,
+                         sizeof err) == RL_RPC_OK) {
+        hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
+             (unsigned long long)idx, (unsigned long long)min_index);
+        advance(h, idx, 1);
+        rc = 0;
+    } else {
+        hlog(h, 1, "database needs an image at index >= %llu: %s (retrying)",
+             (unsigned long long)min_index, err);
+    }
+out:
+    sqlite3_free(tmp);
+    free(peers);
+    free(mem);
+    return rc;
 }
 
 /* ---------------------------------------------------------- open/close */
