@@ -401,8 +401,10 @@ class Cluster:
 
 
 def stock_val(db, text):
-    """Runs text in a stock shell without the extension (a plain reader)."""
-    r = subprocess.run([SQLITE3, "-batch", db], input=text, text=True,
+    """Runs text in a stock shell without the extension, read-only (a
+    plain reader: its close cannot checkpoint the file)."""
+    r = subprocess.run([SQLITE3, "-batch", "-readonly", db], input=text,
+                       text=True,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=60)
     return r.returncode, r.stdout.strip()
