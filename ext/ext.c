@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #include "ext.h"
+#include "host.h"
 #include "vfs.h"
 
 #define RL_VERSION "0.1.0"
@@ -82,11 +83,108 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
     sqlite3_result_error(ctx, "raft_test_stats: unknown counter", -1);
 }
 
-/* Which port serves a replicated database opened in this process. */
+/*
+** Node settings from URI parameters of the database name
+** (`.open file:n1.db?raft_tls_cert=...`): TLS of the sidecar (stored with
+** the identity, so later opens reuse them), Raft timeouts and the snapshot
+** policy (this run only).
+*/
+static void uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
+{
+    const char *cert = sqlite3_uri_parameter(zName, "raft_tls_cert");
+    const char *ca = sqlite3_uri_parameter(zName, "raft_tls_ca");
+    if (cert || ca) {
+        memset(tls, 0, sizeof *tls);
+        tls->cert_file = cert;
+        tls->key_file = sqlite3_uri_parameter(zName, "raft_tls_key");
+        tls->ca_file = ca;
+        tls->client_auth =
+            sqlite3_uri_boolean(zName, "raft_tls_client_auth", 0);
+        cfg->tls = tls;
+    }
+    cfg->election_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_election_ms", 0);
+    cfg->heartbeat_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_heartbeat_ms", 0);
+    cfg->snapshot_threshold =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_threshold", 0);
+    cfg->snapshot_trailing =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_trailing", 0);
+}
+
+/*
+** Which port serves a replicated database opened in this process: the
+** test mirror when it is on, else the hosts' port. Opening a database
+** that has a stored node identity restarts its node here when no process
+** hosts it (this process then hosts it; otherwise it is a client).
+*/
 static const rl_port *resolve_port(const char *db_path)
 {
-    (void)db_path;
-    return rl_mirror_port();
+    const rl_port *mirror = rl_mirror_port();
+    rl_identity id;
+    char err[512];
+    if (mirror)
+        return mirror;
+    if (db_path && !rl_host_find(db_path) && !rl_host_setting_up(db_path) &&
+        rl_identity_read(db_path, &id, err, sizeof err) == 0 &&
+        !rl_host_running(db_path, NULL, NULL, 0)) {
+        rl_host_config cfg;
+        rl_rpc_tls tls;
+        rl_host *h;
+        memset(&cfg, 0, sizeof cfg);
+        uri_config(db_path, &cfg, &tls);
+        cfg.db_path = db_path;
+        cfg.log_level = rl_log_level();
+        if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
+            fprintf(stderr, "raftlite: cannot restart the node of %s: %s\n",
+                    db_path, err);
+    }
+    return rl_host_port();
+}
+
+int rl_log_level(void)
+{
+    const char *v = getenv("RAFTLITE_LOG");
+    return v ? atoi(v) : 1;
+}
+
+/* raft_bootstrap(id, raft_addr, grpc_addr) and raft_join(id, raft_addr,
+** grpc_addr, peer_grpc_addr): make the main database a node. */
+static void setup_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    rl_host_config cfg;
+    rl_rpc_tls tls;
+    char err[1024];
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    const char *fn = argc == 3 ? "raft_bootstrap" : "raft_join";
+    int i;
+    for (i = 0; i < argc; i++) {
+        if (sqlite3_value_type(argv[i]) != SQLITE_TEXT ||
+            sqlite3_value_bytes(argv[i]) == 0) {
+            char *m = sqlite3_mprintf(
+                "%s: argument %d must be a non-empty text (%s)", fn, i + 1,
+                argc == 3 ? "id, raft_addr 'IP:port', grpc_addr 'host:port'"
+                          : "id, raft_addr, grpc_addr, peer_grpc_addr");
+            sqlite3_result_error(ctx, m ? m : fn, -1);
+            sqlite3_free(m);
+            return;
+        }
+    }
+    memset(&cfg, 0, sizeof cfg);
+    if (sqlite3_db_filename(db, "main"))
+        uri_config(sqlite3_db_filename(db, "main"), &cfg, &tls);
+    cfg.node_id = (const char *)sqlite3_value_text(argv[0]);
+    cfg.raft_addr = (const char *)sqlite3_value_text(argv[1]);
+    cfg.grpc_addr = (const char *)sqlite3_value_text(argv[2]);
+    cfg.join = argc == 4 ? (const char *)sqlite3_value_text(argv[3]) : NULL;
+    cfg.log_level = rl_log_level();
+    if (rl_host_bootstrap(db, &cfg, err, sizeof err) != 0) {
+        char *m = sqlite3_mprintf("%s: %s", fn, err);
+        sqlite3_result_error(ctx, m ? m : err, -1);
+        sqlite3_free(m);
+        return;
+    }
+    sqlite3_result_text(ctx, cfg.node_id, -1, SQLITE_TRANSIENT);
 }
 
 static int register_functions(sqlite3 *db, char **pzErr,
@@ -102,6 +200,12 @@ static int register_functions(sqlite3 *db, char **pzErr,
     if (rc == SQLITE_OK)
         rc = sqlite3_create_function(db, "raft_last_error", 0, SQLITE_UTF8, 0,
                                      last_error_func, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "raft_bootstrap", 3, SQLITE_UTF8, 0,
+                                     setup_func, 0, 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(db, "raft_join", 4, SQLITE_UTF8, 0,
+                                     setup_func, 0, 0);
     if (rc == SQLITE_OK && rl_test_mode())
         rc = rl_mirror_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
@@ -158,6 +262,12 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
     SQLITE_EXTENSION_INIT2(pApi);
     guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
+    {
+        /* Nodes stop when the shell exits (.exit, end of input). */
+        static int once;
+        if (!once++)
+            atexit(rl_host_close_all);
+    }
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
     if (rc == SQLITE_OK)

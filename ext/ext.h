@@ -11,6 +11,9 @@ struct sqlite3;
 /* Whether test-only functions and switches are on (RAFTLITE_TEST=1). */
 int rl_test_mode(void);
 
+/* Log level of hosted nodes: RAFTLITE_LOG (0 error .. 3 debug; 1). */
+int rl_log_level(void);
+
 /* ext/mirror.c: the test-only mirror replicator. */
 const rl_port *rl_mirror_port(void);
 int rl_mirror_register(struct sqlite3 *db);

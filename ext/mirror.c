@@ -45,8 +45,9 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                         char *err, size_t errlen)
+                         rl_commit_info *ci, char *err, size_t errlen)
 {
+    (void)ci; /* no index: the mirror keeps its own position file */
     const char *log = ctx;
     size_t n = rl_txn_encoded_size(txn);
     uint8_t *buf = malloc(16 + n);
@@ -236,10 +237,10 @@ static void mirror_apply_func(sqlite3_context *ctx, int argc,
                                   (unsigned long long)pos, err);
             goto out;
         }
-        rc = rl_vfs_apply(af, &t, 10000, &frames, err, sizeof err);
+        rc = rl_vfs_apply(af, &t, 0, 10000, &frames, err, sizeof err);
         if (rc == SQLITE_BUSY_RECOVERY) {
             sqlite3_exec(adb, "SELECT count(*) FROM sqlite_schema", 0, 0, 0);
-            rc = rl_vfs_apply(af, &t, 10000, &frames, err, sizeof err);
+            rc = rl_vfs_apply(af, &t, 0, 10000, &frames, err, sizeof err);
         }
         rl_txn_free(&t);
         if (rc != SQLITE_OK) {

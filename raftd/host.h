@@ -22,18 +22,20 @@
 #include "rpc.h"
 
 struct rl_node;
+struct sqlite3;
 typedef struct rl_host rl_host;
 
 /* What a host is started with. Strings are copied. */
 typedef struct rl_host_config {
-    const char *db_path;   /* the database file; made absolute */
-    const char *node_id;   /* NULL: from the stored identity */
-    const char *raft_addr; /* "IP:port"; NULL: from the identity */
-    const char *grpc_addr; /* "host:port"; NULL: from the identity */
-    int bootstrap;         /* form a one-node cluster if pristine */
-    const char *join;      /* gRPC address of a member to ask, or NULL */
-    const rl_rpc_tls *server_tls; /* NULL = plaintext */
-    const rl_rpc_tls *client_tls; /* NULL = plaintext */
+    const char *db_path;          /* the database file; made absolute */
+    const char *node_id;          /* NULL: from the stored identity */
+    const char *raft_addr;        /* "IP:port"; NULL: from the identity */
+    const char *grpc_addr;        /* "host:port"; NULL: from the identity */
+    int bootstrap;                /* form a one-node cluster if pristine */
+    const char *join;             /* gRPC address of a member to ask, or NULL */
+    const rl_rpc_tls *tls;        /* sidecar TLS (NULL: the stored one, if any).
+                                     Server: cert/key (+ca, client_auth); client:
+                                     ca to verify peers, cert/key for mutual TLS */
     unsigned election_timeout_ms; /* 0 = node default */
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
@@ -69,6 +71,25 @@ rl_rpc_client *rl_host_client(rl_host *h);
 /* Highest index the database reflects (entries applied or skipped). */
 uint64_t rl_host_applied(rl_host *h);
 
+/* The replicator port of hosted databases (the VFS resolver returns it
+** for every replicated database: it finds the host by path at each call
+** and refuses writes when this process does not host the database). */
+struct rl_port;
+const struct rl_port *rl_host_port(void);
+
+/* Whether db_path is being set up by rl_host_bootstrap/join right now (a
+** resolver must not restart its node meanwhile). */
+int rl_host_setting_up(const char *db_path);
+
+/* Makes the main database of db (an open connection of the raft VFS)
+** replicated and starts its node: bootstrap (a one-node cluster whose
+** initial state is the database as it is) or join (ask the member at
+** cfg->join; the database must be empty). cfg->db_path is ignored (the
+** connection's). On failure nothing is left behind: no "<db>-raft/", the
+** database as it was. */
+int rl_host_bootstrap(struct sqlite3 *db, const rl_host_config *cfg, char *err,
+                      size_t errlen);
+
 /* The Raft id of a string node id (64-bit FNV-1a, never 0): every node
 ** computes the same id from the same string, so no registry is needed. */
 uint64_t rl_raft_id_of(const char *node_id);
@@ -78,6 +99,12 @@ typedef struct rl_identity {
     char node_id[RL_META_STR_MAX + 1];
     char raft_addr[RL_META_STR_MAX + 1];
     char grpc_addr[RL_META_STR_MAX + 1];
+    /* TLS of the sidecar (PEM paths; "" = plaintext), kept so that a
+    ** restart serves and calls as before. */
+    char tls_cert[512];
+    char tls_key[512];
+    char tls_ca[512];
+    int tls_client_auth;
 } rl_identity;
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,

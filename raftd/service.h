@@ -27,6 +27,7 @@ typedef struct rl_service_config {
     const char *grpc_addr;
     const char *raft_addr;
     const char *db_path;  /* the node's database file */
+    struct rl_host *host; /* the node hosting it, or NULL: standalone */
     size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB */
     int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 */
 } rl_service_config;

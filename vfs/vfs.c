@@ -49,6 +49,7 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "vfs.h"
@@ -94,10 +95,15 @@ struct rl_file {
     rl_file *main;    /* KIND_WAL: its database's main file */
     rl_file *wal;     /* KIND_MAIN: the connection's open WAL, if any */
     const rl_port *port;
-    int lock_fd;     /* "<db>-raft/lock", -1 if none */
-    int holds_write; /* this connection holds the substituted slot 0 */
-    int holds_ckpt;  /* ... holds the checkpointer lock exclusively */
-    int shm_shared0; /* ... holds a shared lock on the real slot 0 */
+    int lock_fd;        /* "<db>-raft/lock", -1 if none */
+    int rec_fd;         /* "<db>-raft/applied", -1 if none */
+    rl_file *next_main; /* KIND_MAIN: list of open main files (mains_mu) */
+    uint64_t applied_at_lock; /* applied index when the write lock was taken */
+    rl_applied_rec rec;       /* the record as resolved under the write lock */
+    uint64_t pending; /* index the commit in progress records (0 none) */
+    int holds_write;  /* this connection holds the substituted slot 0 */
+    int holds_ckpt;   /* ... holds the checkpointer lock exclusively */
+    int shm_shared0;  /* ... holds a shared lock on the real slot 0 */
     int shm_mapped;
     rl_capture cap;
 };
@@ -120,6 +126,10 @@ void rl_vfs_get_stats(rl_vfs_stats *out)
 }
 
 static rl_port_resolver port_resolver;
+
+/* Every open main database file of this VFS, for rl_vfs_adopt. */
+static pthread_mutex_t mains_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_file *mains;
 static sqlite3_vfs rl_vfs_obj;
 static const sqlite3_io_methods rl_io_methods;
 
@@ -236,6 +246,198 @@ static void applier_unlock(rl_file *m)
 {
     ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_WRITE);
     ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_INTENT);
+}
+
+/* --------------------------------------------------------- applied record */
+
+/*
+** "<db>-raft/applied" says which Raft index the database file reflects: the
+** last database-changing entry whose commit frame reached the WAL. It is
+** written twice per commit, both times under the write lock:
+**   - before the commit frame: an *intent* {prev = current, next = the new
+**     index with the WAL position its commit frame will have};
+**   - after the commit frame reached the file: settled {next, next}.
+** A crash between the two leaves an intent; whoever next holds the write
+** lock resolves it from the WAL: next if the wal-index shows the commit
+** frame (same salts, mxFrame >= its frame number), prev otherwise. So the
+** record never claims an entry the WAL lacks and never misses one it has,
+** and replay after a restart starts exactly after what the file holds.
+** The WAL position (salts, frame, frame checksum) is the fingerprint that
+** ties the record to the WAL it describes.
+**
+**   0  4 magic "RLA1"   4  4 version (1)
+**   8  per state (prev, then next at 40): 8 index, 8 salts (as in the
+**      WAL), 4 frame number, 4 reserved, 8 frame checksum words
+**   72 4 crc32c of bytes [0, 72)   76 4 reserved
+*/
+#define REC_MAGIC   0x31414c52u /* "RLA1" */
+#define REC_SIZE    80
+#define REC_VERSION 1
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+static uint64_t get_le64(const uint8_t *p)
+{
+    return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static void rec_put_state(uint8_t *p, const rl_applied_pos *s)
+{
+    put_le64(p, s->index);
+    memcpy(p + 8, s->salt, 8);
+    put_le32(p + 16, s->frame);
+    put_le32(p + 20, 0);
+    put_le32(p + 24, s->cksum[0]);
+    put_le32(p + 28, s->cksum[1]);
+}
+static void rec_get_state(const uint8_t *p, rl_applied_pos *s)
+{
+    s->index = get_le64(p);
+    memcpy(s->salt, p + 8, 8);
+    s->frame = get_le32(p + 16);
+    s->cksum[0] = get_le32(p + 24);
+    s->cksum[1] = get_le32(p + 28);
+}
+
+/* Reads the record: 0 (an absent or empty file reads as all zero: nothing
+** applied), or SQLITE_CORRUPT with err naming the cause. */
+static int rec_read(rl_file *m, rl_applied_rec *r, char *err, size_t errlen)
+{
+    uint8_t b[REC_SIZE];
+    ssize_t n;
+    memset(r, 0, sizeof *r);
+    if (m->rec_fd < 0)
+        return SQLITE_OK;
+    n = pread(m->rec_fd, b, sizeof b, 0);
+    if (n == 0)
+        return SQLITE_OK;
+    if (n != REC_SIZE || get_le32(b) != REC_MAGIC ||
+        get_le32(b + 4) != REC_VERSION ||
+        get_le32(b + 72) != rl_crc32c(0, b, 72)) {
+        snprintf(err, errlen,
+                 "%s-raft/applied is damaged (%s); the node cannot tell what "
+                 "its database holds",
+                 m->path,
+                 n < 0           ? strerror(errno)
+                 : n != REC_SIZE ? "wrong size"
+                                 : "bad magic, version or checksum");
+        return SQLITE_CORRUPT;
+    }
+    rec_get_state(b + 8, &r->prev);
+    rec_get_state(b + 40, &r->next);
+    return SQLITE_OK;
+}
+
+static int rec_write(rl_file *m, const rl_applied_rec *r)
+{
+    uint8_t b[REC_SIZE];
+    memset(b, 0, sizeof b);
+    put_le32(b, REC_MAGIC);
+    put_le32(b + 4, REC_VERSION);
+    rec_put_state(b + 8, &r->prev);
+    rec_put_state(b + 40, &r->next);
+    put_le32(b + 72, rl_crc32c(0, b, 72));
+    if (m->rec_fd < 0 || pwrite(m->rec_fd, b, sizeof b, 0) != REC_SIZE) {
+        rl_vfs_set_error(SQLITE_IOERR_WRITE,
+                         "raftlite: cannot write %s-raft/applied: %s", m->path,
+                         m->rec_fd < 0 ? "not open" : strerror(errno));
+        return SQLITE_IOERR_WRITE;
+    }
+    return SQLITE_OK;
+}
+
+static int pos_equal(const rl_applied_pos *a, const rl_applied_pos *b)
+{
+    return a->index == b->index && memcmp(a->salt, b->salt, 8) == 0 &&
+           a->frame == b->frame && a->cksum[0] == b->cksum[0] &&
+           a->cksum[1] == b->cksum[1];
+}
+
+/* Whether the wal-index header h shows state s's commit frame. */
+static int wal_shows(const rl_shm_hdr *h, const rl_applied_pos *s)
+{
+    return s->frame && memcmp(h->aSalt, s->salt, 8) == 0 &&
+           h->mxFrame >= s->frame;
+}
+
+/* Resolves an intent against the WAL (the caller holds the write lock, so
+** h is the latest header and no commit is in progress). */
+static void rec_resolve(rl_applied_rec *r, const rl_shm_hdr *h)
+{
+    if (pos_equal(&r->prev, &r->next))
+        return;
+    if (wal_shows(h, &r->next))
+        r->prev = r->next;
+    else
+        r->next = r->prev;
+}
+
+static volatile void *shm_region(void *arg, int i);
+
+/* Reads the latest wal-index header (write lock held). */
+static int shm_latest(rl_file *m, rl_shm_hdr *h)
+{
+    volatile void *r0 = shm_region(m, 0);
+    if (!r0)
+        return SQLITE_IOERR_SHMMAP;
+    if (rl_shm_hdr_read(r0, h) != 0)
+        return SQLITE_BUSY_RECOVERY;
+    return SQLITE_OK;
+}
+
+/* At the write lock: read and resolve the record, remember the base. */
+static int rec_load(rl_file *m)
+{
+    rl_shm_hdr h;
+    char err[256];
+    int rc = rec_read(m, &m->rec, err, sizeof err);
+    if (rc != SQLITE_OK) {
+        rl_vfs_set_error(rc, "raftlite: %s", err);
+        return rc;
+    }
+    if (!pos_equal(&m->rec.prev, &m->rec.next)) {
+        rc = shm_latest(m, &h);
+        if (rc != SQLITE_OK)
+            return rc;
+        rec_resolve(&m->rec, &h);
+        rc = rec_write(m, &m->rec);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    m->applied_at_lock = m->rec.next.index;
+    return SQLITE_OK;
+}
+
+/* Before a commit frame: the intent. */
+static int rec_intent(rl_file *m, const rl_applied_pos *next)
+{
+    rl_applied_rec r;
+    r.prev = m->rec.next;
+    r.next = *next;
+    m->rec = r;
+    return rec_write(m, &r);
+}
+
+/* After the commit frame reached the file: settled. */
+static int rec_settle(rl_file *m)
+{
+    m->rec.prev = m->rec.next;
+    return rec_write(m, &m->rec);
 }
 
 /* ---------------------------------------------------------------- capture */
@@ -461,10 +663,29 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
                          m->path);
         rc = RL_IOERR_REFUSED;
     } else {
-        rc = m->port->commit(m->port->ctx, m->path, &t, err, sizeof err);
-        if (rc != SQLITE_OK)
+        rl_commit_info ci;
+        memset(&ci, 0, sizeof ci);
+        ci.base = m->applied_at_lock;
+        rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err, sizeof err);
+        if (rc != SQLITE_OK) {
             rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s", m->path,
                              err[0] ? err : sqlite3_errstr(rc));
+        } else if (ci.index) {
+            /* The entry took effect: record the intent before the commit
+            ** frame can reach the file. */
+            const rl_frame *cf = &c->frames[commit_fn - c->first];
+            rl_applied_pos next;
+            next.index = ci.index;
+            memcpy(next.salt, cf->buf + 8, 8);
+            next.frame = commit_fn;
+            next.cksum[0] = get_be32(cf->buf + 16);
+            next.cksum[1] = get_be32(cf->buf + 20);
+            rc = rec_intent(m, &next);
+            if (rc == SQLITE_OK)
+                m->pending = ci.index;
+            else if (m->port->end)
+                m->port->end(m->port->ctx, m->path, 0);
+        }
     }
     rl_txn_free(&t);
     STAT_ADD(txns, rc == SQLITE_OK);
@@ -495,12 +716,23 @@ static int rl_close(sqlite3_file *f)
     if (p->kind == KIND_WAL && p->main && p->main->wal == p)
         p->main->wal = 0;
     if (p->kind == KIND_MAIN) {
+        rl_file **pp;
+        pthread_mutex_lock(&mains_mu);
+        for (pp = &mains; *pp; pp = &(*pp)->next_main)
+            if (*pp == p) {
+                *pp = p->next_main;
+                break;
+            }
+        pthread_mutex_unlock(&mains_mu);
         if (p->wal)
             p->wal->main = 0;
         capture_reset(&p->cap);
         if (p->lock_fd >= 0)
             close(p->lock_fd); /* our own lock file: no SQLite locks on it */
         p->lock_fd = -1;
+        if (p->rec_fd >= 0)
+            close(p->rec_fd);
+        p->rec_fd = -1;
     }
     rc = p->sub->pMethods->xClose(p->sub);
     return rc;
@@ -538,14 +770,28 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
                 return rc;
         }
     }
-    return w->sub->pMethods->xWrite(w->sub, buf, amt, off);
+    rc = w->sub->pMethods->xWrite(w->sub, buf, amt, off);
+    if (m->pending) {
+        /* This write completed the commit frame of an entry that took
+        ** effect: settle the record, and tell the port whether the
+        ** frame reached the file (if not, the node applies it). */
+        uint64_t idx = m->pending;
+        int ok = rc == SQLITE_OK;
+        m->pending = 0;
+        if (ok && rec_settle(m) != SQLITE_OK)
+            ok = 0;
+        (void)idx;
+        if (m->port && m->port->end)
+            m->port->end(m->port->ctx, m->path, ok);
+    }
+    return rc;
 }
 
 static int rl_write(sqlite3_file *f, const void *buf, int amt,
                     sqlite3_int64 off)
 {
     rl_file *p = (rl_file *)f;
-    if (p->kind == KIND_WAL && p->main)
+    if (p->kind == KIND_WAL && p->main && p->main->replicated)
         return wal_write(p, buf, amt, off);
     if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
         return guard(RL_IOERR_GUARD,
@@ -558,8 +804,8 @@ static int rl_write(sqlite3_file *f, const void *buf, int amt,
 static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
     rl_file *p = (rl_file *)f;
-    if (p->kind == KIND_WAL && p->main && !p->main->holds_write &&
-        !p->main->holds_ckpt)
+    if (p->kind == KIND_WAL && p->main && p->main->replicated &&
+        !p->main->holds_write && !p->main->holds_ckpt)
         return guard(RL_IOERR_GUARD,
                      "raftlite: refused to truncate the WAL of replicated "
                      "database %s without the write lock",
@@ -667,9 +913,24 @@ static int replicated_pragma(rl_file *p, char **a)
     return SQLITE_NOTFOUND;
 }
 
+static rl_pragma_fn pragma_handler;
+
+void rl_vfs_set_pragma_handler(rl_pragma_fn fn)
+{
+    pragma_handler = fn;
+}
+
 static int rl_file_control(sqlite3_file *f, int op, void *arg)
 {
     rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_MAIN && op == SQLITE_FCNTL_PRAGMA && pragma_handler) {
+        char **a = (char **)arg;
+        if (a[1] && sqlite3_strnicmp(a[1], "raft_", 5) == 0) {
+            int rc = pragma_handler(p->path, p->replicated, a[1], a[2], &a[0]);
+            if (rc != SQLITE_NOTFOUND)
+                return rc;
+        }
+    }
     if (p->kind == KIND_MAIN && p->replicated) {
         if (op == SQLITE_FCNTL_PRAGMA) {
             int rc = replicated_pragma(p, (char **)arg);
@@ -714,8 +975,9 @@ static int rl_shm_map(sqlite3_file *f, int region, int size, int extend,
 {
     rl_file *p = (rl_file *)f;
     int rc = p->sub->pMethods->xShmMap(p->sub, region, size, extend, pp);
-    if (rc == SQLITE_OK && p->kind == KIND_MAIN && p->replicated) {
+    if (rc == SQLITE_OK && p->kind == KIND_MAIN)
         p->shm_mapped = 1;
+    if (rc == SQLITE_OK && p->kind == KIND_MAIN && p->replicated) {
         hold_shared0(p);
     }
     return rc;
@@ -738,14 +1000,18 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
             if (!p->shm_shared0)
                 return SQLITE_BUSY;
             rc = writer_lock(p);
-            if (rc == SQLITE_OK && p->port && p->port->begin) {
-                rc = p->port->begin(p->port->ctx, p->path);
+            if (rc == SQLITE_OK) {
+                rc = rec_load(p);
+                if (rc == SQLITE_OK && p->port && p->port->begin)
+                    rc = p->port->begin(p->port->ctx, p->path,
+                                        p->applied_at_lock);
                 if (rc != SQLITE_OK)
                     writer_unlock(p);
             }
             if (rc != SQLITE_OK)
                 return rc;
             capture_reset(&p->cap);
+            p->pending = 0;
             p->holds_write = 1;
         } else if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
             if (p->cap.n && !p->cap.committed)
@@ -784,8 +1050,10 @@ static int rl_shm_unmap(sqlite3_file *f, int delete_flag)
         delete_flag = 0;
         if (p->holds_write)
             writer_unlock(p);
-        p->holds_write = p->holds_ckpt = p->shm_shared0 = p->shm_mapped = 0;
+        p->holds_write = p->holds_ckpt = p->shm_shared0 = 0;
     }
+    if (p->kind == KIND_MAIN)
+        p->shm_mapped = 0;
     return p->sub->pMethods->xShmUnmap(p->sub, delete_flag);
 }
 
@@ -844,6 +1112,33 @@ static rl_file *owner_of(const char *zName)
     return ((rl_file *)mf)->kind == KIND_MAIN ? (rl_file *)mf : 0;
 }
 
+/* Opens "<db>-raft/lock" and "<db>-raft/applied" for main file p. */
+static int open_raft_files(rl_file *p)
+{
+    char *lock = sqlite3_mprintf("%s-raft/lock", p->path);
+    char *rec = sqlite3_mprintf("%s-raft/applied", p->path);
+    int rc = SQLITE_OK;
+    if (!lock || !rec) {
+        rc = SQLITE_NOMEM;
+        goto out;
+    }
+    p->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (p->lock_fd >= 0)
+        p->rec_fd = open(rec, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (p->lock_fd < 0 || p->rec_fd < 0) {
+        rl_vfs_set_error(SQLITE_CANTOPEN, "raftlite: cannot open %s: %s",
+                         p->lock_fd < 0 ? lock : rec, strerror(errno));
+        if (p->lock_fd >= 0)
+            close(p->lock_fd);
+        p->lock_fd = p->rec_fd = -1;
+        rc = SQLITE_CANTOPEN;
+    }
+out:
+    sqlite3_free(lock);
+    sqlite3_free(rec);
+    return rc;
+}
+
 static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
                    int flags, int *out_flags)
 {
@@ -853,6 +1148,7 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
     memset(p, 0, sizeof *p);
     p->sub = (sqlite3_file *)&p[1];
     p->lock_fd = -1;
+    p->rec_fd = -1;
 
     if ((flags & SQLITE_OPEN_MAIN_DB) && zName) {
         char *dir = sqlite3_mprintf("%s-raft", zName);
@@ -862,23 +1158,19 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
         p->path = zName;
         p->replicated = dir_exists(dir);
         if (p->replicated) {
-            char *lock = sqlite3_mprintf("%s/lock", dir);
-            if (lock)
-                p->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-            sqlite3_free(lock);
-            if (p->lock_fd < 0) {
-                rl_vfs_set_error(SQLITE_CANTOPEN,
-                                 "raftlite: cannot open %s/lock: %s", dir,
-                                 strerror(errno));
+            rc = open_raft_files(p);
+            if (rc != SQLITE_OK) {
                 sqlite3_free(dir);
-                return SQLITE_CANTOPEN;
+                return rc;
             }
             p->port = port_resolver ? port_resolver(zName) : 0;
         }
         sqlite3_free(dir);
     } else if (flags & SQLITE_OPEN_WAL) {
+        /* Linked whether or not the database is replicated yet: a
+        ** database adopted later (rl_vfs_adopt) captures through it. */
         rl_file *m = owner_of(zName);
-        if (m && m->replicated) {
+        if (m) {
             p->kind = KIND_WAL;
             p->main = m;
             m->wal = p;
@@ -898,12 +1190,20 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
     if (rc != SQLITE_OK) {
         if (p->lock_fd >= 0)
             close(p->lock_fd);
+        if (p->rec_fd >= 0)
+            close(p->rec_fd);
         if (p->kind == KIND_WAL)
             p->main->wal = 0;
         p->base.pMethods = 0;
         return rc;
     }
     p->base.pMethods = &rl_io_methods;
+    if (p->kind == KIND_MAIN) {
+        pthread_mutex_lock(&mains_mu);
+        p->next_main = mains;
+        mains = p;
+        pthread_mutex_unlock(&mains_mu);
+    }
     return SQLITE_OK;
 }
 
@@ -1090,8 +1390,9 @@ static int new_generation(rl_file *m, sqlite3_file *wal, volatile void *r0,
 ** failure never leaves a valid commit frame behind earlier frames that
 ** are missing.
 */
-static int write_frames(sqlite3_file *wal, const rl_wal_hdr *wh,
-                        const rl_txn *t, uint32_t first, uint32_t cksum[2])
+static int write_frames(rl_file *m, sqlite3_file *wal, const rl_wal_hdr *wh,
+                        const uint8_t *salt, const rl_txn *t, uint32_t first,
+                        uint32_t cksum[2], uint64_t index)
 {
     uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)t->page_size;
     /* The unix VFS writes at most 128 KiB - 1 bytes per call (it masks
@@ -1115,7 +1416,21 @@ static int write_frames(sqlite3_file *wal, const rl_wal_hdr *wh,
             rl_wal_frame_encode(wh, pg->pgno, commit ? t->db_pages : 0,
                                 pg->data, cksum, fr);
             memcpy(fr + RL_WAL_FRAME_HDR_SIZE, pg->data, t->page_size);
+            if (commit && index) {
+                /* The applied record's intent goes first (see above). */
+                rl_applied_pos next;
+                next.index = index;
+                memcpy(next.salt, salt, 8);
+                next.frame = first + i + k;
+                next.cksum[0] = cksum[0];
+                next.cksum[1] = cksum[1];
+                rc = rec_intent(m, &next);
+                if (rc != SQLITE_OK)
+                    break;
+            }
         }
+        if (rc != SQLITE_OK)
+            break;
         rc =
             wal->pMethods->xWrite(wal, batch, (int)(k * szf),
                                   rl_wal_frame_offset(t->page_size, first + i));
@@ -1124,8 +1439,8 @@ static int write_frames(sqlite3_file *wal, const rl_wal_hdr *wh,
     return rc;
 }
 
-int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
-                 uint32_t *frames, char *err, size_t errlen)
+int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
+                 int timeout_ms, uint32_t *frames, char *err, size_t errlen)
 {
     rl_file *m = (rl_file *)f;
     volatile void *r0;
@@ -1187,6 +1502,21 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
                         m->path);
         goto out;
     }
+    if (index) {
+        rc = rec_read(m, &m->rec, err, errlen);
+        if (rc != SQLITE_OK)
+            goto out;
+        rec_resolve(&m->rec, &h);
+        if (index <= m->rec.next.index) {
+            snprintf(err, errlen,
+                     "%s: entry %llu is already applied (the file holds "
+                     "%llu)",
+                     m->path, (unsigned long long)index,
+                     (unsigned long long)m->rec.next.index);
+            rc = SQLITE_MISUSE;
+            goto out;
+        }
+    }
 
     /* The record must fit the database it is applied to. */
     db_ps = h.mxFrame ? rl_shm_page_size(&h) : file_page_size(m);
@@ -1225,7 +1555,7 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
     /* Frames: all but the commit frame, then the commit frame, so that a
     ** failure can never leave a valid commit frame behind. */
     first = h.mxFrame + 1;
-    rc = write_frames(wal, &wh, t, first, cksum);
+    rc = write_frames(m, wal, &wh, whb + 16, t, first, cksum, index);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: writing WAL frames: %s", m->path,
                  sqlite3_errstr(rc));
@@ -1253,7 +1583,9 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, int timeout_ms,
     memcpy(h.aSalt, whb + 16, 8);
     rl_shm_hdr_write(r0, &h);
     *frames = t->n_pages;
-    rc = SQLITE_OK;
+    rc = index ? rec_settle(m) : SQLITE_OK;
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: %s", m->path, rl_vfs_last_error(0));
     goto out;
 unwrite:
     /* Nothing was published; break the checksum chain at the first new
@@ -1265,5 +1597,238 @@ unwrite:
     }
 out:
     applier_unlock(m);
+    return rc;
+}
+
+/* ------------------------------------------------ record and accessors */
+
+int rl_vfs_lock_write(sqlite3_file *f, int timeout_ms, char *err, size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    int rc, waited;
+    if (!rl_vfs_is_replicated(f))
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: not a replicated database of the raft VFS",
+                          "lock");
+    if (m->holds_write)
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: the connection is inside a write transaction",
+                          m->path);
+    for (waited = 0; !m->shm_shared0; waited++) {
+        hold_shared0(m);
+        if (m->shm_shared0)
+            break;
+        if (waited >= timeout_ms)
+            return apply_fail(err, errlen, SQLITE_BUSY,
+                              "%s: a process without raftlite holds the WAL "
+                              "write lock",
+                              m->path);
+        sleep_ms(1);
+    }
+    rc = applier_lock(m, timeout_ms);
+    if (rc != SQLITE_OK)
+        return apply_fail(err, errlen, rc,
+                          "%s: the write lock was not free in time (a "
+                          "transaction left open blocks replication)",
+                          m->path);
+    return SQLITE_OK;
+}
+
+void rl_vfs_unlock_write(sqlite3_file *f)
+{
+    applier_unlock((rl_file *)f);
+}
+
+int rl_vfs_shm_header(sqlite3_file *f, struct rl_shm_hdr *h)
+{
+    if (!rl_vfs_is_replicated(f))
+        return SQLITE_MISUSE;
+    return shm_latest((rl_file *)f, h);
+}
+
+volatile void *rl_vfs_shm_region(sqlite3_file *f, int i)
+{
+    if (!rl_vfs_is_replicated(f))
+        return 0;
+    return shm_region(f, i);
+}
+
+sqlite3_file *rl_vfs_db_file(sqlite3_file *f)
+{
+    return rl_vfs_is_replicated(f) ? ((rl_file *)f)->sub : 0;
+}
+
+sqlite3_file *rl_vfs_wal_file(sqlite3_file *f)
+{
+    rl_file *m = (rl_file *)f;
+    if (!rl_vfs_is_replicated(f) || !m->wal || !m->wal->sub->pMethods)
+        return 0;
+    return m->wal->sub;
+}
+
+/*
+** Checks that the WAL is the one the settled record describes: its commit
+** frame is where the record says, with the same checksum, or the WAL was
+** emptied since (mxFrame 0: everything is in the database file). Returns
+** 0, or 1 with err saying how they differ.
+*/
+static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
+{
+    const rl_applied_pos *s = &m->rec.next;
+    sqlite3_file *wal = rl_vfs_wal_file((sqlite3_file *)m);
+    uint8_t fh[RL_WAL_FRAME_HDR_SIZE];
+    if (h->mxFrame == 0 || s->index == 0)
+        return 0;
+    if (memcmp(h->aSalt, s->salt, 8) != 0 || h->mxFrame < s->frame) {
+        /* A later WAL generation with frames no record describes. */
+        snprintf(err, errlen,
+                 "%s: the WAL holds %u frames of a generation the applied "
+                 "record (index %llu) does not describe: written by a process "
+                 "without raftlite, or the record is stale",
+                 m->path, h->mxFrame, (unsigned long long)s->index);
+        return 1;
+    }
+    if (!wal ||
+        wal->pMethods->xRead(wal, fh, sizeof fh,
+                             (sqlite3_int64)rl_wal_frame_offset(
+                                 rl_shm_page_size(h), s->frame)) != SQLITE_OK ||
+        get_be32(fh + 16) != s->cksum[0] || get_be32(fh + 20) != s->cksum[1]) {
+        snprintf(err, errlen,
+                 "%s: WAL frame %u is not the commit frame the applied record "
+                 "(index %llu) describes",
+                 m->path, s->frame, (unsigned long long)s->index);
+        return 1;
+    }
+    return 0;
+}
+
+int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
+                   size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    rl_shm_hdr h;
+    int rc;
+    *index = 0;
+    rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = shm_latest(m, &h);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
+        goto out;
+    }
+    rc = rec_read(m, &m->rec, err, errlen);
+    if (rc != SQLITE_OK)
+        goto out;
+    if (!pos_equal(&m->rec.prev, &m->rec.next)) {
+        rec_resolve(&m->rec, &h);
+        rc = rec_write(m, &m->rec);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "%s", rl_vfs_last_error(0));
+            goto out;
+        }
+    }
+    if (rec_check(m, &h, err, errlen)) {
+        rc = SQLITE_CORRUPT;
+        goto out;
+    }
+    *index = m->rec.next.index;
+out:
+    applier_unlock(m);
+    return rc;
+}
+
+int rl_vfs_adopt(const char *db_path, char *err, size_t errlen)
+{
+    rl_file *p;
+    int rc = SQLITE_OK;
+    /* Resolved before taking mains_mu: a resolver may open connections. */
+    const rl_port *port = port_resolver ? port_resolver(db_path) : 0;
+    pthread_mutex_lock(&mains_mu);
+    for (p = mains; p && rc == SQLITE_OK; p = p->next_main) {
+        if (p->replicated || strcmp(p->path, db_path) != 0)
+            continue;
+        if (p->holds_write) {
+            snprintf(err, errlen,
+                     "%s: a connection of this process is inside a write "
+                     "transaction; COMMIT or ROLLBACK it first",
+                     db_path);
+            rc = SQLITE_BUSY;
+            break;
+        }
+        rc = open_raft_files(p);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "%s", rl_vfs_last_error(0));
+            break;
+        }
+        p->replicated = 1;
+        p->port = port;
+        if (p->shm_mapped)
+            hold_shared0(p);
+    }
+    pthread_mutex_unlock(&mains_mu);
+    return rc;
+}
+
+int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
+                       char *err, size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    rl_shm_hdr h;
+    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = shm_latest(m, &h);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
+    } else {
+        rl_applied_pos pos;
+        pos.index = index;
+        memcpy(pos.salt, h.aSalt, 8);
+        pos.frame = h.mxFrame;
+        pos.cksum[0] = h.aFrameCksum[0];
+        pos.cksum[1] = h.aFrameCksum[1];
+        m->rec.prev = m->rec.next = pos;
+        rc = rec_write(m, &m->rec);
+        if (rc != SQLITE_OK)
+            snprintf(err, errlen, "%s", rl_vfs_last_error(0));
+    }
+    applier_unlock(m);
+    return rc;
+}
+
+void rl_vfs_unadopt(const char *db_path)
+{
+    rl_file *p;
+    pthread_mutex_lock(&mains_mu);
+    for (p = mains; p; p = p->next_main) {
+        if (!p->replicated || strcmp(p->path, db_path) != 0 || p->holds_write)
+            continue;
+        if (p->shm_shared0)
+            p->sub->pMethods->xShmLock(p->sub, SLOT_WRITE, 1,
+                                       SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+        p->shm_shared0 = 0;
+        if (p->lock_fd >= 0)
+            close(p->lock_fd);
+        if (p->rec_fd >= 0)
+            close(p->rec_fd);
+        p->lock_fd = p->rec_fd = -1;
+        p->replicated = 0;
+        p->port = 0;
+    }
+    pthread_mutex_unlock(&mains_mu);
+}
+
+int rl_vfs_sync(sqlite3_file *f)
+{
+    rl_file *m = (rl_file *)f;
+    sqlite3_file *wal = rl_vfs_wal_file(f);
+    int rc = SQLITE_OK;
+    if (!rl_vfs_is_replicated(f))
+        return SQLITE_MISUSE;
+    if (wal)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc == SQLITE_OK && m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
+        rc = SQLITE_IOERR_FSYNC;
     return rc;
 }

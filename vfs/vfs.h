@@ -30,22 +30,46 @@ struct sqlite3_file;
 /* Extended result codes of raftlite (documented in README). A VFS cannot
 ** set SQLite's error text, so the shell prints "disk I/O error" for all of
 ** them; rl_vfs_last_error() and raft_last_error() say what happened. */
-#define RL_IOERR_REFUSED   (10 | (200 << 8)) /* replicator refused commit */
-#define RL_IOERR_GUARD     (10 | (203 << 8)) /* write a replica must refuse */
+#define RL_IOERR_REFUSED (10 | (200 << 8)) /* replicator refused commit */
+#define RL_IOERR_GUARD   (10 | (203 << 8)) /* write a replica must refuse */
+
+/* What a port's commit() is told and answers. */
+typedef struct rl_commit_info {
+    uint64_t base;  /* in: the applied index when the write lock was taken */
+    uint64_t index; /* out: the Raft index that took effect (0: no applied
+                       record is written, e.g. the test mirror) */
+} rl_commit_info;
 
 /* A replicator port: where committed transactions go. commit() is called
 ** on the writer's thread while it holds the database write lock; it
-** blocks until the transaction is durable in the replication log and
-** applied (or definitely refused) and returns SQLITE_OK to let the commit
-** frame reach the file, or an SQLite error code with a message in err.
-** begin() (optional) runs when a connection takes the write lock and may
-** answer SQLITE_BUSY to make the writer retry later. */
+** blocks until the transaction is durable in the replication log (or
+** definitely refused) and returns SQLITE_OK to let the commit frame reach
+** the file, or an SQLite error code with a message in err. begin()
+** (optional) runs when a connection takes the write lock, with the index
+** the database holds, and may answer SQLITE_BUSY to make the writer retry
+** later. end() (optional) runs after commit() returned OK with an index,
+** once the commit frame's write returned: ok says whether it reached the
+** file (if not, the entry is committed in the log but not in this file).
+*/
 typedef struct rl_port {
     void *ctx;
-    int (*begin)(void *ctx, const char *db_path);
-    int (*commit)(void *ctx, const char *db_path, const rl_txn *txn, char *err,
-                  size_t errlen);
+    int (*begin)(void *ctx, const char *db_path, uint64_t applied);
+    int (*commit)(void *ctx, const char *db_path, const rl_txn *txn,
+                  rl_commit_info *ci, char *err, size_t errlen);
+    void (*end)(void *ctx, const char *db_path, int ok);
 } rl_port;
+
+/* A position in the applied record: a Raft index and where its commit
+** frame is in the WAL (the fingerprint). */
+typedef struct rl_applied_pos {
+    uint64_t index;
+    uint8_t salt[8];
+    uint32_t frame;
+    uint32_t cksum[2];
+} rl_applied_pos;
+typedef struct rl_applied_rec {
+    rl_applied_pos prev, next; /* equal when settled */
+} rl_applied_rec;
 
 /* Chooses the port of a replicated database when it is opened (NULL: no
 ** node for it in this process; its writes are refused). */
@@ -66,9 +90,63 @@ const char *rl_vfs_path(struct sqlite3_file *f);
 ** database write lock, taken ahead of waiting writers; waits at most
 ** timeout_ms for it. A malformed record or one that does not fit the
 ** database is refused with SQLITE_ERROR and a message, touching nothing.
-** *frames receives the number of frames appended. */
-int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, int timeout_ms,
-                 uint32_t *frames, char *err, size_t errlen);
+** index (nonzero) is recorded in "<db>-raft/applied" with the commit
+** frame's position; 0 writes no record (the test mirror). *frames
+** receives the number of frames appended. */
+int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, uint64_t index,
+                 int timeout_ms, uint32_t *frames, char *err, size_t errlen);
+
+/* The Raft index the database file reflects, from "<db>-raft/applied",
+** resolved and checked against the WAL under the write lock (taken ahead
+** of writers, at most timeout_ms). SQLITE_CORRUPT with a message when the
+** record is damaged or does not describe the WAL (fingerprint mismatch);
+** SQLITE_BUSY_RECOVERY when the wal-index needs recovery (read once on
+** the connection, then retry). */
+int rl_vfs_applied(struct sqlite3_file *f, int timeout_ms, uint64_t *index,
+                   char *err, size_t errlen);
+
+/* Records that the database file, as it is, reflects Raft index `index`
+** (an initial image that is already in place). */
+int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,
+                       char *err, size_t errlen);
+
+/* Makes the WAL and the applied record durable (fsync): what the file
+** reflects survives an OS crash. */
+int rl_vfs_sync(struct sqlite3_file *f);
+
+/* Makes every open connection of this process to db_path replicated, as if
+** "<db>-raft/" had existed when they opened it (the directory must exist
+** now). Fails if one of them is inside a write transaction. */
+int rl_vfs_adopt(const char *db_path, char *err, size_t errlen);
+/* Undoes rl_vfs_adopt for a setup that failed (connections outside a
+** write transaction). */
+void rl_vfs_unadopt(const char *db_path);
+
+/* Takes / releases the database write lock ahead of writers, as apply
+** does: while held, no commit is in progress, the wal-index header is the
+** latest and the applied record is settled. */
+int rl_vfs_lock_write(struct sqlite3_file *f, int timeout_ms, char *err,
+                      size_t errlen);
+void rl_vfs_unlock_write(struct sqlite3_file *f);
+
+/* Current wal-index header: SQLITE_OK, SQLITE_BUSY_RECOVERY or an error. */
+struct rl_shm_hdr;
+int rl_vfs_shm_header(struct sqlite3_file *f, struct rl_shm_hdr *h);
+/* wal-index region i (32 KiB, see walfmt.h rl_shm_find); NULL on error. */
+volatile void *rl_vfs_shm_region(struct sqlite3_file *f, int i);
+/* The unix files under f: the database file, and the connection's open
+** WAL (NULL until the connection has read once). For reading only. */
+struct sqlite3_file *rl_vfs_db_file(struct sqlite3_file *f);
+struct sqlite3_file *rl_vfs_wal_file(struct sqlite3_file *f);
+
+/* PRAGMA hook: called for every PRAGMA whose name starts with "raft_" on a
+** main database file of this VFS (replicated or not), before SQLite's own
+** handling. Returns SQLITE_OK with *result set to sqlite3_mprintf'd text
+** (one row, one column), an error code with *result the message, or
+** SQLITE_NOTFOUND. */
+typedef int (*rl_pragma_fn)(const char *db_path, int replicated,
+                            const char *name, const char *arg, char **result);
+void rl_vfs_set_pragma_handler(rl_pragma_fn fn);
 
 /* Counters of what capture saw, process-wide; tests use them to prove a
 ** case was exercised (a spill overwritten in place, padding...). */

@@ -1,0 +1,1340 @@
+/*
+** raftd/host.c -- a replicated database's Raft node hosted in this process
+** (see host.h).
+**
+** Write path: a local writer commits (VFS capture) -> host_commit proposes
+** the transaction as a TXN entry with the writer's base -> the FSM decides
+** (effective iff base == L) -> only then may the commit frame reach the
+** file, and the VFS records the index. Apply path: the node's applier
+** thread hands every committed entry to host_apply, which writes the
+** entries of other origins through rl_vfs_apply on the host's own
+** connection and skips those a local writer wrote itself.
+**
+** Invariants relied on:
+**   - at most one local writer per database holds the write lock, so at
+**     most one proposal of this process is in flight per database;
+**   - an entry this process proposed is applied by the applier unless its
+**     writer says (port end(), ok = 1) that its commit frame reached the
+**     file: an entry is never written twice, never skipped;
+**   - nothing here runs on the Raft loop thread.
+** This file must never write to the database except through rl_vfs_apply
+** and rl_vfs_set_applied.
+*/
+#include "host.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node.h"
+#include "raftlite.pb-c.h"
+#include "service.h"
+#include "txn.h"
+#include "vfs.h"
+
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+
+/* How long a local commit waits for its entry to be decided. */
+#define COMMIT_TIMEOUT_MS 15000
+/* How long bootstrap waits for the one-node cluster to lead. */
+#define LEAD_TIMEOUT_MS 10000
+/* Apply retries: lock waits per attempt, pause between failed attempts. */
+#define APPLY_LOCK_MS  5000
+#define APPLY_RETRY_MS 200
+
+enum { LT_PROPOSING = 0, LT_WRITTEN, LT_NOT_WRITTEN };
+
+/* An entry this process proposed, until the applier has seen it. */
+struct local_txn {
+    uint64_t origin_txn;
+    uint64_t index; /* once known */
+    int state;      /* LT_* */
+    struct local_txn *next;
+};
+
+struct rl_host {
+    char *db_path; /* as SQLite names the file (absolute) */
+    char *dir;     /* "<db>-raft" */
+    rl_identity id;
+    uint64_t raft_id;
+    int host_fd; /* "<db>-raft/host", flock'ed exclusively */
+    int log_level;
+    struct rl_node *node;
+    sqlite3 *adb;     /* the applier's connection, open for the host's life */
+    sqlite3_file *af; /* its main file */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t applied;  /* highest index the database reflects */
+    uint64_t db_index; /* last database-changing index in the file */
+    struct local_txn *local;
+    uint64_t next_txn;
+    int stopping;
+    rl_rpc_client *cl;
+    rl_service *svc;
+    rl_rpc_server *srv;
+    rl_host *next; /* registry */
+};
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_host *hosts;
+
+/* ------------------------------------------------------------- logging */
+
+static void hlog(const rl_host *h, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void hlog(const rl_host *h, int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warning", "info", "debug"};
+    char msg[1024];
+    va_list ap;
+    if (level > (h ? h->log_level : 1))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "raftlite[%s] %s: %s\n", h ? h->id.node_id : "-",
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level],
+            msg);
+}
+
+static void node_log(void *ctx, int level, const char *msg)
+{
+    hlog(ctx, level, "%s", msg);
+}
+
+/* ------------------------------------------------------------ identity */
+
+uint64_t rl_raft_id_of(const char *node_id)
+{
+    uint64_t x = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
+        x ^= *p;
+        x *= 0x100000001b3ull;
+    }
+    /* Raft ids are nonzero; keep them below 2^63 for SQL integers. */
+    x &= 0x7fffffffffffffffull;
+    return x ? x : 1;
+}
+
+static int path_join(char *out, size_t n, const char *a, const char *b)
+{
+    return snprintf(out, n, "%s%s", a, b) < (int)n ? 0 : -1;
+}
+
+/* identity file: three lines "node_id=...", "raft_addr=...",
+** "grpc_addr=..." */
+int rl_identity_read(const char *db_path, rl_identity *id, char *err,
+                     size_t errlen)
+{
+    char path[PATH_MAX], line[1024];
+    FILE *f;
+    memset(id, 0, sizeof *id);
+    if (path_join(path, sizeof path, db_path, "-raft/identity") != 0) {
+        snprintf(err, errlen, "path too long: %s", db_path);
+        return -1;
+    }
+    f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return 1;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n');
+        char *eq = strchr(line, '=');
+        if (nl)
+            *nl = 0;
+        if (!eq)
+            continue;
+        *eq = 0;
+        const char *v = eq + 1;
+        char *dst = NULL;
+        size_t cap = RL_META_STR_MAX + 1;
+        if (strcmp(line, "node_id") == 0)
+            dst = id->node_id;
+        else if (strcmp(line, "raft_addr") == 0)
+            dst = id->raft_addr;
+        else if (strcmp(line, "grpc_addr") == 0)
+            dst = id->grpc_addr;
+        else if (strcmp(line, "tls_cert") == 0)
+            dst = id->tls_cert, cap = sizeof id->tls_cert;
+        else if (strcmp(line, "tls_key") == 0)
+            dst = id->tls_key, cap = sizeof id->tls_key;
+        else if (strcmp(line, "tls_ca") == 0)
+            dst = id->tls_ca, cap = sizeof id->tls_ca;
+        else if (strcmp(line, "tls_client_auth") == 0)
+            id->tls_client_auth = atoi(v) != 0;
+        if (dst && strlen(v) < cap)
+            strcpy(dst, v);
+    }
+    fclose(f);
+    if (!id->node_id[0] || !id->raft_addr[0]) {
+        snprintf(err, errlen,
+                 "%s is damaged: it must name node_id and raft_addr", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int identity_write(const char *db_path, const rl_identity *id, char *err,
+                          size_t errlen)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    FILE *f;
+    if (path_join(path, sizeof path, db_path, "-raft/identity") != 0 ||
+        path_join(tmp, sizeof tmp, db_path, "-raft/identity.tmp") != 0) {
+        snprintf(err, errlen, "path too long: %s", db_path);
+        return -1;
+    }
+    f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    fprintf(f,
+            "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\ntls_cert=%s\n"
+            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n",
+            id->node_id, id->raft_addr, id->grpc_addr, id->tls_cert,
+            id->tls_key, id->tls_ca, id->tls_client_auth);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        return -1;
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------- host lock */
+
+int rl_host_running(const char *db_path, long *pid, char *grpc, size_t grpc_len)
+{
+    char path[PATH_MAX], buf[600];
+    int fd, held = 0;
+    if (path_join(path, sizeof path, db_path, "-raft/host") != 0)
+        return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        held = 1;
+    if (held && (pid || grpc)) {
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long p = 0;
+        char g[512] = "";
+        buf[n > 0 ? n : 0] = 0;
+        if (sscanf(buf, "%ld %511s", &p, g) < 1)
+            p = 0;
+        if (pid)
+            *pid = p;
+        if (grpc)
+            snprintf(grpc, grpc_len, "%s", g);
+    }
+    close(fd);
+    return held;
+}
+
+static int host_lock(rl_host *h, char *err, size_t errlen)
+{
+    char path[PATH_MAX], buf[600];
+    int n;
+    if (path_join(path, sizeof path, h->db_path, "-raft/host") != 0) {
+        snprintf(err, errlen, "path too long");
+        return -1;
+    }
+    h->host_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (h->host_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(h->host_fd, LOCK_EX | LOCK_NB) != 0) {
+        long pid = 0;
+        char grpc[512] = "";
+        close(h->host_fd);
+        h->host_fd = -1;
+        rl_host_running(h->db_path, &pid, grpc, sizeof grpc);
+        snprintf(err, errlen,
+                 "%s is hosted by process %ld (gRPC %s); a database has one "
+                 "node per machine: use that process, or stop it first",
+                 h->db_path, pid, grpc[0] ? grpc : "?");
+        return -1;
+    }
+    n = snprintf(buf, sizeof buf, "%ld %s\n", (long)getpid(),
+                 h->id.grpc_addr[0] ? h->id.grpc_addr : "-");
+    if (ftruncate(h->host_fd, 0) != 0 || pwrite(h->host_fd, buf, n, 0) != n)
+        hlog(h, 1, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* ------------------------------------------------------------ registry */
+
+rl_host *rl_host_find(const char *db_path)
+{
+    rl_host *h;
+    if (!db_path)
+        return NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (h = hosts; h; h = h->next)
+        if (strcmp(h->db_path, db_path) == 0)
+            break;
+    pthread_mutex_unlock(&reg_mu);
+    return h;
+}
+
+static void reg_remove(rl_host *h)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (rl_host **pp = &hosts; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+struct rl_node *rl_host_node(rl_host *h)
+{
+    return h->node;
+}
+const char *rl_host_db_path(const rl_host *h)
+{
+    return h->db_path;
+}
+rl_rpc_client *rl_host_client(rl_host *h)
+{
+    return h->cl;
+}
+void rl_host_self(const rl_host *h, struct rl_meta *out)
+{
+    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr,
+                h->id.grpc_addr);
+}
+uint64_t rl_host_applied(rl_host *h)
+{
+    uint64_t a;
+    pthread_mutex_lock(&h->mu);
+    a = h->applied;
+    pthread_mutex_unlock(&h->mu);
+    return a;
+}
+
+/* ---------------------------------------------------------- local txns */
+
+static struct local_txn *local_find(rl_host *h, uint64_t origin_txn)
+{
+    for (struct local_txn *t = h->local; t; t = t->next)
+        if (t->origin_txn == origin_txn)
+            return t;
+    return NULL;
+}
+
+static void local_drop(rl_host *h, struct local_txn *lt)
+{
+    for (struct local_txn **pp = &h->local; *pp; pp = &(*pp)->next)
+        if (*pp == lt) {
+            *pp = lt->next;
+            free(lt);
+            return;
+        }
+}
+
+static void advance(rl_host *h, uint64_t index, int db_changed)
+{
+    pthread_mutex_lock(&h->mu);
+    if (db_changed && index > h->db_index)
+        h->db_index = index;
+    if (index > h->applied)
+        h->applied = index;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* --------------------------------------------------------------- port */
+
+static void leader_text(rl_host *h, char *out, size_t n)
+{
+    struct rl_node_status st;
+    struct rl_meta m;
+    rl_node_status(h->node, &st);
+    if (st.leader_id == 0)
+        snprintf(out, n, "no leader is known right now (election?)");
+    else if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK)
+        snprintf(out, n, "the leader is %s (gRPC %s)", m.node_id,
+                 m.grpc_addr[0] ? m.grpc_addr : "?");
+    else
+        snprintf(out, n, "the leader is raft id %llu at %s",
+                 (unsigned long long)st.leader_id, st.leader_addr);
+}
+
+static int port_begin(void *ctx, const char *db_path, uint64_t applied)
+{
+    rl_host *h = rl_host_find(db_path);
+    struct rl_node_status st;
+    (void)ctx;
+    if (!h || !h->node)
+        return SQLITE_OK;
+    /* A writer whose base is behind what the log already decided is
+    ** doomed (its entry could never take effect): let the applier catch
+    ** up first. Only on the leader; elsewhere commit refuses anyway, and
+    ** recovery also takes this lock. */
+    rl_node_status(h->node, &st);
+    if (st.state == RL_STATE_LEADER && applied < st.L)
+        return SQLITE_BUSY;
+    return SQLITE_OK;
+}
+
+static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
+                       rl_commit_info *ci, char *err, size_t errlen)
+{
+    rl_host *h = rl_host_find(db_path);
+    struct rl_node_status st;
+    struct rl_proposal p;
+    struct rl_result res;
+    struct local_txn *lt;
+    uint8_t *buf;
+    size_t n;
+    int rc;
+    char who[600];
+    rl_identity id;
+    (void)ctx;
+
+    if (!h || !h->node) {
+        long pid = 0;
+        char grpc[512] = "";
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc))
+            snprintf(err, errlen,
+                     "%s is hosted by process %ld (gRPC %s); write through "
+                     "that node (this process is a client: it reads locally)",
+                     db_path, pid, grpc[0] ? grpc : "?");
+        else if (rl_identity_read(db_path, &id, who, sizeof who) == 1)
+            snprintf(err, errlen,
+                     "%s is replicated but no raft node serves it: it has no "
+                     "node identity; make it a node with raft_bootstrap(...) "
+                     "or raft_join(...)",
+                     db_path);
+        else
+            snprintf(err, errlen,
+                     "%s is replicated but no raft node serves it in this "
+                     "process (its restart failed: see stderr); fix the "
+                     "cause and reopen the database",
+                     db_path);
+        return RL_IOERR_REFUSED;
+    }
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER) {
+        leader_text(h, who, sizeof who);
+        snprintf(err, errlen,
+                 "not the leader: node %s is a %s and %s; nothing was "
+                 "written: write on the leader",
+                 h->id.node_id,
+                 st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+        return RL_IOERR_REFUSED;
+    }
+    n = rl_txn_encoded_size(txn);
+    buf = n ? malloc(n) : NULL;
+    if (!buf) {
+        snprintf(err, errlen, "out of memory encoding a %zu-byte transaction",
+                 n);
+        return SQLITE_IOERR_NOMEM;
+    }
+    if (rl_txn_encode(txn, buf, n) != 0) {
+        free(buf);
+        snprintf(err, errlen, "cannot encode the transaction");
+        return RL_IOERR_REFUSED;
+    }
+    lt = calloc(1, sizeof *lt);
+    if (!lt) {
+        free(buf);
+        snprintf(err, errlen, "out of memory");
+        return SQLITE_IOERR_NOMEM;
+    }
+    pthread_mutex_lock(&h->mu);
+    lt->origin_txn = ++h->next_txn;
+    lt->state = LT_PROPOSING;
+    lt->next = h->local;
+    h->local = lt;
+    pthread_mutex_unlock(&h->mu);
+
+    memset(&p, 0, sizeof p);
+    p.kind = RL_ENTRY_TXN;
+    p.base = ci->base;
+    p.origin_txn = lt->origin_txn;
+    p.origin_pid = (uint32_t)getpid();
+    p.payload = buf;
+    p.len = n;
+    rc = rl_node_propose(h->node, &p, COMMIT_TIMEOUT_MS, &res);
+    free(buf);
+
+    pthread_mutex_lock(&h->mu);
+    if (rc == RL_NODE_OK && res.effective) {
+        lt->index = res.index;
+        ci->index = res.index;
+        pthread_mutex_unlock(&h->mu);
+        return SQLITE_OK;
+    }
+    /* Not written by this writer. If the entry is in the log it reaches
+    ** the applier, which applies it if it took effect (outcome unknown)
+    ** or skips it; if it surely is not, forget it now. */
+    lt->state = LT_NOT_WRITTEN;
+    if (rc == RL_NODE_NOTLEADER || rc == RL_NODE_TIMEOUT ||
+        rc == RL_NODE_INVALID || rc == RL_NODE_NOMEM)
+        local_drop(h, lt);
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    switch (rc) {
+    case RL_NODE_OK:
+        snprintf(err, errlen,
+                 "conflict: entry %llu did not take effect because another "
+                 "transaction committed first (this one read index %llu); "
+                 "nothing was written: retry the transaction",
+                 (unsigned long long)res.index, (unsigned long long)ci->base);
+        return RL_IOERR_REFUSED;
+    case RL_NODE_NOTLEADER:
+        leader_text(h, who, sizeof who);
+        snprintf(err, errlen,
+                 "not the leader any more (%s); nothing was written: retry "
+                 "on the leader",
+                 who);
+        return RL_IOERR_REFUSED;
+    case RL_NODE_UNKNOWN:
+        snprintf(err, errlen,
+                 "outcome unknown: %s after the transaction was appended to "
+                 "the Raft log; it may still commit (every node will then "
+                 "apply it): check before retrying",
+                 res.msg[0] ? res.msg : "leadership was lost");
+        return RL_IOERR_REFUSED;
+    case RL_NODE_TIMEOUT:
+        snprintf(err, errlen,
+                 "the Raft node did not take the transaction within %d ms; "
+                 "nothing was written",
+                 COMMIT_TIMEOUT_MS);
+        return RL_IOERR_REFUSED;
+    case RL_NODE_SHUTDOWN:
+        snprintf(err, errlen,
+                 "the node is stopping: outcome unknown (it commits only if "
+                 "it reached a quorum)");
+        return RL_IOERR_REFUSED;
+    default:
+        snprintf(err, errlen, "raft refused the transaction: %s",
+                 res.msg[0] ? res.msg : rl_node_strerror(rc));
+        return RL_IOERR_REFUSED;
+    }
+}
+
+static void port_end(void *ctx, const char *db_path, int ok)
+{
+    rl_host *h = rl_host_find(db_path);
+    (void)ctx;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    /* The one proposal of this process whose writer holds the lock. */
+    for (struct local_txn *t = h->local; t; t = t->next) {
+        if (t->state == LT_PROPOSING && t->index) {
+            t->state = ok ? LT_WRITTEN : LT_NOT_WRITTEN;
+            if (ok && t->index > h->db_index)
+                h->db_index = t->index;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static const rl_port host_port = {NULL, port_begin, port_commit, port_end};
+
+const rl_port *rl_host_port(void)
+{
+    return &host_port;
+}
+
+/* ------------------------------------------------------------ applier */
+
+/* A read on the applier connection: opens the WAL, runs recovery. */
+static int applier_read(rl_host *h)
+{
+    int rc = sqlite3_exec(h->adb, "SELECT count(*) FROM sqlite_schema", NULL,
+                          NULL, NULL);
+    if (rc != SQLITE_OK)
+        hlog(h, 1, "read on %s failed: %s", h->db_path, sqlite3_errmsg(h->adb));
+    return rc;
+}
+
+static int host_stopping(rl_host *h)
+{
+    int s;
+    pthread_mutex_lock(&h->mu);
+    s = h->stopping;
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
+static void pause_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Writes one TXN entry into the file; retries until done or stopping. */
+static void apply_txn(rl_host *h, const struct rl_applied *e)
+{
+    rl_txn t;
+    char err[512];
+    uint32_t frames;
+    unsigned attempts = 0;
+    if (rl_txn_decode(e->payload, e->len, &t, err, sizeof err) != 0) {
+        hlog(h, 0,
+             "entry %llu: transaction record is malformed (%s): not applied; "
+             "this replica now differs from its peers",
+             (unsigned long long)e->index, err);
+        return;
+    }
+    for (;;) {
+        int rc = rl_vfs_apply(h->af, &t, e->index, APPLY_LOCK_MS, &frames, err,
+                              sizeof err);
+        if (rc == SQLITE_OK)
+            break;
+        if (rc == SQLITE_MISUSE && strstr(err, "already applied"))
+            break;
+        if (rc == SQLITE_BUSY_RECOVERY)
+            applier_read(h);
+        if (host_stopping(h))
+            break;
+        if (++attempts % 10 == 1)
+            hlog(h, rc == SQLITE_BUSY ? 1 : 0,
+                 "applying entry %llu: %s (retrying)",
+                 (unsigned long long)e->index, err);
+        pause_ms(APPLY_RETRY_MS);
+    }
+    rl_txn_free(&t);
+}
+
+static int fetch_image(rl_host *h, uint64_t min_index);
+
+static void host_apply(void *ctx, const struct rl_applied *e)
+{
+    rl_host *h = ctx;
+    uint64_t db_index;
+    pthread_mutex_lock(&h->mu);
+    db_index = h->db_index;
+    pthread_mutex_unlock(&h->mu);
+    if (e->index <= db_index) {
+        advance(h, e->index, 0);
+        return;
+    }
+    if (e->kind == RL_ENTRY_TXN && e->effective) {
+        if (e->origin_node == h->raft_id &&
+            e->origin_pid == (uint32_t)getpid()) {
+            /* Proposed here: its writer may write it itself. */
+            struct local_txn *lt;
+            int state = LT_NOT_WRITTEN;
+            pthread_mutex_lock(&h->mu);
+            while ((lt = local_find(h, e->origin_txn)) &&
+                   lt->state == LT_PROPOSING && !h->stopping)
+                pthread_cond_wait(&h->cv, &h->mu);
+            if (lt) {
+                state = lt->state;
+                local_drop(h, lt);
+            }
+            pthread_mutex_unlock(&h->mu);
+            if (state == LT_WRITTEN) {
+                advance(h, e->index, 1);
+                return;
+            }
+        }
+        apply_txn(h, e);
+        advance(h, e->index, 1);
+        return;
+    }
+    if (e->kind == RL_ENTRY_TXN && e->origin_node == h->raft_id &&
+        e->origin_pid == (uint32_t)getpid()) {
+        pthread_mutex_lock(&h->mu);
+        struct local_txn *lt = local_find(h, e->origin_txn);
+        if (lt)
+            local_drop(h, lt);
+        pthread_mutex_unlock(&h->mu);
+    }
+    if (e->kind == RL_ENTRY_GENESIS) {
+        char err[512];
+        if (e->origin_node == h->raft_id) {
+            /* Our own file is the initial image. */
+            if (rl_vfs_set_applied(h->af, e->index, APPLY_LOCK_MS, err,
+                                   sizeof err) != SQLITE_OK)
+                hlog(h, 0, "recording the genesis entry %llu: %s",
+                     (unsigned long long)e->index, err);
+            advance(h, e->index, 1);
+            return;
+        }
+        while (!host_stopping(h) && fetch_image(h, e->index) != 0)
+            pause_ms(1000);
+        return;
+    }
+    advance(h, e->index, 0);
+}
+
+static uint64_t host_applied_index(void *ctx)
+{
+    return rl_host_applied(ctx);
+}
+
+static int host_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
+                               uint64_t *db_size)
+{
+    rl_host *h = ctx;
+    struct timespec dl;
+    int ok;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->mu);
+    while (h->applied < A && !h->stopping)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT)
+            break;
+    ok = h->applied >= A;
+    pthread_mutex_unlock(&h->mu);
+    (void)db_size;
+    /* The snapshot lets raft drop the entries up to A: what the file
+    ** reflects must survive an OS crash first. */
+    if (ok && rl_vfs_sync(h->af) != SQLITE_OK) {
+        hlog(h, 1, "cannot sync %s before a snapshot", h->db_path);
+        ok = 0;
+    }
+    return ok ? 0 : 1;
+}
+
+static int host_restore(void *ctx, const struct rl_manifest *m)
+{
+    rl_host *h = ctx;
+    int ok;
+    pthread_mutex_lock(&h->mu);
+    ok = h->db_index >= m->L;
+    if (ok && h->applied < m->A) {
+        h->applied = m->A;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+static int host_need_image(void *ctx, const struct rl_manifest *m)
+{
+    rl_host *h = ctx;
+    int rc = fetch_image(h, m->L);
+    if (rc == 0) {
+        pthread_mutex_lock(&h->mu);
+        if (h->applied < m->A)
+            h->applied = m->A;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+    }
+    return rc;
+}
+
+/* Fetches an image at index >= min_index from a peer and installs it.
+** 0 once installed. */
+static int fetch_image(rl_host *h, uint64_t min_index)
+{
+    hlog(h, 0,
+         "database needs an image at index >= %llu from a peer, and image "
+         "transfer is not built yet",
+         (unsigned long long)min_index);
+    return 1;
+}
+
+/* ---------------------------------------------------------- open/close */
+
+static int open_applier(rl_host *h, char *err, size_t errlen)
+{
+    int rc =
+        sqlite3_open_v2(h->db_path, &h->adb,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "raft");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_file_control(h->adb, "main", SQLITE_FCNTL_FILE_POINTER,
+                                  &h->af);
+    if (rc == SQLITE_OK && !rl_vfs_is_replicated(h->af)) {
+        snprintf(err, errlen, "%s is not a replicated database (no %s/)",
+                 h->db_path, h->dir);
+        return -1;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(h->adb, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = applier_read(h);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s for the applier: %s", h->db_path,
+                 h->adb ? sqlite3_errmsg(h->adb) : "no memory");
+        return -1;
+    }
+    sqlite3_busy_timeout(h->adb, 10000);
+    for (int i = 0;; i++) {
+        uint64_t idx;
+        char e2[512];
+        rc = rl_vfs_applied(h->af, 10000, &idx, e2, sizeof e2);
+        if (rc == SQLITE_OK) {
+            h->db_index = h->applied = idx;
+            return 0;
+        }
+        if (rc == SQLITE_BUSY_RECOVERY && i < 3) {
+            applier_read(h);
+            continue;
+        }
+        snprintf(err, errlen, "%s", e2);
+        return -1;
+    }
+}
+
+static void host_free(rl_host *h)
+{
+    if (h->srv)
+        rl_rpc_server_free(h->srv, 1000);
+    if (h->node) {
+        pthread_mutex_lock(&h->mu);
+        h->stopping = 1;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        rl_node_stop(h->node);
+    }
+    if (h->svc)
+        rl_service_close(h->svc);
+    if (h->cl)
+        rl_rpc_client_free(h->cl);
+    if (h->adb)
+        sqlite3_close_v2(h->adb);
+    if (h->host_fd >= 0)
+        close(h->host_fd);
+    while (h->local) {
+        struct local_txn *t = h->local;
+        h->local = t->next;
+        free(t);
+    }
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->db_path);
+    free(h->dir);
+    free(h);
+}
+
+static void tls_set(rl_identity *id, const rl_rpc_tls *t)
+{
+    if (!t)
+        return;
+    snprintf(id->tls_cert, sizeof id->tls_cert, "%s",
+             t->cert_file ? t->cert_file : "");
+    snprintf(id->tls_key, sizeof id->tls_key, "%s",
+             t->key_file ? t->key_file : "");
+    snprintf(id->tls_ca, sizeof id->tls_ca, "%s", t->ca_file ? t->ca_file : "");
+    id->tls_client_auth = t->client_auth;
+}
+
+/* The sidecar's TLS settings from the identity: NULL for plaintext. The
+** server presents cert/key and (mutual TLS) checks clients against ca;
+** the client verifies peers with ca and presents cert/key for mutual TLS. */
+static const rl_rpc_tls *host_tls(const rl_host *h, rl_rpc_tls *t, int server)
+{
+    const rl_identity *id = &h->id;
+    if (!id->tls_cert[0] && !id->tls_ca[0])
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->cert_file = id->tls_cert[0] ? id->tls_cert : NULL;
+    t->key_file = id->tls_key[0] ? id->tls_key : NULL;
+    t->ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
+    t->client_auth = server ? id->tls_client_auth : 0;
+    return t;
+}
+
+static int start_sidecar(rl_host *h, char *err, size_t errlen)
+{
+    rl_service_config sc;
+    rl_rpc_server_config rc;
+    rl_rpc_tls tls;
+    char addr[300];
+    if (!h->id.grpc_addr[0])
+        return 0;
+    memset(&sc, 0, sizeof sc);
+    sc.node_id = h->id.node_id;
+    sc.grpc_addr = h->id.grpc_addr;
+    sc.raft_addr = h->id.raft_addr;
+    sc.db_path = h->db_path;
+    sc.host = h;
+    h->svc = rl_service_open(&sc, err, errlen);
+    if (!h->svc)
+        return -1;
+    if (rl_rpc_listen_addr(h->id.grpc_addr, addr, sizeof addr) != 0) {
+        snprintf(err, errlen, "gRPC address too long");
+        return -1;
+    }
+    memset(&rc, 0, sizeof rc);
+    rc.addr = addr;
+    rc.tls = host_tls(h, &tls, 1);
+    h->srv = rl_rpc_server_new(&rc, err, errlen);
+    if (!h->srv)
+        return -1;
+    if (rl_service_register(h->svc, h->srv) != 0 ||
+        rl_rpc_server_start(h->srv, err, errlen) < 0) {
+        char e2[512];
+        snprintf(e2, sizeof e2, "%s", err);
+        snprintf(err, errlen, "cannot serve gRPC on %s: %s", addr, e2);
+        return -1;
+    }
+    return 0;
+}
+
+int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
+                 size_t errlen)
+{
+    rl_host *h;
+    struct rl_node_config nc;
+    rl_rpc_tls tls;
+    char raftdir[PATH_MAX];
+    int rc;
+
+    *out = NULL;
+    if (!cfg->db_path) {
+        snprintf(err, errlen, "no database path");
+        return -1;
+    }
+    if (rl_host_find(cfg->db_path)) {
+        snprintf(err, errlen, "%s already has a node in this process",
+                 cfg->db_path);
+        return -1;
+    }
+    h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    h->host_fd = -1;
+    h->log_level = cfg->log_level;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    h->db_path = strdup(cfg->db_path);
+    h->dir = malloc(strlen(cfg->db_path) + 6);
+    if (!h->db_path || !h->dir) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    sprintf(h->dir, "%s-raft", cfg->db_path);
+
+    /* Identity: stored, or given (and then stored). */
+    rc = rl_identity_read(h->db_path, &h->id, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if (rc == 1) {
+        if (!cfg->node_id || !cfg->raft_addr) {
+            snprintf(err, errlen,
+                     "%s has no stored node identity: start it with "
+                     "raft_bootstrap(...) or raft_join(...)",
+                     h->db_path);
+            goto fail;
+        }
+        snprintf(h->id.node_id, sizeof h->id.node_id, "%s", cfg->node_id);
+        snprintf(h->id.raft_addr, sizeof h->id.raft_addr, "%s", cfg->raft_addr);
+        snprintf(h->id.grpc_addr, sizeof h->id.grpc_addr, "%s",
+                 cfg->grpc_addr ? cfg->grpc_addr : "");
+        tls_set(&h->id, cfg->tls);
+        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+            goto fail;
+    } else if (cfg->tls) {
+        /* TLS given again (URI parameters or flags): it replaces the
+        ** stored settings. */
+        tls_set(&h->id, cfg->tls);
+        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+            goto fail;
+    }
+    if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
+        snprintf(err, errlen,
+                 "%s belongs to node '%s', not '%s': a database keeps the "
+                 "identity it was started with",
+                 h->db_path, h->id.node_id, cfg->node_id);
+        goto fail;
+    }
+    h->raft_id = rl_raft_id_of(h->id.node_id);
+
+    if (host_lock(h, err, errlen) != 0)
+        goto fail;
+
+    /* Registered before the applier opens its connection: the VFS's port
+    ** lookups by path find it. */
+    pthread_mutex_lock(&reg_mu);
+    h->next = hosts;
+    hosts = h;
+    pthread_mutex_unlock(&reg_mu);
+
+    if (open_applier(h, err, errlen) != 0)
+        goto fail_reg;
+    h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), 0, err, errlen);
+    if (!h->cl)
+        goto fail_reg;
+
+    if (path_join(raftdir, sizeof raftdir, h->dir, "/raft") != 0) {
+        snprintf(err, errlen, "path too long");
+        goto fail_reg;
+    }
+    memset(&nc, 0, sizeof nc);
+    nc.dir = raftdir;
+    nc.raft_id = h->raft_id;
+    nc.raft_addr = h->id.raft_addr;
+    nc.node_id = h->id.node_id;
+    nc.grpc_addr = h->id.grpc_addr;
+    nc.bootstrap = cfg->bootstrap;
+    nc.election_timeout_ms = cfg->election_timeout_ms;
+    nc.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
+    nc.snapshot_threshold = cfg->snapshot_threshold;
+    nc.snapshot_trailing = cfg->snapshot_trailing;
+    nc.applier.ctx = h;
+    nc.applier.apply = host_apply;
+    nc.applier.applied_index = host_applied_index;
+    nc.applier.snapshot_ready = host_snapshot_ready;
+    nc.applier.restore = host_restore;
+    nc.applier.need_image = host_need_image;
+    nc.log = node_log;
+    nc.log_ctx = h;
+    if (rl_node_start(&nc, &h->node, err, errlen) != RL_NODE_OK) {
+        h->node = NULL;
+        goto fail_reg;
+    }
+    if (start_sidecar(h, err, errlen) != 0)
+        goto fail_reg;
+    hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,
+         h->id.raft_addr, h->id.grpc_addr[0] ? h->id.grpc_addr : "-",
+         h->db_path);
+    *out = h;
+    return 0;
+
+fail_reg:
+    reg_remove(h);
+fail:
+    host_free(h);
+    return -1;
+}
+
+void rl_host_close(rl_host *h)
+{
+    if (!h)
+        return;
+    reg_remove(h);
+    host_free(h);
+}
+
+void rl_host_close_all(void)
+{
+    for (;;) {
+        rl_host *h;
+        pthread_mutex_lock(&reg_mu);
+        h = hosts;
+        pthread_mutex_unlock(&reg_mu);
+        if (!h)
+            break;
+        rl_host_close(h);
+    }
+}
+
+/* ------------------------------------------------------ cluster actions */
+
+int rl_host_wait_leader(rl_host *h, unsigned timeout_ms)
+{
+    return rl_node_wait_leader(h->node, timeout_ms);
+}
+
+int rl_host_genesis(rl_host *h, char *err, size_t errlen)
+{
+    struct rl_proposal p;
+    struct rl_result res;
+    int rc;
+    memset(&p, 0, sizeof p);
+    p.kind = RL_ENTRY_GENESIS;
+    p.origin_pid = (uint32_t)getpid();
+    rc = rl_node_propose(h->node, &p, LEAD_TIMEOUT_MS, &res);
+    if (rc != RL_NODE_OK) {
+        snprintf(err, errlen, "proposing the genesis entry: %s",
+                 res.msg[0] ? res.msg : rl_node_strerror(rc));
+        return -1;
+    }
+    if (rl_node_wait_applied(h->node, res.index, LEAD_TIMEOUT_MS) !=
+        RL_NODE_OK) {
+        snprintf(err, errlen, "the genesis entry was not applied in time");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------- bootstrap and join */
+
+static pthread_mutex_t setup_mu = PTHREAD_MUTEX_INITIALIZER;
+static char setup_path[PATH_MAX];
+
+int rl_host_setting_up(const char *db_path)
+{
+    int r;
+    pthread_mutex_lock(&setup_mu);
+    r = setup_path[0] && strcmp(setup_path, db_path) == 0;
+    pthread_mutex_unlock(&setup_mu);
+    return r;
+}
+
+static void set_setup(const char *path)
+{
+    pthread_mutex_lock(&setup_mu);
+    snprintf(setup_path, sizeof setup_path, "%s", path ? path : "");
+    pthread_mutex_unlock(&setup_mu);
+}
+
+/* Integer result of a one-value query on db, or -1. */
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Asks the member at peer to add this node (followers forward to the
+** leader). Retries while the cluster has no leader, up to timeout_ms. */
+static int join_call(rl_host *h, const char *peer, unsigned timeout_ms,
+                     char *err, size_t errlen)
+{
+    Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
+    size_t n;
+    uint8_t *buf;
+    int64_t start = rl_rpc_now_ms();
+    req.node_id = h->id.node_id;
+    req.raft_addr = h->id.raft_addr;
+    req.grpc_addr = h->id.grpc_addr;
+    n = proto__join_request__get_packed_size(&req);
+    buf = malloc(n ? n : 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    proto__join_request__pack(&req, buf);
+    for (;;) {
+        rl_rpc_buf reply = {0, 0};
+        char e2[RL_RPC_ERRMAX + 64] = "";
+        int code = rl_rpc_unary(h->cl, peer, RL_SVC_PUBLIC "Join", buf, n, 5000,
+                                &reply, e2, sizeof e2);
+        int retry = 0;
+        if (code == RL_RPC_OK) {
+            Proto__JoinResponse *r =
+                proto__join_response__unpack(NULL, reply.len, reply.data);
+            rl_rpc_buf_free(&reply);
+            if (!r) {
+                snprintf(err, errlen,
+                         "%s answered Join with a malformed "
+                         "response",
+                         peer);
+                break;
+            }
+            if (r->success) {
+                proto__join_response__free_unpacked(r, NULL);
+                free(buf);
+                return 0;
+            }
+            snprintf(e2, sizeof e2, "%s", r->error ? r->error : "refused");
+            proto__join_response__free_unpacked(r, NULL);
+            retry = strstr(e2, "no leader") != NULL;
+            snprintf(err, errlen, "%s refused the join: %s", peer, e2);
+        } else {
+            retry =
+                code == RL_RPC_UNAVAILABLE && rl_rpc_now_ms() - start < 3000;
+            snprintf(err, errlen, "cannot reach %s for Join (%s): %s", peer,
+                     code == RL_RPC_UNAVAILABLE ? "unavailable" : "error", e2);
+        }
+        if (!retry || rl_rpc_now_ms() - start > (int64_t)timeout_ms)
+            break;
+        pause_ms(200);
+    }
+    free(buf);
+    return -1;
+}
+
+/* Removes what a failed setup created: "<db>-raft/" and everything the
+** node wrote in it (all flat files). */
+static void remove_dir_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char p[PATH_MAX];
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) < (int)sizeof p)
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void remove_setup(const char *db_path)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s-raft/raft", db_path);
+    remove_dir_files(p);
+    snprintf(p, sizeof p, "%s-raft", db_path);
+    remove_dir_files(p);
+}
+
+int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
+                      size_t errlen)
+{
+    const char *path = sqlite3_db_filename(db, "main");
+    char dir[PATH_MAX];
+    rl_host_config c = *cfg;
+    rl_host *h = NULL;
+    rl_identity id;
+    struct stat st;
+    int64_t v;
+    int made_dir = 0, adopted = 0;
+
+    if (!path || !path[0]) {
+        snprintf(err, errlen,
+                 "the main database is in memory or temporary: .open a "
+                 "database file first");
+        return -1;
+    }
+    if (snprintf(dir, sizeof dir, "%s-raft", path) >= (int)sizeof dir) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return -1;
+    }
+    if (rl_identity_read(path, &id, err, errlen) == 0) {
+        snprintf(err, errlen,
+                 "%s is already node '%s' (its node restarts when the "
+                 "database is opened)",
+                 path, id.node_id);
+        return -1;
+    }
+    if (rl_host_find(path) || rl_host_running(path, NULL, NULL, 0)) {
+        snprintf(err, errlen, "%s already has a running node", path);
+        return -1;
+    }
+    if (!sqlite3_get_autocommit(db)) {
+        snprintf(err, errlen,
+                 "a transaction is open on this connection: COMMIT or "
+                 "ROLLBACK it first");
+        return -1;
+    }
+    if (cfg->join) {
+        v = query_int(db, "SELECT count(*) FROM main.sqlite_schema");
+        if (v != 0 || query_int(db, "PRAGMA main.page_count") > 1) {
+            snprintf(err, errlen,
+                     "%s already holds data; a joining node receives the "
+                     "cluster's database: join with an empty database file",
+                     path);
+            return -1;
+        }
+    }
+    /* WAL mode first, while the file is still an ordinary database. */
+    if (sqlite3_exec(db, "PRAGMA main.journal_mode=WAL", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        query_int(db, "SELECT count(*) FROM main.sqlite_schema") < 0) {
+        snprintf(err, errlen, "cannot put %s in WAL mode: %s", path,
+                 sqlite3_errmsg(db));
+        return -1;
+    }
+    set_setup(path);
+    if (stat(dir, &st) != 0) {
+        if (mkdir(dir, 0755) != 0) {
+            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+            goto fail;
+        }
+        made_dir = 1;
+    }
+    if (rl_vfs_adopt(path, err, errlen) != SQLITE_OK)
+        goto fail;
+    adopted = 1;
+    c.db_path = path;
+    c.bootstrap = cfg->join ? 0 : 1;
+    if (rl_host_open(&c, &h, err, errlen) != 0)
+        goto fail;
+    if (!cfg->join) {
+        if (rl_node_wait_leader(h->node, LEAD_TIMEOUT_MS) != RL_NODE_OK) {
+            snprintf(err, errlen,
+                     "the new one-node cluster did not elect itself within "
+                     "%d ms",
+                     LEAD_TIMEOUT_MS);
+            goto fail;
+        }
+        /* A database that holds data (or has a page size others would not
+        ** guess) becomes the initial state through a genesis entry:
+        ** joiners receive it as an image. */
+        v = query_int(h->adb, "SELECT count(*) FROM sqlite_schema");
+        if (v != 0 || query_int(h->adb, "PRAGMA page_count") > 1 ||
+            query_int(h->adb, "PRAGMA page_size") != 4096) {
+            if (rl_host_genesis(h, err, errlen) != 0)
+                goto fail;
+        }
+    } else {
+        struct rl_node_status ns;
+        uint64_t target;
+        int64_t t0 = rl_rpc_now_ms();
+        if (join_call(h, cfg->join, 15000, err, errlen) != 0)
+            goto fail;
+        /* Caught up: applied what the leader had committed when we
+        ** joined (learned from its first heartbeats). */
+        if (rl_node_wait_leader(h->node, 15000) != RL_NODE_OK) {
+            snprintf(err, errlen,
+                     "joined, but no leader was heard within 15 s");
+            goto fail_joined;
+        }
+        do {
+            rl_node_status(h->node, &ns);
+            target = ns.commit_index;
+            if (target)
+                break;
+            pause_ms(20);
+        } while (rl_rpc_now_ms() - t0 < 15000);
+        if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
+            snprintf(err, errlen,
+                     "joined, but this node did not catch up to index %llu "
+                     "within 60 s",
+                     (unsigned long long)target);
+            goto fail_joined;
+        }
+    }
+    set_setup(NULL);
+    return 0;
+
+fail_joined:
+    /* The cluster has this node as a member now: keep the node running
+    ** (it keeps catching up) rather than undo a membership change. */
+    set_setup(NULL);
+    return -1;
+fail:
+    if (h)
+        rl_host_close(h);
+    if (adopted)
+        rl_vfs_unadopt(path);
+    if (made_dir)
+        remove_setup(path);
+    set_setup(NULL);
+    return -1;
+}
