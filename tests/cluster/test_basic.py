@@ -60,14 +60,14 @@ def survive_each(c, victims):
         # acknowledged it, or a follower that has not applied it yet).
         was_leader = victim is lead
         victim.kill9()
+        t0 = time.time()
         rest = c.live()
         for n in rest:
             c.wait_val(n, "SELECT v FROM kv WHERE k = %d;" % k, "ack " + name)
-        t0 = time.time()
         k += 1
         lead2, _ = c.write("INSERT OR REPLACE INTO kv VALUES (%d, 'after %s');"
                            % (k, name), timeout=30)
-        log("%s (%s) killed: next write on %s after %.1fs" %
+        log("%s (%s) killed: next write on %s %.1fs after the kill" %
             (name, "leader" if was_leader else "follower", lead2.name,
              time.time() - t0))
         check(lead2 is not victim, "write accepted by the killed node")

@@ -161,7 +161,8 @@ def test():
 
     # The (new) leader exits with .exit.
     old = c.leader()
-    check_eq(timed_exit(old, ".exit"), 0, "leader's .exit status")
+    want = old.sh.expected_rc()
+    check_eq(timed_exit(old, ".exit"), want, "leader's .exit status")
     c.write("INSERT INTO e(v) VALUES ('after second leader exit');")
     stopped(c, old)
     c.wait_converged()

@@ -80,7 +80,7 @@ def test():
     for n in c.live():
         wait_for("%s: raft_nodes without %s" % (n.name, gone.name),
                  lambda: gone.name not in ids(n))
-    check_eq(gone.exit(), 0, "removed node's shell exit")
+    check_eq(gone.exit(), gone.sh.expected_rc(), "removed node's shell exit")
     lead.sql("INSERT INTO t(v) VALUES ('after remove');")
     c.wait_all("SELECT count(*) FROM t WHERE v = 'after remove';", "1")
     c.wait_converged()
@@ -122,7 +122,7 @@ def test():
              "rows after all membership changes")
     c.wait_converged(rest)
     c.integrity(rest)
-    check_eq(new.exit(), 0, "removed leader's shell exit")
+    check_eq(new.exit(), new.sh.expected_rc(), "removed leader's shell exit")
     c.close()
 
 
