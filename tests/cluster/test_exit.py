@@ -1,4 +1,5 @@
 # budget: 120
+# asan: yes
 """The shell hosting a node exits cleanly, with the shell's own exit
 status, on `.exit`, `.exit N` (inside an open transaction too), end of
 input, and Ctrl-D typed at an interactive prompt (a pseudo-terminal): it

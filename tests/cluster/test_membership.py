@@ -1,4 +1,5 @@
 # budget: 180
+# asan: yes
 # budget-long: 1200
 """Membership: after more than 3,000 transactions (so the log was
 compacted behind a snapshot and a joiner needs an image) a 4th node joins

@@ -1,4 +1,5 @@
 # budget: 150
+# asan: yes
 """No quorum: both followers of a 3-node cluster are stopped (SIGSTOP). A
 COMMIT on the leader does not succeed, and while the followers stay
 stopped the row is visible nowhere (the leader's own shell, a second
