@@ -42,6 +42,19 @@ def visibility(c):
     rs = lead.val("SELECT count(DISTINCT r), count(DISTINCT b) FROM nd;")
     check_eq(rs, "%d|%d" % (n, n), "random() and randomblob() vary")
     c.wait_all(ROWS, want)
+    # A write on a follower fails by design, names the leader, and
+    # changes nothing anywhere.
+    for f in c.live():
+        if f is lead:
+            continue
+        ok, out, err = f.try_sql("INSERT INTO kv VALUES (3, 'on %s');" %
+                                 f.name)
+        check(not ok, "a write on follower %s succeeded" % f.name)
+        check(lead.name in err and lead.grpc_addr in err,
+              "%s's refusal names the leader %s (%s): %s" %
+              (f.name, lead.name, lead.grpc_addr, err))
+    check_eq(lead.val("SELECT count(*) FROM kv WHERE k = 3;"), "0",
+             "rows of refused follower writes")
     log("visibility and non-deterministic SQL ok on", len(c.live()), "nodes")
     c.wait_converged()
 
