@@ -193,6 +193,18 @@ class Node:
             fail("%s: shell did not exit within %ds of %s" %
                  (self.name, timeout, how))
         self.state = "exited"
+        if rc != 0:
+            # What it printed last (an ASan leak report, say) says why.
+            out = []
+            while True:
+                try:
+                    line = self.sh.q.get(timeout=1)
+                except queue.Empty:
+                    break
+                if line is None:
+                    break
+                out.append(line)
+            self.exit_output = "".join(out)[-6000:]
         return rc
 
     # -- SQL
@@ -411,6 +423,8 @@ class Cluster:
                 rc = n.exit()
                 if rc != want:
                     bad.append((n.name, rc, want))
+                    log("%s exited %d; its last output:\n%s" %
+                        (n.name, rc, getattr(n, "exit_output", "")))
         if check_rc and bad:
             fail("shells' exit status at .exit (node, got, want): %s" % bad)
 
