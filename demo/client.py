@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.realpath(__file__))
 DEFAULT_PROTO = os.path.join(HERE, "..", "proto", "raftlite.proto")
 READ_WORDS = ("SELECT", "WITH", "VALUES", "EXPLAIN")
 

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 BUILD = os.environ.get("RL_BUILD") or os.path.join(ROOT, "build")
 RAFTD = os.path.join(BUILD, "raftd")
 EXT = os.path.join(BUILD, "raftlite")

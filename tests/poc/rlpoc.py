@@ -52,12 +52,13 @@ class PortMap:
 
 
 class Raftd:
-    """One raftd started from argv (argv[0] is replaced by the build's
-    raftd) in directory cwd; its output goes to a log file. restart()
-    starts it again with the same argv."""
+    """One raftd started from argv in directory cwd (argv[0] is replaced
+    by the build's raftd unless as_written); its output goes to a log file.
+    restart() starts it again with the same argv."""
 
-    def __init__(self, argv, cwd, name, logdir=None, start=True):
-        self.argv = [RAFTD] + list(argv[1:])
+    def __init__(self, argv, cwd, name, logdir=None, start=True,
+                 as_written=False):
+        self.argv = list(argv) if as_written else [RAFTD] + list(argv[1:])
         self.cwd = cwd
         self.name = name
         self.logpath = os.path.join(logdir or cwd, "%s.log" % name)
