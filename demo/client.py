@@ -94,6 +94,13 @@ def main():
 
     import grpc
     pb, svc = load_stubs(a.proto)
+    need = ("NodesRequest" if a.nodes else "LeaderRequest" if a.leader
+            else "StatusRequest" if a.status else None)
+    if need and not hasattr(pb, need):
+        print("error: %s has no %s RPC (the PoC's proto has only "
+              "ExecuteWrite, ExecuteRead and Join)" % (a.proto, need[:-7]),
+              file=sys.stderr)
+        return 2
     ch = grpc.insecure_channel(a.addr)
     try:
         grpc.channel_ready_future(ch).result(timeout=a.timeout)

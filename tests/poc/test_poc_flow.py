@@ -135,6 +135,20 @@ def test():
     log("stock shell on a raftd database: ok")
     api.close()
 
+    # The client's refusals: a failing statement, -strong on a write, an
+    # RPC the PoC proto lacks.
+    rc, out, err = client(["-addr", grpc[1], "-sql", "INSERT INTO nosuch "
+                           "VALUES (1)"])
+    check(rc == 1 and "no such table: nosuch" in err,
+          "client write error: %d %r %r" % (rc, out, err))
+    rc, out, err = client(["-addr", grpc[1], "-strong", "-sql",
+                           "DELETE FROM demo"])
+    check(rc == 2 and "-strong applies to reads only" in err,
+          "client -strong write: %d %r" % (rc, err))
+    rc, out, err = client(["-addr", grpc[1], "-nodes"], proto=POC_PROTO)
+    check(rc == 2 and "has no Nodes RPC" in err,
+          "client -nodes with the PoC proto: %d %r" % (rc, err))
+
     # SIGINT stops each raftd cleanly; its ports are free afterwards.
     for i, node in enumerate(nodes):
         node.stop(signal.SIGINT)
@@ -143,6 +157,10 @@ def test():
                   "port %d of node%d still taken after it stopped" %
                   (ports.port(p), i + 1))
     log("SIGINT: every raftd exited 0")
+    rc, out, err = client(["-addr", grpc[0], "-timeout", "1", "-sql",
+                           "SELECT 1"])
+    check(rc == 3 and "cannot reach" in err,
+          "client of a stopped node: %d %r" % (rc, err))
 
 
 if __name__ == "__main__":
