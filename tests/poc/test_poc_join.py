@@ -7,7 +7,8 @@ A two-node raftd cluster (node1 -bootstrap, node2 -join). Then raftd -join
 with: an unreachable peer (nothing listens), a wrong peer (node1's Raft
 port instead of its gRPC port; a standalone raftd that is no cluster's
 member), a duplicate id (node2 again, with other addresses), a duplicate
-Raft address and a duplicate gRPC address (node2's, on this machine). Each
+Raft address and a duplicate gRPC address (node2's, on this machine; also
+a standalone raftd on a port another raftd serves). Each
 raftd exits 1 within its time limit with an error naming the cause and
 what to do, leaves its database an ordinary file (no <db>-raft/), and the
 cluster keeps its two members, its leader and its writes. Afterwards the
@@ -86,6 +87,14 @@ def test():
               "a write after a join with a %s" % what)
         log("%s: refused in %.1fs: %s" % (
             what, dt, [x for x in out.splitlines() if "error" in x][-1]))
+
+    # A standalone raftd on a port another raftd serves does not start
+    # (grpc's default SO_REUSEPORT would have let it share the port).
+    rc, out = run_raftd(["raftd", "-id", "solo2", "-grpc", solo_g, "-data",
+                         "./solo2"], d)
+    check(rc == 1 and "cannot listen on " + solo_g in out,
+          "a second raftd on a served port: exit %d:\n%s" % (rc, out))
+    log("a second raftd on a served gRPC port: refused")
 
     # The data directory of the first refusal joins with correct flags.
     g3 = addr()
