@@ -117,8 +117,9 @@ def test():
         st = api.status(g[i])
         check(st.leader_id == lead, "node%d sees leader %r, not %r" %
               (i + 1, st.leader_id, lead))
-        check_eq(sorted(api.members(g[i])), ["node1", "node2", "node3"],
-                 "members seen by node%d after the restart" % (i + 1))
+        wait_for("node%d to list the three members after the restart" %
+                 (i + 1), lambda: sorted(api.members(g[i])) ==
+                 ["node1", "node2", "node3"], timeout=15)
     check_eq(api.status(g[0]).state, "follower", "restarted node1's state")
     for k in range(200, 210):
         check(write(g[0], k).success, "write %d through the restarted node"
@@ -147,11 +148,15 @@ def test():
                                                               n.log()))
     lead = wait_for("a leader after the full restart",
                     lambda: api.status(g[1]).leader_id)
+    # Until a restarted node replayed its log (after the election) it
+    # knows the configuration and node ids as of its last snapshot.
     for i in range(3):
         wait_for("node%d to know the leader" % (i + 1),
                  lambda: api.status(g[i]).leader_id == lead)
-        check_eq(sorted(api.members(g[i])), ["node1", "node2", "node3"],
-                 "members after the full restart (node%d)" % (i + 1))
+        wait_for("node%d to list the three members" % (i + 1),
+                 lambda: sorted(api.members(g[i])) == ["node1", "node2",
+                                                        "node3"],
+                 timeout=15)
     n_rounds = 50 if LONG else 5
     for k in range(300, 300 + n_rounds):
         check(write(g[k % 3], k).success, "write %d after the full restart"
