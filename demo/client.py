@@ -14,6 +14,8 @@ the call), anything else to ExecuteWrite (a follower forwards it to the
 leader). A read prints the column names and then one line per row, values
 separated by '|' as the sqlite3 shell does (NULL as an empty field).
 -nodes, -leader and -status print the cluster as the node sees it.
+-tls-ca (and -tls-cert/-tls-key for mutual TLS) talk to a node started
+with raftd's -tls-* flags; plaintext otherwise.
 
 The stubs are generated when the client starts from proto/raftlite.proto
 (or from the file -proto names, e.g. the PoC's frozen proto, which has
@@ -90,7 +92,17 @@ def main():
                     help="proto file to generate the stubs from")
     ap.add_argument("-timeout", type=float, default=20.0,
                     help="seconds to wait for the server (default 20)")
+    ap.add_argument("-tls-ca", dest="tls_ca",
+                    help="CA (PEM) of the server's certificate: use TLS")
+    ap.add_argument("-tls-cert", dest="tls_cert",
+                    help="client certificate (PEM), for mutual TLS")
+    ap.add_argument("-tls-key", dest="tls_key",
+                    help="client private key (PEM), for mutual TLS")
     a = ap.parse_args()
+    if (a.tls_cert is None) != (a.tls_key is None):
+        ap.error("-tls-cert and -tls-key go together")
+    if a.tls_cert and not a.tls_ca:
+        ap.error("-tls-cert needs -tls-ca (TLS is on only with -tls-ca)")
 
     import grpc
     pb, svc = load_stubs(a.proto)
@@ -101,12 +113,23 @@ def main():
               "ExecuteWrite, ExecuteRead and Join)" % (a.proto, need[:-7]),
               file=sys.stderr)
         return 2
-    ch = grpc.insecure_channel(a.addr)
+    if a.tls_ca:
+        def pem(path):
+            with open(path, "rb") as f:
+                return f.read()
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=pem(a.tls_ca),
+            private_key=pem(a.tls_key) if a.tls_key else None,
+            certificate_chain=pem(a.tls_cert) if a.tls_cert else None)
+        ch = grpc.secure_channel(a.addr, creds)
+    else:
+        ch = grpc.insecure_channel(a.addr)
     try:
         grpc.channel_ready_future(ch).result(timeout=a.timeout)
     except grpc.FutureTimeoutError:
-        print("error: cannot reach %s within %gs (is the node running?)"
-              % (a.addr, a.timeout), file=sys.stderr)
+        print("error: cannot reach %s within %gs (is the node running? "
+              "does it use TLS: -tls-ca, and for mutual TLS -tls-cert and "
+              "-tls-key?)" % (a.addr, a.timeout), file=sys.stderr)
         return 3
     stub = svc.DistributedSqliteStub(ch)
     try:

@@ -178,15 +178,18 @@ class Api:
     """The project's gRPC API (stubs from proto/raftlite.proto) on a few
     nodes: api.pub[addr] is a DistributedSqliteStub."""
 
-    def __init__(self, pb, pbg):
+    def __init__(self, pb, pbg, creds=None):
         import grpc
         self.grpc = grpc
         self.pb, self.pbg = pb, pbg
+        self.creds = creds  # grpc channel credentials, None: plaintext
         self.chans = {}
 
     def stub(self, addr):
         if addr not in self.chans:
-            self.chans[addr] = self.grpc.insecure_channel(addr)
+            self.chans[addr] = (
+                self.grpc.secure_channel(addr, self.creds) if self.creds
+                else self.grpc.insecure_channel(addr))
         return self.pbg.DistributedSqliteStub(self.chans[addr])
 
     def status(self, addr, timeout=20):
