@@ -27,7 +27,7 @@ import subprocess
 import time
 
 from rlpoc import (LONG, POC_PROTO, POC_README, SLOW, Api, PortMap, Raftd,
-                   check, check_eq, client, client_ok, fail, log, port_free,
+                   check, check_eq, client, client_ok, log, port_free,
                    scratch)
 from rltest import SQLITE3, Shell
 from rlgrpc import project_stubs
@@ -112,9 +112,14 @@ def test():
             check_eq(api.read(g, "SELECT count(*) FROM demo", strong=True),
                      [[str(n)]], "STRONG read on %s right after write %d" %
                      (g, i))
-    rc, _, err = client(["-addr", grpc[2], "-sql", "SELECT count(*) FROM "
-                         "demo", "-strong"], proto=POC_PROTO)
-    check(rc == 0, "the PoC proto carries STRONG too: %s" % err)
+    w = api.write(grpc[0], "INSERT INTO demo (value) VALUES ('last')")
+    check(w.success, "last write: %r" % w)
+    n += 1
+    out = client_ok(["-addr", grpc[2], "-sql", "SELECT count(*) FROM demo",
+                     "-strong"], proto=POC_PROTO)
+    check_eq(out.split(), ["count(*)", str(n)],
+             "STRONG read with the PoC proto's ReadConsistency right after "
+             "a write")
     log("STRONG reads on followers after each write: ok")
 
     # A stock shell reads a raftd's database file directly; with the
