@@ -31,7 +31,8 @@ SLOW = 3 if SAN else 1  # waits scale under ASan
 
 class PortMap:
     """Maps the ports written in a text (':50051') to free ports below
-    32768, the same port always to the same free one."""
+    32768, the same port always to the same free one; a bare ':PORT'
+    (every interface) becomes 127.0.0.1:PORT."""
 
     def __init__(self):
         self.map = {}
@@ -47,6 +48,9 @@ class PortMap:
         return self.map[p]
 
     def sub(self, text):
+        # ':PORT' alone means every interface to raftd (as in the PoC):
+        # tests bind loopback only, so it becomes 127.0.0.1:PORT.
+        text = re.sub(r"(?<=\s):(?=\d{4,5}\b)", "127.0.0.1:", text)
         return re.sub(r"(?<=:)(\d{4,5})\b",
                       lambda m: str(self.port(m.group(1))), text)
 

@@ -7,7 +7,8 @@ The commands are read from the PoC's README itself
 (shared/reference/distributed-sqlite-poc.md): its three server commands
 (./distributed-sqlite-poc -id node1 -grpc :50051 ... -bootstrap, then two
 -join localhost:50051) run as written with ./build/raftd, the ports
-replaced by free ones below 32768, in a scratch directory (so -data ./data
+replaced by free ones below 32768 (and ':PORT', every interface, by
+127.0.0.1:PORT: tests bind loopback only), in a scratch directory (so -data ./data
 lands there), one after the other once each prints that it serves, as the
 README says. Its five client commands (./dsqlite-client -addr ... -sql ...)
 run through demo/client.py with stubs generated from the frozen PoC proto
