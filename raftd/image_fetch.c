@@ -283,3 +283,74 @@ int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
     }
     return code;
 }
+
+int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
+                   rl_image_info *info, char *err, size_t errlen)
+{
+    Proto__FetchImageRequest req = PROTO__FETCH_IMAGE_REQUEST__INIT;
+    uint8_t hdr[RL_IMAGE_HDR_SIZE], rbuf[16];
+    uint64_t have = 0, total = 0;
+    rl_rpc_stream *st;
+    rl_rpc_buf msg;
+    char serr[RL_RPC_ERRMAX], why[256];
+    size_t n;
+    int code = RL_RPC_OK, got, status;
+
+    memset(info, 0, sizeof *info);
+    req.name = (char *)RL_IMAGE_FETCH_NAME;
+    req.length = RL_IMAGE_HDR_SIZE;
+    n = proto__fetch_image_request__get_packed_size(&req);
+    if (n > sizeof rbuf)
+        return fail(err, errlen, RL_RPC_INTERNAL, "probe request too large");
+    proto__fetch_image_request__pack(&req, rbuf);
+    st = rl_rpc_stream_open(cl, peer_grpc, RL_SVC_INTERNAL "FetchImage",
+                            timeout_ms > 0 ? timeout_ms : 30000, serr,
+                            sizeof serr);
+    if (!st)
+        return fail(err, errlen, RL_RPC_UNAVAILABLE,
+                    "cannot call FetchImage on %s: %s", peer_grpc, serr);
+    got = rl_rpc_stream_send(st, rbuf, n) == 0 &&
+                  rl_rpc_stream_close_send(st) == 0
+              ? 1
+              : -1;
+    while (got == 1 && (got = rl_rpc_stream_recv(st, &msg)) == 1) {
+        Proto__ImageChunk *c =
+            proto__image_chunk__unpack(NULL, msg.len, msg.data);
+        rl_rpc_buf_free(&msg);
+        if (!c || c->offset != have || c->data.len > RL_IMAGE_HDR_SIZE - have ||
+            (uint32_t)crc32(crc32(0L, Z_NULL, 0), c->data.data,
+                            (uInt)c->data.len) != c->crc32) {
+            code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                        "image header from %s: malformed chunk", peer_grpc);
+        } else {
+            memcpy(hdr + have, c->data.data, c->data.len);
+            have += c->data.len;
+            total = c->total_size;
+        }
+        if (c)
+            proto__image_chunk__free_unpacked(c, NULL);
+        if (code != RL_RPC_OK)
+            break;
+    }
+    if (code != RL_RPC_OK)
+        rl_rpc_stream_cancel(st);
+    status = rl_rpc_stream_finish(st, serr, sizeof serr);
+    if (code != RL_RPC_OK)
+        return code;
+    if (status != RL_RPC_OK)
+        return fail(err, errlen, status, "FetchImage from %s: %s", peer_grpc,
+                    serr);
+    if (have != RL_IMAGE_HDR_SIZE)
+        return fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image header from %s: %llu of %d bytes", peer_grpc,
+                    (unsigned long long)have, RL_IMAGE_HDR_SIZE);
+    if (rl_image_hdr_decode(hdr, info, why, sizeof why) != 0)
+        return fail(err, errlen, RL_RPC_DATA_LOSS, "image header from %s: %s",
+                    peer_grpc, why);
+    if (rl_image_size(info) != total)
+        return fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image header from %s: total size %llu, header says %llu",
+                    peer_grpc, (unsigned long long)total,
+                    (unsigned long long)rl_image_size(info));
+    return RL_RPC_OK;
+}

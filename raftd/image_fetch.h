@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image.h"
 #include "rpc.h"
 
 /* The FetchImageRequest.name that asks for the consistent image. */
@@ -42,6 +43,16 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
                       const char *tmp_path, uint64_t min_index,
                       int64_t timeout_ms, uint64_t *index, char *err,
                       size_t errlen);
+
+/*
+** Reads only the header of peer_grpc's current image (a 48-byte transfer):
+** its index, page size and page count. A joining node can create its empty
+** database with the cluster's page size before it becomes replicated (an
+** image installs only into a database of its own page size). Returns 0 or
+** a status code with err, as rl_image_fetch.
+*/
+int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
+                   rl_image_info *info, char *err, size_t errlen);
 
 /*
 ** The need_image step in one call: tries peers[0..n) in order (NULL or
