@@ -20,6 +20,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "ext.h"
 #include "host.h"
+#include "sql.h"
 #include "vfs.h"
 
 #define RL_VERSION "0.1.0"
@@ -89,7 +90,7 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
 ** the identity, so later opens reuse them), Raft timeouts and the snapshot
 ** policy (this run only).
 */
-static void uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
+void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
 {
     const char *cert = sqlite3_uri_parameter(zName, "raft_tls_cert");
     const char *ca = sqlite3_uri_parameter(zName, "raft_tls_ca");
@@ -132,7 +133,7 @@ static const rl_port *resolve_port(const char *db_path)
         rl_rpc_tls tls;
         rl_host *h;
         memset(&cfg, 0, sizeof cfg);
-        uri_config(db_path, &cfg, &tls);
+        rl_uri_config(db_path, &cfg, &tls);
         cfg.db_path = db_path;
         cfg.log_level = rl_log_level();
         if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
@@ -146,45 +147,6 @@ int rl_log_level(void)
 {
     const char *v = getenv("RAFTLITE_LOG");
     return v ? atoi(v) : 1;
-}
-
-/* raft_bootstrap(id, raft_addr, grpc_addr) and raft_join(id, raft_addr,
-** grpc_addr, peer_grpc_addr): make the main database a node. */
-static void setup_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    rl_host_config cfg;
-    rl_rpc_tls tls;
-    char err[1024];
-    sqlite3 *db = sqlite3_context_db_handle(ctx);
-    const char *fn = argc == 3 ? "raft_bootstrap" : "raft_join";
-    int i;
-    for (i = 0; i < argc; i++) {
-        if (sqlite3_value_type(argv[i]) != SQLITE_TEXT ||
-            sqlite3_value_bytes(argv[i]) == 0) {
-            char *m = sqlite3_mprintf(
-                "%s: argument %d must be a non-empty text (%s)", fn, i + 1,
-                argc == 3 ? "id, raft_addr 'IP:port', grpc_addr 'host:port'"
-                          : "id, raft_addr, grpc_addr, peer_grpc_addr");
-            sqlite3_result_error(ctx, m ? m : fn, -1);
-            sqlite3_free(m);
-            return;
-        }
-    }
-    memset(&cfg, 0, sizeof cfg);
-    if (sqlite3_db_filename(db, "main"))
-        uri_config(sqlite3_db_filename(db, "main"), &cfg, &tls);
-    cfg.node_id = (const char *)sqlite3_value_text(argv[0]);
-    cfg.raft_addr = (const char *)sqlite3_value_text(argv[1]);
-    cfg.grpc_addr = (const char *)sqlite3_value_text(argv[2]);
-    cfg.join = argc == 4 ? (const char *)sqlite3_value_text(argv[3]) : NULL;
-    cfg.log_level = rl_log_level();
-    if (rl_host_bootstrap(db, &cfg, err, sizeof err) != 0) {
-        char *m = sqlite3_mprintf("%s: %s", fn, err);
-        sqlite3_result_error(ctx, m ? m : err, -1);
-        sqlite3_free(m);
-        return;
-    }
-    sqlite3_result_text(ctx, cfg.node_id, -1, SQLITE_TRANSIENT);
 }
 
 static int register_functions(sqlite3 *db, char **pzErr,
@@ -201,11 +163,7 @@ static int register_functions(sqlite3 *db, char **pzErr,
         rc = sqlite3_create_function(db, "raft_last_error", 0, SQLITE_UTF8, 0,
                                      last_error_func, 0, 0);
     if (rc == SQLITE_OK)
-        rc = sqlite3_create_function(db, "raft_bootstrap", 3, SQLITE_UTF8, 0,
-                                     setup_func, 0, 0);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_create_function(db, "raft_join", 4, SQLITE_UTF8, 0,
-                                     setup_func, 0, 0);
+        rc = rl_sql_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
         rc = rl_mirror_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
@@ -268,6 +226,8 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
         if (!once++)
             atexit(rl_host_close_all);
     }
+    if (rc == SQLITE_OK)
+        rl_sql_init();
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
     if (rc == SQLITE_OK)

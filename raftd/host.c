@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "image_fetch.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
@@ -656,7 +657,8 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     rl_txn_free(&t);
 }
 
-static int fetch_image(rl_host *h, uint64_t min_index);
+static int fetch_image(rl_host *h, uint64_t min_index,
+                       const struct rl_manifest *m);
 
 static void host_apply(void *ctx, const struct rl_applied *e)
 {
@@ -712,7 +714,7 @@ static void host_apply(void *ctx, const struct rl_applied *e)
             advance(h, e->index, 1);
             return;
         }
-        while (!host_stopping(h) && fetch_image(h, e->index) != 0)
+        while (!host_stopping(h) && fetch_image(h, e->index, NULL) != 0)
             pause_ms(1000);
         return;
     }
@@ -770,7 +772,7 @@ static int host_restore(void *ctx, const struct rl_manifest *m)
 static int host_need_image(void *ctx, const struct rl_manifest *m)
 {
     rl_host *h = ctx;
-    int rc = fetch_image(h, m->L);
+    int rc = fetch_image(h, m->L, m);
     if (rc == 0) {
         pthread_mutex_lock(&h->mu);
         if (h->applied < m->A)
@@ -786,7 +788,8 @@ static int host_need_image(void *ctx, const struct rl_manifest *m)
 ** connection. The known leader is asked first (most likely up to date),
 ** then every other member with a gRPC address. 0 once installed; the file
 ** then reflects the image's index, recorded as database-changing. */
-static int fetch_image(rl_host *h, uint64_t min_index)
+static int fetch_image(rl_host *h, uint64_t min_index,
+                       const struct rl_manifest *m)
 {
     struct rl_member *mem = NULL;
     const char **peers = NULL;
@@ -795,11 +798,10 @@ static int fetch_image(rl_host *h, uint64_t min_index)
     uint64_t idx = 0;
     int rc = 1;
     if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
-        hlog(h, 1, "image at index >= %llu needed: members unknown yet",
-             (unsigned long long)min_index);
-        return 1;
+        mem = NULL;
+        n = 0;
     }
-    peers = calloc(n ? n : 1, sizeof *peers);
+    peers = calloc(n + (m ? m->n_members : 0) + 1, sizeof *peers);
     tmp = sqlite3_mprintf("%s/image.tmp", h->dir);
     if (!peers || !tmp) {
         hlog(h, 0, "image fetch: out of memory");
@@ -811,6 +813,18 @@ static int fetch_image(rl_host *h, uint64_t min_index)
                 mem[i].meta.grpc_addr[0] &&
                 (pass == 0) == (mem[i].is_leader != 0))
                 peers[k++] = mem[i].meta.grpc_addr;
+    /* A node that just joined may know the cluster only from the
+    ** snapshot's manifest so far: its members are peers too. */
+    for (i = 0; m && i < m->n_members; i++) {
+        unsigned j;
+        const struct rl_meta *mm = &m->members[i];
+        if (mm->raft_id == h->raft_id || !mm->grpc_addr[0])
+            continue;
+        for (j = 0; j < k && strcmp(peers[j], mm->grpc_addr) != 0; j++)
+            ;
+        if (j == k)
+            peers[k++] = mm->grpc_addr;
+    }
     if (rl_image_restore(h->cl, peers, k, h->adb, tmp, min_index, &idx, err,
                          sizeof err) == RL_RPC_OK) {
         hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
@@ -1190,65 +1204,6 @@ static int64_t query_int(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* Asks the member at peer to add this node (followers forward to the
-** leader). Retries while the cluster has no leader, up to timeout_ms. */
-static int join_call(rl_host *h, const char *peer, unsigned timeout_ms,
-                     char *err, size_t errlen)
-{
-    Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
-    size_t n;
-    uint8_t *buf;
-    int64_t start = rl_rpc_now_ms();
-    req.node_id = h->id.node_id;
-    req.raft_addr = h->id.raft_addr;
-    req.grpc_addr = h->grpc_adv;
-    n = proto__join_request__get_packed_size(&req);
-    buf = malloc(n ? n : 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    proto__join_request__pack(&req, buf);
-    for (;;) {
-        rl_rpc_buf reply = {0, 0};
-        char e2[RL_RPC_ERRMAX + 64] = "";
-        int code = rl_rpc_unary(h->cl, peer, RL_SVC_PUBLIC "Join", buf, n, 5000,
-                                &reply, e2, sizeof e2);
-        int retry = 0;
-        if (code == RL_RPC_OK) {
-            Proto__JoinResponse *r =
-                proto__join_response__unpack(NULL, reply.len, reply.data);
-            rl_rpc_buf_free(&reply);
-            if (!r) {
-                snprintf(err, errlen,
-                         "%s answered Join with a malformed "
-                         "response",
-                         peer);
-                break;
-            }
-            if (r->success) {
-                proto__join_response__free_unpacked(r, NULL);
-                free(buf);
-                return 0;
-            }
-            snprintf(e2, sizeof e2, "%s", r->error ? r->error : "refused");
-            proto__join_response__free_unpacked(r, NULL);
-            retry = strstr(e2, "no leader") != NULL;
-            snprintf(err, errlen, "%s refused the join: %s", peer, e2);
-        } else {
-            retry =
-                code == RL_RPC_UNAVAILABLE && rl_rpc_now_ms() - start < 3000;
-            snprintf(err, errlen, "cannot reach %s for Join (%s): %s", peer,
-                     code == RL_RPC_UNAVAILABLE ? "unavailable" : "error", e2);
-        }
-        if (!retry || rl_rpc_now_ms() - start > (int64_t)timeout_ms)
-            break;
-        pause_ms(200);
-    }
-    free(buf);
-    return -1;
-}
-
 /* Removes what a failed setup created: "<db>-raft/" and everything the
 ** node wrote in it (all flat files). */
 static void remove_dir_files(const char *dir)
@@ -1367,25 +1322,20 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
                 goto fail;
         }
     } else {
-        struct rl_node_status ns;
-        uint64_t target;
-        int64_t t0 = rl_rpc_now_ms();
-        if (join_call(h, cfg->join, 15000, err, errlen) != 0)
+        struct rl_meta self;
+        char lg[RL_META_STR_MAX + 1];
+        uint64_t target = 0;
+        /* Ask the peer (a follower forwards to the leader); retried while
+        ** the cluster has no leader. */
+        rl_host_self(h, &self);
+        if (rl_cluster_join(h->cl, cfg->join, &self, 15000, lg, sizeof lg, err,
+                            errlen) != 0)
             goto fail;
-        /* Caught up: applied what the leader had committed when we
-        ** joined (learned from its first heartbeats). */
-        if (rl_node_wait_leader(h->node, 15000) != RL_NODE_OK) {
-            snprintf(err, errlen,
-                     "joined, but no leader was heard within 15 s");
+        /* Caught up: applied the leader's read index as of now, i.e. its
+        ** last FSM entry (a commit index may be a configuration entry,
+        ** which never reaches the applier: waiting for it would hang). */
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) != 0)
             goto fail_joined;
-        }
-        do {
-            rl_node_status(h->node, &ns);
-            target = ns.commit_index;
-            if (target)
-                break;
-            pause_ms(20);
-        } while (rl_rpc_now_ms() - t0 < 15000);
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,
                      "joined, but this node did not catch up to index %llu "

@@ -54,6 +54,7 @@ struct rl_service {
     int nidle;
     pthread_mutex_t smu;
     uint64_t served;
+    struct rl_host *host;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -196,6 +197,7 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
     svc->db_path = dupstr(cfg->db_path);
     svc->max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : DEFAULT_MAX_MSG;
     svc->max_value_bytes = cfg->max_value_bytes;
+    svc->host = cfg->host;
     if (!svc->node_id || !svc->grpc_addr || !svc->raft_addr || !svc->db_path) {
         seterr(err, errlen, "out of memory");
         rl_service_close(svc);
@@ -233,6 +235,11 @@ void rl_service_close(rl_service *svc)
 const char *rl_service_db_path(rl_service *svc)
 {
     return svc->db_path;
+}
+
+struct rl_host *rl_service_host(rl_service *svc)
+{
+    return svc->host;
 }
 
 size_t rl_service_max_msg(rl_service *svc)
@@ -973,6 +980,28 @@ static int do_status(rl_service *svc, const uint8_t *req, size_t len,
     return pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
 
+static int do_transfer(rl_service *svc, const uint8_t *req, size_t len,
+                       rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
+           "TransferRequest");
+    Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
+    resp.error = (char *)"cannot transfer leadership: " NOT_BUILT;
+    proto__transfer_request__free_unpacked(r, NULL);
+    return pack(&resp.base, svc->max_msg, reply, err, errlen);
+}
+
+static int do_nodes(rl_service *svc, const uint8_t *req, size_t len,
+                    rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
+           "NodesRequest");
+    Proto__NodesResponse resp = PROTO__NODES_RESPONSE__INIT;
+    resp.error = (char *)"no cluster nodes: " NOT_BUILT;
+    proto__nodes_request__free_unpacked(r, NULL);
+    return pack(&resp.base, svc->max_msg, reply, err, errlen);
+}
+
 static int do_read_index(rl_service *svc, const uint8_t *req, size_t len,
                          char *err, size_t errlen)
 {
@@ -1006,6 +1035,10 @@ int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
         code = do_status(svc, req, len, reply, err, errlen);
     } else if (strcmp(method, "Leader") == 0) {
         code = do_leader(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "Transfer") == 0) {
+        code = do_transfer(svc, req, len, reply, err, errlen);
+    } else if (strcmp(method, "Nodes") == 0) {
+        code = do_nodes(svc, req, len, reply, err, errlen);
     } else if (strcmp(method, "ReadIndex") == 0) {
         code = do_read_index(svc, req, len, err, errlen);
     } else {

@@ -7,9 +7,11 @@
 ** and status codes only), so it is fuzzed without a server. service_rpc.c
 ** registers it with an rl_rpc_server and adds the streaming internal RPCs.
 **
-** Until the cluster lands, ExecuteWrite/ExecuteRead/ExecuteTransaction run
-** on the local database and Join/Remove/Leader answer that clustering is
-** not built yet.
+** Standalone (config host NULL): ExecuteWrite/ExecuteRead/ExecuteTransaction
+** run on the local database and Join/Remove/Leader/Transfer/Nodes answer
+** that the node is standalone. With a host, service_rpc.c first offers
+** every unary call to the cluster layer (raftd/cluster.h), which forwards
+** to the leader, serves the cluster RPCs and hands the rest back here.
 */
 #ifndef RL_SERVICE_H
 #define RL_SERVICE_H
@@ -19,6 +21,8 @@
 
 #include "rpc.h"
 
+struct rl_host;
+
 #define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
 #define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
 
@@ -27,7 +31,8 @@ typedef struct rl_service_config {
     const char *grpc_addr;
     const char *raft_addr;
     const char *db_path;  /* the node's database file */
-    struct rl_host *host; /* the node hosting it, or NULL: standalone */
+    struct rl_host *host; /* the node hosting it, or NULL: standalone.
+                             Opaque here: service.c never calls into it. */
     size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB */
     int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 */
 } rl_service_config;
@@ -56,6 +61,7 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv);
 
 /* Facts service_rpc.c needs. */
 const char *rl_service_db_path(rl_service *svc);
+struct rl_host *rl_service_host(rl_service *svc);
 size_t rl_service_max_msg(rl_service *svc);
 
 /* ---- ForwardTxn chunk framing (grpc-free, fuzzed) ---- */

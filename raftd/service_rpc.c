@@ -3,6 +3,10 @@
 ** (rpc.h): the unary RPCs of both services and the two streaming internal
 ** RPCs, ForwardTxn and FetchImage.
 **
+** A service with a host offers each unary call to the cluster layer
+** (cluster.h) first: it forwards to the leader or serves the cluster RPCs,
+** and hands the rest back to service.c.
+**
 ** TRANSPORT ONLY until the cluster issue: ForwardTxn checks the chunk
 ** framing and answers with the length and CRC-32 of what it received (no
 ** Raft commit).
@@ -24,6 +28,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "cluster.h"
 #include "image.h"
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
@@ -56,8 +61,16 @@ static int unary_cb(rl_rpc_call *call, void *arg)
                                  "no request message: %s is unary",
                                  rl_rpc_call_method(call));
     }
-    code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining, call,
-                            &reply, err, sizeof(err));
+    code = RL_CLUSTER_PASS;
+    if (rl_service_host(svc)) {
+        code = rl_cluster_serve(svc, rl_service_host(svc), m + 1, req.data,
+                                req.len, call_remaining, call, &reply, err,
+                                sizeof(err));
+    }
+    if (code == RL_CLUSTER_PASS) {
+        code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining,
+                                call, &reply, err, sizeof(err));
+    }
     rl_rpc_buf_free(&req);
     if (code != RL_RPC_OK) {
         return rl_rpc_call_error(call, code, "%s", err);
@@ -378,7 +391,7 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
 {
     static const char *const pub[] = {
         "ExecuteWrite", "ExecuteRead", "Join",   "ExecuteTransaction",
-        "Remove",       "Status",      "Leader",
+        "Remove",       "Status",      "Leader", "Transfer", "Nodes",
     };
     char name[128];
     size_t i;

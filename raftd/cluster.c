@@ -1,0 +1,1385 @@
+/*
+** raftd/cluster.c -- membership, leadership and forwarding of a hosted node
+** over gRPC (see cluster.h): the client calls to a node's sidecar, what a
+** node does with a membership request (on the leader, or forwarded to it),
+** and the cluster side of the sidecar's unary RPCs.
+**
+** It must never change the configuration anywhere but on the leader, never
+** forward without a deadline (a forward that meets a stale leader is
+** bounded by the caller's time, not by a hop count), and never leave a
+** refused request half done: every check runs before rl_node_add/remove.
+*/
+#include "cluster.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "host.h"
+#include "node.h"
+#include "raftlite.pb-c.h"
+
+#define PUB(m)  RL_SVC_PUBLIC m
+#define INTL(m) RL_SVC_INTERNAL m
+
+/* Pause between retries of a request that met no leader. */
+#define RETRY_MS 100
+/* How long a join retries a peer that does not answer at all (it may be
+** starting at the same moment); after that the address is reported. */
+#define UNREACHABLE_GRACE_MS 3000
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (!err || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n >= (int)errlen && errlen > 4) {
+        memcpy(err + errlen - 4, "...", 4);
+    }
+}
+
+static void copystr(char *dst, size_t len, const char *src)
+{
+    if (len) {
+        snprintf(dst, len, "%s", src ? src : "");
+    }
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int64_t left_ms(int64_t deadline)
+{
+    int64_t now = rl_rpc_now_ms();
+    return deadline > now ? deadline - now : 0;
+}
+
+const char *rl_cluster_state_name(int state)
+{
+    switch (state) {
+    case RL_STATE_LEADER:
+        return "leader";
+    case RL_STATE_FOLLOWER:
+        return "follower";
+    case RL_STATE_CANDIDATE:
+        return "candidate";
+    default:
+        return "unavailable";
+    }
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+    case RL_ROLE_VOTER:
+        return "voter";
+    case RL_ROLE_STANDBY:
+        return "standby";
+    case RL_ROLE_SPARE:
+        return "spare";
+    default:
+        return "?";
+    }
+}
+
+static int role_of(const char *name)
+{
+    if (strcmp(name, "voter") == 0) {
+        return RL_ROLE_VOTER;
+    }
+    if (strcmp(name, "standby") == 0) {
+        return RL_ROLE_STANDBY;
+    }
+    return RL_ROLE_SPARE;
+}
+
+/* ---- JSON ---- */
+
+typedef struct jbuf {
+    char *p;
+    size_t len, cap;
+} jbuf;
+
+static void jput(jbuf *b, const char *s, size_t n)
+{
+    /* Keeps room for the terminator; drops what does not fit. */
+    if (b->cap == 0 || b->len + n >= b->cap) {
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void jfmt(jbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void jfmt(jbuf *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(tmp)) {
+        jput(b, tmp, (size_t)n);
+    }
+}
+
+/* A JSON string; bytes below 0x20, '"' and '\\' escaped, the rest as is
+** (node ids are validated UTF-8-agnostic bytes without NUL). */
+static void jstr(jbuf *b, const char *s)
+{
+    jput(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            jput(b, e, 2);
+        } else if (c < 0x20) {
+            jfmt(b, "\\u%04x", c);
+        } else {
+            jput(b, s, 1);
+        }
+    }
+    jput(b, "\"", 1);
+}
+
+char *rl_cluster_status_json(const rl_cluster_status *s, char *out,
+                             size_t outlen)
+{
+    jbuf b = {out, 0, outlen};
+    if (outlen) {
+        out[0] = 0;
+    }
+    jput(&b, "{\"id\":", 6);
+    jstr(&b, s->id);
+    /* Raft ids are unsigned 64-bit; SQLite integers are signed, and
+    ** raft_nodes.raft_id shows the same bits as a signed integer: so does
+    ** this, so that the two compare equal. */
+    jfmt(&b, ",\"raft_id\":%lld", (long long)s->raft_id);
+    jput(&b, ",\"state\":", 9);
+    jstr(&b, s->state ? s->state : "unavailable");
+    jfmt(&b, ",\"term\":%" PRIu64, s->term);
+    jput(&b, ",\"leader\":", 10);
+    if (s->leader_known && s->leader[0]) {
+        jstr(&b, s->leader);
+    } else {
+        jput(&b, "null", 4);
+    }
+    jput(&b, ",\"leader_grpc\":", 15);
+    if (s->leader_known && s->leader_grpc[0]) {
+        jstr(&b, s->leader_grpc);
+    } else {
+        jput(&b, "null", 4);
+    }
+    jfmt(&b, ",\"commit_index\":%" PRIu64, s->commit_index);
+    jfmt(&b, ",\"applied_index\":%" PRIu64, s->applied_index);
+    jfmt(&b, ",\"last_index\":%" PRIu64, s->last_index);
+    jfmt(&b, ",\"snapshot_index\":%" PRIu64 "}", s->snapshot_index);
+    return out;
+}
+
+/* ---- client calls ---- */
+
+static int pack_msg(const ProtobufCMessage *m, rl_rpc_buf *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    out->data = malloc(n ? n : 1);
+    if (!out->data) {
+        out->len = 0;
+        return -1;
+    }
+    out->len = protobuf_c_message_pack(m, out->data);
+    return 0;
+}
+
+/* One unary call; 0 with *reply, or -1 with err naming target. */
+static int call(rl_rpc_client *cl, const char *target, const char *method,
+                const ProtobufCMessage *req, int64_t timeout_ms,
+                rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    rl_rpc_buf rb;
+    char e[RL_RPC_ERRMAX];
+    int code;
+    reply->data = NULL;
+    reply->len = 0;
+    if (!target || !*target) {
+        seterr(err, errlen, "no gRPC address to send %s to",
+               strrchr(method, '/') + 1);
+        return -1;
+    }
+    if (pack_msg(req, &rb) != 0) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    e[0] = 0;
+    code = rl_rpc_unary(cl, target, method, rb.data, rb.len,
+                        timeout_ms > 0 ? timeout_ms : 1, reply, e, sizeof(e));
+    rl_rpc_buf_free(&rb);
+    if (code == RL_RPC_OK) {
+        return 0;
+    }
+    if (code == RL_RPC_UNAVAILABLE) {
+        seterr(err, errlen,
+               "cannot reach the node at %s (%s): is a raftlite node "
+               "serving gRPC there?",
+               target, e);
+    } else if (code == RL_RPC_DEADLINE_EXCEEDED) {
+        seterr(err, errlen, "the node at %s did not answer %s in %lld ms: %s",
+               target, strrchr(method, '/') + 1, (long long)timeout_ms, e);
+    } else {
+        seterr(err, errlen, "%s at %s failed (gRPC status %d): %s",
+               strrchr(method, '/') + 1, target, code, e);
+    }
+    return -1;
+}
+
+static void malformed(char *err, size_t errlen, const char *what,
+                      const char *target)
+{
+    seterr(err, errlen,
+           "malformed %s from %s: not a raftlite node of this version?", what,
+           target);
+}
+
+/* One Join attempt. 0 ok, 1 no leader yet (err says), 2 peer unreachable,
+** -1 error. */
+static int join_once(rl_rpc_client *cl, const char *peer,
+                     const struct rl_meta *self, int64_t timeout_ms,
+                     char *leader_grpc, size_t leader_len, char *err,
+                     size_t errlen)
+{
+    Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
+    Proto__JoinResponse *r;
+    rl_rpc_buf reply;
+    int rc;
+    req.node_id = (char *)self->node_id;
+    req.raft_addr = (char *)self->raft_addr;
+    req.grpc_addr = (char *)self->grpc_addr;
+    if (call(cl, peer, PUB("Join"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return strstr(err, "cannot reach") == err ? 2 : -1;
+    }
+    r = proto__join_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "JoinResponse", peer);
+        return -1;
+    }
+    if (r->success) {
+        copystr(leader_grpc, leader_len,
+                r->leader_grpc_addr[0] ? r->leader_grpc_addr : peer);
+        rc = 0;
+    } else {
+        seterr(err, errlen, "%s", r->error[0] ? r->error : "join refused");
+        rc = strncmp(r->error, RL_CLUSTER_NO_LEADER,
+                     strlen(RL_CLUSTER_NO_LEADER)) == 0
+                 ? 1
+                 : -1;
+    }
+    proto__join_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
+                    const struct rl_meta *self, unsigned timeout_ms,
+                    char *leader_grpc, size_t leader_len, char *err,
+                    size_t errlen)
+{
+    int64_t start = rl_rpc_now_ms();
+    int64_t deadline = start + (timeout_ms ? timeout_ms : 1);
+    char e[RL_RPC_ERRMAX + 256];
+    int rc, tries = 0;
+    for (;;) {
+        e[0] = 0;
+        tries++;
+        rc = join_once(cl, peer_grpc, self, left_ms(deadline), leader_grpc,
+                       leader_len, e, sizeof(e));
+        if (rc <= 0 ||
+            (rc == 2 && rl_rpc_now_ms() - start >= UNREACHABLE_GRACE_MS)) {
+            break;
+        }
+        if (left_ms(deadline) <= RETRY_MS) {
+            rc = -1;
+            break;
+        }
+        sleep_ms(RETRY_MS);
+    }
+    if (rc != 0) {
+        seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
+               tries > 1 ? " (retried)" : "", e);
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+int rl_cluster_remove(rl_rpc_client *cl, const char *target,
+                      const char *node_id, unsigned timeout_ms, char *err,
+                      size_t errlen)
+{
+    Proto__RemoveRequest req = PROTO__REMOVE_REQUEST__INIT;
+    Proto__RemoveResponse *r;
+    rl_rpc_buf reply;
+    int rc;
+    req.node_id = (char *)node_id;
+    if (call(cl, target, PUB("Remove"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__remove_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "RemoveResponse", target);
+        return -1;
+    }
+    rc = r->success ? 0 : -1;
+    if (!r->success) {
+        seterr(err, errlen, "%s", r->error[0] ? r->error : "remove refused");
+    }
+    proto__remove_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int rl_cluster_transfer(rl_rpc_client *cl, const char *target,
+                        const char *node_id, unsigned timeout_ms,
+                        char *leader_id, size_t leader_len, char *err,
+                        size_t errlen)
+{
+    Proto__TransferRequest req = PROTO__TRANSFER_REQUEST__INIT;
+    Proto__TransferResponse *r;
+    rl_rpc_buf reply;
+    int rc;
+    req.node_id = (char *)(node_id ? node_id : "");
+    if (call(cl, target, PUB("Transfer"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__transfer_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "TransferResponse", target);
+        return -1;
+    }
+    rc = r->success ? 0 : -1;
+    if (r->success) {
+        copystr(leader_id, leader_len, r->leader_id);
+    } else {
+        seterr(err, errlen, "%s", r->error[0] ? r->error : "transfer refused");
+    }
+    proto__transfer_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int rl_cluster_leader(rl_rpc_client *cl, const char *target,
+                      unsigned timeout_ms, struct rl_meta *out, char *err,
+                      size_t errlen)
+{
+    Proto__LeaderRequest req = PROTO__LEADER_REQUEST__INIT;
+    Proto__LeaderResponse *r;
+    rl_rpc_buf reply;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if (call(cl, target, PUB("Leader"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__leader_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "LeaderResponse", target);
+        return -1;
+    }
+    rc = r->known ? 1 : 0;
+    if (r->known) {
+        out->raft_id = rl_raft_id_of(r->node_id[0] ? r->node_id : "?");
+        copystr(out->node_id, sizeof(out->node_id), r->node_id);
+        copystr(out->raft_addr, sizeof(out->raft_addr), r->raft_addr);
+        copystr(out->grpc_addr, sizeof(out->grpc_addr), r->grpc_addr);
+    }
+    proto__leader_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
+                     struct rl_member **out, unsigned *count, char *err,
+                     size_t errlen)
+{
+    Proto__NodesRequest req = PROTO__NODES_REQUEST__INIT;
+    Proto__NodesResponse *r;
+    rl_rpc_buf reply;
+    struct rl_member *ms;
+    size_t i;
+    *out = NULL;
+    *count = 0;
+    if (call(cl, target, PUB("Nodes"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__nodes_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "NodesResponse", target);
+        return -1;
+    }
+    if (r->error[0]) {
+        seterr(err, errlen, "%s", r->error);
+        proto__nodes_response__free_unpacked(r, NULL);
+        return -1;
+    }
+    ms = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*ms));
+    if (!ms) {
+        seterr(err, errlen, "out of memory");
+        proto__nodes_response__free_unpacked(r, NULL);
+        return -1;
+    }
+    for (i = 0; i < r->n_nodes; i++) {
+        const Proto__NodeInfo *ni = r->nodes[i];
+        struct rl_member *m = &ms[i];
+        m->raft_id = ni->raft_id;
+        m->role = role_of(ni->role);
+        m->is_leader = ni->is_leader;
+        copystr(m->raft_addr, sizeof(m->raft_addr), ni->raft_addr);
+        m->has_meta = ni->node_id[0] != 0;
+        m->meta.raft_id = ni->raft_id;
+        copystr(m->meta.node_id, sizeof(m->meta.node_id), ni->node_id);
+        copystr(m->meta.raft_addr, sizeof(m->meta.raft_addr), ni->raft_addr);
+        copystr(m->meta.grpc_addr, sizeof(m->meta.grpc_addr), ni->grpc_addr);
+        m->match_index = ni->match_index;
+        m->recent_contact = ni->on_leader ? (ni->last_contact ? 1 : 0) : -1;
+    }
+    *out = ms;
+    *count = (unsigned)r->n_nodes;
+    proto__nodes_response__free_unpacked(r, NULL);
+    return 0;
+}
+
+int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
+                          unsigned timeout_ms, rl_cluster_status *out,
+                          char *err, size_t errlen)
+{
+    Proto__StatusRequest req = PROTO__STATUS_REQUEST__INIT;
+    Proto__StatusResponse *r;
+    rl_rpc_buf reply;
+    memset(out, 0, sizeof(*out));
+    if (call(cl, target, PUB("Status"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__status_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "StatusResponse", target);
+        return -1;
+    }
+    copystr(out->id, sizeof(out->id), r->node_id);
+    out->raft_id = r->raft_id;
+    out->state = strcmp(r->state, "leader") == 0      ? "leader"
+                 : strcmp(r->state, "follower") == 0  ? "follower"
+                 : strcmp(r->state, "candidate") == 0 ? "candidate"
+                                                      : "unavailable";
+    out->term = r->term;
+    out->leader_known = r->leader_id[0] != 0;
+    copystr(out->leader, sizeof(out->leader), r->leader_id);
+    copystr(out->leader_grpc, sizeof(out->leader_grpc), r->leader_grpc);
+    out->commit_index = r->commit_index;
+    out->applied_index = r->applied_index;
+    out->last_index = r->last_index;
+    out->snapshot_index = r->snapshot_index;
+    proto__status_response__free_unpacked(r, NULL);
+    return 0;
+}
+
+int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
+                          unsigned timeout_ms, uint64_t *index, char *err,
+                          size_t errlen)
+{
+    Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
+    Proto__ReadIndexResponse *r;
+    rl_rpc_buf reply;
+    int rc;
+    if (call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply, err,
+             errlen) != 0) {
+        return -1;
+    }
+    r = proto__read_index_response__unpack(NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    if (!r) {
+        malformed(err, errlen, "ReadIndexResponse", target);
+        return -1;
+    }
+    rc = r->error[0] ? -1 : 0;
+    if (rc) {
+        seterr(err, errlen, "%s", r->error);
+    } else {
+        *index = r->index;
+    }
+    proto__read_index_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+/* ---- a hosted node ---- */
+
+enum { ROUTE_SELF, ROUTE_FORWARD, ROUTE_NONE };
+
+/* Where a request for the leader goes: this node (the leader), the
+** leader's sidecar (*leader filled, grpc_addr non-empty), or nowhere yet
+** (err starts with RL_CLUSTER_NO_LEADER). */
+static int route(struct rl_host *h, struct rl_meta *leader, char *err,
+                 size_t errlen)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_node_status st;
+    rl_node_status(n, &st);
+    if (st.state == RL_STATE_LEADER) {
+        return ROUTE_SELF;
+    }
+    if (st.leader_id == 0 || st.leader_id == st.raft_id) {
+        seterr(err, errlen,
+               RL_CLUSTER_NO_LEADER ": this node is %s in term %" PRIu64
+                                    " and knows no leader; retry once one is "
+                                    "elected (a majority of voters must run)",
+               rl_cluster_state_name(st.state), st.term);
+        return ROUTE_NONE;
+    }
+    if (rl_node_meta(n, st.leader_id, NULL, leader) != RL_NODE_OK ||
+        !leader->grpc_addr[0]) {
+        seterr(err, errlen,
+               RL_CLUSTER_NO_LEADER ": the leader (raft id %" PRIu64
+                                    " at %s) has no gRPC address known here "
+                                    "yet; retry",
+               st.leader_id, st.leader_addr);
+        return ROUTE_NONE;
+    }
+    return ROUTE_FORWARD;
+}
+
+static unsigned clamp_timeout(unsigned t)
+{
+    return t ? t : RL_CLUSTER_TIMEOUT_MS;
+}
+
+/* A forward that failed in transport: the leader may be gone, so the
+** request may succeed once another is elected. */
+static void forward_failed(const struct rl_meta *leader, const char *e,
+                           char *err, size_t errlen)
+{
+    seterr(err, errlen,
+           RL_CLUSTER_NO_LEADER " reachable: forwarding to the leader '%s' "
+                                "(gRPC %s) failed: %s",
+           leader->node_id, leader->grpc_addr, e);
+}
+
+static void node_err(int rc, const struct rl_result *res, const char *what,
+                     char *err, size_t errlen)
+{
+    if (rc == RL_NODE_NOTLEADER) {
+        seterr(err, errlen,
+               RL_CLUSTER_NO_LEADER ": leadership moved while %s; retry", what);
+    } else {
+        seterr(err, errlen, "%s failed: %s%s%s", what, rl_node_strerror(rc),
+               res->msg[0] ? ": " : "", res->msg);
+    }
+}
+
+static int propose_meta(struct rl_node *n, const struct rl_meta *m,
+                        unsigned timeout_ms, char *err, size_t errlen)
+{
+    uint8_t buf[8 + 3 * (2 + RL_META_STR_MAX)];
+    struct rl_proposal p;
+    struct rl_result res;
+    size_t len = rl_meta_encode(m, buf, sizeof(buf));
+    int rc;
+    if (len == 0) {
+        seterr(err, errlen, "invalid node metadata for '%s'", m->node_id);
+        return -1;
+    }
+    memset(&p, 0, sizeof(p));
+    memset(&res, 0, sizeof(res));
+    p.kind = RL_ENTRY_META;
+    p.payload = buf;
+    p.len = len;
+    rc = rl_node_propose(n, &p, timeout_ms, &res);
+    if (rc != RL_NODE_OK) {
+        node_err(rc, &res, "recording the node's addresses", err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks m against the configuration; *found = index of the member with
+** m's raft id, or -1. 0 if it may join, -1 with err if not. */
+static int join_check(const struct rl_member *ms, unsigned cnt,
+                      const struct rl_meta *m, int *found, char *err,
+                      size_t errlen)
+{
+    unsigned i;
+    *found = -1;
+    for (i = 0; i < cnt; i++) {
+        const struct rl_member *x = &ms[i];
+        const char *xid = x->has_meta ? x->meta.node_id : "?";
+        if (x->raft_id == m->raft_id) {
+            if (x->has_meta && strcmp(x->meta.node_id, m->node_id) != 0) {
+                seterr(err, errlen,
+                       "node id '%s' has raft id %" PRIu64
+                       ", which member '%s' already has; choose another id",
+                       m->node_id, m->raft_id, x->meta.node_id);
+                return -1;
+            }
+            if (strcmp(x->raft_addr, m->raft_addr) != 0) {
+                seterr(err, errlen,
+                       "node '%s' is already a member with raft address %s, "
+                       "not %s; remove it first (SELECT raft_remove('%s')) or "
+                       "join with its stored address",
+                       m->node_id, x->raft_addr, m->raft_addr, m->node_id);
+                return -1;
+            }
+            if (x->has_meta && x->meta.grpc_addr[0] && m->grpc_addr[0] &&
+                strcmp(x->meta.grpc_addr, m->grpc_addr) != 0) {
+                seterr(err, errlen,
+                       "node '%s' is already a member with gRPC address %s, "
+                       "not %s; remove it first (SELECT raft_remove('%s')) or "
+                       "join with its stored address",
+                       m->node_id, x->meta.grpc_addr, m->grpc_addr, m->node_id);
+                return -1;
+            }
+            *found = (int)i;
+            continue;
+        }
+        if (strcmp(x->raft_addr, m->raft_addr) == 0) {
+            seterr(err, errlen,
+                   "raft address %s is already used by node '%s'; give node "
+                   "'%s' an address of its own",
+                   m->raft_addr, xid, m->node_id);
+            return -1;
+        }
+        if (x->has_meta && m->grpc_addr[0] &&
+            strcmp(x->meta.grpc_addr, m->grpc_addr) == 0) {
+            seterr(err, errlen,
+                   "gRPC address %s is already used by node '%s'; give node "
+                   "'%s' an address of its own",
+                   m->grpc_addr, xid, m->node_id);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
+                         unsigned timeout_ms, char *leader_grpc,
+                         size_t leader_len, char *err, size_t errlen)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_meta leader, self;
+    struct rl_member *ms = NULL;
+    struct rl_result res;
+    unsigned cnt = 0;
+    int found, rc;
+    char e[RL_RPC_ERRMAX + 256];
+    timeout_ms = clamp_timeout(timeout_ms);
+    switch (route(h, &leader, err, errlen)) {
+    case ROUTE_NONE:
+        return -1;
+    case ROUTE_FORWARD:
+        rc = join_once(rl_host_client(h), leader.grpc_addr, m, timeout_ms,
+                       leader_grpc, leader_len, e, sizeof(e));
+        if (rc == 2) {
+            forward_failed(&leader, e, err, errlen);
+        } else if (rc != 0) {
+            seterr(err, errlen, "%s", e);
+        }
+        return rc == 0 ? 0 : -1;
+    }
+    if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
+        seterr(err, errlen, "cannot read the cluster configuration");
+        return -1;
+    }
+    rc = join_check(ms, cnt, m, &found, err, errlen);
+    memset(&res, 0, sizeof(res));
+    if (rc == 0 && found >= 0) {
+        /* Already a member (a restart with -join again): complete what an
+        ** interrupted join may have left out, and succeed. */
+        if (ms[found].role != RL_ROLE_VOTER) {
+            int nrc =
+                rl_node_assign(n, m->raft_id, RL_ROLE_VOTER, timeout_ms, &res);
+            if (nrc != RL_NODE_OK) {
+                node_err(nrc, &res, "making the node a voter", err, errlen);
+                rc = -1;
+            }
+        }
+        if (rc == 0 && (!ms[found].has_meta ||
+                        (m->grpc_addr[0] && strcmp(ms[found].meta.grpc_addr,
+                                                   m->grpc_addr) != 0))) {
+            rc = propose_meta(n, m, timeout_ms, err, errlen);
+        }
+    } else if (rc == 0) {
+        int nrc = rl_node_add(n, m->raft_id, m->raft_addr, RL_ROLE_VOTER, m,
+                              timeout_ms, &res);
+        if (nrc != RL_NODE_OK) {
+            char what[RL_META_STR_MAX + 32];
+            snprintf(what, sizeof(what), "adding node '%s'", m->node_id);
+            node_err(nrc, &res, what, err, errlen);
+            rc = -1;
+        }
+    }
+    free(ms);
+    if (rc == 0) {
+        rl_host_self(h, &self);
+        copystr(leader_grpc, leader_len, self.grpc_addr);
+    }
+    return rc;
+}
+
+/* Waits until a leader other than not_id is known (0: any), at most until
+** deadline; fills *leader (its meta, or at least its raft id). */
+static int wait_new_leader(struct rl_node *n, uint64_t not_id, int64_t deadline,
+                           struct rl_meta *leader)
+{
+    struct rl_node_status st;
+    for (;;) {
+        rl_node_status(n, &st);
+        if (st.leader_id != 0 && st.leader_id != not_id &&
+            (st.state == RL_STATE_LEADER || st.leader_id != st.raft_id)) {
+            if (rl_node_meta(n, st.leader_id, NULL, leader) != RL_NODE_OK) {
+                memset(leader, 0, sizeof(*leader));
+                leader->raft_id = st.leader_id;
+                copystr(leader->raft_addr, sizeof(leader->raft_addr),
+                        st.leader_addr);
+            }
+            return 0;
+        }
+        if (left_ms(deadline) == 0) {
+            return -1;
+        }
+        sleep_ms(20);
+    }
+}
+
+/* The member with node id node_id: 0 with *m, or -1 with err. */
+static int find_member(struct rl_node *n, const char *node_id,
+                       struct rl_member *out, unsigned *count, char *err,
+                       size_t errlen)
+{
+    struct rl_member *ms = NULL;
+    unsigned cnt = 0, i;
+    int rc = -1;
+    if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
+        seterr(err, errlen, "cannot read the cluster configuration");
+        return -1;
+    }
+    for (i = 0; i < cnt; i++) {
+        if (ms[i].has_meta && strcmp(ms[i].meta.node_id, node_id) == 0) {
+            *out = ms[i];
+            rc = 0;
+            break;
+        }
+    }
+    if (count) {
+        *count = cnt;
+    }
+    free(ms);
+    if (rc != 0) {
+        seterr(err, errlen,
+               "no node '%s' in the cluster (SELECT id FROM raft_nodes lists "
+               "the members); nothing changed",
+               node_id);
+    }
+    return rc;
+}
+
+int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
+                           unsigned timeout_ms, char *err, size_t errlen)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_meta leader;
+    struct rl_member target;
+    struct rl_result res;
+    struct rl_node_status st;
+    unsigned cnt = 0;
+    int64_t deadline;
+    int rc;
+    char e[RL_RPC_ERRMAX + 256];
+    timeout_ms = clamp_timeout(timeout_ms);
+    deadline = rl_rpc_now_ms() + timeout_ms;
+    switch (route(h, &leader, err, errlen)) {
+    case ROUTE_NONE:
+        return -1;
+    case ROUTE_FORWARD:
+        if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
+                              timeout_ms, e, sizeof(e)) != 0) {
+            if (strstr(e, "cannot reach") == e) {
+                forward_failed(&leader, e, err, errlen);
+            } else {
+                seterr(err, errlen, "%s", e);
+            }
+            return -1;
+        }
+        return 0;
+    }
+    if (find_member(n, node_id, &target, &cnt, err, errlen) != 0) {
+        return -1;
+    }
+    memset(&res, 0, sizeof(res));
+    rl_node_status(n, &st);
+    if (target.raft_id != st.raft_id) {
+        rc = rl_node_remove(n, target.raft_id, timeout_ms, &res);
+        if (rc != RL_NODE_OK) {
+            char what[RL_META_STR_MAX + 32];
+            snprintf(what, sizeof(what), "removing node '%s'", node_id);
+            node_err(rc, &res, what, err, errlen);
+            return -1;
+        }
+        return 0;
+    }
+    /* Removing the leader itself: hand leadership to another voter, then
+    ** ask the new leader to remove this node. */
+    if (cnt <= 1) {
+        seterr(err, errlen,
+               "cannot remove '%s': it is the cluster's only node; nothing "
+               "changed",
+               node_id);
+        return -1;
+    }
+    rc = rl_node_transfer(n, 0, timeout_ms, &res);
+    if (rc != RL_NODE_OK) {
+        node_err(rc, &res, "handing leadership over before removing the leader",
+                 err, errlen);
+        return -1;
+    }
+    if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0 ||
+        !leader.grpc_addr[0]) {
+        seterr(err, errlen,
+               RL_CLUSTER_NO_LEADER ": leadership was handed over but the new "
+                                    "leader is not known yet; retry "
+                                    "raft_remove('%s')",
+               node_id);
+        return -1;
+    }
+    if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
+                          (unsigned)(left_ms(deadline) + 1), e,
+                          sizeof(e)) != 0) {
+        seterr(err, errlen,
+               "leadership moved to '%s' but it did not remove "
+               "'%s': %s",
+               leader.node_id, node_id, e);
+        return -1;
+    }
+    return 0;
+}
+
+int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
+                             unsigned timeout_ms, char *leader_id,
+                             size_t leader_len, char *err, size_t errlen)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_meta leader;
+    struct rl_member target;
+    struct rl_result res;
+    struct rl_node_status st;
+    uint64_t to = 0;
+    int64_t deadline;
+    int rc;
+    char e[RL_RPC_ERRMAX + 256];
+    timeout_ms = clamp_timeout(timeout_ms);
+    deadline = rl_rpc_now_ms() + timeout_ms;
+    switch (route(h, &leader, err, errlen)) {
+    case ROUTE_NONE:
+        return -1;
+    case ROUTE_FORWARD:
+        if (rl_cluster_transfer(rl_host_client(h), leader.grpc_addr, node_id,
+                                timeout_ms, leader_id, leader_len, e,
+                                sizeof(e)) != 0) {
+            if (strstr(e, "cannot reach") == e) {
+                forward_failed(&leader, e, err, errlen);
+            } else {
+                seterr(err, errlen, "%s", e);
+            }
+            return -1;
+        }
+        return 0;
+    }
+    rl_node_status(n, &st);
+    if (node_id && *node_id) {
+        if (find_member(n, node_id, &target, NULL, err, errlen) != 0) {
+            return -1;
+        }
+        if (target.role != RL_ROLE_VOTER) {
+            seterr(err, errlen,
+                   "node '%s' is a %s, not a voter: only a voter can lead; "
+                   "nothing changed",
+                   node_id, role_name(target.role));
+            return -1;
+        }
+        if (target.raft_id == st.raft_id) {
+            copystr(leader_id, leader_len, node_id); /* leads already */
+            return 0;
+        }
+        to = target.raft_id;
+    }
+    memset(&res, 0, sizeof(res));
+    rc = rl_node_transfer(n, to, timeout_ms, &res);
+    if (rc != RL_NODE_OK) {
+        node_err(rc, &res, "transferring leadership", err, errlen);
+        return -1;
+    }
+    if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0) {
+        seterr(err, errlen,
+               "leadership was handed over but no new leader is known yet; "
+               "SELECT raft_leader() shows it once elected");
+        return -1;
+    }
+    copystr(leader_id, leader_len, leader.node_id);
+    return 0;
+}
+
+int rl_cluster_node_leader(struct rl_host *h, struct rl_meta *out)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_node_status st;
+    memset(out, 0, sizeof(*out));
+    rl_node_status(n, &st);
+    if (st.state == RL_STATE_LEADER) {
+        rl_host_self(h, out);
+        return 1;
+    }
+    if (st.leader_id == 0 || st.leader_id == st.raft_id) {
+        return 0;
+    }
+    if (rl_node_meta(n, st.leader_id, NULL, out) != RL_NODE_OK) {
+        memset(out, 0, sizeof(*out));
+        out->raft_id = st.leader_id;
+        copystr(out->raft_addr, sizeof(out->raft_addr), st.leader_addr);
+    }
+    return 1;
+}
+
+void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_node_status st;
+    struct rl_meta self, leader;
+    memset(out, 0, sizeof(*out));
+    rl_host_self(h, &self);
+    rl_node_status(n, &st);
+    copystr(out->id, sizeof(out->id), self.node_id);
+    out->raft_id = self.raft_id;
+    out->state = rl_cluster_state_name(st.state);
+    out->term = st.term;
+    if (rl_cluster_node_leader(h, &leader)) {
+        out->leader_known = 1;
+        copystr(out->leader, sizeof(out->leader), leader.node_id);
+        copystr(out->leader_grpc, sizeof(out->leader_grpc), leader.grpc_addr);
+    }
+    out->commit_index = st.commit_index;
+    out->applied_index = rl_host_applied(h);
+    out->last_index = st.last_index;
+    out->snapshot_index = st.snapshot_index;
+}
+
+/* ---- the sidecar's cluster RPCs ---- */
+
+static unsigned call_timeout(rl_remaining_fn rem, void *ctx)
+{
+    int64_t left = rem ? rem(ctx) : INT64_MAX;
+    if (left > RL_CLUSTER_TIMEOUT_MS) {
+        return RL_CLUSTER_TIMEOUT_MS;
+    }
+    return left > 0 ? (unsigned)left : 1;
+}
+
+static int reply_msg(const ProtobufCMessage *m, size_t max, rl_rpc_buf *reply,
+                     char *err, size_t errlen)
+{
+    if (pack_msg(m, reply) != 0) {
+        seterr(err, errlen, "out of memory");
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    if (reply->len > max) {
+        rl_rpc_buf_free(reply);
+        seterr(err, errlen, "response exceeds the message limit of %zu bytes",
+               max);
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    return RL_RPC_OK;
+}
+
+#define DECODE(type, fn, var, what)                                            \
+    type *var = fn(NULL, len, req);                                            \
+    if (!var) {                                                                \
+        seterr(err, errlen,                                                    \
+               "malformed %s: the bytes are not a valid protobuf message of "  \
+               "that type",                                                    \
+               what);                                                          \
+        return RL_RPC_INVALID_ARGUMENT;                                        \
+    }
+
+static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                      size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
+                      size_t errlen)
+{
+    DECODE(Proto__JoinRequest, proto__join_request__unpack, r, "JoinRequest");
+    Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
+    struct rl_meta m;
+    char msg[RL_RPC_ERRMAX + 256], lg[RL_META_STR_MAX + 1];
+    int code;
+    msg[0] = lg[0] = 0;
+    if (!r->node_id[0] || !r->raft_addr[0]) {
+        seterr(msg, sizeof(msg),
+               "JoinRequest needs node_id and raft_addr (the joining node's "
+               "id and its Raft address host:port)");
+    } else if (rl_meta_set(&m, rl_raft_id_of(r->node_id), r->node_id,
+                           r->raft_addr, r->grpc_addr) != 0) {
+        seterr(msg, sizeof(msg),
+               "JoinRequest strings must be 1..%d bytes without NUL (gRPC "
+               "address 0..%d)",
+               RL_META_STR_MAX, RL_META_STR_MAX);
+    } else if (rl_cluster_node_join(h, &m, tmo, lg, sizeof(lg), msg,
+                                    sizeof(msg)) == 0) {
+        resp.success = 1;
+        resp.leader_grpc_addr = lg;
+    }
+    if (!resp.success) {
+        resp.error = msg;
+    }
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    proto__join_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                        size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
+                        size_t errlen)
+{
+    DECODE(Proto__RemoveRequest, proto__remove_request__unpack, r,
+           "RemoveRequest");
+    Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
+    char msg[RL_RPC_ERRMAX + 256] = "";
+    int code;
+    if (!r->node_id[0]) {
+        seterr(msg, sizeof(msg), "RemoveRequest needs the node_id to remove");
+    } else if (rl_cluster_node_remove(h, r->node_id, tmo, msg, sizeof(msg)) ==
+               0) {
+        resp.success = 1;
+    }
+    if (!resp.success) {
+        resp.error = msg;
+    }
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    proto__remove_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int serve_transfer(rl_service *svc, struct rl_host *h,
+                          const uint8_t *req, size_t len, unsigned tmo,
+                          rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
+           "TransferRequest");
+    Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
+    char msg[RL_RPC_ERRMAX + 256] = "", lid[RL_META_STR_MAX + 1] = "";
+    int code;
+    if (rl_cluster_node_transfer(h, r->node_id, tmo, lid, sizeof(lid), msg,
+                                 sizeof(msg)) == 0) {
+        resp.success = 1;
+        resp.leader_id = lid;
+    } else {
+        resp.error = msg;
+    }
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    proto__transfer_request__free_unpacked(r, NULL);
+    return code;
+}
+
+static int serve_leader(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                        size_t len, rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
+           "LeaderRequest");
+    Proto__LeaderResponse resp = PROTO__LEADER_RESPONSE__INIT;
+    struct rl_meta m;
+    int code;
+    proto__leader_request__free_unpacked(r, NULL);
+    if (rl_cluster_node_leader(h, &m)) {
+        resp.known = 1;
+        resp.node_id = m.node_id;
+        resp.grpc_addr = m.grpc_addr;
+        resp.raft_addr = m.raft_addr;
+    } else {
+        resp.error = (char *)RL_CLUSTER_NO_LEADER
+            ": an election may be running (a majority of voters must run)";
+    }
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return code;
+}
+
+static int serve_nodes(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                       size_t len, rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
+           "NodesRequest");
+    Proto__NodesResponse resp = PROTO__NODES_RESPONSE__INIT;
+    struct rl_node *n = rl_host_node(h);
+    struct rl_node_status st;
+    struct rl_member *ms = NULL;
+    Proto__NodeInfo *ni = NULL, **pp = NULL;
+    unsigned cnt = 0, i;
+    int code;
+    proto__nodes_request__free_unpacked(r, NULL);
+    rl_node_status(n, &st);
+    if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
+        resp.error = (char *)"cannot read the cluster configuration";
+    } else if (!(ni = calloc(cnt ? cnt : 1, sizeof(*ni))) ||
+               !(pp = calloc(cnt ? cnt : 1, sizeof(*pp)))) {
+        free(ms);
+        free(ni);
+        seterr(err, errlen, "out of memory");
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    } else {
+        for (i = 0; i < cnt; i++) {
+            proto__node_info__init(&ni[i]);
+            ni[i].node_id = ms[i].has_meta ? ms[i].meta.node_id : (char *)"";
+            ni[i].raft_id = ms[i].raft_id;
+            ni[i].raft_addr = ms[i].raft_addr;
+            ni[i].grpc_addr =
+                ms[i].has_meta ? ms[i].meta.grpc_addr : (char *)"";
+            ni[i].role = (char *)role_name(ms[i].role);
+            ni[i].is_leader = ms[i].is_leader;
+            ni[i].on_leader = st.state == RL_STATE_LEADER;
+            ni[i].match_index = ms[i].match_index;
+            ni[i].last_contact = ms[i].recent_contact == 1;
+            pp[i] = &ni[i];
+        }
+        resp.n_nodes = cnt;
+        resp.nodes = pp;
+    }
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    free(ni);
+    free(pp);
+    free(ms);
+    return code;
+}
+
+/* Status: the local service's answer with the node's state filled in. */
+static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                        size_t len, rl_remaining_fn rem, void *ctx,
+                        rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    Proto__StatusResponse *base, resp = PROTO__STATUS_RESPONSE__INIT;
+    rl_cluster_status cs;
+    rl_rpc_buf local;
+    int code = rl_service_unary(svc, "Status", req, len, rem, ctx, &local, err,
+                                errlen);
+    if (code != RL_RPC_OK) {
+        return code;
+    }
+    base = proto__status_response__unpack(NULL, local.len, local.data);
+    rl_rpc_buf_free(&local);
+    if (!base) {
+        seterr(err, errlen, "out of memory");
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    rl_cluster_node_status(h, &cs);
+    resp.node_id = base->node_id;
+    resp.grpc_addr = base->grpc_addr;
+    resp.raft_addr = base->raft_addr;
+    resp.role = (char *)cs.state;
+    resp.database = base->database;
+    resp.version = base->version;
+    resp.sqlite_version = base->sqlite_version;
+    resp.calls_served = base->calls_served;
+    resp.raft_id = cs.raft_id;
+    resp.state = (char *)cs.state;
+    resp.term = cs.term;
+    resp.leader_id = cs.leader;
+    resp.leader_grpc = cs.leader_grpc;
+    resp.commit_index = cs.commit_index;
+    resp.applied_index = cs.applied_index;
+    resp.last_index = cs.last_index;
+    resp.snapshot_index = cs.snapshot_index;
+    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    proto__status_response__free_unpacked(base, NULL);
+    return code;
+}
+
+static int serve_read_index(rl_service *svc, struct rl_host *h,
+                            const uint8_t *req, size_t len, unsigned tmo,
+                            rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    DECODE(Proto__ReadIndexRequest, proto__read_index_request__unpack, r,
+           "ReadIndexRequest");
+    Proto__ReadIndexResponse resp = PROTO__READ_INDEX_RESPONSE__INIT;
+    struct rl_result res;
+    char msg[512];
+    int rc;
+    proto__read_index_request__free_unpacked(r, NULL);
+    memset(&res, 0, sizeof(res));
+    rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    if (rc == RL_NODE_OK) {
+        resp.index = res.index;
+    } else if (rc == RL_NODE_NOTLEADER) {
+        seterr(msg, sizeof(msg),
+               "not the leader: ReadIndex is served by the leader only");
+        resp.error = msg;
+    } else {
+        seterr(msg, sizeof(msg), "no read index: %s%s%s", rl_node_strerror(rc),
+               res.msg[0] ? ": " : "", res.msg);
+        resp.error = msg;
+    }
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+}
+
+/* STRONG read: wait until this node applied a quorum-confirmed commit
+** index taken after the call began. 0, or -1 with msg. */
+static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
+                             size_t msglen)
+{
+    struct rl_node *n = rl_host_node(h);
+    struct rl_meta leader;
+    struct rl_result res;
+    uint64_t index = 0;
+    int64_t deadline = rl_rpc_now_ms() + tmo;
+    char e[RL_RPC_ERRMAX + 256];
+    int rc;
+    switch (route(h, &leader, e, sizeof(e))) {
+    case ROUTE_NONE:
+        seterr(msg, msglen, "STRONG read refused: %s", e);
+        return -1;
+    case ROUTE_SELF:
+        memset(&res, 0, sizeof(res));
+        rc = rl_node_read_index(n, tmo, &res);
+        if (rc != RL_NODE_OK) {
+            seterr(msg, msglen,
+                   "STRONG read refused: the leader could not confirm its "
+                   "commit index with a quorum (%s); retry, or read EVENTUAL",
+                   rl_node_strerror(rc));
+            return -1;
+        }
+        index = res.index;
+        break;
+    default:
+        if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
+                                  &index, e, sizeof(e)) != 0) {
+            seterr(msg, msglen,
+                   "STRONG read refused: no read index from the leader '%s' "
+                   "(gRPC %s): %s",
+                   leader.node_id, leader.grpc_addr, e);
+            return -1;
+        }
+    }
+    rc = rl_node_wait_applied(n, index, (unsigned)(left_ms(deadline) + 1));
+    if (rc != RL_NODE_OK) {
+        seterr(msg, msglen,
+               "STRONG read refused: this node did not apply index %" PRIu64
+               " in time (%s); retry, or read on the leader",
+               index, rl_node_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
+                      size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
+                      size_t errlen)
+{
+    DECODE(Proto__ReadRequest, proto__read_request__unpack, r, "ReadRequest");
+    Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
+    char msg[RL_RPC_ERRMAX + 512];
+    int strong = r->consistency == PROTO__READ_CONSISTENCY__STRONG;
+    proto__read_request__free_unpacked(r, NULL);
+    if (!strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
+        return RL_CLUSTER_PASS;
+    }
+    resp.error = msg;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+}
+
+/* ExecuteWrite / ExecuteTransaction: the leader runs them (PASS); a
+** follower sends the same request bytes to the leader and returns its
+** answer. */
+static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
+                       const uint8_t *req, size_t len, unsigned tmo,
+                       rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    struct rl_meta leader;
+    char msg[RL_RPC_ERRMAX + 256], full[128], e[RL_RPC_ERRMAX];
+    int code;
+    switch (route(h, &leader, msg, sizeof(msg))) {
+    case ROUTE_SELF:
+        return RL_CLUSTER_PASS;
+    case ROUTE_FORWARD:
+        snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
+        e[0] = 0;
+        code = rl_rpc_unary(rl_host_client(h), leader.grpc_addr, full, req, len,
+                            tmo, reply, e, sizeof(e));
+        if (code != RL_RPC_OK) {
+            seterr(err, errlen,
+                   "forwarding %s to the leader '%s' (gRPC %s) failed: %s",
+                   method, leader.node_id, leader.grpc_addr, e);
+        }
+        return code;
+    }
+    if (strcmp(method, "ExecuteWrite") == 0) {
+        Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+        resp.error = msg;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    } else {
+        Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
+        resp.error = msg;
+        resp.failed_statement = -1;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    }
+}
+
+int rl_cluster_serve(rl_service *svc, struct rl_host *h, const char *method,
+                     const uint8_t *req, size_t len, rl_remaining_fn rem,
+                     void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    unsigned tmo = call_timeout(rem, ctx);
+    reply->data = NULL;
+    reply->len = 0;
+    if (strcmp(method, "ExecuteWrite") == 0 ||
+        strcmp(method, "ExecuteTransaction") == 0) {
+        return serve_write(svc, h, method, req, len, tmo, reply, err, errlen);
+    }
+    if (strcmp(method, "ExecuteRead") == 0) {
+        return serve_read(svc, h, req, len, tmo, reply, err, errlen);
+    }
+    if (strcmp(method, "Join") == 0) {
+        return serve_join(svc, h, req, len, tmo, reply, err, errlen);
+    }
+    if (strcmp(method, "Remove") == 0) {
+        return serve_remove(svc, h, req, len, tmo, reply, err, errlen);
+    }
+    if (strcmp(method, "Transfer") == 0) {
+        return serve_transfer(svc, h, req, len, tmo, reply, err, errlen);
+    }
+    if (strcmp(method, "Leader") == 0) {
+        return serve_leader(svc, h, req, len, reply, err, errlen);
+    }
+    if (strcmp(method, "Nodes") == 0) {
+        return serve_nodes(svc, h, req, len, reply, err, errlen);
+    }
+    if (strcmp(method, "Status") == 0) {
+        return serve_status(svc, h, req, len, rem, ctx, reply, err, errlen);
+    }
+    if (strcmp(method, "ReadIndex") == 0) {
+        return serve_read_index(svc, h, req, len, tmo, reply, err, errlen);
+    }
+    return RL_CLUSTER_PASS;
+}
