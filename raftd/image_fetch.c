@@ -21,6 +21,8 @@
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -352,5 +354,70 @@ int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
                     "image header from %s: total size %llu, header says %llu",
                     peer_grpc, (unsigned long long)total,
                     (unsigned long long)rl_image_size(info));
+    return RL_RPC_OK;
+}
+
+/* One integer from a PRAGMA or query on db; -1 on error. */
+static int64_t query_int64(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
+                            sqlite3 *db, int64_t timeout_ms,
+                            uint32_t *page_size, char *err, size_t errlen)
+{
+    rl_image_info info;
+    char *sql, *msg = NULL;
+    int64_t cur, pages, tables;
+    int code, rc;
+    *page_size = 0;
+    code = rl_image_probe(cl, peer_grpc, timeout_ms, &info, err, errlen);
+    if (code != RL_RPC_OK)
+        return code;
+    *page_size = info.page_size;
+    cur = query_int64(db, "PRAGMA main.page_size");
+    pages = query_int64(db, "PRAGMA main.page_count");
+    tables = query_int64(db, "SELECT count(*) FROM main.sqlite_schema");
+    if (cur < 0 || pages < 0 || tables < 0)
+        return fail(err, errlen, RL_RPC_INTERNAL, "cannot read %s: %s",
+                    sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+    if (cur == (int64_t)info.page_size)
+        return RL_RPC_OK;
+    if (pages > 1 || tables != 0)
+        return fail(err, errlen, RL_RPC_FAILED_PRECONDITION,
+                    "%s holds data: a joining node needs an empty database",
+                    sqlite3_db_filename(db, "main"));
+    /* An empty file takes the page size at once; a one-page database
+    ** (WAL mode was set, or an empty schema was written) is rebuilt by
+    ** VACUUM, which cannot change the page size in WAL mode. */
+    sql = sqlite3_mprintf("%sPRAGMA main.page_size=%u;%s",
+                          pages ? "PRAGMA main.journal_mode=DELETE;" : "",
+                          info.page_size, pages ? "VACUUM main;" : "");
+    if (!sql)
+        return fail(err, errlen, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        code = fail(err, errlen, RL_RPC_INTERNAL,
+                    "cannot give %s the cluster's page size %u: %s",
+                    sqlite3_db_filename(db, "main"), info.page_size,
+                    msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return code;
+    }
+    if (pages &&
+        query_int64(db, "PRAGMA main.page_size") != (int64_t)info.page_size)
+        return fail(err, errlen, RL_RPC_INTERNAL,
+                    "%s kept page size %lld (the cluster's is %u)",
+                    sqlite3_db_filename(db, "main"), (long long)cur,
+                    info.page_size);
     return RL_RPC_OK;
 }
