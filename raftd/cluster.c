@@ -984,9 +984,18 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
         copystr(out->leader, sizeof(out->leader), leader.node_id);
         copystr(out->leader_grpc, sizeof(out->leader_grpc), leader.grpc_addr);
     }
-    out->commit_index = st.commit_index;
+    /* The node publishes its indexes at different moments (a follower's
+    ** commit index may still read 0 after entries were applied); what was
+    ** applied was committed, and what was committed is in the log. */
     out->applied_index = rl_host_applied(h);
+    out->commit_index = st.commit_index;
+    if (out->commit_index < st.fsm_applied) {
+        out->commit_index = st.fsm_applied;
+    }
     out->last_index = st.last_index;
+    if (out->last_index < out->commit_index) {
+        out->last_index = out->commit_index;
+    }
     out->snapshot_index = st.snapshot_index;
 }
 
