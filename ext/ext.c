@@ -85,6 +85,35 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
 }
 
 /*
+** Node settings from URI parameters of the database name
+** (`.open file:n1.db?raft_tls_cert=...`): TLS of the sidecar (stored with
+** the identity, so later opens reuse them), Raft timeouts and the snapshot
+** policy (this run only).
+*/
+void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
+{
+    const char *cert = sqlite3_uri_parameter(zName, "raft_tls_cert");
+    const char *ca = sqlite3_uri_parameter(zName, "raft_tls_ca");
+    if (cert || ca) {
+        memset(tls, 0, sizeof *tls);
+        tls->cert_file = cert;
+        tls->key_file = sqlite3_uri_parameter(zName, "raft_tls_key");
+        tls->ca_file = ca;
+        tls->client_auth =
+            sqlite3_uri_boolean(zName, "raft_tls_client_auth", 0);
+        cfg->tls = tls;
+    }
+    cfg->election_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_election_ms", 0);
+    cfg->heartbeat_timeout_ms =
+        (unsigned)sqlite3_uri_int64(zName, "raft_heartbeat_ms", 0);
+    cfg->snapshot_threshold =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_threshold", 0);
+    cfg->snapshot_trailing =
+        (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_trailing", 0);
+}
+
+/*
 ** Which port serves a replicated database opened in this process: the
 ** test mirror when it is on, else the hosts' port. Opening a database
 ** that has a stored node identity restarts its node here when no process
@@ -101,8 +130,10 @@ static const rl_port *resolve_port(const char *db_path)
         rl_identity_read(db_path, &id, err, sizeof err) == 0 &&
         !rl_host_running(db_path, NULL, NULL, 0)) {
         rl_host_config cfg;
+        rl_rpc_tls tls;
         rl_host *h;
         memset(&cfg, 0, sizeof cfg);
+        rl_uri_config(db_path, &cfg, &tls);
         cfg.db_path = db_path;
         cfg.log_level = rl_log_level();
         if (rl_host_open(&cfg, &h, err, sizeof err) != 0)

@@ -44,10 +44,25 @@ static void client_free(void)
     pthread_mutex_unlock(&g_mu);
 }
 
-/* The process's plaintext client (created on first use). */
-static rl_rpc_client *client_get(char *err, size_t errlen)
+/* A client for the sidecar of db_path's host: with the TLS settings the
+** identity stores (the host serves with them), else the process's shared
+** plaintext client (created on first use). Release with client_put. */
+static rl_rpc_client *client_get(const char *db_path, char *err, size_t errlen)
 {
     rl_rpc_client *cl;
+    rl_identity ident;
+    char e[ERRLEN];
+    if (rl_identity_read(db_path, &ident, e, sizeof(e)) == 0 &&
+        (ident.tls_cert[0] || ident.tls_ca[0])) {
+        rl_rpc_tls tls;
+        memset(&tls, 0, sizeof(tls));
+        tls.ca_file = ident.tls_ca[0] ? ident.tls_ca : NULL;
+        if (ident.tls_client_auth) {
+            tls.cert_file = ident.tls_cert;
+            tls.key_file = ident.tls_key;
+        }
+        return rl_rpc_client_new(&tls, 0, err, errlen);
+    }
     pthread_mutex_lock(&g_mu);
     if (!g_client) {
         g_client = rl_rpc_client_new(NULL, 0, err, errlen);
@@ -58,6 +73,17 @@ static rl_rpc_client *client_get(char *err, size_t errlen)
     cl = g_client;
     pthread_mutex_unlock(&g_mu);
     return cl;
+}
+
+static void client_put(rl_rpc_client *cl)
+{
+    int shared;
+    pthread_mutex_lock(&g_mu);
+    shared = cl == g_client;
+    pthread_mutex_unlock(&g_mu);
+    if (cl && !shared) {
+        rl_rpc_client_free(cl);
+    }
 }
 
 /* ---- argument checks ---- */
@@ -187,6 +213,7 @@ static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *fn = "raft_bootstrap", *id, *raft, *grpc, *path;
     rl_host_config cfg;
+    rl_rpc_tls tls;
     char err[ERRLEN];
     (void)argc;
     if (!(id = text_arg(ctx, fn, argv, 0, "node id")) ||
@@ -198,6 +225,7 @@ static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         return;
     }
     memset(&cfg, 0, sizeof(cfg));
+    rl_uri_config(path, &cfg, &tls);
     cfg.db_path = path;
     cfg.node_id = id;
     cfg.raft_addr = raft;
@@ -241,6 +269,7 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *fn = "raft_join", *id, *raft, *grpc, *peer, *path;
     rl_host_config cfg;
+    rl_rpc_tls tls;
     char err[ERRLEN];
     int empty;
     (void)argc;
@@ -274,6 +303,7 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         return;
     }
     memset(&cfg, 0, sizeof(cfg));
+    rl_uri_config(path, &cfg, &tls);
     cfg.db_path = path;
     cfg.node_id = id;
     cfg.raft_addr = raft;
@@ -353,11 +383,12 @@ static void remove_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (h) {
         rc = rl_cluster_node_remove(h, id, RL_CLUSTER_TIMEOUT_MS, err,
                                     sizeof(err));
-    } else if (!(cl = client_get(err, sizeof(err)))) {
+    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
         rc = -1;
     } else {
         rc = rl_cluster_remove(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, err,
                                sizeof(err));
+        client_put(cl);
     }
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
@@ -386,11 +417,12 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (h) {
         rc = rl_cluster_node_transfer(h, id, RL_CLUSTER_TIMEOUT_MS, lid,
                                       sizeof(lid), err, sizeof(err));
-    } else if (!(cl = client_get(err, sizeof(err)))) {
+    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
         rc = -1;
     } else {
         rc = rl_cluster_transfer(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, lid,
                                  sizeof(lid), err, sizeof(err));
+        client_put(cl);
     }
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
@@ -416,11 +448,12 @@ static void leader_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     err[0] = 0;
     if (h) {
         rc = rl_cluster_node_leader(h, &m);
-    } else if (!(cl = client_get(err, sizeof(err)))) {
+    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
         rc = -1;
     } else {
         rc = rl_cluster_leader(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &m, err,
                                sizeof(err));
+        client_put(cl);
     }
     if (rc < 0) {
         errorf(ctx, "%s: %s", fn, err);
@@ -567,9 +600,13 @@ static int nodes_filter(sqlite3_vtab_cursor *cur, int idxNum,
     }
     if (rl_host_running(path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
         err[0] = 0;
-        if (!(cl = client_get(err, sizeof(err))) ||
-            rl_cluster_nodes(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &c->ms, &c->count,
-                             err, sizeof(err)) != 0) {
+        if (!(cl = client_get(path, err, sizeof(err)))) {
+            return vtab_error(cur->pVtab, "raft_nodes: %s", err);
+        }
+        rc = rl_cluster_nodes(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &c->ms,
+                              &c->count, err, sizeof(err));
+        client_put(cl);
+        if (rc != 0) {
             return vtab_error(cur->pVtab, "raft_nodes: %s", err);
         }
         c->on_leader = c->count > 0 && c->ms[0].recent_contact >= 0;
@@ -708,9 +745,13 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
         rl_cluster_node_status(h, &cs);
     } else if (rl_host_running(db_path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
         err[0] = 0;
-        if (!(cl = client_get(err, sizeof(err))) ||
-            rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs, err,
-                                  sizeof(err)) != 0) {
+        rc = -1;
+        if ((cl = client_get(db_path, err, sizeof(err))) != NULL) {
+            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs,
+                                       err, sizeof(err));
+            client_put(cl);
+        }
+        if (rc != 0) {
             *result = sqlite3_mprintf("raft_status: %s is hosted by process "
                                       "%ld: %s",
                                       db_path, pid, err);

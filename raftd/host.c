@@ -71,6 +71,11 @@ struct rl_host {
     uint64_t raft_id;
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
     int log_level;
+    size_t max_msg;
+    int workers, grace_ms;
+    /* The gRPC address peers dial: the identity's, with the PoC's
+    ** ":PORT" (listen on every interface) read as 127.0.0.1:PORT. */
+    char grpc_adv[RL_META_STR_MAX + 1];
     struct rl_node *node;
     sqlite3 *adb;     /* the applier's connection, open for the host's life */
     sqlite3_file *af; /* its main file */
@@ -80,6 +85,7 @@ struct rl_host {
     uint64_t db_index; /* last database-changing index in the file */
     struct local_txn *local;
     uint64_t next_txn;
+    uint32_t ckpt_frames; /* applier thread only */
     int stopping;
     rl_rpc_client *cl;
     rl_service *svc;
@@ -163,11 +169,23 @@ int rl_identity_read(const char *db_path, rl_identity *id, char *err,
             continue;
         *eq = 0;
         const char *v = eq + 1;
-        char *dst = strcmp(line, "node_id") == 0     ? id->node_id
-                    : strcmp(line, "raft_addr") == 0 ? id->raft_addr
-                    : strcmp(line, "grpc_addr") == 0 ? id->grpc_addr
-                                                     : NULL;
-        if (dst && strlen(v) <= RL_META_STR_MAX)
+        char *dst = NULL;
+        size_t cap = RL_META_STR_MAX + 1;
+        if (strcmp(line, "node_id") == 0)
+            dst = id->node_id;
+        else if (strcmp(line, "raft_addr") == 0)
+            dst = id->raft_addr;
+        else if (strcmp(line, "grpc_addr") == 0)
+            dst = id->grpc_addr;
+        else if (strcmp(line, "tls_cert") == 0)
+            dst = id->tls_cert, cap = sizeof id->tls_cert;
+        else if (strcmp(line, "tls_key") == 0)
+            dst = id->tls_key, cap = sizeof id->tls_key;
+        else if (strcmp(line, "tls_ca") == 0)
+            dst = id->tls_ca, cap = sizeof id->tls_ca;
+        else if (strcmp(line, "tls_client_auth") == 0)
+            id->tls_client_auth = atoi(v) != 0;
+        if (dst && strlen(v) < cap)
             strcpy(dst, v);
     }
     fclose(f);
@@ -194,8 +212,11 @@ static int identity_write(const char *db_path, const rl_identity *id, char *err,
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\n", id->node_id,
-            id->raft_addr, id->grpc_addr);
+    fprintf(f,
+            "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\ntls_cert=%s\n"
+            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n",
+            id->node_id, id->raft_addr, id->grpc_addr, id->tls_cert,
+            id->tls_key, id->tls_ca, id->tls_client_auth);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         fclose(f);
@@ -266,7 +287,7 @@ static int host_lock(rl_host *h, char *err, size_t errlen)
         return -1;
     }
     n = snprintf(buf, sizeof buf, "%ld %s\n", (long)getpid(),
-                 h->id.grpc_addr[0] ? h->id.grpc_addr : "-");
+                 h->grpc_adv[0] ? h->grpc_adv : "-");
     if (ftruncate(h->host_fd, 0) != 0 || pwrite(h->host_fd, buf, n, 0) != n)
         hlog(h, 1, "cannot write %s: %s", path, strerror(errno));
     return 0;
@@ -312,8 +333,7 @@ rl_rpc_client *rl_host_client(rl_host *h)
 }
 void rl_host_self(const rl_host *h, struct rl_meta *out)
 {
-    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr,
-                h->id.grpc_addr);
+    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr, h->grpc_adv);
 }
 uint64_t rl_host_applied(rl_host *h)
 {
@@ -401,6 +421,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     size_t n;
     int rc;
     char who[600];
+    rl_identity id;
     (void)ctx;
 
     if (!h || !h->node) {
@@ -411,10 +432,17 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                      "%s is hosted by process %ld (gRPC %s); write through "
                      "that node (this process is a client: it reads locally)",
                      db_path, pid, grpc[0] ? grpc : "?");
+        else if (rl_identity_read(db_path, &id, who, sizeof who) == 1)
+            snprintf(err, errlen,
+                     "%s is replicated but no raft node serves it: it has no "
+                     "node identity; make it a node with raft_bootstrap(...) "
+                     "or raft_join(...)",
+                     db_path);
         else
             snprintf(err, errlen,
-                     "%s is replicated but its node is not running in this "
-                     "process; reopen the database to restart it",
+                     "%s is replicated but no raft node serves it in this "
+                     "process (its restart failed: see stderr); fix the "
+                     "cause and reopen the database",
                      db_path);
         return RL_IOERR_REFUSED;
     }
@@ -573,6 +601,21 @@ static void pause_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* Frames the applier appends between its checkpoints: the same as
+** SQLite's auto-checkpoint, which never runs for frames it did not write. */
+#define APPLIER_CKPT_FRAMES 1000
+
+/* A passive checkpoint on the applier connection: on a follower nothing
+** else moves the WAL into the database file. */
+static void applier_checkpoint(rl_host *h)
+{
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(h->adb, "main",
+                                       SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        hlog(h, 1, "checkpoint of %s: %s", h->db_path, sqlite3_errmsg(h->adb));
+}
+
 /* Writes one TXN entry into the file; retries until done or stopping. */
 static void apply_txn(rl_host *h, const struct rl_applied *e)
 {
@@ -590,8 +633,14 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     for (;;) {
         int rc = rl_vfs_apply(h->af, &t, e->index, APPLY_LOCK_MS, &frames, err,
                               sizeof err);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK) {
+            h->ckpt_frames += frames;
+            if (h->ckpt_frames >= APPLIER_CKPT_FRAMES) {
+                h->ckpt_frames = 0;
+                applier_checkpoint(h);
+            }
             break;
+        }
         if (rc == SQLITE_MISUSE && strstr(err, "already applied"))
             break;
         if (rc == SQLITE_BUSY_RECOVERY)
@@ -695,6 +744,12 @@ static int host_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
     ok = h->applied >= A;
     pthread_mutex_unlock(&h->mu);
     (void)db_size;
+    /* The snapshot lets raft drop the entries up to A: what the file
+    ** reflects must survive an OS crash first. */
+    if (ok && rl_vfs_sync(h->af) != SQLITE_OK) {
+        hlog(h, 1, "cannot sync %s before a snapshot", h->db_path);
+        ok = 0;
+    }
     return ok ? 0 : 1;
 }
 
@@ -782,7 +837,7 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
 static void host_free(rl_host *h)
 {
     if (h->srv)
-        rl_rpc_server_free(h->srv, 1000);
+        rl_rpc_server_free(h->srv, h->grace_ms);
     if (h->node) {
         pthread_mutex_lock(&h->mu);
         h->stopping = 1;
@@ -810,17 +865,46 @@ static void host_free(rl_host *h)
     free(h);
 }
 
-static int start_sidecar(rl_host *h, const rl_host_config *cfg, char *err,
-                         size_t errlen)
+static void tls_set(rl_identity *id, const rl_rpc_tls *t)
+{
+    if (!t)
+        return;
+    snprintf(id->tls_cert, sizeof id->tls_cert, "%s",
+             t->cert_file ? t->cert_file : "");
+    snprintf(id->tls_key, sizeof id->tls_key, "%s",
+             t->key_file ? t->key_file : "");
+    snprintf(id->tls_ca, sizeof id->tls_ca, "%s", t->ca_file ? t->ca_file : "");
+    id->tls_client_auth = t->client_auth;
+}
+
+/* The sidecar's TLS settings from the identity: NULL for plaintext. The
+** server presents cert/key and (mutual TLS) checks clients against ca;
+** the client verifies peers with ca and presents cert/key for mutual TLS. */
+static const rl_rpc_tls *host_tls(const rl_host *h, rl_rpc_tls *t, int server)
+{
+    const rl_identity *id = &h->id;
+    if (!id->tls_cert[0] && !id->tls_ca[0])
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->cert_file = id->tls_cert[0] ? id->tls_cert : NULL;
+    t->key_file = id->tls_key[0] ? id->tls_key : NULL;
+    t->ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
+    t->client_auth = server ? id->tls_client_auth : 0;
+    return t;
+}
+
+static int start_sidecar(rl_host *h, char *err, size_t errlen)
 {
     rl_service_config sc;
     rl_rpc_server_config rc;
+    rl_rpc_tls tls;
     char addr[300];
     if (!h->id.grpc_addr[0])
         return 0;
     memset(&sc, 0, sizeof sc);
     sc.node_id = h->id.node_id;
-    sc.grpc_addr = h->id.grpc_addr;
+    sc.grpc_addr = h->grpc_adv;
+    sc.max_msg_bytes = h->max_msg;
     sc.raft_addr = h->id.raft_addr;
     sc.db_path = h->db_path;
     sc.host = h;
@@ -833,7 +917,9 @@ static int start_sidecar(rl_host *h, const rl_host_config *cfg, char *err,
     }
     memset(&rc, 0, sizeof rc);
     rc.addr = addr;
-    rc.tls = cfg->server_tls;
+    rc.tls = host_tls(h, &tls, 1);
+    rc.max_msg_bytes = h->max_msg;
+    rc.max_workers = h->workers;
     h->srv = rl_rpc_server_new(&rc, err, errlen);
     if (!h->srv)
         return -1;
@@ -852,6 +938,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 {
     rl_host *h;
     struct rl_node_config nc;
+    rl_rpc_tls tls;
     char raftdir[PATH_MAX];
     int rc;
 
@@ -872,6 +959,9 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     }
     h->host_fd = -1;
     h->log_level = cfg->log_level;
+    h->max_msg = cfg->max_msg_bytes;
+    h->workers = cfg->workers;
+    h->grace_ms = cfg->grace_ms > 0 ? cfg->grace_ms : 1000;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     h->db_path = strdup(cfg->db_path);
@@ -898,9 +988,17 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         snprintf(h->id.raft_addr, sizeof h->id.raft_addr, "%s", cfg->raft_addr);
         snprintf(h->id.grpc_addr, sizeof h->id.grpc_addr, "%s",
                  cfg->grpc_addr ? cfg->grpc_addr : "");
+        tls_set(&h->id, cfg->tls);
         if (identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
-    } else if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
+    } else if (cfg->tls) {
+        /* TLS given again (URI parameters or flags): it replaces the
+        ** stored settings. */
+        tls_set(&h->id, cfg->tls);
+        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+            goto fail;
+    }
+    if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
         snprintf(err, errlen,
                  "%s belongs to node '%s', not '%s': a database keeps the "
                  "identity it was started with",
@@ -908,6 +1006,11 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         goto fail;
     }
     h->raft_id = rl_raft_id_of(h->id.node_id);
+    if (h->id.grpc_addr[0] == ':')
+        snprintf(h->grpc_adv, sizeof h->grpc_adv, "127.0.0.1%.240s",
+                 h->id.grpc_addr);
+    else
+        snprintf(h->grpc_adv, sizeof h->grpc_adv, "%s", h->id.grpc_addr);
 
     if (host_lock(h, err, errlen) != 0)
         goto fail;
@@ -921,7 +1024,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 
     if (open_applier(h, err, errlen) != 0)
         goto fail_reg;
-    h->cl = rl_rpc_client_new(cfg->client_tls, 0, err, errlen);
+    h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), h->max_msg, err, errlen);
     if (!h->cl)
         goto fail_reg;
 
@@ -934,7 +1037,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     nc.raft_id = h->raft_id;
     nc.raft_addr = h->id.raft_addr;
     nc.node_id = h->id.node_id;
-    nc.grpc_addr = h->id.grpc_addr;
+    nc.grpc_addr = h->grpc_adv;
     nc.bootstrap = cfg->bootstrap;
     nc.election_timeout_ms = cfg->election_timeout_ms;
     nc.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
@@ -952,7 +1055,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         h->node = NULL;
         goto fail_reg;
     }
-    if (start_sidecar(h, cfg, err, errlen) != 0)
+    if (start_sidecar(h, err, errlen) != 0)
         goto fail_reg;
     hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,
          h->id.raft_addr, h->id.grpc_addr[0] ? h->id.grpc_addr : "-",

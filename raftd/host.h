@@ -33,13 +33,17 @@ typedef struct rl_host_config {
     const char *grpc_addr;        /* "host:port"; NULL: from the identity */
     int bootstrap;                /* form a one-node cluster if pristine */
     const char *join;             /* gRPC address of a member to ask, or NULL */
-    const rl_rpc_tls *server_tls; /* NULL = plaintext */
-    const rl_rpc_tls *client_tls; /* NULL = plaintext */
+    const rl_rpc_tls *tls;        /* sidecar TLS (NULL: the stored one, if any).
+                                     Server: cert/key (+ca, client_auth); client:
+                                     ca to verify peers, cert/key for mutual TLS */
     unsigned election_timeout_ms; /* 0 = node default */
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    int log_level; /* 0 error .. 3 debug; messages go to stderr */
+    int log_level;        /* 0 error .. 3 debug; messages go to stderr */
+    size_t max_msg_bytes; /* sidecar message limit; 0 = 4 MiB */
+    int workers;          /* sidecar calls served at once; 0 = 64 */
+    int grace_ms;         /* sidecar drain time at close; 0 = 1000 */
 } rl_host_config;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message
@@ -98,6 +102,12 @@ typedef struct rl_identity {
     char node_id[RL_META_STR_MAX + 1];
     char raft_addr[RL_META_STR_MAX + 1];
     char grpc_addr[RL_META_STR_MAX + 1];
+    /* TLS of the sidecar (PEM paths; "" = plaintext), kept so that a
+    ** restart serves and calls as before. */
+    char tls_cert[512];
+    char tls_key[512];
+    char tls_ca[512];
+    int tls_client_auth;
 } rl_identity;
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,

@@ -1,8 +1,11 @@
 /*
 ** raftd/main.c -- the raftd daemon: hosts one raftlite node without a
-** shell. Today it parses the node's flags, opens the node's database
-** (<data>/<id>/<db>, as the PoC's data/<nodeID>/sqlite.db) and serves the
-** gRPC API on it; Raft arrives with the cluster issues.
+** shell. It parses the node's flags and opens the node's database
+** (<data>/<id>/<db>, as the PoC's data/<nodeID>/sqlite.db). With
+** -bootstrap or -join, or when the database already is a node, it hosts
+** the node (raftd/host.h: Raft, applier, gRPC sidecar); restarting with the
+** same flags resumes it. Without either it serves the gRPC API on the
+** local database alone (standalone).
 **
 ** Flags are Go-style, like the PoC's: "-flag value", "-flag=value", and the
 ** same with "--". A bad flag prints the usage and exits 2. SIGTERM and
@@ -18,8 +21,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "host.h"
 #include "rpc.h"
 #include "service.h"
+#include "vfs.h"
+
+#include <sqlite3.h>
 
 typedef struct opts {
     const char *id, *grpc, *raft, *data, *join, *db, *log_level;
@@ -35,12 +42,13 @@ static const char usage_text[] =
     "127.0.0.1:50051);\n"
     "                      ':PORT' means every interface (0.0.0.0:PORT), as "
     "in the PoC\n"
-    "  -raft ADDR          Raft address (used once the cluster lands)\n"
+    "  -raft ADDR          Raft address IP:PORT (needed with "
+    "-bootstrap/-join)\n"
     "  -data DIR           data directory (default ./data); the database is\n"
     "                      DIR/<id>/<db>\n"
     "  -db NAME            database file name (default sqlite.db)\n"
-    "  -join ADDR          gRPC address of a member to join (not built yet)\n"
-    "  -bootstrap          start a new cluster (not built yet)\n"
+    "  -join ADDR          gRPC address of a member to join\n"
+    "  -bootstrap          start a new cluster with this node\n"
     "  -log-level LEVEL    debug, info, warn or error (default info)\n"
     "  -tls-cert FILE      server certificate (PEM); enables TLS\n"
     "  -tls-key FILE       server private key (PEM)\n"
@@ -269,6 +277,99 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+static const struct rl_port *raftd_resolver(const char *db_path)
+{
+    (void)db_path;
+    return rl_host_port();
+}
+
+/*
+** Hosts the node of the database at path until SIGTERM/SIGINT: resumes a
+** stored node (whatever -bootstrap/-join say: restarting with the same
+** flags resumes), or bootstraps / joins a new one.
+*/
+static int host_main(const opts *o, const char *path, sigset_t *set)
+{
+    sqlite3 *db = NULL;
+    rl_host_config cfg;
+    rl_rpc_tls tls;
+    rl_host *h = NULL;
+    rl_identity id;
+    char err[1024];
+    int sig, r, rc = 1;
+
+    if (!o->raft || !o->raft[0]) {
+        return bad("-raft IP:PORT is needed to run a cluster node");
+    }
+    if (rl_vfs_register(1, raftd_resolver) != SQLITE_OK ||
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
+        logf_(3, "cannot open %s: %s", path,
+              db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return 1;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    memset(&cfg, 0, sizeof cfg);
+    if (o->tls_cert) {
+        memset(&tls, 0, sizeof tls);
+        tls.cert_file = o->tls_cert;
+        tls.key_file = o->tls_key;
+        tls.ca_file = o->tls_ca;
+        tls.client_auth = o->tls_client_auth;
+        cfg.tls = &tls;
+    }
+    cfg.node_id = o->id;
+    cfg.raft_addr = o->raft;
+    cfg.grpc_addr = o->grpc;
+    cfg.log_level = loglevel == 0   ? 3
+                    : loglevel == 1 ? 2
+                    : loglevel == 2 ? 1
+                                    : 0;
+    cfg.max_msg_bytes = (size_t)o->max_msg;
+    cfg.workers = (int)o->workers;
+    cfg.grace_ms = (int)o->grace_ms;
+    cfg.db_path = sqlite3_db_filename(db, "main");
+    r = rl_identity_read(cfg.db_path, &id, err, sizeof err);
+    if (r < 0) {
+        logf_(3, "%s", err);
+        goto out;
+    }
+    if (r == 0) {
+        logf_(1, "resuming node %s of %s", id.node_id, cfg.db_path);
+        if (rl_host_open(&cfg, &h, err, sizeof err) != 0) {
+            logf_(3, "cannot resume the node: %s", err);
+            goto out;
+        }
+    } else {
+        cfg.bootstrap = o->bootstrap;
+        cfg.join = o->bootstrap ? NULL : o->join;
+        if (rl_host_bootstrap(db, &cfg, err, sizeof err) != 0) {
+            logf_(3, "cannot %s: %s", cfg.join ? "join" : "bootstrap", err);
+            h = rl_host_find(cfg.db_path);
+            goto out;
+        }
+        h = rl_host_find(cfg.db_path);
+    }
+    logf_(1, "node %s serving gRPC on %s (%s) with database %s, raft %s", o->id,
+          o->grpc,
+          o->tls_cert ? (o->tls_client_auth ? "mutual TLS" : "TLS")
+                      : "plaintext",
+          cfg.db_path, o->raft);
+    do {
+        r = sigwait(set, &sig);
+    } while (r == EINTR);
+    logf_(1, "signal %d: stopping the node", sig);
+    rc = 0;
+out:
+    if (h)
+        rl_host_close(h);
+    sqlite3_close(db);
+    if (rc == 0)
+        logf_(1, "stopped");
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.grpc = "127.0.0.1:50051",
@@ -302,21 +403,21 @@ int main(int argc, char **argv)
         logf_(3, "cannot create data directory %s: %s", dir, strerror(errno));
         return 1;
     }
-    if (o.join) {
-        logf_(2, "-join %s: clustering is not built yet; serving standalone",
-              o.join);
-    }
-    if (o.bootstrap) {
-        logf_(2, "-bootstrap: clustering is not built yet; serving "
-                 "standalone");
-    }
-
     /* Block the stop signals before any thread exists, so that every
     ** thread (grpc's included) inherits the mask and sigwait gets them. */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    {
+        /* A database that is a node (or becomes one) is hosted. */
+        char idpath[PATH_MAX + 16];
+        struct stat st;
+        snprintf(idpath, sizeof idpath, "%s-raft/identity", path);
+        if (o.bootstrap || o.join || stat(idpath, &st) == 0)
+            return host_main(&o, path, &set);
+    }
 
     memset(&sc, 0, sizeof(sc));
     sc.node_id = o.id;

@@ -1818,3 +1818,17 @@ void rl_vfs_unadopt(const char *db_path)
     }
     pthread_mutex_unlock(&mains_mu);
 }
+
+int rl_vfs_sync(sqlite3_file *f)
+{
+    rl_file *m = (rl_file *)f;
+    sqlite3_file *wal = rl_vfs_wal_file(f);
+    int rc = SQLITE_OK;
+    if (!rl_vfs_is_replicated(f))
+        return SQLITE_MISUSE;
+    if (wal)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc == SQLITE_OK && m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
+        rc = SQLITE_IOERR_FSYNC;
+    return rc;
+}

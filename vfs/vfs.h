@@ -110,6 +110,10 @@ int rl_vfs_applied(struct sqlite3_file *f, int timeout_ms, uint64_t *index,
 int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,
                        char *err, size_t errlen);
 
+/* Makes the WAL and the applied record durable (fsync): what the file
+** reflects survives an OS crash. */
+int rl_vfs_sync(struct sqlite3_file *f);
+
 /* Makes every open connection of this process to db_path replicated, as if
 ** "<db>-raft/" had existed when they opened it (the directory must exist
 ** now). Fails if one of them is inside a write transaction. */

@@ -49,11 +49,16 @@ def test():
 
     # Every spelling of a flag, -db placing the file, -max-msg-bytes.
     n = Raftd(["--db", "other.db", "-max-msg-bytes=65536", "--workers=4",
-               "-bootstrap", "--log-level=info"], node="n7")
+               "-bootstrap", "--log-level=info",
+               "-raft=127.0.0.1:%d" % free_port()], node="n7")
     check(os.path.exists(os.path.join(n.data, "n7", "other.db")),
           "-db other.db under DATA/ID")
-    check("-bootstrap: clustering is not built yet" in n.log(),
-          "-bootstrap warns it is not built: %s" % n.log())
+    check(os.path.exists(os.path.join(n.data, "n7", "other.db-raft",
+                                      "identity")),
+          "-bootstrap made the database a node: %s" % n.log())
+    r = run(["-id", "a", "-grpc", port, "-bootstrap"])
+    check(r.returncode == 2 and "-raft IP:PORT is needed" in r.stderr,
+          "-bootstrap without -raft: %r" % r.stderr)
     ch = channel(n.addr)
     s = pbg.DistributedSqliteStub(ch)
     st = s.Status(pb.StatusRequest(), timeout=20)
