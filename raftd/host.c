@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "image_fetch.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -656,7 +657,8 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     rl_txn_free(&t);
 }
 
-static int fetch_image(rl_host *h, uint64_t min_index);
+static int fetch_image(rl_host *h, uint64_t min_index,
+                       const struct rl_manifest *m);
 
 static void host_apply(void *ctx, const struct rl_applied *e)
 {
@@ -712,7 +714,7 @@ static void host_apply(void *ctx, const struct rl_applied *e)
             advance(h, e->index, 1);
             return;
         }
-        while (!host_stopping(h) && fetch_image(h, e->index) != 0)
+        while (!host_stopping(h) && fetch_image(h, e->index, NULL) != 0)
             pause_ms(1000);
         return;
     }
@@ -770,7 +772,7 @@ static int host_restore(void *ctx, const struct rl_manifest *m)
 static int host_need_image(void *ctx, const struct rl_manifest *m)
 {
     rl_host *h = ctx;
-    int rc = fetch_image(h, m->L);
+    int rc = fetch_image(h, m->L, m);
     if (rc == 0) {
         pthread_mutex_lock(&h->mu);
         if (h->applied < m->A)
@@ -781,15 +783,63 @@ static int host_need_image(void *ctx, const struct rl_manifest *m)
     return rc;
 }
 
-/* Fetches an image at index >= min_index from a peer and installs it.
-** 0 once installed. */
-static int fetch_image(rl_host *h, uint64_t min_index)
+/* Fetches an image at index >= min_index from a peer and installs it
+** (raftd/image_fetch.h), on the applier thread with the applier's
+** connection. The known leader is asked first (most likely up to date),
+** then every other member with a gRPC address. 0 once installed; the file
+** then reflects the image's index, recorded as database-changing. */
+static int fetch_image(rl_host *h, uint64_t min_index,
+                       const struct rl_manifest *m)
 {
-    hlog(h, 0,
-         "database needs an image at index >= %llu from a peer, and image "
-         "transfer is not built yet",
-         (unsigned long long)min_index);
-    return 1;
+    struct rl_member *mem = NULL;
+    const char **peers = NULL;
+    unsigned n = 0, i, k = 0, pass;
+    char *tmp = NULL, err[2048];
+    uint64_t idx = 0;
+    int rc = 1;
+    if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
+        mem = NULL;
+        n = 0;
+    }
+    peers = calloc(n + (m ? m->n_members : 0) + 1, sizeof *peers);
+    tmp = sqlite3_mprintf("%s/image.tmp", h->dir);
+    if (!peers || !tmp) {
+        hlog(h, 0, "image fetch: out of memory");
+        goto out;
+    }
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < n; i++)
+            if (mem[i].raft_id != h->raft_id && mem[i].has_meta &&
+                mem[i].meta.grpc_addr[0] &&
+                (pass == 0) == (mem[i].is_leader != 0))
+                peers[k++] = mem[i].meta.grpc_addr;
+    /* A node that just joined may know the cluster only from the
+    ** snapshot's manifest so far: its members are peers too. */
+    for (i = 0; m && i < m->n_members; i++) {
+        unsigned j;
+        const struct rl_meta *mm = &m->members[i];
+        if (mm->raft_id == h->raft_id || !mm->grpc_addr[0])
+            continue;
+        for (j = 0; j < k && strcmp(peers[j], mm->grpc_addr) != 0; j++)
+            ;
+        if (j == k)
+            peers[k++] = mm->grpc_addr;
+    }
+    if (rl_image_restore(h->cl, peers, k, h->adb, tmp, min_index, &idx, err,
+                         sizeof err) == RL_RPC_OK) {
+        hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
+             (unsigned long long)idx, (unsigned long long)min_index);
+        advance(h, idx, 1);
+        rc = 0;
+    } else {
+        hlog(h, 1, "database needs an image at index >= %llu: %s (retrying)",
+             (unsigned long long)min_index, err);
+    }
+out:
+    sqlite3_free(tmp);
+    free(peers);
+    free(mem);
+    return rc;
 }
 
 /* ---------------------------------------------------------- open/close */
@@ -1284,8 +1334,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) !=
-            0)
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,

@@ -48,3 +48,9 @@ fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
 	$(FUZZ_DIR)/fuzz_entry -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(FUZZ_DIR)/artifacts_entry/ \
 	    $(FUZZ_DIR)/corpus_entry
+
+# Consistent database images: the VFS side (vfs/image.c) serves FetchImage
+# "@image"; image_fetch.c is the client that downloads and verifies one.
+RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
+              raftd/image_fetch.c
+LIB_SRCS   += raftd/image_fetch.c

@@ -1463,7 +1463,7 @@ static void applier_restore(struct rl_node *n, struct item *it, uint64_t *skip)
         n->pub.need_image = 1;
         n->pub.need_image_A = it->m.A;
         pthread_mutex_unlock(&n->mu);
-        nlog(n, 1, "database is behind snapshot A=%llu: fetching an image",
+        nlog(n, 2, "database is behind snapshot A=%llu: fetching an image",
              (unsigned long long)it->m.A);
         for (;;) {
             int rc = a->need_image(a->ctx, &it->m);

@@ -1089,3 +1089,10 @@ int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
     destroy_pluck_cq(cq);
     return code;
 }
+
+/* ---- stream cancel (image fetch) ---- */
+
+void rl_rpc_stream_cancel(rl_rpc_stream *st)
+{
+    grpc_call_cancel(st->call, NULL);
+}

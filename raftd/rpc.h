@@ -152,6 +152,10 @@ int rl_rpc_stream_send(rl_rpc_stream *st, const void *data, size_t len);
 int rl_rpc_stream_close_send(rl_rpc_stream *st);
 /* 1 with *msg (caller frees), 0 at end of stream, -1 on failure. */
 int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg);
+/* Cancels the call (a client that stops reading a server stream early:
+** otherwise finish waits until the server ends or the deadline passes);
+** finish must still be called, and then returns CANCELLED. */
+void rl_rpc_stream_cancel(rl_rpc_stream *st);
 /* Waits for the status, frees the stream, returns the code. */
 int rl_rpc_stream_finish(rl_rpc_stream *st, char *err, size_t errlen);
 

@@ -9,9 +9,15 @@
 **
 ** TRANSPORT ONLY until the cluster issue: ForwardTxn checks the chunk
 ** framing and answers with the length and CRC-32 of what it received (no
-** Raft commit); FetchImage streams the node's own database file as it is
-** on disk. FetchImage must never serve any other path: the request may only
-** name the database file's own base name.
+** Raft commit).
+**
+** FetchImage with name RL_IMAGE_FETCH_NAME ("@image") streams a consistent
+** image of the node's database (vfs/image.h: one read transaction's pages
+** paired with the applied index), read through a private connection of the
+** raft VFS that lives for the call; with any other name it streams the
+** database file as it is on disk (the bulk-transfer test uses that).
+** FetchImage must never serve any other path: the request may only name
+** the database file's own base name or the image.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +29,13 @@
 #include <zlib.h>
 
 #include "cluster.h"
+#include "image.h"
+#include "image_fetch.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
+#include "sqlite3ext.h"
+#include "vfs.h"
+SQLITE_EXTENSION_INIT3
 
 #define IMAGE_CHUNK (1u << 20)
 
@@ -183,6 +194,123 @@ out:
     return code;
 }
 
+/* Longest wait for the database write lock when an image is taken. */
+#define IMAGE_LOCK_MS 10000
+
+/* Maps an rl_image_* code of the source to a status code. */
+static int image_status(int rc)
+{
+    switch (rc) {
+    case RL_IMAGE_EARG:
+        return RL_RPC_FAILED_PRECONDITION;
+    case RL_IMAGE_ENOMEM:
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    case RL_IMAGE_EIO:
+        return RL_RPC_DATA_LOSS;
+    default:
+        return RL_RPC_UNAVAILABLE;
+    }
+}
+
+/* Streams the consistent image of the node's database: header first, then
+** the pages as the source reads them, then the trailer, in ImageChunks of
+** at most chunk bytes; stream_crc32 on the last. */
+static int serve_image(rl_rpc_call *call, rl_service *svc,
+                       const Proto__FetchImageRequest *r, size_t chunk)
+{
+    const char *path = rl_service_db_path(svc);
+    sqlite3 *db = NULL;
+    rl_image_src *src = NULL;
+    const rl_image_info *info;
+    uint8_t *buf = NULL, *out = NULL;
+    uint64_t off = 0, total;
+    uint32_t scrc = (uint32_t)crc32(0L, Z_NULL, 0);
+    int64_t left = rl_rpc_call_remaining_ms(call);
+    char err[512];
+    int code = RL_RPC_OK, rc;
+
+    if (r->offset || r->length)
+        return rl_rpc_call_error(
+            call, RL_RPC_INVALID_ARGUMENT,
+            "the consistent image (name '%s') streams whole from offset 0: "
+            "offset and length must be 0 (fetch again for a new image)",
+            RL_IMAGE_FETCH_NAME);
+    if (!sqlite3_vfs_find("raft"))
+        return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION,
+                                 "no raft VFS in this process: this node "
+                                 "serves no replicated database");
+    rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         "raft");
+    if (rc != SQLITE_OK) {
+        code = rl_rpc_call_error(call, RL_RPC_UNAVAILABLE,
+                                 "cannot open the database %s: %s", path,
+                                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    rc = rl_image_src_open(db, left < IMAGE_LOCK_MS ? (int)left : IMAGE_LOCK_MS,
+                           &src, err, sizeof err);
+    if (rc != RL_IMAGE_OK) {
+        code = rl_rpc_call_error(call, image_status(rc), "%s", err);
+        goto out;
+    }
+    info = rl_image_src_info(src);
+    if (info->index < r->min_index) {
+        code = rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION,
+                                 "this node's database is at index %llu, "
+                                 "below the %llu asked for: ask another peer",
+                                 (unsigned long long)info->index,
+                                 (unsigned long long)r->min_index);
+        goto out;
+    }
+    total = rl_image_size(info);
+    if (!(buf = malloc(chunk)) || !(out = malloc(chunk + 128))) {
+        code =
+            rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    while (off < total) {
+        Proto__ImageChunk ic = PROTO__IMAGE_CHUNK__INIT;
+        size_t got = 0, n;
+        rc = rl_image_src_read(src, buf, chunk, &got, err, sizeof err);
+        if (rc != RL_IMAGE_OK || got == 0) {
+            code = rl_rpc_call_error(
+                call, RL_RPC_DATA_LOSS, "image read failed at offset %llu: %s",
+                (unsigned long long)off, rc ? err : "ended early");
+            goto out;
+        }
+        if (rl_rpc_call_remaining_ms(call) == 0) {
+            code = rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
+                                     "deadline exceeded at offset %llu",
+                                     (unsigned long long)off);
+            goto out;
+        }
+        ic.offset = off;
+        ic.data.data = buf;
+        ic.data.len = got;
+        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)got);
+        scrc = (uint32_t)crc32(scrc, buf, (uInt)got);
+        ic.total_size = total;
+        off += got;
+        ic.last = off >= total;
+        if (ic.last)
+            ic.stream_crc32 = scrc;
+        n = proto__image_chunk__pack(&ic, out);
+        if (rl_rpc_call_send(call, out, n) != 0) {
+            code = rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                     "client went away at offset %llu",
+                                     (unsigned long long)off);
+            goto out;
+        }
+    }
+out:
+    free(buf);
+    free(out);
+    rl_image_src_close(src);
+    sqlite3_close(db); /* NULL-safe; ends nothing else: the call owns it */
+    return code;
+}
+
 static int fetch_image_cb(rl_rpc_call *call, void *arg)
 {
     rl_service *svc = arg;
@@ -206,6 +334,15 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
                                  "malformed FetchImageRequest: not a valid "
                                  "protobuf message of that type");
     }
+    chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
+    if (chunk + 128 > max) {
+        chunk = max > 256 ? max - 128 : 128;
+    }
+    if (strcmp(r->name, RL_IMAGE_FETCH_NAME) == 0) {
+        code = serve_image(call, svc, r, chunk);
+        proto__fetch_image_request__free_unpacked(r, NULL);
+        return code;
+    }
     if (r->name[0] && strcmp(r->name, base) != 0) {
         code = rl_rpc_call_error(
             call, RL_RPC_PERMISSION_DENIED,
@@ -214,10 +351,6 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
             base, r->name);
         proto__fetch_image_request__free_unpacked(r, NULL);
         return code;
-    }
-    chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
-    if (chunk + 128 > max) {
-        chunk = max > 256 ? max - 128 : 128;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -257,6 +390,12 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
     };
     char name[128];
     size_t i;
+    /* FetchImage "@image" reads through the raft VFS; a host registers it
+    ** with its port resolver first, plain raftd here (no port: nothing
+    ** this process writes through it). */
+    if (!sqlite3_vfs_find("raft") && rl_vfs_register(0, NULL) != SQLITE_OK) {
+        return -1;
+    }
     for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
         snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
         if (rl_rpc_server_add(srv, name, unary_cb, svc) != 0) {

@@ -36,3 +36,23 @@ fuzz-walfmt: $(FUZZ_DIR)/fuzz_walfmt
 	$(FUZZ_DIR)/fuzz_walfmt -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(FUZZ_DIR)/artifacts_walfmt/ \
 	    $(FUZZ_DIR)/corpus_walfmt
+
+# Consistent database images (vfs/image.h): the format and its streaming
+# checker (imagefmt.c, pure, fuzzed) and the source/install (image.c).
+LIB_SRCS += vfs/imagefmt.c vfs/image.c
+
+$(FUZZ_DIR)/fuzz_image: tests/fuzz/fuzz_image.c vfs/imagefmt.c vfs/image.h \
+		vfs/txn.c vfs/txn.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_VFS_CFLAGS) -o $@ tests/fuzz/fuzz_image.c vfs/imagefmt.c \
+	    vfs/txn.c -lpthread
+
+test test-long: $(FUZZ_DIR)/fuzz_image
+
+.PHONY: fuzz-image
+fuzz: fuzz-image
+fuzz-image: $(FUZZ_DIR)/fuzz_image $(BUILD)/tests/unit/test_image
+	@mkdir -p $(FUZZ_DIR)/corpus_image $(FUZZ_DIR)/artifacts_image
+	$(BUILD)/tests/unit/test_image --write-seeds $(FUZZ_DIR)/corpus_image
+	$(FUZZ_DIR)/fuzz_image -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts_image/ $(FUZZ_DIR)/corpus_image

@@ -1832,3 +1832,45 @@ int rl_vfs_sync(sqlite3_file *f)
         rc = SQLITE_IOERR_FSYNC;
     return rc;
 }
+
+/* ------------------------------------------ images (vfs/image.c), helper */
+
+/*
+** rl_vfs_applied for a caller that already holds the write lock
+** (rl_vfs_lock_write), so that an image pairs its pages with its index
+** atomically: the lock is neither taken nor released here (OFD locks of
+** one description do not nest: taking it again and releasing it would
+** drop the caller's lock).
+*/
+int rl_vfs_applied_locked(sqlite3_file *f, uint64_t *index, char *err,
+                          size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    rl_shm_hdr h;
+    int rc;
+    *index = 0;
+    if (!rl_vfs_is_replicated(f))
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: not a replicated database of the raft VFS",
+                          "applied");
+    rc = shm_latest(m, &h);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
+        return rc;
+    }
+    rc = rec_read(m, &m->rec, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!pos_equal(&m->rec.prev, &m->rec.next)) {
+        rec_resolve(&m->rec, &h);
+        rc = rec_write(m, &m->rec);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "%s", rl_vfs_last_error(0));
+            return rc;
+        }
+    }
+    if (rec_check(m, &h, err, errlen))
+        return SQLITE_CORRUPT;
+    *index = m->rec.next.index;
+    return SQLITE_OK;
+}

@@ -105,6 +105,12 @@ int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, uint64_t index,
 int rl_vfs_applied(struct sqlite3_file *f, int timeout_ms, uint64_t *index,
                    char *err, size_t errlen);
 
+/* The same for a caller that holds the write lock (rl_vfs_lock_write):
+** neither takes nor releases it (vfs/image.c pairs an image with its index
+** this way). */
+int rl_vfs_applied_locked(struct sqlite3_file *f, uint64_t *index, char *err,
+                          size_t errlen);
+
 /* Records that the database file, as it is, reflects Raft index `index`
 ** (an initial image that is already in place). */
 int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,

@@ -1,0 +1,285 @@
+/*
+** raftd/image_fetch.c -- downloads a consistent database image from a peer
+** (see image_fetch.h) and verifies it whole before anyone may install it.
+**
+** What it must never do: leave a file at tmp_path after a failure, accept
+** an image whose chunks, format or checksums do not check out, or keep a
+** peer streaming after it gave up (the call is cancelled). The image's
+** index is checked as soon as the header arrives, so an image too old
+** costs one chunk, not the whole transfer.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "image.h"
+#include "image_fetch.h"
+#include "raftlite.pb-c.h"
+#include "service.h"
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* State of one download. */
+typedef struct fetch {
+    const char *peer;
+    uint64_t min_index;
+    rl_image_check chk;
+    uint64_t received; /* image bytes accepted */
+    uint64_t total;    /* total_size of the first chunk */
+    uint32_t crc;      /* CRC-32 (zlib) of the bytes accepted */
+    int last;          /* the chunk marked last was accepted */
+    int fd;
+} fetch;
+
+/* Accepts one encoded ImageChunk: framing, chunk CRC, image checks, then
+** the bytes go to the file. 0 or a status code with err. */
+static int take_chunk(fetch *f, const rl_rpc_buf *msg, char *err, size_t errlen)
+{
+    Proto__ImageChunk *c =
+        proto__image_chunk__unpack(NULL, msg->len, msg->data);
+    char why[256];
+    int code = RL_RPC_OK, had_header;
+    if (!c)
+        return fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: a chunk is not a valid ImageChunk",
+                    f->peer);
+    if (f->last) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: a chunk after the last one", f->peer);
+    } else if (c->offset != f->received) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: chunk at offset %llu, expected %llu",
+                    f->peer, (unsigned long long)c->offset,
+                    (unsigned long long)f->received);
+    } else if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), c->data.data,
+                               (uInt)c->data.len) != c->crc32) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: chunk at offset %llu fails its CRC-32",
+                    f->peer, (unsigned long long)c->offset);
+    } else if (f->received == 0 && c->total_size == 0) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: the first chunk states no total size",
+                    f->peer);
+    } else if (f->received != 0 && c->total_size != f->total) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: total size changed mid-stream", f->peer);
+    } else if (c->data.len > c->total_size - f->received) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s: more bytes than the stated total %llu",
+                    f->peer, (unsigned long long)c->total_size);
+    }
+    if (code != RL_RPC_OK)
+        goto out;
+    f->total = c->total_size;
+    had_header = rl_image_check_has_header(&f->chk);
+    if (rl_image_check_feed(&f->chk, c->data.data, c->data.len, why,
+                            sizeof why) != 0) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS, "image from %s: %s", f->peer,
+                    why);
+        goto out;
+    }
+    if (!had_header && rl_image_check_has_header(&f->chk)) {
+        const rl_image_info *in = &f->chk.info;
+        if (in->index < f->min_index) {
+            code = fail(err, errlen, RL_RPC_FAILED_PRECONDITION,
+                        "image from %s is at index %llu, below the %llu "
+                        "needed: ask another peer",
+                        f->peer, (unsigned long long)in->index,
+                        (unsigned long long)f->min_index);
+            goto out;
+        }
+        if (rl_image_size(in) != f->total) {
+            code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                        "image from %s: the stream's total size %llu is not "
+                        "the image's %llu",
+                        f->peer, (unsigned long long)f->total,
+                        (unsigned long long)rl_image_size(in));
+            goto out;
+        }
+    }
+    if (write_all(f->fd, c->data.data, c->data.len) != 0) {
+        code = fail(err, errlen, RL_RPC_INTERNAL,
+                    "writing the fetched image: %s", strerror(errno));
+        goto out;
+    }
+    f->crc = (uint32_t)crc32(f->crc, c->data.data, (uInt)c->data.len);
+    f->received += c->data.len;
+    if (c->last) {
+        f->last = 1;
+        if (f->received != f->total || c->stream_crc32 != f->crc)
+            code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                        "image from %s: stream ended at %llu of %llu bytes "
+                        "or fails its stream CRC-32",
+                        f->peer, (unsigned long long)f->received,
+                        (unsigned long long)f->total);
+    }
+out:
+    proto__image_chunk__free_unpacked(c, NULL);
+    return code;
+}
+
+int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
+                      const char *tmp_path, uint64_t min_index,
+                      int64_t timeout_ms, uint64_t *index, char *err,
+                      size_t errlen)
+{
+    Proto__FetchImageRequest req = PROTO__FETCH_IMAGE_REQUEST__INIT;
+    rl_rpc_stream *st;
+    rl_rpc_buf msg;
+    fetch f;
+    uint8_t *buf;
+    size_t n;
+    char serr[RL_RPC_ERRMAX], why[256];
+    int code = RL_RPC_OK, got, status;
+
+    *index = 0;
+    memset(&f, 0, sizeof f);
+    f.peer = peer_grpc;
+    f.min_index = min_index;
+    f.crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    rl_image_check_init(&f.chk);
+    f.fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (f.fd < 0)
+        return fail(err, errlen, RL_RPC_INTERNAL, "cannot create %s: %s",
+                    tmp_path, strerror(errno));
+
+    req.name = (char *)RL_IMAGE_FETCH_NAME;
+    req.min_index = min_index;
+    n = proto__fetch_image_request__get_packed_size(&req);
+    buf = malloc(n ? n : 1);
+    if (!buf) {
+        code = fail(err, errlen, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    proto__fetch_image_request__pack(&req, buf);
+    st = rl_rpc_stream_open(cl, peer_grpc, RL_SVC_INTERNAL "FetchImage",
+                            timeout_ms > 0 ? timeout_ms
+                                           : RL_IMAGE_FETCH_TIMEOUT_MS,
+                            serr, sizeof serr);
+    if (!st) {
+        free(buf);
+        code = fail(err, errlen, RL_RPC_UNAVAILABLE,
+                    "cannot call FetchImage on %s: %s", peer_grpc, serr);
+        goto out;
+    }
+    got =
+        rl_rpc_stream_send(st, buf, n) == 0 && rl_rpc_stream_close_send(st) == 0
+            ? 1
+            : -1;
+    free(buf);
+    while (got == 1 && (got = rl_rpc_stream_recv(st, &msg)) == 1) {
+        code = take_chunk(&f, &msg, err, errlen);
+        rl_rpc_buf_free(&msg);
+        if (code != RL_RPC_OK)
+            break;
+    }
+    if (code != RL_RPC_OK)
+        rl_rpc_stream_cancel(st);
+    status = rl_rpc_stream_finish(st, serr, sizeof serr);
+    if (code != RL_RPC_OK)
+        goto out;
+    if (status != RL_RPC_OK) {
+        code = fail(err, errlen, status, "FetchImage from %s: %s", peer_grpc,
+                    serr);
+        goto out;
+    }
+    if (!f.last) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image from %s ended after %llu bytes without its last "
+                    "chunk",
+                    peer_grpc, (unsigned long long)f.received);
+        goto out;
+    }
+    if (rl_image_check_finish(&f.chk, why, sizeof why) != 0) {
+        code = fail(err, errlen, RL_RPC_DATA_LOSS, "image from %s: %s",
+                    peer_grpc, why);
+        goto out;
+    }
+    if (fsync(f.fd) != 0) {
+        code = fail(err, errlen, RL_RPC_INTERNAL, "fsync %s: %s", tmp_path,
+                    strerror(errno));
+        goto out;
+    }
+    *index = f.chk.info.index;
+out:
+    close(f.fd); /* our own file: no SQLite lock on it */
+    if (code != RL_RPC_OK)
+        unlink(tmp_path);
+    return code;
+}
+
+int rl_image_fetch(rl_rpc_client *cl, const char *peer_grpc,
+                   const char *tmp_path, uint64_t min_index, uint64_t *index,
+                   char *err, size_t errlen)
+{
+    return rl_image_fetch_ex(cl, peer_grpc, tmp_path, min_index, 0, index, err,
+                             errlen);
+}
+
+int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
+                     struct sqlite3 *db, const char *tmp_path,
+                     uint64_t min_index, uint64_t *index, char *err,
+                     size_t errlen)
+{
+    char one[768];
+    size_t i, used = 0;
+    int code = RL_RPC_UNAVAILABLE;
+    *index = 0;
+    if (err && errlen)
+        snprintf(err, errlen, "no peer to fetch an image from");
+    for (i = 0; i < n; i++) {
+        uint64_t got = 0;
+        if (!peers[i] || !peers[i][0])
+            continue;
+        code = rl_image_fetch(cl, peers[i], tmp_path, min_index, &got, one,
+                              sizeof one);
+        if (code == RL_RPC_OK) {
+            int rc = rl_image_install(db, tmp_path, one, sizeof one);
+            unlink(tmp_path);
+            if (rc == RL_IMAGE_OK) {
+                *index = got;
+                return RL_RPC_OK;
+            }
+            code = RL_RPC_INTERNAL;
+        }
+        /* err lists every peer's reason: "peer: why; peer: why". */
+        if (err && errlen > used + 1) {
+            int k = snprintf(err + used, errlen - used, "%s%s: %s",
+                             used ? "; " : "", peers[i], one);
+            used += k > 0 ? (size_t)k : 0;
+            if (used >= errlen)
+                used = errlen - 1;
+        }
+    }
+    return code;
+}

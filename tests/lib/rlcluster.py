@@ -1,0 +1,410 @@
+"""tests/lib/rlcluster.py -- a raftlite cluster of stock shells, for the
+multi-process tests of tests/cluster/.
+
+Each Node is one stock /usr/bin/sqlite3 process with the extension
+(`.load <RL_BUILD>/raftlite`, `.open <dir>/nodeN.db`) driven through its
+stdin/stdout like rltest.Shell: the node is hosted inside that shell. Ports
+are free ports below 32768 on 127.0.0.1. Every process and file is removed
+at exit, pass or fail (rltest's atexit handler).
+
+Writes go to the leader. A write on a follower fails by design (the error
+names the leader); Cluster.write() rediscovers the leader and retries,
+which is only right for SQL that is idempotent (the caller's choice). In the
+shell a failed write prints "disk I/O error" (a VFS cannot set error text):
+try_sql() also returns `SELECT raft_last_error()`.
+"""
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import time
+
+import rltest
+from rltest import (EXT, SAN, SQLITE3, Shell, check, check_eq, fail,
+                    file_bytes, free_port, is_error, log, san_env, scratch)
+
+# ASan makes everything slower: waits scale by SLOW.
+SLOW = 3 if SAN else 1
+HOST = "127.0.0.1"
+
+
+class NodeShell(Shell):
+    """rltest.Shell that survives its own timeouts (a late answer to an
+    earlier call is skipped, not taken for the next one's) and offers
+    partial(): the output of a call during which the shell may die."""
+
+    def _run(self, text, timeout):
+        """Sends text; returns (output, how): how is "ok", "exited" or
+        "timeout"."""
+        self.n += 1
+        mark = "__rl_mark_%d__" % self.n
+        try:
+            self.p.stdin.write(text.rstrip() + "\n.print " + mark + "\n")
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            # Died: what it printed before is still queued.
+            out = []
+            while True:
+                try:
+                    line = self.q.get(timeout=10)
+                except queue.Empty:
+                    break
+                if line is None:
+                    self.q.put(None)
+                    break
+                out.append(line)
+            return "".join(out), "exited"
+        out = []
+        deadline = time.time() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.time()))
+            except queue.Empty:
+                return "".join(out), "timeout"
+            if line is None:
+                self.q.put(None)  # every later call sees the end too
+                return "".join(out), "exited"
+            s = line.rstrip("\n")
+            if s == mark:
+                return "".join(out), "ok"
+            if s.startswith("__rl_mark_") and s.endswith("__"):
+                out = []  # the end of an earlier call that timed out
+                continue
+            out.append(line)
+
+    def sql(self, text, timeout=120):
+        out, how = self._run(text, timeout)
+        if how == "timeout":
+            fail("shell did not answer within %ds: %r; output so far:\n%s" %
+                 (timeout, text[:300], out))
+        if how == "exited":
+            fail("shell exited (%s) while running %r; output:\n%s" %
+                 (self.p.wait(), text[:300], out))
+        return out
+
+    def partial(self, text, timeout=120):
+        """(output, finished): finished is False if the shell exited or
+        did not answer in time before the end of text."""
+        out, how = self._run(text, timeout)
+        return out, how == "ok"
+
+
+def _ports(used):
+    while True:
+        p = free_port()
+        if p not in used:
+            used.add(p)
+            return p
+
+
+def port_free(port):
+    """Whether a server could listen on 127.0.0.1:port now (SO_REUSEADDR,
+    as servers do: connections in TIME_WAIT do not count)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((HOST, port))
+        s.listen(1)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Node:
+    """One node: a stock shell hosting <dir>/<name>.db."""
+
+    def __init__(self, cluster, name):
+        self.c = cluster
+        self.name = name
+        self.db = os.path.join(cluster.dir, name + ".db")
+        self.raft_port = _ports(cluster.used_ports)
+        self.grpc_port = _ports(cluster.used_ports)
+        self.raft_addr = "%s:%d" % (HOST, self.raft_port)
+        self.grpc_addr = "%s:%d" % (HOST, self.grpc_port)
+        self.sh = None
+        self.state = "down"  # down | up | stopped | killed | exited
+        self.member = False
+        self.start()
+
+    # -- process
+    def start(self):
+        """A new shell: .load the extension and .open the file (which
+        restarts the node if the file has a stored identity)."""
+        check(self.sh is None or self.sh.p.poll() is not None,
+              "%s: start() while its shell runs" % self.name)
+        self.sh = NodeShell(self.db, env=self.c.env)
+        self.state = "up"
+        return self
+
+    def restart(self):
+        return self.start()
+
+    @property
+    def pid(self):
+        return self.sh.p.pid
+
+    def alive(self):
+        return self.state == "up" and self.sh.p.poll() is None
+
+    def kill9(self):
+        os.kill(self.sh.p.pid, signal.SIGKILL)
+        self.sh.p.wait(timeout=30)
+        self.state = "killed"
+        log("%s: killed (-9)" % self.name)
+
+    def stop(self):
+        os.kill(self.sh.p.pid, signal.SIGSTOP)
+        self.state = "stopped"
+        log("%s: SIGSTOP" % self.name)
+
+    def cont(self):
+        os.kill(self.sh.p.pid, signal.SIGCONT)
+        self.state = "up"
+        log("%s: SIGCONT" % self.name)
+
+    def exit(self, how=".exit", timeout=60):
+        """Ends the shell (".exit" or "eof") and returns its exit status."""
+        try:
+            if how == "eof":
+                self.sh.p.stdin.close()
+            else:
+                self.sh.p.stdin.write(how + "\n")
+                self.sh.p.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            rc = self.sh.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fail("%s: shell did not exit within %ds of %s" %
+                 (self.name, timeout, how))
+        self.state = "exited"
+        return rc
+
+    # -- SQL
+    def sql(self, text, timeout=60):
+        """Runs text; fails the test on any error. Returns the output."""
+        out = self.sh.sql(text, timeout * SLOW)
+        if is_error(out):
+            fail("%s: unexpected error from %r:\n%s\nraft_last_error: %s" %
+                 (self.name, text[:300], out, self.last_error()))
+        return out
+
+    def last_error(self):
+        return self.sh.sql("SELECT raft_last_error();", 30 * SLOW).strip()
+
+    def try_sql(self, text, timeout=60):
+        """Runs text; returns (ok, output, error) where error is the
+        shell's error lines plus raft_last_error() when it failed."""
+        out = self.sh.sql(text, timeout * SLOW)
+        if not is_error(out):
+            return True, out, ""
+        return False, out, out.strip() + " | raft_last_error: " + \
+            self.last_error()
+
+    def val(self, text, timeout=60):
+        return self.sql(text, timeout).strip()
+
+    def status(self, timeout=30):
+        out = self.sql("PRAGMA raft_status;", timeout).strip()
+        try:
+            return json.loads(out)
+        except ValueError:
+            fail("%s: PRAGMA raft_status is not JSON: %r" % (self.name, out))
+
+    def nodes(self):
+        """raft_nodes as a list of dicts."""
+        cols = ["id", "raft_id", "raft_addr", "grpc_addr", "role",
+                "is_leader", "match_index", "last_contact"]
+        out = self.sql("SELECT id, raft_id, raft_addr, grpc_addr, role, "
+                       "is_leader, match_index, last_contact FROM raft_nodes "
+                       "ORDER BY id;")
+        return [dict(zip(cols, line.split("|")))
+                for line in out.splitlines() if line]
+
+    def sha3(self):
+        return self.sql(".sha3sum").strip()
+
+    def bootstrap(self):
+        got = self.val("SELECT raft_bootstrap('%s', '%s', '%s');" %
+                       (self.name, self.raft_addr, self.grpc_addr))
+        check_eq(got, self.name, "%s: raft_bootstrap's result" % self.name)
+        self.member = True
+        return self
+
+    def join(self, peer, timeout=120):
+        got = self.val("SELECT raft_join('%s', '%s', '%s', '%s');" %
+                       (self.name, self.raft_addr, self.grpc_addr,
+                        peer.grpc_addr), timeout)
+        check_eq(got, self.name, "%s: raft_join's result" % self.name)
+        self.member = True
+        return self
+
+    def checkpoint(self, timeout=30):
+        """PRAGMA wal_checkpoint(TRUNCATE) until it completes (busy = 0)."""
+        deadline = time.time() + timeout * SLOW
+        while True:
+            out = self.val("PRAGMA wal_checkpoint(TRUNCATE);")
+            if out.split("|")[0] == "0":
+                return out
+            if time.time() > deadline:
+                fail("%s: checkpoint stays busy: %r" % (self.name, out))
+            time.sleep(0.1)
+
+    def __repr__(self):
+        return "<%s %s>" % (self.name, self.state)
+
+
+class Cluster:
+    """Nodes named node1, node2, ... in one scratch directory."""
+
+    def __init__(self, n=0, env=None):
+        self.dir = scratch("rlcluster-")
+        self.env = dict(env or {})
+        self.used_ports = set()
+        self.nodes = []
+        if n:
+            self.form(n)
+
+    def new_node(self):
+        node = Node(self, "node%d" % (len(self.nodes) + 1))
+        self.nodes.append(node)
+        return node
+
+    def form(self, n):
+        """Bootstraps node1 and joins n-1 more through it."""
+        t0 = time.time()
+        first = self.new_node().bootstrap()
+        for _ in range(n - 1):
+            self.new_node().join(first)
+        self.leader()
+        log("cluster of %d formed in %.1fs" % (n, time.time() - t0))
+        return self
+
+    def live(self):
+        """Members whose shell runs and is not stopped."""
+        return [n for n in self.nodes if n.member and n.alive()]
+
+    def leader(self, timeout=30, among=None):
+        """The leader: the one live member (or node of among) that says
+        it leads at the highest term any of them reports. Waits up to
+        timeout."""
+        deadline = time.time() + timeout * SLOW
+        seen = ""
+        while True:
+            cand = among or self.live()
+            sts = {}
+            for n in cand:
+                try:
+                    sts[n.name] = (n, n.status(timeout=10))
+                except rltest.TestFailure as e:
+                    seen = "%s: %s" % (n.name, e)
+            if sts:
+                top = max(s["term"] for _, s in sts.values())
+                leaders = [n for n, s in sts.values()
+                           if s["state"] == "leader" and s["term"] == top]
+                if len(leaders) == 1:
+                    return leaders[0]
+                seen = ", ".join("%s=%s/%s" % (k, s["state"], s["term"])
+                                 for k, (_, s) in sorted(sts.items()))
+            if time.time() > deadline:
+                fail("no leader among %s within %ds (%s)" %
+                     ([n.name for n in cand], timeout * SLOW, seen))
+            time.sleep(0.1)
+
+    def write(self, text, timeout=30):
+        """Runs text on the current leader, retrying on the new leader
+        until it succeeds: text must be idempotent. Returns (node, out)."""
+        deadline = time.time() + timeout * SLOW
+        while True:
+            lead = self.leader(timeout=max(1, deadline - time.time()))
+            ok, out, err = lead.try_sql(text)
+            if ok:
+                return lead, out
+            if time.time() > deadline:
+                fail("write %r did not succeed within %ds; last: %s: %s" %
+                     (text[:200], timeout * SLOW, lead.name, err))
+            log("write on %s failed, retrying: %s" % (lead.name, err[:300]))
+            time.sleep(0.1)
+
+    def wait_val(self, node, text, want, timeout=20):
+        """Polls node until text gives want."""
+        deadline = time.time() + timeout * SLOW
+        while True:
+            got = node.val(text)
+            if got == want:
+                return got
+            if time.time() > deadline:
+                fail("%s: %r gives %r, want %r (after %ds)" %
+                     (node.name, text, got, want, timeout * SLOW))
+            time.sleep(0.05)
+
+    def wait_all(self, text, want, nodes=None, timeout=20):
+        for n in nodes or self.live():
+            self.wait_val(n, text, want, timeout)
+
+    def wait_converged(self, nodes=None, timeout=30):
+        """All live members (or nodes) give the same .sha3sum, and after a
+        TRUNCATE checkpoint on each their database files are
+        byte-identical. Returns the digest."""
+        nodes = nodes or self.live()
+        check(len(nodes) >= 1, "no live node to compare")
+        deadline = time.time() + timeout * SLOW
+        while True:
+            sums = [(n.name, n.sha3()) for n in nodes]
+            if len(set(s for _, s in sums)) == 1:
+                break
+            if time.time() > deadline:
+                fail("nodes do not converge within %ds: %s" %
+                     (timeout * SLOW, sums))
+            time.sleep(0.2)
+        digest = sums[0][1]
+        for n in nodes:
+            n.checkpoint()
+        for n in nodes:
+            check_eq(n.sha3(), digest, "%s's digest after checkpoint" % n.name)
+        ref = file_bytes(nodes[0].db)
+        for n in nodes[1:]:
+            b = file_bytes(n.db)
+            if b != ref:
+                diff = next((i for i in range(min(len(b), len(ref)))
+                             if b[i] != ref[i]), min(len(b), len(ref)))
+                fail("%s and %s: same content but different files after "
+                     "checkpoint (%d vs %d bytes, first difference at byte "
+                     "%d, page %d)" % (nodes[0].name, n.name, len(ref),
+                                       len(b), diff, diff // 4096 + 1))
+        log("converged: %s (%d bytes) on %s" %
+            (digest[:16], len(ref), [n.name for n in nodes]))
+        return digest
+
+    def integrity(self, nodes=None):
+        for n in nodes or self.live():
+            check_eq(n.val("PRAGMA integrity_check;"), "ok",
+                     "%s: integrity_check" % n.name)
+
+    def close(self, check_rc=True):
+        """Ends every running shell with .exit; each must exit 0 (under
+        ASan a leak makes it exit 86)."""
+        bad = []
+        for n in self.nodes:
+            if n.state == "stopped":
+                n.cont()
+            if n.state == "up" and n.sh.p.poll() is None:
+                rc = n.exit()
+                if rc != 0:
+                    bad.append((n.name, rc))
+        if check_rc and bad:
+            fail("shells exited non-zero at .exit: %s" % bad)
+
+
+def stock_val(db, text):
+    """Runs text in a stock shell without the extension, read-only (a
+    plain reader: its close cannot checkpoint the file)."""
+    r = subprocess.run([SQLITE3, "-batch", "-readonly", db], input=text,
+                       text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=60)
+    return r.returncode, r.stdout.strip()
