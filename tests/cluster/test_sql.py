@@ -33,7 +33,10 @@ def addr():
 
 
 def q(shell, sql):
-    return shell.sql_ok(sql).strip()
+    """Output of sql, without the nodes' log lines (the shell's stderr)."""
+    out = shell.sql_ok(sql)
+    return "\n".join(l for l in out.splitlines()
+                     if not l.startswith("raftlite[")).strip()
 
 
 def err_has(shell, sql, *parts):
@@ -124,6 +127,23 @@ def argument_errors(d):
     s.close()
 
 
+def genesis(d):
+    """A database that holds data becomes the cluster's initial state; a
+    joining node receives it (as an image) before raft_join returns."""
+    g = Shell(os.path.join(d, "g.db"))
+    q(g, "CREATE TABLE old(a, b); INSERT INTO old VALUES (1, 'x'), (2, 'y');")
+    rg, gg = addr(), addr()
+    check_eq(q(g, "SELECT raft_bootstrap('g1', '%s', '%s');" % (rg, gg)),
+             "g1", "bootstrap of a database with data")
+    h = Shell(os.path.join(d, "h.db"))
+    check_eq(q(h, "SELECT raft_join('g2', '%s', '%s', '%s');" %
+               (addr(), addr(), gg)), "g2", "join of a seeded cluster")
+    check_eq(q(h, "SELECT group_concat(a || b) FROM old;"), "1x,2y",
+             "the initial data on the joined node")
+    g.close()
+    h.close()
+
+
 def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
     from rlgrpc import project_stubs
     import grpc
@@ -138,6 +158,8 @@ def test():
     d = scratch("rlsql-")
     argument_errors(d)
     log("argument errors: ok")
+    genesis(d)
+    log("bootstrap with data, join: ok")
 
     ra, ga, rb, gb, rc, gc = (addr() for _ in range(6))
     a = Shell(os.path.join(d, "a.db"))
