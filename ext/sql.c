@@ -15,11 +15,13 @@
 */
 #include "sql.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster.h"
 #include "ext.h"
@@ -30,6 +32,8 @@
 SQLITE_EXTENSION_INIT3
 
 #define ERRLEN 1024
+/* Pause between retries of a membership call that met no leader. */
+#define RETRY_MS 100
 
 /* ---- the gRPC client of a process that does not host the database ---- */
 
@@ -84,6 +88,26 @@ static void client_put(rl_rpc_client *cl)
     if (cl && !shared) {
         rl_rpc_client_free(cl);
     }
+}
+
+/* Whether a failed cluster call may succeed if retried: no leader was
+** known or reachable, so nothing changed. */
+static int no_leader(const char *err)
+{
+    return strncmp(err, RL_CLUSTER_NO_LEADER, strlen(RL_CLUSTER_NO_LEADER)) ==
+           0;
+}
+
+/* Pause before retrying such a call, while time is left. 1 to retry. */
+static int retry_pause(int64_t deadline)
+{
+    if (rl_rpc_now_ms() + RETRY_MS >= deadline) {
+        return 0;
+    }
+    struct timespec ts = {0, RETRY_MS * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return 1;
 }
 
 /* ---- argument checks ---- */
@@ -373,23 +397,29 @@ static void remove_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     rl_rpc_client *cl;
     rl_host *h;
     long pid = 0;
+    int64_t deadline = rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     int rc;
     (void)argc;
     if (!(id = text_arg(ctx, fn, argv, 0, "node id")) ||
         locate(ctx, fn, &h, grpc, sizeof(grpc), &pid) != 0) {
         return;
     }
-    err[0] = 0;
-    if (h) {
-        rc = rl_cluster_node_remove(h, id, RL_CLUSTER_TIMEOUT_MS, err,
-                                    sizeof(err));
-    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
-        rc = -1;
-    } else {
-        rc = rl_cluster_remove(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, err,
-                               sizeof(err));
-        client_put(cl);
-    }
+    /* An election in progress (or one started by removing the leader)
+    ** answers "no leader yet": nothing changed, so try again. */
+    do {
+        int64_t ms = deadline - rl_rpc_now_ms();
+        unsigned left = ms > 0 ? (unsigned)ms : 1;
+        err[0] = 0;
+        if (h) {
+            rc = rl_cluster_node_remove(h, id, left, err, sizeof(err));
+        } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
+            rc = -1;
+            break;
+        } else {
+            rc = rl_cluster_remove(cl, grpc, id, left, err, sizeof(err));
+            client_put(cl);
+        }
+    } while (rc != 0 && no_leader(err) && retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;
@@ -404,6 +434,7 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     rl_rpc_client *cl;
     rl_host *h;
     long pid = 0;
+    int64_t deadline = rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     int rc;
     if (argc > 0 && sqlite3_value_type(argv[0]) != SQLITE_NULL &&
         sqlite3_value_bytes(argv[0]) > 0 &&
@@ -413,17 +444,22 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (locate(ctx, fn, &h, grpc, sizeof(grpc), &pid) != 0) {
         return;
     }
-    err[0] = lid[0] = 0;
-    if (h) {
-        rc = rl_cluster_node_transfer(h, id, RL_CLUSTER_TIMEOUT_MS, lid,
-                                      sizeof(lid), err, sizeof(err));
-    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
-        rc = -1;
-    } else {
-        rc = rl_cluster_transfer(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, lid,
-                                 sizeof(lid), err, sizeof(err));
-        client_put(cl);
-    }
+    do {
+        int64_t ms = deadline - rl_rpc_now_ms();
+        unsigned left = ms > 0 ? (unsigned)ms : 1;
+        err[0] = lid[0] = 0;
+        if (h) {
+            rc = rl_cluster_node_transfer(h, id, left, lid, sizeof(lid), err,
+                                          sizeof(err));
+        } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
+            rc = -1;
+            break;
+        } else {
+            rc = rl_cluster_transfer(cl, grpc, id, left, lid, sizeof(lid), err,
+                                     sizeof(err));
+            client_put(cl);
+        }
+    } while (rc != 0 && no_leader(err) && retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;

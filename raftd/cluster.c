@@ -872,10 +872,10 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
                           (unsigned)(left_ms(deadline) + 1), e,
                           sizeof(e)) != 0) {
-        seterr(err, errlen,
-               "leadership moved to '%s' but it did not remove "
-               "'%s': %s",
-               leader.node_id, node_id, e);
+        /* Keep the "no leader yet" prefix: a retry (this node is now a
+        ** follower) forwards the Remove to whoever leads then. */
+        seterr(err, errlen, "%s (leadership had moved to '%s' to remove '%s')",
+               e, leader.node_id, node_id);
         return -1;
     }
     return 0;
