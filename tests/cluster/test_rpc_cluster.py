@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 120
+# asan: yes
 """tests/cluster/test_rpc_cluster.py -- the gRPC sidecar of hosted nodes.
 
 A three-node cluster of stock shells; a python gRPC client (python3-grpcio,
@@ -29,6 +30,24 @@ T = 20
 
 def addr():
     return "127.0.0.1:%d" % free_port()
+
+
+def finish(shell, name):
+    """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
+    a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
+    rc = shell.close()
+    tail = []
+    while True:
+        try:
+            line = shell.q.get(timeout=10)
+        except Exception:
+            break
+        if line is None:
+            break
+        tail.append(line)
+    text = "".join(tail)
+    check("Sanitizer" not in text and rc in (0, 1),
+          "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
 
 
 def test():
@@ -75,6 +94,10 @@ def test():
     nodes = pub["n1"].Nodes(pb.NodesRequest(), timeout=T)
     check(all(x.on_leader and x.match_index > 0 for x in nodes.nodes),
           "Nodes on the leader carry match indexes: %r" % nodes)
+    before = pub["n2"].Status(pb.StatusRequest(), timeout=T).calls_served
+    pub["n2"].Leader(pb.LeaderRequest(), timeout=T)
+    after = pub["n2"].Status(pb.StatusRequest(), timeout=T).calls_served
+    check_eq(after - before, 2, "calls_served counts cluster RPCs")
     log("Status/Leader/Nodes: ok")
 
     # Writes through followers are forwarded; STRONG reads on followers
@@ -130,7 +153,7 @@ def test():
     # A leader without its quorum: STRONG refused, EVENTUAL answers.
     lead = pub["n3"].Leader(pb.LeaderRequest(), timeout=T).node_id
     other = "n2" if lead == "n3" else "n3"
-    (b if other == "n2" else c).close()
+    finish(b if other == "n2" else c, other)
     t0 = time.time()
     r = pub[lead].ExecuteRead(pb.ReadRequest(sql="SELECT count(*) FROM t",
                                              consistency=pb.STRONG),
@@ -146,6 +169,9 @@ def test():
     log("reads without a quorum: ok")
     for ch in chans.values():
         ch.close()
+    for sh, name in ((a, "n1"), (b, "n2"), (c, "n3")):
+        if sh.p.poll() is None:
+            finish(sh, name)
 
 
 main(test)

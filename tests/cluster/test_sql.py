@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 120
+# asan: yes
 """tests/cluster/test_sql.py -- raftlite's cluster SQL surface end to end.
 
 Three stock sqlite3 shells with the extension form a cluster on 127.0.0.1
@@ -124,7 +125,7 @@ def argument_errors(d):
     q(s, ".open :memory:")
     err_has(s, boot % ("'n1'", "'127.0.0.1:7001'", "'127.0.0.1:7002'"),
             "in memory or temporary", ".open FILE")
-    s.close()
+    finish(s, "plain")
 
 
 def genesis(d):
@@ -140,8 +141,8 @@ def genesis(d):
                (addr(), addr(), gg)), "g2", "join of a seeded cluster")
     check_eq(q(h, "SELECT group_concat(a || b) FROM old;"), "1x,2y",
              "the initial data on the joined node")
-    g.close()
-    h.close()
+    finish(g, "g1")
+    finish(h, "g2")
 
 
 def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
@@ -152,6 +153,24 @@ def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
         stub = pbg.DistributedSqliteStub(ch)
         return stub.Join(pb.JoinRequest(node_id=node_id, raft_addr=raft_addr,
                                         grpc_addr=own_grpc), timeout=20)
+
+
+def finish(shell, name):
+    """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
+    a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
+    rc = shell.close()
+    tail = []
+    while True:
+        try:
+            line = shell.q.get(timeout=10)
+        except Exception:
+            break
+        if line is None:
+            break
+        tail.append(line)
+    text = "".join(tail)
+    check("Sanitizer" not in text and rc in (0, 1),
+          "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
 
 
 def test():
@@ -224,7 +243,7 @@ def test():
     check_eq(q(e, "SELECT raft_leader();"), "n1", "raft_leader of a client")
     check_eq(set(nodes(e)), set(want), "raft_nodes of a client")
     check_eq(status(e)["id"], "n1", "raft_status of a client")
-    e.close()
+    finish(e, "client")
     log("client process: ok")
 
     # Join refusals leave the cluster unchanged.
@@ -235,12 +254,12 @@ def test():
             (addr(), addr(), dead), "cannot reach", dead)
     check(time.time() - t0 < 20, "an unreachable peer is reported promptly")
     err_has(dj, "PRAGMA raft_status;", "is not a raft node")
-    dj.close()
+    finish(dj, "d1")
     dj = Shell(os.path.join(d, "d2.db"))
     err_has(dj, "SELECT raft_join('n2', '%s', '%s', '%s');" %
             (addr(), addr(), gc), "node 'n2' is already a member with raft "
             "address " + rb)
-    dj.close()
+    finish(dj, "d2")
     r = raw_join(ga, "n4", rb, addr())
     check(not r.success and ("raft address %s is already used by node 'n2'"
                              % rb) in r.error, "duplicate raft address: %r" % r)
@@ -279,8 +298,8 @@ def test():
              "writes after the membership changes")
     err_has(a, "SELECT raft_remove('n1');", "only node", "nothing changed")
     log("remove: ok")
-    for sh in (a, b, c):
-        sh.close()
+    for sh, name in ((a, "n1"), (b, "n2"), (c, "n3")):
+        finish(sh, name)
 
 
 main(test)
