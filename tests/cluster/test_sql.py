@@ -169,8 +169,16 @@ def finish(shell, name):
             break
         tail.append(line)
     text = "".join(tail)
-    check("Sanitizer" not in text and rc in (0, 1),
-          "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
+    if (rc == 86 and "LeakSanitizer has encountered a fatal error" in text
+            and "ERROR:" not in text and "runtime error" not in text):
+        # LSan's own tracer crashed while stopping the exiting process's
+        # threads (seen with grpc's threads at exit): no check happened,
+        # nothing was reported. Say so rather than fail or hide it.
+        log("shell %s: LeakSanitizer could not run at exit (tracer "
+            "crash); no leak check for it" % name)
+        return
+    check("Sanitizer" not in text and "runtime error" not in text and
+          rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
 
 
 def test():
