@@ -10,40 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlgrpc import *  # noqa: F401,F403
+from rltls import make_ca, make_cert, rd
 import grpc
-
-
-def openssl(*args, cwd):
-    r = subprocess.run(["openssl"] + list(args), cwd=cwd,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("openssl %s failed:\n%s" % (" ".join(args), r.stderr))
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=%s" % name, "-keyout", name + ".key",
-            "-out", name + ".pem", cwd=d)
-
-
-def make_cert(d, ca, name, server):
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        if server:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                    "extendedKeyUsage=serverAuth\n")
-        else:
-            f.write("extendedKeyUsage=clientAuth\n")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % name,
-            "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
-    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem",
-            "-CAkey", ca + ".key", "-CAcreateserial", "-days", "2",
-            "-extfile", ext, "-out", name + ".pem", cwd=d)
-
-
-def rd(d, name):
-    with open(os.path.join(d, name), "rb") as f:
-        return f.read()
 
 
 def refused(pbg, pb, addr, creds, what):

@@ -182,6 +182,18 @@ class Node:
             fail("%s: shell did not exit within %ds of %s" %
                  (self.name, timeout, how))
         self.state = "exited"
+        if rc != 0:
+            # What it printed last (an ASan leak report, say) says why.
+            out = []
+            while True:
+                try:
+                    line = self.sh.q.get(timeout=1)
+                except queue.Empty:
+                    break
+                if line is None:
+                    break
+                out.append(line)
+            self.exit_output = "".join(out)[-6000:]
         return rc
 
     # -- SQL
@@ -396,6 +408,8 @@ class Cluster:
                 rc = n.exit()
                 if rc != 0:
                     bad.append((n.name, rc))
+                    log("%s exited %d; its last output:\n%s" %
+                        (n.name, rc, getattr(n, "exit_output", "")))
         if check_rc and bad:
             fail("shells exited non-zero at .exit: %s" % bad)
 
