@@ -1320,11 +1320,15 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
 ** follower sends the same request bytes to the leader and returns its
 ** answer. */
 static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
-                       const uint8_t *req, size_t len, unsigned tmo,
-                       rl_rpc_buf *reply, char *err, size_t errlen)
+                       const uint8_t *req, size_t len, rl_remaining_fn rem,
+                       void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
 {
     struct rl_meta leader;
     char msg[RL_RPC_ERRMAX + 256], full[128], e[RL_RPC_ERRMAX];
+    /* The whole time the caller gave (a large write may need it); no
+    ** deadline (0) if the caller set none. */
+    int64_t left = rem ? rem(ctx) : INT64_MAX;
+    int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
     int code;
     switch (route(h, &leader, msg, sizeof(msg))) {
     case ROUTE_SELF:
@@ -1364,7 +1368,8 @@ int rl_cluster_serve(rl_service *svc, struct rl_host *h, const char *method,
     reply->len = 0;
     if (strcmp(method, "ExecuteWrite") == 0 ||
         strcmp(method, "ExecuteTransaction") == 0) {
-        return serve_write(svc, h, method, req, len, tmo, reply, err, errlen);
+        return serve_write(svc, h, method, req, len, rem, ctx, reply, err,
+                           errlen);
     }
     if (strcmp(method, "ExecuteRead") == 0) {
         return serve_read(svc, h, req, len, tmo, reply, err, errlen);
