@@ -134,7 +134,7 @@ static void errorf(sqlite3_context *ctx, const char *fmt, ...)
 static const char *text_arg(sqlite3_context *ctx, const char *fn,
                             sqlite3_value **argv, int i, const char *what)
 {
-    const char *s = (const char *)sqlite3_value_text(argv[i]);
+    const char *s = (const char *)sqlite3_value_text(argv[i]), *p;
     int n = sqlite3_value_bytes(argv[i]);
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL || !s || n == 0) {
         errorf(ctx, "%s: %s is %s; give it as text, e.g. %s", fn, what,
@@ -150,6 +150,16 @@ static const char *text_arg(sqlite3_context *ctx, const char *fn,
     if ((int)strlen(s) != n) {
         errorf(ctx, "%s: %s contains a NUL byte; use plain text", fn, what);
         return NULL;
+    }
+    for (p = s; *p; p++) {
+        /* The identity file stores one setting per line. */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            errorf(ctx,
+                   "%s: %s contains the control character 0x%02x; use "
+                   "printable text",
+                   fn, what, (unsigned)(unsigned char)*p);
+            return NULL;
+        }
     }
     return s;
 }

@@ -95,6 +95,9 @@ def argument_errors(d):
     err_has(s, boot % ("printf('%.256c', 'x')", "'127.0.0.1:7001'",
                        "'127.0.0.1:7002'"),
             "node id is 256 bytes; at most 255")
+    err_has(s, boot % ("'n' || char(10) || '1'", "'127.0.0.1:7001'",
+                       "'127.0.0.1:7002'"),
+            "node id contains the control character 0x0a")
     err_has(s, boot % ("'n1'", "'127.0.0.1'", "'127.0.0.1:7002'"),
             "raft address '127.0.0.1' is not host:port")
     err_has(s, boot % ("'n1'", "'127.0.0.1:7001'", "'127.0.0.1:70000'"),
@@ -134,8 +137,12 @@ def genesis(d):
     g = Shell(os.path.join(d, "g.db"))
     q(g, "CREATE TABLE old(a, b); INSERT INTO old VALUES (1, 'x'), (2, 'y');")
     rg, gg = addr(), addr()
-    check_eq(q(g, "SELECT raft_bootstrap('g1', '%s', '%s');" % (rg, gg)),
-             "g1", "bootstrap of a database with data")
+    # An id with a quote and a backslash: raft_status stays valid JSON.
+    check_eq(q(g, "SELECT raft_bootstrap('g\"1\\', '%s', '%s');" % (rg, gg)),
+             'g"1\\', "bootstrap of a database with data")
+    st = status(g)
+    check(st["id"] == 'g"1\\' and st["leader"] == 'g"1\\',
+          "raft_status of an id with JSON specials: %r" % st)
     h = Shell(os.path.join(d, "h.db"))
     check_eq(q(h, "SELECT raft_join('g2', '%s', '%s', '%s');" %
                (addr(), addr(), gg)), "g2", "join of a seeded cluster")
