@@ -573,6 +573,28 @@ static int route(struct rl_host *h, struct rl_meta *leader, char *err,
     return ROUTE_FORWARD;
 }
 
+/* route(), but while no leader is known wait for one (a node that just
+** started or restarted hears the leader within a heartbeat or an
+** election), at most half of timeout_ms and 5 s, so that the answer
+** "no leader yet" still reaches the caller before its deadline. */
+static int route_wait(struct rl_host *h, struct rl_meta *leader,
+                      unsigned timeout_ms, char *err, size_t errlen)
+{
+    unsigned wait = timeout_ms / 2 < 5000 ? timeout_ms / 2 : 5000;
+    int64_t deadline = rl_rpc_now_ms() + wait;
+    int r;
+    while ((r = route(h, leader, err, errlen)) == ROUTE_NONE &&
+           left_ms(deadline) > 0) {
+        int64_t left = left_ms(deadline);
+        /* Returns at once if a leader is known but not its metadata:
+        ** the pause below covers that case. */
+        rl_node_wait_leader(rl_host_node(h),
+                            (unsigned)(left < 100 ? left : 100));
+        sleep_ms(20);
+    }
+    return r;
+}
+
 static unsigned clamp_timeout(unsigned t)
 {
     return t ? t : RL_CLUSTER_TIMEOUT_MS;
@@ -697,7 +719,7 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
     int64_t deadline;
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -837,7 +859,7 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -918,7 +940,7 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -1285,7 +1307,7 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
     int64_t deadline = rl_rpc_now_ms() + tmo;
     char e[RL_RPC_ERRMAX + 256];
     int rc;
-    switch (route(h, &leader, e, sizeof(e))) {
+    switch (route_wait(h, &leader, tmo, e, sizeof(e))) {
     case ROUTE_NONE:
         seterr(msg, msglen, "STRONG read refused: %s", e);
         return -1;
@@ -1352,7 +1374,11 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     int64_t left = rem ? rem(ctx) : INT64_MAX;
     int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
     int code;
-    switch (route(h, &leader, msg, sizeof(msg))) {
+    switch (route_wait(h, &leader,
+                       tmo == 0 || tmo > RL_CLUSTER_TIMEOUT_MS
+                           ? RL_CLUSTER_TIMEOUT_MS
+                           : (unsigned)tmo,
+                       msg, sizeof(msg))) {
     case ROUTE_SELF:
         return RL_CLUSTER_PASS;
     case ROUTE_FORWARD:
