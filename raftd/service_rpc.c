@@ -70,6 +70,8 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     if (code == RL_CLUSTER_PASS) {
         code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining,
                                 call, &reply, err, sizeof(err));
+    } else if (strcmp(m + 1, "Status") != 0) {
+        rl_service_count_call(svc); /* Status counted itself (service.c) */
     }
     rl_rpc_buf_free(&req);
     if (code != RL_RPC_OK) {
