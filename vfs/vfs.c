@@ -100,10 +100,12 @@ struct rl_file {
     rl_file *next_main; /* KIND_MAIN: list of open main files (mains_mu) */
     uint64_t applied_at_lock; /* applied index when the write lock was taken */
     rl_applied_rec rec;       /* the record as resolved under the write lock */
-    uint64_t pending; /* index the commit in progress records (0 none) */
-    int holds_write;  /* this connection holds the substituted slot 0 */
-    int holds_ckpt;   /* ... holds the checkpointer lock exclusively */
-    int shm_shared0;  /* ... holds a shared lock on the real slot 0 */
+    uint64_t pending;   /* index the commit in progress records (0 none) */
+    int rec_unresolved; /* lock taken for WAL recovery with an intent left
+                           unresolved (see rec_load) */
+    int holds_write;    /* this connection holds the substituted slot 0 */
+    int holds_ckpt;     /* ... holds the checkpointer lock exclusively */
+    int shm_shared0;    /* ... holds a shared lock on the real slot 0 */
     int shm_mapped;
     rl_capture cap;
 };
@@ -410,8 +412,19 @@ static int rec_load(rl_file *m)
         rl_vfs_set_error(rc, "raftlite: %s", err);
         return rc;
     }
+    m->rec_unresolved = 0;
     if (!pos_equal(&m->rec.prev, &m->rec.next)) {
         rc = shm_latest(m, &h);
+        if (rc == SQLITE_BUSY_RECOVERY) {
+            /* An intent left by a crash, and a wal-index to rebuild: this
+            ** lock is WAL recovery's (a writer always holds a valid
+            ** snapshot). Recovery commits nothing; the intent is resolved
+            ** at the next lock, or by a commit under this one. Refusing
+            ** here would lock the database for good. */
+            m->rec_unresolved = 1;
+            m->applied_at_lock = 0;
+            return SQLITE_OK;
+        }
         if (rc != SQLITE_OK)
             return rc;
         rec_resolve(&m->rec, &h);
@@ -665,8 +678,21 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
     } else {
         rl_commit_info ci;
         memset(&ci, 0, sizeof ci);
+        if (m->rec_unresolved) {
+            /* Not expected (a writer's lock sees a valid wal-index), but
+            ** never commit on an unknown base. */
+            rc = rec_load(m);
+            if (rc == SQLITE_OK && m->rec_unresolved)
+                rc = SQLITE_BUSY;
+            if (rc != SQLITE_OK)
+                snprintf(err, sizeof err,
+                         "the applied record could not be resolved against "
+                         "the WAL; retry the transaction");
+        }
         ci.base = m->applied_at_lock;
-        rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err, sizeof err);
+        if (rc == SQLITE_OK)
+            rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err,
+                                 sizeof err);
         if (rc != SQLITE_OK) {
             rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s", m->path,
                              err[0] ? err : sqlite3_errstr(rc));
@@ -1002,7 +1028,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
             rc = writer_lock(p);
             if (rc == SQLITE_OK) {
                 rc = rec_load(p);
-                if (rc == SQLITE_OK && p->port && p->port->begin)
+                if (rc == SQLITE_OK && !p->rec_unresolved && p->port &&
+                    p->port->begin)
                     rc = p->port->begin(p->port->ctx, p->path,
                                         p->applied_at_lock);
                 if (rc != SQLITE_OK)
