@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
@@ -748,6 +749,8 @@ static int host_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
     ok = h->applied >= A;
     pthread_mutex_unlock(&h->mu);
     (void)db_size;
+    if (ok)
+        RL_FAULT("snapshot-sync"); /* before the WAL and record are synced */
     /* The snapshot lets raft drop the entries up to A: what the file
     ** reflects must survive an OS crash first. */
     if (ok && rl_vfs_sync(h->af) != SQLITE_OK) {

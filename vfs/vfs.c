@@ -52,6 +52,7 @@ SQLITE_EXTENSION_INIT3
 #include <pthread.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "vfs.h"
 #include "walfmt.h"
 
@@ -680,7 +681,9 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
             next.frame = commit_fn;
             next.cksum[0] = get_be32(cf->buf + 16);
             next.cksum[1] = get_be32(cf->buf + 20);
+            RL_FAULT("writer-intent-before");
             rc = rec_intent(m, &next);
+            RL_FAULT("writer-intent-after");
             if (rc == SQLITE_OK)
                 m->pending = ci.index;
             else if (m->port->end)
@@ -749,6 +752,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
     rl_file *m = w->main;
     uint32_t commit_fn = 0;
     int rc;
+    if (off == 0)
+        RL_FAULT("wal-restart"); /* SQLite's writer starts a generation */
     if (!m->holds_write)
         return guard(RL_IOERR_GUARD,
                      "raftlite: refused a WAL write to replicated database "
@@ -778,8 +783,10 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         uint64_t idx = m->pending;
         int ok = rc == SQLITE_OK;
         m->pending = 0;
+        RL_FAULT("writer-settle-before");
         if (ok && rec_settle(m) != SQLITE_OK)
             ok = 0;
+        RL_FAULT("writer-settle-after");
         (void)idx;
         if (m->port && m->port->end)
             m->port->end(m->port->ctx, m->path, ok);
@@ -798,6 +805,8 @@ static int rl_write(sqlite3_file *f, const void *buf, int amt,
                      "raftlite: refused a write to the main file of "
                      "replicated database %s outside a checkpoint",
                      p->path);
+    if (p->kind == KIND_MAIN && p->replicated)
+        RL_FAULT("checkpoint-write"); /* a checkpoint's write to the main file */
     return p->sub->pMethods->xWrite(p->sub, buf, amt, off);
 }
 
@@ -1373,6 +1382,7 @@ static int new_generation(rl_file *m, sqlite3_file *wal, volatile void *r0,
     rl_wal_new_generation(memcmp(h->aSalt, nosalt, 8) ? h : 0,
                           have_old ? old.ckpt_seq : 0, page_size, rnd, wh, &hn);
     rl_shm_hdr_write(r0, &hn);
+    RL_FAULT("wal-restart"); /* published, WAL header not yet written */
     if (restart) {
         rl_shm_reset_ckpt(r0);
         m->sub->pMethods->xShmLock(m->sub, SLOT_READ1, N_READERS1,
@@ -1424,9 +1434,11 @@ static int write_frames(rl_file *m, sqlite3_file *wal, const rl_wal_hdr *wh,
                 next.frame = first + i + k;
                 next.cksum[0] = cksum[0];
                 next.cksum[1] = cksum[1];
+                RL_FAULT("apply-intent-before");
                 rc = rec_intent(m, &next);
                 if (rc != SQLITE_OK)
                     break;
+                RL_FAULT("apply-intent-after");
             }
         }
         if (rc != SQLITE_OK)
@@ -1555,6 +1567,7 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     /* Frames: all but the commit frame, then the commit frame, so that a
     ** failure can never leave a valid commit frame behind. */
     first = h.mxFrame + 1;
+    RL_FAULT("apply-before-frames");
     rc = write_frames(m, wal, &wh, whb + 16, t, first, cksum, index);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: writing WAL frames: %s", m->path,
@@ -1581,9 +1594,12 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     h.szPage = rl_shm_encode_page_size(t->page_size);
     h.bigEndCksum = (uint8_t)rl_wal_big_endian(&wh);
     memcpy(h.aSalt, whb + 16, 8);
+    RL_FAULT("apply-after-frames");
     rl_shm_hdr_write(r0, &h);
     *frames = t->n_pages;
+    RL_FAULT("apply-after-publish");
     rc = index ? rec_settle(m) : SQLITE_OK;
+    RL_FAULT("apply-settle-after");
     if (rc != SQLITE_OK)
         snprintf(err, errlen, "%s: %s", m->path, rl_vfs_last_error(0));
     goto out;
