@@ -401,18 +401,30 @@ static int shm_latest(rl_file *m, rl_shm_hdr *h)
     return SQLITE_OK;
 }
 
-/* At the write lock: read and resolve the record, remember the base. */
-static int rec_load(rl_file *m)
+/* At the write lock: read and resolve the record, remember the base.
+** *recovery is set when the wal-index header is not valid: then the lock
+** is WAL recovery's (SQLite recovers before any write transaction can
+** begin), and an intent is resolved at the next lock, against the header
+** recovery rebuilt. Refusing the lock instead would keep recovery, and so
+** the database, locked for good after a crash between intent and
+** settle (found by the crash matrix). */
+static int rec_load(rl_file *m, int *recovery)
 {
     rl_shm_hdr h;
     char err[256];
     int rc = rec_read(m, &m->rec, err, sizeof err);
+    *recovery = 0;
     if (rc != SQLITE_OK) {
         rl_vfs_set_error(rc, "raftlite: %s", err);
         return rc;
     }
     if (!pos_equal(&m->rec.prev, &m->rec.next)) {
         rc = shm_latest(m, &h);
+        if (rc == SQLITE_BUSY_RECOVERY) {
+            *recovery = 1;
+            m->applied_at_lock = m->rec.prev.index;
+            return SQLITE_OK;
+        }
         if (rc != SQLITE_OK)
             return rc;
         rec_resolve(&m->rec, &h);
@@ -806,7 +818,8 @@ static int rl_write(sqlite3_file *f, const void *buf, int amt,
                      "replicated database %s outside a checkpoint",
                      p->path);
     if (p->kind == KIND_MAIN && p->replicated)
-        RL_FAULT("checkpoint-write"); /* a checkpoint's write to the main file */
+        RL_FAULT(
+            "checkpoint-write"); /* a checkpoint's write to the main file */
     return p->sub->pMethods->xWrite(p->sub, buf, amt, off);
 }
 
@@ -1010,8 +1023,9 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
                 return SQLITE_BUSY;
             rc = writer_lock(p);
             if (rc == SQLITE_OK) {
-                rc = rec_load(p);
-                if (rc == SQLITE_OK && p->port && p->port->begin)
+                int recovery = 0;
+                rc = rec_load(p, &recovery);
+                if (rc == SQLITE_OK && !recovery && p->port && p->port->begin)
                     rc = p->port->begin(p->port->ctx, p->path,
                                         p->applied_at_lock);
                 if (rc != SQLITE_OK)
