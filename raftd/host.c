@@ -90,6 +90,8 @@ struct rl_host {
     struct local_txn *local;
     uint64_t next_txn;
     uint32_t ckpt_frames; /* applier thread only */
+    int rebuild; /* the file is not what its record says: see rebuild_begin */
+    int node_ready; /* h->node is set (rl_node_start returned); under mu */
     int stopping;
     rl_rpc_client *cl;
     rl_service *svc;
@@ -663,10 +665,37 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
 static int fetch_image(rl_host *h, uint64_t min_index,
                        const struct rl_manifest *m);
 
+/*
+** Rebuild, second half (applier thread): while h->rebuild is set the file's
+** content is unknown, so no entry may be written on it. The first entry
+** that changes the database (an effective TXN, or GENESIS) names an index
+** every peer that applied it has reached: fetch an image at least that
+** recent and install it (vfs/image.c: one commit of every page, so
+** whatever the WAL and file held is replaced); then that entry and those
+** before it are in the file. A restored snapshot asks for its image the
+** usual way (host_restore finds db_index 0 below its L). Other entries
+** pass without touching the file. Returns 1 when the entry is handled.
+*/
+static int rebuild_apply(rl_host *h, const struct rl_applied *e)
+{
+    if (!((e->kind == RL_ENTRY_TXN && e->effective) ||
+          e->kind == RL_ENTRY_GENESIS)) {
+        advance(h, e->index, 0);
+        return 1;
+    }
+    hlog(h, 1, "rebuilding %s: fetching an image at index >= %llu", h->db_path,
+         (unsigned long long)e->index);
+    while (!host_stopping(h) && fetch_image(h, e->index, NULL) != 0)
+        pause_ms(1000);
+    return 0;
+}
+
 static void host_apply(void *ctx, const struct rl_applied *e)
 {
     rl_host *h = ctx;
     uint64_t db_index;
+    if (h->rebuild && rebuild_apply(h, e))
+        return;
     pthread_mutex_lock(&h->mu);
     db_index = h->db_index;
     pthread_mutex_unlock(&h->mu);
@@ -802,6 +831,15 @@ static int fetch_image(rl_host *h, uint64_t min_index,
     char *tmp = NULL, err[2048];
     uint64_t idx = 0;
     int rc = 1;
+    /* The applier may ask (a restore at start finding the file behind)
+    ** before rl_node_start has returned the node to us. */
+    pthread_mutex_lock(&h->mu);
+    while (!h->node_ready && !h->stopping)
+        pthread_cond_wait(&h->cv, &h->mu);
+    rc = h->node_ready ? 1 : -1;
+    pthread_mutex_unlock(&h->mu);
+    if (rc < 0)
+        return 1;
     if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
         mem = NULL;
         n = 0;
@@ -834,6 +872,10 @@ static int fetch_image(rl_host *h, uint64_t min_index,
                          sizeof err) == RL_RPC_OK) {
         hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
              (unsigned long long)idx, (unsigned long long)min_index);
+        if (h->rebuild)
+            hlog(h, 1, "%s rebuilt from a peer's image at index %llu",
+                 h->db_path, (unsigned long long)idx);
+        h->rebuild = 0;
         advance(h, idx, 1);
         rc = 0;
     } else {
@@ -848,6 +890,36 @@ out:
 }
 
 /* ---------------------------------------------------------- open/close */
+
+/*
+** Rebuild, first half (start path): the applied record does not describe
+** the WAL beside it (rl_vfs_applied said SQLITE_CORRUPT), e.g. an OS crash
+** kept a record whose commit frame the WAL lost, or lost a WAL restart the
+** record saw. Neither the file nor the record can be trusted, and replay
+** from the log would apply page images onto an unknown base. So the node
+** starts with its database marked unknown: the record is reset to "nothing
+** applied" at the WAL's current end (so images can be installed and
+** writers on this node get SQLITE_BUSY until one is, since their base is
+** behind L), and the applier fetches a peer's image before it writes
+** anything (rebuild_apply, host_restore). The node's Raft log and
+** identity are kept.
+*/
+static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
+{
+    char e2[512];
+    hlog(h, 0,
+         "%s: %s; the local database cannot be trusted: discarding what "
+         "it holds and rebuilding it from a peer's image",
+         h->db_path, why);
+    if (rl_vfs_set_applied(h->af, 0, 10000, e2, sizeof e2) != SQLITE_OK) {
+        snprintf(err, errlen, "%s; resetting its applied record failed: %s",
+                 why, e2);
+        return -1;
+    }
+    h->db_index = h->applied = 0;
+    h->rebuild = 1;
+    return 0;
+}
 
 static int open_applier(rl_host *h, char *err, size_t errlen)
 {
@@ -884,6 +956,8 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
             applier_read(h);
             continue;
         }
+        if (rc == SQLITE_CORRUPT)
+            return rebuild_begin(h, e2, err, errlen);
         snprintf(err, errlen, "%s", e2);
         return -1;
     }
@@ -1114,6 +1188,10 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         h->node = NULL;
         goto fail_reg;
     }
+    pthread_mutex_lock(&h->mu);
+    h->node_ready = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
     if (start_sidecar(h, err, errlen) != 0)
         goto fail_reg;
     hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,

@@ -16,9 +16,24 @@
 #define RL_FAULT_H
 
 #ifdef RL_FAULTS
+#include <stddef.h>
+
 /* Counts a pass through point name; aborts at the armed pass. Any thread. */
 void rl_fault_point(const char *name);
 #define RL_FAULT(name) rl_fault_point(name)
+
+/*
+** The disk after an OS crash, for tests/cluster/test_os_crash.py: with
+** RAFTLITE_FAULT_SYNCED=1, each sync of a replicated database's WAL, main
+** file or applied record saves a copy of the synced file as
+** "<db>-raft/synced/<name>" (name "wal", "db" or "applied"), atomically
+** (a temporary file renamed). Everything written after a file's last sync
+** is what an OS crash may lose: the test puts the copies in place of the
+** files of a killed node.
+*/
+int rl_fault_synced_on(void);
+void rl_fault_save(const char *db_path, const char *name, const void *buf,
+                   size_t n);
 #else
 #define RL_FAULT(name) ((void)0)
 #endif

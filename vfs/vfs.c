@@ -840,10 +840,43 @@ static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
     return p->sub->pMethods->xTruncate(p->sub, size);
 }
 
+#ifdef RL_FAULTS
+/* Fault builds only (fault.h): a copy of a file just synced, read through
+** its own sqlite3_file (another descriptor's close() would drop this
+** process's POSIX locks on it). */
+static void fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name)
+{
+    sqlite3_int64 sz = 0, off;
+    uint8_t *buf;
+    if (!rl_fault_synced_on() || !m || !m->path ||
+        sub->pMethods->xFileSize(sub, &sz) != SQLITE_OK)
+        return;
+    buf = malloc(sz ? (size_t)sz : 1);
+    if (!buf)
+        return;
+    for (off = 0; off < sz; off += 65536) {
+        int k = sz - off < 65536 ? (int)(sz - off) : 65536;
+        if (sub->pMethods->xRead(sub, buf + off, k, off) != SQLITE_OK)
+            break;
+    }
+    if (off >= sz)
+        rl_fault_save(m->path, name, buf, (size_t)sz);
+    free(buf);
+}
+#endif
+
 static int rl_sync(sqlite3_file *f, int flags)
 {
     rl_file *p = (rl_file *)f;
-    return p->sub->pMethods->xSync(p->sub, flags);
+    int rc = p->sub->pMethods->xSync(p->sub, flags);
+#ifdef RL_FAULTS
+    if (rc == SQLITE_OK && p->kind == KIND_WAL && p->main &&
+        p->main->replicated)
+        fault_keep_synced(p->main, p->sub, "wal");
+    if (rc == SQLITE_OK && p->kind == KIND_MAIN && p->replicated)
+        fault_keep_synced(p, p->sub, "db");
+#endif
+    return rc;
 }
 
 static int rl_file_size(sqlite3_file *f, sqlite3_int64 *size)
@@ -1856,10 +1889,26 @@ int rl_vfs_sync(sqlite3_file *f)
     int rc = SQLITE_OK;
     if (!rl_vfs_is_replicated(f))
         return SQLITE_MISUSE;
-    if (wal)
-        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
-    if (rc == SQLITE_OK && m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
+    /* The record first: the applier may go on meanwhile, and a durable
+    ** record must never claim a commit frame the durable WAL lacks (the
+    ** WAL synced second holds every frame the record synced first names,
+    ** unless the WAL restarted in between: then the start finds the
+    ** mismatch and rebuilds, see raftd/host.c). */
+    if (m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
         rc = SQLITE_IOERR_FSYNC;
+#ifdef RL_FAULTS
+    if (rc == SQLITE_OK && m->rec_fd >= 0 && rl_fault_synced_on()) {
+        uint8_t b[REC_SIZE];
+        ssize_t n = pread(m->rec_fd, b, sizeof b, 0);
+        rl_fault_save(m->path, "applied", b, n > 0 ? (size_t)n : 0);
+    }
+#endif
+    if (rc == SQLITE_OK && wal)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+#ifdef RL_FAULTS
+    if (rc == SQLITE_OK && wal)
+        fault_keep_synced(m, wal, "wal");
+#endif
     return rc;
 }
 
