@@ -100,13 +100,13 @@ def restart_after(c, victim, ans, acked, point):
                 "after convergence at %s" % point)
 
 
-def crash_round(c, ans, point, role, nrange):
+def crash_round(c, ans, all_acked, point, role, nrange):
     n_arm = random.randint(*nrange)
     arm = {"RAFTLITE_FAULT": "%s:%d" % (point, n_arm)}
     lead = c.leader()
     t0 = time.time()
     if role == "image":
-        victim = next(n for n in c.live() if n is not lead)
+        victim = random.choice([n for n in c.live() if n is not lead])
         log("== %s on follower %s (needs an image), N=%d" %
             (point, victim.name, n_arm))
         victim.kill9()
@@ -122,7 +122,7 @@ def crash_round(c, ans, point, role, nrange):
         printed = drain(victim)
     else:
         victim = lead if role == "leader" else \
-            next(n for n in c.live() if n is not lead)
+            random.choice([n for n in c.live() if n is not lead])
         log("== %s on %s %s, N=%d" % (point, role, victim.name, n_arm))
         check_eq(victim.exit(), 0, "%s's clean exit before arming" %
                  victim.name)
@@ -138,7 +138,8 @@ def crash_round(c, ans, point, role, nrange):
     log("%s died at %s after %.1fs; %d writes acknowledged" %
         (victim.name, point, time.time() - t0, len(acked)))
     check(len(acked) > 0, "no write was acknowledged in the round")
-    restart_after(c, victim, ans, acked, point)
+    all_acked |= acked
+    restart_after(c, victim, ans, all_acked, point)
     log("round %s/%s passed in %.1fs" % (point, role, time.time() - t0))
 
 
@@ -149,13 +150,15 @@ def test():
     c = Cluster(3, ext=FAULT_EXT, uri=URI)
     make_table(c)
     ans = Answers()
+    acked = set()  # every write acknowledged in any round
     rounds = MATRIX if not LONG else (MATRIX + LONG_ONLY) * 4
     only = os.environ.get("RL_CRASH_ONLY")  # "point/role": one round
     for point, role, nrange in rounds:
         if only and only != "%s/%s" % (point, role):
             continue
-        crash_round(c, ans, point, role, nrange)
-    log("%d answers recorded, none older than an earlier one" % ans.count)
+        crash_round(c, ans, acked, point, role, nrange)
+    log("%d answers recorded, none older than an earlier one; %d "
+        "acknowledged writes on every node" % (ans.count, len(acked)))
     c.close()
 
 
