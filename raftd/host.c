@@ -665,29 +665,48 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
 static int fetch_image(rl_host *h, uint64_t min_index,
                        const struct rl_manifest *m);
 
+/* The applier thread may need the node (a restore at start finding the file
+** behind) before rl_node_start has returned it to us: 1 once h->node is
+** set, 0 if the host stops first. */
+static int wait_node(rl_host *h)
+{
+    int ready;
+    pthread_mutex_lock(&h->mu);
+    while (!h->node_ready && !h->stopping)
+        pthread_cond_wait(&h->cv, &h->mu);
+    ready = h->node_ready;
+    pthread_mutex_unlock(&h->mu);
+    return ready;
+}
+
 /*
 ** Rebuild, second half (applier thread): while h->rebuild is set the file's
-** content is unknown, so no entry may be written on it. The first entry
-** that changes the database (an effective TXN, or GENESIS) names an index
-** every peer that applied it has reached: fetch an image at least that
-** recent and install it (vfs/image.c: one commit of every page, so
-** whatever the WAL and file held is replaced); then that entry and those
-** before it are in the file. A restored snapshot asks for its image the
-** usual way (host_restore finds db_index 0 below its L). Other entries
-** pass without touching the file. Returns 1 when the entry is handled.
+** content is unknown, so no entry may be written on it. At the first entry
+** the applier gets, fetch a peer's image at least as recent as the FSM's L
+** (the last database-changing entry the FSM applied: the FSM is at or past
+** this entry, so L covers every such entry up to it) and install it
+** (vfs/image.c: one commit of every page, so whatever the WAL and file held
+** is replaced); the entries the image covers are then skipped as usual. A
+** snapshot restored at start asks for its image the usual way
+** (host_restore finds db_index 0 below its L). Returns 1 when the entry is
+** handled here.
 */
 static int rebuild_apply(rl_host *h, const struct rl_applied *e)
 {
-    if (!((e->kind == RL_ENTRY_TXN && e->effective) ||
-          e->kind == RL_ENTRY_GENESIS)) {
+    struct rl_node_status st;
+    if (!wait_node(h))
+        return 1;
+    rl_node_status(h->node, &st);
+    if (st.L == 0) {
+        /* Nothing database-changing in the log yet. */
         advance(h, e->index, 0);
         return 1;
     }
     hlog(h, 1, "rebuilding %s: fetching an image at index >= %llu", h->db_path,
-         (unsigned long long)e->index);
-    while (!host_stopping(h) && fetch_image(h, e->index, NULL) != 0)
+         (unsigned long long)st.L);
+    while (!host_stopping(h) && fetch_image(h, st.L, NULL) != 0)
         pause_ms(1000);
-    return 0;
+    return host_stopping(h);
 }
 
 static void host_apply(void *ctx, const struct rl_applied *e)
@@ -831,14 +850,7 @@ static int fetch_image(rl_host *h, uint64_t min_index,
     char *tmp = NULL, err[2048];
     uint64_t idx = 0;
     int rc = 1;
-    /* The applier may ask (a restore at start finding the file behind)
-    ** before rl_node_start has returned the node to us. */
-    pthread_mutex_lock(&h->mu);
-    while (!h->node_ready && !h->stopping)
-        pthread_cond_wait(&h->cv, &h->mu);
-    rc = h->node_ready ? 1 : -1;
-    pthread_mutex_unlock(&h->mu);
-    if (rc < 0)
+    if (!wait_node(h))
         return 1;
     if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
         mem = NULL;
