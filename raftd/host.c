@@ -664,6 +664,7 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
 
 static int fetch_image(rl_host *h, uint64_t min_index,
                        const struct rl_manifest *m);
+static void rebuild_end(rl_host *h, uint64_t index);
 
 /* The applier thread may need the node (a restore at start finding the file
 ** behind) before rl_node_start has returned it to us: 1 once h->node is
@@ -885,9 +886,7 @@ static int fetch_image(rl_host *h, uint64_t min_index,
         hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
              (unsigned long long)idx, (unsigned long long)min_index);
         if (h->rebuild)
-            hlog(h, 1, "%s rebuilt from a peer's image at index %llu",
-                 h->db_path, (unsigned long long)idx);
-        h->rebuild = 0;
+            rebuild_end(h, idx);
         advance(h, idx, 1);
         rc = 0;
     } else {
@@ -918,11 +917,34 @@ out:
 */
 static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
 {
-    char e2[512];
+    char e2[512], path[PATH_MAX];
+    int fd;
     hlog(h, 0,
          "%s: %s; the local database cannot be trusted: discarding what "
          "it holds and rebuilding it from a peer's image",
          h->db_path, why);
+    /* The marker first: a crash before the image is installed (and
+    ** synced) must find the rebuild still to do, not a record that now
+    ** matches its WAL. */
+    if (path_join(path, sizeof path, h->dir, "/rebuild") != 0) {
+        snprintf(err, errlen, "%s; path too long", why);
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s; cannot create %s: %s", why, path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd); /* our own marker file: no SQLite lock on it */
+    fd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0)
+            hlog(h, 1, "cannot sync %s: %s", h->dir, strerror(errno));
+        close(fd);
+    }
     if (rl_vfs_set_applied(h->af, 0, 10000, e2, sizeof e2) != SQLITE_OK) {
         snprintf(err, errlen, "%s; resetting its applied record failed: %s",
                  why, e2);
@@ -931,6 +953,25 @@ static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
     h->db_index = h->applied = 0;
     h->rebuild = 1;
     return 0;
+}
+
+/* Rebuild done (applier thread): the image at index is installed; once it
+** and its record are synced the marker goes. */
+static void rebuild_end(rl_host *h, uint64_t index)
+{
+    char path[PATH_MAX];
+    if (rl_vfs_sync(h->af) != SQLITE_OK) {
+        hlog(h, 0,
+             "%s: cannot sync the rebuilt database; the rebuild "
+             "will be done again at the next start",
+             h->db_path);
+    } else if (path_join(path, sizeof path, h->dir, "/rebuild") == 0 &&
+               unlink(path) != 0 && errno != ENOENT) {
+        hlog(h, 1, "cannot remove %s: %s", path, strerror(errno));
+    }
+    hlog(h, 1, "%s rebuilt from a peer's image at index %llu", h->db_path,
+         (unsigned long long)index);
+    h->rebuild = 0;
 }
 
 static int open_applier(rl_host *h, char *err, size_t errlen)
@@ -956,6 +997,13 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
         return -1;
     }
     sqlite3_busy_timeout(h->adb, 10000);
+    {
+        char marker[PATH_MAX];
+        if (path_join(marker, sizeof marker, h->dir, "/rebuild") == 0 &&
+            access(marker, F_OK) == 0)
+            return rebuild_begin(h, "a rebuild begun earlier did not finish",
+                                 err, errlen);
+    }
     for (int i = 0;; i++) {
         uint64_t idx;
         char e2[512];

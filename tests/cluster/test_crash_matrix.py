@@ -142,7 +142,8 @@ def crash_round(c, ans, all_acked, point, role, nrange):
     check_aborted(victim, rc, point, printed)
     log("%s died at %s after %.1fs; %d writes acknowledged" %
         (victim.name, point, time.time() - t0, len(acked)))
-    check(len(acked) > 0, "no write was acknowledged in the round")
+    # A victim may die at its very first write (wal-restart:1 on a new
+    # leader): then the round acknowledged nothing, which is fine.
     all_acked |= acked
     restart_after(c, victim, ans, all_acked, point)
     log("round %s/%s passed in %.1fs" % (point, role, time.time() - t0))
@@ -162,6 +163,9 @@ def test():
         if only and only != "%s/%s" % (point, role):
             continue
         crash_round(c, ans, acked, point, role, nrange)
+    check(len(acked) > 100 * len(rounds) // 4, "only %d writes were "
+          "acknowledged in %d rounds: the load did not run" %
+          (len(acked), len(rounds)))
     log("%d answers recorded, none older than an earlier one; %d "
         "acknowledged writes on every node" % (ans.count, len(acked)))
     c.close()

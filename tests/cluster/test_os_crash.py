@@ -28,7 +28,9 @@ order of rl_vfs_sync avoids, but a WAL restart between the two syncs, or a
 disk that reorders writes, produces). The node must notice (the record
 does not describe the WAL), say so, discard its database and rebuild it
 from a peer's image (raftd/host.c rebuild_begin/rebuild_apply), and
-converge; no acknowledged write lost.
+converge; no acknowledged write lost. Its first start is armed to die
+(fault point image-install) while it installs that image: the next start
+must find the rebuild marker and rebuild again.
 """
 import os
 import random
@@ -37,7 +39,8 @@ import subprocess
 
 from rltest import *
 from rlcluster import *
-from rlcrash import make_table, Answers, Load, check_acked, start_node
+from rlcrash import (make_table, Answers, Load, check_aborted, check_acked,
+                     drain, start_node)
 
 FAULT_EXT = os.path.join(ROOT, "build", "fault", "raftlite")
 URI = "raft_snapshot_threshold=64&raft_snapshot_trailing=16"
@@ -144,7 +147,12 @@ def restart_checked(c, victim, acked, ans, what):
     c.write("INSERT OR IGNORE INTO t(id, v) VALUES (%d, 'after');" % k,
             timeout=60)
     acked.add(k)
-    check_acked(c, acked)
+    try:
+        check_acked(c, acked)
+    except TestFailure:
+        victim.sh.partial("SELECT 1;", timeout=5)
+        log("%s printed:\n%s" % (victim.name, victim.sh.printed[-4000:]))
+        raise
     c.wait_converged(timeout=60)
     c.integrity()
     victim.sh.sql("SELECT 1;")
@@ -175,13 +183,30 @@ def crash_round(c, ans, all_acked, role, cut):
         restart_checked(c, victim, all_acked, ans, "a discarded cut")
     else:
         fail("could not set up a WAL that lacks the record's commit frame")
+    if cut:
+        # First a start that dies while it installs the rebuilding image:
+        # the next start must know the rebuild is not done.
+        start_node(victim, {"RAFTLITE_FAULT": "image-install:1"}, armed=True)
+        deadline = time.time() + 40 * SLOW
+        while victim.sh.p.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        check_aborted(victim, victim.sh.p.poll(), "image-install",
+                      drain(victim))
+        check("does not describe" in victim.sh.printed or
+              "is not the commit frame" in victim.sh.printed,
+              "%s did not report that its record does not describe its "
+              "WAL; output:\n%s" % (victim.name, victim.sh.printed[-3000:]))
+        check(os.path.exists(victim.db + "-raft/rebuild"),
+              "no rebuild marker after a rebuild was cut short")
     out = restart_checked(c, victim, all_acked, ans,
                           "the record-ahead cut" if cut else "an OS crash")
     rebuilt = "rebuilt from a peer's image" in out
     if cut:
-        check("does not describe" in out or "is not the commit frame" in out,
-              "%s did not report that its record does not describe its "
-              "WAL; output:\n%s" % (victim.name, out[-3000:]))
+        check("a rebuild begun earlier did not finish" in out,
+              "%s did not resume the rebuild it had begun; output:\n%s" %
+              (victim.name, out[-3000:]))
+        check(not os.path.exists(victim.db + "-raft/rebuild"),
+              "the rebuild marker is still there after the rebuild")
         check(rebuilt, "%s did not rebuild from an image; output:\n%s" %
               (victim.name, out[-3000:]))
     log("round %s/%s passed%s" % (role, "cut" if cut else "os-crash",
