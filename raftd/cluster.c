@@ -23,6 +23,8 @@
 #include "node.h"
 #include "raftlite.pb-c.h"
 
+#include <raft.h>
+
 #define PUB(m)  RL_SVC_PUBLIC m
 #define INTL(m) RL_SVC_INTERNAL m
 
@@ -31,6 +33,9 @@
 /* How long a join retries a peer that does not answer at all (it may be
 ** starting at the same moment); after that the address is reported. */
 #define UNREACHABLE_GRACE_MS 3000
+/* Pause before retrying a join that raft refused because another
+** configuration change is in progress. */
+#define JOIN_BUSY_RETRY_MS 200
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -689,6 +694,7 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
     struct rl_result res;
     unsigned cnt = 0;
     int found, rc;
+    int64_t deadline;
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     switch (route(h, &leader, err, errlen)) {
@@ -704,6 +710,8 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
         }
         return rc == 0 ? 0 : -1;
     }
+    deadline = rl_rpc_now_ms() + timeout_ms;
+again:
     if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
         seterr(err, errlen, "cannot read the cluster configuration");
         return -1;
@@ -727,8 +735,22 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
             rc = propose_meta(n, m, timeout_ms, err, errlen);
         }
     } else if (rc == 0) {
+        int64_t left = left_ms(deadline);
         int nrc = rl_node_add(n, m->raft_id, m->raft_addr, RL_ROLE_VOTER, m,
-                              timeout_ms, &res);
+                              left > 0 ? (unsigned)left : 1, &res);
+        /* raft takes one configuration change at a time: while another
+        ** node's join is uncommitted (its promotion waits for it to catch
+        ** up) raft_add refuses at once and nothing changed. Nodes started
+        ** together join together, so wait for that change and check
+        ** again (the configuration may have changed meanwhile). */
+        if (nrc == RL_NODE_ERROR &&
+            strstr(res.msg, raft_strerror(RAFT_CANTCHANGE)) &&
+            left_ms(deadline) > JOIN_BUSY_RETRY_MS) {
+            free(ms);
+            ms = NULL;
+            sleep_ms(JOIN_BUSY_RETRY_MS);
+            goto again;
+        }
         if (nrc != RL_NODE_OK) {
             char what[RL_META_STR_MAX + 32];
             snprintf(what, sizeof(what), "adding node '%s'", m->node_id);

@@ -434,7 +434,7 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
                                  size_t errlen)
 {
     rl_rpc_server *s;
-    grpc_arg a[2];
+    grpc_arg a[3];
     grpc_channel_args ca;
     if (!cfg->addr || snprintf(NULL, 0, "%s", cfg->addr) >= 256) {
         seterr(err, errlen, "listen address missing or too long");
@@ -460,6 +460,14 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     pthread_cond_init(&s->state_cv, NULL);
     grpc_init();
     limit_args(a, &ca, s->max_msg);
+    /* grpc listens with SO_REUSEPORT by default: a second server on an
+    ** address already served would start "successfully" and the kernel
+    ** would split the connections between two nodes. Without it the
+    ** second bind fails and start reports the address in use. */
+    a[2].type = GRPC_ARG_INTEGER;
+    a[2].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    a[2].value.integer = 0;
+    ca.num_args = 3;
     s->server = grpc_server_create(&ca, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);

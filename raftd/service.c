@@ -915,9 +915,13 @@ done:
     return code;
 }
 
-#define NOT_BUILT                                                              \
-    "clustering is not built yet: this node runs standalone; it will work "    \
-    "once raftlite's cluster support lands"
+/* Without a host (raftd started without -bootstrap or -join on a database
+** that is not a node) there is no cluster to act on: say so and how to get
+** one. */
+#define STANDALONE                                                             \
+    "this node runs standalone (raftd started without -bootstrap or -join), "  \
+    "so it belongs to no cluster: ask a cluster member, or restart this node " \
+    "with -bootstrap to start a cluster"
 
 static int do_join(rl_service *svc, const uint8_t *req, size_t len,
                    rl_rpc_buf *reply, char *err, size_t errlen)
@@ -926,7 +930,8 @@ static int do_join(rl_service *svc, const uint8_t *req, size_t len,
     Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
     char msg[512];
     int code;
-    seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id, NOT_BUILT);
+    seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id,
+           STANDALONE);
     resp.error = msg;
     code = pack(&resp.base, svc->max_msg, reply, err, errlen);
     proto__join_request__free_unpacked(r, NULL);
@@ -942,7 +947,7 @@ static int do_remove(rl_service *svc, const uint8_t *req, size_t len,
     char msg[512];
     int code;
     seterr(msg, sizeof(msg), "cannot remove node '%s': %s", r->node_id,
-           NOT_BUILT);
+           STANDALONE);
     resp.error = msg;
     code = pack(&resp.base, svc->max_msg, reply, err, errlen);
     proto__remove_request__free_unpacked(r, NULL);
@@ -955,7 +960,7 @@ static int do_leader(rl_service *svc, const uint8_t *req, size_t len,
     DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
            "LeaderRequest");
     Proto__LeaderResponse resp = PROTO__LEADER_RESPONSE__INIT;
-    resp.error = (char *)"no leader: " NOT_BUILT;
+    resp.error = (char *)"no leader: " STANDALONE;
     proto__leader_request__free_unpacked(r, NULL);
     return pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
@@ -986,7 +991,7 @@ static int do_transfer(rl_service *svc, const uint8_t *req, size_t len,
     DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
            "TransferRequest");
     Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
-    resp.error = (char *)"cannot transfer leadership: " NOT_BUILT;
+    resp.error = (char *)"cannot transfer leadership: " STANDALONE;
     proto__transfer_request__free_unpacked(r, NULL);
     return pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
@@ -997,7 +1002,7 @@ static int do_nodes(rl_service *svc, const uint8_t *req, size_t len,
     DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
            "NodesRequest");
     Proto__NodesResponse resp = PROTO__NODES_RESPONSE__INIT;
-    resp.error = (char *)"no cluster nodes: " NOT_BUILT;
+    resp.error = (char *)"no cluster nodes: " STANDALONE;
     proto__nodes_request__free_unpacked(r, NULL);
     return pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
@@ -1009,7 +1014,7 @@ static int do_read_index(rl_service *svc, const uint8_t *req, size_t len,
            "ReadIndexRequest");
     (void)svc;
     proto__read_index_request__free_unpacked(r, NULL);
-    seterr(err, errlen, "ReadIndex needs a Raft leader: %s", NOT_BUILT);
+    seterr(err, errlen, "ReadIndex needs a Raft leader: %s", STANDALONE);
     return RL_RPC_FAILED_PRECONDITION;
 }
 

@@ -33,7 +33,7 @@ assert "ExecuteWrite" in r.error, r
 w = s.ExecuteWrite(p.WriteRequest(sql="INSERT INTO nosuch VALUES (1)"), timeout=20)
 assert not w.success and "no such table" in w.error, w
 j = s.Join(p.JoinRequest(node_id="n2", raft_addr="127.0.0.1:1"), timeout=20)
-assert not j.success and "not built yet" in j.error, j
+assert not j.success and "runs standalone" in j.error, j
 print("poc client ok")
 '''
 
@@ -169,11 +169,11 @@ def test():
     # --- Join / Remove / Leader / Status.
     j = s.Join(pb.JoinRequest(node_id="n2", raft_addr="127.0.0.1:1",
                               grpc_addr="127.0.0.1:2"), timeout=T)
-    check(not j.success and "not built yet" in j.error, "Join: %r" % j)
+    check(not j.success and "runs standalone" in j.error, "Join: %r" % j)
     rm = s.Remove(pb.RemoveRequest(node_id="n2"), timeout=T)
-    check(not rm.success and "not built yet" in rm.error, "Remove: %r" % rm)
+    check(not rm.success and "runs standalone" in rm.error, "Remove: %r" % rm)
     ld = s.Leader(pb.LeaderRequest(), timeout=T)
-    check(not ld.known and "not built yet" in ld.error, "Leader: %r" % ld)
+    check(not ld.known and "runs standalone" in ld.error, "Leader: %r" % ld)
     st = s.Status(pb.StatusRequest(), timeout=T)
     check(st.node_id == "n1" and st.role == "standalone" and
           st.database == d.db and st.sqlite_version.startswith("3."),
@@ -205,7 +205,7 @@ def test():
                      "ForwardTxn cut short")
     expect_rpc_error(lambda: internal.ReadIndex(pb.ReadIndexRequest(),
                                                 timeout=T),
-                     grpc.StatusCode.FAILED_PRECONDITION, "not built yet",
+                     grpc.StatusCode.FAILED_PRECONDITION, "runs standalone",
                      "ReadIndex")
     img = b""
     for c in internal.FetchImage(pb.FetchImageRequest(chunk_bytes=1000),
