@@ -402,29 +402,24 @@ static int shm_latest(rl_file *m, rl_shm_hdr *h)
 }
 
 /* At the write lock: read and resolve the record, remember the base.
-** *recovery is set when the wal-index header is not valid: then the lock
-** is WAL recovery's (SQLite recovers before any write transaction can
-** begin), and an intent is resolved at the next lock, against the header
-** recovery rebuilt. Refusing the lock instead would keep recovery, and so
-** the database, locked for good after a crash between intent and
-** settle (found by the crash matrix). */
-static int rec_load(rl_file *m, int *recovery)
+** Known problem (issue #6, test_crash_matrix's KNOWN_BROKEN rounds): after
+** a crash between intent and settle (writer or applier),
+** WAL recovery takes this lock while the wal-index header is not valid,
+** and refusing it keeps the database locked on restart. Deferring the
+** resolution to the next lock fixed that but made test_failover fail one
+** run in four (restarted node never caught up); not understood yet, so
+** not applied. */
+static int rec_load(rl_file *m)
 {
     rl_shm_hdr h;
     char err[256];
     int rc = rec_read(m, &m->rec, err, sizeof err);
-    *recovery = 0;
     if (rc != SQLITE_OK) {
         rl_vfs_set_error(rc, "raftlite: %s", err);
         return rc;
     }
     if (!pos_equal(&m->rec.prev, &m->rec.next)) {
         rc = shm_latest(m, &h);
-        if (rc == SQLITE_BUSY_RECOVERY) {
-            *recovery = 1;
-            m->applied_at_lock = m->rec.prev.index;
-            return SQLITE_OK;
-        }
         if (rc != SQLITE_OK)
             return rc;
         rec_resolve(&m->rec, &h);
@@ -1056,9 +1051,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
                 return SQLITE_BUSY;
             rc = writer_lock(p);
             if (rc == SQLITE_OK) {
-                int recovery = 0;
-                rc = rec_load(p, &recovery);
-                if (rc == SQLITE_OK && !recovery && p->port && p->port->begin)
+                rc = rec_load(p);
+                if (rc == SQLITE_OK && p->port && p->port->begin)
                     rc = p->port->begin(p->port->ctx, p->path,
                                         p->applied_at_lock);
                 if (rc != SQLITE_OK)
