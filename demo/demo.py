@@ -235,7 +235,11 @@ def main():
             print("demo: %s is missing: run `make` first (make demo builds "
                   "it)" % f, file=sys.stderr)
             return 1
+    # Installed explicitly: a process started with SIGINT ignored (a
+    # background job of a non-interactive shell) would otherwise ignore
+    # Ctrl-C.
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     demo = Demo()
     try:
         demo.main()

@@ -15,11 +15,13 @@
 */
 #include "sql.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster.h"
 #include "ext.h"
@@ -30,6 +32,8 @@
 SQLITE_EXTENSION_INIT3
 
 #define ERRLEN 1024
+/* Pause between retries of a membership call that met no leader. */
+#define RETRY_MS 100
 
 /* ---- the gRPC client of a process that does not host the database ---- */
 
@@ -44,10 +48,25 @@ static void client_free(void)
     pthread_mutex_unlock(&g_mu);
 }
 
-/* The process's plaintext client (created on first use). */
-static rl_rpc_client *client_get(char *err, size_t errlen)
+/* A client for the sidecar of db_path's host: with the TLS settings the
+** identity stores (the host serves with them), else the process's shared
+** plaintext client (created on first use). Release with client_put. */
+static rl_rpc_client *client_get(const char *db_path, char *err, size_t errlen)
 {
     rl_rpc_client *cl;
+    rl_identity ident;
+    char e[ERRLEN];
+    if (rl_identity_read(db_path, &ident, e, sizeof(e)) == 0 &&
+        (ident.tls_cert[0] || ident.tls_ca[0])) {
+        rl_rpc_tls tls;
+        memset(&tls, 0, sizeof(tls));
+        tls.ca_file = ident.tls_ca[0] ? ident.tls_ca : NULL;
+        if (ident.tls_client_auth) {
+            tls.cert_file = ident.tls_cert;
+            tls.key_file = ident.tls_key;
+        }
+        return rl_rpc_client_new(&tls, 0, err, errlen);
+    }
     pthread_mutex_lock(&g_mu);
     if (!g_client) {
         g_client = rl_rpc_client_new(NULL, 0, err, errlen);
@@ -58,6 +77,37 @@ static rl_rpc_client *client_get(char *err, size_t errlen)
     cl = g_client;
     pthread_mutex_unlock(&g_mu);
     return cl;
+}
+
+static void client_put(rl_rpc_client *cl)
+{
+    int shared;
+    pthread_mutex_lock(&g_mu);
+    shared = cl == g_client;
+    pthread_mutex_unlock(&g_mu);
+    if (cl && !shared) {
+        rl_rpc_client_free(cl);
+    }
+}
+
+/* Whether a failed cluster call may succeed if retried: no leader was
+** known or reachable, so nothing changed. */
+static int no_leader(const char *err)
+{
+    return strncmp(err, RL_CLUSTER_NO_LEADER, strlen(RL_CLUSTER_NO_LEADER)) ==
+           0;
+}
+
+/* Pause before retrying such a call, while time is left. 1 to retry. */
+static int retry_pause(int64_t deadline)
+{
+    if (rl_rpc_now_ms() + RETRY_MS >= deadline) {
+        return 0;
+    }
+    struct timespec ts = {0, RETRY_MS * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return 1;
 }
 
 /* ---- argument checks ---- */
@@ -84,7 +134,7 @@ static void errorf(sqlite3_context *ctx, const char *fmt, ...)
 static const char *text_arg(sqlite3_context *ctx, const char *fn,
                             sqlite3_value **argv, int i, const char *what)
 {
-    const char *s = (const char *)sqlite3_value_text(argv[i]);
+    const char *s = (const char *)sqlite3_value_text(argv[i]), *p;
     int n = sqlite3_value_bytes(argv[i]);
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL || !s || n == 0) {
         errorf(ctx, "%s: %s is %s; give it as text, e.g. %s", fn, what,
@@ -100,6 +150,16 @@ static const char *text_arg(sqlite3_context *ctx, const char *fn,
     if ((int)strlen(s) != n) {
         errorf(ctx, "%s: %s contains a NUL byte; use plain text", fn, what);
         return NULL;
+    }
+    for (p = s; *p; p++) {
+        /* The identity file stores one setting per line. */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            errorf(ctx,
+                   "%s: %s contains the control character 0x%02x; use "
+                   "printable text",
+                   fn, what, (unsigned)(unsigned char)*p);
+            return NULL;
+        }
     }
     return s;
 }
@@ -347,22 +407,29 @@ static void remove_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     rl_rpc_client *cl;
     rl_host *h;
     long pid = 0;
+    int64_t deadline = rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     int rc;
     (void)argc;
     if (!(id = text_arg(ctx, fn, argv, 0, "node id")) ||
         locate(ctx, fn, &h, grpc, sizeof(grpc), &pid) != 0) {
         return;
     }
-    err[0] = 0;
-    if (h) {
-        rc = rl_cluster_node_remove(h, id, RL_CLUSTER_TIMEOUT_MS, err,
-                                    sizeof(err));
-    } else if (!(cl = client_get(err, sizeof(err)))) {
-        rc = -1;
-    } else {
-        rc = rl_cluster_remove(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, err,
-                               sizeof(err));
-    }
+    /* An election in progress (or one started by removing the leader)
+    ** answers "no leader yet": nothing changed, so try again. */
+    do {
+        int64_t ms = deadline - rl_rpc_now_ms();
+        unsigned left = ms > 0 ? (unsigned)ms : 1;
+        err[0] = 0;
+        if (h) {
+            rc = rl_cluster_node_remove(h, id, left, err, sizeof(err));
+        } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
+            rc = -1;
+            break;
+        } else {
+            rc = rl_cluster_remove(cl, grpc, id, left, err, sizeof(err));
+            client_put(cl);
+        }
+    } while (rc != 0 && no_leader(err) && retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;
@@ -377,6 +444,7 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     rl_rpc_client *cl;
     rl_host *h;
     long pid = 0;
+    int64_t deadline = rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     int rc;
     if (argc > 0 && sqlite3_value_type(argv[0]) != SQLITE_NULL &&
         sqlite3_value_bytes(argv[0]) > 0 &&
@@ -386,16 +454,22 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (locate(ctx, fn, &h, grpc, sizeof(grpc), &pid) != 0) {
         return;
     }
-    err[0] = lid[0] = 0;
-    if (h) {
-        rc = rl_cluster_node_transfer(h, id, RL_CLUSTER_TIMEOUT_MS, lid,
-                                      sizeof(lid), err, sizeof(err));
-    } else if (!(cl = client_get(err, sizeof(err)))) {
-        rc = -1;
-    } else {
-        rc = rl_cluster_transfer(cl, grpc, id, RL_CLUSTER_TIMEOUT_MS, lid,
-                                 sizeof(lid), err, sizeof(err));
-    }
+    do {
+        int64_t ms = deadline - rl_rpc_now_ms();
+        unsigned left = ms > 0 ? (unsigned)ms : 1;
+        err[0] = lid[0] = 0;
+        if (h) {
+            rc = rl_cluster_node_transfer(h, id, left, lid, sizeof(lid), err,
+                                          sizeof(err));
+        } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
+            rc = -1;
+            break;
+        } else {
+            rc = rl_cluster_transfer(cl, grpc, id, left, lid, sizeof(lid), err,
+                                     sizeof(err));
+            client_put(cl);
+        }
+    } while (rc != 0 && no_leader(err) && retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;
@@ -420,11 +494,12 @@ static void leader_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     err[0] = 0;
     if (h) {
         rc = rl_cluster_node_leader(h, &m);
-    } else if (!(cl = client_get(err, sizeof(err)))) {
+    } else if (!(cl = client_get(main_path(ctx, fn), err, sizeof(err)))) {
         rc = -1;
     } else {
         rc = rl_cluster_leader(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &m, err,
                                sizeof(err));
+        client_put(cl);
     }
     if (rc < 0) {
         errorf(ctx, "%s: %s", fn, err);
@@ -571,9 +646,13 @@ static int nodes_filter(sqlite3_vtab_cursor *cur, int idxNum,
     }
     if (rl_host_running(path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
         err[0] = 0;
-        if (!(cl = client_get(err, sizeof(err))) ||
-            rl_cluster_nodes(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &c->ms, &c->count,
-                             err, sizeof(err)) != 0) {
+        if (!(cl = client_get(path, err, sizeof(err)))) {
+            return vtab_error(cur->pVtab, "raft_nodes: %s", err);
+        }
+        rc = rl_cluster_nodes(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &c->ms,
+                              &c->count, err, sizeof(err));
+        client_put(cl);
+        if (rc != 0) {
             return vtab_error(cur->pVtab, "raft_nodes: %s", err);
         }
         c->on_leader = c->count > 0 && c->ms[0].recent_contact >= 0;
@@ -712,9 +791,13 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
         rl_cluster_node_status(h, &cs);
     } else if (rl_host_running(db_path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
         err[0] = 0;
-        if (!(cl = client_get(err, sizeof(err))) ||
-            rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs, err,
-                                  sizeof(err)) != 0) {
+        rc = -1;
+        if ((cl = client_get(db_path, err, sizeof(err))) != NULL) {
+            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs,
+                                       err, sizeof(err));
+            client_put(cl);
+        }
+        if (rc != 0) {
             *result = sqlite3_mprintf("raft_status: %s is hosted by process "
                                       "%ld: %s",
                                       db_path, pid, err);

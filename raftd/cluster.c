@@ -573,6 +573,28 @@ static int route(struct rl_host *h, struct rl_meta *leader, char *err,
     return ROUTE_FORWARD;
 }
 
+/* route(), but while no leader is known wait for one (a node that just
+** started or restarted hears the leader within a heartbeat or an
+** election), at most half of timeout_ms and 5 s, so that the answer
+** "no leader yet" still reaches the caller before its deadline. */
+static int route_wait(struct rl_host *h, struct rl_meta *leader,
+                      unsigned timeout_ms, char *err, size_t errlen)
+{
+    unsigned wait = timeout_ms / 2 < 5000 ? timeout_ms / 2 : 5000;
+    int64_t deadline = rl_rpc_now_ms() + wait;
+    int r;
+    while ((r = route(h, leader, err, errlen)) == ROUTE_NONE &&
+           left_ms(deadline) > 0) {
+        int64_t left = left_ms(deadline);
+        /* Returns at once if a leader is known but not its metadata:
+        ** the pause below covers that case. */
+        rl_node_wait_leader(rl_host_node(h),
+                            (unsigned)(left < 100 ? left : 100));
+        sleep_ms(20);
+    }
+    return r;
+}
+
 static unsigned clamp_timeout(unsigned t)
 {
     return t ? t : RL_CLUSTER_TIMEOUT_MS;
@@ -697,7 +719,7 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
     int64_t deadline;
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -837,7 +859,7 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -894,10 +916,10 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
                           (unsigned)(left_ms(deadline) + 1), e,
                           sizeof(e)) != 0) {
-        seterr(err, errlen,
-               "leadership moved to '%s' but it did not remove "
-               "'%s': %s",
-               leader.node_id, node_id, e);
+        /* Keep the "no leader yet" prefix: a retry (this node is now a
+        ** follower) forwards the Remove to whoever leads then. */
+        seterr(err, errlen, "%s (leadership had moved to '%s' to remove '%s')",
+               e, leader.node_id, node_id);
         return -1;
     }
     return 0;
@@ -918,7 +940,7 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
-    switch (route(h, &leader, err, errlen)) {
+    switch (route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
@@ -1006,9 +1028,18 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
         copystr(out->leader, sizeof(out->leader), leader.node_id);
         copystr(out->leader_grpc, sizeof(out->leader_grpc), leader.grpc_addr);
     }
-    out->commit_index = st.commit_index;
+    /* The node publishes its indexes at different moments (a follower's
+    ** commit index may still read 0 after entries were applied); what was
+    ** applied was committed, and what was committed is in the log. */
     out->applied_index = rl_host_applied(h);
+    out->commit_index = st.commit_index;
+    if (out->commit_index < st.fsm_applied) {
+        out->commit_index = st.fsm_applied;
+    }
     out->last_index = st.last_index;
+    if (out->last_index < out->commit_index) {
+        out->last_index = out->commit_index;
+    }
     out->snapshot_index = st.snapshot_index;
 }
 
@@ -1276,7 +1307,7 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
     int64_t deadline = rl_rpc_now_ms() + tmo;
     char e[RL_RPC_ERRMAX + 256];
     int rc;
-    switch (route(h, &leader, e, sizeof(e))) {
+    switch (route_wait(h, &leader, tmo, e, sizeof(e))) {
     case ROUTE_NONE:
         seterr(msg, msglen, "STRONG read refused: %s", e);
         return -1;
@@ -1333,13 +1364,21 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
 ** follower sends the same request bytes to the leader and returns its
 ** answer. */
 static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
-                       const uint8_t *req, size_t len, unsigned tmo,
-                       rl_rpc_buf *reply, char *err, size_t errlen)
+                       const uint8_t *req, size_t len, rl_remaining_fn rem,
+                       void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
 {
     struct rl_meta leader;
     char msg[RL_RPC_ERRMAX + 256], full[128], e[RL_RPC_ERRMAX];
+    /* The whole time the caller gave (a large write may need it); no
+    ** deadline (0) if the caller set none. */
+    int64_t left = rem ? rem(ctx) : INT64_MAX;
+    int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
     int code;
-    switch (route(h, &leader, msg, sizeof(msg))) {
+    switch (route_wait(h, &leader,
+                       tmo == 0 || tmo > RL_CLUSTER_TIMEOUT_MS
+                           ? RL_CLUSTER_TIMEOUT_MS
+                           : (unsigned)tmo,
+                       msg, sizeof(msg))) {
     case ROUTE_SELF:
         return RL_CLUSTER_PASS;
     case ROUTE_FORWARD:
@@ -1377,7 +1416,8 @@ int rl_cluster_serve(rl_service *svc, struct rl_host *h, const char *method,
     reply->len = 0;
     if (strcmp(method, "ExecuteWrite") == 0 ||
         strcmp(method, "ExecuteTransaction") == 0) {
-        return serve_write(svc, h, method, req, len, tmo, reply, err, errlen);
+        return serve_write(svc, h, method, req, len, rem, ctx, reply, err,
+                           errlen);
     }
     if (strcmp(method, "ExecuteRead") == 0) {
         return serve_read(svc, h, req, len, tmo, reply, err, errlen);

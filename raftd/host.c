@@ -1379,6 +1379,44 @@ static void remove_setup(const char *db_path)
     remove_dir_files(p);
 }
 
+/*
+** A joiner installs the cluster's database as an image, which only fits a
+** database of the same page size, and SQLite cannot change the page size
+** once the file is in WAL mode: ask the peer for its image's page size
+** first (rl_image_prepare_joiner). A peer that cannot say (unreachable,
+** no image yet) leaves the default; the join itself then reports the
+** peer's state. -1 with err only when the database could not be changed.
+*/
+static int join_page_size(sqlite3 *db, const rl_host_config *cfg, char *err,
+                          size_t errlen)
+{
+    rl_rpc_tls t;
+    rl_rpc_client *cl;
+    uint32_t ps = 0;
+    char why[1024];
+    int code;
+    if (cfg->tls) {
+        t = *cfg->tls;
+        t.client_auth = 0;
+    }
+    cl = rl_rpc_client_new(cfg->tls ? &t : NULL, cfg->max_msg_bytes, err,
+                           errlen);
+    if (!cl)
+        return -1;
+    code =
+        rl_image_prepare_joiner(cl, cfg->join, db, 10000, &ps, why, sizeof why);
+    rl_rpc_client_free(cl);
+    if (code == RL_RPC_INTERNAL || code == RL_RPC_RESOURCE_EXHAUSTED ||
+        (code == RL_RPC_FAILED_PRECONDITION && strstr(why, "holds data"))) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (code != RL_RPC_OK)
+        hlog(NULL, 1, "joining: the page size of %s's image is unknown (%s)",
+             cfg->join, why);
+    return 0;
+}
+
 int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
                       size_t errlen)
 {
@@ -1427,6 +1465,8 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
                      path);
             return -1;
         }
+        if (join_page_size(db, cfg, err, errlen) != 0)
+            return -1;
     }
     /* WAL mode first, while the file is still an ordinary database. */
     if (sqlite3_exec(db, "PRAGMA main.journal_mode=WAL", NULL, NULL, NULL) !=

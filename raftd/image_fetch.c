@@ -22,6 +22,8 @@
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -284,4 +286,140 @@ int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
         }
     }
     return code;
+}
+
+int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
+                   rl_image_info *info, char *err, size_t errlen)
+{
+    Proto__FetchImageRequest req = PROTO__FETCH_IMAGE_REQUEST__INIT;
+    uint8_t hdr[RL_IMAGE_HDR_SIZE], rbuf[16];
+    uint64_t have = 0, total = 0;
+    rl_rpc_stream *st;
+    rl_rpc_buf msg;
+    char serr[RL_RPC_ERRMAX], why[256];
+    size_t n;
+    int code = RL_RPC_OK, got, status;
+
+    memset(info, 0, sizeof *info);
+    req.name = (char *)RL_IMAGE_FETCH_NAME;
+    req.length = RL_IMAGE_HDR_SIZE;
+    n = proto__fetch_image_request__get_packed_size(&req);
+    if (n > sizeof rbuf)
+        return fail(err, errlen, RL_RPC_INTERNAL, "probe request too large");
+    proto__fetch_image_request__pack(&req, rbuf);
+    st = rl_rpc_stream_open(cl, peer_grpc, RL_SVC_INTERNAL "FetchImage",
+                            timeout_ms > 0 ? timeout_ms : 30000, serr,
+                            sizeof serr);
+    if (!st)
+        return fail(err, errlen, RL_RPC_UNAVAILABLE,
+                    "cannot call FetchImage on %s: %s", peer_grpc, serr);
+    got = rl_rpc_stream_send(st, rbuf, n) == 0 &&
+                  rl_rpc_stream_close_send(st) == 0
+              ? 1
+              : -1;
+    while (got == 1 && (got = rl_rpc_stream_recv(st, &msg)) == 1) {
+        Proto__ImageChunk *c =
+            proto__image_chunk__unpack(NULL, msg.len, msg.data);
+        rl_rpc_buf_free(&msg);
+        if (!c || c->offset != have || c->data.len > RL_IMAGE_HDR_SIZE - have ||
+            (uint32_t)crc32(crc32(0L, Z_NULL, 0), c->data.data,
+                            (uInt)c->data.len) != c->crc32) {
+            code = fail(err, errlen, RL_RPC_DATA_LOSS,
+                        "image header from %s: malformed chunk", peer_grpc);
+        } else {
+            memcpy(hdr + have, c->data.data, c->data.len);
+            have += c->data.len;
+            total = c->total_size;
+        }
+        if (c)
+            proto__image_chunk__free_unpacked(c, NULL);
+        if (code != RL_RPC_OK)
+            break;
+    }
+    if (code != RL_RPC_OK)
+        rl_rpc_stream_cancel(st);
+    status = rl_rpc_stream_finish(st, serr, sizeof serr);
+    if (code != RL_RPC_OK)
+        return code;
+    if (status != RL_RPC_OK)
+        return fail(err, errlen, status, "FetchImage from %s: %s", peer_grpc,
+                    serr);
+    if (have != RL_IMAGE_HDR_SIZE)
+        return fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image header from %s: %llu of %d bytes", peer_grpc,
+                    (unsigned long long)have, RL_IMAGE_HDR_SIZE);
+    if (rl_image_hdr_decode(hdr, info, why, sizeof why) != 0)
+        return fail(err, errlen, RL_RPC_DATA_LOSS, "image header from %s: %s",
+                    peer_grpc, why);
+    if (rl_image_size(info) != total)
+        return fail(err, errlen, RL_RPC_DATA_LOSS,
+                    "image header from %s: total size %llu, header says %llu",
+                    peer_grpc, (unsigned long long)total,
+                    (unsigned long long)rl_image_size(info));
+    return RL_RPC_OK;
+}
+
+/* One integer from a PRAGMA or query on db; -1 on error. */
+static int64_t query_int64(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
+                            sqlite3 *db, int64_t timeout_ms,
+                            uint32_t *page_size, char *err, size_t errlen)
+{
+    rl_image_info info;
+    char *sql, *msg = NULL;
+    int64_t cur, pages, tables;
+    int code, rc;
+    *page_size = 0;
+    code = rl_image_probe(cl, peer_grpc, timeout_ms, &info, err, errlen);
+    if (code != RL_RPC_OK)
+        return code;
+    *page_size = info.page_size;
+    cur = query_int64(db, "PRAGMA main.page_size");
+    pages = query_int64(db, "PRAGMA main.page_count");
+    tables = query_int64(db, "SELECT count(*) FROM main.sqlite_schema");
+    if (cur < 0 || pages < 0 || tables < 0)
+        return fail(err, errlen, RL_RPC_INTERNAL, "cannot read %s: %s",
+                    sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+    if (cur == (int64_t)info.page_size)
+        return RL_RPC_OK;
+    if (pages > 1 || tables != 0)
+        return fail(err, errlen, RL_RPC_FAILED_PRECONDITION,
+                    "%s holds data: a joining node needs an empty database",
+                    sqlite3_db_filename(db, "main"));
+    /* An empty file takes the page size at once; a one-page database
+    ** (WAL mode was set, or an empty schema was written) is rebuilt by
+    ** VACUUM, which cannot change the page size in WAL mode. */
+    sql = sqlite3_mprintf("%sPRAGMA main.page_size=%u;%s",
+                          pages ? "PRAGMA main.journal_mode=DELETE;" : "",
+                          info.page_size, pages ? "VACUUM main;" : "");
+    if (!sql)
+        return fail(err, errlen, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        code = fail(err, errlen, RL_RPC_INTERNAL,
+                    "cannot give %s the cluster's page size %u: %s",
+                    sqlite3_db_filename(db, "main"), info.page_size,
+                    msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return code;
+    }
+    if (pages &&
+        query_int64(db, "PRAGMA main.page_size") != (int64_t)info.page_size)
+        return fail(err, errlen, RL_RPC_INTERNAL,
+                    "%s kept page size %lld (the cluster's is %u)",
+                    sqlite3_db_filename(db, "main"), (long long)cur,
+                    info.page_size);
+    return RL_RPC_OK;
 }

@@ -16,7 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image.h"
 #include "rpc.h"
+
+struct sqlite3;
 
 /* The FetchImageRequest.name that asks for the consistent image. */
 #define RL_IMAGE_FETCH_NAME "@image"
@@ -44,6 +47,31 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
                       size_t errlen);
 
 /*
+** Reads only the header of peer_grpc's current image (a 48-byte transfer):
+** its index, page size and page count. A joining node can create its empty
+** database with the cluster's page size before it becomes replicated (an
+** image installs only into a database of its own page size). Returns 0 or
+** a status code with err, as rl_image_fetch.
+*/
+int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
+                   rl_image_info *info, char *err, size_t errlen);
+
+/*
+** Before a node joins: gives db's main database, which must be empty (at
+** most one page, no schema) and not yet replicated, the page size of the
+** cluster's images, asked from peer_grpc with rl_image_probe (an image
+** installs only into a database of its own page size, and SQLite cannot
+** change the page size of a WAL database). A database in WAL mode is put
+** back in rollback mode for the change; the caller sets WAL mode after.
+** Returns 0 (also when the page size already matches), or a status code
+** with err: the peer serves no image (then the joiner may go on with its
+** default page size and rely on the cluster's database having it).
+*/
+int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
+                            struct sqlite3 *db, int64_t timeout_ms,
+                            uint32_t *page_size, char *err, size_t errlen);
+
+/*
 ** The need_image step in one call: tries peers[0..n) in order (NULL or
 ** empty entries are skipped), fetching into tmp_path an image at index >=
 ** min_index, and installs the first good one into db (rl_image_install:
@@ -53,7 +81,6 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
 ** (the caller retries after a pause). An install the database refuses
 ** counts as a failure of that peer's image (INTERNAL).
 */
-struct sqlite3;
 int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
                      struct sqlite3 *db, const char *tmp_path,
                      uint64_t min_index, uint64_t *index, char *err,

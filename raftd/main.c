@@ -408,6 +408,11 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    /* An ignored signal is discarded, never seen by sigwait: a raftd
+    ** started with SIGINT ignored (a background job of a shell script)
+    ** must still stop on it. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     {

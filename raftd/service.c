@@ -242,6 +242,13 @@ struct rl_host *rl_service_host(rl_service *svc)
     return svc->host;
 }
 
+void rl_service_count_call(rl_service *svc)
+{
+    pthread_mutex_lock(&svc->smu);
+    svc->served++;
+    pthread_mutex_unlock(&svc->smu);
+}
+
 size_t rl_service_max_msg(rl_service *svc)
 {
     return svc->max_msg;

@@ -63,6 +63,9 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv);
 const char *rl_service_db_path(rl_service *svc);
 struct rl_host *rl_service_host(rl_service *svc);
 size_t rl_service_max_msg(rl_service *svc);
+/* Counts a call served outside rl_service_unary (the cluster layer), so
+** that Status.calls_served counts every unary call. */
+void rl_service_count_call(rl_service *svc);
 
 /* ---- ForwardTxn chunk framing (grpc-free, fuzzed) ---- */
 

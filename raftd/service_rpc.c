@@ -70,6 +70,8 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     if (code == RL_CLUSTER_PASS) {
         code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining,
                                 call, &reply, err, sizeof(err));
+    } else if (strcmp(m + 1, "Status") != 0) {
+        rl_service_count_call(svc); /* Status counted itself (service.c) */
     }
     rl_rpc_buf_free(&req);
     if (code != RL_RPC_OK) {
@@ -223,17 +225,17 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
     rl_image_src *src = NULL;
     const rl_image_info *info;
     uint8_t *buf = NULL, *out = NULL;
-    uint64_t off = 0, total;
+    uint64_t off = 0, total, end;
     uint32_t scrc = (uint32_t)crc32(0L, Z_NULL, 0);
     int64_t left = rl_rpc_call_remaining_ms(call);
     char err[512];
     int code = RL_RPC_OK, rc;
 
-    if (r->offset || r->length)
+    if (r->offset)
         return rl_rpc_call_error(
             call, RL_RPC_INVALID_ARGUMENT,
-            "the consistent image (name '%s') streams whole from offset 0: "
-            "offset and length must be 0 (fetch again for a new image)",
+            "the consistent image (name '%s') streams from offset 0: a "
+            "resumed transfer would mix two snapshots (fetch it again)",
             RL_IMAGE_FETCH_NAME);
     if (!sqlite3_vfs_find("raft"))
         return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION,
@@ -264,15 +266,20 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
         goto out;
     }
     total = rl_image_size(info);
+    /* length > 0: only the image's first bytes (48 = the header: page
+    ** size and index without the transfer). total_size stays the image's. */
+    end = r->length && r->length < total ? r->length : total;
     if (!(buf = malloc(chunk)) || !(out = malloc(chunk + 128))) {
         code =
             rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    while (off < total) {
+    while (off < end) {
         Proto__ImageChunk ic = PROTO__IMAGE_CHUNK__INIT;
         size_t got = 0, n;
-        rc = rl_image_src_read(src, buf, chunk, &got, err, sizeof err);
+        rc = rl_image_src_read(src, buf,
+                               end - off < chunk ? (size_t)(end - off) : chunk,
+                               &got, err, sizeof err);
         if (rc != RL_IMAGE_OK || got == 0) {
             code = rl_rpc_call_error(
                 call, RL_RPC_DATA_LOSS, "image read failed at offset %llu: %s",
@@ -292,7 +299,7 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
         scrc = (uint32_t)crc32(scrc, buf, (uInt)got);
         ic.total_size = total;
         off += got;
-        ic.last = off >= total;
+        ic.last = off >= end;
         if (ic.last)
             ic.stream_crc32 = scrc;
         n = proto__image_chunk__pack(&ic, out);

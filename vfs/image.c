@@ -157,7 +157,7 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
                         size_t errlen)
 {
     const char *path = sqlite3_db_filename(s->db, "main");
-    rl_shm_hdr h;
+    rl_shm_hdr h, h0;
     volatile void *r0;
     uint32_t nbackfill;
     uint64_t index = 0;
@@ -167,6 +167,16 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
     rc = rl_vfs_lock_write(s->f, timeout_ms, err, errlen);
     if (rc != SQLITE_OK)
         return RL_IMAGE_EDB;
+    /* A valid header now, under the lock, means the read below runs no
+    ** recovery: recovery would take the write lock on this very connection
+    ** and release it (OFD locks of one description do not nest). */
+    rc = rl_vfs_shm_header(s->f, &h0);
+    if (rc != SQLITE_OK) {
+        rl_vfs_unlock_write(s->f);
+        return fail(err, errlen, RL_IMAGE_EBUSY,
+                    "%s: the wal-index header is not valid (%s)", path,
+                    sqlite3_errstr(rc));
+    }
     rc = sqlite3_exec(s->db, "BEGIN; SELECT count(*) FROM sqlite_schema", 0, 0,
                       &msg);
     if (rc != SQLITE_OK) {
@@ -190,6 +200,15 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
     rl_vfs_unlock_write(s->f);
     if (rc != SQLITE_OK)
         return RL_IMAGE_EDB;
+    /* Nothing may have moved while the lock was held: otherwise the read
+    ** transaction's snapshot and the header and index read after it could
+    ** differ. */
+    if (h.mxFrame != h0.mxFrame || h.iChange != h0.iChange ||
+        memcmp(h.aSalt, h0.aSalt, 8) != 0)
+        return fail(err, errlen, RL_IMAGE_EBUSY,
+                    "%s: the WAL changed while the image's snapshot was "
+                    "taken",
+                    path);
     if (!s->in_txn)
         return fail(err, errlen, RL_IMAGE_EDB,
                     "%s: the read transaction did not stay open", path);
@@ -253,7 +272,7 @@ int rl_image_src_open(sqlite3 *db, int timeout_ms, rl_image_src **out,
                       char *err, size_t errlen)
 {
     rl_image_src *s;
-    int rc;
+    int rc, tries;
     *out = 0;
     if (!sqlite3_get_autocommit(db))
         return fail(err, errlen, RL_IMAGE_EARG,
@@ -272,9 +291,22 @@ int rl_image_src_open(sqlite3 *db, int timeout_ms, rl_image_src **out,
                     "VFS: no image can be taken of it",
                     sqlite3_db_filename(db, "main"));
     }
-    rc = warm(db, err, errlen);
-    if (rc == RL_IMAGE_OK)
-        rc = src_snapshot(s, timeout_ms, err, errlen);
+    /* A snapshot that found the wal-index being recovered or changing is
+    ** taken again (recovery runs in warm(), outside the lock). */
+    for (tries = 0;; tries++) {
+        rc = warm(db, err, errlen);
+        if (rc == RL_IMAGE_OK)
+            rc = src_snapshot(s, timeout_ms, err, errlen);
+        if (rc != RL_IMAGE_EBUSY || tries == 3)
+            break;
+        if (s->in_txn) {
+            sqlite3_exec(db, "COMMIT", 0, 0, 0);
+            s->in_txn = 0;
+        }
+        memset(&s->info, 0, sizeof s->info);
+        s->mx_frame = 0;
+        s->wal = 0;
+    }
     if (rc == RL_IMAGE_OK) {
         s->page = sqlite3_malloc64(s->info.page_size);
         if (!s->page)

@@ -62,6 +62,7 @@
 #define RL_IMAGE_ENOMEM  (-6)
 #define RL_IMAGE_EDB     (-7) /* SQLite / VFS refused (message says why) */
 #define RL_IMAGE_EARG    (-8) /* caller broke a documented precondition */
+#define RL_IMAGE_EBUSY   (-9) /* the database kept changing: try again */
 
 typedef struct rl_image_info {
     uint64_t index;

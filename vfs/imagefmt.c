@@ -285,6 +285,8 @@ const char *rl_image_errstr(int rc)
         return "database refused the image";
     case RL_IMAGE_EARG:
         return "bad argument";
+    case RL_IMAGE_EBUSY:
+        return "database busy: try again";
     default:
         return "unknown image error";
     }

@@ -1671,6 +1671,11 @@ int rl_vfs_lock_write(sqlite3_file *f, int timeout_ms, char *err, size_t errlen)
         return apply_fail(err, errlen, SQLITE_MISUSE,
                           "%s: the connection is inside a write transaction",
                           m->path);
+    if (!m->shm_mapped)
+        return apply_fail(err, errlen, SQLITE_MISUSE,
+                          "%s: the connection has not read the database yet "
+                          "(its wal-index is not open): read once first",
+                          m->path);
     for (waited = 0; !m->shm_shared0; waited++) {
         hold_shared0(m);
         if (m->shm_shared0)

@@ -42,6 +42,19 @@ def visibility(c):
     rs = lead.val("SELECT count(DISTINCT r), count(DISTINCT b) FROM nd;")
     check_eq(rs, "%d|%d" % (n, n), "random() and randomblob() vary")
     c.wait_all(ROWS, want)
+    # A write on a follower fails by design, names the leader, and
+    # changes nothing anywhere.
+    for f in c.live():
+        if f is lead:
+            continue
+        ok, out, err = f.try_sql("INSERT INTO kv VALUES (3, 'on %s');" %
+                                 f.name)
+        check(not ok, "a write on follower %s succeeded" % f.name)
+        check(lead.name in err and lead.grpc_addr in err,
+              "%s's refusal names the leader %s (%s): %s" %
+              (f.name, lead.name, lead.grpc_addr, err))
+    check_eq(lead.val("SELECT count(*) FROM kv WHERE k = 3;"), "0",
+             "rows of refused follower writes")
     log("visibility and non-deterministic SQL ok on", len(c.live()), "nodes")
     c.wait_converged()
 
@@ -60,14 +73,14 @@ def survive_each(c, victims):
         # acknowledged it, or a follower that has not applied it yet).
         was_leader = victim is lead
         victim.kill9()
+        t0 = time.time()
         rest = c.live()
         for n in rest:
             c.wait_val(n, "SELECT v FROM kv WHERE k = %d;" % k, "ack " + name)
-        t0 = time.time()
         k += 1
         lead2, _ = c.write("INSERT OR REPLACE INTO kv VALUES (%d, 'after %s');"
                            % (k, name), timeout=30)
-        log("%s (%s) killed: next write on %s after %.1fs" %
+        log("%s (%s) killed: next write on %s %.1fs after the kill" %
             (name, "leader" if was_leader else "follower", lead2.name,
              time.time() - t0))
         check(lead2 is not victim, "write accepted by the killed node")

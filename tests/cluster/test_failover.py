@@ -71,15 +71,30 @@ def failover(c, round_no, next_id):
     for i in range(1, 20):
         new.sql("INSERT INTO s(id, v) VALUES (%d, 'while down');" % (k + i))
     # The old leader restarts from its file and rejoins as a follower.
+    term0 = new.status()["term"]
     lead.restart()
     st = lead.status()
     check_eq(st["id"], lead.name, "restarted node's identity")
     c.wait_all("SELECT count(*) FROM s WHERE id > %d;" % k, "19",
                nodes=[lead], timeout=30)
-    st = lead.status()
-    check(st["state"] == "follower", "restarted old leader is %s, not "
-          "follower: %s" % (st["state"], st))
-    check_eq(st["leader"], c.leader().name, "restarted node knows the leader")
+    # It follows the cluster's leader (its restart may cause an election
+    # first: wait for the outcome, and log the terms).
+    deadline = time.time() + 20 * SLOW
+    while True:
+        now = c.leader()
+        st = lead.status()
+        if st["state"] == "follower" and st["leader"] == now.name:
+            break
+        if time.time() > deadline:
+            fail("restarted old leader %s does not follow leader %s: %s" %
+                 (lead.name, now.name, st))
+        time.sleep(0.1)
+    log("round %d: %s restarted as follower of %s (term %d -> %d)" %
+        (round_no, lead.name, now.name, term0, st["term"]))
+    check(now is not lead, "the restarted node leads again")
+    for n in c.live():
+        check_eq(n.val("SELECT raft_leader();"), now.name,
+                 "%s: raft_leader()" % n.name)
     c.wait_converged()
     return k + 100
 

@@ -1,4 +1,5 @@
 # budget: 180
+# asan: yes
 # budget-long: 1200
 """Membership: after more than 3,000 transactions (so the log was
 compacted behind a snapshot and a joiner needs an image) a 4th node joins
@@ -80,7 +81,7 @@ def test():
     for n in c.live():
         wait_for("%s: raft_nodes without %s" % (n.name, gone.name),
                  lambda: gone.name not in ids(n))
-    check_eq(gone.exit(), 0, "removed node's shell exit")
+    check_eq(gone.exit(), gone.sh.expected_rc(), "removed node's shell exit")
     lead.sql("INSERT INTO t(v) VALUES ('after remove');")
     c.wait_all("SELECT count(*) FROM t WHERE v = 'after remove';", "1")
     c.wait_converged()
@@ -122,7 +123,7 @@ def test():
              "rows after all membership changes")
     c.wait_converged(rest)
     c.integrity(rest)
-    check_eq(new.exit(), 0, "removed leader's shell exit")
+    check_eq(new.exit(), new.sh.expected_rc(), "removed leader's shell exit")
     c.close()
 
 

@@ -1,4 +1,5 @@
 # budget: 150
+# asan: yes
 """No quorum: both followers of a 3-node cluster are stopped (SIGSTOP). A
 COMMIT on the leader does not succeed, and while the followers stay
 stopped the row is visible nowhere (the leader's own shell, a second
@@ -46,6 +47,9 @@ def test():
             timeout=120)
         res["secs"] = time.time() - t0
 
+    # A second shell with the extension on the leader's file is a client
+    # of the leader's host: it reads the file, and must not see the row.
+    other = Shell(lead.db, env=c.env)
     th = threading.Thread(target=commit, daemon=True)
     th.start()
     t0 = time.time()
@@ -53,6 +57,8 @@ def test():
     while th.is_alive() or looks < 3:
         seen = visible_anywhere(c)
         check(not seen, "row committed without quorum is visible: %s" % seen)
+        check_eq(other.sql_ok(PROBE).strip(), "0",
+                 "a client shell on the leader's file during the COMMIT")
         looks += 1
         if time.time() - t0 > 130 * SLOW:
             fail("the leader's COMMIT neither failed nor succeeded")
@@ -66,7 +72,6 @@ def test():
     # nor does a second shell with the extension (a client of this host).
     lead.try_sql("ROLLBACK;")
     check_eq(lead.val(PROBE), "0", "the failed COMMIT's row on the leader")
-    other = Shell(lead.db, env=c.env)
     check_eq(other.sql_ok(PROBE).strip(), "0", "a second shell on the leader")
     check_eq(other.close(), 0, "second shell's exit")
     check(not visible_anywhere(c), "row visible after the failed COMMIT")

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 120
+# asan: yes
 """tests/cluster/test_rpc_cluster.py -- the gRPC sidecar of hosted nodes.
 
 A three-node cluster of stock shells; a python gRPC client (python3-grpcio,
@@ -31,6 +32,32 @@ def addr():
     return "127.0.0.1:%d" % free_port()
 
 
+def finish(shell, name):
+    """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
+    a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
+    rc = shell.close()
+    tail = []
+    while True:
+        try:
+            line = shell.q.get(timeout=10)
+        except Exception:
+            break
+        if line is None:
+            break
+        tail.append(line)
+    text = "".join(tail)
+    if (rc == 86 and "LeakSanitizer has encountered a fatal error" in text
+            and "ERROR:" not in text and "runtime error" not in text):
+        # LSan's own tracer crashed while stopping the exiting process's
+        # threads (seen with grpc's threads at exit): no check happened,
+        # nothing was reported. Say so rather than fail or hide it.
+        log("shell %s: LeakSanitizer could not run at exit (tracer "
+            "crash); no leak check for it" % name)
+        return
+    check("Sanitizer" not in text and "runtime error" not in text and
+          rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
+
+
 def test():
     pb, pbg = project_stubs()
     d = scratch("rlrpcc-")
@@ -58,15 +85,27 @@ def test():
         ld = pub[n].Leader(pb.LeaderRequest(), timeout=T)
         check(ld.known and ld.node_id == "n1" and ld.grpc_addr == ga and
               ld.raft_addr == ra, "Leader seen by %s: %r" % (n, ld))
-    nodes = pub["n2"].Nodes(pb.NodesRequest(), timeout=T)
-    check_eq(sorted((x.node_id, x.raft_addr, x.grpc_addr, x.role,
-                     x.is_leader, x.on_leader) for x in nodes.nodes),
-             [("n1", ra, ga, "voter", True, False),
-              ("n2", rb, gb, "voter", False, False),
-              ("n3", rc, gc, "voter", False, False)], "Nodes on a follower")
+    want = [("n1", ra, ga, "voter", True, False),
+            ("n2", rb, gb, "voter", False, False),
+            ("n3", rc, gc, "voter", False, False)]
+    # A follower's configuration may trail the leader's by a heartbeat
+    # (n3 shows as a spare until the voter assignment reaches n2).
+    deadline = time.time() + 10
+    while True:
+        nodes = pub["n2"].Nodes(pb.NodesRequest(), timeout=T)
+        got = sorted((x.node_id, x.raft_addr, x.grpc_addr, x.role,
+                      x.is_leader, x.on_leader) for x in nodes.nodes)
+        if got == want or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    check_eq(got, want, "Nodes on a follower")
     nodes = pub["n1"].Nodes(pb.NodesRequest(), timeout=T)
     check(all(x.on_leader and x.match_index > 0 for x in nodes.nodes),
           "Nodes on the leader carry match indexes: %r" % nodes)
+    before = pub["n2"].Status(pb.StatusRequest(), timeout=T).calls_served
+    pub["n2"].Leader(pb.LeaderRequest(), timeout=T)
+    after = pub["n2"].Status(pb.StatusRequest(), timeout=T).calls_served
+    check_eq(after - before, 2, "calls_served counts cluster RPCs")
     log("Status/Leader/Nodes: ok")
 
     # Writes through followers are forwarded; STRONG reads on followers
@@ -90,7 +129,9 @@ def test():
         pb.Statement(sql="UPDATE t SET v = 'b' WHERE k = 100")]), timeout=T)
     check(tx.success and len(tx.results) == 2, "forwarded transaction: %r"
           % tx)
-    check_eq(a.sql_ok("SELECT v FROM t WHERE k = 100;").strip(), "b",
+    out = a.sql_ok("SELECT v FROM t WHERE k = 100;")
+    check_eq([l for l in out.splitlines() if not l.startswith("raftlite[")],
+             ["b"],
              "the forwarded transaction reached the leader's database")
     log("forwarded writes and STRONG reads: ok")
 
@@ -120,7 +161,7 @@ def test():
     # A leader without its quorum: STRONG refused, EVENTUAL answers.
     lead = pub["n3"].Leader(pb.LeaderRequest(), timeout=T).node_id
     other = "n2" if lead == "n3" else "n3"
-    (b if other == "n2" else c).close()
+    finish(b if other == "n2" else c, other)
     t0 = time.time()
     r = pub[lead].ExecuteRead(pb.ReadRequest(sql="SELECT count(*) FROM t",
                                              consistency=pb.STRONG),
@@ -136,6 +177,9 @@ def test():
     log("reads without a quorum: ok")
     for ch in chans.values():
         ch.close()
+    for sh, name in ((a, "n1"), (b, "n2"), (c, "n3")):
+        if sh.p.poll() is None:
+            finish(sh, name)
 
 
 main(test)

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 120
+# asan: yes
 """tests/cluster/test_sql.py -- raftlite's cluster SQL surface end to end.
 
 Three stock sqlite3 shells with the extension form a cluster on 127.0.0.1
@@ -33,7 +34,10 @@ def addr():
 
 
 def q(shell, sql):
-    return shell.sql_ok(sql).strip()
+    """Output of sql, without the nodes' log lines (the shell's stderr)."""
+    out = shell.sql_ok(sql)
+    return "\n".join(l for l in out.splitlines()
+                     if not l.startswith("raftlite[")).strip()
 
 
 def err_has(shell, sql, *parts):
@@ -91,6 +95,9 @@ def argument_errors(d):
     err_has(s, boot % ("printf('%.256c', 'x')", "'127.0.0.1:7001'",
                        "'127.0.0.1:7002'"),
             "node id is 256 bytes; at most 255")
+    err_has(s, boot % ("'n' || char(10) || '1'", "'127.0.0.1:7001'",
+                       "'127.0.0.1:7002'"),
+            "node id contains the control character 0x0a")
     err_has(s, boot % ("'n1'", "'127.0.0.1'", "'127.0.0.1:7002'"),
             "raft address '127.0.0.1' is not host:port")
     err_has(s, boot % ("'n1'", "'127.0.0.1:7001'", "'127.0.0.1:70000'"),
@@ -121,7 +128,28 @@ def argument_errors(d):
     q(s, ".open :memory:")
     err_has(s, boot % ("'n1'", "'127.0.0.1:7001'", "'127.0.0.1:7002'"),
             "in memory or temporary", ".open FILE")
-    s.close()
+    finish(s, "plain")
+
+
+def genesis(d):
+    """A database that holds data becomes the cluster's initial state; a
+    joining node receives it (as an image) before raft_join returns."""
+    g = Shell(os.path.join(d, "g.db"))
+    q(g, "CREATE TABLE old(a, b); INSERT INTO old VALUES (1, 'x'), (2, 'y');")
+    rg, gg = addr(), addr()
+    # An id with a quote and a backslash: raft_status stays valid JSON.
+    check_eq(q(g, "SELECT raft_bootstrap('g\"1\\', '%s', '%s');" % (rg, gg)),
+             'g"1\\', "bootstrap of a database with data")
+    st = status(g)
+    check(st["id"] == 'g"1\\' and st["leader"] == 'g"1\\',
+          "raft_status of an id with JSON specials: %r" % st)
+    h = Shell(os.path.join(d, "h.db"))
+    check_eq(q(h, "SELECT raft_join('g2', '%s', '%s', '%s');" %
+               (addr(), addr(), gg)), "g2", "join of a seeded cluster")
+    check_eq(q(h, "SELECT group_concat(a || b) FROM old;"), "1x,2y",
+             "the initial data on the joined node")
+    finish(g, "g1")
+    finish(h, "g2")
 
 
 def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
@@ -134,10 +162,38 @@ def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
                                         grpc_addr=own_grpc), timeout=20)
 
 
+def finish(shell, name):
+    """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
+    a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
+    rc = shell.close()
+    tail = []
+    while True:
+        try:
+            line = shell.q.get(timeout=10)
+        except Exception:
+            break
+        if line is None:
+            break
+        tail.append(line)
+    text = "".join(tail)
+    if (rc == 86 and "LeakSanitizer has encountered a fatal error" in text
+            and "ERROR:" not in text and "runtime error" not in text):
+        # LSan's own tracer crashed while stopping the exiting process's
+        # threads (seen with grpc's threads at exit): no check happened,
+        # nothing was reported. Say so rather than fail or hide it.
+        log("shell %s: LeakSanitizer could not run at exit (tracer "
+            "crash); no leak check for it" % name)
+        return
+    check("Sanitizer" not in text and "runtime error" not in text and
+          rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
+
+
 def test():
     d = scratch("rlsql-")
     argument_errors(d)
     log("argument errors: ok")
+    genesis(d)
+    log("bootstrap with data, join: ok")
 
     ra, ga, rb, gb, rc, gc = (addr() for _ in range(6))
     a = Shell(os.path.join(d, "a.db"))
@@ -177,8 +233,11 @@ def test():
               "raft_nodes row of %s on the leader: %r" % (nid, v))
         check(v[4] == (1 if nid == "n1" else 0), "is_leader of %s" % nid)
         check(v[5] is not None and v[5] > 0, "match_index of %s" % nid)
-    nb = nodes(b)
-    check_eq(set(nb), set(want), "members seen by a follower")
+    # A follower learns a member's id from its replicated metadata entry,
+    # which may still be on its way.
+    nb = wait_for("n2 to know every member's id",
+                  lambda: (lambda ns: ns if set(ns) == set(want) else None)(
+                      nodes(b)))
     check(all(v[5] is None and v[6] is None for v in nb.values()),
           "match_index/last_contact are NULL on a follower: %r" % nb)
     check_eq(nb["n1"][4], 1, "a follower knows the leader")
@@ -187,7 +246,9 @@ def test():
         check(st["id"] == nid and st["leader"] == "n1" and
               st["leader_grpc"] == ga and st["raft_id"] == na[nid][0],
               "status of %s: %r (raft_nodes %r)" % (nid, st, na[nid]))
-        check(st["applied_index"] <= st["last_index"], "indexes of %s" % nid)
+        check(st["applied_index"] >= 1 and
+              st["commit_index"] <= st["last_index"],
+              "indexes of %s: %r" % (nid, st))
         check_eq(q(sh, "SELECT raft_leader();"), "n1", "leader seen by " + nid)
     log("raft_nodes and raft_status: ok")
 
@@ -197,7 +258,7 @@ def test():
     check_eq(q(e, "SELECT raft_leader();"), "n1", "raft_leader of a client")
     check_eq(set(nodes(e)), set(want), "raft_nodes of a client")
     check_eq(status(e)["id"], "n1", "raft_status of a client")
-    e.close()
+    finish(e, "client")
     log("client process: ok")
 
     # Join refusals leave the cluster unchanged.
@@ -208,12 +269,12 @@ def test():
             (addr(), addr(), dead), "cannot reach", dead)
     check(time.time() - t0 < 20, "an unreachable peer is reported promptly")
     err_has(dj, "PRAGMA raft_status;", "is not a raft node")
-    dj.close()
+    finish(dj, "d1")
     dj = Shell(os.path.join(d, "d2.db"))
     err_has(dj, "SELECT raft_join('n2', '%s', '%s', '%s');" %
             (addr(), addr(), gc), "node 'n2' is already a member with raft "
             "address " + rb)
-    dj.close()
+    finish(dj, "d2")
     r = raw_join(ga, "n4", rb, addr())
     check(not r.success and ("raft address %s is already used by node 'n2'"
                              % rb) in r.error, "duplicate raft address: %r" % r)
@@ -229,7 +290,9 @@ def test():
     check_eq(q(c, "SELECT raft_transfer('n2');"), "n2", "raft_transfer")
     wait_for("n1 to see n2 lead",
              lambda: q(a, "SELECT raft_leader();") == "n2")
-    check_eq(status(b)["state"], "leader", "n2's state after the transfer")
+    # The new leader's own published state may trail its first heartbeats.
+    wait_for("n2 to report itself leader",
+             lambda: status(b)["state"] == "leader", timeout=5)
     err_has(a, "SELECT raft_transfer('nope');", "no node 'nope'")
     q(b, "INSERT INTO t VALUES (3);")
     wait_for("the write on the new leader to reach n1",
@@ -250,8 +313,8 @@ def test():
              "writes after the membership changes")
     err_has(a, "SELECT raft_remove('n1');", "only node", "nothing changed")
     log("remove: ok")
-    for sh in (a, b, c):
-        sh.close()
+    for sh, name in ((a, "n1"), (b, "n2"), (c, "n3")):
+        finish(sh, name)
 
 
 main(test)

@@ -136,6 +136,15 @@ def test():
     check(len(got[1]) == 30 and got[2][0] == 30 * 200,
           "image rows: %d t, %r u" % (len(got[1]), got[2]))
 
+    # The header alone (length 48): index and page size, no transfer.
+    hc = list(internal.FetchImage(pb.FetchImageRequest(name="@image",
+                                                       length=48),
+                                  timeout=T))
+    check(len(hc) == 1 and len(hc[0].data) == 48 and hc[0].last and
+          hc[0].total_size == len(img) and hc[0].data == img[:48],
+          "header-only fetch: %r" % [(len(c.data), c.last, c.total_size)
+                                     for c in hc])
+
     # Refusals.
     expect_rpc_error(lambda: fetch(internal, pb, min_index=index + 1),
                      grpc.StatusCode.FAILED_PRECONDITION, "below",

@@ -74,8 +74,17 @@ class NodeShell(Shell):
                 continue
             out.append(line)
 
+    # The stock shell's exit status at .exit or end of input is 1 if any
+    # statement of its input failed, 0 otherwise: expected_rc() tracks it.
+    had_error = False
+
+    def expected_rc(self):
+        return 1 if self.had_error else 0
+
     def sql(self, text, timeout=120):
         out, how = self._run(text, timeout)
+        if is_error(out):
+            self.had_error = True
         if how == "timeout":
             fail("shell did not answer within %ds: %r; output so far:\n%s" %
                  (timeout, text[:300], out))
@@ -88,6 +97,8 @@ class NodeShell(Shell):
         """(output, finished): finished is False if the shell exited or
         did not answer in time before the end of text."""
         out, how = self._run(text, timeout)
+        if is_error(out):
+            self.had_error = True
         return out, how == "ok"
 
 
@@ -357,7 +368,9 @@ class Cluster:
         """Polls node until text gives want."""
         deadline = time.time() + timeout * SLOW
         while True:
-            got = node.val(text)
+            # An error (e.g. "no such table" before the schema arrived) is
+            # a state to wait out, not a failure; the last one is reported.
+            got = node.sh.sql(text, 60 * SLOW).strip()
             if got == want:
                 return got
             if time.time() > deadline:
@@ -409,20 +422,22 @@ class Cluster:
                      "%s: integrity_check" % n.name)
 
     def close(self, check_rc=True):
-        """Ends every running shell with .exit; each must exit 0 (under
-        ASan a leak makes it exit 86)."""
+        """Ends every running shell with .exit; each must exit with the
+        stock shell's status for its input (0, or 1 if a statement failed;
+        under ASan a leak makes it exit 86)."""
         bad = []
         for n in self.nodes:
             if n.state == "stopped":
                 n.cont()
             if n.state == "up" and n.sh.p.poll() is None:
+                want = n.sh.expected_rc()
                 rc = n.exit()
-                if rc != 0:
-                    bad.append((n.name, rc))
+                if rc != want:
+                    bad.append((n.name, rc, want))
                     log("%s exited %d; its last output:\n%s" %
                         (n.name, rc, getattr(n, "exit_output", "")))
         if check_rc and bad:
-            fail("shells exited non-zero at .exit: %s" % bad)
+            fail("shells' exit status at .exit (node, got, want): %s" % bad)
 
 
 def stock_val(db, text):

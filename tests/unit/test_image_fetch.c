@@ -386,6 +386,19 @@ int main(void)
     code = rl_image_fetch(cl, target, tmp, next_index, &idx, err, sizeof err);
     CHECK(code == RL_RPC_OK && idx == next_index, "current: %d %s", code, err);
 
+    /* The header alone: a 48-byte transfer naming index and page size. */
+    {
+        rl_image_info pi;
+        CHECK(rl_image_verify_file(tmp, &info, err, sizeof err) == 0, "%s",
+              err);
+        code = rl_image_probe(cl, target, 5000, &pi, err, sizeof err);
+        CHECK(code == RL_RPC_OK && pi.index == next_index &&
+                  pi.page_size == 4096 && pi.n_pages == info.n_pages &&
+                  pi.index == info.index,
+              "probe: %d %s (index %llu, %u pages)", code, err,
+              (unsigned long long)pi.index, pi.n_pages);
+    }
+
     /* Unreachable peer. */
     code = rl_image_fetch_ex(cl, "127.0.0.1:1", tmp, 0, 3000, &idx, err,
                              sizeof err);
@@ -407,6 +420,14 @@ int main(void)
     }
     port = start_on_free_port(&fsrv, add_fake, 0);
     snprintf(fake, sizeof fake, "127.0.0.1:%d", port);
+    {
+        /* A peer that sends more than the header asked for. */
+        rl_image_info pi;
+        fake_mode = FAKE_FLIP;
+        code = rl_image_probe(cl, fake, 5000, &pi, err, sizeof err);
+        CHECK(code == RL_RPC_DATA_LOSS, "probe of a fake peer: %d %s", code,
+              err);
+    }
     for (i = FAKE_FLIP; i <= FAKE_TOTAL; i++) {
         static const char *const what[] = {"flipped byte", "gap", "short",
                                            "chunk CRC", "total size"};
