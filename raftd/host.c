@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
@@ -89,6 +90,8 @@ struct rl_host {
     struct local_txn *local;
     uint64_t next_txn;
     uint32_t ckpt_frames; /* applier thread only */
+    int rebuild; /* the file is not what its record says: see rebuild_begin */
+    int node_ready; /* h->node is set (rl_node_start returned); under mu */
     int stopping;
     rl_rpc_client *cl;
     rl_service *svc;
@@ -661,11 +664,58 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
 
 static int fetch_image(rl_host *h, uint64_t min_index,
                        const struct rl_manifest *m);
+static void rebuild_end(rl_host *h, uint64_t index);
+
+/* The applier thread may need the node (a restore at start finding the file
+** behind) before rl_node_start has returned it to us: 1 once h->node is
+** set, 0 if the host stops first. */
+static int wait_node(rl_host *h)
+{
+    int ready;
+    pthread_mutex_lock(&h->mu);
+    while (!h->node_ready && !h->stopping)
+        pthread_cond_wait(&h->cv, &h->mu);
+    ready = h->node_ready;
+    pthread_mutex_unlock(&h->mu);
+    return ready;
+}
+
+/*
+** Rebuild, second half (applier thread): while h->rebuild is set the file's
+** content is unknown, so no entry may be written on it. At the first entry
+** the applier gets, fetch a peer's image at least as recent as the FSM's L
+** (the last database-changing entry the FSM applied: the FSM is at or past
+** this entry, so L covers every such entry up to it) and install it
+** (vfs/image.c: one commit of every page, so whatever the WAL and file held
+** is replaced); the entries the image covers are then skipped as usual. A
+** snapshot restored at start asks for its image the usual way
+** (host_restore finds db_index 0 below its L). Returns 1 when the entry is
+** handled here.
+*/
+static int rebuild_apply(rl_host *h, const struct rl_applied *e)
+{
+    struct rl_node_status st;
+    if (!wait_node(h))
+        return 1;
+    rl_node_status(h->node, &st);
+    if (st.L == 0) {
+        /* Nothing database-changing in the log yet. */
+        advance(h, e->index, 0);
+        return 1;
+    }
+    hlog(h, 1, "rebuilding %s: fetching an image at index >= %llu", h->db_path,
+         (unsigned long long)st.L);
+    while (!host_stopping(h) && fetch_image(h, st.L, NULL) != 0)
+        pause_ms(1000);
+    return host_stopping(h);
+}
 
 static void host_apply(void *ctx, const struct rl_applied *e)
 {
     rl_host *h = ctx;
     uint64_t db_index;
+    if (h->rebuild && rebuild_apply(h, e))
+        return;
     pthread_mutex_lock(&h->mu);
     db_index = h->db_index;
     pthread_mutex_unlock(&h->mu);
@@ -748,6 +798,8 @@ static int host_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
     ok = h->applied >= A;
     pthread_mutex_unlock(&h->mu);
     (void)db_size;
+    if (ok)
+        RL_FAULT("snapshot-sync"); /* before the WAL and record are synced */
     /* The snapshot lets raft drop the entries up to A: what the file
     ** reflects must survive an OS crash first. */
     if (ok && rl_vfs_sync(h->af) != SQLITE_OK) {
@@ -799,6 +851,8 @@ static int fetch_image(rl_host *h, uint64_t min_index,
     char *tmp = NULL, err[2048];
     uint64_t idx = 0;
     int rc = 1;
+    if (!wait_node(h))
+        return 1;
     if (rl_node_members(h->node, &mem, &n) != RL_NODE_OK) {
         mem = NULL;
         n = 0;
@@ -831,6 +885,8 @@ static int fetch_image(rl_host *h, uint64_t min_index,
                          sizeof err) == RL_RPC_OK) {
         hlog(h, 2, "installed a database image at index %llu (needed >= %llu)",
              (unsigned long long)idx, (unsigned long long)min_index);
+        if (h->rebuild)
+            rebuild_end(h, idx);
         advance(h, idx, 1);
         rc = 0;
     } else {
@@ -845,6 +901,78 @@ out:
 }
 
 /* ---------------------------------------------------------- open/close */
+
+/*
+** Rebuild, first half (start path): the applied record does not describe
+** the WAL beside it (rl_vfs_applied said SQLITE_CORRUPT), e.g. an OS crash
+** kept a record whose commit frame the WAL lost, or lost a WAL restart the
+** record saw. Neither the file nor the record can be trusted, and replay
+** from the log would apply page images onto an unknown base. So the node
+** starts with its database marked unknown: the record is reset to "nothing
+** applied" at the WAL's current end (so images can be installed and
+** writers on this node get SQLITE_BUSY until one is, since their base is
+** behind L), and the applier fetches a peer's image before it writes
+** anything (rebuild_apply, host_restore). The node's Raft log and
+** identity are kept.
+*/
+static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
+{
+    char e2[512], path[PATH_MAX];
+    int fd;
+    hlog(h, 0,
+         "%s: %s; the local database cannot be trusted: discarding what "
+         "it holds and rebuilding it from a peer's image",
+         h->db_path, why);
+    /* The marker first: a crash before the image is installed (and
+    ** synced) must find the rebuild still to do, not a record that now
+    ** matches its WAL. */
+    if (path_join(path, sizeof path, h->dir, "/rebuild") != 0) {
+        snprintf(err, errlen, "%s; path too long", why);
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s; cannot create %s: %s", why, path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd); /* our own marker file: no SQLite lock on it */
+    fd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0)
+            hlog(h, 1, "cannot sync %s: %s", h->dir, strerror(errno));
+        close(fd);
+    }
+    if (rl_vfs_set_applied(h->af, 0, 10000, e2, sizeof e2) != SQLITE_OK) {
+        snprintf(err, errlen, "%s; resetting its applied record failed: %s",
+                 why, e2);
+        return -1;
+    }
+    h->db_index = h->applied = 0;
+    h->rebuild = 1;
+    return 0;
+}
+
+/* Rebuild done (applier thread): the image at index is installed; once it
+** and its record are synced the marker goes. */
+static void rebuild_end(rl_host *h, uint64_t index)
+{
+    char path[PATH_MAX];
+    if (rl_vfs_sync(h->af) != SQLITE_OK) {
+        hlog(h, 0,
+             "%s: cannot sync the rebuilt database; the rebuild "
+             "will be done again at the next start",
+             h->db_path);
+    } else if (path_join(path, sizeof path, h->dir, "/rebuild") == 0 &&
+               unlink(path) != 0 && errno != ENOENT) {
+        hlog(h, 1, "cannot remove %s: %s", path, strerror(errno));
+    }
+    hlog(h, 1, "%s rebuilt from a peer's image at index %llu", h->db_path,
+         (unsigned long long)index);
+    h->rebuild = 0;
+}
 
 static int open_applier(rl_host *h, char *err, size_t errlen)
 {
@@ -869,6 +997,13 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
         return -1;
     }
     sqlite3_busy_timeout(h->adb, 10000);
+    {
+        char marker[PATH_MAX];
+        if (path_join(marker, sizeof marker, h->dir, "/rebuild") == 0 &&
+            access(marker, F_OK) == 0)
+            return rebuild_begin(h, "a rebuild begun earlier did not finish",
+                                 err, errlen);
+    }
     for (int i = 0;; i++) {
         uint64_t idx;
         char e2[512];
@@ -881,6 +1016,8 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
             applier_read(h);
             continue;
         }
+        if (rc == SQLITE_CORRUPT)
+            return rebuild_begin(h, e2, err, errlen);
         snprintf(err, errlen, "%s", e2);
         return -1;
     }
@@ -1111,6 +1248,10 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         h->node = NULL;
         goto fail_reg;
     }
+    pthread_mutex_lock(&h->mu);
+    h->node_ready = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
     if (start_sidecar(h, err, errlen) != 0)
         goto fail_reg;
     hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,

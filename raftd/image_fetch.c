@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "fault.h"
 #include "image.h"
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
@@ -204,6 +205,7 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
         rl_rpc_buf_free(&msg);
         if (code != RL_RPC_OK)
             break;
+        RL_FAULT("image-fetch"); /* a chunk is in tmp, the stream goes on */
     }
     if (code != RL_RPC_OK)
         rl_rpc_stream_cancel(st);

@@ -26,6 +26,7 @@
 ** Nothing here may call SQLite.
 */
 #include "node.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -536,6 +537,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
             effective = 1;
         }
     }
+    RL_FAULT("raft-apply"); /* FSM state changed, applier not handed it */
     /* Copy for the applier: raft owns buf after we return. A failed
     ** allocation cannot fail the apply; the entry reaches the applier
     ** without payload and marked not effective, and that is logged. */

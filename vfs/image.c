@@ -45,6 +45,7 @@ SQLITE_EXTENSION_INIT3
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "image.h"
 #include "txn.h"
 #include "vfs.h"
@@ -630,6 +631,7 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
         t.pages[i].pgno = i + 1;
         t.pages[i].data = body + (uint64_t)i * info.page_size;
     }
+    RL_FAULT("image-install");
     rc = rl_vfs_apply(f, &t, info.index, timeout_ms, &frames, e2, sizeof e2);
     sqlite3_free(t.pages);
     if (rc != SQLITE_OK) {

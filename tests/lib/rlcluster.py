@@ -142,17 +142,23 @@ class Node:
         self.start()
 
     # -- process
-    def start(self):
+    def start(self, env=None):
         """A new shell: .load the extension and .open the file (which
-        restarts the node if the file has a stored identity)."""
+        restarts the node if the file has a stored identity). env: extra
+        environment for this shell only (RAFTLITE_FAULT, say)."""
         check(self.sh is None or self.sh.p.poll() is not None,
               "%s: start() while its shell runs" % self.name)
-        self.sh = NodeShell(self.db, env=self.c.env)
+        e = dict(self.c.env)
+        e.update(env or {})
+        name = self.db
+        if self.c.uri:
+            name = "file:%s?%s" % (self.db, self.c.uri)
+        self.sh = NodeShell(name, env=e, ext_path=self.c.ext)
         self.state = "up"
         return self
 
-    def restart(self):
-        return self.start()
+    def restart(self, env=None):
+        return self.start(env)
 
     @property
     def pid(self):
@@ -284,9 +290,14 @@ class Node:
 class Cluster:
     """Nodes named node1, node2, ... in one scratch directory."""
 
-    def __init__(self, n=0, env=None):
+    def __init__(self, n=0, env=None, ext=None, uri=None):
+        """ext: the extension to load (default rltest.EXT; the crash tests
+        load the fault build); uri: URI parameters every node's database
+        is opened with ("raft_snapshot_threshold=64&...")."""
         self.dir = scratch("rlcluster-")
         self.env = dict(env or {})
+        self.ext = ext
+        self.uri = uri
         self.used_ports = set()
         self.nodes = []
         if n:

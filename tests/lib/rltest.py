@@ -138,7 +138,7 @@ class Shell:
     statements and returns everything printed (stdout and stderr) up to a
     marker, so a transaction can stay open across calls."""
 
-    def __init__(self, db, ext=True, env=None, args=()):
+    def __init__(self, db, ext=True, env=None, args=(), ext_path=None):
         e = {}
         if env:
             e.update(env)
@@ -151,7 +151,8 @@ class Shell:
         self.n = 0
         threading.Thread(target=self._reader, daemon=True).start()
         if ext:
-            self.sql_ok(".load %s" % EXT)
+            # ext_path: another build of the extension (the fault build).
+            self.sql_ok(".load %s" % (ext_path or EXT))
             if db:
                 self.sql_ok(".open '%s'" % db)
 
