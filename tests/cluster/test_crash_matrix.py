@@ -23,9 +23,9 @@ byte-identical files after a checkpoint (Cluster.wait_converged).
 
 Image points need a follower that must fetch an image: it is killed, the
 others write past two snapshots, and it restarts armed. make test runs
-each round once (12 rounds; the 5 KNOWN_BROKEN ones only with
-RL_CRASH_KNOWN=1); RL_LONG=1 runs every point in every
-role it can reach 6 times with other N.
+each round once (17 rounds, the crash-between-intent-and-settle ones
+first); RL_LONG=1 runs every point in every role it can reach 6 times with
+other N.
 """
 import os
 import random
@@ -57,11 +57,11 @@ MATRIX = [
     ("image-fetch", "image", (1, 1)),
     ("image-install", "image", (1, 1)),
 ]
-# Known broken (vfs.c rec_load): after a crash between an intent and its
-# settle (writer or applier), the restarted node's WAL recovery is refused the write lock
-# and the database stays locked ("database is locked"). Run with
-# RL_CRASH_KNOWN=1; not part of make test until fixed.
-KNOWN_BROKEN = [
+# A crash between an applied-record intent and its settle (writer or
+# applier): the restarted node's WAL recovery must get the write lock (it
+# once could not, and the database stayed locked), and the intent must be
+# resolved from the recovered WAL.
+INTENT_WINDOW = [
     ("writer-intent-after", "leader", (5, 60)),
     ("writer-settle-before", "leader", (5, 60)),
     ("apply-intent-after", "follower", (5, 60)),
@@ -165,12 +165,7 @@ def test():
     ans = Answers()
     acked = set()  # every write acknowledged in any round
     rounds = MATRIX if not LONG else (MATRIX + LONG_ONLY) * 6
-    if os.environ.get("RL_CRASH_KNOWN") == "1":
-        rounds = KNOWN_BROKEN + rounds
-    else:
-        log("NOT RUN (known broken, see KNOWN_BROKEN; RL_CRASH_KNOWN=1 runs "
-            "them): %s" % ", ".join("%s/%s" % (p, r) for p, r, _ in
-                                    KNOWN_BROKEN))
+    rounds = INTENT_WINDOW + rounds
     only = os.environ.get("RL_CRASH_ONLY")  # "point/role": one round
     for point, role, nrange in rounds:
         if only and only != "%s/%s" % (point, role):
