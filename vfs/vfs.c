@@ -1529,7 +1529,7 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     uint8_t whb[RL_WAL_HDR_SIZE];
     uint32_t cksum[2], first, i, db_ps;
     sqlite3_file *wal;
-    int rc, waited;
+    int rc;
 
     *frames = 0;
     if (!rl_vfs_is_replicated(f))
@@ -1551,23 +1551,9 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     wal = m->wal->sub;
 
     /* As for writers: no stock writer may be inside a transaction. */
-    for (waited = 0; !m->shm_shared0; waited++) {
-        hold_shared0(m);
-        if (m->shm_shared0)
-            break;
-        if (waited >= timeout_ms)
-            return apply_fail(err, errlen, SQLITE_BUSY,
-                              "%s: a process without raftlite holds the WAL "
-                              "write lock",
-                              m->path);
-        sleep_ms(1);
-    }
-    rc = applier_lock(m, timeout_ms);
+    rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
     if (rc != SQLITE_OK)
-        return apply_fail(err, errlen, rc,
-                          "%s: the write lock was not free in time (a "
-                          "transaction left open blocks replication)",
-                          m->path);
+        return rc;
 
     r0 = shm_region(m, 0);
     if (!r0) {
