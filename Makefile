@@ -48,6 +48,8 @@ UNIT_BINS  = $(patsubst %,$(BUILD)/tests/unit/%,$(UNIT_TESTS))
 
 all: deps $(BUILD)/raftlite.so $(if $(RAFTD_SRCS),$(BUILD)/raftd)
 
+# Every compile waits for deps (order only): under make -j a compile must
+# never race the package install that brings its headers.
 deps:
 	@sh mk/deps.sh
 
@@ -59,11 +61,11 @@ $(BUILD)/raftd: $(RAFTD_OBJS)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(RAFTD_LIBS)
 
-$(BUILD)/obj/%.o: %.c $(GEN_HDRS)
+$(BUILD)/obj/%.o: %.c $(GEN_HDRS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXT) -MMD -MP -c -o $@ $<
 
-$(BUILD)/core/%.o: %.c $(GEN_HDRS)
+$(BUILD)/core/%.o: %.c $(GEN_HDRS) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CORE) -MMD -MP -c -o $@ $<
 

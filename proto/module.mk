@@ -5,7 +5,7 @@ PROTO_GEN_H := $(BUILD)/gen/raftlite.pb-c.h
 GEN_HDRS += $(PROTO_GEN_H)
 RAFTD_SRCS += $(PROTO_GEN_C)
 
-$(PROTO_GEN_H): proto/raftlite.proto
+$(PROTO_GEN_H): proto/raftlite.proto | deps
 	@mkdir -p $(@D)
 	protoc-c -Iproto --c_out=$(@D) proto/raftlite.proto
 
