@@ -69,6 +69,7 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
         {"after_commit", offsetof(rl_vfs_stats, after_commit)},
         {"refused", offsetof(rl_vfs_stats, refused)},
         {"rolled_back", offsetof(rl_vfs_stats, rolled_back)},
+        {"gated", offsetof(rl_vfs_stats, gated)},
     };
     size_t i;
     (void)argc;

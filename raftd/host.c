@@ -93,6 +93,14 @@ struct rl_host {
     int rebuild; /* the file is not what its record says: see rebuild_begin */
     int node_ready; /* h->node is set (rl_node_start returned); under mu */
     int stopping;
+    /* The read gate (see gate_main); gate_* fields: the gate thread only,
+    ** after rl_host_open closed it. */
+    pthread_t gate_thread;
+    int gate_started;
+    int gate_closed;
+    int gate_caught_up; /* applied what the log held at start, once */
+    time_t gate_since;  /* CLOCK_MONOTONIC seconds: closed since */
+    char gate_why[512];
     rl_rpc_client *cl;
     rl_service *svc;
     rl_rpc_server *srv;
@@ -951,7 +959,7 @@ static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
         return -1;
     }
     h->db_index = h->applied = 0;
-    h->rebuild = 1;
+    __atomic_store_n(&h->rebuild, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -971,7 +979,7 @@ static void rebuild_end(rl_host *h, uint64_t index)
     }
     hlog(h, 1, "%s rebuilt from a peer's image at index %llu", h->db_path,
          (unsigned long long)index);
-    h->rebuild = 0;
+    __atomic_store_n(&h->rebuild, 0, __ATOMIC_RELEASE);
 }
 
 static int open_applier(rl_host *h, char *err, size_t errlen)
@@ -1023,6 +1031,116 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
     }
 }
 
+/*
+** The read gate (vfs.h rl_vfs_gate_close). A node must never answer an
+** older state than it answered before, nor a file it cannot vouch for
+** (DESIGN 6). After a restart its file may be older than what it served:
+** an OS crash drops the WAL's unsynced tail, and only the Raft log (which
+** raft fsyncs) remembers how far the node had gone: every entry it applied
+** was in its log. So reads wait from the start until the node applied
+** every entry its log held when it started (start_index: such entries are
+** applied once the node learns they committed, or are replaced by entries
+** of a newer leader, which commit past them), and the database applier
+** wrote them. The gate also stays closed during a rebuild (the file is
+** unknown) and while the database waits for a peer's image (it is behind
+** the cluster's snapshot, maybe far). Reads of other connections then get
+** a busy code and wait in their busy handler (vfs.c gate_closed); the
+** applier's own connection holds the gate and is not held by it.
+*/
+#define GATE_POLL_MS 20
+
+/* Closing is said as a warning when the cause is not an ordinary start
+** (a rebuild, an image), and opening too when reads waited long. */
+static void gate_set(rl_host *h, int closed, int loud, const char *why)
+{
+    char err[512];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (closed) {
+        if (h->gate_closed && strcmp(why, h->gate_why) == 0)
+            return;
+        if (rl_vfs_gate_close(h->af, why, err, sizeof err) != SQLITE_OK)
+            hlog(h, 0, "%s: %s", h->db_path, err);
+        if (!h->gate_closed) {
+            h->gate_since = now.tv_sec;
+            hlog(h, loud ? 1 : 2, "%s: reads wait: %s", h->db_path, why);
+        }
+        snprintf(h->gate_why, sizeof h->gate_why, "%s", why);
+        h->gate_closed = 1;
+    } else if (h->gate_closed) {
+        long waited = (long)(now.tv_sec - h->gate_since);
+        rl_vfs_gate_open(h->af);
+        h->gate_closed = 0;
+        hlog(h, waited >= 5 ? 1 : 2, "%s: serving reads (after %ld s)",
+             h->db_path, waited);
+    }
+}
+
+/* Decides the gate from the node's state: 0 open; 1 closed (catching up
+** after a start), 2 closed for a rebuild or an image; why filled. */
+static int gate_wanted(rl_host *h, char *why, size_t n)
+{
+    struct rl_node_status st;
+    rl_node_status(h->node, &st);
+    if (__atomic_load_n(&h->rebuild, __ATOMIC_ACQUIRE)) {
+        snprintf(why, n,
+                 "node %s is rebuilding its database from a peer's image "
+                 "(its files did not match its applied record; see its log)",
+                 h->id.node_id);
+        return 2;
+    }
+    if (st.need_image) {
+        snprintf(why, n,
+                 "node %s is behind the cluster's snapshot (index %llu) and "
+                 "installs a peer's image first",
+                 h->id.node_id, (unsigned long long)st.need_image_A);
+        return 2;
+    }
+    if (!h->gate_caught_up) {
+        if (st.fsm_applied >= st.start_index &&
+            st.applier_index >= st.fsm_index) {
+            h->gate_caught_up = 1;
+            return 0;
+        }
+        snprintf(why, n,
+                 "node %s restarted and catches up first: its log held "
+                 "index %llu, it has applied %llu (%s)",
+                 h->id.node_id, (unsigned long long)st.start_index,
+                 (unsigned long long)st.fsm_applied,
+                 st.leader_id ? "a leader is known"
+                              : "no leader reachable yet: a majority of the "
+                                "cluster must be up");
+        return 1;
+    }
+    return 0;
+}
+
+static void *gate_main(void *arg)
+{
+    rl_host *h = arg;
+    char why[512];
+    for (;;) {
+        struct timespec dl;
+        int stop;
+        int closed = gate_wanted(h, why, sizeof why);
+        gate_set(h, closed != 0, closed == 2, why);
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += GATE_POLL_MS * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&h->mu);
+        if (!h->stopping)
+            pthread_cond_timedwait(&h->cv, &h->mu, &dl);
+        stop = h->stopping;
+        pthread_mutex_unlock(&h->mu);
+        if (stop)
+            break;
+    }
+    return NULL;
+}
+
 static void host_free(rl_host *h)
 {
     if (h->srv)
@@ -1032,6 +1150,8 @@ static void host_free(rl_host *h)
         h->stopping = 1;
         pthread_cond_broadcast(&h->cv);
         pthread_mutex_unlock(&h->mu);
+        if (h->gate_started)
+            pthread_join(h->gate_thread, NULL); /* it uses h->node */
         rl_node_stop(h->node);
     }
     if (h->svc)
@@ -1213,6 +1333,11 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
 
     if (open_applier(h, err, errlen) != 0)
         goto fail_reg;
+    /* Closed before this process can read through the node: gate_main
+    ** opens it once the node has caught up. */
+    gate_set(h, 1, h->rebuild,
+             h->rebuild ? "its database is being rebuilt from a peer's image"
+                        : "its node is starting");
     h->cl = rl_rpc_client_new(host_tls(h, &tls, 0), h->max_msg, err, errlen);
     if (!h->cl)
         goto fail_reg;
@@ -1252,6 +1377,11 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     h->node_ready = 1;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
+    if (pthread_create(&h->gate_thread, NULL, gate_main, h) != 0) {
+        snprintf(err, errlen, "cannot start a thread");
+        goto fail_reg;
+    }
+    h->gate_started = 1;
     if (start_sidecar(h, err, errlen) != 0)
         goto fail_reg;
     hlog(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,

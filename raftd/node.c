@@ -1168,6 +1168,7 @@ static void publish(struct rl_node *n)
     st->commit_index = r->commit_index;
     st->last_index = raft_last_index(r);
     st->fsm_applied = raft_last_applied(r);
+    st->fsm_index = n->last_fsm_index;
     st->L = n->L;
     if (r->log.snapshot.last_index > st->snapshot_index)
         st->snapshot_index = r->log.snapshot.last_index;
@@ -1391,6 +1392,9 @@ static int loop_setup(struct rl_node *n)
                  raft_strerror(rc), why);
         goto fail;
     }
+    pthread_mutex_lock(&n->mu);
+    n->pub.start_index = raft_last_index(&n->raft);
+    pthread_mutex_unlock(&n->mu);
     n->async.data = n;
     n->tick.data = n;
     uv_async_init(&n->loop, &n->async, async_cb);

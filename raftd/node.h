@@ -199,6 +199,10 @@ struct rl_node_status {
     uint64_t commit_index;
     uint64_t last_index;
     uint64_t fsm_applied;    /* raft_last_applied */
+    uint64_t fsm_index;      /* last entry that went to the FSM (raft's own
+                                configuration and barrier entries never do) */
+    uint64_t start_index;    /* last log index when the node started: what
+                                it may have applied before a restart */
     uint64_t L;              /* last database-changing effective entry */
     uint64_t applier_index;  /* highest index handed to (or held by) the
                                 applier */

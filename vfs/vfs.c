@@ -67,6 +67,11 @@ SQLITE_EXTENSION_INIT3
 /* Bytes of "<db>-raft/lock". */
 #define LOCK_BYTE_WRITE  0
 #define LOCK_BYTE_INTENT 1
+#define LOCK_BYTE_GATE   2 /* the read gate: see rl_vfs_gate_close */
+
+/* wal-index slots of the read marks: WAL_READ_LOCK(0..4). */
+#define SLOT_READ0 3
+#define SLOT_READN 7
 
 enum { KIND_OTHER = 0, KIND_MAIN, KIND_WAL };
 
@@ -126,6 +131,7 @@ void rl_vfs_get_stats(rl_vfs_stats *out)
     out->after_commit = __atomic_load_n(&stats.after_commit, __ATOMIC_RELAXED);
     out->refused = __atomic_load_n(&stats.refused, __ATOMIC_RELAXED);
     out->rolled_back = __atomic_load_n(&stats.rolled_back, __ATOMIC_RELAXED);
+    out->gated = __atomic_load_n(&stats.gated, __ATOMIC_RELAXED);
 }
 
 static rl_port_resolver port_resolver;
@@ -404,19 +410,23 @@ static int shm_latest(rl_file *m, rl_shm_hdr *h)
 }
 
 /* At the write lock: read and resolve the record, remember the base.
-** Known problem (issue #6, test_crash_matrix's KNOWN_BROKEN rounds): after
-** a crash between intent and settle (writer or applier),
-** WAL recovery takes this lock while the wal-index header is not valid,
-** and refusing it keeps the database locked on restart. Deferring the
-** resolution to the next lock fixed that but made test_failover fail one
-** run in four (restarted node never caught up); not understood yet, so
-** not applied. */
+** A lock taken while the wal-index header is invalid is WAL recovery's
+** (a writer always holds a valid snapshot): it is granted whatever the
+** record says, since recovery commits nothing and refusing it would lock
+** the database for good. The record is then dealt with at the next lock:
+** an intent left by a crash is resolved; a damaged record is reported to
+** whoever asks (the host rebuilds the database, raftd/host.c). */
 static int rec_load(rl_file *m)
 {
     rl_shm_hdr h;
     char err[256];
     int rc = rec_read(m, &m->rec, err, sizeof err);
     if (rc != SQLITE_OK) {
+        if (shm_latest(m, &h) == SQLITE_BUSY_RECOVERY) {
+            m->rec_unresolved = 1;
+            m->applied_at_lock = 0;
+            return SQLITE_OK;
+        }
         rl_vfs_set_error(rc, "raftlite: %s", err);
         return rc;
     }
@@ -424,11 +434,7 @@ static int rec_load(rl_file *m)
     if (!pos_equal(&m->rec.prev, &m->rec.next)) {
         rc = shm_latest(m, &h);
         if (rc == SQLITE_BUSY_RECOVERY) {
-            /* An intent left by a crash, and a wal-index to rebuild: this
-            ** lock is WAL recovery's (a writer always holds a valid
-            ** snapshot). Recovery commits nothing; the intent is resolved
-            ** at the next lock, or by a commit under this one. Refusing
-            ** here would lock the database for good. */
+            /* An intent left by a crash, and recovery's lock (above). */
             m->rec_unresolved = 1;
             m->applied_at_lock = 0;
             return SQLITE_OK;
@@ -1059,6 +1065,82 @@ static int rl_shm_map(sqlite3_file *f, int region, int size, int extend,
     return rc;
 }
 
+/*
+** Is the read gate closed to this connection? F_OFD_GETLK reports a lock
+** another description holds; the gate's own holder (the host's applier
+** connection) never sees its own lock. On "closed" the reason the host
+** left in "<db>-raft/gate" becomes this thread's error.
+*/
+static int gate_closed(rl_file *p)
+{
+    struct flock fl;
+    char path[4096], why[512];
+    ssize_t got = 0;
+    int fd;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = LOCK_BYTE_GATE;
+    fl.l_len = 1;
+    if (fcntl(p->lock_fd, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
+        return 0;
+    STAT_ADD(gated, 1);
+    snprintf(path, sizeof path, "%s-raft/gate", p->path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        got = read(fd, why, sizeof why - 1);
+        close(fd); /* our own file: no SQLite lock lives on it */
+    }
+    why[got > 0 ? got : 0] = 0;
+    rl_vfs_set_error(SQLITE_BUSY_TIMEOUT,
+                     "raftlite: %s does not serve reads yet: %s (reads wait "
+                     "for it up to the connection's busy timeout)",
+                     p->path, got > 0 ? why : "its node is starting");
+    return 1;
+}
+
+int rl_vfs_gate_close(sqlite3_file *f, const char *why, char *err,
+                      size_t errlen)
+{
+    rl_file *p = (rl_file *)f;
+    char path[4096], tmp[4200];
+    int fd, e;
+    size_t n = strlen(why);
+    if (f->pMethods != &rl_io_methods || p->kind != KIND_MAIN ||
+        p->lock_fd < 0) {
+        snprintf(err, errlen, "not a replicated database file");
+        return SQLITE_MISUSE;
+    }
+    /* The reason first, then the lock: a reader that sees the lock finds
+    ** this reason (or an earlier one), never none. Written whole by
+    ** rename so a reader never reads half of it. */
+    snprintf(path, sizeof path, "%s-raft/gate", p->path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, why, n) != (ssize_t)n || close(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+        /* The gate still closes: refusing reads matters more than why. */
+    }
+    e = ofd_lock(p->lock_fd, F_WRLCK, LOCK_BYTE_GATE);
+    if (e) {
+        snprintf(err, errlen, "cannot take the read gate of %s: %s", p->path,
+                 e == EAGAIN ? "held by another connection" : strerror(e));
+        return e == EAGAIN ? SQLITE_BUSY : SQLITE_IOERR_LOCK;
+    }
+    return SQLITE_OK;
+}
+
+void rl_vfs_gate_open(sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    if (f->pMethods == &rl_io_methods && p->kind == KIND_MAIN &&
+        p->lock_fd >= 0)
+        ofd_lock(p->lock_fd, F_UNLCK, LOCK_BYTE_GATE);
+}
+
 static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 {
     rl_file *p = (rl_file *)f;
@@ -1068,6 +1150,14 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 
     if (p->shm_mapped)
         hold_shared0(p);
+
+    /* Every read transaction begins with a shared read mark: the gate's
+    ** place. A busy code other than plain SQLITE_BUSY is returned by wal.c
+    ** as is (no WAL_RETRY loop), and the btree layer runs the busy handler
+    ** for any busy code before it gives up. */
+    if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) && n == 1 &&
+        ofst >= SLOT_READ0 && ofst <= SLOT_READN && gate_closed(p))
+        return SQLITE_BUSY_TIMEOUT;
 
     if (ofst == SLOT_WRITE) {
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {

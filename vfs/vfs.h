@@ -135,6 +135,24 @@ int rl_vfs_lock_write(struct sqlite3_file *f, int timeout_ms, char *err,
                       size_t errlen);
 void rl_vfs_unlock_write(struct sqlite3_file *f);
 
+/*
+** The read gate (DESIGN 6 and 8: a node must not serve a file it cannot
+** vouch for). While the host of a database holds the gate closed, every
+** read transaction that another connection (of any process) begins on it
+** through this VFS gets SQLITE_BUSY_TIMEOUT, a busy code, so SQLite calls
+** the connection's busy handler and retries: reads wait for the gate as
+** they wait for a lock, and fail with "database is locked" after the
+** connection's busy timeout, with `why` in rl_vfs_last_error(). The gate is
+** an OFD lock on byte 2 of "<db>-raft/lock" taken through f's description:
+** f's own connection (the host's applier) is never gated by it, and the
+** gate opens by itself if the host process dies. `why` is kept in
+** "<db>-raft/gate" for readers in other processes. Stock SQLite processes
+** (without the extension) are not gated.
+*/
+int rl_vfs_gate_close(struct sqlite3_file *f, const char *why, char *err,
+                      size_t errlen);
+void rl_vfs_gate_open(struct sqlite3_file *f);
+
 /* Current wal-index header: SQLITE_OK, SQLITE_BUSY_RECOVERY or an error. */
 struct rl_shm_hdr;
 int rl_vfs_shm_header(struct sqlite3_file *f, struct rl_shm_hdr *h);
@@ -163,6 +181,7 @@ typedef struct rl_vfs_stats {
     uint64_t after_commit;    /* writes after the commit frame */
     uint64_t refused;         /* commits the port refused */
     uint64_t rolled_back;     /* transactions ended with frames, no commit */
+    uint64_t gated;           /* read transactions held at a closed gate */
 } rl_vfs_stats;
 void rl_vfs_get_stats(rl_vfs_stats *out);
 

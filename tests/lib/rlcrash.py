@@ -48,13 +48,6 @@ class Answers:
             self.last[node] = (value, time.time(), what)
             self.count += 1
 
-    def forget(self, node):
-        """Drops node's history (an OS crash may take back what it
-        served: test_os_crash says by how much). Returns its last answer."""
-        with self.mu:
-            prev = self.last.pop(node, None)
-        return prev[0] if prev else None
-
 
 class Load:
     """Writers and readers on every live member of c until stop()."""
