@@ -982,11 +982,69 @@ static void rebuild_end(rl_host *h, uint64_t index)
     __atomic_store_n(&h->rebuild, 0, __ATOMIC_RELEASE);
 }
 
+/*
+** The node has an identity, so its database file existed; missing or empty
+** now, it was removed behind the node's back. SQLite cannot make an empty
+** file a WAL database through the raft VFS (that takes a rollback journal,
+** which the VFS refuses for a replicated database), so a fresh empty WAL
+** database is made here through the unix VFS, with the page size of the
+** WAL left beside it (else SQLite's default): the start check then finds
+** the applied record naming frames the files lack, and the node rebuilds
+** from a peer's image. Runs before any connection of this process has
+** the file open (the opening connection is still in its xOpen), so the
+** unix connection's close drops no lock of ours.
+*/
+static int recreate_removed_db(rl_host *h, char *err, size_t errlen)
+{
+    struct stat st;
+    unsigned ps = 4096;
+    uint8_t w[32];
+    char *wal, *sql;
+    sqlite3 *db = NULL;
+    int fd, rc;
+    if (stat(h->db_path, &st) == 0 && st.st_size > 0)
+        return 0;
+    wal = sqlite3_mprintf("%s-wal", h->db_path);
+    fd = wal ? open(wal, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        if (read(fd, w, sizeof w) == (ssize_t)sizeof w &&
+            (w[3] == 0x82 || w[3] == 0x83) && w[0] == 0x37 && w[1] == 0x7f &&
+            w[2] == 0x06) {
+            unsigned v = (unsigned)w[8] << 24 | (unsigned)w[9] << 16 |
+                         (unsigned)w[10] << 8 | w[11];
+            if (v >= 512 && v <= 65536 && (v & (v - 1)) == 0)
+                ps = v;
+        }
+        close(fd); /* no SQLite connection has it open yet */
+    }
+    sqlite3_free(wal);
+    hlog(h, 0,
+         "%s is missing or empty although node %s has an identity: it was "
+         "removed; an empty database (page size %u) takes its place and is "
+         "rebuilt from a peer's image",
+         h->db_path, h->id.node_id, ps);
+    sql = sqlite3_mprintf("PRAGMA page_size=%u; PRAGMA journal_mode=WAL;", ps);
+    rc = sql ? sqlite3_open_v2(h->db_path, &db,
+                               SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                               "unix")
+             : SQLITE_NOMEM;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "cannot recreate the removed %s: %s", h->db_path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    sqlite3_free(sql);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
 static int open_applier(rl_host *h, char *err, size_t errlen)
 {
-    int rc =
-        sqlite3_open_v2(h->db_path, &h->adb,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "raft");
+    int rc;
+    if (recreate_removed_db(h, err, errlen) != 0)
+        return -1;
+    rc = sqlite3_open_v2(h->db_path, &h->adb,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "raft");
     if (rc == SQLITE_OK)
         rc = sqlite3_file_control(h->adb, "main", SQLITE_FCNTL_FILE_POINTER,
                                   &h->af);
@@ -999,6 +1057,17 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
         rc = sqlite3_exec(h->adb, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = applier_read(h);
+    /* A malformed file (pages missing, garbage) still has its WAL open
+    ** here: the start check below names what is wrong, else the
+    ** malformation itself is the cause; either way the node rebuilds. */
+    int malformed = (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) &&
+                    rl_vfs_wal_file(h->af) != NULL;
+    char why_malformed[300];
+    snprintf(why_malformed, sizeof why_malformed,
+             "%s: the database file is malformed (SQLite: %s)", h->db_path,
+             sqlite3_errmsg(h->adb));
+    if (malformed)
+        rc = SQLITE_OK;
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s for the applier: %s", h->db_path,
                  h->adb ? sqlite3_errmsg(h->adb) : "no memory");
@@ -1016,6 +1085,8 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
         uint64_t idx;
         char e2[512];
         rc = rl_vfs_applied(h->af, 10000, &idx, e2, sizeof e2);
+        if (rc == SQLITE_OK && malformed)
+            return rebuild_begin(h, why_malformed, err, errlen);
         if (rc == SQLITE_OK) {
             h->db_index = h->applied = idx;
             return 0;

@@ -97,11 +97,22 @@ static sqlite3_file *main_file(sqlite3 *db)
 }
 
 /* Reads once on db so that its WAL is open and the wal-index valid
-** (recovery, if needed, runs here and not under the source's lock). */
-static int warm(sqlite3 *db, char *err, size_t errlen)
+** (recovery, if needed, runs here and not under the source's lock).
+** target: db is an install's target, whose content the image replaces
+** whole: a malformed database is no reason to refuse it, as long as its
+** WAL is open (a rebuild installs over exactly such files). */
+static int warm(sqlite3 *db, int target, char *err, size_t errlen)
 {
     char *msg = 0;
     int rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", 0, 0, &msg);
+    sqlite3_file *f = NULL;
+    if (target && (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) &&
+        sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) ==
+            SQLITE_OK &&
+        f && rl_vfs_wal_file(f)) {
+        sqlite3_free(msg);
+        return RL_IMAGE_OK;
+    }
     if (rc != SQLITE_OK) {
         fail(err, errlen, RL_IMAGE_EDB, "%s: cannot read the database: %s",
              sqlite3_db_filename(db, "main"), msg ? msg : sqlite3_errstr(rc));
@@ -294,7 +305,7 @@ int rl_image_src_open(sqlite3 *db, int timeout_ms, rl_image_src **out,
     /* A snapshot that found the wal-index being recovered or changing is
     ** taken again (recovery runs in warm(), outside the lock). */
     for (tries = 0;; tries++) {
-        rc = warm(db, err, errlen);
+        rc = warm(db, 0, err, errlen);
         if (rc == RL_IMAGE_OK)
             rc = src_snapshot(s, timeout_ms, err, errlen);
         if (rc != RL_IMAGE_EBUSY || tries == 3)
@@ -589,7 +600,7 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
     rc = load_image(image_path, &info, &body, err, errlen);
     if (rc != RL_IMAGE_OK)
         return rc;
-    rc = warm(db, err, errlen);
+    rc = warm(db, 1, err, errlen);
     if (rc != RL_IMAGE_OK)
         goto out;
     if (!rl_vfs_wal_file(f)) {

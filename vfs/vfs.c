@@ -276,7 +276,8 @@ static void applier_unlock(rl_file *m)
 **
 **   0  4 magic "RLA1"   4  4 version (1)
 **   8  per state (prev, then next at 40): 8 index, 8 salts (as in the
-**      WAL), 4 frame number, 4 reserved, 8 frame checksum words
+**      WAL), 4 frame number, 4 flags (RL_REC_*; 0 in records older than
+**      the flag), 8 frame checksum words
 **   72 4 crc32c of bytes [0, 72)   76 4 reserved
 */
 #define REC_MAGIC   0x31414c52u /* "RLA1" */
@@ -310,7 +311,7 @@ static void rec_put_state(uint8_t *p, const rl_applied_pos *s)
     put_le64(p, s->index);
     memcpy(p + 8, s->salt, 8);
     put_le32(p + 16, s->frame);
-    put_le32(p + 20, 0);
+    put_le32(p + 20, s->flags);
     put_le32(p + 24, s->cksum[0]);
     put_le32(p + 28, s->cksum[1]);
 }
@@ -319,6 +320,7 @@ static void rec_get_state(const uint8_t *p, rl_applied_pos *s)
     s->index = get_le64(p);
     memcpy(s->salt, p + 8, 8);
     s->frame = get_le32(p + 16);
+    s->flags = get_le32(p + 20);
     s->cksum[0] = get_le32(p + 24);
     s->cksum[1] = get_le32(p + 28);
 }
@@ -456,8 +458,32 @@ static int rec_intent(rl_file *m, const rl_applied_pos *next)
     rl_applied_rec r;
     r.prev = m->rec.next;
     r.next = *next;
+    r.next.flags = 0; /* its commit frame is in the WAL, not backfilled */
     m->rec = r;
     return rec_write(m, &r);
+}
+
+/* The WAL is about to be emptied (truncated to 0) or restarted by this
+** connection, which holds the write lock: SQLite does either only once
+** every frame is backfilled into the synced database file, so the
+** settled record's index now lives in the database file alone. Marked
+** before the WAL changes: a crash in between leaves a WAL that still
+** shows the commit frame, where the mark means nothing. Without the mark
+** an empty WAL beside a record that names a frame is a lost WAL
+** (rec_check). */
+static void rec_mark_backfilled(rl_file *m)
+{
+    if (m->rec_unresolved || !pos_equal(&m->rec.prev, &m->rec.next) ||
+        m->rec.next.frame == 0 || (m->rec.next.flags & RL_REC_BACKFILLED))
+        return;
+    m->rec.prev.flags |= RL_REC_BACKFILLED;
+    m->rec.next.flags |= RL_REC_BACKFILLED;
+    if (rec_write(m, &m->rec) != SQLITE_OK) {
+        /* Not fatal: the next start finds an empty WAL without the mark and
+        ** rebuilds from a peer, which is safe. */
+        m->rec.prev.flags &= ~RL_REC_BACKFILLED;
+        m->rec.next.flags &= ~RL_REC_BACKFILLED;
+    }
 }
 
 /* After the commit frame reached the file: settled. */
@@ -799,6 +825,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
                      "%s without the write lock (locking_mode=EXCLUSIVE is "
                      "not supported on replicated databases)",
                      m->path);
+    if (off == 0)
+        rec_mark_backfilled(m); /* a restart: everything was backfilled */
     if (m->cap.committed) {
         STAT_ADD(after_commit, 1);
     } else {
@@ -864,6 +892,9 @@ static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
                      "raftlite: refused to truncate replicated database %s "
                      "outside a checkpoint",
                      p->path);
+    if (p->kind == KIND_WAL && size == 0 && p->main && p->main->replicated &&
+        p->main->holds_write)
+        rec_mark_backfilled(p->main); /* wal_checkpoint(TRUNCATE) */
     return p->sub->pMethods->xTruncate(p->sub, size);
 }
 
@@ -1684,6 +1715,11 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
         goto out;
     }
 
+    /* Every frame backfilled (so the database file, synced by that
+    ** checkpoint, holds the record's index): new_generation may now
+    ** restart the WAL. */
+    if (index && h.mxFrame && *rl_shm_nbackfill(r0) == h.mxFrame)
+        rec_mark_backfilled(m);
     rc = new_generation(m, wal, r0, t->page_size, &h, &wh, whb);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: writing the WAL header: %s", m->path,
@@ -1837,14 +1873,120 @@ sqlite3_file *rl_vfs_wal_file(sqlite3_file *f)
 ** emptied since (mxFrame 0: everything is in the database file). Returns
 ** 0, or 1 with err saying how they differ.
 */
+/*
+** The pages 1..n of the database as the wal-index shows it must each be in
+** the database file or in the WAL: a database file missing, replaced by an
+** empty one or truncated behind raftlite's back leaves holes that SQLite
+** would read as a malformed database (or, worse, as other content). One
+** hash lookup per page past the file's end: the file normally holds
+** them all, and a joiner whose image is still in the WAL finds each there.
+*/
+static int db_holes(rl_file *m, const rl_shm_hdr *h, uint32_t page_size,
+                    uint32_t n, char *err, size_t errlen)
+{
+    sqlite3_int64 size = 0;
+    uint32_t have, pg;
+    if (!page_size || !n ||
+        m->sub->pMethods->xFileSize(m->sub, &size) != SQLITE_OK)
+        return 0;
+    have = (uint32_t)(size / page_size);
+    for (pg = have + 1; pg <= n; pg++) {
+        uint32_t fr = 0;
+        if (h->mxFrame &&
+            rl_shm_find(shm_region, m, 1, h->mxFrame, pg, &fr) != 0)
+            fr = 0;
+        if (!fr) {
+            snprintf(err, errlen,
+                     "%s: the database file holds %u pages and page %u of "
+                     "%u is in neither it nor the WAL: the database file was "
+                     "removed, replaced or truncated",
+                     m->path, have, pg, n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+** Frames after the applied record's commit frame: only SQLite's sync
+** padding (copies of the commit frame, each flagged as a commit of the same
+** size) may follow it; anything else was committed by a process that did
+** not go through raftlite (a stock sqlite3 while no node ran).
+*/
+static int frames_after(rl_file *m, sqlite3_file *wal, const rl_shm_hdr *h,
+                        const uint8_t *commit_hdr, char *err, size_t errlen)
+{
+    const rl_applied_pos *s = &m->rec.next;
+    uint32_t ps = rl_shm_page_size(h), fn;
+    uint8_t fh[RL_WAL_FRAME_HDR_SIZE];
+    for (fn = s->frame + 1; fn <= h->mxFrame; fn++) {
+        if (wal->pMethods->xRead(wal, fh, sizeof fh,
+                                 (sqlite3_int64)rl_wal_frame_offset(ps, fn)) !=
+                SQLITE_OK ||
+            memcmp(fh, commit_hdr, 8) != 0) {
+            snprintf(err, errlen,
+                     "%s: the WAL holds %u frames after the commit frame of "
+                     "the last applied entry (index %llu, frame %u): "
+                     "committed by a process without raftlite",
+                     m->path, h->mxFrame - s->frame,
+                     (unsigned long long)s->index, s->frame);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
 {
     const rl_applied_pos *s = &m->rec.next;
     sqlite3_file *wal = rl_vfs_wal_file((sqlite3_file *)m);
     uint8_t fh[RL_WAL_FRAME_HDR_SIZE];
+    uint32_t ps = h->mxFrame ? rl_shm_page_size(h) : file_page_size(m);
+    uint32_t n = h->mxFrame ? h->nPage : 0;
+    if (s->index == 0)
+        return 0; /* nothing applied (or a rebuild reset it): nothing to
+                     vouch for */
+    if (!h->mxFrame) {
+        /* The file alone: its header's page count, when valid (the
+        ** version-valid-for number equals the change counter). */
+        uint8_t b[100];
+        sqlite3_int64 size = 0;
+        if (m->sub->pMethods->xFileSize(m->sub, &size) == SQLITE_OK &&
+            size == 0) {
+            snprintf(err, errlen,
+                     "%s: the database file is empty and its WAL too, but "
+                     "the applied record says index %llu: the database was "
+                     "removed",
+                     m->path, (unsigned long long)s->index);
+            return 1;
+        }
+        if (size >= 100 &&
+            m->sub->pMethods->xRead(m->sub, b, 100, 0) == SQLITE_OK &&
+            memcmp(b + 24, b + 92, 4) == 0)
+            n = get_be32(b + 28);
+    }
+    if (db_holes(m, h, ps, n, err, errlen))
+        return 1;
+    if (h->mxFrame == 0 && s->frame && !(s->flags & RL_REC_BACKFILLED)) {
+        snprintf(err, errlen,
+                 "%s: the WAL is empty or missing, but the applied record "
+                 "(index %llu) names its commit frame %u and no checkpoint "
+                 "moved that frame into the database file: the WAL was lost, "
+                 "or a process without raftlite checkpointed and removed it",
+                 m->path, (unsigned long long)s->index, s->frame);
+        return 1;
+    }
     if (h->mxFrame == 0 || s->index == 0)
         return 0;
-    if (memcmp(h->aSalt, s->salt, 8) != 0 || h->mxFrame < s->frame) {
+    if (memcmp(h->aSalt, s->salt, 8) == 0 && h->mxFrame < s->frame) {
+        snprintf(err, errlen,
+                 "%s: the WAL ends at frame %u, before the commit frame %u "
+                 "of the last applied entry (index %llu): its tail was lost "
+                 "(truncated, or not synced before a crash)",
+                 m->path, h->mxFrame, s->frame, (unsigned long long)s->index);
+        return 1;
+    }
+    if (memcmp(h->aSalt, s->salt, 8) != 0) {
         /* A later WAL generation with frames no record describes. */
         snprintf(err, errlen,
                  "%s: the WAL holds %u frames of a generation the applied "
@@ -1864,7 +2006,7 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
                  m->path, s->frame, (unsigned long long)s->index);
         return 1;
     }
-    return 0;
+    return frames_after(m, wal, h, fh, err, errlen);
 }
 
 int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
@@ -1948,6 +2090,7 @@ int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
         snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
     } else {
         rl_applied_pos pos;
+        memset(&pos, 0, sizeof pos);
         pos.index = index;
         memcpy(pos.salt, h.aSalt, 8);
         pos.frame = h.mxFrame;

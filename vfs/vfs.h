@@ -66,7 +66,12 @@ typedef struct rl_applied_pos {
     uint8_t salt[8];
     uint32_t frame;
     uint32_t cksum[2];
+    uint32_t flags; /* RL_REC_*; compared by nothing, cleared by a commit */
 } rl_applied_pos;
+/* The WAL was emptied or restarted after this state's commit frame was
+** checkpointed (SQLite does either only with every frame backfilled and
+** the database file synced): an empty WAL is then expected, not lost. */
+#define RL_REC_BACKFILLED 1u
 typedef struct rl_applied_rec {
     rl_applied_pos prev, next; /* equal when settled */
 } rl_applied_rec;

@@ -154,7 +154,9 @@ class Shell:
             # ext_path: another build of the extension (the fault build).
             self.sql_ok(".load %s" % (ext_path or EXT))
             if db:
-                self.sql_ok(".open '%s'" % db)
+                # What the open printed (a node restarting there logs to
+                # the shell's stderr).
+                self.open_output = self.sql_ok(".open '%s'" % db)
 
     def _reader(self):
         for line in self.p.stdout:
