@@ -17,6 +17,11 @@ Benchmarks (see bench/README.md for what each measures and how to read it):
            against the time stock SQLite took to commit the same data (a).
   node     bench_node: 3 in-process Raft nodes, 4 KiB TXN proposals from one
            thread, against O_DSYNC 4 KiB write latency in the same dir.
+  restart  a node (one-node cluster in a stock shell) restarting on intact
+           files: time to its first read and to its first write, for a
+           large database (1 GiB; --quick 64 MiB) against a 1 MiB one,
+           interleaved; a stock sqlite3 opening and reading the same files
+           beside it.
 
 Results: tables on stdout and build/bench/results.json.
 """
@@ -32,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "lib"))
+import rlcluster  # noqa: E402
 import rltest  # noqa: E402
 from rltest import Shell, check, fail, mirror_records, run_sql  # noqa: E402
 
@@ -286,12 +292,109 @@ def bench_node(args, results, root):
     check(not os.path.exists(data), "bench_node left its data dir %s" % data)
 
 
+REBUILD_SAID = "rebuilding it from a peer's image"
+
+
+def make_node_db(root, name, mb):
+    """A database of mb MiB of random blobs made by the stock shell, then
+    made a one-node cluster in place (raft_bootstrap: its content becomes
+    the genesis image) and stopped cleanly. Returns its path."""
+    db = os.path.join(root, name + ".db")
+    rows = max(1, mb * 1024 * 1024 // 4100)
+    rc, out = run_sql(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+            "CREATE TABLE t(b BLOB);"
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+            "WHERE x < %d) INSERT INTO t SELECT randomblob(4000) FROM c;"
+            "CREATE TABLE w(x);" % rows, ext=False, timeout=600)
+    check(rc == 0, "making %s: %s" % (db, out))
+    used = set()
+    raft = "127.0.0.1:%d" % rlcluster._ports(used)
+    grpc = "127.0.0.1:%d" % rlcluster._ports(used)
+    sh = Shell(db)
+    got = sh.sql_ok("SELECT raft_bootstrap('%s', '%s', '%s');" %
+                    (name, raft, grpc)).strip()
+    check(got.endswith(name), "raft_bootstrap of %s: %r" % (db, got))
+    sh.sql_ok("INSERT INTO w VALUES (0);")
+    sh.p.stdin.write(".exit\n")
+    sh.p.stdin.close()
+    check(sh.p.wait(timeout=120) == 0, "the shell hosting %s did not exit 0"
+          % db)
+    return db
+
+
+def time_restart(db, what):
+    """Seconds from starting a shell on db to its answer: `read` = the
+    node restarted and answered a read; `write` = ... and committed a write
+    through Raft; `stock` = a stock sqlite3 without the extension read it.
+    The shell's exit (the node's stop) is not counted: the answer is timed
+    as it arrives."""
+    if what == "stock":
+        argv, text = [rltest.SQLITE3, "-batch", db], ""
+    else:
+        argv = [rltest.SQLITE3, "-batch"]
+        text = ".load %s\n.open %s\n" % (rltest.EXT, db)
+    if what == "write":
+        text += "INSERT INTO w VALUES (1);\nSELECT 'answer', count(*) FROM w;\n"
+    else:
+        text += "SELECT 'answer', count(*) FROM t;\n"
+    t0 = time.time()
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    p.stdin.write(text)
+    p.stdin.flush()
+    took, seen = None, []
+    for line in p.stdout:
+        seen.append(line)
+        if line.startswith("answer|") and took is None:
+            took = time.time() - t0
+            p.stdin.close()
+    p.wait(timeout=120)
+    check(took is not None and p.returncode == 0,
+          "%s restart of %s: no answer (exit %s): %s" %
+          (what, db, p.returncode, "".join(seen)[-2000:]))
+    return took
+
+
+def bench_restart(args, results, root):
+    small = make_node_db(root, "small", 1)
+    big = make_node_db(root, "big", args.restart_mb)
+    sizes = {"small": os.path.getsize(small), "big": os.path.getsize(big)}
+    runs = {(k, w): [] for k in ("small", "big")
+            for w in ("read", "write", "stock")}
+    for rep in range(args.reps):
+        for w in ("read", "write", "stock"):
+            for k, db in (("small", small), ("big", big)):
+                runs[(k, w)].append(time_restart(db, w))
+    res = {"sizes": sizes, "runs": {"%s_%s" % k: v for k, v in runs.items()}}
+    rows = []
+    for w in ("read", "write", "stock"):
+        s, b = median(runs[("small", w)]), median(runs[("big", w)])
+        res["ratio_" + w] = b / s
+        rows.append([w, "%.3f" % s, "%.3f" % b, "%.2f" % (b / s),
+                     " ".join("%.3f" % x for x in runs[("big", w)])])
+    results["restart"] = res
+    table("restart on intact files: %.1f MiB vs %.0f MiB database, %d runs "
+          "each, median seconds from process start to the answer "
+          "(ratio big/small; 1 = independent of size)" %
+          (sizes["small"] / 2**20, sizes["big"] / 2**20, args.reps),
+          ["first", "1 MiB s", "big s", "big/small", "big run seconds"],
+          rows)
+    for db in (small, big):
+        rc, out = run_sql(db, "SELECT count(*) FROM w;")
+        check(out.strip().endswith(str(1 + args.reps)), "%s: the writes of "
+              "the runs are not all there: %r" % (db, out))
+        check(REBUILD_SAID not in out, "%s: the node rebuilt itself" % db)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node",
-                    help="comma list of: capture (includes apply), node")
+    ap.add_argument("--only", default="capture,node,restart",
+                    help="comma list of: capture (includes apply), node, "
+                    "restart")
+    ap.add_argument("--restart-mb", type=int,
+                    help="restart: the large database's size in MiB")
     ap.add_argument("--txns", type=int, help="one-row txns per run")
     ap.add_argument("--large-mb", type=int, help="large txn size; 0 = none")
     ap.add_argument("--reps", type=int, help="interleaved repetitions")
@@ -307,14 +410,16 @@ def main():
         5 if q else 20)
     args.reps = args.reps or (3 if q else 5)
     args.proposals = args.proposals or (300 if q else 1000)
+    args.restart_mb = args.restart_mb or (64 if q else 1024)
     args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
     for s in args.sync:
         if s not in ("NORMAL", "FULL"):
             fail("--sync: %r is not NORMAL or FULL" % s)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
-        if x not in ("capture", "apply", "node"):
-            fail("--only: unknown benchmark %r (capture, apply, node)" % x)
+        if x not in ("capture", "apply", "node", "restart"):
+            fail("--only: unknown benchmark %r (capture, apply, node, "
+                 "restart)" % x)
 
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -328,6 +433,8 @@ def main():
         todo = []
     if "node" in only:
         todo.append(("node", bench_node))
+    if "restart" in only:
+        todo.append(("restart", bench_restart))
     for name, fn in todo:
         try:
             fn(args, results, root)

@@ -1040,9 +1040,19 @@ static int recreate_removed_db(rl_host *h, char *err, size_t errlen)
 
 static int open_applier(rl_host *h, char *err, size_t errlen)
 {
-    int rc;
+    int rc, stock_ckpt;
+    struct stat st;
+    char wal[PATH_MAX], shm[PATH_MAX];
     if (recreate_removed_db(h, err, errlen) != 0)
         return -1;
+    /* Neither WAL nor wal-index: SQLite's last connection checkpointed
+    ** everything into the database file and removed both on close, which
+    ** a stock sqlite3 does (raftlite keeps them: PERSIST_WAL). That file
+    ** then holds the applied index, and its empty WAL is not a lost one.
+    ** (A WAL lost otherwise leaves the -shm, or an empty WAL, behind.) */
+    snprintf(wal, sizeof wal, "%s-wal", h->db_path);
+    snprintf(shm, sizeof shm, "%s-shm", h->db_path);
+    stock_ckpt = stat(wal, &st) != 0 && stat(shm, &st) != 0;
     rc = sqlite3_open_v2(h->db_path, &h->adb,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, "raft");
     if (rc == SQLITE_OK)
@@ -1074,6 +1084,17 @@ static int open_applier(rl_host *h, char *err, size_t errlen)
         return -1;
     }
     sqlite3_busy_timeout(h->adb, 10000);
+    if (stock_ckpt && !malformed) {
+        char e2[512] = "";
+        hlog(h, 1,
+             "%s: its WAL and wal-index were removed by a checkpoint of a "
+             "process without raftlite; the database file is taken as "
+             "holding what the applied record says (a write by such a "
+             "process cannot be told apart in this case)",
+             h->db_path);
+        if (rl_vfs_mark_backfilled(h->af, 10000, e2, sizeof e2) != SQLITE_OK)
+            hlog(h, 1, "%s: %s", h->db_path, e2);
+    }
     {
         char marker[PATH_MAX];
         if (path_join(marker, sizeof marker, h->dir, "/rebuild") == 0 &&
@@ -1148,7 +1169,8 @@ static void gate_set(rl_host *h, int closed, int loud, const char *why)
 }
 
 /* Decides the gate from the node's state: 0 open; 1 closed (catching up
-** after a start), 2 closed for a rebuild or an image; why filled. */
+** after a start, waiting for an image), 2 closed for a rebuild (said as a
+** warning); why filled. */
 static int gate_wanted(rl_host *h, char *why, size_t n)
 {
     struct rl_node_status st;
@@ -1165,7 +1187,8 @@ static int gate_wanted(rl_host *h, char *why, size_t n)
                  "node %s is behind the cluster's snapshot (index %llu) and "
                  "installs a peer's image first",
                  h->id.node_id, (unsigned long long)st.need_image_A);
-        return 2;
+        return 1; /* ordinary for a joiner: the image fetch logs its own
+                     trouble */
     }
     if (!h->gate_caught_up) {
         if (st.fsm_applied >= st.start_index &&

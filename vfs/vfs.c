@@ -2077,6 +2077,28 @@ int rl_vfs_adopt(const char *db_path, char *err, size_t errlen)
     return rc;
 }
 
+int rl_vfs_mark_backfilled(sqlite3_file *f, int timeout_ms, char *err,
+                           size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    rl_shm_hdr h;
+    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = shm_latest(m, &h);
+    if (rc == SQLITE_OK)
+        rc = rec_read(m, &m->rec, err, errlen);
+    if (rc == SQLITE_OK) {
+        m->rec_unresolved = 0;
+        rec_resolve(&m->rec, &h);
+        rec_mark_backfilled(m);
+    } else if (!err[0]) {
+        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
+    }
+    applier_unlock(m);
+    return rc;
+}
+
 int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
                        char *err, size_t errlen)
 {

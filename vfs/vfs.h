@@ -121,6 +121,12 @@ int rl_vfs_applied_locked(struct sqlite3_file *f, uint64_t *index, char *err,
 int rl_vfs_set_applied(struct sqlite3_file *f, uint64_t index, int timeout_ms,
                        char *err, size_t errlen);
 
+/* Declares that the database file alone holds the applied record's index
+** (its WAL was checkpointed and removed by SQLite: a stock process closing
+** the database last), so that an empty WAL is not taken for a lost one. */
+int rl_vfs_mark_backfilled(struct sqlite3_file *f, int timeout_ms, char *err,
+                           size_t errlen);
+
 /* Makes the WAL and the applied record durable (fsync): what the file
 ** reflects survives an OS crash. */
 int rl_vfs_sync(struct sqlite3_file *f);

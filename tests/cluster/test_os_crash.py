@@ -202,7 +202,8 @@ def crash_round(c, ans, all_acked, role, cut):
         check_aborted(victim, victim.sh.p.poll(), "image-install",
                       drain(victim))
         check("does not describe" in victim.sh.printed or
-              "is not the commit frame" in victim.sh.printed,
+              "is not the commit frame" in victim.sh.printed or
+              "its tail was lost" in victim.sh.printed,
               "%s did not report that its record does not describe its "
               "WAL; output:\n%s" % (victim.name, victim.sh.printed[-3000:]))
         check(os.path.exists(victim.db + "-raft/rebuild"),
