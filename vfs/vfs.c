@@ -2009,6 +2009,23 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
     return frames_after(m, wal, h, fh, err, errlen);
 }
 
+/* The prologue of the record's API calls: the write lock (as apply takes
+** it) and the latest wal-index header. On an error nothing is held. */
+static int lock_latest(sqlite3_file *f, int timeout_ms, rl_shm_hdr *h,
+                       char *err, size_t errlen)
+{
+    rl_file *m = (rl_file *)f;
+    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = shm_latest(m, h);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
+        applier_unlock(m);
+    }
+    return rc;
+}
+
 int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
                    size_t errlen)
 {
@@ -2016,14 +2033,9 @@ int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
     rl_shm_hdr h;
     int rc;
     *index = 0;
-    rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    rc = lock_latest(f, timeout_ms, &h, err, errlen);
     if (rc != SQLITE_OK)
         return rc;
-    rc = shm_latest(m, &h);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
-        goto out;
-    }
     rc = rec_read(m, &m->rec, err, errlen);
     if (rc != SQLITE_OK)
         goto out;
@@ -2082,18 +2094,14 @@ int rl_vfs_mark_backfilled(sqlite3_file *f, int timeout_ms, char *err,
 {
     rl_file *m = (rl_file *)f;
     rl_shm_hdr h;
-    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    int rc = lock_latest(f, timeout_ms, &h, err, errlen);
     if (rc != SQLITE_OK)
         return rc;
-    rc = shm_latest(m, &h);
-    if (rc == SQLITE_OK)
-        rc = rec_read(m, &m->rec, err, errlen);
+    rc = rec_read(m, &m->rec, err, errlen);
     if (rc == SQLITE_OK) {
         m->rec_unresolved = 0;
         rec_resolve(&m->rec, &h);
         rec_mark_backfilled(m);
-    } else if (!err[0]) {
-        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
     }
     applier_unlock(m);
     return rc;
@@ -2104,13 +2112,10 @@ int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
 {
     rl_file *m = (rl_file *)f;
     rl_shm_hdr h;
-    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
+    int rc = lock_latest(f, timeout_ms, &h, err, errlen);
     if (rc != SQLITE_OK)
         return rc;
-    rc = shm_latest(m, &h);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
-    } else {
+    {
         rl_applied_pos pos;
         memset(&pos, 0, sizeof pos);
         pos.index = index;
