@@ -90,6 +90,9 @@ struct rl_host {
     struct local_txn *local;
     uint64_t next_txn;
     uint32_t ckpt_frames; /* applier thread only */
+    /* Applier thread only: CLOCK_MONOTONIC seconds since an image has
+    ** been needed with no peer address known, 0 when not. */
+    time_t no_peer_since;
     int rebuild; /* the file is not what its record says: see rebuild_begin */
     int node_ready; /* h->node is set (rl_node_start returned); under mu */
     int stopping;
@@ -888,6 +891,24 @@ static int fetch_image(rl_host *h, uint64_t min_index,
             ;
         if (j == k)
             peers[k++] = mm->grpc_addr;
+    }
+    if (k == 0) {
+        /* A joiner applies the genesis entry before the raft thread has
+        ** applied the metadata entries that follow it and name the peers'
+        ** gRPC addresses: that is no fault for the first seconds. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!h->no_peer_since)
+            h->no_peer_since = now.tv_sec;
+        if (now.tv_sec - h->no_peer_since < 5) {
+            hlog(h, 2,
+                 "database needs an image at index >= %llu: no peer's "
+                 "address known yet (retrying)",
+                 (unsigned long long)min_index);
+            goto out;
+        }
+    } else {
+        h->no_peer_since = 0;
     }
     if (rl_image_restore(h->cl, peers, k, h->adb, tmp, min_index, &idx, err,
                          sizeof err) == RL_RPC_OK) {

@@ -5,9 +5,10 @@
 ** and installing one as a single WAL commit (format: vfs/image.h).
 **
 ** What it must never do: produce an image whose pages and index come from
-** different moments; hold more than a page (source) of the database in
-** memory; install anything from an image it has not checked whole; leave a
-** database half-installed. It knows SQLite files and nothing of Raft or
+** different moments; hold more than a page (source) or a batch of frames
+** (install) of the database in memory; commit anything from an image it has
+** not checked whole; leave a database half-installed. It knows SQLite files and
+*nothing of Raft or
 ** gRPC.
 **
 ** Why the snapshot is consistent. The source takes the database write lock
@@ -504,75 +505,54 @@ int rl_image_verify_file(const char *path, rl_image_info *info, char *err,
 /* ------------------------------------------------------------ install */
 
 /*
-** Loads the whole image file into memory, checking it with the streaming
-** checker on the way: *body receives the n_pages * page_size page bytes
-** (sqlite3_free it). The file is read once, so what is checked is what is
-** installed.
+** The install's page stream over an image file: reads a page at a time,
+** feeds every byte to the checker, and with the last page reads the
+** trailer (and one byte more: a longer file is refused) and finishes the
+** check, before the apply writes the commit frame. So what is checked is
+** exactly what is installed, and a bad image never commits.
 */
-static int load_image(const char *path, rl_image_info *info, uint8_t **body,
-                      char *err, size_t errlen)
-{
+typedef struct install_src {
+    const char *path;
+    int fd;
     rl_image_check c;
-    uint8_t hdr[RL_IMAGE_HDR_SIZE], tail[RL_IMAGE_TRAILER_SIZE + 1];
-    uint64_t len;
-    struct stat st;
-    ssize_t r;
-    int fd, rc;
-    *body = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s", path,
-                    strerror(errno));
-    rl_image_check_init(&c);
-    r = read_full(fd, hdr, sizeof hdr);
+    uint32_t page_size, n_pages, next; /* next page number to give */
+    uint8_t *page;
+    int rc; /* RL_IMAGE_* of an image fault, 0 if none */
+} install_src;
+
+static int install_next(void *arg, uint32_t *pgno, const uint8_t **data,
+                        char *err, size_t errlen)
+{
+    install_src *is = arg;
+    ssize_t r = read_full(is->fd, is->page, is->page_size);
+    int rc;
     if (r < 0) {
-        rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", path,
-                  strerror(errno));
-        goto out;
+        is->rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
+                      is->path, strerror(errno));
+        return SQLITE_IOERR_READ;
     }
-    rc = rl_image_check_feed(&c, hdr, (size_t)r, err, errlen);
-    if (rc == RL_IMAGE_OK && !rl_image_check_has_header(&c))
-        rc = rl_image_check_finish(&c, err, errlen); /* truncated header */
-    if (rc != RL_IMAGE_OK)
-        goto out;
-    *info = c.info;
-    len = (uint64_t)c.info.n_pages * c.info.page_size;
-    /* Refuse a size the file does not have before allocating for it. */
-    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != rl_image_size(&c.info)) {
-        rc = fail(err, errlen, RL_IMAGE_ESHORT,
-                  "image %s is %lld bytes, its header announces %llu: "
-                  "truncated or corrupted; fetch it again",
-                  path, (long long)st.st_size,
-                  (unsigned long long)rl_image_size(&c.info));
-        goto out;
+    rc = rl_image_check_feed(&is->c, is->page, (size_t)r, err, errlen);
+    if (rc == RL_IMAGE_OK && (size_t)r < is->page_size)
+        rc = rl_image_check_finish(&is->c, err, errlen); /* says short */
+    if (rc == RL_IMAGE_OK && is->next == is->n_pages) {
+        uint8_t tail[RL_IMAGE_TRAILER_SIZE + 1];
+        r = read_full(is->fd, tail, sizeof tail);
+        if (r < 0) {
+            is->rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
+                          is->path, strerror(errno));
+            return SQLITE_IOERR_READ;
+        }
+        rc = rl_image_check_feed(&is->c, tail, (size_t)r, err, errlen);
+        if (rc == RL_IMAGE_OK)
+            rc = rl_image_check_finish(&is->c, err, errlen);
     }
-    if (len > (uint64_t)SIZE_MAX / 2 || !(*body = sqlite3_malloc64(len))) {
-        rc = fail(err, errlen, RL_IMAGE_ENOMEM,
-                  "out of memory for a %llu-byte image",
-                  (unsigned long long)len);
-        goto out;
-    }
-    r = read_full(fd, *body, (size_t)len);
-    if (r >= 0)
-        rc = rl_image_check_feed(&c, *body, (size_t)r, err, errlen);
-    if (r >= 0 && rc == RL_IMAGE_OK) {
-        /* One byte more than the trailer: a longer file is refused. */
-        r = read_full(fd, tail, sizeof tail);
-        if (r >= 0)
-            rc = rl_image_check_feed(&c, tail, (size_t)r, err, errlen);
-    }
-    if (r < 0)
-        rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", path,
-                  strerror(errno));
-    if (rc == RL_IMAGE_OK)
-        rc = rl_image_check_finish(&c, err, errlen);
-out:
     if (rc != RL_IMAGE_OK) {
-        sqlite3_free(*body);
-        *body = 0;
+        is->rc = rc;
+        return SQLITE_CORRUPT;
     }
-    close(fd);
-    return rc;
+    *pgno = is->next++;
+    *data = is->page;
+    return SQLITE_OK;
 }
 
 int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
@@ -580,11 +560,13 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
 {
     sqlite3_file *f = main_file(db);
     const char *path = sqlite3_db_filename(db, "main");
-    rl_image_info info = {0, 0, 0};
-    uint8_t *body = 0;
+    install_src is;
+    rl_page_stream ps;
+    uint8_t hdr[RL_IMAGE_HDR_SIZE];
     uint64_t cur = 0;
-    uint32_t i, frames = 0;
-    rl_txn t;
+    uint32_t frames = 0;
+    struct stat st;
+    ssize_t r;
     char e2[512];
     int rc;
 
@@ -597,9 +579,35 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
         return fail(err, errlen, RL_IMAGE_EARG,
                     "%s: the installing connection has a transaction open",
                     path);
-    rc = load_image(image_path, &info, &body, err, errlen);
+    memset(&is, 0, sizeof is);
+    is.path = image_path;
+    is.fd = open(image_path, O_RDONLY | O_CLOEXEC);
+    if (is.fd < 0)
+        return fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s",
+                    image_path, strerror(errno));
+    rl_image_check_init(&is.c);
+    r = read_full(is.fd, hdr, sizeof hdr);
+    if (r < 0) {
+        rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", image_path,
+                  strerror(errno));
+        goto out;
+    }
+    rc = rl_image_check_feed(&is.c, hdr, (size_t)r, err, errlen);
+    if (rc == RL_IMAGE_OK && !rl_image_check_has_header(&is.c))
+        rc = rl_image_check_finish(&is.c, err, errlen); /* truncated header */
     if (rc != RL_IMAGE_OK)
-        return rc;
+        goto out;
+    /* A file of another size than its header announces is refused before
+    ** anything is written. */
+    if (fstat(is.fd, &st) != 0 ||
+        (uint64_t)st.st_size != rl_image_size(&is.c.info)) {
+        rc = fail(err, errlen, RL_IMAGE_ESHORT,
+                  "image %s is %lld bytes, its header announces %llu: "
+                  "truncated or corrupted; fetch it again",
+                  image_path, (long long)st.st_size,
+                  (unsigned long long)rl_image_size(&is.c.info));
+        goto out;
+    }
     rc = warm(db, 1, err, errlen);
     if (rc != RL_IMAGE_OK)
         goto out;
@@ -610,51 +618,58 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
                   path);
         goto out;
     }
-    rc = rl_vfs_applied(f, timeout_ms, &cur, e2, sizeof e2);
-    if (rc != SQLITE_OK) {
+    if (rl_vfs_applied(f, timeout_ms, &cur, e2, sizeof e2) != SQLITE_OK) {
         rc = fail(err, errlen, RL_IMAGE_EDB, "%s", e2);
         goto out;
     }
-    if (info.index == cur && cur != 0) {
-        /* Already there (an install retried after it landed). */
-        if (index)
-            *index = info.index;
+    if (is.c.info.index == cur && cur != 0) {
+        /* Already there (an install retried after it landed), if the
+        ** image is sound. */
+        rc = rl_image_verify_file(image_path, 0, err, errlen);
+        if (rc == RL_IMAGE_OK && index)
+            *index = cur;
         goto out;
     }
-    if (info.index <= cur) {
-        rc =
-            fail(err, errlen, RL_IMAGE_EDB,
-                 "%s already reflects index %llu; the image is at %llu: "
-                 "fetch a newer image",
-                 path, (unsigned long long)cur, (unsigned long long)info.index);
+    if (is.c.info.index <= cur) {
+        rc = fail(err, errlen, RL_IMAGE_EDB,
+                  "%s already reflects index %llu; the image is at %llu: "
+                  "fetch a newer image",
+                  path, (unsigned long long)cur,
+                  (unsigned long long)is.c.info.index);
         goto out;
     }
-    memset(&t, 0, sizeof t);
-    t.page_size = info.page_size;
-    t.db_pages = info.n_pages;
-    t.n_pages = info.n_pages;
-    t.pages = sqlite3_malloc64((uint64_t)info.n_pages * sizeof *t.pages);
-    if (!t.pages) {
+    is.page_size = is.c.info.page_size;
+    is.n_pages = is.c.info.n_pages;
+    is.next = 1;
+    is.page = sqlite3_malloc64(is.page_size);
+    if (!is.page) {
         rc = fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
         goto out;
     }
-    for (i = 0; i < info.n_pages; i++) {
-        t.pages[i].pgno = i + 1;
-        t.pages[i].data = body + (uint64_t)i * info.page_size;
-    }
+    ps.page_size = is.page_size;
+    ps.db_pages = is.n_pages;
+    ps.n_pages = is.n_pages;
+    ps.next = install_next;
+    ps.arg = &is;
     RL_FAULT("image-install");
-    rc = rl_vfs_apply(f, &t, info.index, timeout_ms, &frames, e2, sizeof e2);
-    sqlite3_free(t.pages);
+    rc = rl_vfs_apply_stream(f, &ps, is.c.info.index, timeout_ms, &frames, e2,
+                             sizeof e2);
     if (rc != SQLITE_OK) {
-        rc = fail(err, errlen, RL_IMAGE_EDB, "installing image at %llu: %s",
-                  (unsigned long long)info.index, e2);
+        /* An image fault's message is the image's own. */
+        if (is.rc != RL_IMAGE_OK)
+            rc = fail(err, errlen, is.rc, "image %s refused: %s", image_path,
+                      e2);
+        else
+            rc = fail(err, errlen, RL_IMAGE_EDB, "installing image at %llu: %s",
+                      (unsigned long long)is.c.info.index, e2);
         goto out;
     }
     if (index)
-        *index = info.index;
+        *index = is.c.info.index;
     rc = RL_IMAGE_OK;
 out:
-    sqlite3_free(body);
+    sqlite3_free(is.page);
+    close(is.fd); /* a file of our own: no SQLite lock on it */
     return rc;
 }
 

@@ -8,7 +8,7 @@
 ** framed so that a receiver can check every byte before it installs
 ** anything. This module knows SQLite files and nothing of Raft or gRPC: the
 ** source reads through an open connection of the raft VFS, the install
-** applies the pages as one rl_txn through rl_vfs_apply.
+** streams the pages as one transaction through rl_vfs_apply_stream.
 **
 ** Image format, version 1 (integers little-endian):
 **
@@ -148,16 +148,18 @@ int rl_image_save(struct sqlite3 *db, const char *path, int timeout_ms,
 /*
 ** Installs a verified image file into db's main database (a replicated
 ** database of the raft VFS, opened by the caller, no transaction open):
-** reads and checks the whole file (format, both CRCs), then applies all its
-** pages as one transaction of database size n_pages through rl_vfs_apply
-** with the image's index, so the applied record says that index and every
+** streams its pages, a page at a time, as one transaction of database size
+** n_pages through rl_vfs_apply_stream with the image's index, checking every
+** byte on the way (format, both CRCs) and the trailer before the commit
+** frame is written, so the applied record says that index and every
 ** connection, stock readers included, sees the new content at once. A
 ** malformed, truncated or corrupted image, an image older than the
 ** database's applied record, or a page size other than the database's is
 ** refused and nothing is changed; an image at the very index the database
 ** already reflects is accepted without change (a retried install). *index
-** (may be NULL) receives the image's index. Memory: the whole image is held
-** during the apply.
+** (may be NULL) receives the image's index. Memory: one page and one batch
+** of frames, whatever the image's size (the refused image's frames stay
+** unpublished in the WAL, past its end, and are overwritten later).
 */
 int rl_image_install_ex(struct sqlite3 *db, const char *image_path,
                         int timeout_ms, uint64_t *index, char *err,

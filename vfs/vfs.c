@@ -1583,72 +1583,156 @@ static int new_generation(rl_file *m, sqlite3_file *wal, volatile void *r0,
     return rc;
 }
 
+/* Writes k encoded frames from batch at frame number at. */
+static int flush_frames(rl_file *m, sqlite3_file *wal, const uint8_t *batch,
+                        uint32_t k, uint64_t szf, uint32_t page_size,
+                        uint32_t at, char *err, size_t errlen)
+{
+    int rc;
+    if (k == 0)
+        return SQLITE_OK;
+    rc = wal->pMethods->xWrite(wal, batch, (int)(k * szf),
+                               rl_wal_frame_offset(page_size, at));
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: writing WAL frames: %s", m->path,
+                 sqlite3_errstr(rc));
+    return rc;
+}
+
 /*
-** Writes the frames of t from frame number first on, in batches, the commit
-** frame (the last) in a write of its own after all others, so that a
-** failure never leaves a valid commit frame behind earlier frames that
-** are missing.
+** Writes the stream's frames from frame number first on, in batches, and
+** indexes each in the wal-index above mx_frame (invisible to readers until
+** the header is published). The commit frame (the last) goes in a write of
+** its own after all others, so that a failure never leaves a valid commit
+** frame behind earlier frames that are missing; its page is asked of the
+** stream only once every earlier frame is written (see rl_page_stream).
+** Checks the stream's order as it goes.
 */
 static int write_frames(rl_file *m, sqlite3_file *wal, const rl_wal_hdr *wh,
-                        const uint8_t *salt, const rl_txn *t, uint32_t first,
-                        uint32_t cksum[2], uint64_t index)
+                        const uint8_t *salt, const rl_page_stream *s,
+                        uint32_t first, uint32_t mx_frame, uint32_t cksum[2],
+                        uint64_t index, char *err, size_t errlen)
 {
-    uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)t->page_size;
+    uint64_t szf = RL_WAL_FRAME_HDR_SIZE + (uint64_t)s->page_size;
     /* The unix VFS writes at most 128 KiB - 1 bytes per call (it masks
     ** the length with 0x1ffff, as SQLite never writes more than a frame),
     ** so batches stay below that. */
-    uint32_t per = (uint32_t)(0x1ffffu / szf), i, k;
+    uint32_t per = (uint32_t)(0x1ffffu / szf), done, k = 0, prev = 0;
     uint8_t *batch;
     int rc = SQLITE_OK;
     if (per == 0)
         per = 1;
     batch = sqlite3_malloc64(per * szf);
     if (!batch)
-        return SQLITE_NOMEM;
-    for (i = 0; i < t->n_pages && rc == SQLITE_OK; i += k) {
-        for (k = 0; k < per && i + k < t->n_pages; k++) {
-            const rl_page *pg = &t->pages[i + k];
-            uint8_t *fr = batch + k * szf;
-            int commit = (i + k == t->n_pages - 1);
-            if (commit && k > 0)
-                break; /* the commit frame goes alone, last */
-            rl_wal_frame_encode(wh, pg->pgno, commit ? t->db_pages : 0,
-                                pg->data, cksum, fr);
-            memcpy(fr + RL_WAL_FRAME_HDR_SIZE, pg->data, t->page_size);
-            if (commit && index) {
-                /* The applied record's intent goes first (see above). */
-                rl_applied_pos next;
-                next.index = index;
-                memcpy(next.salt, salt, 8);
-                next.frame = first + i + k;
-                next.cksum[0] = cksum[0];
-                next.cksum[1] = cksum[1];
-                RL_FAULT("apply-intent-before");
-                rc = rec_intent(m, &next);
-                if (rc != SQLITE_OK)
-                    break;
-                RL_FAULT("apply-intent-after");
-            }
+        return apply_fail(err, errlen, SQLITE_NOMEM, "%s: out of memory",
+                          m->path);
+    for (done = 0; done < s->n_pages && rc == SQLITE_OK; done++) {
+        int commit = (done == s->n_pages - 1), e;
+        uint32_t pgno = 0;
+        const uint8_t *data = 0;
+        uint8_t *fr;
+        if (commit || k == per) {
+            rc = flush_frames(m, wal, batch, k, szf, s->page_size,
+                              first + done - k, err, errlen);
+            k = 0;
+            if (rc != SQLITE_OK)
+                break;
         }
+        rc = s->next(s->arg, &pgno, &data, err, errlen);
         if (rc != SQLITE_OK)
             break;
-        rc =
-            wal->pMethods->xWrite(wal, batch, (int)(k * szf),
-                                  rl_wal_frame_offset(t->page_size, first + i));
+        if (pgno <= prev || pgno > s->db_pages || !data) {
+            snprintf(err, errlen,
+                     "%s: page entry %u (page %u after page %u) breaks the "
+                     "transaction's order or size (%u pages)",
+                     m->path, done, pgno, prev, s->db_pages);
+            rc = SQLITE_ERROR;
+            break;
+        }
+        prev = pgno;
+        fr = batch + k * szf;
+        rl_wal_frame_encode(wh, pgno, commit ? s->db_pages : 0, data, cksum,
+                            fr);
+        memcpy(fr + RL_WAL_FRAME_HDR_SIZE, data, s->page_size);
+        e = rl_shm_append(shm_region, m, mx_frame, first + done, pgno);
+        if (e != 0) {
+            snprintf(err, errlen, "%s: wal-index update failed: %s", m->path,
+                     rl_walfmt_errstr(e));
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        k++;
+        if (commit && index) {
+            /* The applied record's intent goes first (see above). */
+            rl_applied_pos next;
+            next.index = index;
+            memcpy(next.salt, salt, 8);
+            next.frame = first + done;
+            next.cksum[0] = cksum[0];
+            next.cksum[1] = cksum[1];
+            RL_FAULT("apply-intent-before");
+            rc = rec_intent(m, &next);
+            if (rc != SQLITE_OK) {
+                snprintf(err, errlen, "%s: writing the applied record: %s",
+                         m->path, sqlite3_errstr(rc));
+                break;
+            }
+            RL_FAULT("apply-intent-after");
+        }
     }
+    if (rc == SQLITE_OK)
+        rc = flush_frames(m, wal, batch, k, szf, s->page_size,
+                          first + s->n_pages - k, err, errlen);
     sqlite3_free(batch);
     return rc;
 }
 
+/* The stream over an rl_txn's page array. */
+typedef struct txn_iter {
+    const rl_txn *t;
+    uint32_t i;
+} txn_iter;
+
+static int txn_next(void *arg, uint32_t *pgno, const uint8_t **data, char *err,
+                    size_t errlen)
+{
+    txn_iter *it = arg;
+    (void)err;
+    (void)errlen;
+    *pgno = it->t->pages[it->i].pgno;
+    *data = it->t->pages[it->i].data;
+    it->i++;
+    return SQLITE_OK;
+}
+
 int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
                  int timeout_ms, uint32_t *frames, char *err, size_t errlen)
+{
+    txn_iter it;
+    rl_page_stream s;
+    *frames = 0;
+    if (rl_txn_validate(t, err, errlen) != 0)
+        return SQLITE_ERROR;
+    it.t = t;
+    it.i = 0;
+    s.page_size = t->page_size;
+    s.db_pages = t->db_pages;
+    s.n_pages = t->n_pages;
+    s.next = txn_next;
+    s.arg = &it;
+    return rl_vfs_apply_stream(f, &s, index, timeout_ms, frames, err, errlen);
+}
+
+int rl_vfs_apply_stream(sqlite3_file *f, const rl_page_stream *s,
+                        uint64_t index, int timeout_ms, uint32_t *frames,
+                        char *err, size_t errlen)
 {
     rl_file *m = (rl_file *)f;
     volatile void *r0;
     rl_shm_hdr h;
     rl_wal_hdr wh;
     uint8_t whb[RL_WAL_HDR_SIZE];
-    uint32_t cksum[2], first, i, db_ps;
+    uint32_t cksum[2], first, db_ps;
     sqlite3_file *wal;
     int rc;
 
@@ -1657,8 +1741,13 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
         return apply_fail(err, errlen, SQLITE_MISUSE,
                           "%s: not a replicated database of the raft VFS",
                           "apply");
-    if (rl_txn_validate(t, err, errlen) != 0)
-        return SQLITE_ERROR;
+    if (!s || !s->next || s->n_pages == 0 || s->n_pages > s->db_pages ||
+        s->page_size < 512 || s->page_size > 65536 ||
+        (s->page_size & (s->page_size - 1)))
+        return apply_fail(err, errlen, SQLITE_ERROR,
+                          "%s: malformed page stream (page size, page or "
+                          "database count)",
+                          m->path);
     if (!m->wal || !m->wal->sub->pMethods)
         return apply_fail(err, errlen, SQLITE_MISUSE,
                           "%s: the applying connection has no open WAL yet "
@@ -1707,10 +1796,10 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
 
     /* The record must fit the database it is applied to. */
     db_ps = h.mxFrame ? rl_shm_page_size(&h) : file_page_size(m);
-    if (db_ps && db_ps != t->page_size) {
+    if (db_ps && db_ps != s->page_size) {
         snprintf(err, errlen,
                  "%s: record page size %u does not match the database's %u",
-                 m->path, t->page_size, db_ps);
+                 m->path, s->page_size, db_ps);
         rc = SQLITE_ERROR;
         goto out;
     }
@@ -1720,7 +1809,7 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     ** restart the WAL. */
     if (index && h.mxFrame && *rl_shm_nbackfill(r0) == h.mxFrame)
         rec_mark_backfilled(m);
-    rc = new_generation(m, wal, r0, t->page_size, &h, &wh, whb);
+    rc = new_generation(m, wal, r0, s->page_size, &h, &wh, whb);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: writing the WAL header: %s", m->path,
                  sqlite3_errstr(rc));
@@ -1744,39 +1833,26 @@ int rl_vfs_apply(sqlite3_file *f, const rl_txn *t, uint64_t index,
     cksum[0] = h.aFrameCksum[0];
     cksum[1] = h.aFrameCksum[1];
 
-    /* Frames: all but the commit frame, then the commit frame, so that a
-    ** failure can never leave a valid commit frame behind. */
+    /* Frames, indexed as they are written; readers see nothing until the
+    ** header is published. */
     first = h.mxFrame + 1;
     RL_FAULT("apply-before-frames");
-    rc = write_frames(m, wal, &wh, whb + 16, t, first, cksum, index);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: writing WAL frames: %s", m->path,
-                 sqlite3_errstr(rc));
+    rc = write_frames(m, wal, &wh, whb + 16, s, first, h.mxFrame, cksum, index,
+                      err, errlen);
+    if (rc != SQLITE_OK)
         goto unwrite;
-    }
 
-    /* Index them, then publish: readers see nothing until the header. */
-    for (i = 0; i < t->n_pages; i++) {
-        int e = rl_shm_append(shm_region, m, h.mxFrame, first + i,
-                              t->pages[i].pgno);
-        if (e != 0) {
-            snprintf(err, errlen, "%s: wal-index update failed: %s", m->path,
-                     rl_walfmt_errstr(e));
-            rc = SQLITE_CORRUPT;
-            goto unwrite;
-        }
-    }
-    h.mxFrame = first + t->n_pages - 1;
-    h.nPage = t->db_pages;
+    h.mxFrame = first + s->n_pages - 1;
+    h.nPage = s->db_pages;
     h.aFrameCksum[0] = cksum[0];
     h.aFrameCksum[1] = cksum[1];
     h.iChange++;
-    h.szPage = rl_shm_encode_page_size(t->page_size);
+    h.szPage = rl_shm_encode_page_size(s->page_size);
     h.bigEndCksum = (uint8_t)rl_wal_big_endian(&wh);
     memcpy(h.aSalt, whb + 16, 8);
     RL_FAULT("apply-after-frames");
     rl_shm_hdr_write(r0, &h);
-    *frames = t->n_pages;
+    *frames = s->n_pages;
     RL_FAULT("apply-after-publish");
     rc = index ? rec_settle(m) : SQLITE_OK;
     RL_FAULT("apply-settle-after");
@@ -1789,7 +1865,7 @@ unwrite:
     {
         static const uint8_t zero[RL_WAL_FRAME_HDR_SIZE];
         wal->pMethods->xWrite(wal, zero, sizeof zero,
-                              rl_wal_frame_offset(t->page_size, first));
+                              rl_wal_frame_offset(s->page_size, first));
     }
 out:
     applier_unlock(m);

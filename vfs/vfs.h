@@ -101,6 +101,34 @@ const char *rl_vfs_path(struct sqlite3_file *f);
 int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, uint64_t index,
                  int timeout_ms, uint32_t *frames, char *err, size_t errlen);
 
+/*
+** A transaction whose pages come one at a time, for an apply that must not
+** hold them all in memory (an image install: a whole database). next()
+** gives the following page: *pgno and *data (page_size bytes, valid until
+** the next call); it returns SQLITE_OK, or an error code with err filled,
+** which abandons the apply with nothing published. Pages must come in
+** ascending order without duplicates, each <= db_pages, n_pages of them
+** (the apply refuses any other sequence). next() is called for the last
+** page only after every earlier frame is written, and that page's frame,
+** the commit frame, is written after it returns: a source that checks a
+** trailer (a checksum over all pages) checks it then, so that a bad one
+** never commits.
+*/
+typedef struct rl_page_stream {
+    uint32_t page_size;
+    uint32_t db_pages; /* database size in pages after commit */
+    uint32_t n_pages;  /* pages next() gives, >= 1 */
+    int (*next)(void *arg, uint32_t *pgno, const uint8_t **data, char *err,
+                size_t errlen);
+    void *arg;
+} rl_page_stream;
+
+/* rl_vfs_apply of a page stream: same locks, checks, record and publish;
+** memory stays at one batch of frames whatever the transaction's size. */
+int rl_vfs_apply_stream(struct sqlite3_file *f, const rl_page_stream *s,
+                        uint64_t index, int timeout_ms, uint32_t *frames,
+                        char *err, size_t errlen);
+
 /* The Raft index the database file reflects, from "<db>-raft/applied",
 ** resolved and checked against the WAL under the write lock (taken ahead
 ** of writers, at most timeout_ms). SQLITE_CORRUPT with a message when the

@@ -565,6 +565,21 @@ static void test_images(void)
     ** database (the VACUUM shrank src), then checkpointed files are
     ** byte-identical. */
     i4 = image_under_writes(src, w, img4, 0, &c4);
+    {
+        /* A newer image whose fault shows only at its end (a body byte of
+        ** the last page, then the trailer's CRC): the install streams its
+        ** frames into the WAL before it can know, and must still publish
+        ** nothing; the sound image installs over the leftovers. */
+        b = read_file(img4, &n);
+        b[n - RL_IMAGE_TRAILER_SIZE - 3] ^= 0x01;
+        write_file(bad, b, n);
+        install_refused(dst, bad, RL_IMAGE_ECKSUM, "last page flipped");
+        b[n - RL_IMAGE_TRAILER_SIZE - 3] ^= 0x01;
+        b[n - RL_IMAGE_TRAILER_SIZE + 9] ^= 0x01;
+        write_file(bad, b, n);
+        install_refused(dst, bad, RL_IMAGE_ECKSUM, "trailer CRC flipped");
+        free(b);
+    }
     install_ok(dst, img4, i4);
     check_installed(dst, &c4, i4);
     sqlite3_close(w);
