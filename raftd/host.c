@@ -33,6 +33,7 @@
 #include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -426,6 +427,33 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
     return SQLITE_OK;
 }
 
+/*
+** Whether the leader's Raft log has room for an entry of n bytes: raft_uv
+** 0.15 never writes its log again after one failed segment write (ENOSPC
+** included) until the node restarts, so the leader refuses a write that
+** could make it fail rather than risk every later write of the cluster.
+** Room means the entry plus two open segments (raft_uv prepares the next
+** segment ahead with fallocate). A filesystem that cannot be asked
+** (statvfs fails) is not held against the write.
+*/
+static int log_has_room(rl_host *h, size_t n, char *err, size_t errlen)
+{
+    struct statvfs sv;
+    uint64_t free_b, need = (uint64_t)n + 2u * HOST_SEGMENT_SIZE;
+    if (statvfs(h->dir, &sv) != 0)
+        return 1;
+    free_b = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (free_b >= need)
+        return 1;
+    snprintf(err, errlen,
+             "the disk is full: %s has %llu KiB free, below the %llu KiB "
+             "the Raft log needs for this transaction; nothing was written "
+             "(free space, then retry)",
+             h->dir, (unsigned long long)(free_b / 1024),
+             (unsigned long long)((need + 1023) / 1024));
+    return 0;
+}
+
 static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                        rl_commit_info *ci, char *err, size_t errlen)
 {
@@ -474,6 +502,8 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
         return RL_IOERR_REFUSED;
     }
     n = rl_txn_encoded_size(txn);
+    if (!log_has_room(h, n, err, errlen))
+        return SQLITE_FULL;
     buf = n ? malloc(n) : NULL;
     if (!buf) {
         snprintf(err, errlen, "out of memory encoding a %zu-byte transaction",
@@ -639,7 +669,7 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     rl_txn t;
     char err[512];
     uint32_t frames;
-    unsigned attempts = 0;
+    unsigned attempts = 0, full = 0;
     if (rl_txn_decode(e->payload, e->len, &t, err, sizeof err) != 0) {
         hlog(h, 0,
              "entry %llu: transaction record is malformed (%s): not applied; "
@@ -651,6 +681,9 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
         int rc = rl_vfs_apply(h->af, &t, e->index, APPLY_LOCK_MS, &frames, err,
                               sizeof err);
         if (rc == SQLITE_OK) {
+            if (full)
+                hlog(h, 1, "disk space returned: applied entry %llu",
+                     (unsigned long long)e->index);
             h->ckpt_frames += frames;
             if (h->ckpt_frames >= APPLIER_CKPT_FRAMES) {
                 h->ckpt_frames = 0;
@@ -664,7 +697,17 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
             applier_read(h);
         if (host_stopping(h))
             break;
-        if (++attempts % 10 == 1)
+        if (rc == SQLITE_FULL) {
+            /* Nothing was published: the file stays at the previous
+            ** entry, which reads keep serving. Said once, then every
+            ** 30 s, not at every retry. */
+            if (full++ % 150 == 0)
+                hlog(h, 0,
+                     "applying entry %llu: %s: this node's disk is full; it "
+                     "keeps serving reads of what it applied and applies "
+                     "again by itself once space is freed (retrying)",
+                     (unsigned long long)e->index, err);
+        } else if (++attempts % 10 == 1)
             hlog(h, rc == SQLITE_BUSY ? 1 : 0,
                  "applying entry %llu: %s (retrying)",
                  (unsigned long long)e->index, err);

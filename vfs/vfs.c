@@ -693,6 +693,28 @@ static int capture_build(rl_capture *c, uint32_t commit_fn, rl_txn *t,
 ** already on disk is zeroed so that no recovery can ever resurrect the
 ** transaction, and the error is returned to SQLite, which rolls back.
 */
+/*
+** Makes sure the commit frame's page bytes have room on disk before the
+** transaction is proposed: once Raft commits it, a failed write of that
+** frame (ENOSPC) would report a failure for a write that took effect.
+** Zeros go where the write completing the commit frame is about to put
+** the page (never over its header, which SQLite may have written
+** already): nothing valid can come of them if a crash follows.
+*/
+static int reserve_commit_frame(rl_file *w, uint32_t commit_fn)
+{
+    static const uint8_t zeros[65536];
+    uint32_t ps = w->main->cap.page_size;
+    int rc;
+    if (ps == 0 || ps > sizeof zeros)
+        return SQLITE_OK; /* capture_build refuses it */
+    rc = w->sub->pMethods->xWrite(
+        w->sub, zeros, (int)ps,
+        (sqlite3_int64)rl_wal_frame_offset(ps, commit_fn) +
+            RL_WAL_FRAME_HDR_SIZE);
+    return rc == SQLITE_FULL ? SQLITE_FULL : SQLITE_OK;
+}
+
 static int capture_commit(rl_file *w, uint32_t commit_fn)
 {
     rl_file *m = w->main;
@@ -702,8 +724,17 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
     int rc;
 
     err[0] = 0;
-    rc = capture_build(c, commit_fn, &t, err, sizeof err);
-    if (rc != SQLITE_OK) {
+    memset(&t, 0, sizeof t);
+    rc = reserve_commit_frame(w, commit_fn);
+    if (rc == SQLITE_OK)
+        rc = capture_build(c, commit_fn, &t, err, sizeof err);
+    if (rc == SQLITE_FULL) {
+        rl_vfs_set_error(SQLITE_FULL,
+                         "raftlite: %s: the disk is full: the WAL cannot "
+                         "hold the transaction's commit frame; nothing was "
+                         "written (free space, then retry)",
+                         m->path);
+    } else if (rc != SQLITE_OK) {
         rl_vfs_set_error(RL_IOERR_REFUSED,
                          "raftlite: cannot capture the transaction on %s: %s",
                          m->path, err[0] ? err : sqlite3_errstr(rc));
