@@ -41,6 +41,7 @@
 #include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
+#include "walfmt.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
 #include "txn.h"
@@ -429,9 +430,10 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
 
 /*
 ** Whether the leader's Raft log has room for an entry of n bytes: raft_uv
-** 0.15 never writes its log again after one failed segment write (ENOSPC
-** included) until the node restarts, so the leader refuses a write that
-** could make it fail rather than risk every later write of the cluster.
+** 0.15 writes its log no more after one failed segment write (ENOSPC
+** included) until the node reopens it (node.c, "Log reload"), and the
+** leader loses its leadership meanwhile, so it refuses a write that could
+** make it fail: the writer gets a clean SQLITE_FULL instead.
 ** Room means the entry plus two open segments (raft_uv prepares the next
 ** segment ahead with fallocate). A filesystem that cannot be asked
 ** (statvfs fails) is not held against the write.
@@ -1071,14 +1073,10 @@ static int recreate_removed_db(rl_host *h, char *err, size_t errlen)
     wal = sqlite3_mprintf("%s-wal", h->db_path);
     fd = wal ? open(wal, O_RDONLY | O_CLOEXEC) : -1;
     if (fd >= 0) {
+        rl_wal_hdr wh;
         if (read(fd, w, sizeof w) == (ssize_t)sizeof w &&
-            (w[3] == 0x82 || w[3] == 0x83) && w[0] == 0x37 && w[1] == 0x7f &&
-            w[2] == 0x06) {
-            unsigned v = (unsigned)w[8] << 24 | (unsigned)w[9] << 16 |
-                         (unsigned)w[10] << 8 | w[11];
-            if (v >= 512 && v <= 65536 && (v & (v - 1)) == 0)
-                ps = v;
-        }
+            rl_wal_hdr_decode(w, &wh) == 0)
+            ps = wh.page_size;
         close(fd); /* no SQLite connection has it open yet */
     }
     sqlite3_free(wal);

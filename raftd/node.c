@@ -36,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +96,9 @@ struct req {
 
 enum { ITEM_ENTRY = 1, ITEM_RESTORE };
 
+/* Log reload states (see "Log reload" below). */
+enum { RELOAD_NONE = 0, RELOAD_CLOSING, RELOAD_CLOSED, RELOAD_FREED };
+
 /* One element of the applier queue. */
 struct item {
     struct item *next;
@@ -135,6 +140,15 @@ struct rl_node {
     struct req *readers; /* loop only: waiting for the next read barrier */
     int read_inflight;   /* a read barrier is in flight */
     uint64_t last_tick;  /* uv_now of the last tick */
+
+    /* Reopening the Raft log (loop thread only; see "Log reload"). */
+    int (*io_append)(struct raft_io *, struct raft_io_append *,
+                     const struct raft_entry[], unsigned, raft_io_append_cb);
+    int io_failed;      /* an append failed since raft last started */
+    int io_failed_said; /* that failure was logged */
+    int reload;         /* RELOAD_* state */
+    uv_timer_t reload_timer;
+    uint64_t reloads; /* completed reloads */
 
     /* FSM state (loop thread). */
     uint64_t L;
@@ -1195,6 +1209,9 @@ static void publish(struct rl_node *n)
              (unsigned long long)r->current_term, (unsigned long long)lid);
 }
 
+static int log_has_room(struct rl_node *n);
+static void reload_begin(struct rl_node *n);
+
 static void handle_close_cb(uv_handle_t *h)
 {
     (void)h;
@@ -1234,7 +1251,21 @@ static void begin_close(struct rl_node *n)
     }
     uv_timer_stop(&n->tick);
     uv_close((uv_handle_t *)&n->tick, handle_close_cb);
-    raft_close(&n->raft, raft_closed_cb);
+    uv_timer_stop(&n->reload_timer);
+    if (n->reload == RELOAD_NONE) {
+        uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
+        raft_close(&n->raft, raft_closed_cb);
+    } else if (n->reload == RELOAD_CLOSING) {
+        /* reload_closed_cb, then the timer, finish the close. */
+    } else {
+        if (n->reload == RELOAD_CLOSED) {
+            raft_uv_close(&n->io);
+            raft_uv_tcp_close(&n->transport);
+            n->reload = RELOAD_FREED;
+        }
+        uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
+        uv_close((uv_handle_t *)&n->async, handle_close_cb);
+    }
 }
 
 static void async_cb(uv_async_t *h)
@@ -1244,6 +1275,11 @@ static void async_cb(uv_async_t *h)
         return;
     pthread_mutex_lock(&n->mu);
     int stopping = n->stopping;
+    if (n->reload && !stopping) {
+        /* Commands wait for raft to be open again (reload_timer_cb). */
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
     struct req *q = stopping ? NULL : n->cmd_head;
     if (!stopping) {
         n->cmd_head = n->cmd_tail = NULL;
@@ -1288,6 +1324,22 @@ static void lost_sweep(struct rl_node *n)
 static void tick_cb(uv_timer_t *t)
 {
     struct rl_node *n = t->data;
+    if (n->reload)
+        return; /* raft is closed: nothing to sweep or publish */
+    if (n->io_failed) {
+        if (!n->io_failed_said) {
+            n->io_failed_said = 1;
+            nlog(n, 0,
+                 "writing the Raft log in %s failed (%s): this node takes no "
+                 "new entry until its log is reopened, which it does once "
+                 "the disk has room (free space there)",
+                 n->dir, n->io.errmsg[0] ? n->io.errmsg : "no detail");
+        }
+        if (log_has_room(n)) {
+            reload_begin(n);
+            return;
+        }
+    }
     if (n->lost)
         lost_sweep(n);
     /* A stalled loop misses heartbeats and deposes leaders: say so. */
@@ -1307,29 +1359,87 @@ static void init_close_cb(struct raft *r)
     (void)r;
 }
 
-static int loop_setup(struct rl_node *n)
+/* ---- raft io wrapper: sees every append's status ---- */
+
+struct append_wrap {
+    struct raft_io_append mine; /* handed to raft_uv; mine.data = this */
+    struct raft_io_append *orig;
+    raft_io_append_cb cb;
+    struct rl_node *n;
+};
+
+static struct rl_node *node_of_io(struct raft_io *io)
+{
+    return (struct rl_node *)((char *)io - offsetof(struct rl_node, io));
+}
+
+/* A failed append (not one canceled by a close) means raft_uv 0.15 will
+** refuse every later write of the log: see "Log reload". */
+static void append_failed(struct rl_node *n, int status)
+{
+    if (n->closing || n->reload || status == RAFT_CANCELED)
+        return;
+    n->io_failed = 1;
+}
+
+static void append_done(struct raft_io_append *req, int status)
+{
+    struct append_wrap *w = req->data;
+    struct raft_io_append *orig = w->orig;
+    raft_io_append_cb cb = w->cb;
+    if (status != 0)
+        append_failed(w->n, status);
+    free(w);
+    orig->cb = cb;
+    cb(orig, status);
+}
+
+static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
+                          const struct raft_entry entries[], unsigned n_ent,
+                          raft_io_append_cb cb)
+{
+    struct rl_node *n = node_of_io(io);
+    struct append_wrap *w = malloc(sizeof *w);
+    int rv;
+    if (w == NULL)
+        return RAFT_NOMEM;
+    w->mine.data = w;
+    w->mine.cb = NULL;
+    w->orig = req;
+    w->cb = cb;
+    w->n = n;
+    req->cb = cb;
+    rv = n->io_append(io, &w->mine, entries, n_ent, append_done);
+    if (rv != 0) {
+        free(w);
+        append_failed(n, rv);
+    }
+    return rv;
+}
+
+/*
+** Initializes transport, raft_uv and raft and starts raft on the node's
+** loop (the loop itself, async and timers are the caller's). On failure
+** *stage says how far it got (2 transport, 3 io, 4 raft) for the caller to
+** undo, and start_err why.
+*/
+static int raft_setup(struct rl_node *n, int *stage)
 {
     struct rl_node_config *c = &n->cfg;
     int rc;
-    int stage = 0; /* 1 loop, 2 transport, 3 io, 4 raft */
-    if ((rc = uv_loop_init(&n->loop)) != 0) {
-        snprintf(n->start_err, sizeof n->start_err, "uv_loop_init: %s",
-                 uv_strerror(rc));
-        return -1;
-    }
-    stage = 1;
+    *stage = 1;
     if ((rc = raft_uv_tcp_init(&n->transport, &n->loop)) != 0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_tcp_init: %s",
                  raft_strerror(rc));
-        goto fail;
+        return -1;
     }
-    stage = 2;
+    *stage = 2;
     if ((rc = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport)) != 0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_init(%s): %s",
                  n->dir, n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rc));
-        goto fail;
+        return -1;
     }
-    stage = 3;
+    *stage = 3;
     /* Measured: raft 0.15's raft_uv_init fills io->async_work but leaves
     ** io->version at 1, and raft_init then refuses an FSM with
     ** snapshot_async ("async snapshot requires io->version > 1"). The
@@ -1338,6 +1448,8 @@ static int loop_setup(struct rl_node *n)
         n->io.version = 2;
     if (c->segment_size)
         raft_uv_set_segment_size(&n->io, c->segment_size);
+    n->io_append = n->io.append;
+    n->io.append = append_wrapped;
     n->fsm.version = 3;
     n->fsm.data = n;
     n->fsm.apply = fsm_apply;
@@ -1349,9 +1461,9 @@ static int loop_setup(struct rl_node *n)
         0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_init(%s): %s",
                  c->raft_addr, raft_errmsg(&n->raft));
-        goto fail;
+        return -1;
     }
-    stage = 4;
+    *stage = 4;
     n->raft.data = n;
     raft_set_election_timeout(&n->raft, c->election_timeout_ms);
     raft_set_heartbeat_timeout(&n->raft, c->heartbeat_timeout_ms);
@@ -1364,7 +1476,7 @@ static int loop_setup(struct rl_node *n)
     /* A follower that stalls (a 50 MB append) must not depose a healthy
     ** leader with a term bump when it comes back. */
     raft_set_pre_vote(&n->raft, !c->no_pre_vote);
-    if (c->bootstrap) {
+    if (c->bootstrap && !n->reloads) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);
         rc =
@@ -1377,7 +1489,7 @@ static int loop_setup(struct rl_node *n)
         } else if (rc != 0) {
             snprintf(n->start_err, sizeof n->start_err, "raft_bootstrap: %s",
                      raft_errmsg(&n->raft));
-            goto fail;
+            return -1;
         }
     }
     if ((rc = raft_start(&n->raft)) != 0) {
@@ -1390,15 +1502,136 @@ static int loop_setup(struct rl_node *n)
         snprintf(n->start_err, sizeof n->start_err,
                  "raft_start(%s, %s): %s (%s)", c->raft_addr, n->dir,
                  raft_strerror(rc), why);
-        goto fail;
+        return -1;
     }
+    return 0;
+}
+
+/*
+** Log reload. raft_uv 0.15 marks itself errored at the first failed write
+** of its log (a full disk while it creates or writes a segment) and then
+** refuses every append until it is opened again: the node would never
+** take another entry, though space came back. So when an append fails the
+** loop waits until the data directory's filesystem has room again (three
+** segments), then closes raft and raft_uv, opens them again on the same
+** directory and loop, and starts raft: exactly what a process restart
+** does, in this process. The FSM state is reset to that of a fresh start
+** first (raft replays its snapshot and log into it); the applier skips
+** what it already handed to the database. Commands wait in the queue
+** meanwhile; proposals in flight end as raft_close ends them.
+*/
+static void reload_timer_cb(uv_timer_t *t);
+
+static void reload_closed_cb(struct raft *r)
+{
+    struct rl_node *n = r->data;
+    n->reload = RELOAD_CLOSED;
+    /* raft_uv and the transport are freed from the loop, not from inside
+    ** their own close path. */
+    uv_timer_start(&n->reload_timer, reload_timer_cb, 0, 0);
+}
+
+static int log_has_room(struct rl_node *n)
+{
+    struct statvfs sv;
+    uint64_t seg = n->cfg.segment_size ? n->cfg.segment_size : 8u << 20;
+    if (statvfs(n->dir, &sv) != 0)
+        return 1;
+    return (uint64_t)sv.f_bavail * sv.f_frsize >= 3 * seg;
+}
+
+/* The FSM as a fresh process has it before raft_start replays into it. */
+static void fsm_reset(struct rl_node *n)
+{
+    n->L = 0;
+    n->last_fsm_index = 0;
+    n->bytes_since_snap = 0;
+    n->threshold_lowered = 0;
+    n->ring_next = n->ring_n = 0;
+    n->snap_A = 0;
+    n->barrier_term = n->ready_term = 0;
+    pthread_mutex_lock(&n->mu);
+    free(n->metas);
+    n->metas = NULL;
+    n->n_metas = 0;
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void reload_begin(struct rl_node *n)
+{
+    nlog(n, 1,
+         "reopening the Raft log in %s: its write failed (%s) and the disk "
+         "has room again",
+         n->dir, n->io.errmsg[0] ? n->io.errmsg : "no detail");
+    n->reload = RELOAD_CLOSING;
+    raft_close(&n->raft, reload_closed_cb);
+}
+
+static void reload_timer_cb(uv_timer_t *t)
+{
+    struct rl_node *n = t->data;
+    int stage;
+    if (n->reload == RELOAD_CLOSED) {
+        raft_uv_close(&n->io);
+        raft_uv_tcp_close(&n->transport);
+        n->reload = RELOAD_FREED;
+        if (n->closing) { /* stopped while reopening: finish the stop */
+            uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
+            uv_close((uv_handle_t *)&n->async, handle_close_cb);
+            return;
+        }
+        /* Handles those closes started finish first (the port too). */
+        uv_timer_start(&n->reload_timer, reload_timer_cb, 100, 0);
+        return;
+    }
+    if (n->reload != RELOAD_FREED || n->closing)
+        return;
+    fsm_reset(n);
+    if (raft_setup(n, &stage) != 0) {
+        nlog(n, 0, "reopening the Raft log failed: %s (retrying)",
+             n->start_err);
+        if (stage >= 4) {
+            n->reload = RELOAD_CLOSING;
+            raft_close(&n->raft, reload_closed_cb);
+            return;
+        }
+        if (stage >= 3)
+            raft_uv_close(&n->io);
+        if (stage >= 2)
+            raft_uv_tcp_close(&n->transport);
+        uv_timer_start(&n->reload_timer, reload_timer_cb, 1000, 0);
+        return;
+    }
+    n->reload = RELOAD_NONE;
+    n->io_failed = n->io_failed_said = 0;
+    n->reloads++;
+    pthread_mutex_lock(&n->mu);
+    n->pub.log_reloads = n->reloads;
+    pthread_mutex_unlock(&n->mu);
+    nlog(n, 1, "Raft log reopened: the node takes entries again");
+    publish(n);
+    uv_async_send(&n->async); /* commands queued meanwhile */
+}
+
+static int loop_setup(struct rl_node *n)
+{
+    int rc, stage = 0;
+    if ((rc = uv_loop_init(&n->loop)) != 0) {
+        snprintf(n->start_err, sizeof n->start_err, "uv_loop_init: %s",
+                 uv_strerror(rc));
+        return -1;
+    }
+    if (raft_setup(n, &stage) != 0)
+        goto fail;
     pthread_mutex_lock(&n->mu);
     n->pub.start_index = raft_last_index(&n->raft);
     pthread_mutex_unlock(&n->mu);
     n->async.data = n;
     n->tick.data = n;
+    n->reload_timer.data = n;
     uv_async_init(&n->loop, &n->async, async_cb);
     uv_timer_init(&n->loop, &n->tick);
+    uv_timer_init(&n->loop, &n->reload_timer);
     uv_timer_start(&n->tick, tick_cb, 0, TICK_MS);
     return 0;
 fail:
@@ -1433,8 +1666,10 @@ static void *loop_main(void *arg)
         return NULL;
     publish(n);
     uv_run(&n->loop, UV_RUN_DEFAULT);
-    raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+    if (n->reload != RELOAD_FREED) { /* a reload may have freed them */
+        raft_uv_close(&n->io);
+        raft_uv_tcp_close(&n->transport);
+    }
     /* Handles raft_uv_close may still have to close. */
     uv_run(&n->loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&n->loop);
@@ -1497,6 +1732,10 @@ static void *applier_main(void *arg)
     struct rl_node *n = arg;
     struct rl_applier *a = &n->cfg.applier;
     uint64_t skip = a->applied_index(a->ctx);
+    /* Entries come in index order, except after a log reload, when raft
+    ** replays from its snapshot what the applier already had: done
+    ** drops those. */
+    uint64_t done = 0;
     set_applier_index(n, skip);
     for (;;) {
         pthread_mutex_lock(&n->mu);
@@ -1516,9 +1755,10 @@ static void *applier_main(void *arg)
         if (it->type == ITEM_RESTORE) {
             applier_restore(n, it, &skip);
             rl_manifest_clear(&it->m);
-        } else {
+        } else if (it->e.index > done) {
             if (it->e.index > skip)
                 a->apply(a->ctx, &it->e);
+            done = it->e.index;
             set_applier_index(n, it->e.index);
         }
         free(it);

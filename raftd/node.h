@@ -210,6 +210,7 @@ struct rl_node_status {
     unsigned snapshots_taken;
     unsigned snapshots_failed;
     unsigned restores;
+    uint64_t log_reloads;   /* Raft log reopened after a failed write */
     unsigned read_barriers; /* barriers issued for rl_node_read_index */
     int need_image;         /* waiting for an image at need_image_A */
     uint64_t need_image_A;
