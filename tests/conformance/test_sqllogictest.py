@@ -1,7 +1,8 @@
 # budget: 240
 # asan: yes
 """SQL conformance: every file of the sqllogictest corpus
-(../shared/testdata/sqllogictest beside the repo) runs through the stock
+(tests/conformance/data/sqllogictest, a copy kept in the tree with its
+PROVENANCE.txt) runs through the stock
 shell with the raftlite extension loaded and every statement and query
 result is checked (tests/conformance/slt.py). The corpus must be there and
 match its MANIFEST (bytes, sha256, and the statement/query counts the run
@@ -38,8 +39,7 @@ MIRROR = os.environ.get("RL_SLT_MIRROR",
 MIRROR_EVERY = 500          # records between two mirror comparisons
 MAX_DIFFS = 5               # mismatches shown per file
 
-CORPUS = os.path.normpath(os.path.join(ROOT, "..", "shared", "testdata",
-                                       "sqllogictest"))
+CORPUS = os.path.join(ROOT, "tests", "conformance", "data", "sqllogictest")
 EXT = os.path.join(BUILD, "raftlite")
 
 
@@ -262,9 +262,8 @@ def mirror_self_test():
 
 def check_corpus():
     if not os.path.isdir(CORPUS):
-        fail("sqllogictest corpus missing: %s does not exist. It must be "
-             "checked out as shared/testdata/sqllogictest beside the repo "
-             "(see its PROVENANCE.txt)" % CORPUS)
+        fail("sqllogictest corpus missing: %s does not exist; it is part "
+             "of the repository (restore it with git checkout)" % CORPUS)
     man = slt.read_manifest(os.path.join(CORPUS, "MANIFEST.dev.txt"))
     files = slt.corpus_files(CORPUS)
     check(files, "no .test files in %s" % CORPUS)

@@ -16,10 +16,9 @@ from rltest import BUILD, ROOT, check, fail, log, scratch, spawn, free_port
 import grpc  # python3-grpcio (Debian)
 
 PROTO = os.path.join(ROOT, "proto", "raftlite.proto")
-POC_PROTO = os.path.normpath(os.path.join(
-    ROOT, "..", "shared", "reference", "distributed-sqlite-poc.proto"))
-if not os.path.exists(POC_PROTO):
-    POC_PROTO = "/work/shared/reference/distributed-sqlite-poc.proto"
+# The PoC's frozen proto and README, kept in the tree (tests/poc/data).
+POC_PROTO = os.path.join(ROOT, "tests", "poc", "data",
+                         "distributed-sqlite-poc.proto")
 RAFTD = os.path.join(BUILD, "raftd")
 PY = "/usr/bin/python3"
 

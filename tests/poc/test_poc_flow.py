@@ -4,7 +4,7 @@
 """tests/poc/test_poc_flow.py -- raftd runs distributed-sqlite-poc's README.
 
 The commands are read from the PoC's README itself
-(shared/reference/distributed-sqlite-poc.md): its three server commands
+(tests/poc/data/distributed-sqlite-poc.md): its three server commands
 (./distributed-sqlite-poc -id node1 -grpc :50051 ... -bootstrap, then two
 -join localhost:50051) run as written with ./build/raftd, the ports
 replaced by free ones below 32768 (and ':PORT', every interface, by
