@@ -17,6 +17,7 @@ SQLITE_EXTENSION_INIT1
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #include "ext.h"
 #include "host.h"
@@ -42,15 +43,126 @@ static void version_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, RL_VERSION, -1, SQLITE_STATIC);
 }
 
-/* raft_last_error(): the last raftlite refusal seen on this thread, as
-** text ("" if none). The shell can only print "disk I/O error" for an
-** SQLITE_IOERR; this says what really happened and what to do. */
+/*
+** raft_last_error(), per connection. A VFS cannot set SQLite's error text,
+** so the shell prints "disk I/O error" or "database is locked"; this says
+** what really happened and what to do. It describes the connection's last
+** failed statement and is empty after a statement that succeeded.
+**
+** Errors reach a connection two ways: the VFS keeps the last refusal on
+** each main file (rl_vfs_file_error), and the raft_* functions report
+** theirs with rl_conn_error. Every error carries a number of one
+** process-wide sequence; a connection remembers up to which number it has
+** accounted (seen). When a statement ends (SQLITE_TRACE_PROFILE fires for
+** every statement that ran, failed or not), the newest error above `seen`
+** becomes the connection's error, or it is cleared if there is none.
+** Invariant relied on: the files of a connection and its raft_* calls are
+** used only by the thread running that connection's statement.
+*/
+typedef struct rl_conn rl_conn;
+struct rl_conn {
+    sqlite3 *db;
+    char *err;       /* the last failed statement's detail, NULL if none */
+    uint64_t seen;   /* errors numbered up to this are accounted for */
+    char *fn_err;    /* the last raft_* function error, and its number */
+    uint64_t fn_seq;
+    rl_conn *next;   /* conns list (conns_mu) */
+};
+
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_conn *conns;
+
+void rl_conn_error(sqlite3 *db, const char *msg)
+{
+    rl_conn *c;
+    /* Numbered like the VFS's errors, so the newest wins. */
+    rl_vfs_set_error(SQLITE_ERROR, "%s", msg);
+    pthread_mutex_lock(&conns_mu);
+    for (c = conns; c && c->db != db; c = c->next) {
+    }
+    pthread_mutex_unlock(&conns_mu);
+    if (!c)
+        return;
+    sqlite3_free(c->fn_err);
+    c->fn_err = sqlite3_mprintf("%s", msg);
+    c->fn_seq = rl_vfs_error_seq();
+}
+
+/* The newest error of c numbered above c->seen, or NULL. */
+static const char *conn_newest(rl_conn *c)
+{
+    const char *best = NULL, *name;
+    uint64_t best_seq = c->seen, seq;
+    int i;
+    if (c->fn_err && c->fn_seq > best_seq) {
+        best = c->fn_err;
+        best_seq = c->fn_seq;
+    }
+    for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
+        sqlite3_file *f = NULL;
+        const char *e;
+        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER,
+                                 &f) != SQLITE_OK ||
+            !f || !f->pMethods)
+            continue;
+        e = rl_vfs_file_error(f, &seq);
+        if (e && seq > best_seq) {
+            best = e;
+            best_seq = seq;
+        }
+    }
+    return best;
+}
+
+static int conn_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    rl_conn *c = ctx;
+    const char *e;
+    (void)p;
+    (void)x;
+    if (type != SQLITE_TRACE_PROFILE)
+        return 0;
+    /* A statement ended: its errors are the connection's error. */
+    e = conn_newest(c);
+    if (e) {
+        char *copy = sqlite3_mprintf("%s", e);
+        sqlite3_free(c->err);
+        c->err = copy;
+    } else {
+        sqlite3_free(c->err);
+        c->err = NULL;
+    }
+    c->seen = rl_vfs_error_seq();
+    return 0;
+}
+
+static void conn_free(void *arg)
+{
+    rl_conn *c = arg, **pp;
+    pthread_mutex_lock(&conns_mu);
+    for (pp = &conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&conns_mu);
+    sqlite3_free(c->err);
+    sqlite3_free(c->fn_err);
+    sqlite3_free(c);
+}
+
 static void last_error_func(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv)
 {
+    rl_conn *c = sqlite3_user_data(ctx);
+    /* An error since the last statement ended (a failed prepare, say)
+    ** is newer than the last statement's. */
+    const char *e = conn_newest(c);
     (void)argc;
     (void)argv;
-    sqlite3_result_text(ctx, rl_vfs_last_error(0), -1, SQLITE_TRANSIENT);
+    if (!e)
+        e = c->err ? c->err : "";
+    sqlite3_result_text(ctx, e, -1, SQLITE_TRANSIENT);
 }
 
 /* raft_test_stats(NAME): a counter of the VFS (test-only). */
@@ -160,9 +272,24 @@ static int register_functions(sqlite3 *db, char **pzErr,
     rc = sqlite3_create_function(db, "raft_version", 0,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, 0,
                                  version_func, 0, 0);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_create_function(db, "raft_last_error", 0, SQLITE_UTF8, 0,
-                                     last_error_func, 0, 0);
+    if (rc == SQLITE_OK) {
+        rl_conn *c = sqlite3_malloc(sizeof *c);
+        if (!c)
+            return SQLITE_NOMEM;
+        memset(c, 0, sizeof *c);
+        c->db = db;
+        c->seen = rl_vfs_error_seq();
+        /* The function owns c: conn_free runs when db closes. */
+        rc = sqlite3_create_function_v2(db, "raft_last_error", 0, SQLITE_UTF8,
+                                        c, last_error_func, 0, 0, conn_free);
+        if (rc == SQLITE_OK) {
+            pthread_mutex_lock(&conns_mu);
+            c->next = conns;
+            conns = c;
+            pthread_mutex_unlock(&conns_mu);
+            rc = sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, conn_trace, c);
+        }
+    }
     if (rc == SQLITE_OK)
         rc = rl_sql_register(db);
     if (rc == SQLITE_OK && rl_test_mode())
@@ -178,11 +305,14 @@ static int register_functions(sqlite3 *db, char **pzErr,
 ** would fork the replica. Non-zero turns the commit into a rollback. */
 static int refuse_commit(void *arg)
 {
-    rl_vfs_set_error(RL_IOERR_GUARD,
-                     "raftlite: %s is replicated but was opened before "
-                     ".load, so it bypasses raftlite; writes are refused. "
-                     "Reopen it with .open after .load",
-                     (const char *)arg);
+    sqlite3 *db = arg;
+    char *msg = sqlite3_mprintf(
+        "raftlite: %s is replicated but was opened before .load, so it "
+        "bypasses raftlite; writes are refused. Reopen it with .open after "
+        ".load",
+        sqlite3_db_filename(db, "main"));
+    rl_conn_error(db, msg ? msg : "raftlite: writes are refused");
+    sqlite3_free(msg);
     return 1;
 }
 
@@ -209,7 +339,7 @@ static void guard_opened_before_load(sqlite3 *db)
                 ".load, so it bypasses raftlite and its writes are refused; "
                 "reopen it with: .open %s\n",
                 path, path);
-        sqlite3_commit_hook(db, refuse_commit, (void *)path);
+        sqlite3_commit_hook(db, refuse_commit, db);
     }
     sqlite3_free(dir);
 }

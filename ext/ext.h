@@ -20,6 +20,10 @@ int rl_log_level(void);
 ** asked for. */
 void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls);
 
+/* Records msg as the error of db's current statement (raft_last_error);
+** the raft_* functions call it when they fail. */
+void rl_conn_error(struct sqlite3 *db, const char *msg);
+
 /* ext/mirror.c: the test-only mirror replicator. */
 const rl_port *rl_mirror_port(void);
 int rl_mirror_register(struct sqlite3 *db);

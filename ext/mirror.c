@@ -61,7 +61,7 @@ static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  "mirror refuses commits "
                  "(RAFTLITE_MIRROR_REFUSE is set)");
         free(buf);
-        return RL_IOERR_REFUSED;
+        return SQLITE_READONLY;
     }
     if (!buf)
         return SQLITE_IOERR_NOMEM;
@@ -70,13 +70,13 @@ static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
     if (rl_txn_encode(txn, buf + 16, n) != 0) {
         snprintf(err, errlen, "cannot encode the transaction");
         free(buf);
-        return RL_IOERR_REFUSED;
+        return SQLITE_IOERR;
     }
     fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || write_all(fd, buf, 16 + n) != 0) {
         snprintf(err, errlen, "cannot append to mirror log %s: %s", log,
                  strerror(errno));
-        rc = RL_IOERR_REFUSED;
+        rc = SQLITE_IOERR;
     }
     if (fd >= 0)
         close(fd);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "addr.h"
 #include "cluster.h"
 #include "ext.h"
 #include "host.h"
@@ -123,6 +124,7 @@ static void errorf(sqlite3_context *ctx, const char *fmt, ...)
     va_end(ap);
     if (msg) {
         sqlite3_result_error(ctx, msg, -1);
+        rl_conn_error(sqlite3_context_db_handle(ctx), msg);
         sqlite3_free(msg);
     } else {
         sqlite3_result_error_nomem(ctx);
@@ -168,26 +170,11 @@ static const char *text_arg(sqlite3_context *ctx, const char *fn,
 static int addr_ok(sqlite3_context *ctx, const char *fn, const char *what,
                    const char *a)
 {
-    const char *colon = strrchr(a, ':'), *p;
-    long port = 0;
-    if (!colon || colon == a) {
-        errorf(ctx,
-               "%s: %s '%s' is not host:port; write it like "
-               "'127.0.0.1:7001'",
-               fn, what, a);
-        return 0;
-    }
-    for (p = colon + 1; *p; p++) {
-        if (*p < '0' || *p > '9' || port > 65535) {
-            break;
-        }
-        port = port * 10 + (*p - '0');
-    }
-    if (colon[1] == 0 || *p || port < 1 || port > 65535) {
-        errorf(ctx,
-               "%s: %s '%s' needs a numeric port 1..65535 after the "
-               "last ':', e.g. '127.0.0.1:7001'",
-               fn, what, a);
+    char err[ERRLEN];
+    if (rl_addr_check(a, strcmp(what, "raft address") == 0 ? RL_ADDR_RAFT
+                                                         : RL_ADDR_GRPC,
+                      what, err, sizeof(err)) != 0) {
+        errorf(ctx, "%s: %s", fn, err);
         return 0;
     }
     return 1;
@@ -766,17 +753,72 @@ static sqlite3_module nodes_module = {
     0, /* xUpdate .. xShadowName */
 };
 
-/* ---- PRAGMA raft_status ---- */
+/* ---- PRAGMA raft_status and the raft_status table ---- */
 
-int rl_sql_pragma(const char *db_path, int replicated, const char *name,
-                  const char *arg, char **result)
+/* The status of db_path's node into *cs: from this process's host, or
+** asked of the hosting process. SQLITE_OK, or an error with *errmsg
+** (sqlite3_malloc'ed) naming the cause and the fix. */
+static int status_get(const char *db_path, int replicated,
+                      rl_cluster_status *cs, char **errmsg)
 {
-    char json[8192], grpc[RL_META_STR_MAX + 1], err[ERRLEN];
-    rl_cluster_status cs;
+    char grpc[RL_META_STR_MAX + 1], err[ERRLEN];
     rl_identity ident;
     rl_rpc_client *cl;
     rl_host *h;
     long pid = 0;
+    int rc;
+    *errmsg = NULL;
+    if ((h = rl_host_find(db_path)) != NULL) {
+        rl_cluster_node_status(h, cs);
+        return SQLITE_OK;
+    }
+    if (rl_host_running(db_path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
+        err[0] = 0;
+        rc = -1;
+        if ((cl = client_get(db_path, err, sizeof(err))) != NULL) {
+            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, cs,
+                                       err, sizeof(err));
+            client_put(cl);
+        }
+        if (rc == 0) {
+            return SQLITE_OK;
+        }
+        *errmsg = sqlite3_mprintf("raft_status: %s is hosted by process "
+                                  "%ld: %s",
+                                  db_path, pid, err);
+        return SQLITE_ERROR;
+    }
+    rc = rl_identity_read(db_path, &ident, err, sizeof(err));
+    if (rc == 0) {
+        *errmsg = sqlite3_mprintf("raft_status: no process hosts node "
+                                  "'%s' of %s; reopen the database "
+                                  "(.open) to restart it",
+                                  ident.node_id, db_path);
+    } else if (rc < 0) {
+        *errmsg = sqlite3_mprintf("raft_status: %s", err);
+    } else {
+        *errmsg = sqlite3_mprintf("raft_status: %s is not a raft node%s; "
+                                  "SELECT raft_bootstrap(...) or "
+                                  "raft_join(...)",
+                                  db_path,
+                                  replicated ? " (its -raft directory "
+                                               "holds no identity)"
+                                             : "");
+    }
+    return SQLITE_ERROR;
+}
+
+/*
+** PRAGMA raft_status answers through SQLITE_FCNTL_PRAGMA, whose one
+** result SQLite also uses as the column's name (pragma.c): the value is
+** the JSON object, and so is the name. SELECT * FROM raft_status has fixed
+** columns (name, value).
+*/
+int rl_sql_pragma(const char *db_path, int replicated, const char *name,
+                  const char *arg, char **result)
+{
+    char json[8192];
+    rl_cluster_status cs;
     int rc;
     *result = NULL;
     if (strcmp(name, "raft_status") != 0) {
@@ -787,45 +829,196 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
                                   "write PRAGMA raft_status");
         return SQLITE_ERROR;
     }
-    if ((h = rl_host_find(db_path)) != NULL) {
-        rl_cluster_node_status(h, &cs);
-    } else if (rl_host_running(db_path, &pid, grpc, sizeof(grpc)) && grpc[0]) {
-        err[0] = 0;
-        rc = -1;
-        if ((cl = client_get(db_path, err, sizeof(err))) != NULL) {
-            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &cs,
-                                       err, sizeof(err));
-            client_put(cl);
-        }
-        if (rc != 0) {
-            *result = sqlite3_mprintf("raft_status: %s is hosted by process "
-                                      "%ld: %s",
-                                      db_path, pid, err);
-            return SQLITE_ERROR;
-        }
-    } else {
-        rc = rl_identity_read(db_path, &ident, err, sizeof(err));
-        if (rc == 0) {
-            *result = sqlite3_mprintf("raft_status: no process hosts node "
-                                      "'%s' of %s; reopen the database "
-                                      "(.open) to restart it",
-                                      ident.node_id, db_path);
-        } else if (rc < 0) {
-            *result = sqlite3_mprintf("raft_status: %s", err);
-        } else {
-            *result = sqlite3_mprintf("%s is not a raft node%s; SELECT "
-                                      "raft_bootstrap(...) or raft_join(...)",
-                                      db_path,
-                                      replicated ? " (its -raft directory "
-                                                   "holds no identity)"
-                                                 : "");
-        }
-        return SQLITE_ERROR;
+    rc = status_get(db_path, replicated, &cs, result);
+    if (rc != SQLITE_OK) {
+        return rc;
     }
     rl_cluster_status_json(&cs, json, sizeof(json));
     *result = sqlite3_mprintf("%s", json);
     return *result ? SQLITE_OK : SQLITE_NOMEM;
 }
+
+/* raft_status: one row (name, value) per field of PRAGMA raft_status. */
+enum { ST_ID, ST_RAFT_ID, ST_STATE, ST_TERM, ST_LEADER, ST_LEADER_GRPC,
+       ST_COMMIT, ST_APPLIED, ST_LAST, ST_SNAPSHOT, ST_COUNT };
+
+static const char *const status_names[ST_COUNT] = {
+    "id",           "raft_id",       "state",      "term",
+    "leader",       "leader_grpc",   "commit_index", "applied_index",
+    "last_index",   "snapshot_index"};
+
+typedef struct status_cursor {
+    sqlite3_vtab_cursor base;
+    rl_cluster_status cs;
+    int i;
+} status_cursor;
+
+static int status_connect(sqlite3 *db, void *aux, int argc,
+                          const char *const *argv, sqlite3_vtab **out,
+                          char **pzErr)
+{
+    nodes_vtab *v;
+    int rc;
+    (void)aux;
+    (void)argc;
+    (void)argv;
+    (void)pzErr;
+    rc = sqlite3_declare_vtab(db, "CREATE TABLE x(name TEXT, value)");
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
+    v = sqlite3_malloc(sizeof(*v));
+    if (!v) {
+        return SQLITE_NOMEM;
+    }
+    memset(v, 0, sizeof(*v));
+    v->db = db;
+    *out = &v->base;
+    return SQLITE_OK;
+}
+
+static int status_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
+{
+    (void)vt;
+    info->estimatedCost = 10;
+    info->estimatedRows = ST_COUNT;
+    return SQLITE_OK;
+}
+
+static int status_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out)
+{
+    status_cursor *c = sqlite3_malloc(sizeof(*c));
+    (void)vt;
+    if (!c) {
+        return SQLITE_NOMEM;
+    }
+    memset(c, 0, sizeof(*c));
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static int status_close(sqlite3_vtab_cursor *cur)
+{
+    sqlite3_free(cur);
+    return SQLITE_OK;
+}
+
+static int status_filter(sqlite3_vtab_cursor *cur, int idxNum,
+                         const char *idxStr, int argc, sqlite3_value **argv)
+{
+    status_cursor *c = (status_cursor *)cur;
+    nodes_vtab *v = (nodes_vtab *)cur->pVtab;
+    const char *path = sqlite3_db_filename(v->db, "main");
+    sqlite3_file *f = NULL;
+    char *msg = NULL;
+    int rc;
+    (void)idxNum;
+    (void)idxStr;
+    (void)argc;
+    (void)argv;
+    c->i = ST_COUNT;
+    if (!path || !*path) {
+        return vtab_error(cur->pVtab,
+                          "raft_status: the main database is in memory or "
+                          "temporary, not a raft node; .open FILE first");
+    }
+    sqlite3_file_control(v->db, "main", SQLITE_FCNTL_FILE_POINTER, &f);
+    rc = status_get(path, f && rl_vfs_is_replicated(f), &c->cs, &msg);
+    if (rc != SQLITE_OK) {
+        rc = vtab_error(cur->pVtab, "%s", msg ? msg : "out of memory");
+        rl_conn_error(v->db, msg ? msg : "out of memory");
+        sqlite3_free(msg);
+        return rc;
+    }
+    c->i = 0;
+    return SQLITE_OK;
+}
+
+static int status_next(sqlite3_vtab_cursor *cur)
+{
+    ((status_cursor *)cur)->i++;
+    return SQLITE_OK;
+}
+
+static int status_eof(sqlite3_vtab_cursor *cur)
+{
+    return ((status_cursor *)cur)->i >= ST_COUNT;
+}
+
+static void result_text_or_null(sqlite3_context *ctx, int known,
+                                const char *s)
+{
+    if (known && s && *s) {
+        sqlite3_result_text(ctx, s, -1, SQLITE_TRANSIENT);
+    } else {
+        sqlite3_result_null(ctx);
+    }
+}
+
+static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
+                         int col)
+{
+    status_cursor *c = (status_cursor *)cur;
+    const rl_cluster_status *s = &c->cs;
+    if (col == 0) {
+        sqlite3_result_text(ctx, status_names[c->i], -1, SQLITE_STATIC);
+        return SQLITE_OK;
+    }
+    switch (c->i) {
+    case ST_ID:
+        sqlite3_result_text(ctx, s->id, -1, SQLITE_TRANSIENT);
+        break;
+    case ST_RAFT_ID: /* the same bits as raft_nodes.raft_id */
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->raft_id);
+        break;
+    case ST_STATE:
+        sqlite3_result_text(ctx, s->state ? s->state : "unavailable", -1,
+                            SQLITE_TRANSIENT);
+        break;
+    case ST_TERM:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->term);
+        break;
+    case ST_LEADER:
+        result_text_or_null(ctx, s->leader_known, s->leader);
+        break;
+    case ST_LEADER_GRPC:
+        result_text_or_null(ctx, s->leader_known, s->leader_grpc);
+        break;
+    case ST_COMMIT:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->commit_index);
+        break;
+    case ST_APPLIED:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->applied_index);
+        break;
+    case ST_LAST:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->last_index);
+        break;
+    default:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->snapshot_index);
+        break;
+    }
+    return SQLITE_OK;
+}
+
+static int status_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
+{
+    *rowid = ((status_cursor *)cur)->i + 1;
+    return SQLITE_OK;
+}
+
+static const sqlite3_module status_module = {
+    .iVersion = 0,
+    .xConnect = status_connect,
+    .xBestIndex = status_best_index,
+    .xDisconnect = nodes_disconnect,
+    .xOpen = status_open,
+    .xClose = status_close,
+    .xFilter = status_filter,
+    .xNext = status_next,
+    .xEof = status_eof,
+    .xColumn = status_column,
+    .xRowid = status_rowid,
+};
 
 /* ---- registration ---- */
 
@@ -859,6 +1052,9 @@ int rl_sql_register(sqlite3 *db)
     }
     if (rc == SQLITE_OK) {
         rc = sqlite3_create_module(db, "raft_nodes", &nodes_module, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_create_module(db, "raft_status", &status_module, NULL);
     }
     return rc;
 }

@@ -1032,6 +1032,13 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
     ** commit index may still read 0 after entries were applied); what was
     ** applied was committed, and what was committed is in the log. */
     out->applied_index = rl_host_applied(h);
+    /* Raft's own entries (configuration, barriers) never reach the
+    ** database: once the database has every entry the FSM handed on, they
+    ** count as applied too (or an idle cluster shows commit one ahead). */
+    if (out->applied_index >= st.fsm_index &&
+        st.fsm_applied > out->applied_index) {
+        out->applied_index = st.fsm_applied;
+    }
     out->commit_index = st.commit_index;
     if (out->commit_index < st.fsm_applied) {
         out->commit_index = st.fsm_applied;

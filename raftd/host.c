@@ -491,7 +491,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                      "process (its restart failed: see stderr); fix the "
                      "cause and reopen the database",
                      db_path);
-        return RL_IOERR_REFUSED;
+        return SQLITE_READONLY; /* this process may not write it */
     }
     rl_node_status(h->node, &st);
     if (st.state != RL_STATE_LEADER) {
@@ -501,7 +501,8 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  "written: write on the leader",
                  h->id.node_id,
                  st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
-        return RL_IOERR_REFUSED;
+        /* No leader known (an election): waiting can succeed. */
+        return st.leader_id == 0 ? SQLITE_BUSY : SQLITE_READONLY;
     }
     n = rl_txn_encoded_size(txn);
     if (!log_has_room(h, n, err, errlen))
@@ -515,7 +516,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     if (rl_txn_encode(txn, buf, n) != 0) {
         free(buf);
         snprintf(err, errlen, "cannot encode the transaction");
-        return RL_IOERR_REFUSED;
+        return SQLITE_IOERR;
     }
     lt = calloc(1, sizeof *lt);
     if (!lt) {
@@ -563,36 +564,36 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  "transaction committed first (this one read index %llu); "
                  "nothing was written: retry the transaction",
                  (unsigned long long)res.index, (unsigned long long)ci->base);
-        return RL_IOERR_REFUSED;
+        return SQLITE_BUSY_SNAPSHOT;
     case RL_NODE_NOTLEADER:
         leader_text(h, who, sizeof who);
         snprintf(err, errlen,
                  "not the leader any more (%s); nothing was written: retry "
                  "on the leader",
                  who);
-        return RL_IOERR_REFUSED;
+        return SQLITE_READONLY;
     case RL_NODE_UNKNOWN:
         snprintf(err, errlen,
                  "outcome unknown: %s after the transaction was appended to "
                  "the Raft log; it may still commit (every node will then "
                  "apply it): check before retrying",
                  res.msg[0] ? res.msg : "leadership was lost");
-        return RL_IOERR_REFUSED;
+        return SQLITE_IOERR; /* outcome unknown: never a retryable code */
     case RL_NODE_TIMEOUT:
         snprintf(err, errlen,
                  "the Raft node did not take the transaction within %d ms; "
                  "nothing was written",
                  COMMIT_TIMEOUT_MS);
-        return RL_IOERR_REFUSED;
+        return SQLITE_BUSY; /* nothing written: a retry can succeed */
     case RL_NODE_SHUTDOWN:
         snprintf(err, errlen,
                  "the node is stopping: outcome unknown (it commits only if "
                  "it reached a quorum)");
-        return RL_IOERR_REFUSED;
+        return SQLITE_IOERR;
     default:
         snprintf(err, errlen, "raft refused the transaction: %s",
                  res.msg[0] ? res.msg : rl_node_strerror(rc));
-        return RL_IOERR_REFUSED;
+        return SQLITE_IOERR;
     }
 }
 
@@ -1260,9 +1261,11 @@ static int gate_wanted(rl_host *h, char *why, size_t n)
         }
         snprintf(why, n,
                  "node %s restarted and catches up first: its log held "
-                 "index %llu, it has applied %llu (%s)",
+                 "index %llu when it started, raft has applied %llu and the "
+                 "database %llu (PRAGMA raft_status: applied_index) (%s)",
                  h->id.node_id, (unsigned long long)st.start_index,
                  (unsigned long long)st.fsm_applied,
+                 (unsigned long long)rl_host_applied(h),
                  st.leader_id ? "a leader is known"
                               : "no leader reachable yet: a majority of the "
                                 "cluster must be up");
@@ -1695,6 +1698,13 @@ static int join_page_size(sqlite3 *db, const rl_host_config *cfg, char *err,
     if (code == RL_RPC_INTERNAL || code == RL_RPC_RESOURCE_EXHAUSTED ||
         (code == RL_RPC_FAILED_PRECONDITION && strstr(why, "holds data"))) {
         snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (code == RL_RPC_UNAVAILABLE || code == RL_RPC_DEADLINE_EXCEEDED) {
+        snprintf(err, errlen,
+                 "cannot reach the peer at %s (%s); give the gRPC address of "
+                 "a running member",
+                 cfg->join, why);
         return -1;
     }
     if (code != RL_RPC_OK)

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "host.h"
 #include "rpc.h"
 #include "service.h"
@@ -139,6 +140,7 @@ static int known_valued(const char *name)
 
 static int parse_args(int argc, char **argv, opts *o)
 {
+    char err[512];
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
@@ -247,6 +249,19 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if ((o->tls_ca || o->tls_client_auth) && !o->tls_cert) {
         return bad("-tls-ca and -tls-client-auth need -tls-cert and -tls-key");
+    }
+    if (o->bootstrap && o->join) {
+        return bad("-bootstrap and -join exclude each other: -bootstrap "
+                   "starts a new cluster, -join ADDR joins the cluster of "
+                   "the member at ADDR; give one");
+    }
+    if (rl_addr_check(o->grpc, RL_ADDR_GRPC, "-grpc", err, sizeof err) != 0 ||
+        (o->raft[0] &&
+         rl_addr_check(o->raft, RL_ADDR_RAFT, "-raft", err, sizeof err) !=
+             0) ||
+        (o->join &&
+         rl_addr_check(o->join, RL_ADDR_GRPC, "-join", err, sizeof err) != 0)) {
+        return bad("%s", err);
     }
     if (o->tls_client_auth && !o->tls_ca) {
         return bad("-tls-client-auth needs -tls-ca (the CA that signs client "

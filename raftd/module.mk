@@ -8,11 +8,11 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
-HOST_SRCS := raftd/host.c raftd/rpc.c raftd/rpc_util.c raftd/service.c \
+HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c raftd/service.c \
              raftd/service_rpc.c raftd/cluster.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz
-RAFTD_SRCS += raftd/host.c raftd/cluster.c vfs/vfs.c vfs/walfmt.c vfs/txn.c
+RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/cluster.c vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc

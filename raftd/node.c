@@ -1204,9 +1204,21 @@ static void publish(struct rl_node *n)
     }
     pthread_cond_broadcast(&n->cv);
     pthread_mutex_unlock(&n->mu);
-    if (changed) /* logged outside mu: the sink may call us */
-        nlog(n, 2, "state %d term %llu (leader %llu)", raft_state(r),
-             (unsigned long long)r->current_term, (unsigned long long)lid);
+    if (changed) { /* logged outside mu: the sink may call us */
+        struct rl_meta lm;
+        int st = raft_state(r);
+        const char *who = NULL;
+        if (lid && rl_node_meta(n, lid, NULL, &lm) == RL_NODE_OK &&
+            lm.node_id[0])
+            who = lm.node_id;
+        nlog(n, 2, "%s in term %llu, leader %s",
+             st == RAFT_LEADER      ? "leader"
+             : st == RAFT_CANDIDATE ? "candidate"
+             : st == RAFT_FOLLOWER  ? "follower"
+                                    : "unavailable",
+             (unsigned long long)r->current_term,
+             who ? who : lid ? "(a node whose id is not known yet)" : "unknown");
+    }
 }
 
 static int log_has_room(struct rl_node *n);

@@ -30,6 +30,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -430,6 +431,32 @@ static void *dispatcher_main(void *arg)
     return NULL;
 }
 
+/*
+** The gRPC core writes its own log lines to stderr ("E1205 ...
+** chttp2_server.cc ..."), in raftd and in a user's shell alike. Every
+** failure that matters reaches raftlite as a status and is said there, in
+** words that name the cause; the core's lines are for debugging gRPC
+** itself: RAFTLITE_GRPC_LOG=1 lets them through.
+*/
+static void quiet_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+static void rpc_log_setup(void)
+{
+    const char *v = getenv("RAFTLITE_GRPC_LOG");
+    if (!v || strcmp(v, "1") != 0)
+        gpr_set_log_function(quiet_log);
+}
+
+static void rpc_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rpc_log_setup);
+    grpc_init();
+}
+
 rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
                                  size_t errlen)
 {
@@ -458,7 +485,7 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->state_cv, NULL);
-    grpc_init();
+    rpc_init();
     limit_args(a, &ca, s->max_msg);
     /* grpc listens with SO_REUSEPORT by default: a second server on an
     ** address already served would start "successfully" and the kernel
@@ -765,7 +792,7 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
         seterr(err, errlen, "out of memory");
         return NULL;
     }
-    grpc_init();
+    rpc_init();
     pthread_mutex_init(&cl->mu, NULL);
     limit_args(cl->a, &cl->args,
                max_msg_bytes ? max_msg_bytes : DEFAULT_MAX_MSG);

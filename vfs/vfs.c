@@ -114,6 +114,12 @@ struct rl_file {
     int shm_shared0;    /* ... holds a shared lock on the real slot 0 */
     int shm_mapped;
     rl_capture cap;
+    /* KIND_MAIN: the last refusal on this file, for raft_last_error() of
+    ** the connection that owns it (rl_vfs_file_error); err_seq orders it
+    ** against the connection's other errors, 0 when none (or retracted). */
+    char *err;
+    uint64_t err_seq;
+    uint64_t gate_err_seq; /* err_seq of a read-gate wait, 0 if none */
 };
 
 static sqlite3_vfs *unix_vfs;
@@ -143,19 +149,64 @@ static sqlite3_vfs rl_vfs_obj;
 static const sqlite3_io_methods rl_io_methods;
 
 /*
-** Error channel. A VFS cannot set SQLite's error text; the last refusal on
-** a thread is kept here for raft_last_error().
+** Error channel. A VFS cannot set SQLite's error text. The last refusal on
+** a thread is kept here (rl_vfs_last_error) and, when it concerns a file,
+** on that main file too (ferr), so a connection can tell which errors are
+** its own: ext/ asks rl_vfs_file_error() for the files of a connection.
+** Every error takes the next number of one process-wide sequence.
 */
 static _Thread_local int tl_code;
 static _Thread_local char tl_msg[1024];
+static uint64_t err_seq_next; /* __atomic */
+
+static void set_error_v(int code, const char *fmt, va_list ap)
+{
+    tl_code = code;
+    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+}
 
 void rl_vfs_set_error(int code, const char *fmt, ...)
 {
     va_list ap;
-    tl_code = code;
     va_start(ap, fmt);
-    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+    set_error_v(code, fmt, ap);
     va_end(ap);
+    (void)__atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t rl_vfs_error_seq(void)
+{
+    return __atomic_load_n(&err_seq_next, __ATOMIC_RELAXED);
+}
+
+/* An error about file f (a main file, or the WAL of one). */
+static void ferr(rl_file *f, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ferr(rl_file *f, int code, const char *fmt, ...)
+{
+    rl_file *m = f && f->kind != KIND_MAIN ? f->main : f;
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(code, fmt, ap);
+    va_end(ap);
+    if (m) {
+        sqlite3_free(m->err);
+        m->err = sqlite3_mprintf("%s", tl_msg);
+        m->err_seq = __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+    } else {
+        (void)__atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+    }
+}
+
+const char *rl_vfs_file_error(struct sqlite3_file *f, uint64_t *seq)
+{
+    rl_file *p = (rl_file *)f;
+    *seq = 0;
+    if (!f || f->pMethods != &rl_io_methods || p->kind != KIND_MAIN ||
+        !p->err_seq || !p->err)
+        return NULL;
+    *seq = p->err_seq;
+    return p->err;
 }
 
 const char *rl_vfs_last_error(int *code)
@@ -364,7 +415,7 @@ static int rec_write(rl_file *m, const rl_applied_rec *r)
     rec_put_state(b + 40, &r->next);
     put_le32(b + 72, rl_crc32c(0, b, 72));
     if (m->rec_fd < 0 || pwrite(m->rec_fd, b, sizeof b, 0) != REC_SIZE) {
-        rl_vfs_set_error(SQLITE_IOERR_WRITE,
+        ferr(m, SQLITE_IOERR_WRITE,
                          "raftlite: cannot write %s-raft/applied: %s", m->path,
                          m->rec_fd < 0 ? "not open" : strerror(errno));
         return SQLITE_IOERR_WRITE;
@@ -429,7 +480,7 @@ static int rec_load(rl_file *m)
             m->applied_at_lock = 0;
             return SQLITE_OK;
         }
-        rl_vfs_set_error(rc, "raftlite: %s", err);
+        ferr(m, rc, "raftlite: %s", err);
         return rc;
     }
     m->rec_unresolved = 0;
@@ -729,23 +780,23 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
     if (rc == SQLITE_OK)
         rc = capture_build(c, commit_fn, &t, err, sizeof err);
     if (rc == SQLITE_FULL) {
-        rl_vfs_set_error(SQLITE_FULL,
+        ferr(m, SQLITE_FULL,
                          "raftlite: %s: the disk is full: the WAL cannot "
                          "hold the transaction's commit frame; nothing was "
                          "written (free space, then retry)",
                          m->path);
     } else if (rc != SQLITE_OK) {
-        rl_vfs_set_error(RL_IOERR_REFUSED,
+        ferr(m, SQLITE_IOERR,
                          "raftlite: cannot capture the transaction on %s: %s",
                          m->path, err[0] ? err : sqlite3_errstr(rc));
-        rc = RL_IOERR_REFUSED;
+        rc = SQLITE_IOERR;
     } else if (!m->port) {
-        rl_vfs_set_error(RL_IOERR_REFUSED,
+        ferr(m, SQLITE_READONLY,
                          "raftlite: %s is replicated but no raft node serves "
                          "it in this process; start its node (raft_bootstrap "
                          "or raft_join) or write through its host",
                          m->path);
-        rc = RL_IOERR_REFUSED;
+        rc = SQLITE_READONLY;
     } else {
         rl_commit_info ci;
         memset(&ci, 0, sizeof ci);
@@ -765,7 +816,7 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
             rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err,
                                  sizeof err);
         if (rc != SQLITE_OK) {
-            rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s", m->path,
+            ferr(m, rc, "raftlite: commit on %s failed: %s", m->path,
                              err[0] ? err : sqlite3_errstr(rc));
         } else if (ci.index) {
             /* The entry took effect: record the intent before the commit
@@ -802,9 +853,9 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
 
 /* ---------------------------------------------------------- io methods */
 
-static int guard(int code, const char *fmt, const char *path)
+static int guard(rl_file *f, int code, const char *fmt, const char *path)
 {
-    rl_vfs_set_error(code, fmt, path);
+    ferr(f, code, fmt, path);
     return code;
 }
 
@@ -832,6 +883,8 @@ static int rl_close(sqlite3_file *f)
         if (p->rec_fd >= 0)
             close(p->rec_fd);
         p->rec_fd = -1;
+        sqlite3_free(p->err);
+        p->err = NULL;
     }
     rc = p->sub->pMethods->xClose(p->sub);
     return rc;
@@ -851,7 +904,7 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
     if (off == 0)
         RL_FAULT("wal-restart"); /* SQLite's writer starts a generation */
     if (!m->holds_write)
-        return guard(RL_IOERR_GUARD,
+        return guard(m, RL_ERR_GUARD,
                      "raftlite: refused a WAL write to replicated database "
                      "%s without the write lock (locking_mode=EXCLUSIVE is "
                      "not supported on replicated databases)",
@@ -863,9 +916,9 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
     } else {
         rc = capture_write(w, buf, amt, off, &commit_fn);
         if (rc != SQLITE_OK) {
-            rl_vfs_set_error(rc, "raftlite: capture failed on %s: %s", m->path,
+            ferr(m, rc, "raftlite: capture failed on %s: %s", m->path,
                              sqlite3_errstr(rc));
-            return rc == SQLITE_NOMEM ? SQLITE_IOERR_NOMEM : RL_IOERR_REFUSED;
+            return rc == SQLITE_NOMEM ? SQLITE_IOERR_NOMEM : SQLITE_IOERR;
         }
         if (commit_fn) {
             rc = capture_commit(w, commit_fn);
@@ -899,7 +952,7 @@ static int rl_write(sqlite3_file *f, const void *buf, int amt,
     if (p->kind == KIND_WAL && p->main && p->main->replicated)
         return wal_write(p, buf, amt, off);
     if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
-        return guard(RL_IOERR_GUARD,
+        return guard(p, RL_ERR_GUARD,
                      "raftlite: refused a write to the main file of "
                      "replicated database %s outside a checkpoint",
                      p->path);
@@ -914,12 +967,12 @@ static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
     rl_file *p = (rl_file *)f;
     if (p->kind == KIND_WAL && p->main && p->main->replicated &&
         !p->main->holds_write && !p->main->holds_ckpt)
-        return guard(RL_IOERR_GUARD,
+        return guard(p->main, RL_ERR_GUARD,
                      "raftlite: refused to truncate the WAL of replicated "
                      "database %s without the write lock",
                      p->main->path);
     if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
-        return guard(RL_IOERR_GUARD,
+        return guard(p, RL_ERR_GUARD,
                      "raftlite: refused to truncate replicated database %s "
                      "outside a checkpoint",
                      p->path);
@@ -987,7 +1040,7 @@ static int rl_lock(sqlite3_file *f, int level)
         ** wait out its timeout first). Otherwise it is a close or an
         ** attempt to leave WAL mode: "locked" skips or refuses it. */
         if (!p->shm_mapped)
-            return guard(RL_IOERR_GUARD,
+            return guard(p, RL_ERR_GUARD,
                          "raftlite: replicated database %s cannot be used "
                          "with locking_mode=EXCLUSIVE",
                          p->path);
@@ -1022,7 +1075,7 @@ static uint32_t file_page_size(rl_file *p)
 static int pragma_refuse(char **a, const char *fmt, rl_file *p, const char *val)
 {
     a[0] = sqlite3_mprintf(fmt, p->path, val);
-    rl_vfs_set_error(SQLITE_ERROR, "%s", a[0] ? a[0] : "refused");
+    ferr(p, SQLITE_ERROR, "%s", a[0] ? a[0] : "refused");
     return SQLITE_ERROR;
 }
 
@@ -1085,6 +1138,20 @@ static int rl_file_control(sqlite3_file *f, int op, void *arg)
             *(int *)arg = 1;
             return SQLITE_OK;
         }
+    }
+    if (op == SQLITE_FCNTL_VFSNAME) {
+        /* As SQLite's own shims do: this VFS's name in front of the
+        ** name of the VFS below ("raft/unix"). */
+        char *below = NULL;
+        int rc = p->sub->pMethods->xFileControl(p->sub, op, &below);
+        char *name = sqlite3_mprintf("%s/%s", RL_VFS_NAME,
+                                     rc == SQLITE_OK && below ? below
+                                                              : unix_vfs->zName);
+        sqlite3_free(below);
+        if (!name)
+            return SQLITE_NOMEM;
+        *(char **)arg = name;
+        return SQLITE_OK;
     }
     return p->sub->pMethods->xFileControl(p->sub, op, arg);
 }
@@ -1154,10 +1221,11 @@ static int gate_closed(rl_file *p)
         close(fd); /* our own file: no SQLite lock lives on it */
     }
     why[got > 0 ? got : 0] = 0;
-    rl_vfs_set_error(SQLITE_BUSY_TIMEOUT,
+    ferr(p, SQLITE_BUSY_TIMEOUT,
                      "raftlite: %s does not serve reads yet: %s (reads wait "
                      "for it up to the connection's busy timeout)",
                      p->path, got > 0 ? why : "its node is starting");
+    p->gate_err_seq = p->err_seq; /* retracted if the wait ends in a read */
     return 1;
 }
 
@@ -1218,8 +1286,15 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
     ** as is (no WAL_RETRY loop), and the btree layer runs the busy handler
     ** for any busy code before it gives up. */
     if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) && n == 1 &&
-        ofst >= SLOT_READ0 && ofst <= SLOT_READN && gate_closed(p))
-        return SQLITE_BUSY_TIMEOUT;
+        ofst >= SLOT_READ0 && ofst <= SLOT_READN) {
+        if (gate_closed(p))
+            return SQLITE_BUSY_TIMEOUT;
+        /* A read that waited at the gate and got through: the wait was
+        ** no error of the statement's (raft_last_error stays clean). */
+        if (p->gate_err_seq && p->gate_err_seq == p->err_seq)
+            p->err_seq = 0;
+        p->gate_err_seq = 0;
+    }
 
     if (ofst == SLOT_WRITE) {
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
@@ -1355,7 +1430,7 @@ static int open_raft_files(rl_file *p)
     if (p->lock_fd >= 0)
         p->rec_fd = open(rec, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (p->lock_fd < 0 || p->rec_fd < 0) {
-        rl_vfs_set_error(SQLITE_CANTOPEN, "raftlite: cannot open %s: %s",
+        ferr(p, SQLITE_CANTOPEN, "raftlite: cannot open %s: %s",
                          p->lock_fd < 0 ? lock : rec, strerror(errno));
         if (p->lock_fd >= 0)
             close(p->lock_fd);
@@ -1407,7 +1482,7 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
     } else if (flags & SQLITE_OPEN_MAIN_JOURNAL) {
         rl_file *m = owner_of(zName);
         if (m && m->replicated) {
-            rl_vfs_set_error(SQLITE_CANTOPEN,
+            ferr(m, SQLITE_CANTOPEN,
                              "raftlite: %s is replicated and must stay in WAL "
                              "mode; a rollback journal was refused",
                              m->path);

@@ -27,11 +27,17 @@
 
 struct sqlite3_file;
 
-/* Extended result codes of raftlite (documented in README). A VFS cannot
-** set SQLite's error text, so the shell prints "disk I/O error" for all of
-** them; rl_vfs_last_error() and raft_last_error() say what happened. */
-#define RL_IOERR_REFUSED (10 | (200 << 8)) /* replicator refused commit */
-#define RL_IOERR_GUARD   (10 | (203 << 8)) /* write a replica must refuse */
+/*
+** Result codes. raftlite answers with SQLite's own codes, chosen by what a
+** program should do (README "Errors"): SQLITE_BUSY_SNAPSHOT for a conflict
+** (retry the transaction), SQLITE_BUSY where waiting can succeed (no
+** leader yet, node catching up), SQLITE_READONLY for a write this node or
+** process must refuse (a follower, a client process, a guard), SQLITE_FULL
+** for a full disk, and an I/O error only where the outcome is unknown or
+** something broke. A VFS cannot set SQLite's error text: raft_last_error()
+** (rl_vfs_last_error) says what happened and what to do.
+*/
+#define RL_ERR_GUARD SQLITE_READONLY /* a write a replica must refuse */
 
 /* What a port's commit() is told and answers. */
 typedef struct rl_commit_info {
@@ -227,6 +233,16 @@ void rl_vfs_get_stats(rl_vfs_stats *out);
 /* The last raftlite error on this thread (empty string if none) and its
 ** extended code; cleared by rl_vfs_clear_error(). */
 const char *rl_vfs_last_error(int *code);
+
+/* The last refusal about main file f (a file of this VFS) and its number
+** in the process-wide error sequence (*seq), or NULL (*seq 0) if none.
+** The text lives until the file's next error or its close. Called by the
+** connection that owns f, on its thread. */
+const char *rl_vfs_file_error(struct sqlite3_file *f, uint64_t *seq);
+
+/* The number the next error will exceed: errors numbered above a value
+** read here happened after it. */
+uint64_t rl_vfs_error_seq(void);
 void rl_vfs_clear_error(void);
 void rl_vfs_set_error(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -186,8 +186,8 @@ def case_refused():
     c = Case(env={"RAFTLITE_MIRROR_REFUSE": "1"})
     # The setup itself is refused: make the table through a normal writer.
     out = c.A.sql("CREATE TABLE t(a);")
-    check("disk I/O error" in out, "refused commit reports an I/O error: %r"
-          % out)
+    check("attempt to write a readonly database" in out,
+          "a refused commit reports SQLITE_READONLY: %r" % out)
     why = c.A.sql_ok("SELECT raft_last_error();")
     check("mirror refuses" in why, "raft_last_error names the cause: %r" % why)
     # The connection stays usable and nothing is visible, to it or to a
@@ -197,7 +197,8 @@ def case_refused():
     _, out = run_sql(c.a, "SELECT count(*) FROM sqlite_schema;", ext=False)
     check_eq(out.strip(), "0", "schema after refusal (stock reader)")
     out = c.A.sql("BEGIN; CREATE TABLE t2(x); INSERT INTO t2 VALUES(1); COMMIT;")
-    check("disk I/O error" in out, "explicit COMMIT refused: %r" % out)
+    check("attempt to write a readonly database" in out,
+          "explicit COMMIT refused with SQLITE_READONLY: %r" % out)
     c.A.sql("ROLLBACK;")  # may say no transaction is active
     check_eq(c.A.sql_ok("SELECT count(*) FROM sqlite_schema;").strip(), "0",
              "schema after refused COMMIT")
@@ -215,7 +216,8 @@ def case_no_port():
     a, _ = make_pair(d)
     sh = Shell(a, env={"RAFTLITE_TEST": "1"})  # no mirror, no node
     out = sh.sql("CREATE TABLE t(a);")
-    check("disk I/O error" in out, "write without a node refused: %r" % out)
+    check("attempt to write a readonly database" in out,
+          "write without a node refused with SQLITE_READONLY: %r" % out)
     why = sh.sql_ok("SELECT raft_last_error();")
     check("no raft node serves it" in why and "raft_bootstrap" in why,
           "message names cause and fix: %r" % why)

@@ -1,0 +1,98 @@
+/*
+** raftd/addr.c -- address checks (see addr.h). Pure parsing plus, for a
+** Raft address given as a host name, one getaddrinfo look-up to suggest
+** the numeric form; it never binds or connects.
+*/
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* The port after the last ':' of a (1..65535), or -1. */
+static long port_of(const char *a, const char **colon_out)
+{
+    const char *colon = strrchr(a, ':'), *p;
+    long port = 0;
+    *colon_out = colon;
+    if (!colon || !colon[1])
+        return -1;
+    for (p = colon + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return -1;
+        port = port * 10 + (*p - '0');
+    }
+    return port >= 1 && port <= 65535 ? port : -1;
+}
+
+int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
+                  char *err, size_t errlen)
+{
+    const char *colon;
+    char host[256];
+    size_t hn;
+    long port;
+    struct in_addr in;
+
+    if (!addr || !*addr) {
+        snprintf(err, errlen, "%s is empty; write it like 127.0.0.1:7001",
+                 what);
+        return -1;
+    }
+    port = port_of(addr, &colon);
+    if (!colon) {
+        snprintf(err, errlen,
+                 "%s '%s' is not HOST:PORT; write it like 127.0.0.1:7001",
+                 what, addr);
+        return -1;
+    }
+    if (port < 0) {
+        snprintf(err, errlen,
+                 "%s '%s' needs a port from 1 to 65535 after the last ':', "
+                 "e.g. 127.0.0.1:7001",
+                 what, addr);
+        return -1;
+    }
+    hn = (size_t)(colon - addr);
+    if (hn >= sizeof host) {
+        snprintf(err, errlen, "%s '%.40s...' has a host part longer than %zu "
+                 "bytes", what, addr, sizeof host - 1);
+        return -1;
+    }
+    memcpy(host, addr, hn);
+    host[hn] = 0;
+    if (kind == RL_ADDR_GRPC)
+        return 0; /* a name, an IP, [IPv6] or empty (all interfaces) */
+    if (inet_pton(AF_INET, host, &in) == 1)
+        return 0;
+    {
+        /* A host name (or IPv6): say what to write instead. */
+        struct addrinfo hints, *res = NULL;
+        char ip[INET_ADDRSTRLEN] = "";
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        if (hn && getaddrinfo(host, NULL, &hints, &res) == 0 && res) {
+            inet_ntop(AF_INET,
+                      &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip,
+                      sizeof ip);
+        }
+        if (res)
+            freeaddrinfo(res);
+        if (ip[0])
+            snprintf(err, errlen,
+                     "%s '%s' names a host; the Raft transport takes a "
+                     "numeric IPv4 address: write %s:%ld",
+                     what, addr, ip, port);
+        else
+            snprintf(err, errlen,
+                     "%s '%s' is not a numeric IPv4 address%s; the Raft "
+                     "transport takes IPv4:PORT, e.g. 127.0.0.1:%ld",
+                     what, addr, hn ? " (and the host does not resolve to one)"
+                                    : "",
+                     port);
+        return -1;
+    }
+}

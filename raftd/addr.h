@@ -1,0 +1,29 @@
+/*
+** raftd/addr.h -- checks of the addresses a user gives (raftd flags, the
+** raft_bootstrap/raft_join arguments) before anything starts with them.
+**
+** A Raft address is bound and dialled by libraft's raft_uv_tcp, which
+** takes numeric IPv4 only: a host name there fails late with a message
+** about the address being in use. A gRPC address may name a host (the
+** gRPC core resolves it). Both need a port 1..65535. This module never
+** opens a socket.
+*/
+#ifndef RL_ADDR_H
+#define RL_ADDR_H
+
+#include <stddef.h>
+
+enum rl_addr_kind {
+    RL_ADDR_RAFT, /* IPv4:PORT */
+    RL_ADDR_GRPC  /* HOST:PORT, [IPv6]:PORT, or :PORT (all interfaces) */
+};
+
+/* 0 if addr is acceptable as kind; otherwise -1 with err saying what is
+** wrong with it and what to write instead (what: how the caller names
+** the address to the user, e.g. "-raft" or "raft address"). A Raft
+** address given as a host name is refused with the numeric address it
+** resolves to as the suggestion. */
+int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
+                  char *err, size_t errlen);
+
+#endif
