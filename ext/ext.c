@@ -62,11 +62,11 @@ static void version_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 typedef struct rl_conn rl_conn;
 struct rl_conn {
     sqlite3 *db;
-    char *err;       /* the last failed statement's detail, NULL if none */
-    uint64_t seen;   /* errors numbered up to this are accounted for */
-    char *fn_err;    /* the last raft_* function error, and its number */
+    char *err;     /* the last failed statement's detail, NULL if none */
+    uint64_t seen; /* errors numbered up to this are accounted for */
+    char *fn_err;  /* the last raft_* function error, and its number */
     uint64_t fn_seq;
-    rl_conn *next;   /* conns list (conns_mu) */
+    rl_conn *next; /* conns list (conns_mu) */
 };
 
 static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -101,8 +101,8 @@ static const char *conn_newest(rl_conn *c)
     for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
         sqlite3_file *f = NULL;
         const char *e;
-        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER,
-                                 &f) != SQLITE_OK ||
+        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER, &f) !=
+                SQLITE_OK ||
             !f || !f->pMethods)
             continue;
         e = rl_vfs_file_error(f, &seq);
@@ -224,6 +224,17 @@ void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
         (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_threshold", 0);
     cfg->snapshot_trailing =
         (unsigned)sqlite3_uri_int64(zName, "raft_snapshot_trailing", 0);
+    {
+        /* The gRPC sidecar's message limit (raftd's -max-msg-bytes). */
+        sqlite3_int64 m = sqlite3_uri_int64(zName, "raft_max_msg_bytes", 0);
+        if (m >= 1024 && m <= 0x7fffffff)
+            cfg->max_msg_bytes = (size_t)m;
+        else if (m != 0)
+            fprintf(stderr,
+                    "raftlite: warning: raft_max_msg_bytes=%lld is outside "
+                    "1024..2147483647; the default (4 MiB) is used\n",
+                    (long long)m);
+    }
 }
 
 /*

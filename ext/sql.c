@@ -171,9 +171,9 @@ static int addr_ok(sqlite3_context *ctx, const char *fn, const char *what,
                    const char *a)
 {
     char err[ERRLEN];
-    if (rl_addr_check(a, strcmp(what, "raft address") == 0 ? RL_ADDR_RAFT
-                                                         : RL_ADDR_GRPC,
-                      what, err, sizeof(err)) != 0) {
+    if (rl_addr_check(
+            a, strcmp(what, "raft address") == 0 ? RL_ADDR_RAFT : RL_ADDR_GRPC,
+            what, err, sizeof(err)) != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return 0;
     }
@@ -776,8 +776,8 @@ static int status_get(const char *db_path, int replicated,
         err[0] = 0;
         rc = -1;
         if ((cl = client_get(db_path, err, sizeof(err))) != NULL) {
-            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, cs,
-                                       err, sizeof(err));
+            rc = rl_cluster_get_status(cl, grpc, RL_CLUSTER_TIMEOUT_MS, cs, err,
+                                       sizeof(err));
             client_put(cl);
         }
         if (rc == 0) {
@@ -839,13 +839,24 @@ int rl_sql_pragma(const char *db_path, int replicated, const char *name,
 }
 
 /* raft_status: one row (name, value) per field of PRAGMA raft_status. */
-enum { ST_ID, ST_RAFT_ID, ST_STATE, ST_TERM, ST_LEADER, ST_LEADER_GRPC,
-       ST_COMMIT, ST_APPLIED, ST_LAST, ST_SNAPSHOT, ST_COUNT };
+enum {
+    ST_ID,
+    ST_RAFT_ID,
+    ST_STATE,
+    ST_TERM,
+    ST_LEADER,
+    ST_LEADER_GRPC,
+    ST_COMMIT,
+    ST_APPLIED,
+    ST_LAST,
+    ST_SNAPSHOT,
+    ST_COUNT
+};
 
 static const char *const status_names[ST_COUNT] = {
-    "id",           "raft_id",       "state",      "term",
-    "leader",       "leader_grpc",   "commit_index", "applied_index",
-    "last_index",   "snapshot_index"};
+    "id",         "raft_id",       "state",        "term",
+    "leader",     "leader_grpc",   "commit_index", "applied_index",
+    "last_index", "snapshot_index"};
 
 typedef struct status_cursor {
     sqlite3_vtab_cursor base;
@@ -945,8 +956,7 @@ static int status_eof(sqlite3_vtab_cursor *cur)
     return ((status_cursor *)cur)->i >= ST_COUNT;
 }
 
-static void result_text_or_null(sqlite3_context *ctx, int known,
-                                const char *s)
+static void result_text_or_null(sqlite3_context *ctx, int known, const char *s)
 {
     if (known && s && *s) {
         sqlite3_result_text(ctx, s, -1, SQLITE_TRANSIENT);

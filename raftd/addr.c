@@ -44,8 +44,8 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
     port = port_of(addr, &colon);
     if (!colon) {
         snprintf(err, errlen,
-                 "%s '%s' is not HOST:PORT; write it like 127.0.0.1:7001",
-                 what, addr);
+                 "%s '%s' is not HOST:PORT; write it like 127.0.0.1:7001", what,
+                 addr);
         return -1;
     }
     if (port < 0) {
@@ -57,8 +57,10 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
     }
     hn = (size_t)(colon - addr);
     if (hn >= sizeof host) {
-        snprintf(err, errlen, "%s '%.40s...' has a host part longer than %zu "
-                 "bytes", what, addr, sizeof host - 1);
+        snprintf(err, errlen,
+                 "%s '%.40s...' has a host part longer than %zu "
+                 "bytes",
+                 what, addr, sizeof host - 1);
         return -1;
     }
     memcpy(host, addr, hn);
@@ -75,9 +77,8 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
         hints.ai_family = AF_INET;
         hints.ai_socktype = SOCK_STREAM;
         if (hn && getaddrinfo(host, NULL, &hints, &res) == 0 && res) {
-            inet_ntop(AF_INET,
-                      &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip,
-                      sizeof ip);
+            inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr,
+                      ip, sizeof ip);
         }
         if (res)
             freeaddrinfo(res);
@@ -90,9 +91,8 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
             snprintf(err, errlen,
                      "%s '%s' is not a numeric IPv4 address%s; the Raft "
                      "transport takes IPv4:PORT, e.g. 127.0.0.1:%ld",
-                     what, addr, hn ? " (and the host does not resolve to one)"
-                                    : "",
-                     port);
+                     what, addr,
+                     hn ? " (and the host does not resolve to one)" : "", port);
         return -1;
     }
 }

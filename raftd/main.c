@@ -257,8 +257,7 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if (rl_addr_check(o->grpc, RL_ADDR_GRPC, "-grpc", err, sizeof err) != 0 ||
         (o->raft[0] &&
-         rl_addr_check(o->raft, RL_ADDR_RAFT, "-raft", err, sizeof err) !=
-             0) ||
+         rl_addr_check(o->raft, RL_ADDR_RAFT, "-raft", err, sizeof err) != 0) ||
         (o->join &&
          rl_addr_check(o->join, RL_ADDR_GRPC, "-join", err, sizeof err) != 0)) {
         return bad("%s", err);

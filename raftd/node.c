@@ -1217,7 +1217,9 @@ static void publish(struct rl_node *n)
              : st == RAFT_FOLLOWER  ? "follower"
                                     : "unavailable",
              (unsigned long long)r->current_term,
-             who ? who : lid ? "(a node whose id is not known yet)" : "unknown");
+             who   ? who
+             : lid ? "(a node whose id is not known yet)"
+                   : "unknown");
     }
 }
 

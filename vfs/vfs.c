@@ -416,8 +416,8 @@ static int rec_write(rl_file *m, const rl_applied_rec *r)
     put_le32(b + 72, rl_crc32c(0, b, 72));
     if (m->rec_fd < 0 || pwrite(m->rec_fd, b, sizeof b, 0) != REC_SIZE) {
         ferr(m, SQLITE_IOERR_WRITE,
-                         "raftlite: cannot write %s-raft/applied: %s", m->path,
-                         m->rec_fd < 0 ? "not open" : strerror(errno));
+             "raftlite: cannot write %s-raft/applied: %s", m->path,
+             m->rec_fd < 0 ? "not open" : strerror(errno));
         return SQLITE_IOERR_WRITE;
     }
     return SQLITE_OK;
@@ -781,21 +781,21 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
         rc = capture_build(c, commit_fn, &t, err, sizeof err);
     if (rc == SQLITE_FULL) {
         ferr(m, SQLITE_FULL,
-                         "raftlite: %s: the disk is full: the WAL cannot "
-                         "hold the transaction's commit frame; nothing was "
-                         "written (free space, then retry)",
-                         m->path);
+             "raftlite: %s: the disk is full: the WAL cannot "
+             "hold the transaction's commit frame; nothing was "
+             "written (free space, then retry)",
+             m->path);
     } else if (rc != SQLITE_OK) {
         ferr(m, SQLITE_IOERR,
-                         "raftlite: cannot capture the transaction on %s: %s",
-                         m->path, err[0] ? err : sqlite3_errstr(rc));
+             "raftlite: cannot capture the transaction on %s: %s", m->path,
+             err[0] ? err : sqlite3_errstr(rc));
         rc = SQLITE_IOERR;
     } else if (!m->port) {
         ferr(m, SQLITE_READONLY,
-                         "raftlite: %s is replicated but no raft node serves "
-                         "it in this process; start its node (raft_bootstrap "
-                         "or raft_join) or write through its host",
-                         m->path);
+             "raftlite: %s is replicated but no raft node serves "
+             "it in this process; start its node (raft_bootstrap "
+             "or raft_join) or write through its host",
+             m->path);
         rc = SQLITE_READONLY;
     } else {
         rl_commit_info ci;
@@ -817,7 +817,7 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
                                  sizeof err);
         if (rc != SQLITE_OK) {
             ferr(m, rc, "raftlite: commit on %s failed: %s", m->path,
-                             err[0] ? err : sqlite3_errstr(rc));
+                 err[0] ? err : sqlite3_errstr(rc));
         } else if (ci.index) {
             /* The entry took effect: record the intent before the commit
             ** frame can reach the file. */
@@ -917,7 +917,7 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         rc = capture_write(w, buf, amt, off, &commit_fn);
         if (rc != SQLITE_OK) {
             ferr(m, rc, "raftlite: capture failed on %s: %s", m->path,
-                             sqlite3_errstr(rc));
+                 sqlite3_errstr(rc));
             return rc == SQLITE_NOMEM ? SQLITE_IOERR_NOMEM : SQLITE_IOERR;
         }
         if (commit_fn) {
@@ -1144,9 +1144,9 @@ static int rl_file_control(sqlite3_file *f, int op, void *arg)
         ** name of the VFS below ("raft/unix"). */
         char *below = NULL;
         int rc = p->sub->pMethods->xFileControl(p->sub, op, &below);
-        char *name = sqlite3_mprintf("%s/%s", RL_VFS_NAME,
-                                     rc == SQLITE_OK && below ? below
-                                                              : unix_vfs->zName);
+        char *name =
+            sqlite3_mprintf("%s/%s", RL_VFS_NAME,
+                            rc == SQLITE_OK && below ? below : unix_vfs->zName);
         sqlite3_free(below);
         if (!name)
             return SQLITE_NOMEM;
@@ -1222,9 +1222,9 @@ static int gate_closed(rl_file *p)
     }
     why[got > 0 ? got : 0] = 0;
     ferr(p, SQLITE_BUSY_TIMEOUT,
-                     "raftlite: %s does not serve reads yet: %s (reads wait "
-                     "for it up to the connection's busy timeout)",
-                     p->path, got > 0 ? why : "its node is starting");
+         "raftlite: %s does not serve reads yet: %s (reads wait "
+         "for it up to the connection's busy timeout)",
+         p->path, got > 0 ? why : "its node is starting");
     p->gate_err_seq = p->err_seq; /* retracted if the wait ends in a read */
     return 1;
 }
@@ -1431,7 +1431,7 @@ static int open_raft_files(rl_file *p)
         p->rec_fd = open(rec, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (p->lock_fd < 0 || p->rec_fd < 0) {
         ferr(p, SQLITE_CANTOPEN, "raftlite: cannot open %s: %s",
-                         p->lock_fd < 0 ? lock : rec, strerror(errno));
+             p->lock_fd < 0 ? lock : rec, strerror(errno));
         if (p->lock_fd >= 0)
             close(p->lock_fd);
         p->lock_fd = p->rec_fd = -1;
@@ -1483,9 +1483,9 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
         rl_file *m = owner_of(zName);
         if (m && m->replicated) {
             ferr(m, SQLITE_CANTOPEN,
-                             "raftlite: %s is replicated and must stay in WAL "
-                             "mode; a rollback journal was refused",
-                             m->path);
+                 "raftlite: %s is replicated and must stay in WAL "
+                 "mode; a rollback journal was refused",
+                 m->path);
             return SQLITE_CANTOPEN;
         }
     }

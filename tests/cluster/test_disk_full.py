@@ -266,11 +266,62 @@ def case_image():
     c.wait_converged()
     c.close()
 
+PY_CLIENT = r"""
+import sqlite3, sys
+ext, db, raft, grpc = sys.argv[1:5]
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(ext)
+c = sqlite3.connect(db, isolation_level=None, timeout=10)
+c.execute("SELECT raft_bootstrap('py1', ?, ?)", (raft, grpc))
+c.execute("CREATE TABLE t(b BLOB)")
+print("ready", flush=True)
+sys.stdin.readline()   # the test fills the disk meanwhile
+for i in range(400):
+    try:
+        c.execute("INSERT INTO t VALUES (randomblob(200000))")
+    except sqlite3.Error as e:
+        print("refused", i, e.sqlite_errorname, "|",
+              c.execute("SELECT raft_last_error()").fetchone()[0], flush=True)
+        break
+else:
+    print("never refused", flush=True)
+"""
+
+
+def case_python():
+    """Python's sqlite3 module, hosting a one-node cluster whose files
+    are on the small filesystem, sees SQLITE_FULL by name."""
+    d = scratch("diskfull-py-")
+    mnt = small_fs(os.path.join(d, "small"))
+    env = san_env({"ASAN_OPTIONS": "detect_leaks=0"})
+    p = spawn(["/usr/bin/python3", "-c", PY_CLIENT, EXT,
+               os.path.join(mnt, "py1.db"), "127.0.0.1:%d" % free_port(),
+               "127.0.0.1:%d" % free_port()], env=env,
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+              stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    check(line.startswith("ready"), "the Python host did not start: %r%s" %
+          (line, p.stdout.read() if not line else ""))
+    fill(mnt, 3 << 20)
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    out = [l for l in p.stdout.read().splitlines()
+           if not l.startswith("raftlite[")]
+    p.wait(timeout=60)
+    got = [l for l in out if l.startswith("refused")]
+    check(got, "the Python client was never refused: %r" % out)
+    check(" SQLITE_FULL |" in got[0] and "disk is full" in got[0],
+          "Python sees SQLITE_FULL and the reason: %r" % got[0])
+    log("python: %s" % got[0])
+    check_eq(p.returncode, 0, "the Python host's exit status")
+    subprocess.run(["umount", mnt])
+
 
 def test():
     only = os.environ.get("RL_DISKFULL_ONLY")
-    for name, fn in (("leader", case_leader), ("follower", case_follower),
-                     ("image", case_image)):
+    for name, fn in (("python", case_python), ("leader", case_leader),
+                     ("follower", case_follower), ("image", case_image)):
         if only and name != only:
             continue
         t0 = time.time()

@@ -36,11 +36,34 @@ def test():
             (["-id", "a", "-bootstrap=maybe"], "is a switch"),
             (["-id", "../x"], "must not contain '/'"),
             (["-id", "a", "-db", "../../etc/x"], "plain file name"),
-            (["-id", "a", "-tls-ca", "x.pem"], "need -tls-cert")):
+            (["-id", "a", "-tls-ca", "x.pem"], "need -tls-cert"),
+            # Addresses are checked before anything starts.
+            (["-id", "a", "-grpc", "127.0.0.1:99999"],
+             "-grpc '127.0.0.1:99999' needs a port from 1 to 65535"),
+            (["-id", "a", "-grpc", "127.0.0.1"], "is not HOST:PORT"),
+            (["-id", "a", "-bootstrap", "-join", "127.0.0.1:1",
+              "-raft", "127.0.0.1:2"], "-bootstrap and -join exclude"),
+            (["-id", "a", "-bootstrap", "-raft", "localhost:23010"],
+             "names a host; the Raft transport takes a numeric IPv4 "
+             "address: write 127.0.0.1:23010"),
+            (["-id", "a", "-raft", "127.0.0.1:0", "-bootstrap"],
+             "-raft '127.0.0.1:0' needs a port from 1 to 65535"),
+            (["-id", "a", "-join", "127.0.0.1:70000", "-raft",
+              "127.0.0.1:2"], "-join '127.0.0.1:70000' needs a port")):
         r = run(["-grpc", port, "-data", d] + args)
         check(r.returncode == 2 and needle in r.stderr and
               "usage: raftd" in r.stderr,
               "raftd %s: rc %d, stderr %r" % (args, r.returncode, r.stderr))
+    # A gRPC port in use: raftd's own message, no line of the gRPC core's.
+    holder = Raftd([], node="holder")
+    r = run(["-id", "b", "-grpc", holder.addr, "-data", d])
+    check(r.returncode == 1 and holder.addr in r.stderr and
+          "chttp2" not in r.stderr and "E1" not in r.stderr.split("raftd")[0],
+          "-grpc on a port in use: rc %d, stderr %r" % (r.returncode,
+                                                        r.stderr))
+    log("port in use: %s" % r.stderr.strip().splitlines()[-1])
+    holder.p.terminate()
+    holder.p.wait(timeout=30)
     r = run(["-h"])
     check(r.returncode == 0 and "usage: raftd" in r.stdout, "-h")
     r = run(["-id", "a", "-grpc", port, "-data", "/proc/nonexistent/dir"])
