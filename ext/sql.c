@@ -522,20 +522,11 @@ typedef struct nodes_cursor {
     int on_leader; /* answered by the leader: match/contact are known */
 } nodes_cursor;
 
-static int nodes_connect(sqlite3 *db, void *aux, int argc,
-                         const char *const *argv, sqlite3_vtab **out,
-                         char **pzErr)
+/* An eponymous table of db with the given columns. */
+static int vtab_connect(sqlite3 *db, const char *schema, sqlite3_vtab **out)
 {
     nodes_vtab *v;
-    int rc;
-    (void)aux;
-    (void)argc;
-    (void)argv;
-    (void)pzErr;
-    rc = sqlite3_declare_vtab(db, "CREATE TABLE x(id TEXT, raft_id INTEGER, "
-                                  "raft_addr TEXT, grpc_addr TEXT, role TEXT, "
-                                  "is_leader INTEGER, match_index INTEGER, "
-                                  "last_contact INTEGER)");
+    int rc = sqlite3_declare_vtab(db, schema);
     if (rc != SQLITE_OK) {
         return rc;
     }
@@ -549,30 +540,53 @@ static int nodes_connect(sqlite3 *db, void *aux, int argc,
     return SQLITE_OK;
 }
 
+static int nodes_connect(sqlite3 *db, void *aux, int argc,
+                         const char *const *argv, sqlite3_vtab **out,
+                         char **pzErr)
+{
+    (void)aux;
+    (void)argc;
+    (void)argv;
+    (void)pzErr;
+    return vtab_connect(db,
+                        "CREATE TABLE x(id TEXT, raft_id INTEGER, "
+                        "raft_addr TEXT, grpc_addr TEXT, role TEXT, "
+                        "is_leader INTEGER, match_index INTEGER, "
+                        "last_contact INTEGER)",
+                        out);
+}
+
 static int nodes_disconnect(sqlite3_vtab *vt)
 {
     sqlite3_free(vt);
     return SQLITE_OK;
 }
 
-static int nodes_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
+/* raft_nodes and raft_status are small tables scanned whole. */
+static int small_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
 {
     (void)vt;
     info->estimatedCost = 10;
-    info->estimatedRows = 5;
+    info->estimatedRows = 10;
+    return SQLITE_OK;
+}
+
+/* A zeroed cursor of sz bytes (its first member a sqlite3_vtab_cursor). */
+static int cursor_new(size_t sz, sqlite3_vtab_cursor **out)
+{
+    sqlite3_vtab_cursor *c = sqlite3_malloc64(sz);
+    if (!c) {
+        return SQLITE_NOMEM;
+    }
+    memset(c, 0, sz);
+    *out = c;
     return SQLITE_OK;
 }
 
 static int nodes_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out)
 {
-    nodes_cursor *c = sqlite3_malloc(sizeof(*c));
     (void)vt;
-    if (!c) {
-        return SQLITE_NOMEM;
-    }
-    memset(c, 0, sizeof(*c));
-    *out = &c->base;
-    return SQLITE_OK;
+    return cursor_new(sizeof(nodes_cursor), out);
 }
 
 static int nodes_close(sqlite3_vtab_cursor *cur)
@@ -592,6 +606,9 @@ static int vtab_error(sqlite3_vtab *vt, const char *fmt, ...)
     sqlite3_free(vt->zErrMsg);
     vt->zErrMsg = sqlite3_vmprintf(fmt, ap);
     va_end(ap);
+    /* Both tables' vtabs are nodes_vtab: raft_last_error() says it too. */
+    rl_conn_error(((nodes_vtab *)vt)->db,
+                  vt->zErrMsg ? vt->zErrMsg : "out of memory");
     return SQLITE_ERROR;
 }
 
@@ -730,7 +747,7 @@ static sqlite3_module nodes_module = {
     0,                /* iVersion */
     0,                /* xCreate: NULL makes it eponymous-only */
     nodes_connect,    /* xConnect */
-    nodes_best_index, /* xBestIndex */
+    small_best_index, /* xBestIndex */
     nodes_disconnect, /* xDisconnect */
     0,                /* xDestroy */
     nodes_open,       /* xOpen */
@@ -868,44 +885,17 @@ static int status_connect(sqlite3 *db, void *aux, int argc,
                           const char *const *argv, sqlite3_vtab **out,
                           char **pzErr)
 {
-    nodes_vtab *v;
-    int rc;
     (void)aux;
     (void)argc;
     (void)argv;
     (void)pzErr;
-    rc = sqlite3_declare_vtab(db, "CREATE TABLE x(name TEXT, value)");
-    if (rc != SQLITE_OK) {
-        return rc;
-    }
-    v = sqlite3_malloc(sizeof(*v));
-    if (!v) {
-        return SQLITE_NOMEM;
-    }
-    memset(v, 0, sizeof(*v));
-    v->db = db;
-    *out = &v->base;
-    return SQLITE_OK;
-}
-
-static int status_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
-{
-    (void)vt;
-    info->estimatedCost = 10;
-    info->estimatedRows = ST_COUNT;
-    return SQLITE_OK;
+    return vtab_connect(db, "CREATE TABLE x(name TEXT, value)", out);
 }
 
 static int status_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out)
 {
-    status_cursor *c = sqlite3_malloc(sizeof(*c));
     (void)vt;
-    if (!c) {
-        return SQLITE_NOMEM;
-    }
-    memset(c, 0, sizeof(*c));
-    *out = &c->base;
-    return SQLITE_OK;
+    return cursor_new(sizeof(status_cursor), out);
 }
 
 static int status_close(sqlite3_vtab_cursor *cur)
@@ -937,7 +927,6 @@ static int status_filter(sqlite3_vtab_cursor *cur, int idxNum,
     rc = status_get(path, f && rl_vfs_is_replicated(f), &c->cs, &msg);
     if (rc != SQLITE_OK) {
         rc = vtab_error(cur->pVtab, "%s", msg ? msg : "out of memory");
-        rl_conn_error(v->db, msg ? msg : "out of memory");
         sqlite3_free(msg);
         return rc;
     }
@@ -1019,7 +1008,7 @@ static int status_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
 static const sqlite3_module status_module = {
     .iVersion = 0,
     .xConnect = status_connect,
-    .xBestIndex = status_best_index,
+    .xBestIndex = small_best_index,
     .xDisconnect = nodes_disconnect,
     .xOpen = status_open,
     .xClose = status_close,
