@@ -72,7 +72,7 @@ static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
         free(buf);
         return SQLITE_IOERR;
     }
-    fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || write_all(fd, buf, 16 + n) != 0) {
         snprintf(err, errlen, "cannot append to mirror log %s: %s", log,
                  strerror(errno));

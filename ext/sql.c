@@ -163,6 +163,14 @@ static const char *text_arg(sqlite3_context *ctx, const char *fn,
             return NULL;
         }
     }
+    if (strcmp(what, "node id") == 0) {
+        char err[ERRLEN];
+        if (rl_node_id_check(s, RL_META_STR_MAX, "node id", err,
+                             sizeof(err)) != 0) {
+            errorf(ctx, "%s: %s", fn, err);
+            return NULL;
+        }
+    }
     return s;
 }
 

@@ -96,3 +96,41 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
         return -1;
     }
 }
+
+int rl_node_id_check(const char *id, size_t max_len, const char *what,
+                     char *err, size_t errlen)
+{
+    size_t n = id ? strlen(id) : 0;
+    const char *p;
+    if (n == 0) {
+        snprintf(err, errlen, "%s is empty; give a name such as node1", what);
+        return -1;
+    }
+    if (n > max_len) {
+        snprintf(err, errlen, "%s is %zu bytes; at most %zu are allowed", what,
+                 n, max_len);
+        return -1;
+    }
+    if (!strcmp(id, ".") || !strcmp(id, "..")) {
+        snprintf(err, errlen,
+                 "%s '%s' cannot name a node; use letters, "
+                 "digits, '-', '_' or '.'",
+                 what, id);
+        return -1;
+    }
+    for (p = id; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\') {
+            snprintf(err, errlen,
+                     "%s contains %s 0x%02x; a node id is printable ASCII "
+                     "without spaces, '/' or '\\' (it names a directory "
+                     "and a line of the identity file)",
+                     what,
+                     c == '/' || c == '\\' ? "the path separator"
+                                           : "the character",
+                     (unsigned)c);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,6 +1,7 @@
 /*
-** raftd/addr.h -- checks of the addresses a user gives (raftd flags, the
-** raft_bootstrap/raft_join arguments) before anything starts with them.
+** raftd/addr.h -- checks of the addresses and node ids a user gives
+** (raftd flags, the raft_bootstrap/raft_join arguments) before anything
+** starts with them.
 **
 ** A Raft address is bound and dialled by libraft's raft_uv_tcp, which
 ** takes numeric IPv4 only: a host name there fails late with a message
@@ -25,5 +26,12 @@ enum rl_addr_kind {
 ** resolves to as the suggestion. */
 int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
                   char *err, size_t errlen);
+
+/* 0 if id can name a node: 1..max_len bytes of printable ASCII without
+** '/' or '\\', and not "." or ".." (ids end up in paths, such as raftd's
+** DATA/ID, and in logs and the identity file's lines); otherwise -1 with
+** err saying why (what: how the caller names it, e.g. "-id"). */
+int rl_node_id_check(const char *id, size_t max_len, const char *what,
+                     char *err, size_t errlen);
 
 #endif

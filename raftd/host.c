@@ -226,7 +226,13 @@ static int identity_write(const char *db_path, const rl_identity *id, char *err,
         snprintf(err, errlen, "path too long: %s", db_path);
         return -1;
     }
-    f = fopen(tmp, "w");
+    {
+        /* Private: it names the node's TLS files. */
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f && fd >= 0)
+            close(fd); /* our own file: no SQLite lock lives on it */
+    }
     if (!f) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
@@ -288,7 +294,7 @@ static int host_lock(rl_host *h, char *err, size_t errlen)
         snprintf(err, errlen, "path too long");
         return -1;
     }
-    h->host_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    h->host_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (h->host_fd < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
@@ -1005,7 +1011,7 @@ static int rebuild_begin(rl_host *h, const char *why, char *err, size_t errlen)
         snprintf(err, errlen, "%s; path too long", why);
         return -1;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || fsync(fd) != 0) {
         snprintf(err, errlen, "%s; cannot create %s: %s", why, path,
                  strerror(errno));
@@ -1774,7 +1780,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
     }
     set_setup(path);
     if (stat(dir, &st) != 0) {
-        if (mkdir(dir, 0755) != 0) {
+        if (mkdir(dir, 0700) != 0) {
             snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
             goto fail;
         }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "host.h"
@@ -225,8 +226,9 @@ static int parse_args(int argc, char **argv, opts *o)
     if (!o->id || !o->id[0]) {
         return bad("-id is required");
     }
-    if (strchr(o->id, '/') || !strcmp(o->id, ".") || !strcmp(o->id, "..")) {
-        return bad("-id '%s' must not contain '/' or be '.' or '..'", o->id);
+    if (rl_node_id_check(o->id, RL_META_STR_MAX, "-id", err, sizeof err) !=
+        0) {
+        return bad("%s", err);
     }
     if (!o->db[0] || strchr(o->db, '/') || !strcmp(o->db, ".") ||
         !strcmp(o->db, "..")) {
@@ -282,11 +284,46 @@ static int mkdir_p(const char *dir)
         if (buf[i] == '/' || buf[i] == 0) {
             char c = buf[i];
             buf[i] = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
                 return -1;
             }
             buf[i] = c;
         }
+    }
+    return 0;
+}
+
+/*
+** A path raftd keeps data in must be what it seems: not a symlink (one
+** planted at DATA/ID would send the node's files elsewhere) and owned by
+** this user. must_exist: a directory raftd just made. Returns 0, or 1
+** after saying which path and why.
+*/
+static int private_path(const char *path, int must_exist)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (!must_exist && errno == ENOENT) {
+            return 0;
+        }
+        logf_(3, "cannot inspect %s: %s", path, strerror(errno));
+        return 1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        logf_(3,
+              "%s is a symbolic link; raftd keeps its data only in real "
+              "files and directories: remove the link (or choose another "
+              "-data)",
+              path);
+        return 1;
+    }
+    if (st.st_uid != geteuid()) {
+        logf_(3,
+              "%s is owned by user %ld, not by this user (%ld); raftd "
+              "refuses data another user controls: fix the owner or choose "
+              "another -data",
+              path, (long)st.st_uid, (long)geteuid());
+        return 1;
     }
     return 0;
 }
@@ -413,9 +450,28 @@ int main(int argc, char **argv)
     if (rl_rpc_listen_addr(o.grpc, addr, sizeof(addr)) != 0) {
         return bad("-grpc address too long");
     }
+    /* Everything raftd creates is private: data directories 0700, files
+    ** (database, WAL, Raft log, identity) 0600. */
+    umask(077);
     if (mkdir_p(dir) != 0) {
         logf_(3, "cannot create data directory %s: %s", dir, strerror(errno));
         return 1;
+    }
+    if (private_path(dir, 1) != 0 || private_path(path, 0) != 0) {
+        return 1;
+    }
+    /* Made by an older raftd with another umask: closed now, since
+    ** everything of the node lies below it. */
+    if (chmod(dir, 0700) != 0) {
+        logf_(3, "cannot make %s private: %s", dir, strerror(errno));
+        return 1;
+    }
+    {
+        char raftdir[PATH_MAX + 8];
+        snprintf(raftdir, sizeof raftdir, "%s-raft", path);
+        if (private_path(raftdir, 0) != 0) {
+            return 1;
+        }
     }
     /* Block the stop signals before any thread exists, so that every
     ** thread (grpc's included) inherits the mask and sigwait gets them. */

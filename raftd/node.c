@@ -1794,7 +1794,7 @@ static int mkdir_p(const char *path, char *err, size_t errlen)
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
                 snprintf(err, errlen, "cannot create data dir %s: %s", buf,
                          strerror(errno));
                 return -1;

@@ -90,8 +90,8 @@ void rl_fault_save(const char *db_path, const char *name, const void *buf,
     snprintf(dir, sizeof dir, "%s-raft/synced", db_path);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    (void)mkdir(dir, 0755);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    (void)mkdir(dir, 0700);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
     for (size_t off = 0; off < n;) {

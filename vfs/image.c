@@ -436,7 +436,7 @@ int rl_image_save(sqlite3 *db, const char *path, int timeout_ms,
         rc = fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = fail(err, errlen, RL_IMAGE_EIO, "cannot create %s: %s", path,
                   strerror(errno));

@@ -1246,7 +1246,7 @@ int rl_vfs_gate_close(sqlite3_file *f, const char *why, char *err,
     ** rename so a reader never reads half of it. */
     snprintf(path, sizeof path, "%s-raft/gate", p->path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, why, n) != (ssize_t)n || close(fd) != 0 ||
         rename(tmp, path) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
@@ -1426,9 +1426,9 @@ static int open_raft_files(rl_file *p)
         rc = SQLITE_NOMEM;
         goto out;
     }
-    p->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    p->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (p->lock_fd >= 0)
-        p->rec_fd = open(rec, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        p->rec_fd = open(rec, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (p->lock_fd < 0 || p->rec_fd < 0) {
         ferr(p, SQLITE_CANTOPEN, "raftlite: cannot open %s: %s",
              p->lock_fd < 0 ? lock : rec, strerror(errno));

@@ -34,7 +34,7 @@ def test():
             (["-id", "a", "-max-msg-bytes=10"], "from 1024"),
             (["-id", "a", "-log-level", "loud"], "-log-level must be"),
             (["-id", "a", "-bootstrap=maybe"], "is a switch"),
-            (["-id", "../x"], "must not contain '/'"),
+            (["-id", "../x"], "the path separator"),
             (["-id", "a", "-db", "../../etc/x"], "plain file name"),
             (["-id", "a", "-tls-ca", "x.pem"], "need -tls-cert"),
             # Addresses are checked before anything starts.
