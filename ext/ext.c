@@ -91,16 +91,19 @@ void rl_conn_error(sqlite3 *db, const char *msg)
 /* The newest error of c numbered above c->seen, or NULL. */
 static const char *conn_newest(rl_conn *c)
 {
-    const char *best = NULL, *name;
+    const char *best = NULL, *name, *e;
     uint64_t best_seq = c->seen, seq;
     int i;
     if (c->fn_err && c->fn_seq > best_seq) {
         best = c->fn_err;
         best_seq = c->fn_seq;
     }
+    if ((e = rl_vfs_orphan_error(&seq)) != NULL && seq > best_seq) {
+        best = e;
+        best_seq = seq;
+    }
     for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
         sqlite3_file *f = NULL;
-        const char *e;
         if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER, &f) !=
                 SQLITE_OK ||
             !f || !f->pMethods)

@@ -1708,8 +1708,9 @@ static int join_page_size(sqlite3 *db, const rl_host_config *cfg, char *err,
     }
     if (code == RL_RPC_UNAVAILABLE || code == RL_RPC_DEADLINE_EXCEEDED) {
         snprintf(err, errlen,
-                 "cannot reach the peer at %s (%s); give the gRPC address of "
-                 "a running member",
+                 "cannot reach the node at %s (%s): is a raftlite node "
+                 "serving gRPC there? Give the gRPC address of a running "
+                 "member",
                  cfg->join, why);
         return -1;
     }

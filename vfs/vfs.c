@@ -157,7 +157,9 @@ static const sqlite3_io_methods rl_io_methods;
 */
 static _Thread_local int tl_code;
 static _Thread_local char tl_msg[1024];
-static uint64_t err_seq_next; /* __atomic */
+static _Thread_local uint64_t tl_seq;    /* number of tl_msg */
+static _Thread_local const void *tl_file; /* the file it concerns, if open */
+static uint64_t err_seq_next;            /* __atomic */
 
 static void set_error_v(int code, const char *fmt, va_list ap)
 {
@@ -171,7 +173,14 @@ void rl_vfs_set_error(int code, const char *fmt, ...)
     va_start(ap, fmt);
     set_error_v(code, fmt, ap);
     va_end(ap);
-    (void)__atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+    tl_file = NULL;
+    tl_seq = __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+}
+
+const char *rl_vfs_orphan_error(uint64_t *seq)
+{
+    *seq = tl_file ? 0 : tl_seq;
+    return tl_file || !tl_seq ? NULL : tl_msg;
 }
 
 uint64_t rl_vfs_error_seq(void)
@@ -189,12 +198,12 @@ static void ferr(rl_file *f, int code, const char *fmt, ...)
     va_start(ap, fmt);
     set_error_v(code, fmt, ap);
     va_end(ap);
+    tl_seq = __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+    tl_file = m;
     if (m) {
         sqlite3_free(m->err);
         m->err = sqlite3_mprintf("%s", tl_msg);
-        m->err_seq = __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
-    } else {
-        (void)__atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
+        m->err_seq = tl_seq;
     }
 }
 
@@ -885,6 +894,10 @@ static int rl_close(sqlite3_file *f)
         p->rec_fd = -1;
         sqlite3_free(p->err);
         p->err = NULL;
+        /* Its last error outlives it on this thread: a failed ATTACH
+        ** closes the file whose refusal explains the failure. */
+        if (tl_file == p)
+            tl_file = NULL;
     }
     rc = p->sub->pMethods->xClose(p->sub);
     return rc;

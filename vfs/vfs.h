@@ -240,6 +240,13 @@ const char *rl_vfs_last_error(int *code);
 ** connection that owns f, on its thread. */
 const char *rl_vfs_file_error(struct sqlite3_file *f, uint64_t *seq);
 
+/* This thread's last error if it concerns no open file (its file was
+** closed, or it was about none), with its number in *seq; else NULL (*seq
+** 0). A connection takes it as its own when it is newer than what it has
+** seen: the one case where another connection's error on the same thread
+** could be taken (documented with raft_last_error). */
+const char *rl_vfs_orphan_error(uint64_t *seq);
+
 /* The number the next error will exceed: errors numbered above a value
 ** read here happened after it. */
 uint64_t rl_vfs_error_seq(void);
