@@ -75,8 +75,6 @@ static rl_conn *conns;
 void rl_conn_error(sqlite3 *db, const char *msg)
 {
     rl_conn *c;
-    /* Numbered like the VFS's errors, so the newest wins. */
-    rl_vfs_set_error(SQLITE_ERROR, "%s", msg);
     pthread_mutex_lock(&conns_mu);
     for (c = conns; c && c->db != db; c = c->next) {
     }
@@ -85,11 +83,13 @@ void rl_conn_error(sqlite3 *db, const char *msg)
         return;
     sqlite3_free(c->fn_err);
     c->fn_err = sqlite3_mprintf("%s", msg);
-    c->fn_seq = rl_vfs_error_seq();
+    /* Numbered like the VFS's errors, so the newest wins. */
+    c->fn_seq = rl_vfs_error_number();
 }
 
-/* The newest error of c numbered above c->seen, or NULL. */
-static const char *conn_newest(rl_conn *c)
+/* The newest error of c numbered above c->seen, or NULL; *orphan: its
+** number if it is this thread's orphan error (vfs.h), else 0. */
+static const char *conn_newest(rl_conn *c, uint64_t *orphan)
 {
     const char *best = NULL, *name, *e;
     uint64_t best_seq = c->seen, seq;
@@ -98,9 +98,11 @@ static const char *conn_newest(rl_conn *c)
         best = c->fn_err;
         best_seq = c->fn_seq;
     }
+    *orphan = 0;
     if ((e = rl_vfs_orphan_error(&seq)) != NULL && seq > best_seq) {
         best = e;
         best_seq = seq;
+        *orphan = seq;
     }
     for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
         sqlite3_file *f = NULL;
@@ -112,6 +114,7 @@ static const char *conn_newest(rl_conn *c)
         if (e && seq > best_seq) {
             best = e;
             best_seq = seq;
+            *orphan = 0;
         }
     }
     return best;
@@ -121,12 +124,15 @@ static int conn_trace(unsigned type, void *ctx, void *p, void *x)
 {
     rl_conn *c = ctx;
     const char *e;
+    uint64_t orphan;
     (void)p;
     (void)x;
     if (type != SQLITE_TRACE_PROFILE)
         return 0;
     /* A statement ended: its errors are the connection's error. */
-    e = conn_newest(c);
+    e = conn_newest(c, &orphan);
+    if (orphan)
+        rl_vfs_orphan_taken(orphan);
     if (e) {
         char *copy = sqlite3_mprintf("%s", e);
         sqlite3_free(c->err);
@@ -160,7 +166,8 @@ static void last_error_func(sqlite3_context *ctx, int argc,
     rl_conn *c = sqlite3_user_data(ctx);
     /* An error since the last statement ended (a failed prepare, say)
     ** is newer than the last statement's. */
-    const char *e = conn_newest(c);
+    uint64_t orphan;
+    const char *e = conn_newest(c, &orphan);
     (void)argc;
     (void)argv;
     if (!e)

@@ -177,10 +177,27 @@ void rl_vfs_set_error(int code, const char *fmt, ...)
     tl_seq = __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
 }
 
+static _Thread_local uint64_t tl_taken; /* orphans up to this are owned */
+
 const char *rl_vfs_orphan_error(uint64_t *seq)
 {
-    *seq = tl_file ? 0 : tl_seq;
-    return tl_file || !tl_seq ? NULL : tl_msg;
+    if (tl_file || !tl_seq || tl_seq <= tl_taken) {
+        *seq = 0;
+        return NULL;
+    }
+    *seq = tl_seq;
+    return tl_msg;
+}
+
+void rl_vfs_orphan_taken(uint64_t seq)
+{
+    if (seq > tl_taken)
+        tl_taken = seq;
+}
+
+uint64_t rl_vfs_error_number(void)
+{
+    return __atomic_add_fetch(&err_seq_next, 1, __ATOMIC_RELAXED);
 }
 
 uint64_t rl_vfs_error_seq(void)

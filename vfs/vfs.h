@@ -247,6 +247,14 @@ const char *rl_vfs_file_error(struct sqlite3_file *f, uint64_t *seq);
 ** could be taken (documented with raft_last_error). */
 const char *rl_vfs_orphan_error(uint64_t *seq);
 
+/* The connection whose statement ended with the orphan error numbered seq
+** took it: no later statement (of any connection) takes it again. */
+void rl_vfs_orphan_taken(uint64_t seq);
+
+/* A new number of the error sequence, for an error kept elsewhere (the
+** raft_* functions' errors, kept on their connection). */
+uint64_t rl_vfs_error_number(void);
+
 /* The number the next error will exceed: errors numbered above a value
 ** read here happened after it. */
 uint64_t rl_vfs_error_seq(void);
