@@ -162,6 +162,17 @@ def test():
                 "2,10")
     check_eq(one(a2, "SELECT group_concat(k) FROM (SELECT k FROM t "
                      "ORDER BY k)"), "2,10", "node2's rows")
+    # An idle follower: commit and applied agree too (raft's own entries,
+    # such as the new leader's barrier, count as applied).
+    deadline = time.time() + 10
+    while True:
+        st = n1.status()
+        if st["commit_index"] == st["applied_index"] or \
+                time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check_eq(st["commit_index"], st["applied_index"],
+             "an idle follower: commit_index vs applied_index")
     a1.close()
     a2.close()
     cl.close()
