@@ -27,6 +27,7 @@
 */
 #include "node.h"
 #include "fault.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -124,7 +125,8 @@ struct rl_node {
     uv_loop_t loop;
     uv_async_t async;
     uv_timer_t tick;
-    struct raft_uv_transport transport;
+    struct rl_transport transport; /* raft_uv_tcp + TCP_NODELAY */
+    unsigned long nodelay_failed_said; /* loop only */
     struct raft_io io;
     struct raft_fsm fsm;
     struct raft raft;
@@ -1260,7 +1262,7 @@ static void begin_close(struct rl_node *n)
     } else {
         if (n->reload == RELOAD_CLOSED) {
             raft_uv_close(&n->io);
-            raft_uv_tcp_close(&n->transport);
+            rl_transport_close(&n->transport);
             n->reload = RELOAD_FREED;
         }
         uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
@@ -1342,6 +1344,11 @@ static void tick_cb(uv_timer_t *t)
     }
     if (n->lost)
         lost_sweep(n);
+    if (n->transport.nodelay_failed > n->nodelay_failed_said) {
+        n->nodelay_failed_said = n->transport.nodelay_failed;
+        nlog(n, 1, "TCP_NODELAY refused on %lu Raft connection(s): commits "
+             "may wait ~40 ms for delayed ACKs", n->nodelay_failed_said);
+    }
     /* A stalled loop misses heartbeats and deposes leaders: say so. */
     uint64_t now = uv_now(&n->loop);
     if (n->last_tick && now - n->last_tick > n->cfg.heartbeat_timeout_ms * 5)
@@ -1428,13 +1435,18 @@ static int raft_setup(struct rl_node *n, int *stage)
     struct rl_node_config *c = &n->cfg;
     int rc;
     *stage = 1;
-    if ((rc = raft_uv_tcp_init(&n->transport, &n->loop)) != 0) {
+    /* Nodelay off only for measurements (bench_node --no-nodelay, or the
+    ** env var for whole-system benchmarks): never in production. */
+    struct rl_transport_opts topts = {
+        .nodelay = !c->no_nodelay && !getenv("RAFTLITE_BENCH_NO_NODELAY")};
+    if ((rc = rl_transport_init(&n->transport, &n->loop, &topts)) != 0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_tcp_init: %s",
                  raft_strerror(rc));
         return -1;
     }
     *stage = 2;
-    if ((rc = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport)) != 0) {
+    if ((rc = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport.raft)) !=
+        0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_init(%s): %s",
                  n->dir, n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rc));
         return -1;
@@ -1495,7 +1507,7 @@ static int raft_setup(struct rl_node *n, int *stage)
     if ((rc = raft_start(&n->raft)) != 0) {
         const char *why = raft_errmsg(&n->raft);
         if (!why || !*why)
-            why = n->io.errmsg[0] ? n->io.errmsg : n->transport.errmsg;
+            why = n->io.errmsg[0] ? n->io.errmsg : n->transport.raft.errmsg;
         if (!*why) /* measured: raft 0.15 says nothing on a busy port */
             why = "raft gives no detail: is the address in use, or not an "
                   "address of this host?";
@@ -1573,7 +1585,7 @@ static void reload_timer_cb(uv_timer_t *t)
     int stage;
     if (n->reload == RELOAD_CLOSED) {
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
         n->reload = RELOAD_FREED;
         if (n->closing) { /* stopped while reopening: finish the stop */
             uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
@@ -1598,7 +1610,7 @@ static void reload_timer_cb(uv_timer_t *t)
         if (stage >= 3)
             raft_uv_close(&n->io);
         if (stage >= 2)
-            raft_uv_tcp_close(&n->transport);
+            rl_transport_close(&n->transport);
         uv_timer_start(&n->reload_timer, reload_timer_cb, 1000, 0);
         return;
     }
@@ -1642,7 +1654,7 @@ fail:
     if (stage >= 3)
         raft_uv_close(&n->io);
     if (stage >= 2)
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
     return -1;
@@ -1668,7 +1680,7 @@ static void *loop_main(void *arg)
     uv_run(&n->loop, UV_RUN_DEFAULT);
     if (n->reload != RELOAD_FREED) { /* a reload may have freed them */
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
     }
     /* Handles raft_uv_close may still have to close. */
     uv_run(&n->loop, UV_RUN_DEFAULT);
