@@ -28,6 +28,7 @@
 #include "node.h"
 #include "fault.h"
 #include "transport.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -82,6 +83,7 @@ struct req {
     struct raft_buffer buf; /* owned by us while base != NULL */
     uint64_t checksum;
     uint8_t kind;
+    uint64_t tm[RL_T_N]; /* timing points (rl_timing_on only) */
     /* membership */
     struct raft_change change;
     struct raft_transfer transfer;
@@ -127,6 +129,10 @@ struct rl_node {
     uv_timer_t tick;
     struct rl_transport transport; /* raft_uv_tcp + TCP_NODELAY */
     unsigned long nodelay_failed_said; /* loop only */
+    /* Loop only, rl_timing_on only (vfs/timing.h): the index the next
+    ** leader append starts at, the last entry of the latest completed
+    ** one and when, and the latest FSM apply. */
+    uint64_t tm_next, tm_app_last, tm_app_at, tm_fsm_index, tm_fsm_at;
     struct raft_io io;
     struct raft_fsm fsm;
     struct raft raft;
@@ -353,6 +359,11 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
     if (r->done) {
         rc = r->rc;
         *res = r->res;
+        if (rl_timing_on && r->type == REQ_PROPOSE) {
+            for (int i = RL_T_PROPOSE; i <= RL_T_APPLIED; i++)
+                rl_timing_set(i, r->tm[i]);
+            rl_timing_mark(RL_T_WOKEN);
+        }
     } else if (r->type == REQ_PROPOSE && r->taken && !r->submitted) {
         /* Waiting for the barrier: the loop will drop it, unsubmitted. */
         r->abandoned = 1;
@@ -515,6 +526,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     char err[200];
     int effective = 0;
     uint64_t checksum = 0;
+    if (rl_timing_on) {
+        n->tm_fsm_index = index;
+        n->tm_fsm_at = rl_timing_now();
+    }
     int rc = rl_entry_decode(buf->base, buf->len, &e, err, sizeof err);
     if (rc != 0) {
         nlog(n, 1, "entry %llu is malformed (%s): applied as a no-op",
@@ -794,6 +809,13 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
     struct rl_node *n = r->node;
     if (status == 0) {
         r->res.effective = result == VERDICT_EFFECT;
+        if (rl_timing_on) {
+            if (n->tm_app_last >= r->res.index)
+                r->tm[RL_T_APPENDED] = n->tm_app_at;
+            if (n->tm_fsm_index == r->res.index)
+                r->tm[RL_T_COMMITTED] = n->tm_fsm_at;
+            r->tm[RL_T_APPLIED] = rl_timing_now();
+        }
         req_finish(n, r, RL_NODE_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
         /* It may still commit under the next leader: wait for its index. */
@@ -820,7 +842,12 @@ static void submit_propose(struct rl_node *n, struct req *r)
         return;
     }
     r->apply.data = r;
+    if (rl_timing_on) { /* raft_apply calls io->append synchronously */
+        r->tm[RL_T_LOOP] = rl_timing_now();
+        n->tm_next = raft_last_index(&n->raft) + 1;
+    }
     int rc = raft_apply(&n->raft, &r->apply, &r->buf, 1, apply_cb);
+    n->tm_next = 0;
     if (rc == 0) {
         r->buf.base = NULL; /* raft owns it now */
         pthread_mutex_lock(&n->mu);
@@ -1373,6 +1400,7 @@ struct append_wrap {
     struct raft_io_append *orig;
     raft_io_append_cb cb;
     struct rl_node *n;
+    uint64_t tm_last; /* timing: last index of a leader append, or 0 */
 };
 
 static struct rl_node *node_of_io(struct raft_io *io)
@@ -1396,6 +1424,10 @@ static void append_done(struct raft_io_append *req, int status)
     raft_io_append_cb cb = w->cb;
     if (status != 0)
         append_failed(w->n, status);
+    else if (w->tm_last) {
+        w->n->tm_app_last = w->tm_last;
+        w->n->tm_app_at = rl_timing_now();
+    }
     free(w);
     orig->cb = cb;
     cb(orig, status);
@@ -1415,6 +1447,7 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
     w->orig = req;
     w->cb = cb;
     w->n = n;
+    w->tm_last = rl_timing_on && n->tm_next ? n->tm_next + n_ent - 1 : 0;
     req->cb = cb;
     rv = n->io_append(io, &w->mine, entries, n_ent, append_done);
     if (rv != 0) {
@@ -1987,6 +2020,8 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
         return RL_NODE_NOMEM;
     }
     rl_entry_encode(&h, p->payload, buf, size);
+    if (rl_timing_on)
+        r->tm[RL_T_PROPOSE] = rl_timing_now();
     r->node = n;
     r->buf.base = buf;
     r->buf.len = size;

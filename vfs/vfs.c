@@ -53,6 +53,7 @@ SQLITE_EXTENSION_INIT3
 #include <unistd.h>
 
 #include "fault.h"
+#include "timing.h"
 #include "vfs.h"
 #include "walfmt.h"
 
@@ -729,6 +730,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
 
     err[0] = 0;
     memset(&t, 0, sizeof t);
+    if (rl_timing_on)
+        rl_timing_begin();
     rc = reserve_commit_frame(w, commit_fn);
     if (rc == SQLITE_OK)
         rc = capture_build(c, commit_fn, &t, err, sizeof err);
@@ -768,6 +771,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
         if (rc == SQLITE_OK)
             rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err,
                                  sizeof err);
+        if (rl_timing_on)
+            rl_timing_mark(RL_T_RETURNED);
         if (rc != SQLITE_OK) {
             rl_vfs_set_error(rc, "raftlite: commit on %s failed: %s", m->path,
                              err[0] ? err : sqlite3_errstr(rc));
@@ -892,6 +897,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         (void)idx;
         if (m->port && m->port->end)
             m->port->end(m->port->ctx, m->path, ok);
+        if (rl_timing_on)
+            rl_timing_end();
     }
     return rc;
 }
