@@ -303,7 +303,7 @@ def bench_node(args, results, root):
 
 # Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
 TPOINTS = ("propose", "loop", "appended", "committed", "applied", "woken",
-           "returned", "done")
+           "returned", "framed", "done")
 # Segments printed: (name, from point, to point); "capture" is time 0.
 SEGMENTS = (
     ("capture+encode", "capture", "propose"),
@@ -313,7 +313,8 @@ SEGMENTS = (
     ("raft_apply to commit", "loop", "committed"),
     ("apply callback", "committed", "applied"),
     ("writer wake-up", "applied", "returned"),
-    ("commit frame+record", "returned", "done"),
+    ("commit frame+record", "returned", "framed"),
+    ("WAL sync+unlock", "framed", "done"),
     ("total (in the VFS)", "capture", "done"),
 )
 

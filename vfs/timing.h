@@ -32,7 +32,9 @@ enum rl_timing_point {
     RL_T_APPLIED,   /* loop: raft_apply's callback, the writer signalled */
     RL_T_WOKEN,     /* writer: awake in rl_node_propose */
     RL_T_RETURNED,  /* VFS: the port's commit returned */
-    RL_T_DONE,      /* VFS: commit frame written, record settled */
+    RL_T_FRAMED,    /* VFS: commit frame written, record settled */
+    RL_T_DONE,      /* VFS: write lock released (after SQLite's WAL sync,
+                       if any, and its wal-index update) */
     RL_T_N
 };
 

@@ -898,7 +898,7 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         if (m->port && m->port->end)
             m->port->end(m->port->ctx, m->path, ok);
         if (rl_timing_on)
-            rl_timing_end();
+            rl_timing_mark(RL_T_FRAMED);
     }
     return rc;
 }
@@ -1312,6 +1312,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
                 writer_unlock(p);
                 p->holds_write = 0;
             }
+            if (rl_timing_on)
+                rl_timing_end(); /* the commit's last point, if one ran */
             capture_reset(&p->cap);
         } else {
             return SQLITE_IOERR_SHMLOCK; /* SQLite never shares slot 0 */
