@@ -127,7 +127,7 @@ struct rl_node {
     uv_loop_t loop;
     uv_async_t async;
     uv_timer_t tick;
-    struct rl_transport transport; /* raft_uv_tcp + TCP_NODELAY */
+    struct rl_transport transport;     /* raft_uv_tcp + TCP_NODELAY */
     unsigned long nodelay_failed_said; /* loop only */
     /* Loop only, rl_timing_on only (vfs/timing.h): the index the next
     ** leader append starts at, the last entry of the latest completed
@@ -1373,8 +1373,10 @@ static void tick_cb(uv_timer_t *t)
         lost_sweep(n);
     if (n->transport.nodelay_failed > n->nodelay_failed_said) {
         n->nodelay_failed_said = n->transport.nodelay_failed;
-        nlog(n, 1, "TCP_NODELAY refused on %lu Raft connection(s): commits "
-             "may wait ~40 ms for delayed ACKs", n->nodelay_failed_said);
+        nlog(n, 1,
+             "TCP_NODELAY refused on %lu Raft connection(s): commits "
+             "may wait ~40 ms for delayed ACKs",
+             n->nodelay_failed_said);
     }
     /* A stalled loop misses heartbeats and deposes leaders: say so. */
     uint64_t now = uv_now(&n->loop);
