@@ -47,6 +47,7 @@ static int ports[NNODES + 1];
 static char data_dir[4096];
 static int data_dir_made;
 static long segment_size = 1 << 20; /* --segment */
+static int no_nodelay;              /* --no-nodelay: Raft without it */
 
 static double now_s(void)
 {
@@ -193,6 +194,7 @@ static void start_node(int id)
         .node_id = nid,
         .bootstrap = id == 1,
         .segment_size = (size_t)segment_size, /* 1 MiB: a few MB a node */
+        .no_nodelay = no_nodelay,
         .applier = {.ctx = &fakes[id],
                     .apply = fake_apply,
                     .applied_index = fake_applied,
@@ -292,6 +294,7 @@ static void usage(void)
             "usage: bench_node --dir DIR [--json FILE] [--count N] "
             "[--rounds R] [--size BYTES]\n"
             "       [--segment BYTES (raft open segment size, 1 MiB)]\n"
+            "       [--no-nodelay (Raft connections without TCP_NODELAY)]\n"
             "  DIR must not exist; it is created and removed at the end.\n");
     exit(2);
 }
@@ -301,6 +304,10 @@ int main(int argc, char **argv)
     const char *json = NULL, *dir = NULL;
     long count = 1000, rounds = 3, size = 4096;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-nodelay")) {
+            no_nodelay = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             usage();
         if (!strcmp(argv[i], "--dir"))
@@ -376,9 +383,9 @@ int main(int argc, char **argv)
             die("add node %d: %s: %s", id, rl_node_strerror(rc), res.msg);
     }
     printf("bench_node: 3 nodes up in %.2f s (ports %d %d %d), %ld rounds "
-           "of %ld fsyncs + %ld proposals of %ld bytes\n",
+           "of %ld fsyncs + %ld proposals of %ld bytes%s\n",
            now_s() - t_setup, ports[1], ports[2], ports[3], rounds, count,
-           count, size);
+           count, size, no_nodelay ? ", Raft without TCP_NODELAY" : "");
     fflush(stdout);
 
     int leader = find_leader(15);

@@ -17,6 +17,11 @@ Benchmarks (see bench/README.md for what each measures and how to read it):
            against the time stock SQLite took to commit the same data (a).
   node     bench_node: 3 in-process Raft nodes, 4 KiB TXN proposals from one
            thread, against O_DSYNC 4 KiB write latency in the same dir.
+  commit   one client writing one-row transactions to a 3-node cluster of
+           stock shells: through the leader's shell and over gRPC
+           ExecuteWrite to the leader, with Raft's TCP_NODELAY on and off
+           (interleaved clusters); txn/s, p50/p99, and the per-commit
+           latency breakdown (RAFTLITE_TIMING, vfs/timing.h) as percentiles.
   restart  a node (one-node cluster in a stock shell) restarting on intact
            files: time to its first read and to its first write, for a
            large database (1 GiB; --quick 64 MiB) against a 1 MiB one,
@@ -37,6 +42,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "tests", "grpc"))
 import rlcluster  # noqa: E402
 import rltest  # noqa: E402
 from rltest import Shell, check, fail, mirror_records, run_sql  # noqa: E402
@@ -292,6 +299,243 @@ def bench_node(args, results, root):
     check(not os.path.exists(data), "bench_node left its data dir %s" % data)
 
 
+# ---------------------------------------------------------------- commit
+
+# Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
+TPOINTS = ("propose", "loop", "appended", "committed", "applied", "woken",
+           "returned", "framed", "done")
+# Segments printed: (name, from point, to point); "capture" is time 0.
+SEGMENTS = (
+    ("capture+encode", "capture", "propose"),
+    ("hand-off to loop", "propose", "loop"),
+    ("local append+fsync", "loop", "appended"),
+    ("quorum after append", "appended", "committed"),
+    ("raft_apply to commit", "loop", "committed"),
+    ("apply callback", "committed", "applied"),
+    ("writer wake-up", "applied", "returned"),
+    ("commit frame+record", "returned", "framed"),
+    ("WAL sync+unlock", "framed", "done"),
+    ("total (in the VFS)", "capture", "done"),
+)
+
+
+def pctl(xs, p):
+    """Nearest-rank percentile of xs (unsorted)."""
+    if not xs:
+        return float("nan")
+    v = sorted(xs)
+    k = max(1, min(len(v), int(p / 100.0 * len(v) + 0.999999)))
+    return v[k - 1]
+
+
+def read_timing(path, skip):
+    """Timing lines of path after the first skip ones: a list of dicts
+    point -> ms after capture; lines missing a point are left out."""
+    rows = []
+    if not os.path.exists(path):
+        return rows
+    with open(path) as f:
+        lines = f.readlines()[skip:]
+    for line in lines:
+        v = [int(x) for x in line.split()]
+        if len(v) != len(TPOINTS) or 0 in v:
+            continue
+        d = {k: x / 1e6 for k, x in zip(TPOINTS, v)}
+        d["capture"] = 0.0
+        rows.append(d)
+    return rows
+
+
+def count_lines(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+def dsync_ms(d, n=200):
+    """Latencies (ms) of n 4 KiB O_DSYNC writes in d (the disk's flush
+    time, measured beside the commits)."""
+    path = os.path.join(d, "dsync.dat")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o644)
+    buf = b"\x5a" * 4096
+    out = []
+    try:
+        os.pwrite(fd, buf * 64, 0)
+        for i in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, buf, (i % 64) * 4096)
+            out.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return out
+
+
+# (name, Raft TCP_NODELAY, the leader's shell asks synchronous=FULL).
+# "on" is the default; "off" is the tail of issue 18 (before the fix);
+# "full" is the redundant WAL fsync per commit (before NORMAL; shell only:
+# the gRPC sidecar's connections keep the default).
+COMMIT_MODES = (("on", True, False), ("off", False, False),
+                ("full", True, True))
+
+
+def commit_round(args, nodelay, full, pb, pbg, tag):
+    """One fresh 3-node cluster; args.commits one-row INSERTs through the
+    leader's shell, then (unless full) as many gRPC ExecuteWrites to the
+    leader. Returns a dict of results."""
+    import grpc
+    tdir = rltest.scratch("rlbench-timing-")
+    env = {"RAFTLITE_TIMING": tdir}
+    if not nodelay:
+        env["RAFTLITE_BENCH_NO_NODELAY"] = "1"
+    c = rlcluster.Cluster(3, env=env)
+    try:
+        lead = c.leader()
+        lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+        want_sync = "1"
+        if full:
+            lead.sql("PRAGMA synchronous=FULL;")
+            want_sync = "2"
+        got = lead.val("PRAGMA synchronous;")
+        check(got == want_sync, "synchronous is %r, want %s" %
+              (got, want_sync))
+        tfile = os.path.join(tdir, "commits-%d.txt" % lead.pid)
+        skip = count_lines(tfile)
+        n = args.commits
+        script = "".join("INSERT INTO t(v) VALUES('%s');\n" % VALUE
+                         for _ in range(n))
+        t0 = time.perf_counter()
+        out = lead.sql(script, timeout=600)
+        shell_s = time.perf_counter() - t0
+        check(not rltest.is_error(out), "shell inserts failed: %s" % out[-500:])
+        shell_rows = read_timing(tfile, skip)
+        skip = count_lines(tfile)
+        ch = grpc.insecure_channel(lead.grpc_addr)
+        stub = pbg.DistributedSqliteStub(ch)
+        lat, errors = [], 0
+        ng = 0 if full else n
+        t0 = time.perf_counter()
+        for i in range(ng):
+            a = time.perf_counter()
+            w = stub.ExecuteWrite(pb.WriteRequest(
+                sql="INSERT INTO t(v) VALUES (?)",
+                params=[pb.Value(text=VALUE)]), timeout=30)
+            lat.append((time.perf_counter() - a) * 1e3)
+            errors += not w.success
+        grpc_s = time.perf_counter() - t0
+        ch.close()
+        grpc_rows = read_timing(tfile, skip)
+        got = lead.val("SELECT count(*) FROM t;")
+        check(got == str(n + ng - errors), "%s rows after %d shell and %d "
+              "gRPC writes (%d errors)" % (got, n, ng, errors))
+        check(len(shell_rows) >= n * 0.99, "timing: %d of %d shell commits "
+              "recorded" % (len(shell_rows), n))
+        fs = dsync_ms(c.dir)
+    finally:
+        c.close(check_rc=False)
+        shutil.rmtree(c.dir, ignore_errors=True)
+        shutil.rmtree(tdir, ignore_errors=True)
+    return {"tag": tag, "nodelay": nodelay, "full": full, "commits": n,
+            "shell_txn_per_s": n / shell_s,
+            "grpc_txn_per_s": ng / grpc_s if ng else None,
+            "grpc_errors": errors, "grpc_ms": lat, "dsync_ms": fs,
+            "shell_timing": shell_rows, "grpc_timing": grpc_rows}
+
+
+def bench_commit(args, results, root):
+    from rlgrpc import project_stubs
+    pb, pbg = project_stubs()
+    rounds = {m[0]: [] for m in COMMIT_MODES}
+    for rep in range(args.commit_reps):
+        for mode, nodelay, full in COMMIT_MODES:  # interleaved
+            r = commit_round(args, nodelay, full, pb, pbg, "r%d" % rep)
+            rounds[mode].append(r)
+            print("  commit round %d %s: shell %.0f txn/s, gRPC %s txn/s" %
+                  (rep, mode, r["shell_txn_per_s"],
+                   "%.0f" % r["grpc_txn_per_s"] if r["grpc_txn_per_s"]
+                   else "-"), flush=True)
+    res = {"commits": args.commits, "reps": args.commit_reps, "modes": {},
+           "mode_meaning": {"on": "TCP_NODELAY, synchronous NORMAL "
+                            "(defaults)", "off": "no TCP_NODELAY",
+                            "full": "leader's shell at synchronous=FULL"}}
+    summary = []
+    for mode, nodelay, full in COMMIT_MODES:
+        rs = rounds[mode]
+        shell_lat = [x["done"] for r in rs for x in r["shell_timing"]]
+        grpc_lat = [x for r in rs for x in r["grpc_ms"]]
+        fs = [x for r in rs for x in r["dsync_ms"]]
+        m = {
+            "shell_txn_per_s": [r["shell_txn_per_s"] for r in rs],
+            "grpc_txn_per_s": [r["grpc_txn_per_s"] for r in rs
+                               if r["grpc_txn_per_s"]],
+            "grpc_errors": sum(r["grpc_errors"] for r in rs),
+            "dsync_ms_p50": pctl(fs, 50), "dsync_ms_p99": pctl(fs, 99),
+            "shell_commit_ms": {p: pctl(shell_lat, p) for p in (50, 90, 99)},
+            "grpc_ms": {p: pctl(grpc_lat, p) for p in (50, 90, 99)},
+            "breakdown": {},
+        }
+        for path in ("shell", "grpc"):
+            rows = [x for r in rs for x in r[path + "_timing"]]
+            bd = {}
+            for name, a, b in SEGMENTS:
+                xs = [max(0.0, x[b] - x[a]) for x in rows]
+                bd[name] = {"p50": pctl(xs, 50), "p90": pctl(xs, 90),
+                            "p99": pctl(xs, 99),
+                            "max": max(xs) if xs else float("nan")}
+            m["breakdown"][path] = {"commits": len(rows), "segments": bd}
+        res["modes"][mode] = m
+        for path, lat, key in (("leader's shell", shell_lat, "shell"),
+                               ("gRPC ExecuteWrite", grpc_lat, "grpc")):
+            tps = m[key + "_txn_per_s"]
+            if not tps:
+                continue
+            summary.append([path, mode, "%.0f" % median(tps),
+                            "%.2f" % pctl(lat, 50), "%.2f" % pctl(lat, 99),
+                            "%.1f" % max(lat),
+                            " ".join("%.0f" % x for x in tps),
+                            str(m["grpc_errors"]) if key == "grpc" else "0"])
+    mo = res["modes"]
+    med = lambda mode, key: median(mo[mode][key + "_txn_per_s"])  # noqa
+    res["ratio_shell_on_off"] = med("on", "shell") / med("off", "shell")
+    res["ratio_grpc_on_off"] = med("on", "grpc") / med("off", "grpc")
+    res["ratio_shell_normal_full"] = med("on", "shell") / med("full", "shell")
+    results["commit"] = res
+    table("commit: one client, %d one-row txns per path per round, %d "
+          "interleaved rounds of fresh 3-node clusters per mode; on = "
+          "defaults (Raft TCP_NODELAY, synchronous NORMAL), off = no "
+          "TCP_NODELAY (RAFTLITE_BENCH_NO_NODELAY), full = the shell at "
+          "synchronous=FULL; latency ms (shell: capture to done inside the "
+          "VFS; gRPC: client round trip); O_DSYNC 4 KiB write p50 %.2f / p99 "
+          "%.2f ms" % (args.commits, args.commit_reps,
+                        mo["on"]["dsync_ms_p50"], mo["on"]["dsync_ms_p99"]),
+          ["path", "mode", "txn/s", "p50", "p99", "max", "round txn/s",
+           "errors"], summary)
+    print("  ratios (median txn/s): shell on/off %.2fx, gRPC on/off %.2fx, "
+          "shell NORMAL/FULL %.2fx" % (res["ratio_shell_on_off"],
+                                       res["ratio_grpc_on_off"],
+                                       res["ratio_shell_normal_full"]))
+    for path in ("shell", "grpc"):
+        modes = [x[0] for x in COMMIT_MODES
+                 if mo[x[0]]["breakdown"][path]["commits"]]
+        rows = []
+        for name, _, _ in SEGMENTS:
+            row = [name]
+            for i, mode in enumerate(modes):
+                seg = mo[mode]["breakdown"][path]["segments"][name]
+                keys = ("p50", "p90", "p99", "max") if i == 0 else (
+                    "p50", "p99", "max")
+                row += ["%.3f" % seg[k] for k in keys]
+            rows.append(row)
+        head = ["segment", "on p50", "p90", "p99", "max"]
+        for mode in modes[1:]:
+            head += ["%s p50" % mode, "p99", "max"]
+        table("commit breakdown, %s path, ms (commits: %s)" %
+              (path, ", ".join("%s %d" % (x, mo[x]["breakdown"][path]
+                                          ["commits"]) for x in modes)),
+              head, rows)
+
+
 REBUILD_SAID = "rebuilding it from a peer's image"
 
 
@@ -393,9 +637,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node,restart",
+    ap.add_argument("--only", default="capture,node,commit,restart",
                     help="comma list of: capture (includes apply), node, "
-                    "restart")
+                    "commit, restart")
+    ap.add_argument("--commits", type=int,
+                    help="commit: one-row txns per path per round")
+    ap.add_argument("--commit-reps", type=int,
+                    help="commit: interleaved rounds per nodelay setting")
     ap.add_argument("--restart-mb", type=int,
                     help="restart: the large database's size in MiB")
     ap.add_argument("--txns", type=int, help="one-row txns per run")
@@ -414,15 +662,17 @@ def main():
     args.reps = args.reps or (3 if q else 5)
     args.proposals = args.proposals or (300 if q else 1000)
     args.restart_mb = args.restart_mb or (64 if q else 1024)
+    args.commits = args.commits or (300 if q else 1000)
+    args.commit_reps = args.commit_reps or (2 if q else 3)
     args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
     for s in args.sync:
         if s not in ("NORMAL", "FULL"):
             fail("--sync: %r is not NORMAL or FULL" % s)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
-        if x not in ("capture", "apply", "node", "restart"):
+        if x not in ("capture", "apply", "node", "commit", "restart"):
             fail("--only: unknown benchmark %r (capture, apply, node, "
-                 "restart)" % x)
+                 "commit, restart)" % x)
 
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -436,6 +686,8 @@ def main():
         todo = []
     if "node" in only:
         todo.append(("node", bench_node))
+    if "commit" in only:
+        todo.append(("commit", bench_commit))
     if "restart" in only:
         todo.append(("restart", bench_restart))
     for name, fn in todo:

@@ -19,9 +19,9 @@ UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
 
-# The Raft node (raftd/entry.c, raftd/node.c): no SQLite inside, so the
+# The Raft node (raftd/entry.c, raftd/node.c, raftd/transport.c): no SQLite inside, so the
 # same objects serve the extension, raftd and the unit tests.
-NODE_SRCS := raftd/entry.c raftd/node.c
+NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
 LIB_SRCS   += $(NODE_SRCS)
 RAFTD_SRCS += $(NODE_SRCS)
 LIB_LIBS   += -lraft -luv

@@ -27,6 +27,8 @@
 */
 #include "node.h"
 #include "fault.h"
+#include "transport.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -81,6 +83,7 @@ struct req {
     struct raft_buffer buf; /* owned by us while base != NULL */
     uint64_t checksum;
     uint8_t kind;
+    uint64_t tm[RL_T_N]; /* timing points (rl_timing_on only) */
     /* membership */
     struct raft_change change;
     struct raft_transfer transfer;
@@ -124,7 +127,12 @@ struct rl_node {
     uv_loop_t loop;
     uv_async_t async;
     uv_timer_t tick;
-    struct raft_uv_transport transport;
+    struct rl_transport transport;     /* raft_uv_tcp + TCP_NODELAY */
+    unsigned long nodelay_failed_said; /* loop only */
+    /* Loop only, rl_timing_on only (vfs/timing.h): the index the next
+    ** leader append starts at, the last entry of the latest completed
+    ** one and when, and the latest FSM apply. */
+    uint64_t tm_next, tm_app_last, tm_app_at, tm_fsm_index, tm_fsm_at;
     struct raft_io io;
     struct raft_fsm fsm;
     struct raft raft;
@@ -351,6 +359,11 @@ static int req_run(struct rl_node *n, struct req *r, unsigned timeout_ms,
     if (r->done) {
         rc = r->rc;
         *res = r->res;
+        if (rl_timing_on && r->type == REQ_PROPOSE) {
+            for (int i = RL_T_PROPOSE; i <= RL_T_APPLIED; i++)
+                rl_timing_set(i, r->tm[i]);
+            rl_timing_mark(RL_T_WOKEN);
+        }
     } else if (r->type == REQ_PROPOSE && r->taken && !r->submitted) {
         /* Waiting for the barrier: the loop will drop it, unsubmitted. */
         r->abandoned = 1;
@@ -513,6 +526,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     char err[200];
     int effective = 0;
     uint64_t checksum = 0;
+    if (rl_timing_on) {
+        n->tm_fsm_index = index;
+        n->tm_fsm_at = rl_timing_now();
+    }
     int rc = rl_entry_decode(buf->base, buf->len, &e, err, sizeof err);
     if (rc != 0) {
         nlog(n, 1, "entry %llu is malformed (%s): applied as a no-op",
@@ -792,6 +809,13 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
     struct rl_node *n = r->node;
     if (status == 0) {
         r->res.effective = result == VERDICT_EFFECT;
+        if (rl_timing_on) {
+            if (n->tm_app_last >= r->res.index)
+                r->tm[RL_T_APPENDED] = n->tm_app_at;
+            if (n->tm_fsm_index == r->res.index)
+                r->tm[RL_T_COMMITTED] = n->tm_fsm_at;
+            r->tm[RL_T_APPLIED] = rl_timing_now();
+        }
         req_finish(n, r, RL_NODE_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
         /* It may still commit under the next leader: wait for its index. */
@@ -818,7 +842,12 @@ static void submit_propose(struct rl_node *n, struct req *r)
         return;
     }
     r->apply.data = r;
+    if (rl_timing_on) { /* raft_apply calls io->append synchronously */
+        r->tm[RL_T_LOOP] = rl_timing_now();
+        n->tm_next = raft_last_index(&n->raft) + 1;
+    }
     int rc = raft_apply(&n->raft, &r->apply, &r->buf, 1, apply_cb);
+    n->tm_next = 0;
     if (rc == 0) {
         r->buf.base = NULL; /* raft owns it now */
         pthread_mutex_lock(&n->mu);
@@ -1274,7 +1303,7 @@ static void begin_close(struct rl_node *n)
     } else {
         if (n->reload == RELOAD_CLOSED) {
             raft_uv_close(&n->io);
-            raft_uv_tcp_close(&n->transport);
+            rl_transport_close(&n->transport);
             n->reload = RELOAD_FREED;
         }
         uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
@@ -1356,6 +1385,13 @@ static void tick_cb(uv_timer_t *t)
     }
     if (n->lost)
         lost_sweep(n);
+    if (n->transport.nodelay_failed > n->nodelay_failed_said) {
+        n->nodelay_failed_said = n->transport.nodelay_failed;
+        nlog(n, 1,
+             "TCP_NODELAY refused on %lu Raft connection(s): commits "
+             "may wait ~40 ms for delayed ACKs",
+             n->nodelay_failed_said);
+    }
     /* A stalled loop misses heartbeats and deposes leaders: say so. */
     uint64_t now = uv_now(&n->loop);
     if (n->last_tick && now - n->last_tick > n->cfg.heartbeat_timeout_ms * 5)
@@ -1380,6 +1416,7 @@ struct append_wrap {
     struct raft_io_append *orig;
     raft_io_append_cb cb;
     struct rl_node *n;
+    uint64_t tm_last; /* timing: last index of a leader append, or 0 */
 };
 
 static struct rl_node *node_of_io(struct raft_io *io)
@@ -1403,6 +1440,10 @@ static void append_done(struct raft_io_append *req, int status)
     raft_io_append_cb cb = w->cb;
     if (status != 0)
         append_failed(w->n, status);
+    else if (w->tm_last) {
+        w->n->tm_app_last = w->tm_last;
+        w->n->tm_app_at = rl_timing_now();
+    }
     free(w);
     orig->cb = cb;
     cb(orig, status);
@@ -1422,6 +1463,7 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
     w->orig = req;
     w->cb = cb;
     w->n = n;
+    w->tm_last = rl_timing_on && n->tm_next ? n->tm_next + n_ent - 1 : 0;
     req->cb = cb;
     rv = n->io_append(io, &w->mine, entries, n_ent, append_done);
     if (rv != 0) {
@@ -1442,13 +1484,18 @@ static int raft_setup(struct rl_node *n, int *stage)
     struct rl_node_config *c = &n->cfg;
     int rc;
     *stage = 1;
-    if ((rc = raft_uv_tcp_init(&n->transport, &n->loop)) != 0) {
+    /* Nodelay off only for measurements (bench_node --no-nodelay, or the
+    ** env var for whole-system benchmarks): never in production. */
+    struct rl_transport_opts topts = {
+        .nodelay = !c->no_nodelay && !getenv("RAFTLITE_BENCH_NO_NODELAY")};
+    if ((rc = rl_transport_init(&n->transport, &n->loop, &topts)) != 0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_tcp_init: %s",
                  raft_strerror(rc));
         return -1;
     }
     *stage = 2;
-    if ((rc = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport)) != 0) {
+    if ((rc = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport.raft)) !=
+        0) {
         snprintf(n->start_err, sizeof n->start_err, "raft_uv_init(%s): %s",
                  n->dir, n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rc));
         return -1;
@@ -1509,7 +1556,7 @@ static int raft_setup(struct rl_node *n, int *stage)
     if ((rc = raft_start(&n->raft)) != 0) {
         const char *why = raft_errmsg(&n->raft);
         if (!why || !*why)
-            why = n->io.errmsg[0] ? n->io.errmsg : n->transport.errmsg;
+            why = n->io.errmsg[0] ? n->io.errmsg : n->transport.raft.errmsg;
         if (!*why) /* measured: raft 0.15 says nothing on a busy port */
             why = "raft gives no detail: is the address in use, or not an "
                   "address of this host?";
@@ -1587,7 +1634,7 @@ static void reload_timer_cb(uv_timer_t *t)
     int stage;
     if (n->reload == RELOAD_CLOSED) {
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
         n->reload = RELOAD_FREED;
         if (n->closing) { /* stopped while reopening: finish the stop */
             uv_close((uv_handle_t *)&n->reload_timer, handle_close_cb);
@@ -1612,7 +1659,7 @@ static void reload_timer_cb(uv_timer_t *t)
         if (stage >= 3)
             raft_uv_close(&n->io);
         if (stage >= 2)
-            raft_uv_tcp_close(&n->transport);
+            rl_transport_close(&n->transport);
         uv_timer_start(&n->reload_timer, reload_timer_cb, 1000, 0);
         return;
     }
@@ -1656,7 +1703,7 @@ fail:
     if (stage >= 3)
         raft_uv_close(&n->io);
     if (stage >= 2)
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
     return -1;
@@ -1682,7 +1729,7 @@ static void *loop_main(void *arg)
     uv_run(&n->loop, UV_RUN_DEFAULT);
     if (n->reload != RELOAD_FREED) { /* a reload may have freed them */
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
+        rl_transport_close(&n->transport);
     }
     /* Handles raft_uv_close may still have to close. */
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -1989,6 +2036,8 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
         return RL_NODE_NOMEM;
     }
     rl_entry_encode(&h, p->payload, buf, size);
+    if (rl_timing_on)
+        r->tm[RL_T_PROPOSE] = rl_timing_now();
     r->node = n;
     r->buf.base = buf;
     r->buf.len = size;

@@ -114,6 +114,7 @@ struct rl_node_config {
     unsigned snapshot_timeout_ms; /* wait for the applier; 0 = 10000 */
     size_t segment_size;          /* raft_uv open segment size; 0 = default */
     int no_pre_vote;              /* 1: disable raft's pre-vote (on) */
+    int no_nodelay; /* 1: no TCP_NODELAY on Raft connections (bench only) */
     unsigned stop_wait_ms; /* rl_node_stop's wait for the applier; 2000 */
     unsigned install_snapshot_timeout_ms; /* retry a snapshot send; 2000 */
     struct rl_applier applier;

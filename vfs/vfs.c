@@ -53,6 +53,7 @@ SQLITE_EXTENSION_INIT3
 #include <unistd.h>
 
 #include "fault.h"
+#include "timing.h"
 #include "vfs.h"
 #include "walfmt.h"
 
@@ -113,6 +114,10 @@ struct rl_file {
     int holds_ckpt;     /* ... holds the checkpointer lock exclusively */
     int shm_shared0;    /* ... holds a shared lock on the real slot 0 */
     int shm_mapped;
+    /* KIND_MAIN: what PRAGMA synchronous=X on this connection asked for
+    ** (0 = never set: a replica then skips the WAL's commit-time sync, as
+    ** NORMAL does; else level + 1). See wal_commit_sync_skipped. */
+    int sync_asked;
     rl_capture cap;
     /* KIND_MAIN: the last refusal on this file, for raft_last_error() of
     ** the connection that owns it (rl_vfs_file_error); err_seq orders it
@@ -802,6 +807,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
 
     err[0] = 0;
     memset(&t, 0, sizeof t);
+    if (rl_timing_on)
+        rl_timing_begin();
     rc = reserve_commit_frame(w, commit_fn);
     if (rc == SQLITE_OK)
         rc = capture_build(c, commit_fn, &t, err, sizeof err);
@@ -841,6 +848,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
         if (rc == SQLITE_OK)
             rc = m->port->commit(m->port->ctx, m->path, &t, &ci, err,
                                  sizeof err);
+        if (rl_timing_on)
+            rl_timing_mark(RL_T_RETURNED);
         if (rc != SQLITE_OK) {
             ferr(m, rc, "raftlite: commit on %s failed: %s", m->path,
                  err[0] ? err : sqlite3_errstr(rc));
@@ -971,6 +980,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         (void)idx;
         if (m->port && m->port->end)
             m->port->end(m->port->ctx, m->path, ok);
+        if (rl_timing_on)
+            rl_timing_mark(RL_T_FRAMED);
     }
     return rc;
 }
@@ -1037,9 +1048,54 @@ static void fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name)
 }
 #endif
 
+/*
+** synchronous on a replicated database defaults to NORMAL (DESIGN.md
+** section 5, docs/DURABILITY.md): the Raft log, fsynced on a quorum before
+** COMMIT returns, is the durable record, and a node replays it after a
+** crash. SQLite's pager keeps its own default (FULL in the stock shell), so
+** the VFS drops the one sync NORMAL would not do: the WAL's sync right
+** after this connection wrote an accepted commit frame (its WAL header and
+** checkpoint syncs happen outside that window and still run). A connection
+** that set PRAGMA synchronous itself gets exactly what it asked for.
+*/
+static int wal_commit_sync_skipped(rl_file *p)
+{
+    rl_file *m = p->main;
+    return p->kind == KIND_WAL && m && m->replicated && m->cap.committed &&
+           m->sync_asked == 0;
+}
+
+/* PRAGMA synchronous on any main database file (it may become replicated
+** later on this connection): remember an explicit level; answer a query
+** on a replica with the level in effect. Returns SQLITE_NOTFOUND to let
+** SQLite go on (it applies the level to its pager as usual). */
+static int pragma_synchronous(rl_file *p, char **a)
+{
+    static const char *const names[] = {"off", "normal", "full", "extra"};
+    const char *val = a[2];
+    if (val) {
+        int lvl = -1;
+        for (int i = 0; i < 4; i++)
+            if (sqlite3_stricmp(val, names[i]) == 0)
+                lvl = i;
+        if (lvl < 0 && val[0] >= '0' && val[0] <= '3' && val[1] == 0)
+            lvl = val[0] - '0';
+        if (lvl >= 0)
+            p->sync_asked = lvl + 1;
+        return SQLITE_NOTFOUND;
+    }
+    if (p->replicated && p->sync_asked == 0) {
+        a[0] = sqlite3_mprintf("1");
+        return a[0] ? SQLITE_OK : SQLITE_NOMEM;
+    }
+    return SQLITE_NOTFOUND;
+}
+
 static int rl_sync(sqlite3_file *f, int flags)
 {
     rl_file *p = (rl_file *)f;
+    if (wal_commit_sync_skipped(p))
+        return SQLITE_OK;
     int rc = p->sub->pMethods->xSync(p->sub, flags);
 #ifdef RL_FAULTS
     if (rc == SQLITE_OK && p->kind == KIND_WAL && p->main &&
@@ -1157,6 +1213,13 @@ static int rl_file_control(sqlite3_file *f, int op, void *arg)
             if (rc != SQLITE_NOTFOUND)
                 return rc;
         }
+    }
+    if (p->kind == KIND_MAIN && op == SQLITE_FCNTL_PRAGMA &&
+        ((char **)arg)[1] &&
+        sqlite3_stricmp(((char **)arg)[1], "synchronous") == 0) {
+        int rc = pragma_synchronous(p, (char **)arg);
+        if (rc != SQLITE_NOTFOUND)
+            return rc;
     }
     if (p->kind == KIND_MAIN && p->replicated) {
         if (op == SQLITE_FCNTL_PRAGMA) {
@@ -1354,6 +1417,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
                 writer_unlock(p);
                 p->holds_write = 0;
             }
+            if (rl_timing_on)
+                rl_timing_end(); /* the commit's last point, if one ran */
             capture_reset(&p->cap);
         } else {
             return SQLITE_IOERR_SHMLOCK; /* SQLite never shares slot 0 */

@@ -11,12 +11,12 @@ UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/entry.c
 
 UNIT_TESTS += test_node
-UNIT_SRCS_test_node := raftd/entry.c raftd/node.c
+UNIT_SRCS_test_node := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
 UNIT_LIBS_test_node := -lraft -luv -lpthread
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
-UNIT_SRCS_test_image := vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
+UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
                         vfs/txn.c
 
 # The image client against the real FetchImage service and a fake peer.
@@ -24,5 +24,10 @@ UNIT_TESTS += test_image_fetch
 UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/service_rpc.c $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/host.c raftd/node.c raftd/entry.c
+    raftd/cluster.c raftd/host.c raftd/node.c raftd/entry.c raftd/transport.c vfs/timing.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
+
+# raftlite's Raft transport (TCP_NODELAY on every connection) alone.
+UNIT_TESTS += test_transport
+UNIT_SRCS_test_transport := raftd/transport.c
+UNIT_LIBS_test_transport := -lraft -luv

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -849,6 +850,36 @@ static void test_atexit(void)
     printf("  %s", line);
 }
 
+/* Every connected TCP socket of this process (all of them are Raft
+** connections between the nodes here) has TCP_NODELAY (raftd/transport.c);
+** returns how many there are. */
+static int raft_sockets_nodelay(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name), v = 0, dom = 0;
+        socklen_t len = sizeof dom;
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof peer;
+        if (e->d_name[0] == '.' || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) != 0 ||
+            dom != AF_INET ||
+            getpeername(fd, (struct sockaddr *)&peer, &plen) != 0)
+            continue; /* not a connected IPv4 socket */
+        len = sizeof v;
+        CHECK(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0);
+        if (!v)
+            die("fd %d (peer port %d) has no TCP_NODELAY", fd,
+                ntohs(peer.sin_port));
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 int main(void)
 {
     verbose = getenv("RL_NODE_VERBOSE") != NULL;
@@ -892,6 +923,15 @@ int main(void)
         CHECK(r.index == noop && r.kind == RL_ENTRY_NOOP);
         r = find_rec(id, gi);
         CHECK(r.kind == RL_ENTRY_GENESIS && r.effective && r.len == 10);
+    }
+
+    printf("every Raft connection has TCP_NODELAY\n");
+    {
+        /* Leader to each follower and each follower to the leader at
+        ** least: 4 connections, both ends in this process. */
+        int socks = raft_sockets_nodelay();
+        printf("  %d connected sockets, all with TCP_NODELAY\n", socks);
+        CHECK(socks >= 8);
     }
 
     printf("a proposal on a follower gets NOTLEADER with a leader hint\n");
