@@ -14,6 +14,7 @@
 ** length, then the rl_txn encoding (a multiple of 8 bytes).
 */
 #include "sqlite3ext.h"
+#include "fsio.h"
 SQLITE_EXTENSION_INIT3
 
 #include <errno.h>
@@ -28,21 +29,6 @@ SQLITE_EXTENSION_INIT3
 #include "vfs.h"
 
 #define MIRROR_MAGIC 0x524d4c52u /* "RLMR" */
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
 
 static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
                          rl_commit_info *ci, char *err, size_t errlen)
@@ -73,7 +59,7 @@ static int mirror_commit(void *ctx, const char *db_path, const rl_txn *txn,
         return SQLITE_IOERR;
     }
     fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, buf, 16 + n) != 0) {
+    if (fd < 0 || rl_write_all(fd, buf, 16 + n) != 0) {
         snprintf(err, errlen, "cannot append to mirror log %s: %s", log,
                  strerror(errno));
         rc = SQLITE_IOERR;

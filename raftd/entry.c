@@ -7,6 +7,7 @@
 ** than a bounded multiple of len. Nothing here may call SQLite or Raft.
 */
 #include "entry.h"
+#include "bytes.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,16 +71,6 @@ static uint64_t pad8(uint64_t n)
     return (n + 7) & ~(uint64_t)7;
 }
 
-static uint64_t load64le(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 static uint64_t mix_step(uint64_t h, uint64_t w)
 {
     h ^= w;
@@ -111,22 +102,22 @@ uint64_t rl_checksum64(uint64_t seed, const void *buf, size_t len)
              h3 = seed ^ 0x082efa98ec4e6c89ull;
     size_t n = len;
     while (n >= 32) {
-        h0 = mix_step(h0, load64le(p));
-        h1 = mix_step(h1, load64le(p + 8));
-        h2 = mix_step(h2, load64le(p + 16));
-        h3 = mix_step(h3, load64le(p + 24));
+        h0 = mix_step(h0, rl_get_le64(p));
+        h1 = mix_step(h1, rl_get_le64(p + 8));
+        h2 = mix_step(h2, rl_get_le64(p + 16));
+        h3 = mix_step(h3, rl_get_le64(p + 24));
         p += 32;
         n -= 32;
     }
     while (n >= 8) {
-        h0 = mix_step(h0, load64le(p));
+        h0 = mix_step(h0, rl_get_le64(p));
         p += 8;
         n -= 8;
     }
     if (n > 0) {
         uint8_t tail[8] = {0};
         memcpy(tail, p, n);
-        h1 = mix_step(h1, load64le(tail) ^ ((uint64_t)n << 56));
+        h1 = mix_step(h1, rl_get_le64(tail) ^ ((uint64_t)n << 56));
     }
     uint64_t h = fmix64(h0 ^ (uint64_t)len);
     h = fmix64(h ^ h1);

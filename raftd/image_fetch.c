@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "fault.h"
+#include "fsio.h"
 #include "image.h"
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
@@ -36,20 +37,6 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* State of one download. */
@@ -130,7 +117,7 @@ static int take_chunk(fetch *f, const rl_rpc_buf *msg, char *err, size_t errlen)
             goto out;
         }
     }
-    if (write_all(f->fd, c->data.data, c->data.len) != 0) {
+    if (rl_write_all(f->fd, c->data.data, c->data.len) != 0) {
         code = fail(err, errlen, RL_RPC_INTERNAL,
                     "writing the fetched image: %s", strerror(errno));
         goto out;

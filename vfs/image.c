@@ -35,6 +35,8 @@
 ** while the source holds it.
 */
 #include "sqlite3ext.h"
+#include "bytes.h"
+#include "fsio.h"
 SQLITE_EXTENSION_INIT3
 
 #include <errno.h>
@@ -81,11 +83,6 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
         va_end(ap);
     }
     return rc;
-}
-
-static uint32_t get_be16(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 8) | p[1];
 }
 
 static sqlite3_file *main_file(sqlite3 *db)
@@ -264,7 +261,7 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
                         "%s: cannot read the database header: %s", path,
                         sqlite3_errstr(rc));
         if (!s->info.page_size) {
-            uint32_t v = get_be16(b + 16);
+            uint32_t v = rl_get_be16(b + 16);
             s->info.page_size = v == 1 ? 65536 : v;
         }
         if (!s->info.n_pages && s->info.page_size)
@@ -390,20 +387,6 @@ void rl_image_src_close(rl_image_src *s)
 
 /* ------------------------------------------------------------- files */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Reads exactly n bytes or fewer at end of file; -1 on error. */
 static ssize_t read_full(int fd, uint8_t *p, size_t n)
 {
@@ -446,7 +429,7 @@ int rl_image_save(sqlite3 *db, const char *path, int timeout_ms,
         rc = rl_image_src_read(s, buf, IO_CHUNK, &got, err, errlen);
         if (rc != RL_IMAGE_OK || got == 0)
             break;
-        if (write_all(fd, buf, got) != 0) {
+        if (rl_write_all(fd, buf, got) != 0) {
             rc = fail(err, errlen, RL_IMAGE_EIO, "writing %s: %s", path,
                       strerror(errno));
             break;

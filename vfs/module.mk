@@ -11,7 +11,7 @@ LIB_SRCS += vfs/walfmt.c vfs/txn.c
 # build/fuzz/corpus_NAME.
 FUZZ_DIR     ?= build/fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_VFS_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ivfs \
+FUZZ_VFS_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Ivfs \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 $(FUZZ_DIR)/fuzz_txn: tests/fuzz/fuzz_txn.c vfs/txn.c vfs/txn.h

@@ -15,6 +15,7 @@
 ** once under pthread_once and read-only afterwards.
 */
 #include "txn.h"
+#include "bytes.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -94,20 +95,6 @@ uint32_t rl_crc32c(uint32_t crc, const void *data, size_t n)
 }
 
 /* ---- helpers ---- */
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 /* Formats the message into err (when given) and returns rc. */
 __attribute__((format(printf, 4, 5))) static int
@@ -304,17 +291,17 @@ int rl_txn_encode(const rl_txn *t, uint8_t *buf, size_t buflen)
     if (size == 0 || buf == NULL || buflen < size)
         return RL_TXN_ESHORT;
     memcpy(buf, RL_TXN_MAGIC, 4);
-    put_le32(buf + OFF_VERSION, RL_TXN_VERSION);
-    put_le32(buf + OFF_PAGESIZE, t->page_size);
-    put_le32(buf + OFF_DBPAGES, t->db_pages);
-    put_le32(buf + OFF_NPAGES, t->n_pages);
-    put_le32(buf + OFF_FLAGS, 0);
-    put_le32(buf + OFF_RESERVED, 0);
-    put_le32(buf + OFF_CRC, 0);
+    rl_put_le32(buf + OFF_VERSION, RL_TXN_VERSION);
+    rl_put_le32(buf + OFF_PAGESIZE, t->page_size);
+    rl_put_le32(buf + OFF_DBPAGES, t->db_pages);
+    rl_put_le32(buf + OFF_NPAGES, t->n_pages);
+    rl_put_le32(buf + OFF_FLAGS, 0);
+    rl_put_le32(buf + OFF_RESERVED, 0);
+    rl_put_le32(buf + OFF_CRC, 0);
     off = RL_TXN_HDR_SIZE;
     for (i = 0; i < t->n_pages; i++) {
-        put_le32(buf + off, t->pages[i].pgno);
-        put_le32(buf + off + 4, 0);
+        rl_put_le32(buf + off, t->pages[i].pgno);
+        rl_put_le32(buf + off + 4, 0);
         off += RL_TXN_ENTRY_SIZE;
     }
     for (i = 0; i < t->n_pages; i++) {
@@ -322,7 +309,7 @@ int rl_txn_encode(const rl_txn *t, uint8_t *buf, size_t buflen)
         off += t->page_size;
     }
     memset(buf + off, 0, size - off);
-    put_le32(buf + OFF_CRC, rl_txn_checksum(buf, size));
+    rl_put_le32(buf + OFF_CRC, rl_txn_checksum(buf, size));
     return RL_TXN_OK;
 }
 
@@ -348,13 +335,13 @@ int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
                     "bad magic %02x %02x %02x %02x (want \"RLTX\"): not a "
                     "raftlite transaction record",
                     buf[0], buf[1], buf[2], buf[3]);
-    version = get_le32(buf + OFF_VERSION);
-    page_size = get_le32(buf + OFF_PAGESIZE);
-    db_pages = get_le32(buf + OFF_DBPAGES);
-    n_pages = get_le32(buf + OFF_NPAGES);
-    flags = get_le32(buf + OFF_FLAGS);
-    reserved = get_le32(buf + OFF_RESERVED);
-    crc = get_le32(buf + OFF_CRC);
+    version = rl_get_le32(buf + OFF_VERSION);
+    page_size = rl_get_le32(buf + OFF_PAGESIZE);
+    db_pages = rl_get_le32(buf + OFF_DBPAGES);
+    n_pages = rl_get_le32(buf + OFF_NPAGES);
+    flags = rl_get_le32(buf + OFF_FLAGS);
+    reserved = rl_get_le32(buf + OFF_RESERVED);
+    crc = rl_get_le32(buf + OFF_CRC);
     if (version != RL_TXN_VERSION)
         return fail(RL_TXN_EFORMAT, err, errlen,
                     "transaction record version %u is not supported (this "
@@ -407,7 +394,7 @@ int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
     tab = buf + RL_TXN_HDR_SIZE;
     data = tab + (size_t)n_pages * RL_TXN_ENTRY_SIZE;
     for (i = 0; i < n_pages; i++) {
-        uint32_t r = get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE + 4);
+        uint32_t r = rl_get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE + 4);
         if (r != 0)
             return fail(RL_TXN_EFORMAT, err, errlen,
                         "transaction record page entry %u has reserved "
@@ -422,7 +409,7 @@ int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
         return fail(RL_TXN_ENOMEM, err, errlen,
                     "out of memory decoding %u pages", n_pages);
     for (i = 0; i < n_pages; i++) {
-        pages[i].pgno = get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE);
+        pages[i].pgno = rl_get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE);
         pages[i].data = data + (size_t)i * page_size;
     }
     t->page_size = page_size;

@@ -39,6 +39,7 @@
 ** whatever was captured, so a rolled-back transaction yields no record.
 */
 #include "sqlite3ext.h"
+#include "bytes.h"
 SQLITE_EXTENSION_INIT3
 
 #include <errno.h>
@@ -253,12 +254,6 @@ void rl_vfs_clear_error(void)
     tl_msg[0] = 0;
 }
 
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-           ((uint32_t)p[2] << 8) | p[3];
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -366,45 +361,23 @@ static void applier_unlock(rl_file *m)
 #define REC_SIZE    80
 #define REC_VERSION 1
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    put_le32(p, (uint32_t)v);
-    put_le32(p + 4, (uint32_t)(v >> 32));
-}
-static uint64_t get_le64(const uint8_t *p)
-{
-    return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
 static void rec_put_state(uint8_t *p, const rl_applied_pos *s)
 {
-    put_le64(p, s->index);
+    rl_put_le64(p, s->index);
     memcpy(p + 8, s->salt, 8);
-    put_le32(p + 16, s->frame);
-    put_le32(p + 20, s->flags);
-    put_le32(p + 24, s->cksum[0]);
-    put_le32(p + 28, s->cksum[1]);
+    rl_put_le32(p + 16, s->frame);
+    rl_put_le32(p + 20, s->flags);
+    rl_put_le32(p + 24, s->cksum[0]);
+    rl_put_le32(p + 28, s->cksum[1]);
 }
 static void rec_get_state(const uint8_t *p, rl_applied_pos *s)
 {
-    s->index = get_le64(p);
+    s->index = rl_get_le64(p);
     memcpy(s->salt, p + 8, 8);
-    s->frame = get_le32(p + 16);
-    s->flags = get_le32(p + 20);
-    s->cksum[0] = get_le32(p + 24);
-    s->cksum[1] = get_le32(p + 28);
+    s->frame = rl_get_le32(p + 16);
+    s->flags = rl_get_le32(p + 20);
+    s->cksum[0] = rl_get_le32(p + 24);
+    s->cksum[1] = rl_get_le32(p + 28);
 }
 
 /* Reads the record: 0 (an absent or empty file reads as all zero: nothing
@@ -419,9 +392,9 @@ static int rec_read(rl_file *m, rl_applied_rec *r, char *err, size_t errlen)
     n = pread(m->rec_fd, b, sizeof b, 0);
     if (n == 0)
         return SQLITE_OK;
-    if (n != REC_SIZE || get_le32(b) != REC_MAGIC ||
-        get_le32(b + 4) != REC_VERSION ||
-        get_le32(b + 72) != rl_crc32c(0, b, 72)) {
+    if (n != REC_SIZE || rl_get_le32(b) != REC_MAGIC ||
+        rl_get_le32(b + 4) != REC_VERSION ||
+        rl_get_le32(b + 72) != rl_crc32c(0, b, 72)) {
         snprintf(err, errlen,
                  "%s-raft/applied is damaged (%s); the node cannot tell what "
                  "its database holds",
@@ -440,11 +413,11 @@ static int rec_write(rl_file *m, const rl_applied_rec *r)
 {
     uint8_t b[REC_SIZE];
     memset(b, 0, sizeof b);
-    put_le32(b, REC_MAGIC);
-    put_le32(b + 4, REC_VERSION);
+    rl_put_le32(b, REC_MAGIC);
+    rl_put_le32(b + 4, REC_VERSION);
     rec_put_state(b + 8, &r->prev);
     rec_put_state(b + 40, &r->next);
-    put_le32(b + 72, rl_crc32c(0, b, 72));
+    rl_put_le32(b + 72, rl_crc32c(0, b, 72));
     if (m->rec_fd < 0 || pwrite(m->rec_fd, b, sizeof b, 0) != REC_SIZE) {
         ferr(m, SQLITE_IOERR_WRITE,
              "raftlite: cannot write %s-raft/applied: %s", m->path,
@@ -649,7 +622,7 @@ static int capture_page_size(rl_file *w)
     int rc = w->sub->pMethods->xRead(w->sub, hdr, sizeof hdr, 0);
     if (rc != SQLITE_OK)
         return rc;
-    ps = get_be32(hdr + 8);
+    ps = rl_get_be32(hdr + 8);
     if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
         return SQLITE_CORRUPT;
     w->main->cap.page_size = ps;
@@ -669,7 +642,7 @@ static int capture_write(rl_file *w, const uint8_t *buf, int amt,
     if (off < RL_WAL_HDR_SIZE) {
         /* The WAL header: a new WAL (or a restarted one) begins. */
         if (off == 0 && amt >= 12) {
-            uint32_t ps = get_be32(buf + 8);
+            uint32_t ps = rl_get_be32(buf + 8);
             if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
                 return SQLITE_CORRUPT;
             if (c->n && c->page_size != ps)
@@ -717,7 +690,7 @@ static int capture_write(rl_file *w, const uint8_t *buf, int amt,
         } else {
             f->page_bytes += take;
         }
-        if (!*commit_fn && frame_complete(c, f) && get_be32(f->buf + 4))
+        if (!*commit_fn && frame_complete(c, f) && rl_get_be32(f->buf + 4))
             *commit_fn = fn;
         buf += take;
         off += take;
@@ -756,10 +729,10 @@ static int capture_build(rl_capture *c, uint32_t commit_fn, rl_txn *t,
             sqlite3_free(frames);
             return SQLITE_CORRUPT;
         }
-        frames[i].pgno = get_be32(f->buf);
+        frames[i].pgno = rl_get_be32(f->buf);
         frames[i].data = f->buf + RL_WAL_FRAME_HDR_SIZE;
     }
-    rc = rl_txn_build(t, c->page_size, get_be32(c->frames[last].buf + 4),
+    rc = rl_txn_build(t, c->page_size, rl_get_be32(c->frames[last].buf + 4),
                       last + 1, frames, err, errlen);
     sqlite3_free(frames);
     if (rc == RL_TXN_ENOMEM)
@@ -861,8 +834,8 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
             next.index = ci.index;
             memcpy(next.salt, cf->buf + 8, 8);
             next.frame = commit_fn;
-            next.cksum[0] = get_be32(cf->buf + 16);
-            next.cksum[1] = get_be32(cf->buf + 20);
+            next.cksum[0] = rl_get_be32(cf->buf + 16);
+            next.cksum[1] = rl_get_be32(cf->buf + 20);
             RL_FAULT("writer-intent-before");
             rc = rec_intent(m, &next);
             RL_FAULT("writer-intent-after");
@@ -2240,7 +2213,7 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
         if (size >= 100 &&
             m->sub->pMethods->xRead(m->sub, b, 100, 0) == SQLITE_OK &&
             memcmp(b + 24, b + 92, 4) == 0)
-            n = get_be32(b + 28);
+            n = rl_get_be32(b + 28);
     }
     if (db_holes(m, h, ps, n, err, errlen))
         return 1;
@@ -2276,7 +2249,7 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
         wal->pMethods->xRead(wal, fh, sizeof fh,
                              (sqlite3_int64)rl_wal_frame_offset(
                                  rl_shm_page_size(h), s->frame)) != SQLITE_OK ||
-        get_be32(fh + 16) != s->cksum[0] || get_be32(fh + 20) != s->cksum[1]) {
+        rl_get_be32(fh + 16) != s->cksum[0] || rl_get_be32(fh + 20) != s->cksum[1]) {
         snprintf(err, errlen,
                  "%s: WAL frame %u is not the commit frame the applied record "
                  "(index %llu) describes",

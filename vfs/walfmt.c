@@ -24,6 +24,7 @@
 ** order and slots above the reader's mxFrame can be ignored.
 */
 #include "walfmt.h"
+#include "bytes.h"
 
 #include <string.h>
 
@@ -48,20 +49,6 @@ _Static_assert(RL_SHM_NPAGE * 4 + RL_SHM_NSLOT * 2 == RL_SHM_REGION_SIZE,
 #define HASH_OFFSET   (RL_SHM_NPAGE * 4) /* byte offset of the hash table */
 #define CKPT_OFFSET   96                 /* 2 header copies */
 #define NBACKFILL_ATT (128 / 4)          /* word index of nBackfillAttempted */
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 /* A word in host order from 4 bytes, then swapped if the requested order
 ** differs from the host's: compiles to a load (plus bswap). */
@@ -102,14 +89,14 @@ int rl_wal_hdr_decode(const uint8_t buf[32], rl_wal_hdr *out)
 {
     uint32_t ck[2];
 
-    out->magic = get_be32(buf);
-    out->version = get_be32(buf + 4);
-    out->page_size = get_be32(buf + 8);
-    out->ckpt_seq = get_be32(buf + 12);
-    out->salt1 = get_be32(buf + 16);
-    out->salt2 = get_be32(buf + 20);
-    out->cksum1 = get_be32(buf + 24);
-    out->cksum2 = get_be32(buf + 28);
+    out->magic = rl_get_be32(buf);
+    out->version = rl_get_be32(buf + 4);
+    out->page_size = rl_get_be32(buf + 8);
+    out->ckpt_seq = rl_get_be32(buf + 12);
+    out->salt1 = rl_get_be32(buf + 16);
+    out->salt2 = rl_get_be32(buf + 20);
+    out->cksum1 = rl_get_be32(buf + 24);
+    out->cksum2 = rl_get_be32(buf + 28);
     if ((out->magic & ~1u) != RL_WAL_MAGIC)
         return RL_WALFMT_EMAGIC;
     if (!page_size_ok(out->page_size))
@@ -128,17 +115,17 @@ void rl_wal_hdr_encode(rl_wal_hdr *h, uint8_t buf[32])
 {
     uint32_t ck[2];
 
-    put_be32(buf, h->magic);
-    put_be32(buf + 4, h->version);
-    put_be32(buf + 8, h->page_size);
-    put_be32(buf + 12, h->ckpt_seq);
-    put_be32(buf + 16, h->salt1);
-    put_be32(buf + 20, h->salt2);
+    rl_put_be32(buf, h->magic);
+    rl_put_be32(buf + 4, h->version);
+    rl_put_be32(buf + 8, h->page_size);
+    rl_put_be32(buf + 12, h->ckpt_seq);
+    rl_put_be32(buf + 16, h->salt1);
+    rl_put_be32(buf + 20, h->salt2);
     rl_wal_cksum(rl_wal_big_endian(h), buf, 24, NULL, ck);
     h->cksum1 = ck[0];
     h->cksum2 = ck[1];
-    put_be32(buf + 24, ck[0]);
-    put_be32(buf + 28, ck[1]);
+    rl_put_be32(buf + 24, ck[0]);
+    rl_put_be32(buf + 28, ck[1]);
 }
 
 void rl_wal_frame_encode(const rl_wal_hdr *h, uint32_t pgno, uint32_t commit,
@@ -147,15 +134,15 @@ void rl_wal_frame_encode(const rl_wal_hdr *h, uint32_t pgno, uint32_t commit,
 {
     int be = rl_wal_big_endian(h);
 
-    put_be32(out, pgno);
-    put_be32(out + 4, commit);
-    put_be32(out + 8, h->salt1);
-    put_be32(out + 12, h->salt2);
+    rl_put_be32(out, pgno);
+    rl_put_be32(out + 4, commit);
+    rl_put_be32(out + 8, h->salt1);
+    rl_put_be32(out + 12, h->salt2);
     /* The salts are not part of the checksum: only pgno, commit, page. */
     rl_wal_cksum(be, out, 8, cksum, cksum);
     rl_wal_cksum(be, page, h->page_size, cksum, cksum);
-    put_be32(out + 16, cksum[0]);
-    put_be32(out + 20, cksum[1]);
+    rl_put_be32(out + 16, cksum[0]);
+    rl_put_be32(out + 20, cksum[1]);
 }
 
 int rl_wal_frame_decode(const rl_wal_hdr *h, const uint8_t fh[24],
@@ -164,20 +151,20 @@ int rl_wal_frame_decode(const rl_wal_hdr *h, const uint8_t fh[24],
 {
     int be = rl_wal_big_endian(h);
     uint32_t ck[2];
-    uint32_t p = get_be32(fh);
+    uint32_t p = rl_get_be32(fh);
 
-    if (get_be32(fh + 8) != h->salt1 || get_be32(fh + 12) != h->salt2)
+    if (rl_get_be32(fh + 8) != h->salt1 || rl_get_be32(fh + 12) != h->salt2)
         return 0;
     if (p == 0)
         return 0;
     rl_wal_cksum(be, fh, 8, cksum, ck);
     rl_wal_cksum(be, page, h->page_size, ck, ck);
-    if (ck[0] != get_be32(fh + 16) || ck[1] != get_be32(fh + 20))
+    if (ck[0] != rl_get_be32(fh + 16) || ck[1] != rl_get_be32(fh + 20))
         return 0;
     cksum[0] = ck[0];
     cksum[1] = ck[1];
     *pgno = p;
-    *commit = get_be32(fh + 4);
+    *commit = rl_get_be32(fh + 4);
     return 1;
 }
 
@@ -296,15 +283,15 @@ void rl_wal_new_generation(const rl_shm_hdr *cur, uint32_t prev_ckpt_seq,
     } else {
         *shm_out = *cur;
         w->ckpt_seq = prev_ckpt_seq + 1;
-        w->salt1 = get_be32(cur->aSalt) + 1;
+        w->salt1 = rl_get_be32(cur->aSalt) + 1;
     }
     w->salt2 = rnd[1];
     rl_wal_hdr_encode(w, buf); /* for cksum1/2 */
     shm_out->mxFrame = 0;
     shm_out->bigEndCksum = HOST_BIG_ENDIAN;
     shm_out->szPage = rl_shm_encode_page_size(page_size);
-    put_be32(shm_out->aSalt, w->salt1);
-    put_be32(shm_out->aSalt + 4, w->salt2);
+    rl_put_be32(shm_out->aSalt, w->salt1);
+    rl_put_be32(shm_out->aSalt + 4, w->salt2);
     shm_out->aFrameCksum[0] = w->cksum1;
     shm_out->aFrameCksum[1] = w->cksum2;
 }
