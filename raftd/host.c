@@ -79,6 +79,8 @@ struct rl_host {
     int log_level;
     size_t max_msg;
     int workers, grace_ms;
+    int64_t max_call_ms, max_stream_ms, stream_idle_ms; /* sidecar limits */
+    int max_client_calls;
     /* The gRPC address peers dial: the identity's, with the PoC's
     ** ":PORT" (listen on every interface) read as 127.0.0.1:PORT. */
     char grpc_adv[RL_META_STR_MAX + 1];
@@ -1385,6 +1387,10 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     rc.tls = host_tls(h, &tls, 1);
     rc.max_msg_bytes = h->max_msg;
     rc.max_workers = h->workers;
+    rc.max_call_ms = h->max_call_ms;
+    rc.max_stream_ms = h->max_stream_ms;
+    rc.stream_idle_ms = h->stream_idle_ms;
+    rc.max_client_calls = h->max_client_calls;
     h->srv = rl_rpc_server_new(&rc, err, errlen);
     if (!h->srv)
         return -1;
@@ -1426,6 +1432,10 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     h->log_level = cfg->log_level;
     h->max_msg = cfg->max_msg_bytes;
     h->workers = cfg->workers;
+    h->max_call_ms = cfg->max_call_ms;
+    h->max_stream_ms = cfg->max_stream_ms;
+    h->stream_idle_ms = cfg->stream_idle_ms;
+    h->max_client_calls = cfg->max_client_calls;
     h->grace_ms = cfg->grace_ms > 0 ? cfg->grace_ms : 1000;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);

@@ -44,6 +44,9 @@ typedef struct rl_host_config {
     size_t max_msg_bytes; /* sidecar message limit; 0 = 4 MiB */
     int workers;          /* sidecar calls served at once; 0 = 64 */
     int grace_ms;         /* sidecar drain time at close; 0 = 1000 */
+    /* Sidecar call limits (rl_rpc_server_config): 0 = default. */
+    int64_t max_call_ms, max_stream_ms, stream_idle_ms;
+    int max_client_calls;
 } rl_host_config;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message

@@ -1,7 +1,8 @@
 # raftd/: the node and the gRPC sidecar.
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
-RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/service_rpc.c raftd/main.c
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
+              raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
@@ -9,6 +10,7 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/rpc.c raftd/rpc_util.c raftd/service.c \
+             raftd/sqlguard.c \
              raftd/service_rpc.c raftd/cluster.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz
@@ -18,6 +20,10 @@ RAFTD_SRCS += raftd/host.c raftd/cluster.c vfs/vfs.c vfs/walfmt.c vfs/txn.c
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
+
+# The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
+UNIT_TESTS += test_sqlguard
+UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 
 # The Raft node (raftd/entry.c, raftd/node.c): no SQLite inside, so the
 # same objects serve the extension, raftd and the unit tests.

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #define DEFAULT_MAX_MSG (4u << 20)
@@ -192,7 +193,14 @@ typedef struct method {
     char *name;
     rl_rpc_handler_fn fn;
     void *arg;
+    int streaming; /* max_stream_ms instead of max_call_ms */
 } method;
+
+/* Calls in service of one client identity (the per-client cap). */
+typedef struct peer_count {
+    char id[160];
+    int n;
+} peer_count;
 
 struct rl_rpc_call {
     rl_rpc_server *srv;
@@ -201,10 +209,27 @@ struct rl_rpc_call {
     grpc_metadata_array md;
     grpc_completion_queue *cq; /* the call's own pluck queue */
     char method[256];
-    int64_t deadline; /* rl_rpc_now_ms clock; INT64_MAX = none */
-    int sent_md;      /* initial metadata sent */
+    int64_t deadline;     /* rl_rpc_now_ms clock; INT64_MAX = none */
+    int64_t arrived;      /* when the dispatcher took it */
+    int64_t cap_ms;       /* the server's maximum that set the deadline, or 0 */
+    const char *cap_flag; /* the flag that sets cap_ms */
+    int sent_md;          /* initial metadata sent */
     int errcode;
+    int locked; /* errcode/errmsg set by the wrapper for a limit: kept */
     char errmsg[RL_RPC_ERRMAX];
+    /* RECV_CLOSE_ON_SERVER runs from the start of the call in its own
+    ** batch (tag &close_tag): once it completed before the handler ended,
+    ** `cancelled` says whether the client cancelled or went away. */
+    int close_started;
+    int closed;  /* atomic: the close op completed */
+    int polling; /* atomic: a thread is polling the close op */
+    int cancelled;
+    int64_t last_poll;
+    int close_tag;
+    int idle_cut; /* a message wait passed stream_idle_ms */
+    int counted;  /* counted in the per-client cap */
+    char peer[160];
+    char stop[256];
     rl_rpc_call *next; /* pool queue link */
 };
 
@@ -218,6 +243,9 @@ struct rl_rpc_server {
     int max_workers;
     int spare;
     int started;
+    int64_t max_call_ms, max_stream_ms, idle_ms; /* <= 0: none */
+    int client_cap;                              /* <= 0: none */
+    peer_count *peers;                           /* max_workers entries */
     pthread_t dispatcher;
     int shutdown_tag; /* its address is the tag */
 
@@ -292,13 +320,109 @@ static void copy_slice(char *out, size_t outlen, grpc_slice sl)
     out[n] = 0;
 }
 
+/* The client identity the per-client cap counts: the TLS peer identity
+** (certificate name) when there is one, else the peer's address without
+** its port (a client may open many connections). */
+static void peer_identity(rl_rpc_call *c)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    char *p;
+    if (ctx) {
+        grpc_auth_property_iterator it = grpc_auth_context_peer_identity(ctx);
+        const grpc_auth_property *prop = grpc_auth_property_iterator_next(&it);
+        if (prop && prop->value && prop->value_length > 0) {
+            snprintf(c->peer, sizeof(c->peer), "tls:%.*s",
+                     (int)(prop->value_length < 150 ? prop->value_length : 150),
+                     prop->value);
+        }
+        grpc_auth_context_release(ctx);
+        if (c->peer[0]) {
+            return;
+        }
+    }
+    p = grpc_call_get_peer(c->call);
+    if (p) {
+        char *colon = strrchr(p, ':');
+        const char *addr = strncmp(p, "ipv4:", 5) == 0   ? p + 5
+                           : strncmp(p, "ipv6:", 5) == 0 ? p + 5
+                                                         : p;
+        if (colon && colon > addr) {
+            *colon = 0;
+        }
+        snprintf(c->peer, sizeof(c->peer), "ip:%s", addr);
+        gpr_free(p);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unknown");
+    }
+}
+
+/* Counts the call for its client; 0 if the client is at its cap. */
+static int peer_enter(rl_rpc_server *s, rl_rpc_call *c, int *inflight)
+{
+    int i, free_slot = -1, ok = 1;
+    if (s->client_cap <= 0) {
+        return 1;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (i = 0; i < s->max_workers; i++) {
+        if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
+            break;
+        }
+        if (s->peers[i].n == 0 && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+    if (i == s->max_workers) {
+        /* Calls in service never outnumber the workers: a slot is free. */
+        i = free_slot;
+        if (i >= 0) {
+            snprintf(s->peers[i].id, sizeof(s->peers[i].id), "%s", c->peer);
+        }
+    }
+    if (i < 0 || s->peers[i].n >= s->client_cap) {
+        *inflight = i < 0 ? 0 : s->peers[i].n;
+        ok = 0;
+    } else {
+        s->peers[i].n++;
+        c->counted = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void peer_leave(rl_rpc_server *s, rl_rpc_call *c)
+{
+    int i;
+    if (!c->counted) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (i = 0; i < s->max_workers; i++) {
+        if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
+            s->peers[i].n--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    c->counted = 0;
+}
+
+/* Sets an error the handler cannot replace (a limit the wrapper hit). */
+static void lock_error(rl_rpc_call *c, int code, const char *msg)
+{
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
+    c->errcode = code;
+    c->locked = 1;
+}
+
 static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
 {
     grpc_op ops[3];
     size_t n = 0;
-    int code, cancelled = 0, i;
+    int code, i, inflight = 0;
     const method *m = NULL;
     grpc_slice details;
+    int64_t cap;
 
     copy_slice(c->method, sizeof(c->method), c->details.method);
     for (i = 0; i < s->nmethods; i++) {
@@ -307,6 +431,22 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
             break;
         }
     }
+    /* The server's maximum: a call without a client deadline gets it. */
+    cap = m && m->streaming ? s->max_stream_ms : s->max_call_ms;
+    if (cap > 0 &&
+        (c->deadline == INT64_MAX || c->arrived + cap < c->deadline)) {
+        c->deadline = c->arrived + cap;
+        c->cap_ms = cap;
+        c->cap_flag = m && m->streaming ? "-max-stream-ms" : "-max-call-ms";
+    }
+    /* Completes when the call ends: early if the client cancels or goes,
+    ** which the progress handler of a running statement polls. */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[0].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_started = grpc_call_start_batch(c->call, ops, 1, &c->close_tag,
+                                             NULL) == GRPC_CALL_OK;
+    peer_identity(c);
     if (!m) {
         code = rl_rpc_call_error(c, RL_RPC_UNIMPLEMENTED,
                                  "unknown method %s: this server does not "
@@ -316,13 +456,25 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
         code =
             rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
                               "deadline passed before %s started", c->method);
+    } else if (!peer_enter(s, c, &inflight)) {
+        code = rl_rpc_call_error(
+            c, RL_RPC_RESOURCE_EXHAUSTED,
+            "too many concurrent calls from client %s: %d in service, the cap "
+            "is %d per client (raftd -max-client-calls raises it); retry when "
+            "a call of yours has finished",
+            c->peer, inflight, s->client_cap);
     } else {
         code = m->fn(c, m->arg);
+        peer_leave(s, c);
+    }
+    if (c->locked) {
+        code = c->errcode;
     }
     if (code != RL_RPC_OK && !c->errmsg[0]) {
         snprintf(c->errmsg, sizeof(c->errmsg), "%s failed (code %d)", c->method,
                  code);
     }
+    n = 0;
     memset(ops, 0, sizeof(ops));
     if (!c->sent_md) {
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -333,12 +485,18 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
     ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     ops[n].data.send_status_from_server.status_details = &details;
     n++;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n].data.recv_close_on_server.cancelled = &cancelled;
-    n++;
     /* Failure here means the client is gone; nothing is left to tell. */
     (void)run_batch(c->call, c->cq, ops, n);
     grpc_slice_unref(details);
+    /* Wait out a poll in progress on another thread, then the close op
+    ** (it completes once the status went out or the call was cancelled). */
+    while (__atomic_load_n(&c->polling, __ATOMIC_ACQUIRE)) {
+        sched_yield();
+    }
+    if (c->close_started && !__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
+        (void)grpc_completion_queue_pluck(
+            c->cq, &c->close_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -423,6 +581,7 @@ static void *dispatcher_main(void *arg)
             continue;
         }
         c->deadline = deadline_of(&c->details);
+        c->arrived = rl_rpc_now_ms();
         enqueue(s, c);
         post_request(s);
         pthread_mutex_unlock(&s->mu);
@@ -449,8 +608,21 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     s->max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : DEFAULT_MAX_MSG;
     s->max_workers = cfg->max_workers > 0 ? cfg->max_workers : DEFAULT_WORKERS;
     s->spare = cfg->spare_requests > 0 ? cfg->spare_requests : DEFAULT_SPARE;
+    s->max_call_ms = cfg->max_call_ms ? cfg->max_call_ms : RL_RPC_MAX_CALL_MS;
+    s->max_stream_ms =
+        cfg->max_stream_ms ? cfg->max_stream_ms : RL_RPC_MAX_STREAM_MS;
+    s->idle_ms =
+        cfg->stream_idle_ms ? cfg->stream_idle_ms : RL_RPC_STREAM_IDLE_MS;
+    s->client_cap = cfg->max_client_calls;
+    if (s->client_cap == 0) {
+        int reserve = s->max_workers / 8 > 1 ? s->max_workers / 8 : 1;
+        s->client_cap = s->max_workers > reserve ? s->max_workers - reserve : 1;
+    }
     s->threads = calloc((size_t)s->max_workers, sizeof(pthread_t));
-    if (!s->threads) {
+    s->peers = calloc((size_t)s->max_workers, sizeof(peer_count));
+    if (!s->threads || !s->peers) {
+        free(s->threads);
+        free(s->peers);
         free(s);
         seterr(err, errlen, "out of memory");
         return NULL;
@@ -459,7 +631,11 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->state_cv, NULL);
     grpc_init();
-    limit_args(a, &ca, s->max_msg);
+    /* The core receives up to twice the limit, so that rl_rpc_call_recv
+    ** can refuse a message over it naming -max-msg-bytes (the core's own
+    ** refusal names no flag); beyond twice the core refuses by itself. */
+    limit_args(a, &ca, s->max_msg > 0x3fffffff ? 0x7fffffff : 2 * s->max_msg);
+    a[1].value.integer = s->max_msg > 0x7fffffff ? 0x7fffffff : (int)s->max_msg;
     /* grpc listens with SO_REUSEPORT by default: a second server on an
     ** address already served would start "successfully" and the kernel
     ** would split the connections between two nodes. Without it the
@@ -522,8 +698,8 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     return s;
 }
 
-int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
-                      void *arg)
+static int server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
+                      void *arg, int streaming)
 {
     method *m;
     if (s->started > 0) {
@@ -540,8 +716,21 @@ int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
     }
     m[s->nmethods].fn = fn;
     m[s->nmethods].arg = arg;
+    m[s->nmethods].streaming = streaming;
     s->nmethods++;
     return 0;
+}
+
+int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
+                      void *arg)
+{
+    return server_add(s, name, fn, arg, 0);
+}
+
+int rl_rpc_server_add_stream(rl_rpc_server *s, const char *name,
+                             rl_rpc_handler_fn fn, void *arg)
+{
+    return server_add(s, name, fn, arg, 1);
 }
 
 int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen)
@@ -638,11 +827,60 @@ void rl_rpc_server_free(rl_rpc_server *s, int grace_ms)
     }
     free(s->methods);
     free(s->threads);
+    free(s->peers);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->state_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
     grpc_shutdown();
+}
+
+/* Runs one batch of a server call, waiting at most stream_idle_ms (or
+** the call's remaining time, if shorter): a client that stops sending or
+** reading is cut with a status naming the limit. */
+static int run_call_batch(rl_rpc_call *c, const grpc_op *ops, size_t n,
+                          const char *what)
+{
+    grpc_event ev;
+    void *tag = (void *)ops;
+    int64_t left = rl_rpc_call_remaining_ms(c), wait = c->srv->idle_ms;
+    int by_idle = 1;
+    char msg[RL_RPC_ERRMAX];
+    if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) {
+        return -1;
+    }
+    if (wait <= 0 || left < wait) {
+        wait = left;
+        by_idle = 0;
+    }
+    ev = grpc_completion_queue_pluck(
+        c->cq, tag,
+        wait == INT64_MAX
+            ? gpr_inf_future(GPR_CLOCK_REALTIME)
+            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                           gpr_time_from_millis(wait, GPR_TIMESPAN)),
+        NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        if (by_idle) {
+            snprintf(msg, sizeof(msg),
+                     "%s: idle for %lld ms while %s a message, the server's "
+                     "limit (raftd -stream-idle-ms raises it)",
+                     c->method, (long long)c->srv->idle_ms, what);
+            c->idle_cut = 1;
+        } else {
+            snprintf(msg, sizeof(msg), "%s: %s while %s a message", c->method,
+                     rl_rpc_call_stop_reason(c)[0] ? rl_rpc_call_stop_reason(c)
+                                                   : "deadline exceeded",
+                     what);
+        }
+        lock_error(c, RL_RPC_DEADLINE_EXCEEDED, msg);
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                     msg, NULL);
+        ev = grpc_completion_queue_pluck(
+            c->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        return -1;
+    }
+    return ev.type == GRPC_OP_COMPLETE && ev.success ? 0 : -1;
 }
 
 int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
@@ -654,7 +892,7 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
-    if (run_batch(c->call, c->cq, &op, 1) != 0) {
+    if (run_call_batch(c, &op, 1, "waiting for") != 0) {
         if (bb) {
             grpc_byte_buffer_destroy(bb);
         }
@@ -662,6 +900,16 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
     }
     if (!bb) {
         return 0;
+    }
+    if (grpc_byte_buffer_length(bb) > c->srv->max_msg) {
+        char m[RL_RPC_ERRMAX];
+        snprintf(m, sizeof(m),
+                 "request message of %zu bytes exceeds this server's receive "
+                 "limit of %zu bytes (raftd -max-msg-bytes raises it)",
+                 grpc_byte_buffer_length(bb), c->srv->max_msg);
+        grpc_byte_buffer_destroy(bb);
+        lock_error(c, RL_RPC_RESOURCE_EXHAUSTED, m);
+        return -1;
     }
     return take_bb(bb, msg) == 0 ? 1 : -1;
 }
@@ -688,7 +936,7 @@ int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len)
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
-    rc = run_batch(c->call, c->cq, ops, n);
+    rc = run_call_batch(c, ops, n, "sending");
     c->sent_md = 1;
     grpc_byte_buffer_destroy(bb);
     return rc;
@@ -698,6 +946,9 @@ int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
 {
     va_list ap;
     int n;
+    if (c->locked) {
+        return c->errcode; /* the limit the wrapper named stays the cause */
+    }
     va_start(ap, fmt);
     n = vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
     va_end(ap);
@@ -708,6 +959,33 @@ int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
     return code;
 }
 
+/* Polls the close op (at most every CANCEL_POLL_MS): 1 once the client
+** cancelled the call or went away. */
+#define CANCEL_POLL_MS 5
+static int client_gone(rl_rpc_call *c, int64_t now)
+{
+    int expected = 0;
+    grpc_event ev;
+    if (__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
+        return c->cancelled;
+    }
+    if (!c->close_started ||
+        now - __atomic_load_n(&c->last_poll, __ATOMIC_RELAXED) <
+            CANCEL_POLL_MS ||
+        !__atomic_compare_exchange_n(&c->polling, &expected, 1, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    __atomic_store_n(&c->last_poll, now, __ATOMIC_RELAXED);
+    ev = grpc_completion_queue_pluck(c->cq, &c->close_tag,
+                                     gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+        __atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&c->polling, 0, __ATOMIC_RELEASE);
+    return __atomic_load_n(&c->closed, __ATOMIC_ACQUIRE) ? c->cancelled : 0;
+}
+
 int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c)
 {
     int64_t now;
@@ -715,14 +993,51 @@ int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c)
     /* Read without the server mutex: SQLite's progress handler asks this
     ** every thousand VM steps of every running call. */
     cancelling = __atomic_load_n(&c->srv->cancelling, __ATOMIC_ACQUIRE);
-    if (cancelling) {
+    if (cancelling || c->idle_cut) {
+        return 0;
+    }
+    now = rl_rpc_now_ms();
+    if (client_gone(c, now)) {
         return 0;
     }
     if (c->deadline == INT64_MAX) {
         return INT64_MAX;
     }
-    now = rl_rpc_now_ms();
     return c->deadline > now ? c->deadline - now : 0;
+}
+
+const char *rl_rpc_call_stop_reason(rl_rpc_call *c)
+{
+    int64_t now = rl_rpc_now_ms();
+    c->stop[0] = 0;
+    if (__atomic_load_n(&c->srv->cancelling, __ATOMIC_ACQUIRE)) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "the server is shutting down (calls still running after "
+                 "the drain time -grace-ms are cancelled)");
+    } else if (c->idle_cut) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "no message moved for %lld ms (raftd -stream-idle-ms)",
+                 (long long)c->srv->idle_ms);
+    } else if (c->deadline != INT64_MAX && now >= c->deadline) {
+        if (c->cap_ms) {
+            snprintf(c->stop, sizeof(c->stop),
+                     "the server's maximum call time of %lld ms passed (raftd "
+                     "%s raises it)",
+                     (long long)c->cap_ms, c->cap_flag);
+        } else {
+            snprintf(c->stop, sizeof(c->stop),
+                     "the deadline the client set passed");
+        }
+    } else if (client_gone(c, now + CANCEL_POLL_MS)) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "the client cancelled the call or went away");
+    }
+    return c->stop;
+}
+
+const char *rl_rpc_call_peer(rl_rpc_call *c)
+{
+    return c->peer;
 }
 
 int64_t rl_rpc_call_deadline(rl_rpc_call *c)
