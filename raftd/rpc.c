@@ -193,7 +193,7 @@ typedef struct method {
     char *name;
     rl_rpc_handler_fn fn;
     void *arg;
-    int streaming; /* max_stream_ms instead of max_call_ms */
+    int flags; /* RL_RPC_STREAMING, RL_RPC_UNCAPPED */
 } method;
 
 /* Calls in service of one client identity (the per-client cap). */
@@ -432,12 +432,14 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
         }
     }
     /* The server's maximum: a call without a client deadline gets it. */
-    cap = m && m->streaming ? s->max_stream_ms : s->max_call_ms;
+    cap =
+        m && (m->flags & RL_RPC_STREAMING) ? s->max_stream_ms : s->max_call_ms;
     if (cap > 0 &&
         (c->deadline == INT64_MAX || c->arrived + cap < c->deadline)) {
         c->deadline = c->arrived + cap;
         c->cap_ms = cap;
-        c->cap_flag = m && m->streaming ? "-max-stream-ms" : "-max-call-ms";
+        c->cap_flag = m && (m->flags & RL_RPC_STREAMING) ? "-max-stream-ms"
+                                                         : "-max-call-ms";
     }
     /* Completes when the call ends: early if the client cancels or goes,
     ** which the progress handler of a running statement polls. */
@@ -456,7 +458,7 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
         code =
             rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
                               "deadline passed before %s started", c->method);
-    } else if (!peer_enter(s, c, &inflight)) {
+    } else if (!(m->flags & RL_RPC_UNCAPPED) && !peer_enter(s, c, &inflight)) {
         code = rl_rpc_call_error(
             c, RL_RPC_RESOURCE_EXHAUSTED,
             "too many concurrent calls from client %s: %d in service, the cap "
@@ -699,7 +701,7 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
 }
 
 static int server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
-                      void *arg, int streaming)
+                      void *arg, int flags)
 {
     method *m;
     if (s->started > 0) {
@@ -716,7 +718,7 @@ static int server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
     }
     m[s->nmethods].fn = fn;
     m[s->nmethods].arg = arg;
-    m[s->nmethods].streaming = streaming;
+    m[s->nmethods].flags = flags;
     s->nmethods++;
     return 0;
 }
@@ -727,10 +729,10 @@ int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
     return server_add(s, name, fn, arg, 0);
 }
 
-int rl_rpc_server_add_stream(rl_rpc_server *s, const char *name,
-                             rl_rpc_handler_fn fn, void *arg)
+int rl_rpc_server_add_flags(rl_rpc_server *s, const char *name,
+                            rl_rpc_handler_fn fn, void *arg, int flags)
 {
-    return server_add(s, name, fn, arg, 1);
+    return server_add(s, name, fn, arg, flags);
 }
 
 int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen)

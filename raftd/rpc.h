@@ -106,9 +106,13 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
 ** The name is copied. Returns 0, or -1 if out of memory or started. */
 int rl_rpc_server_add(rl_rpc_server *s, const char *method,
                       rl_rpc_handler_fn fn, void *arg);
-/* The same for a streaming method: its calls get max_stream_ms. */
-int rl_rpc_server_add_stream(rl_rpc_server *s, const char *method,
-                             rl_rpc_handler_fn fn, void *arg);
+/* The same with flags: RL_RPC_STREAMING (its calls get max_stream_ms),
+** RL_RPC_UNCAPPED (short calls such as Status that must get through while
+** a client is at its -max-client-calls cap: not counted). */
+#define RL_RPC_STREAMING 1
+#define RL_RPC_UNCAPPED  2
+int rl_rpc_server_add_flags(rl_rpc_server *s, const char *method,
+                            rl_rpc_handler_fn fn, void *arg, int flags);
 /* Binds and starts serving. Returns the bound port (>0), or -1 with err. */
 int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen);
 /* Stops accepting calls, lets calls in flight finish for grace_ms, then

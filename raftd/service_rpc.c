@@ -412,15 +412,19 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
     rl_service_set_stop_reason(svc, call_stop_reason);
     for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
         snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
-        if (rl_rpc_server_add(srv, name, unary_cb, svc) != 0) {
+        /* Status answers from memory: a client at its concurrent-call
+        ** cap (or an operator beside it) can still ask for it. */
+        if (rl_rpc_server_add_flags(
+                srv, name, unary_cb, svc,
+                strcmp(pub[i], "Status") == 0 ? RL_RPC_UNCAPPED : 0) != 0) {
             return -1;
         }
     }
     if (rl_rpc_server_add(srv, RL_SVC_INTERNAL "ReadIndex", unary_cb, svc) ||
-        rl_rpc_server_add_stream(srv, RL_SVC_INTERNAL "ForwardTxn",
-                                 forward_txn_cb, svc) ||
-        rl_rpc_server_add_stream(srv, RL_SVC_INTERNAL "FetchImage",
-                                 fetch_image_cb, svc)) {
+        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "ForwardTxn",
+                                forward_txn_cb, svc, RL_RPC_STREAMING) ||
+        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "FetchImage",
+                                fetch_image_cb, svc, RL_RPC_STREAMING)) {
         return -1;
     }
     return 0;
