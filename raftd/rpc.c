@@ -42,6 +42,9 @@
 #define DEFAULT_MAX_MSG (4u << 20)
 #define DEFAULT_WORKERS 64
 #define DEFAULT_SPARE   8
+/* A call waiting for its client's slot is answered this long before its
+** deadline (see admit). */
+#define WAIT_ANSWER_EARLY_MS 250
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -226,8 +229,11 @@ struct rl_rpc_call {
     int cancelled;
     int64_t last_poll;
     int close_tag;
-    int idle_cut; /* a message wait passed stream_idle_ms */
-    int counted;  /* counted in the per-client cap */
+    int idle_cut;           /* a message wait passed stream_idle_ms */
+    int counted;            /* counted in the per-client cap */
+    int waited_behind;      /* calls of its client in service when it waited */
+    int gave_up;            /* its deadline came while it waited: answer it */
+    const struct method *m; /* NULL: unknown method */
     char peer[160];
     char stop[256];
     rl_rpc_call *next; /* pool queue link */
@@ -356,14 +362,16 @@ static void peer_identity(rl_rpc_call *c)
     }
 }
 
-/* Counts the call for its client; 0 if the client is at its cap. */
-static int peer_enter(rl_rpc_server *s, rl_rpc_call *c, int *inflight)
+/* Whether a queued call may start now: a capped call only while its
+** client has fewer than client_cap calls in service (then it is counted).
+** A call whose deadline passed is let through to be answered at once.
+** Caller holds s->mu. */
+static int admit(rl_rpc_server *s, rl_rpc_call *c)
 {
-    int i, free_slot = -1, ok = 1;
-    if (s->client_cap <= 0) {
+    int i, free_slot = -1;
+    if (s->client_cap <= 0 || !c->m || (c->m->flags & RL_RPC_UNCAPPED)) {
         return 1;
     }
-    pthread_mutex_lock(&s->mu);
     for (i = 0; i < s->max_workers; i++) {
         if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
             break;
@@ -375,36 +383,40 @@ static int peer_enter(rl_rpc_server *s, rl_rpc_call *c, int *inflight)
     if (i == s->max_workers) {
         /* Calls in service never outnumber the workers: a slot is free. */
         i = free_slot;
-        if (i >= 0) {
-            snprintf(s->peers[i].id, sizeof(s->peers[i].id), "%s", c->peer);
+        if (i < 0) {
+            return 0;
         }
+        snprintf(s->peers[i].id, sizeof(s->peers[i].id), "%s", c->peer);
     }
-    if (i < 0 || s->peers[i].n >= s->client_cap) {
-        *inflight = i < 0 ? 0 : s->peers[i].n;
-        ok = 0;
-    } else {
-        s->peers[i].n++;
-        c->counted = 1;
+    if (s->peers[i].n >= s->client_cap) {
+        c->waited_behind = s->peers[i].n;
+        /* Answered a little before its deadline, so that the client gets
+        ** the reason rather than its own bare DEADLINE_EXCEEDED. */
+        c->gave_up = c->deadline != INT64_MAX &&
+                     rl_rpc_now_ms() >= c->deadline - WAIT_ANSWER_EARLY_MS;
+        return c->gave_up;
     }
-    pthread_mutex_unlock(&s->mu);
-    return ok;
+    s->peers[i].n++;
+    c->counted = 1;
+    return 1;
 }
 
+/* Caller holds s->mu. */
 static void peer_leave(rl_rpc_server *s, rl_rpc_call *c)
 {
     int i;
     if (!c->counted) {
         return;
     }
-    pthread_mutex_lock(&s->mu);
     for (i = 0; i < s->max_workers; i++) {
         if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
             s->peers[i].n--;
             break;
         }
     }
-    pthread_mutex_unlock(&s->mu);
     c->counted = 0;
+    /* A call of this client may be waiting for the slot. */
+    pthread_cond_broadcast(&s->work_cv);
 }
 
 /* Sets an error the handler cannot replace (a limit the wrapper hit). */
@@ -415,32 +427,41 @@ static void lock_error(rl_rpc_call *c, int code, const char *msg)
     c->locked = 1;
 }
 
-static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
+/* On arrival (dispatcher): the method, the server's deadline cap and the
+** client identity, which the pool needs to pick calls. */
+static void prepare_call(rl_rpc_server *s, rl_rpc_call *c)
 {
-    grpc_op ops[3];
-    size_t n = 0;
-    int code, i, inflight = 0;
-    const method *m = NULL;
-    grpc_slice details;
+    int i;
     int64_t cap;
-
     copy_slice(c->method, sizeof(c->method), c->details.method);
     for (i = 0; i < s->nmethods; i++) {
         if (strcmp(s->methods[i].name, c->method) == 0) {
-            m = &s->methods[i];
+            c->m = &s->methods[i];
             break;
         }
     }
     /* The server's maximum: a call without a client deadline gets it. */
-    cap =
-        m && (m->flags & RL_RPC_STREAMING) ? s->max_stream_ms : s->max_call_ms;
+    cap = c->m && (c->m->flags & RL_RPC_STREAMING) ? s->max_stream_ms
+                                                   : s->max_call_ms;
     if (cap > 0 &&
         (c->deadline == INT64_MAX || c->arrived + cap < c->deadline)) {
         c->deadline = c->arrived + cap;
         c->cap_ms = cap;
-        c->cap_flag = m && (m->flags & RL_RPC_STREAMING) ? "-max-stream-ms"
-                                                         : "-max-call-ms";
+        c->cap_flag = c->m && (c->m->flags & RL_RPC_STREAMING)
+                          ? "-max-stream-ms"
+                          : "-max-call-ms";
     }
+    peer_identity(c);
+}
+
+static void serve_call(rl_rpc_call *c)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    int code;
+    const method *m = c->m;
+    grpc_slice details;
+
     /* Completes when the call ends: early if the client cancels or goes,
     ** which the progress handler of a running statement polls. */
     memset(ops, 0, sizeof(ops));
@@ -448,26 +469,24 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
     ops[0].data.recv_close_on_server.cancelled = &c->cancelled;
     c->close_started = grpc_call_start_batch(c->call, ops, 1, &c->close_tag,
                                              NULL) == GRPC_CALL_OK;
-    peer_identity(c);
     if (!m) {
         code = rl_rpc_call_error(c, RL_RPC_UNIMPLEMENTED,
                                  "unknown method %s: this server does not "
                                  "implement it",
                                  c->method);
-    } else if (rl_rpc_call_remaining_ms(c) == 0) {
-        code =
-            rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
-                              "deadline passed before %s started", c->method);
-    } else if (!(m->flags & RL_RPC_UNCAPPED) && !peer_enter(s, c, &inflight)) {
+    } else if (c->gave_up) {
         code = rl_rpc_call_error(
-            c, RL_RPC_RESOURCE_EXHAUSTED,
-            "too many concurrent calls from client %s: %d in service, the cap "
-            "is %d per client (raftd -max-client-calls raises it); retry when "
-            "a call of yours has finished",
-            c->peer, inflight, s->client_cap);
+            c, RL_RPC_DEADLINE_EXCEEDED,
+            "%s never started: it waited behind %d calls of client %s, the "
+            "cap of calls in service per client (raftd -max-client-calls "
+            "raises it), until its deadline",
+            c->method, c->waited_behind, c->peer);
+    } else if (rl_rpc_call_remaining_ms(c) == 0) {
+        code = rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
+                                 "%s never started: %s", c->method,
+                                 rl_rpc_call_stop_reason(c));
     } else {
         code = m->fn(c, m->arg);
-        peer_leave(s, c);
     }
     if (c->locked) {
         code = c->errcode;
@@ -501,28 +520,63 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
     }
 }
 
+/* Unlinks and returns the first queued call that may start (see admit),
+** or NULL. Caller holds s->mu. */
+static rl_rpc_call *take_call(rl_rpc_server *s)
+{
+    rl_rpc_call *c, *prev = NULL;
+    for (c = s->qhead; c; prev = c, c = c->next) {
+        if (admit(s, c)) {
+            break;
+        }
+    }
+    if (!c) {
+        return NULL;
+    }
+    if (prev) {
+        prev->next = c->next;
+    } else {
+        s->qhead = c->next;
+    }
+    if (s->qtail == c) {
+        s->qtail = prev;
+    }
+    s->qlen--;
+    return c;
+}
+
 static void *worker_main(void *arg)
 {
     rl_rpc_server *s = arg;
     rl_rpc_call *c;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->qhead && !s->exiting) {
+        while (!(c = take_call(s)) && !s->exiting) {
             s->nidle++;
-            pthread_cond_wait(&s->work_cv, &s->mu);
+            if (s->qhead) {
+                /* Only calls of clients at their cap wait: look again
+                ** when one of their calls ends, or soon, for a deadline. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 50 * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->work_cv, &s->mu);
+            }
             s->nidle--;
         }
-        if (!s->qhead) {
+        if (!c) {
             break;
         }
-        c = s->qhead;
-        s->qhead = c->next;
-        s->qlen--;
-        if (!s->qhead) {
-            s->qtail = NULL;
-        }
         pthread_mutex_unlock(&s->mu);
-        serve_call(s, c);
+        serve_call(c);
+        pthread_mutex_lock(&s->mu);
+        peer_leave(s, c);
+        pthread_mutex_unlock(&s->mu);
         call_free(c);
         pthread_mutex_lock(&s->mu);
         s->inflight--;
@@ -584,6 +638,7 @@ static void *dispatcher_main(void *arg)
         }
         c->deadline = deadline_of(&c->details);
         c->arrived = rl_rpc_now_ms();
+        prepare_call(s, c);
         enqueue(s, c);
         post_request(s);
         pthread_mutex_unlock(&s->mu);

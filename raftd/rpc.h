@@ -88,9 +88,11 @@ typedef struct rl_rpc_server_config {
     ** stops sending or reading); the call is cut with the flag's name. */
     int64_t stream_idle_ms; /* default RL_RPC_STREAM_IDLE_MS */
     /* Calls one client identity (TLS peer identity, else its IP address)
-    ** may have in service at once; more are refused RESOURCE_EXHAUSTED.
-    ** 0 = the default: max_workers - max_workers/8 (a reserve for others);
-    ** < 0 = no cap. */
+    ** may have in service at once; more wait in the queue, holding no
+    ** worker, until one of its calls ends (or their deadline passes: then
+    ** they are answered DEADLINE_EXCEEDED naming -max-client-calls).
+    ** 0 = the default: max_workers less an eighth (at least 1 less), so
+    ** that other clients always find a worker; < 0 = no cap. */
     int max_client_calls;
 } rl_rpc_server_config;
 
