@@ -167,7 +167,7 @@ static int path_join(char *out, size_t n, const char *a, const char *b)
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,
                      size_t errlen)
 {
-    char path[PATH_MAX], line[1024];
+    char path[PATH_MAX];
     FILE *f;
     memset(id, 0, sizeof *id);
     if (path_join(path, sizeof path, db_path, "-raft/identity") != 0) {
@@ -181,39 +181,28 @@ int rl_identity_read(const char *db_path, rl_identity *id, char *err,
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    while (fgets(line, sizeof line, f)) {
-        char *nl = strchr(line, '\n');
-        char *eq = strchr(line, '=');
-        if (nl)
-            *nl = 0;
-        if (!eq)
-            continue;
-        *eq = 0;
-        const char *v = eq + 1;
-        char *dst = NULL;
-        size_t cap = RL_META_STR_MAX + 1;
-        if (strcmp(line, "node_id") == 0)
-            dst = id->node_id;
-        else if (strcmp(line, "raft_addr") == 0)
-            dst = id->raft_addr;
-        else if (strcmp(line, "grpc_addr") == 0)
-            dst = id->grpc_addr;
-        else if (strcmp(line, "tls_cert") == 0)
-            dst = id->tls_cert, cap = sizeof id->tls_cert;
-        else if (strcmp(line, "tls_key") == 0)
-            dst = id->tls_key, cap = sizeof id->tls_key;
-        else if (strcmp(line, "tls_ca") == 0)
-            dst = id->tls_ca, cap = sizeof id->tls_ca;
-        else if (strcmp(line, "tls_client_auth") == 0)
-            id->tls_client_auth = atoi(v) != 0;
-        if (dst && strlen(v) < cap)
-            strcpy(dst, v);
-    }
-    fclose(f);
-    if (!id->node_id[0] || !id->raft_addr[0]) {
-        snprintf(err, errlen,
-                 "%s is damaged: it must name node_id and raft_addr", path);
-        return -1;
+    {
+        /* One byte more than the limit tells a file that is too large. */
+        char *buf = malloc(RL_IDENTITY_MAX + 1);
+        size_t n = buf ? fread(buf, 1, RL_IDENTITY_MAX + 1, f) : 0;
+        char why[128];
+        int bad = !buf || ferror(f) || n > RL_IDENTITY_MAX;
+        fclose(f);
+        if (bad) {
+            snprintf(err, errlen, "cannot read %s: %s", path,
+                     !buf ? "out of memory"
+                     : n > RL_IDENTITY_MAX
+                         ? "larger than an identity file can be"
+                         : "read error");
+            free(buf);
+            return -1;
+        }
+        if (rl_identity_parse(buf, n, id, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s is damaged: %s", path, why);
+            free(buf);
+            return -1;
+        }
+        free(buf);
     }
     return 0;
 }

@@ -115,5 +115,10 @@ typedef struct rl_identity {
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,
                      size_t errlen);
+/* Parses the identity file's text (identity.c): 0, or -1 with err. */
+int rl_identity_parse(const char *text, size_t len, rl_identity *id, char *err,
+                      size_t errlen);
+/* Largest identity file read. */
+#define RL_IDENTITY_MAX 65536
 
 #endif /* RL_HOST_H */

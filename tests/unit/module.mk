@@ -25,5 +25,5 @@ UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/host.c raftd/node.c raftd/entry.c
+    raftd/cluster.c raftd/host.c raftd/identity.c raftd/node.c raftd/entry.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
