@@ -20,7 +20,12 @@
 **     grpc_server_request_call follows grpc_server_shutdown_and_notify;
 **   - s->inflight counts calls handed to the pool and not yet finished;
 **     the server is destroyed only when it is 0 and the shutdown tag came;
-**   - a call's pluck queue has at most one batch in flight at a time.
+**   - a call's pluck queue has at most one batch in flight at a time
+**     besides its RECV_CLOSE_ON_SERVER batch (tag &close_tag, started on
+**     arrival, polled without blocking to see a cancelled call and
+**     plucked before the call is freed);
+**   - calls of a client at its cap stay queued: a worker takes the first
+**     admissible call (admit), never one that would exceed the cap.
 */
 #include "rpc.h"
 
