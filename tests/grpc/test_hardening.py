@@ -304,6 +304,19 @@ def limits_standalone(pb, pbg):
               "FetchImage cut: %s %s" % (e.code(), e.details()))
         log("idle FetchImage cut: %s" % e.details())
     check(time.time() - t0 < T, "draining the cut stream")
+
+    # ForwardTxn whose client stops sending: cut after -stream-idle-ms.
+    def chunks():
+        yield pb.TxnChunk(total_length=8, offset=0, data=b"abcd")
+        time.sleep(4)
+        yield pb.TxnChunk(offset=4, data=b"efgh", last=True)
+
+    t0 = time.time()
+    expect_rpc_error(lambda: internal.ForwardTxn(chunks(), timeout=T),
+                     grpc.StatusCode.DEADLINE_EXCEEDED, "-stream-idle-ms",
+                     "ForwardTxn idle")
+    check(time.time() - t0 < 4.5, "ForwardTxn idle cut took %.1fs" %
+          (time.time() - t0))
     check(d.p.poll() is None, "standalone raftd died")
     ch.close()
     d.stop()
