@@ -13,14 +13,15 @@ import os
 import subprocess
 import sys
 
-from rltest import BUILD, ROOT, check, fail, log, main, scratch
+from rltest import BUILD, ROOT, SAN, check, fail, log, main, scratch
 
 # The same corpus as test_sqllogictest.py reads.
 CORPUS = os.path.normpath(os.path.join(ROOT, "..", "shared", "testdata",
                                        "sqllogictest"))
 if not os.path.isdir(CORPUS):
     CORPUS = "/work/shared/testdata/sqllogictest"
-SUBSET = ["evidence", "select1.test", "select5.test"]
+# Under ASan the slower raftd runs the evidence files and select1 only.
+SUBSET = ["evidence", "select1.test"] + ([] if SAN else ["select5.test"])
 
 
 def test():
@@ -38,8 +39,9 @@ def test():
           "sqllogictest over gRPC failed (exit %d):\n%s" %
           (r.returncode, out[-6000:]))
     nfiles = sum(1 for ln in lines if ln.startswith("ok "))
-    check(nfiles == 14, "14 files should pass, %d did:\n%s" %
-          (nfiles, out[-3000:]))
+    want = 13 if SAN else 14
+    check(nfiles == want, "%d files should pass, %d did:\n%s" %
+          (want, nfiles, out[-3000:]))
     check("4 refusals by design" in out,
           "the TEMP views were not refused:\n%s" % out[-3000:])
     log(lines[-1])
