@@ -79,6 +79,8 @@ struct rl_host {
     int log_level;
     size_t max_msg;
     int workers, grace_ms;
+    int64_t max_call_ms, max_stream_ms, stream_idle_ms; /* sidecar limits */
+    int max_client_calls;
     /* The gRPC address peers dial: the identity's, with the PoC's
     ** ":PORT" (listen on every interface) read as 127.0.0.1:PORT. */
     char grpc_adv[RL_META_STR_MAX + 1];
@@ -165,7 +167,7 @@ static int path_join(char *out, size_t n, const char *a, const char *b)
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,
                      size_t errlen)
 {
-    char path[PATH_MAX], line[1024];
+    char path[PATH_MAX];
     FILE *f;
     memset(id, 0, sizeof *id);
     if (path_join(path, sizeof path, db_path, "-raft/identity") != 0) {
@@ -179,39 +181,28 @@ int rl_identity_read(const char *db_path, rl_identity *id, char *err,
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    while (fgets(line, sizeof line, f)) {
-        char *nl = strchr(line, '\n');
-        char *eq = strchr(line, '=');
-        if (nl)
-            *nl = 0;
-        if (!eq)
-            continue;
-        *eq = 0;
-        const char *v = eq + 1;
-        char *dst = NULL;
-        size_t cap = RL_META_STR_MAX + 1;
-        if (strcmp(line, "node_id") == 0)
-            dst = id->node_id;
-        else if (strcmp(line, "raft_addr") == 0)
-            dst = id->raft_addr;
-        else if (strcmp(line, "grpc_addr") == 0)
-            dst = id->grpc_addr;
-        else if (strcmp(line, "tls_cert") == 0)
-            dst = id->tls_cert, cap = sizeof id->tls_cert;
-        else if (strcmp(line, "tls_key") == 0)
-            dst = id->tls_key, cap = sizeof id->tls_key;
-        else if (strcmp(line, "tls_ca") == 0)
-            dst = id->tls_ca, cap = sizeof id->tls_ca;
-        else if (strcmp(line, "tls_client_auth") == 0)
-            id->tls_client_auth = atoi(v) != 0;
-        if (dst && strlen(v) < cap)
-            strcpy(dst, v);
-    }
-    fclose(f);
-    if (!id->node_id[0] || !id->raft_addr[0]) {
-        snprintf(err, errlen,
-                 "%s is damaged: it must name node_id and raft_addr", path);
-        return -1;
+    {
+        /* One byte more than the limit tells a file that is too large. */
+        char *buf = malloc(RL_IDENTITY_MAX + 1);
+        size_t n = buf ? fread(buf, 1, RL_IDENTITY_MAX + 1, f) : 0;
+        char why[128];
+        int bad = !buf || ferror(f) || n > RL_IDENTITY_MAX;
+        fclose(f);
+        if (bad) {
+            snprintf(err, errlen, "cannot read %s: %s", path,
+                     !buf ? "out of memory"
+                     : n > RL_IDENTITY_MAX
+                         ? "larger than an identity file can be"
+                         : "read error");
+            free(buf);
+            return -1;
+        }
+        if (rl_identity_parse(buf, n, id, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s is damaged: %s", path, why);
+            free(buf);
+            return -1;
+        }
+        free(buf);
     }
     return 0;
 }
@@ -1394,6 +1385,10 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     rc.tls = host_tls(h, &tls, 1);
     rc.max_msg_bytes = h->max_msg;
     rc.max_workers = h->workers;
+    rc.max_call_ms = h->max_call_ms;
+    rc.max_stream_ms = h->max_stream_ms;
+    rc.stream_idle_ms = h->stream_idle_ms;
+    rc.max_client_calls = h->max_client_calls;
     h->srv = rl_rpc_server_new(&rc, err, errlen);
     if (!h->srv)
         return -1;
@@ -1435,6 +1430,10 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     h->log_level = cfg->log_level;
     h->max_msg = cfg->max_msg_bytes;
     h->workers = cfg->workers;
+    h->max_call_ms = cfg->max_call_ms;
+    h->max_stream_ms = cfg->max_stream_ms;
+    h->stream_idle_ms = cfg->stream_idle_ms;
+    h->max_client_calls = cfg->max_client_calls;
     h->grace_ms = cfg->grace_ms > 0 ? cfg->grace_ms : 1000;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);

@@ -44,6 +44,9 @@ typedef struct rl_host_config {
     size_t max_msg_bytes; /* sidecar message limit; 0 = 4 MiB */
     int workers;          /* sidecar calls served at once; 0 = 64 */
     int grace_ms;         /* sidecar drain time at close; 0 = 1000 */
+    /* Sidecar call limits (rl_rpc_server_config): 0 = default. */
+    int64_t max_call_ms, max_stream_ms, stream_idle_ms;
+    int max_client_calls;
 } rl_host_config;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message
@@ -112,5 +115,10 @@ typedef struct rl_identity {
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,
                      size_t errlen);
+/* Parses the identity file's text (identity.c): 0, or -1 with err. */
+int rl_identity_parse(const char *text, size_t len, rl_identity *id, char *err,
+                      size_t errlen);
+/* Largest identity file read. */
+#define RL_IDENTITY_MAX 65536
 
 #endif /* RL_HOST_H */

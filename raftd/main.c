@@ -35,6 +35,7 @@ typedef struct opts {
     const char *tls_cert, *tls_key, *tls_ca;
     int bootstrap, tls_client_auth;
     long max_msg, workers, grace_ms;
+    long max_call_ms, max_stream_ms, stream_idle_ms, max_client_calls;
 } opts;
 
 static const char usage_text[] =
@@ -60,6 +61,19 @@ static const char usage_text[] =
     "  -workers N          calls served at once (default 64)\n"
     "  -grace-ms N         drain time on SIGTERM before cancelling (default "
     "5000)\n"
+    "  -max-call-ms N      longest a unary call may run, whatever the client's "
+    "deadline\n"
+    "                      (default 30000)\n"
+    "  -max-stream-ms N    longest a streaming call (FetchImage, ForwardTxn) "
+    "may run\n"
+    "                      (default 3600000)\n"
+    "  -stream-idle-ms N   longest wait for one message in or out of a call "
+    "(default\n"
+    "                      30000)\n"
+    "  -max-client-calls N calls one client (TLS identity or IP address) may "
+    "have in\n"
+    "                      service at once (default: -workers less an eighth, "
+    "at least 1)\n"
     "Flags take the forms -flag value, -flag=value, --flag value, "
     "--flag=value.\n";
 
@@ -125,10 +139,23 @@ static int parse_bool(const char *flag, const char *v, int *out)
 static int known_valued(const char *name)
 {
     static const char *const names[] = {
-        "id",       "grpc",   "raft",          "data",
-        "join",     "db",     "log-level",     "tls-cert",
-        "tls-key",  "tls-ca", "max-msg-bytes", "workers",
+        "id",
+        "grpc",
+        "raft",
+        "data",
+        "join",
+        "db",
+        "log-level",
+        "tls-cert",
+        "tls-key",
+        "tls-ca",
+        "max-msg-bytes",
+        "workers",
         "grace-ms",
+        "max-call-ms",
+        "max-stream-ms",
+        "stream-idle-ms",
+        "max-client-calls",
     };
     size_t i;
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -217,6 +244,22 @@ static int parse_args(int argc, char **argv, opts *o)
             }
         } else if (!strcmp(name, "grace-ms")) {
             if (parse_long(name, val, 0, 3600000, &o->grace_ms)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "max-call-ms")) {
+            if (parse_long(name, val, 1, 86400000, &o->max_call_ms)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "max-stream-ms")) {
+            if (parse_long(name, val, 1, 604800000, &o->max_stream_ms)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "stream-idle-ms")) {
+            if (parse_long(name, val, 1, 86400000, &o->stream_idle_ms)) {
+                return 2;
+            }
+        } else if (!strcmp(name, "max-client-calls")) {
+            if (parse_long(name, val, 1, 4096, &o->max_client_calls)) {
                 return 2;
             }
         } else {
@@ -380,6 +423,10 @@ static int host_main(const opts *o, const char *path, sigset_t *set)
     cfg.max_msg_bytes = (size_t)o->max_msg;
     cfg.workers = (int)o->workers;
     cfg.grace_ms = (int)o->grace_ms;
+    cfg.max_call_ms = o->max_call_ms;
+    cfg.max_stream_ms = o->max_stream_ms;
+    cfg.stream_idle_ms = o->stream_idle_ms;
+    cfg.max_client_calls = (int)o->max_client_calls;
     cfg.db_path = sqlite3_db_filename(db, "main");
     r = rl_identity_read(cfg.db_path, &id, err, sizeof err);
     if (r < 0) {
@@ -514,6 +561,10 @@ int main(int argc, char **argv)
     rc.tls = &tls;
     rc.max_msg_bytes = (size_t)o.max_msg;
     rc.max_workers = (int)o.workers;
+    rc.max_call_ms = o.max_call_ms;
+    rc.max_stream_ms = o.max_stream_ms;
+    rc.stream_idle_ms = o.stream_idle_ms;
+    rc.max_client_calls = (int)o.max_client_calls;
     srv = rl_rpc_server_new(&rc, err, sizeof(err));
     if (!srv) {
         logf_(3, "%s", err);

@@ -20,7 +20,12 @@
 **     grpc_server_request_call follows grpc_server_shutdown_and_notify;
 **   - s->inflight counts calls handed to the pool and not yet finished;
 **     the server is destroyed only when it is 0 and the shutdown tag came;
-**   - a call's pluck queue has at most one batch in flight at a time.
+**   - a call's pluck queue has at most one batch in flight at a time
+**     besides its RECV_CLOSE_ON_SERVER batch (tag &close_tag, started on
+**     arrival, polled without blocking to see a cancelled call and
+**     plucked before the call is freed);
+**   - calls of a client at its cap stay queued: a worker takes the first
+**     admissible call (admit), never one that would exceed the cap.
 */
 #include "rpc.h"
 
@@ -37,11 +42,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #define DEFAULT_MAX_MSG (4u << 20)
 #define DEFAULT_WORKERS 64
 #define DEFAULT_SPARE   8
+/* A call waiting for its client's slot is answered this long before its
+** deadline (see admit). */
+#define WAIT_ANSWER_EARLY_MS 250
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -193,7 +202,14 @@ typedef struct method {
     char *name;
     rl_rpc_handler_fn fn;
     void *arg;
+    int flags; /* RL_RPC_STREAMING, RL_RPC_UNCAPPED */
 } method;
+
+/* Calls in service of one client identity (the per-client cap). */
+typedef struct peer_count {
+    char id[160];
+    int n;
+} peer_count;
 
 struct rl_rpc_call {
     rl_rpc_server *srv;
@@ -202,10 +218,30 @@ struct rl_rpc_call {
     grpc_metadata_array md;
     grpc_completion_queue *cq; /* the call's own pluck queue */
     char method[256];
-    int64_t deadline; /* rl_rpc_now_ms clock; INT64_MAX = none */
-    int sent_md;      /* initial metadata sent */
+    int64_t deadline;     /* rl_rpc_now_ms clock; INT64_MAX = none */
+    int64_t arrived;      /* when the dispatcher took it */
+    int64_t cap_ms;       /* the server's maximum that set the deadline, or 0 */
+    const char *cap_flag; /* the flag that sets cap_ms */
+    int sent_md;          /* initial metadata sent */
     int errcode;
+    int locked; /* errcode/errmsg set by the wrapper for a limit: kept */
     char errmsg[RL_RPC_ERRMAX];
+    /* RECV_CLOSE_ON_SERVER runs from the start of the call in its own
+    ** batch (tag &close_tag): once it completed before the handler ended,
+    ** `cancelled` says whether the client cancelled or went away. */
+    int close_started;
+    int closed;  /* atomic: the close op completed */
+    int polling; /* atomic: a thread is polling the close op */
+    int cancelled;
+    int64_t last_poll;
+    int close_tag;
+    int idle_cut;           /* a message wait passed stream_idle_ms */
+    int counted;            /* counted in the per-client cap */
+    int waited_behind;      /* calls of its client in service when it waited */
+    int gave_up;            /* its deadline came while it waited: answer it */
+    const struct method *m; /* NULL: unknown method */
+    char peer[160];
+    char stop[256];
     rl_rpc_call *next; /* pool queue link */
 };
 
@@ -219,6 +255,9 @@ struct rl_rpc_server {
     int max_workers;
     int spare;
     int started;
+    int64_t max_call_ms, max_stream_ms, idle_ms; /* <= 0: none */
+    int client_cap;                              /* <= 0: none */
+    peer_count *peers;                           /* max_workers entries */
     pthread_t dispatcher;
     int shutdown_tag; /* its address is the tag */
 
@@ -293,37 +332,176 @@ static void copy_slice(char *out, size_t outlen, grpc_slice sl)
     out[n] = 0;
 }
 
-static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
+/* The client identity the per-client cap counts: the TLS peer identity
+** (certificate name) when there is one, else the peer's address without
+** its port (a client may open many connections). */
+static void peer_identity(rl_rpc_call *c)
 {
-    grpc_op ops[3];
-    size_t n = 0;
-    int code, cancelled = 0, i;
-    const method *m = NULL;
-    grpc_slice details;
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    char *p;
+    if (ctx) {
+        grpc_auth_property_iterator it = grpc_auth_context_peer_identity(ctx);
+        const grpc_auth_property *prop = grpc_auth_property_iterator_next(&it);
+        if (prop && prop->value && prop->value_length > 0) {
+            snprintf(c->peer, sizeof(c->peer), "tls:%.*s",
+                     (int)(prop->value_length < 150 ? prop->value_length : 150),
+                     prop->value);
+        }
+        grpc_auth_context_release(ctx);
+        if (c->peer[0]) {
+            return;
+        }
+    }
+    p = grpc_call_get_peer(c->call);
+    if (p) {
+        char *colon = strrchr(p, ':');
+        const char *addr = strncmp(p, "ipv4:", 5) == 0   ? p + 5
+                           : strncmp(p, "ipv6:", 5) == 0 ? p + 5
+                                                         : p;
+        if (colon && colon > addr) {
+            *colon = 0;
+        }
+        snprintf(c->peer, sizeof(c->peer), "ip:%s", addr);
+        gpr_free(p);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unknown");
+    }
+}
 
-    copy_slice(c->method, sizeof(c->method), c->details.method);
-    for (i = 0; i < s->nmethods; i++) {
-        if (strcmp(s->methods[i].name, c->method) == 0) {
-            m = &s->methods[i];
+/* Whether a queued call may start now: a capped call only while its
+** client has fewer than client_cap calls in service (then it is counted).
+** A call whose deadline passed is let through to be answered at once.
+** Caller holds s->mu. */
+static int admit(rl_rpc_server *s, rl_rpc_call *c)
+{
+    int i, free_slot = -1;
+    if (s->client_cap <= 0 || !c->m || (c->m->flags & RL_RPC_UNCAPPED)) {
+        return 1;
+    }
+    for (i = 0; i < s->max_workers; i++) {
+        if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
+            break;
+        }
+        if (s->peers[i].n == 0 && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+    if (i == s->max_workers) {
+        /* Calls in service never outnumber the workers: a slot is free. */
+        i = free_slot;
+        if (i < 0) {
+            return 0;
+        }
+        snprintf(s->peers[i].id, sizeof(s->peers[i].id), "%s", c->peer);
+    }
+    if (s->peers[i].n >= s->client_cap) {
+        c->waited_behind = s->peers[i].n;
+        /* Answered a little before its deadline, so that the client gets
+        ** the reason rather than its own bare DEADLINE_EXCEEDED. */
+        c->gave_up = c->deadline != INT64_MAX &&
+                     rl_rpc_now_ms() >= c->deadline - WAIT_ANSWER_EARLY_MS;
+        return c->gave_up;
+    }
+    s->peers[i].n++;
+    c->counted = 1;
+    return 1;
+}
+
+/* Caller holds s->mu. */
+static void peer_leave(rl_rpc_server *s, rl_rpc_call *c)
+{
+    int i;
+    if (!c->counted) {
+        return;
+    }
+    for (i = 0; i < s->max_workers; i++) {
+        if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0) {
+            s->peers[i].n--;
             break;
         }
     }
+    c->counted = 0;
+    /* A call of this client may be waiting for the slot. */
+    pthread_cond_broadcast(&s->work_cv);
+}
+
+/* Sets an error the handler cannot replace (a limit the wrapper hit). */
+static void lock_error(rl_rpc_call *c, int code, const char *msg)
+{
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
+    c->errcode = code;
+    c->locked = 1;
+}
+
+/* On arrival (dispatcher): the method, the server's deadline cap and the
+** client identity, which the pool needs to pick calls. */
+static void prepare_call(rl_rpc_server *s, rl_rpc_call *c)
+{
+    int i;
+    int64_t cap;
+    copy_slice(c->method, sizeof(c->method), c->details.method);
+    for (i = 0; i < s->nmethods; i++) {
+        if (strcmp(s->methods[i].name, c->method) == 0) {
+            c->m = &s->methods[i];
+            break;
+        }
+    }
+    /* The server's maximum: a call without a client deadline gets it. */
+    cap = c->m && (c->m->flags & RL_RPC_STREAMING) ? s->max_stream_ms
+                                                   : s->max_call_ms;
+    if (cap > 0 &&
+        (c->deadline == INT64_MAX || c->arrived + cap < c->deadline)) {
+        c->deadline = c->arrived + cap;
+        c->cap_ms = cap;
+        c->cap_flag = c->m && (c->m->flags & RL_RPC_STREAMING)
+                          ? "-max-stream-ms"
+                          : "-max-call-ms";
+    }
+    peer_identity(c);
+}
+
+static void serve_call(rl_rpc_call *c)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    int code;
+    const method *m = c->m;
+    grpc_slice details;
+
+    /* Completes when the call ends: early if the client cancels or goes,
+    ** which the progress handler of a running statement polls. */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[0].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_started = grpc_call_start_batch(c->call, ops, 1, &c->close_tag,
+                                             NULL) == GRPC_CALL_OK;
     if (!m) {
         code = rl_rpc_call_error(c, RL_RPC_UNIMPLEMENTED,
                                  "unknown method %s: this server does not "
                                  "implement it",
                                  c->method);
+    } else if (c->gave_up) {
+        code = rl_rpc_call_error(
+            c, RL_RPC_DEADLINE_EXCEEDED,
+            "%s never started: it waited behind %d calls of client %s, the "
+            "cap of calls in service per client (raftd -max-client-calls "
+            "raises it), until its deadline",
+            c->method, c->waited_behind, c->peer);
     } else if (rl_rpc_call_remaining_ms(c) == 0) {
-        code =
-            rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
-                              "deadline passed before %s started", c->method);
+        code = rl_rpc_call_error(c, RL_RPC_DEADLINE_EXCEEDED,
+                                 "%s never started: %s", c->method,
+                                 rl_rpc_call_stop_reason(c));
     } else {
         code = m->fn(c, m->arg);
+    }
+    if (c->locked) {
+        code = c->errcode;
     }
     if (code != RL_RPC_OK && !c->errmsg[0]) {
         snprintf(c->errmsg, sizeof(c->errmsg), "%s failed (code %d)", c->method,
                  code);
     }
+    n = 0;
     memset(ops, 0, sizeof(ops));
     if (!c->sent_md) {
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -334,12 +512,43 @@ static void serve_call(rl_rpc_server *s, rl_rpc_call *c)
     ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     ops[n].data.send_status_from_server.status_details = &details;
     n++;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n].data.recv_close_on_server.cancelled = &cancelled;
-    n++;
     /* Failure here means the client is gone; nothing is left to tell. */
     (void)run_batch(c->call, c->cq, ops, n);
     grpc_slice_unref(details);
+    /* Wait out a poll in progress on another thread, then the close op
+    ** (it completes once the status went out or the call was cancelled). */
+    while (__atomic_load_n(&c->polling, __ATOMIC_ACQUIRE)) {
+        sched_yield();
+    }
+    if (c->close_started && !__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
+        (void)grpc_completion_queue_pluck(
+            c->cq, &c->close_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+}
+
+/* Unlinks and returns the first queued call that may start (see admit),
+** or NULL. Caller holds s->mu. */
+static rl_rpc_call *take_call(rl_rpc_server *s)
+{
+    rl_rpc_call *c, *prev = NULL;
+    for (c = s->qhead; c; prev = c, c = c->next) {
+        if (admit(s, c)) {
+            break;
+        }
+    }
+    if (!c) {
+        return NULL;
+    }
+    if (prev) {
+        prev->next = c->next;
+    } else {
+        s->qhead = c->next;
+    }
+    if (s->qtail == c) {
+        s->qtail = prev;
+    }
+    s->qlen--;
+    return c;
 }
 
 static void *worker_main(void *arg)
@@ -348,22 +557,32 @@ static void *worker_main(void *arg)
     rl_rpc_call *c;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->qhead && !s->exiting) {
+        while (!(c = take_call(s)) && !s->exiting) {
             s->nidle++;
-            pthread_cond_wait(&s->work_cv, &s->mu);
+            if (s->qhead) {
+                /* Only calls of clients at their cap wait: look again
+                ** when one of their calls ends, or soon, for a deadline. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 50 * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->work_cv, &s->mu);
+            }
             s->nidle--;
         }
-        if (!s->qhead) {
+        if (!c) {
             break;
         }
-        c = s->qhead;
-        s->qhead = c->next;
-        s->qlen--;
-        if (!s->qhead) {
-            s->qtail = NULL;
-        }
         pthread_mutex_unlock(&s->mu);
-        serve_call(s, c);
+        serve_call(c);
+        pthread_mutex_lock(&s->mu);
+        peer_leave(s, c);
+        pthread_mutex_unlock(&s->mu);
         call_free(c);
         pthread_mutex_lock(&s->mu);
         s->inflight--;
@@ -424,6 +643,8 @@ static void *dispatcher_main(void *arg)
             continue;
         }
         c->deadline = deadline_of(&c->details);
+        c->arrived = rl_rpc_now_ms();
+        prepare_call(s, c);
         enqueue(s, c);
         post_request(s);
         pthread_mutex_unlock(&s->mu);
@@ -476,8 +697,21 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     s->max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : DEFAULT_MAX_MSG;
     s->max_workers = cfg->max_workers > 0 ? cfg->max_workers : DEFAULT_WORKERS;
     s->spare = cfg->spare_requests > 0 ? cfg->spare_requests : DEFAULT_SPARE;
+    s->max_call_ms = cfg->max_call_ms ? cfg->max_call_ms : RL_RPC_MAX_CALL_MS;
+    s->max_stream_ms =
+        cfg->max_stream_ms ? cfg->max_stream_ms : RL_RPC_MAX_STREAM_MS;
+    s->idle_ms =
+        cfg->stream_idle_ms ? cfg->stream_idle_ms : RL_RPC_STREAM_IDLE_MS;
+    s->client_cap = cfg->max_client_calls;
+    if (s->client_cap == 0) {
+        int reserve = s->max_workers / 8 > 1 ? s->max_workers / 8 : 1;
+        s->client_cap = s->max_workers > reserve ? s->max_workers - reserve : 1;
+    }
     s->threads = calloc((size_t)s->max_workers, sizeof(pthread_t));
-    if (!s->threads) {
+    s->peers = calloc((size_t)s->max_workers, sizeof(peer_count));
+    if (!s->threads || !s->peers) {
+        free(s->threads);
+        free(s->peers);
         free(s);
         seterr(err, errlen, "out of memory");
         return NULL;
@@ -486,7 +720,11 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->state_cv, NULL);
     rpc_init();
-    limit_args(a, &ca, s->max_msg);
+    /* The core receives up to twice the limit, so that rl_rpc_call_recv
+    ** can refuse a message over it naming -max-msg-bytes (the core's own
+    ** refusal names no flag); beyond twice the core refuses by itself. */
+    limit_args(a, &ca, s->max_msg > 0x3fffffff ? 0x7fffffff : 2 * s->max_msg);
+    a[1].value.integer = s->max_msg > 0x7fffffff ? 0x7fffffff : (int)s->max_msg;
     /* grpc listens with SO_REUSEPORT by default: a second server on an
     ** address already served would start "successfully" and the kernel
     ** would split the connections between two nodes. Without it the
@@ -549,8 +787,8 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     return s;
 }
 
-int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
-                      void *arg)
+static int server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
+                      void *arg, int flags)
 {
     method *m;
     if (s->started > 0) {
@@ -567,8 +805,21 @@ int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
     }
     m[s->nmethods].fn = fn;
     m[s->nmethods].arg = arg;
+    m[s->nmethods].flags = flags;
     s->nmethods++;
     return 0;
+}
+
+int rl_rpc_server_add(rl_rpc_server *s, const char *name, rl_rpc_handler_fn fn,
+                      void *arg)
+{
+    return server_add(s, name, fn, arg, 0);
+}
+
+int rl_rpc_server_add_flags(rl_rpc_server *s, const char *name,
+                            rl_rpc_handler_fn fn, void *arg, int flags)
+{
+    return server_add(s, name, fn, arg, flags);
 }
 
 int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen)
@@ -665,11 +916,60 @@ void rl_rpc_server_free(rl_rpc_server *s, int grace_ms)
     }
     free(s->methods);
     free(s->threads);
+    free(s->peers);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->state_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
     grpc_shutdown();
+}
+
+/* Runs one batch of a server call, waiting at most stream_idle_ms (or
+** the call's remaining time, if shorter): a client that stops sending or
+** reading is cut with a status naming the limit. */
+static int run_call_batch(rl_rpc_call *c, const grpc_op *ops, size_t n,
+                          const char *what)
+{
+    grpc_event ev;
+    void *tag = (void *)ops;
+    int64_t left = rl_rpc_call_remaining_ms(c), wait = c->srv->idle_ms;
+    int by_idle = 1;
+    char msg[RL_RPC_ERRMAX];
+    if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) {
+        return -1;
+    }
+    if (wait <= 0 || left < wait) {
+        wait = left;
+        by_idle = 0;
+    }
+    ev = grpc_completion_queue_pluck(
+        c->cq, tag,
+        wait == INT64_MAX
+            ? gpr_inf_future(GPR_CLOCK_REALTIME)
+            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                           gpr_time_from_millis(wait, GPR_TIMESPAN)),
+        NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        if (by_idle) {
+            snprintf(msg, sizeof(msg),
+                     "%s: idle for %lld ms while %s a message, the server's "
+                     "limit (raftd -stream-idle-ms raises it)",
+                     c->method, (long long)c->srv->idle_ms, what);
+            c->idle_cut = 1;
+        } else {
+            snprintf(msg, sizeof(msg), "%s: %s while %s a message", c->method,
+                     rl_rpc_call_stop_reason(c)[0] ? rl_rpc_call_stop_reason(c)
+                                                   : "deadline exceeded",
+                     what);
+        }
+        lock_error(c, RL_RPC_DEADLINE_EXCEEDED, msg);
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                     msg, NULL);
+        ev = grpc_completion_queue_pluck(
+            c->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        return -1;
+    }
+    return ev.type == GRPC_OP_COMPLETE && ev.success ? 0 : -1;
 }
 
 int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
@@ -681,7 +981,7 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
-    if (run_batch(c->call, c->cq, &op, 1) != 0) {
+    if (run_call_batch(c, &op, 1, "waiting for") != 0) {
         if (bb) {
             grpc_byte_buffer_destroy(bb);
         }
@@ -689,6 +989,16 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
     }
     if (!bb) {
         return 0;
+    }
+    if (grpc_byte_buffer_length(bb) > c->srv->max_msg) {
+        char m[RL_RPC_ERRMAX];
+        snprintf(m, sizeof(m),
+                 "request message of %zu bytes exceeds this server's receive "
+                 "limit of %zu bytes (raftd -max-msg-bytes, or the URI parameter raft_max_msg_bytes of a shell-hosted node, raises it)",
+                 grpc_byte_buffer_length(bb), c->srv->max_msg);
+        grpc_byte_buffer_destroy(bb);
+        lock_error(c, RL_RPC_RESOURCE_EXHAUSTED, m);
+        return -1;
     }
     return take_bb(bb, msg) == 0 ? 1 : -1;
 }
@@ -715,7 +1025,7 @@ int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len)
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
-    rc = run_batch(c->call, c->cq, ops, n);
+    rc = run_call_batch(c, ops, n, "sending");
     c->sent_md = 1;
     grpc_byte_buffer_destroy(bb);
     return rc;
@@ -725,6 +1035,9 @@ int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
 {
     va_list ap;
     int n;
+    if (c->locked) {
+        return c->errcode; /* the limit the wrapper named stays the cause */
+    }
     va_start(ap, fmt);
     n = vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
     va_end(ap);
@@ -735,6 +1048,33 @@ int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
     return code;
 }
 
+/* Polls the close op (at most every CANCEL_POLL_MS): 1 once the client
+** cancelled the call or went away. */
+#define CANCEL_POLL_MS 5
+static int client_gone(rl_rpc_call *c, int64_t now)
+{
+    int expected = 0;
+    grpc_event ev;
+    if (__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
+        return c->cancelled;
+    }
+    if (!c->close_started ||
+        now - __atomic_load_n(&c->last_poll, __ATOMIC_RELAXED) <
+            CANCEL_POLL_MS ||
+        !__atomic_compare_exchange_n(&c->polling, &expected, 1, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    __atomic_store_n(&c->last_poll, now, __ATOMIC_RELAXED);
+    ev = grpc_completion_queue_pluck(c->cq, &c->close_tag,
+                                     gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+        __atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&c->polling, 0, __ATOMIC_RELEASE);
+    return __atomic_load_n(&c->closed, __ATOMIC_ACQUIRE) ? c->cancelled : 0;
+}
+
 int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c)
 {
     int64_t now;
@@ -742,14 +1082,51 @@ int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c)
     /* Read without the server mutex: SQLite's progress handler asks this
     ** every thousand VM steps of every running call. */
     cancelling = __atomic_load_n(&c->srv->cancelling, __ATOMIC_ACQUIRE);
-    if (cancelling) {
+    if (cancelling || c->idle_cut) {
+        return 0;
+    }
+    now = rl_rpc_now_ms();
+    if (client_gone(c, now)) {
         return 0;
     }
     if (c->deadline == INT64_MAX) {
         return INT64_MAX;
     }
-    now = rl_rpc_now_ms();
     return c->deadline > now ? c->deadline - now : 0;
+}
+
+const char *rl_rpc_call_stop_reason(rl_rpc_call *c)
+{
+    int64_t now = rl_rpc_now_ms();
+    c->stop[0] = 0;
+    if (__atomic_load_n(&c->srv->cancelling, __ATOMIC_ACQUIRE)) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "the server is shutting down (calls still running after "
+                 "the drain time -grace-ms are cancelled)");
+    } else if (c->idle_cut) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "no message moved for %lld ms (raftd -stream-idle-ms)",
+                 (long long)c->srv->idle_ms);
+    } else if (c->deadline != INT64_MAX && now >= c->deadline) {
+        if (c->cap_ms) {
+            snprintf(c->stop, sizeof(c->stop),
+                     "the server's maximum call time of %lld ms passed (raftd "
+                     "%s raises it)",
+                     (long long)c->cap_ms, c->cap_flag);
+        } else {
+            snprintf(c->stop, sizeof(c->stop),
+                     "the deadline the client set passed");
+        }
+    } else if (client_gone(c, now + CANCEL_POLL_MS)) {
+        snprintf(c->stop, sizeof(c->stop),
+                 "the client cancelled the call or went away");
+    }
+    return c->stop;
+}
+
+const char *rl_rpc_call_peer(rl_rpc_call *c)
+{
+    return c->peer;
 }
 
 int64_t rl_rpc_call_deadline(rl_rpc_call *c)

@@ -79,7 +79,26 @@ typedef struct rl_rpc_server_config {
     size_t max_msg_bytes;  /* receive and send limit; 0 = 4 MiB */
     int max_workers;       /* calls served at once; 0 = 64 */
     int spare_requests;    /* request slots kept outstanding; 0 = 8 */
+    /* Limits every call gets (issue 15); 0 = the default, < 0 = none.
+    ** A call's deadline is the client's or now + max_call_ms (streaming
+    ** methods: max_stream_ms), whichever is sooner. */
+    int64_t max_call_ms;   /* default RL_RPC_MAX_CALL_MS (-max-call-ms) */
+    int64_t max_stream_ms; /* default RL_RPC_MAX_STREAM_MS (-max-stream-ms) */
+    /* Longest wait for one message to be received or sent (a client that
+    ** stops sending or reading); the call is cut with the flag's name. */
+    int64_t stream_idle_ms; /* default RL_RPC_STREAM_IDLE_MS */
+    /* Calls one client identity (TLS peer identity, else its IP address)
+    ** may have in service at once; more wait in the queue, holding no
+    ** worker, until one of its calls ends (or their deadline passes: then
+    ** they are answered DEADLINE_EXCEEDED naming -max-client-calls).
+    ** 0 = the default: max_workers less an eighth (at least 1 less), so
+    ** that other clients always find a worker; < 0 = no cap. */
+    int max_client_calls;
 } rl_rpc_server_config;
+
+#define RL_RPC_MAX_CALL_MS    30000
+#define RL_RPC_MAX_STREAM_MS  3600000
+#define RL_RPC_STREAM_IDLE_MS 30000
 
 /* Creates a server (not started). On failure returns NULL and writes why
 ** into err. */
@@ -89,6 +108,13 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
 ** The name is copied. Returns 0, or -1 if out of memory or started. */
 int rl_rpc_server_add(rl_rpc_server *s, const char *method,
                       rl_rpc_handler_fn fn, void *arg);
+/* The same with flags: RL_RPC_STREAMING (its calls get max_stream_ms),
+** RL_RPC_UNCAPPED (short calls such as Status that must get through while
+** a client is at its -max-client-calls cap: not counted). */
+#define RL_RPC_STREAMING 1
+#define RL_RPC_UNCAPPED  2
+int rl_rpc_server_add_flags(rl_rpc_server *s, const char *method,
+                            rl_rpc_handler_fn fn, void *arg, int flags);
 /* Binds and starts serving. Returns the bound port (>0), or -1 with err. */
 int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen);
 /* Stops accepting calls, lets calls in flight finish for grace_ms, then
@@ -100,7 +126,10 @@ uint64_t rl_rpc_server_calls(rl_rpc_server *s);
 
 /* Receives the next message of the call. Returns 1 with *msg filled
 ** (caller frees), 0 at the end of the client's stream, -1 if the call
-** failed (cancelled, deadline, message too large). */
+** failed (cancelled, deadline, idle, message too large). A message over
+** max_msg_bytes (the core accepts up to twice that so that the wrapper
+** can answer it) sets RESOURCE_EXHAUSTED naming -max-msg-bytes; an error
+** the wrapper sets for a limit is kept by later rl_rpc_call_error calls. */
 int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg);
 /* Sends one message. Returns 0, or -1 if the call is gone. */
 int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len);
@@ -108,8 +137,16 @@ int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len);
 int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Milliseconds left before the call's deadline (INT64_MAX if none); 0 once
-** it passed or once the server is cancelling calls at shutdown. */
+** it passed, once the client cancelled the call or went away, or once the
+** server is cancelling calls at shutdown. Cheap enough for SQLite's
+** progress handler (the cancellation poll runs at most every few ms). */
 int64_t rl_rpc_call_remaining_ms(rl_rpc_call *c);
+/* Why remaining_ms says 0, for an error message: names the limit and the
+** flag that raises it ("" while the call may go on). */
+const char *rl_rpc_call_stop_reason(rl_rpc_call *c);
+/* The client's identity the per-client cap counts ("ip:ADDR" or
+** "tls:NAME"). */
+const char *rl_rpc_call_peer(rl_rpc_call *c);
 /* CLOCK_MONOTONIC milliseconds at which the call must stop working. */
 int64_t rl_rpc_call_deadline(rl_rpc_call *c);
 const char *rl_rpc_call_method(rl_rpc_call *c);

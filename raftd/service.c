@@ -4,9 +4,12 @@
 ** chunk framing.
 **
 ** It must never call gRPC (it is fuzzed without a server) and never let a
-** request touch anything but the node's own database: ATTACH/DETACH are
-** refused by an authorizer on every connection, reads run on read-only
-** connections and must pass sqlite3_stmt_readonly.
+** request touch anything but the node's own database or leave state for
+** the next call: every connection runs under the allow-list of
+** sqlguard.h (no ATTACH, no TEMP objects, no setting PRAGMAs, named
+** functions only, DEFENSIVE), reads run on read-only connections and
+** must pass sqlite3_stmt_readonly, and SQLITE_LIMIT_LENGTH/SQL_LENGTH
+** follow the message limit.
 **
 ** Connections: one writer behind a mutex (SQLite has one writer anyway; a
 ** call waits for the mutex only until its deadline) and a pool of read-only
@@ -26,6 +29,7 @@
 #include <zlib.h>
 
 #include "raftlite.pb-c.h"
+#include "sqlguard.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 
@@ -35,8 +39,10 @@ SQLITE_EXTENSION_INIT3
 
 typedef struct conn {
     sqlite3 *db;
-    int internal; /* our own BEGIN/COMMIT: the authorizer lets them pass */
-    int reading;  /* refuse transaction control */
+    rl_sqlguard guard; /* the authorizer's state; allow_txn during our own
+                          BEGIN/COMMIT */
+    int reading;
+    rl_service *svc;
     rl_remaining_fn remaining;
     void *ctx;
     int timed_out; /* the busy/progress handler gave up on the deadline */
@@ -55,6 +61,7 @@ struct rl_service {
     pthread_mutex_t smu;
     uint64_t served;
     struct rl_host *host;
+    rl_stop_reason_fn stop_reason;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -111,23 +118,6 @@ static int progress_cb(void *arg)
     return 0;
 }
 
-static int auth_cb(void *arg, int action, const char *a, const char *b,
-                   const char *d, const char *t)
-{
-    conn *c = arg;
-    (void)a, (void)b, (void)d, (void)t;
-    switch (action) {
-    case SQLITE_ATTACH:
-    case SQLITE_DETACH:
-        return SQLITE_DENY;
-    case SQLITE_TRANSACTION:
-    case SQLITE_SAVEPOINT:
-        return c->internal ? SQLITE_OK : SQLITE_DENY;
-    default:
-        return SQLITE_OK;
-    }
-}
-
 static void conn_close(conn *c)
 {
     if (c) {
@@ -167,14 +157,27 @@ static conn *conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
             return NULL;
         }
     }
-    if (svc->max_value_bytes > 0) {
-        sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, svc->max_value_bytes);
+    /* No value or statement larger than a message could travel in or
+    ** out, and a larger one would only cost memory (a 300 MB
+    ** randomblob). */
+    {
+        int lim =
+            svc->max_msg > (size_t)INT32_MAX ? INT32_MAX : (int)svc->max_msg;
+        sqlite3_limit(c->db, SQLITE_LIMIT_SQL_LENGTH, lim);
+        if (svc->max_value_bytes > 0 && svc->max_value_bytes < lim) {
+            lim = svc->max_value_bytes;
+        }
+        sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, lim);
     }
-    sqlite3_limit(c->db, SQLITE_LIMIT_ATTACHED, 0);
+    rc = rl_sqlguard_install(c->db, &c->guard, err, errlen);
+    if (rc != SQLITE_OK) {
+        conn_close(c);
+        return NULL;
+    }
     sqlite3_busy_handler(c->db, busy_cb, c);
     sqlite3_progress_handler(c->db, 1000, progress_cb, c);
-    sqlite3_set_authorizer(c->db, auth_cb, c);
     c->reading = readonly;
+    c->svc = svc;
     return c;
 }
 
@@ -257,6 +260,11 @@ size_t rl_service_max_msg(rl_service *svc)
     return svc->max_msg;
 }
 
+void rl_service_set_stop_reason(rl_service *svc, rl_stop_reason_fn fn)
+{
+    svc->stop_reason = fn;
+}
+
 static conn *reader_get(rl_service *svc, char *err, size_t errlen)
 {
     conn *c;
@@ -320,15 +328,23 @@ static void writer_put(rl_service *svc)
 static void sql_error(conn *c, int rc, const char *what, char *err,
                       size_t errlen)
 {
+    const char *why =
+        c->timed_out && c->svc->stop_reason ? c->svc->stop_reason(c->ctx) : "";
     if (c->timed_out) {
-        seterr(err, errlen, "%s: deadline exceeded while %s", what,
+        seterr(err, errlen, "%s: stopped while %s: %s", what,
                rc == SQLITE_BUSY ? "waiting for the database lock"
-                                 : "running the statement");
-    } else if (rc == SQLITE_AUTH) {
+                                 : "running the statement",
+               why[0] ? why : "deadline exceeded");
+    } else if (rc == SQLITE_AUTH || c->guard.why[0]) {
+        seterr(err, errlen, "%s: not authorized: %s", what,
+               c->guard.why[0] ? c->guard.why : sqlite3_errmsg(c->db));
+    } else if (rc == SQLITE_TOOBIG) {
         seterr(err, errlen,
-               "%s: %s (ATTACH/DETACH are refused; transaction control "
-               "belongs in ExecuteTransaction, not in SQL text)",
-               what, sqlite3_errmsg(c->db));
+               "%s: %s: a value or statement is larger than %d bytes, the "
+               "limit that follows the message limit (raftd -max-msg-bytes "
+               "raises it)",
+               what, sqlite3_errmsg(c->db),
+               sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, -1));
     } else {
         seterr(err, errlen, "%s: %s", what, sqlite3_errmsg(c->db));
     }
@@ -431,9 +447,9 @@ typedef struct stmt_spec {
 static int exec_internal(conn *c, const char *sql)
 {
     int rc;
-    c->internal = 1;
+    c->guard.allow_txn = 1;
     rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-    c->internal = 0;
+    c->guard.allow_txn = 0;
     return rc;
 }
 
@@ -450,6 +466,7 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
     while (*tail) {
         sqlite3_stmt *st = NULL;
         const char *next = NULL;
+        rl_sqlguard_reset(&c->guard);
         rc = sqlite3_prepare_v2(c->db, tail, -1, &st, &next);
         if (rc != SQLITE_OK) {
             sql_error(c, rc, "invalid SQL", err, errlen);
@@ -863,6 +880,7 @@ static int do_read(rl_service *svc, const uint8_t *req, size_t len,
     c->remaining = rem;
     c->ctx = ctx;
     c->timed_out = 0;
+    rl_sqlguard_reset(&c->guard);
     rc = sqlite3_prepare_v2(c->db, r->sql ? r->sql : "", -1, &st, &tail);
     if (rc != SQLITE_OK) {
         sql_error(c, rc, "invalid SQL", msg, sizeof(msg));

@@ -33,8 +33,11 @@ typedef struct rl_service_config {
     const char *db_path;  /* the node's database file */
     struct rl_host *host; /* the node hosting it, or NULL: standalone.
                              Opaque here: service.c never calls into it. */
-    size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB */
-    int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 */
+    size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB. Also
+                             SQLITE_LIMIT_LENGTH and _SQL_LENGTH of every
+                             connection (a value or statement larger
+                             could never travel anyway). */
+    int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 and smaller */
 } rl_service_config;
 
 typedef struct rl_service rl_service;
@@ -42,6 +45,10 @@ typedef struct rl_service rl_service;
 /* How much time a request has left: milliseconds, INT64_MAX = no limit, 0
 ** = stop now. ctx is passed back as is. */
 typedef int64_t (*rl_remaining_fn)(void *ctx);
+
+/* Why a call's remaining time went to 0 (limit and flag, or the client
+** gone), for error messages; "" if unknown. */
+typedef const char *(*rl_stop_reason_fn)(void *ctx);
 
 /* Opens the node's database (created if missing, WAL mode). NULL with err
 ** on failure. */
@@ -55,6 +62,10 @@ void rl_service_close(rl_service *svc);
 int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
                      size_t len, rl_remaining_fn remaining, void *ctx,
                      rl_rpc_buf *reply, char *err, size_t errlen);
+
+/* Sets the function that explains a stop (service_rpc.c: the wrapper's
+** rl_rpc_call_stop_reason); without one a stop says "deadline exceeded". */
+void rl_service_set_stop_reason(rl_service *svc, rl_stop_reason_fn fn);
 
 /* Registers every RPC of both services on a server (service_rpc.c). */
 int rl_service_register(rl_service *svc, rl_rpc_server *srv);

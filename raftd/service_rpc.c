@@ -44,6 +44,11 @@ static int64_t call_remaining(void *ctx)
     return rl_rpc_call_remaining_ms(ctx);
 }
 
+static const char *call_stop_reason(void *ctx)
+{
+    return rl_rpc_call_stop_reason(ctx);
+}
+
 static int unary_cb(rl_rpc_call *call, void *arg)
 {
     rl_service *svc = arg;
@@ -79,8 +84,8 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     }
     if (rl_rpc_call_remaining_ms(call) == 0) {
         rl_rpc_buf_free(&reply);
-        return rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
-                                 "deadline exceeded");
+        return rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED, "%s",
+                                 rl_rpc_call_stop_reason(call));
     }
     if (rl_rpc_call_send(call, reply.data, reply.len) != 0) {
         rl_rpc_buf_free(&reply);
@@ -166,9 +171,9 @@ static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
             got += (size_t)r;
         }
         if (rl_rpc_call_remaining_ms(call) == 0) {
-            code = rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
-                                     "deadline exceeded at offset %llu",
-                                     (unsigned long long)off);
+            code = rl_rpc_call_error(
+                call, RL_RPC_DEADLINE_EXCEEDED, "stopped at offset %llu: %s",
+                (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
         ic.offset = off;
@@ -287,9 +292,9 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
             goto out;
         }
         if (rl_rpc_call_remaining_ms(call) == 0) {
-            code = rl_rpc_call_error(call, RL_RPC_DEADLINE_EXCEEDED,
-                                     "deadline exceeded at offset %llu",
-                                     (unsigned long long)off);
+            code = rl_rpc_call_error(
+                call, RL_RPC_DEADLINE_EXCEEDED, "stopped at offset %llu: %s",
+                (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
         ic.offset = off;
@@ -393,7 +398,8 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
 {
     static const char *const pub[] = {
         "ExecuteWrite", "ExecuteRead", "Join",   "ExecuteTransaction",
-        "Remove",       "Status",      "Leader", "Transfer", "Nodes",
+        "Remove",       "Status",      "Leader", "Transfer",
+        "Nodes",
     };
     char name[128];
     size_t i;
@@ -403,17 +409,22 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
     if (!sqlite3_vfs_find("raft") && rl_vfs_register(0, NULL) != SQLITE_OK) {
         return -1;
     }
+    rl_service_set_stop_reason(svc, call_stop_reason);
     for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
         snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
-        if (rl_rpc_server_add(srv, name, unary_cb, svc) != 0) {
+        /* Status answers from memory: a client at its concurrent-call
+        ** cap (or an operator beside it) can still ask for it. */
+        if (rl_rpc_server_add_flags(
+                srv, name, unary_cb, svc,
+                strcmp(pub[i], "Status") == 0 ? RL_RPC_UNCAPPED : 0) != 0) {
             return -1;
         }
     }
     if (rl_rpc_server_add(srv, RL_SVC_INTERNAL "ReadIndex", unary_cb, svc) ||
-        rl_rpc_server_add(srv, RL_SVC_INTERNAL "ForwardTxn", forward_txn_cb,
-                          svc) ||
-        rl_rpc_server_add(srv, RL_SVC_INTERNAL "FetchImage", fetch_image_cb,
-                          svc)) {
+        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "ForwardTxn",
+                                forward_txn_cb, svc, RL_RPC_STREAMING) ||
+        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "FetchImage",
+                                fetch_image_cb, svc, RL_RPC_STREAMING)) {
         return -1;
     }
     return 0;

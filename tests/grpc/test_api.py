@@ -276,10 +276,15 @@ def test():
     check("invalid SQL" in r.error and "syntax error" in r.error,
           "invalid SQL read: %r" % r)
     for sql in ("INSERT INTO t(v) VALUES ('sneak')", "DELETE FROM t",
-                "CREATE TABLE u(x)", "PRAGMA user_version = 5"):
+                "CREATE TABLE u(x)"):
         r = s.ExecuteRead(pb.ReadRequest(sql=sql), timeout=T)
         check("refuses SQL that writes" in r.error and not r.result.rows,
               "write via ExecuteRead %r: %r" % (sql, r))
+    # A setting PRAGMA is refused by the allow-list before that (issue 15).
+    r = s.ExecuteRead(pb.ReadRequest(sql="PRAGMA user_version = 5"),
+                      timeout=T)
+    check("not authorized" in r.error and "PRAGMA user_version" in r.error
+          and not r.result.rows, "setting PRAGMA via ExecuteRead: %r" % r)
     r = s.ExecuteRead(pb.ReadRequest(sql="SELECT 1; DELETE FROM t"),
                       timeout=T)
     check("exactly one statement" in r.error, "smuggled write: %r" % r)

@@ -1,0 +1,325 @@
+# budget: 150
+# asan: yes
+"""Remote SQL cannot escape (issue 15): against a running 3-node raftd
+cluster, every attack of the security review is refused with a clear
+error — fts3_tokenizer's pointer leak through a read and its crash through a
+write forwarded by a follower (text and bound blob), a TEMP trigger that
+rewrote other clients' inserts, PRAGMA query_only, writable_schema,
+hard_heap_limit and temp_store_directory through a read, ATTACH and VACUUM
+INTO — and afterwards every node is up, the next client sees no effect,
+the replicas are identical and the applier keeps applying. Limits: a 300 MB
+result is cut by SQLITE_LIMIT_LENGTH (RSS grows < 100 MB), an endless
+recursive CTE without a deadline is cut by -max-call-ms, a cancelled one
+stops burning CPU within a second, a request over -max-msg-bytes is refused
+naming the flag, one client cannot take every worker (-max-client-calls)
+and FetchImage is cut when its client stops reading (-stream-idle-ms)."""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rlgrpc import *  # noqa: F401,F403
+import grpc
+
+T = 30 * SAN_SLOW
+MAX_CALL_MS = 6000 * SAN_SLOW
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) / 1024.0
+    return 0.0
+
+
+def rows(r):
+    return [[bytes(v).decode() for v in row.values] for row in r.result.rows]
+
+
+def read(s, pb, sql):
+    r = s.ExecuteRead(pb.ReadRequest(sql=sql), timeout=T)
+    check(not r.error, "%s: %s" % (sql, r.error))
+    return rows(r)
+
+
+def refused_read(s, pb, sql, needle):
+    r = s.ExecuteRead(pb.ReadRequest(sql=sql), timeout=T)
+    check(r.error and needle in r.error and not r.result.rows,
+          "read %r should be refused naming %r: %r" % (sql, needle, r))
+    return r.error
+
+
+def refused_write(s, pb, sql, needle, params=()):
+    w = s.ExecuteWrite(pb.WriteRequest(sql=sql, params=list(params)),
+                       timeout=T)
+    check(not w.success and needle in w.error,
+          "write %r should be refused naming %r: %r" % (sql, needle, w))
+    return w.error
+
+
+def test():
+    pb, pbg = project_stubs()
+    flags = ["-max-call-ms", str(MAX_CALL_MS)]
+    n1 = Raftd(node="n1", args=["-bootstrap", "-raft",
+                                "127.0.0.1:%d" % free_port()] + flags)
+    s1 = pbg.DistributedSqliteStub(channel(n1.addr))
+    n2 = Raftd(node="n2", args=["-join", n1.addr, "-raft",
+                                "127.0.0.1:%d" % free_port()] + flags)
+    n3 = Raftd(node="n3", args=["-join", n1.addr, "-raft",
+                                "127.0.0.1:%d" % free_port()] + flags)
+    nodes = [n1, n2, n3]
+    stubs = [s1] + [pbg.DistributedSqliteStub(channel(n.addr))
+                    for n in (n2, n3)]
+    s2 = stubs[1]
+    w = s1.ExecuteWrite(pb.WriteRequest(
+        sql="CREATE TABLE msgs(id INTEGER PRIMARY KEY, v TEXT)"), timeout=T)
+    check(w.success, "setup: %r" % w)
+
+    def converged(want_count):
+        """Every node holds the same rows (want_count of them)."""
+        deadline = time.time() + T
+        while time.time() < deadline:
+            seen = []
+            for s in stubs:
+                r = s.ExecuteRead(pb.ReadRequest(
+                    sql="SELECT count(*), group_concat(id || ':' || v, ',') "
+                        "FROM (SELECT * FROM msgs ORDER BY id)"), timeout=T)
+                seen.append(r.error or rows(r))
+            if all(x == seen[0] for x in seen) and not r.error and \
+                    seen[0][0][0] == str(want_count):
+                return seen[0]
+            time.sleep(0.05)
+        fail("replicas differ or lack rows: %r" % seen)
+
+    converged(0)
+
+    # --- fts3_tokenizer: pointer leak through a read, crash through a
+    # write sent to a follower (forwarded to the leader), bound blob too.
+    refused_read(s2, pb, "SELECT hex(fts3_tokenizer('simple'))",
+                 "fts3_tokenizer")
+    refused_write(s2, pb, "SELECT fts3_tokenizer('evil', "
+                  "x'4141414141414141'); CREATE VIRTUAL TABLE temp.f USING "
+                  "fts3(tokenize=evil)", "fts3_tokenizer")
+    refused_write(s2, pb, "SELECT fts3_tokenizer('evil', ?)",
+                  "fts3_tokenizer",
+                  params=[pb.Value(blob=b"\x41" * 8)])
+    refused_write(s2, pb, "CREATE VIRTUAL TABLE f USING fts3(tokenize=evil)",
+                  "module 'fts3'")
+    refused_read(s1, pb, "SELECT load_extension('/nonexistent.so')",
+                 "load_extension")
+
+    # --- the shared writer cannot be poisoned for other clients.
+    refused_write(s2, pb, "CREATE TEMP TRIGGER tamper BEFORE INSERT ON msgs "
+                  "BEGIN UPDATE msgs SET v = 'x'; END", "TEMP")
+    refused_write(s1, pb, "CREATE TEMP TABLE scratch(x)", "TEMP")
+    refused_write(s1, pb, "PRAGMA query_only=1", "PRAGMA query_only")
+    refused_write(s1, pb, "PRAGMA writable_schema=ON; UPDATE sqlite_schema "
+                  "SET sql = 'CREATE TABLE msgs(broken' WHERE name = 'msgs'",
+                  "PRAGMA writable_schema")
+    refused_write(s1, pb, "UPDATE sqlite_schema SET sql = 'x' WHERE "
+                  "name = 'msgs'", "may not be modified")
+    vac = os.path.join(n1.data, "copy.db")
+    # (a write runs inside its transaction, where VACUUM cannot; a read
+    # must not write; the allow-list denies the ATTACH VACUUM INTO does)
+    refused_write(s1, pb, "VACUUM INTO '%s'" % vac, "VACUUM")
+    r = s1.ExecuteRead(pb.ReadRequest(sql="VACUUM INTO '%s'" % vac),
+                       timeout=T)
+    check(r.error, "VACUUM INTO through a read: %r" % r)
+    check(not os.path.exists(vac), "VACUUM INTO wrote %s" % vac)
+    refused_write(s1, pb, "ATTACH '%s' AS x" % vac, "ATTACH")
+
+    # --- a read cannot set process-wide or connection state.
+    refused_read(s1, pb, "PRAGMA hard_heap_limit=200000", "hard_heap_limit")
+    refused_read(s1, pb, "PRAGMA soft_heap_limit=200000", "soft_heap_limit")
+    refused_read(s1, pb, "PRAGMA temp_store_directory='/tmp'",
+                 "temp_store_directory")
+    refused_read(s2, pb, "SELECT * FROM pragma_hard_heap_limit(200000)",
+                 "hard_heap_limit")
+
+    # The next clients see no effect: inserts keep their values on every
+    # node, writes work (no query_only), the schema reads fine, the
+    # applier applies (the followers get every row).
+    for i, s in enumerate(stubs * 2):
+        w = s.ExecuteWrite(pb.WriteRequest(
+            sql="INSERT INTO msgs(v) VALUES (?)",
+            params=[pb.Value(text="hello%d" % i)]), timeout=T)
+        check(w.success, "write after the attacks via node %d: %r" %
+              (i % 3 + 1, w))
+    got = converged(6)
+    check("tampered" not in got[0][1] and "hello0" in got[0][1],
+          "rows: %r" % got)
+    for s in stubs:
+        check(read(s, pb, "PRAGMA integrity_check") == [["ok"]],
+              "integrity_check")
+        check(read(s, pb, "SELECT count(*) FROM temp.sqlite_master") ==
+              [["0"]], "temp schema empty")
+        check(read(s, pb, "PRAGMA query_only") == [["0"]], "query_only off")
+        check(read(s, pb, "SELECT length(randomblob(300000))") ==
+              [["300000"]], "memory not limited by a heap limit")
+    for n in nodes:
+        check(n.p.poll() is None, "node %s died:\n%s" % (n.addr,
+                                                          n.log()[-3000:]))
+    log("every attack refused; 3 replicas identical, applier applying")
+
+    # Ordinary SQL the allow-list must keep: FTS5, R-Tree, JSON, windows,
+    # informational PRAGMAs.
+    w = s2.ExecuteWrite(pb.WriteRequest(
+        sql="CREATE VIRTUAL TABLE docs USING fts5(body); "
+            "INSERT INTO docs VALUES ('the quick brown fox'); "
+            "CREATE VIRTUAL TABLE box USING rtree(id, x0, x1); "
+            "INSERT INTO box VALUES (1, 0, 5)"), timeout=T)
+    check(w.success, "fts5/rtree: %r" % w)
+    check(read(s1, pb, "SELECT highlight(docs, 0, '[', ']') FROM docs "
+               "WHERE docs MATCH 'quick'") == [["the [quick] brown fox"]],
+          "fts5 query")
+    check(read(s1, pb, "SELECT json_extract('{\"a\":[1,2]}', '$.a[1]'), "
+               "row_number() OVER (), (SELECT count(*) FROM box WHERE "
+               "x0 >= 0) FROM pragma_table_info('msgs') LIMIT 1") ==
+          [["2", "1", "1"]], "json/window/rtree/pragma function")
+
+    # --- limits: a 300 MB value is refused by SQLITE_LIMIT_LENGTH.
+    pid = n1.p.pid
+    before = rss_mb(pid)
+    e = refused_read(s1, pb, "SELECT length(hex(randomblob(300000000)))",
+                     "-max-msg-bytes")
+    after = rss_mb(pid)
+    check(after - before < 100, "RSS grew %.0f MB (%.0f -> %.0f)" %
+          (after - before, before, after))
+    log("300 MB result refused (%s); RSS %.0f -> %.0f MB" %
+        (e[:80], before, after))
+
+    # A request larger than -max-msg-bytes is refused naming the flag.
+    expect_rpc_error(lambda: s1.ExecuteWrite(pb.WriteRequest(
+        sql="SELECT '" + "x" * (5 << 20) + "'"), timeout=T),
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "-max-msg-bytes",
+        "5 MiB request")
+
+    # An endless recursive CTE without a client deadline: cut by the
+    # server's maximum call time, naming the flag.
+    cte = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+           "SELECT count(*) FROM c")
+    t0 = time.time()
+    e = expect_rpc_error(lambda: s2.ExecuteRead(pb.ReadRequest(sql=cte)),
+                         grpc.StatusCode.DEADLINE_EXCEEDED, "-max-call-ms",
+                         "endless CTE without a deadline")
+    took = time.time() - t0
+    check(took < MAX_CALL_MS / 1000.0 + 5, "cut after %.1fs" % took)
+    log("endless CTE cut after %.1fs: %s" % (took, e))
+
+    # A cancelled one stops burning CPU within a second of the cancel.
+    pid3 = n3.p.pid
+    fut = stubs[2].ExecuteRead.future(pb.ReadRequest(sql=cte), timeout=T)
+    time.sleep(1.0)
+    c0 = cpu_s(pid3)
+    time.sleep(1.0)
+    busy = cpu_s(pid3) - c0
+    check(busy >= 0.1, "the CTE should be burning CPU: %.2fs/s" % busy)
+    fut.cancel()
+    time.sleep(1.0)
+    c0 = cpu_s(pid3)
+    time.sleep(1.0)
+    idle = cpu_s(pid3) - c0
+    check(idle < 0.08 and idle < busy / 2,
+          "CPU %.2fs/s after the client cancelled (%.2fs/s before)" %
+          (idle, busy))
+    log("cancelled CTE: %.2fs/s CPU before, %.2fs/s from 1s after the "
+        "cancel" % (busy, idle))
+    check(read(stubs[2], pb, "SELECT count(*) FROM msgs") == [["6"]],
+          "n3 serves after the cancel")
+
+    for n in nodes:
+        check(n.p.poll() is None, "node died:\n%s" % n.log()[-3000:])
+        n.stop()
+
+    limits_standalone(pb, pbg)
+
+
+def limits_standalone(pb, pbg):
+    """-workers 2: one client's endless reads cannot starve others (the
+    per-client cap refuses its second call), and FetchImage is cut when
+    its client stops reading."""
+    d = Raftd(args=["-workers", "2", "-max-call-ms", str(4000 * SAN_SLOW),
+                    "-stream-idle-ms", "1500", "-max-msg-bytes",
+                    str(1 << 20)])
+    ch = channel(d.addr)
+    s = pbg.DistributedSqliteStub(ch)
+    cte = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+           "SELECT count(*) FROM c")
+    first = s.ExecuteRead.future(pb.ReadRequest(sql=cte), timeout=T)
+    time.sleep(0.5)
+    # The cap is 1 (2 workers less one): the client's second call waits
+    # without a worker, and is answered at its deadline naming the cap.
+    t0 = time.time()
+    expect_rpc_error(lambda: s.ExecuteRead(pb.ReadRequest(sql="SELECT 1"),
+                                           timeout=1.5),
+                     grpc.StatusCode.DEADLINE_EXCEEDED, "-max-client-calls",
+                     "second call of one client")
+    # Status is not capped and finds the second worker.
+    t0 = time.time()
+    st = s.Status(pb.StatusRequest(), timeout=T)
+    check(st.node_id == "n1" and time.time() - t0 < 2,
+          "Status beside a running CTE: %r" % st)
+    waiting = s.ExecuteRead.future(pb.ReadRequest(sql="SELECT 42"),
+                                   timeout=T)
+    time.sleep(0.3)
+    check(not waiting.done(), "the client's second call should wait")
+    first.cancel()
+    # The cancelled call leaves the server at once: the waiting one runs.
+    t0 = time.time()
+    r = waiting.result()
+    check(rows(r) == [["42"]] and time.time() - t0 < 1.0,
+          "waiting call after the cancel: %r after %.1fs" %
+          (r, time.time() - t0))
+
+    # FetchImage of a file larger than the transport's windows: the client
+    # reads one chunk and stops; the server gives up after -stream-idle-ms.
+    w = s.ExecuteWrite(pb.WriteRequest(
+        sql="CREATE TABLE big(b); WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+            "ALL SELECT x + 1 FROM c WHERE x < 48) INSERT INTO big "
+            "SELECT randomblob(500000) FROM c"), timeout=T)
+    check(w.success, "big table: %r" % w)
+    internal = pbg.RaftliteInternalStub(ch)
+    it = internal.FetchImage(pb.FetchImageRequest(name="sqlite.db",
+                                                  chunk_bytes=200000),
+                             timeout=T)
+    next(it)
+    time.sleep(4)
+    t0 = time.time()
+    try:
+        for _ in it:
+            pass
+        fail("FetchImage was not cut while its client stopped reading")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and
+              "-stream-idle-ms" in (e.details() or ""),
+              "FetchImage cut: %s %s" % (e.code(), e.details()))
+        log("idle FetchImage cut: %s" % e.details())
+    check(time.time() - t0 < T, "draining the cut stream")
+
+    # ForwardTxn whose client stops sending: cut after -stream-idle-ms.
+    def chunks():
+        yield pb.TxnChunk(total_length=8, offset=0, data=b"abcd")
+        time.sleep(4)
+        yield pb.TxnChunk(offset=4, data=b"efgh", last=True)
+
+    t0 = time.time()
+    expect_rpc_error(lambda: internal.ForwardTxn(chunks(), timeout=T),
+                     grpc.StatusCode.DEADLINE_EXCEEDED, "-stream-idle-ms",
+                     "ForwardTxn idle")
+    check(time.time() - t0 < 4.5, "ForwardTxn idle cut took %.1fs" %
+          (time.time() - t0))
+    check(d.p.poll() is None, "standalone raftd died")
+    ch.close()
+    d.stop()
+
+
+main(test)
