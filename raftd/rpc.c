@@ -994,7 +994,9 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
         char m[RL_RPC_ERRMAX];
         snprintf(m, sizeof(m),
                  "request message of %zu bytes exceeds this server's receive "
-                 "limit of %zu bytes (raftd -max-msg-bytes, or the URI parameter raft_max_msg_bytes of a shell-hosted node, raises it)",
+                 "limit of %zu bytes (raftd -max-msg-bytes, or the URI "
+                 "parameter raft_max_msg_bytes of a shell-hosted node, "
+                 "raises it)",
                  grpc_byte_buffer_length(bb), c->srv->max_msg);
         grpc_byte_buffer_destroy(bb);
         lock_error(c, RL_RPC_RESOURCE_EXHAUSTED, m);
