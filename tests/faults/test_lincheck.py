@@ -12,6 +12,10 @@ answer from stale state is caught, keys are independent, a search cut
 short is "unknown", never "linearizable"). Fast, no cluster.
 """
 import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import time
 
 from rltest import check, check_eq, fail, log, main
