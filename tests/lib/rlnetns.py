@@ -63,7 +63,21 @@ def remove_stale():
         name = line.split()[0] if line.split() else ""
         m = re.match(r"^rlf(\d+)(c|n\d+)$", name)
         if m and not _alive(int(m.group(1))):
+            _kill_inside(name)
             sh("ip", "netns", "del", name, check_rc=False)
+
+
+def _kill_inside(name):
+    """SIGKILLs every process in namespace name (one of ours: a raftd that
+    outlived its test, e.g. after the runner's SIGKILL)."""
+    r = sh("ip", "netns", "pids", name, check_rc=False)
+    for pid in r.stdout.split():
+        if pid == str(os.getpid()):
+            continue  # the test itself lives in its client namespace
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 class Net:
@@ -146,6 +160,7 @@ class Net:
 
     def destroy(self):
         for name in reversed(self.made):
+            _kill_inside(name)
             sh("ip", "netns", "del", name, check_rc=False)
         self.made = []
 
