@@ -474,6 +474,7 @@ def main():
     check(os.geteuid() == 0, "the fault suite needs root (namespaces)")
     log("fault suite: seed %d, faults %s, %d cycle(s) each, build %s" % (
         seed, ",".join(faults), cycles, BUILD))
+    rlnetns.allow_cores()
     net = rlnetns.Net(3)
     net.enter()
     from rlgrpc import project_stubs

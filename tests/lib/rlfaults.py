@@ -30,11 +30,14 @@ import subprocess
 import threading
 import time
 
-import grpc
+# No fork handlers: they make a fork() wait for gRPC's threads to go idle,
+# which under load never happens (seen: a hang restarting a node).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+import grpc  # noqa: E402
 
-import lincheck
-from lincheck import INFO, Op
-from rltest import SAN, SQLITE3, fail
+import lincheck  # noqa: E402
+from lincheck import INFO, Op  # noqa: E402
+from rltest import SAN, SQLITE3, fail  # noqa: E402
 
 SLOW = 3 if SAN else 1
 REFUSED = "refused"

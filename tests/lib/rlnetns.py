@@ -165,10 +165,12 @@ class Net:
         self.made = []
 
 
-def _core_unlimited():
-    # core_pattern "core": a crashing raftd leaves DIR/core* in its cwd.
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,
-                                              resource.RLIM_INFINITY))
+def allow_cores():
+    """Lets this process's children (raftd) dump core: with core_pattern
+    "core" a crashing raftd leaves core in its cwd. Set on the test process
+    itself: a preexec_fn would make Popen fork() while gRPC threads run."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
 
 
 class NsNode:
@@ -208,8 +210,7 @@ class NsNode:
             # ip netns exec execs raftd: the pid is raftd's own.
             self.p = subprocess.Popen(
                 self.argv, cwd=self.cwd, stdout=f, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                preexec_fn=_core_unlimited)
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         rltest._procs.append(self.p)  # killed at exit, pass or fail
         return self
 
