@@ -391,9 +391,10 @@ class Case:
             try:
                 vals = sset.read(ctx.stub(n.grpc), timeout=10 * SLOW)
             except rlfaults.grpc.RpcError as e:
-                vals, err = None, str(e)
-            if vals is None:
-                self.problem("set", "final STRONG read on %s failed" % n.name)
+                vals = "%s %s" % (e.code().name, e.details())
+            if not isinstance(vals, frozenset):
+                self.problem("set", "final STRONG read on %s failed: %s" % (
+                    n.name, vals))
                 continue
             for b in sset.check_read(t0, ctx.now(), vals,
                                      "final read on %s" % n.name):
@@ -439,8 +440,7 @@ class Case:
             if ic != "ok":
                 self.problem("integrity", "%s's file: %s" % (name, ic))
         for n in self.nodes:
-            for rc, what in n.crashes():
-                pass  # reported when seen (watch) or at stop
+            # Unexpected exits were reported when seen (watch, stop).
             cores = n.cores()
             if cores and not any(p[0] == "crash" for p in self.problems):
                 self.problem("crash", "%s left core files %s" % (n.name,
