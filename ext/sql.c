@@ -179,6 +179,14 @@ static int addr_ok(sqlite3_context *ctx, const char *fn, const char *what,
                    const char *a)
 {
     char err[ERRLEN];
+    if (a[0] == ':') {
+        /* Other nodes dial this address: it must name a host. */
+        errorf(ctx,
+               "%s: %s '%s' is not host:port; write it like "
+               "'127.0.0.1:7001'",
+               fn, what, a);
+        return 0;
+    }
     if (rl_addr_check(
             a, strcmp(what, "raft address") == 0 ? RL_ADDR_RAFT : RL_ADDR_GRPC,
             what, err, sizeof(err)) != 0) {

@@ -44,13 +44,13 @@ int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
     port = port_of(addr, &colon);
     if (!colon) {
         snprintf(err, errlen,
-                 "%s '%s' is not HOST:PORT; write it like 127.0.0.1:7001", what,
+                 "%s '%s' is not host:port; write it like 127.0.0.1:7001", what,
                  addr);
         return -1;
     }
     if (port < 0) {
         snprintf(err, errlen,
-                 "%s '%s' needs a port from 1 to 65535 after the last ':', "
+                 "%s '%s' needs a numeric port 1..65535 after the last ':', "
                  "e.g. 127.0.0.1:7001",
                  what, addr);
         return -1;
@@ -120,14 +120,12 @@ int rl_node_id_check(const char *id, size_t max_len, const char *what,
     }
     for (p = id; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\') {
+        if (c < 0x20 || c == 0x7f || c == '/') {
             snprintf(err, errlen,
-                     "%s contains %s 0x%02x; a node id is printable ASCII "
-                     "without spaces, '/' or '\\' (it names a directory "
-                     "and a line of the identity file)",
-                     what,
-                     c == '/' || c == '\\' ? "the path separator"
-                                           : "the character",
+                     "%s contains %s 0x%02x; a node id is printable text "
+                     "without '/' (it names a directory and a line of the "
+                     "identity file)",
+                     what, c == '/' ? "the path separator" : "the character",
                      (unsigned)c);
             return -1;
         }

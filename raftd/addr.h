@@ -27,8 +27,8 @@ enum rl_addr_kind {
 int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
                   char *err, size_t errlen);
 
-/* 0 if id can name a node: 1..max_len bytes of printable ASCII without
-** '/' or '\\', and not "." or ".." (ids end up in paths, such as raftd's
+/* 0 if id can name a node: 1..max_len bytes without control characters
+** or '/', and not "." or ".." (ids end up in paths, such as raftd's
 ** DATA/ID, and in logs and the identity file's lines); otherwise -1 with
 ** err saying why (what: how the caller names it, e.g. "-id"). */
 int rl_node_id_check(const char *id, size_t max_len, const char *what,

@@ -94,7 +94,7 @@ def test():
     detail = refused(a1, "SELECT raft_join('node2', '127.0.0.1:99999', '%s', "
                      "'%s')" % (grpc2, n1.grpc_addr), "SQLITE_ERROR",
                      "raft_join with port 99999")
-    check("from 1 to 65535" in detail, "names the port range: %r" % detail)
+    check("numeric port 1..65535" in detail, "names the port range: %r" % detail)
     check_eq(one(a1, "SELECT raft_last_error()"), "",
              "raft_last_error() after a successful SELECT")
 

@@ -39,17 +39,17 @@ def test():
             (["-id", "a", "-tls-ca", "x.pem"], "need -tls-cert"),
             # Addresses are checked before anything starts.
             (["-id", "a", "-grpc", "127.0.0.1:99999"],
-             "-grpc '127.0.0.1:99999' needs a port from 1 to 65535"),
-            (["-id", "a", "-grpc", "127.0.0.1"], "is not HOST:PORT"),
+             "-grpc '127.0.0.1:99999' needs a numeric port 1..65535"),
+            (["-id", "a", "-grpc", "127.0.0.1"], "is not host:port"),
             (["-id", "a", "-bootstrap", "-join", "127.0.0.1:1",
               "-raft", "127.0.0.1:2"], "-bootstrap and -join exclude"),
             (["-id", "a", "-bootstrap", "-raft", "localhost:23010"],
              "names a host; the Raft transport takes a numeric IPv4 "
              "address: write 127.0.0.1:23010"),
             (["-id", "a", "-raft", "127.0.0.1:0", "-bootstrap"],
-             "-raft '127.0.0.1:0' needs a port from 1 to 65535"),
+             "-raft '127.0.0.1:0' needs a numeric port 1..65535"),
             (["-id", "a", "-join", "127.0.0.1:70000", "-raft",
-              "127.0.0.1:2"], "-join '127.0.0.1:70000' needs a port")):
+              "127.0.0.1:2"], "-join '127.0.0.1:70000' needs a numeric port")):
         r = run(["-grpc", port, "-data", d] + args)
         check(r.returncode == 2 and needle in r.stderr and
               "usage: raftd" in r.stderr,
