@@ -74,6 +74,7 @@ struct req {
     int abandoned;    /* the caller gave up before it was submitted */
     int done;         /* result below is final */
     int internal;     /* proposed by the node itself: no caller */
+    uint64_t lost_at; /* uv_now when it joined the lost list */
     int rc;
     struct rl_result res;
     /* REQ_PROPOSE */
@@ -794,7 +795,9 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
         r->res.effective = result == VERDICT_EFFECT;
         req_finish(n, r, RL_NODE_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
-        /* It may still commit under the next leader: wait for its index. */
+        /* It may still commit under the next leader: wait for its index
+        ** (lost_sweep), at most an election timeout. */
+        r->lost_at = uv_now(&n->loop);
         r->next = n->lost;
         n->lost = r;
     } else {
@@ -954,6 +957,21 @@ struct read_batch {
 
 static void read_flush(struct rl_node *n);
 
+/* Fail every reader still waiting for a barrier: leadership is gone (or
+** the node stops), so no barrier of this term can confirm them. They are
+** definite refusals (a read changes nothing): the caller retries on the
+** next leader. */
+static void read_fail_waiting(struct rl_node *n, const char *msg)
+{
+    while (n->readers) {
+        struct req *r = n->readers;
+        n->readers = r->next;
+        r->next = NULL;
+        req_finish(n, r, n->closing ? RL_NODE_SHUTDOWN : RL_NODE_NOTLEADER,
+                   n->closing ? "node is stopping" : msg);
+    }
+}
+
 static void read_barrier_cb(struct raft_barrier *b, int status)
 {
     struct read_batch *rb = b->data;
@@ -978,7 +996,15 @@ static void read_barrier_cb(struct raft_barrier *b, int status)
         }
     }
     free(rb);
-    if (!n->closing)
+    /* A failed barrier means leadership was lost: raft 0.15 fails its
+    ** requests from inside the step-down, while raft_state() still says
+    ** leader and the leader's progress array is already freed, so a
+    ** barrier issued from here would crash in raft's replication. The
+    ** readers queued behind this one cannot be confirmed either. */
+    if (status != 0)
+        read_fail_waiting(n, "leadership lost before the read was "
+                             "confirmed; retry on the new leader");
+    else if (!n->closing)
         read_flush(n);
 }
 
@@ -986,6 +1012,13 @@ static void read_flush(struct rl_node *n)
 {
     if (n->read_inflight || n->readers == NULL)
         return;
+    /* raft_barrier only on a leader that has its leader state (see
+    ** read_barrier_cb). */
+    if (n->closing || raft_state(&n->raft) != RAFT_LEADER ||
+        n->raft.leader_state.progress == NULL) {
+        read_fail_waiting(n, "not the leader");
+        return;
+    }
     struct read_batch *rb = calloc(1, sizeof *rb);
     struct req *list = n->readers;
     n->readers = NULL;
@@ -1307,11 +1340,24 @@ static void async_cb(uv_async_t *h)
 static void lost_sweep(struct rl_node *n)
 {
     raft_index applied = raft_last_applied(&n->raft);
+    uint64_t now = uv_now(&n->loop);
     struct req **pp = &n->lost;
     while (*pp) {
         struct req *r = *pp;
-        if (r->res.index > applied) {
+        if (r->res.index > applied &&
+            now - r->lost_at < n->raft.election_timeout) {
             pp = &r->next;
+            continue;
+        }
+        if (r->res.index > applied) {
+            /* No leader resolved it in an election timeout (this node is
+            ** cut off, or the next leader is slow): answer now rather
+            ** than at the caller's deadline, and let the caller decide. */
+            *pp = r->next;
+            req_finish(n, r, RL_NODE_UNKNOWN,
+                       "leadership lost after the entry was appended and no "
+                       "leader decided its index within an election "
+                       "timeout: outcome unknown");
             continue;
         }
         *pp = r->next;
