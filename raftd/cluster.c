@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1374,6 +1375,116 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
     return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
+/* A forwarded write in flight, watched: when the node it went to stops
+** being the leader this node knows (a new one is elected: it was paused,
+** cut off or dead), the call is cancelled instead of waiting for the
+** caller's deadline. */
+struct fwd_watch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;      /* the call returned */
+    int cancelled; /* the watcher cancelled it */
+    rl_rpc_stream *st;
+    struct rl_host *h;
+    uint64_t to; /* raft id the write went to */
+};
+
+static void *fwd_watcher(void *arg)
+{
+    struct fwd_watch *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        struct rl_node_status st;
+        struct timespec ts;
+        rl_node_status(rl_host_node(w->h), &st);
+        if (st.state == RL_STATE_LEADER ||
+            (st.leader_id != 0 && st.leader_id != w->to)) {
+            w->cancelled = 1;
+            rl_rpc_stream_cancel(w->st);
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* rl_rpc_unary of a write to the leader `to`, but cancelled (*cancelled =
+** 1) once another leader is known here. */
+static int forward_watched(struct rl_host *h, uint64_t to, const char *target,
+                           const char *method, const uint8_t *req, size_t len,
+                           int64_t timeout_ms, rl_rpc_buf *reply,
+                           int *cancelled, char *e, size_t elen)
+{
+    struct fwd_watch w;
+    pthread_t th;
+    int code, started, got = 0;
+    rl_rpc_stream *st = rl_rpc_stream_open(rl_host_client(h), target, method,
+                                           timeout_ms, e, elen);
+    *cancelled = 0;
+    reply->data = NULL;
+    reply->len = 0;
+    if (!st) {
+        return RL_RPC_INTERNAL;
+    }
+    memset(&w, 0, sizeof(w));
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    w.st = st;
+    w.h = h;
+    w.to = to;
+    started = pthread_create(&th, NULL, fwd_watcher, &w) == 0;
+    if (rl_rpc_stream_send(st, req, len) == 0 &&
+        rl_rpc_stream_close_send(st) == 0) {
+        got = rl_rpc_stream_recv(st, reply);
+    }
+    pthread_mutex_lock(&w.mu);
+    w.done = 1;
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    if (started) {
+        pthread_join(th, NULL);
+    }
+    code = rl_rpc_stream_finish(st, e, elen);
+    if (code == RL_RPC_OK && got != 1) {
+        code = RL_RPC_INTERNAL;
+        snprintf(e, elen, "the leader answered no message");
+    }
+    if (code != RL_RPC_OK) {
+        rl_rpc_buf_free(reply);
+    }
+    *cancelled = w.cancelled && code != RL_RPC_OK;
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return code;
+}
+
+/* A write's answer with outcome UNKNOWN and msg. */
+static int unknown_reply(rl_service *svc, const char *method, char *msg,
+                         rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    if (strcmp(method, "ExecuteWrite") == 0) {
+        Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
+        resp.error = msg;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    } else {
+        Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
+        resp.error = msg;
+        resp.failed_statement = -1;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    }
+}
+
 /* The outcome field of a forwarded write's answer (0 if it has none). */
 static int reply_outcome(const char *method, const rl_rpc_buf *reply)
 {
@@ -1407,7 +1518,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                        void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
 {
     struct rl_meta leader;
-    char msg[RL_RPC_ERRMAX + 256], full[128], e[RL_RPC_ERRMAX];
+    char msg[RL_RPC_ERRMAX + 512], full[128], e[RL_RPC_ERRMAX];
     /* The whole time the caller gave (a large write may need it); no
     ** deadline (0) if the caller set none. */
     int64_t left = rem ? rem(ctx) : INT64_MAX;
@@ -1415,6 +1526,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     int code;
     int64_t deadline = tmo ? rl_rpc_now_ms() + tmo : 0;
     uint64_t tried = 0; /* raft id of a leader that answered NOT_LEADER */
+    int cancelled;
     for (;;) {
         int64_t now_left = deadline ? deadline - rl_rpc_now_ms() : 0;
         if (deadline && now_left < 1) {
@@ -1440,9 +1552,19 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
             rl_rpc_buf_free(reply);
             snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
             e[0] = 0;
-            code = rl_rpc_unary(rl_host_client(h), leader.grpc_addr, full, req,
-                                len, deadline ? left_ms(deadline) : 0, reply, e,
-                                sizeof(e));
+            code = forward_watched(h, leader.raft_id, leader.grpc_addr, full,
+                                   req, len, deadline ? left_ms(deadline) : 0,
+                                   reply, &cancelled, e, sizeof(e));
+            if (cancelled) {
+                /* It may have reached the old leader's log: its fate is
+                ** unknown, and sending it again could apply it twice. */
+                seterr(msg, sizeof(msg),
+                       "outcome unknown: the leader '%s' (gRPC %s) stopped "
+                       "answering and another node now leads; the write may "
+                       "or may not take effect: check before retrying",
+                       leader.node_id, leader.grpc_addr);
+                return unknown_reply(svc, method, msg, reply, err, errlen);
+            }
             if (code != RL_RPC_OK) {
                 seterr(err, errlen,
                        "forwarding %s to the leader '%s' (gRPC %s) failed: %s",

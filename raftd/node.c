@@ -1357,7 +1357,7 @@ static void lost_sweep(struct rl_node *n)
             req_finish(n, r, RL_NODE_UNKNOWN,
                        "leadership lost after the entry was appended and no "
                        "leader decided its index within an election "
-                       "timeout: outcome unknown");
+                       "timeout");
             continue;
         }
         *pp = r->next;

@@ -10,16 +10,17 @@
    prove it leads (error, outcome NOT_LEADER) or the update applied
    (success, 1 row, and v=Y on the new leader). ROUNDS rounds (20 under
    --long).
-2. Reasons and outcomes over gRPC: a conflict-free refusal from a node
-   that lost leadership (NOT_LEADER, with raftlite's reason, not "disk I/O
-   error"), a CONFLICT (another transaction committed first: produced with
-   a stale read base by writing from a second process), and UNKNOWN (the
-   leader's followers are SIGSTOPped after it appended the entry).
+2. Reasons and outcomes over gRPC: UNKNOWN (the leader's followers are
+   SIGSTOPped after it appended the entry: it steps down and answers
+   within about two election timeouts, not at the client's deadline) and
+   NOT_LEADER from the deposed leader, each with raftlite's reason (never
+   "disk I/O error"); three clients racing a compare-and-set through
+   different nodes: exactly one wins, the others answer success with 0
+   rows (they read after the winner) or a definite refusal with a reason.
 3. Outage: writers send through both followers in a loop; the leader is
    SIGSTOPped; the time from the SIGSTOP to the first acknowledged write is
-   printed and must stay under the election timeout (1 s) + 1 s plus the
-   time the old leader needs to notice (a follower waits for one election
-   timeout without heartbeats): target 3 s (x3 under ASan).
+   printed; target: election timeout (1 s) + 1 s; the test fails above
+   3 s (x3 under ASan), as raft's randomized election alone takes 1-2 s.
 """
 import threading
 import time
@@ -28,7 +29,7 @@ from rlfault import SLOW, Cluster3, check, check_eq, log
 from rltest import LONG, main
 
 ROUNDS = 20 if LONG else 6
-OUTAGE = False
+OUTAGE = True
 
 
 def write(api, addr, sql, timeout=5):
@@ -126,9 +127,8 @@ def outcomes(c):
     for i in fol:
         c.cont(i)
     write_retry(c, "INSERT OR REPLACE INTO kv VALUES (102, 'ok')")
-    # CONFLICT: a no-op write on the leader whose read is overtaken: two
-    # clients race a compare-and-set; the loser is either 0 rows (read
-    # after the winner) or CONFLICT, never a refusal without a reason.
+    # Three clients race a compare-and-set: one wins; a loser is 0 rows
+    # (it read after the winner) or a definite refusal with its reason.
     lead = c.leader()
     seen = {}
     for k in range(30):
@@ -199,9 +199,8 @@ def outage(c):
     after = sorted(a for a in acks if a > t0)
     check(after, "no write acknowledged in 6 s after the leader's SIGSTOP")
     gap = after[0] - t0
-    log("writes stopped %.2fs after SIGSTOP of the leader (target 3 s: "
-        "election timeout 1 s + 1 s + one election timeout to notice)"
-        % gap)
+    log("writes stopped %.2fs after SIGSTOP of the leader (target: "
+        "election timeout 1 s + 1 s)" % gap)
     check(gap < 3.0 * SLOW, "writes stopped %.2fs" % gap)
 
 
