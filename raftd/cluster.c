@@ -581,9 +581,24 @@ static int route(struct rl_host *h, struct rl_meta *leader, char *err,
 static int leader_silent(struct rl_host *h)
 {
     struct rl_node_status st;
+    struct rl_member *ms = NULL;
+    unsigned cnt = 0, i;
+    int spare = 0;
     rl_node_status(rl_host_node(h), &st);
-    return st.state == RL_STATE_FOLLOWER &&
-           st.leader_contact_ms > LEADER_SILENT_MS;
+    if (st.state != RL_STATE_FOLLOWER ||
+        st.leader_contact_ms <= LEADER_SILENT_MS) {
+        return 0;
+    }
+    /* A spare gets no heartbeats: its silence means nothing. */
+    if (rl_node_members(rl_host_node(h), &ms, &cnt) == RL_NODE_OK) {
+        for (i = 0; i < cnt; i++) {
+            if (ms[i].raft_id == st.raft_id) {
+                spare = ms[i].role == RL_ROLE_SPARE;
+            }
+        }
+        free(ms);
+    }
+    return !spare;
 }
 
 /* route(), but while no leader is known (or the known one is silent,
