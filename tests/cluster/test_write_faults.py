@@ -16,7 +16,10 @@
    NOT_LEADER from the deposed leader, each with raftlite's reason (never
    "disk I/O error"); three clients racing a compare-and-set through
    different nodes: exactly one wins, the others answer success with 0
-   rows (they read after the winner) or a definite refusal with a reason.
+   rows (they read after the winner) or a definite refusal with a reason;
+   CONFLICT: an ExecuteTransaction on the leader A holds its write lock
+   through a slow statement while leadership moves to B, B commits a write
+   and leadership comes back: A's commit is refused, first committer wins.
 3. Outage: writers send through both followers in a loop; the leader is
    SIGSTOPped; the time from the SIGSTOP to the first acknowledged write is
    printed; target: election timeout (1 s) + 1 s; the test fails above
@@ -162,6 +165,56 @@ def outcomes(c):
         check_eq(wins, 1, "winners of CAS round %d" % k)
         write_retry(c, "UPDATE kv SET v='ok' WHERE k=102")
     log("CAS races: outcomes %s" % seen)
+    conflict(c)
+
+
+def conflict(c):
+    """CONFLICT: a transaction on node A holds its write lock (base b)
+    through a slow statement while leadership moves to B, B commits a
+    write, and leadership comes back to A: A's commit carries base b, the
+    log decided first committer wins, nothing of it is written."""
+    api, pb = c.api, c.api.pb
+    a = c.leader()
+    b = (a + 1) % 3
+    res = []
+
+    def txn():
+        stmts = [pb.Statement(sql="WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+                              "ALL SELECT x+1 FROM c WHERE x < 30000000) "
+                              "SELECT count(*) FROM c"),
+                 pb.Statement(sql="UPDATE kv SET v='from-a' WHERE k=102")]
+        try:
+            res.append(api.stub(c.g[a]).ExecuteTransaction(
+                pb.TransactionRequest(statements=stmts), timeout=60 * SLOW))
+        except api.grpc.RpcError as e:
+            res.append(e)
+    t = threading.Thread(target=txn)
+    t.start()
+    time.sleep(0.5)
+    tr = api.stub(c.g[a]).Transfer(pb.TransferRequest(
+        node_id="node%d" % (b + 1)), timeout=10 * SLOW)
+    check(tr.success, "transfer to node%d: %s" % (b + 1, tr.error))
+    w = write(api, c.g[b], "UPDATE kv SET v='from-b' WHERE k=102")
+    check(w.success and w.rows_affected == 1, "write on node%d: %s" %
+          (b + 1, w))
+    tr = api.stub(c.g[b]).Transfer(pb.TransferRequest(
+        node_id="node%d" % (a + 1)), timeout=10 * SLOW)
+    check(tr.success, "transfer back to node%d: %s" % (a + 1, tr.error))
+    t0 = time.time()
+    t.join(timeout=90 * SLOW)
+    r = res[0] if res else None
+    check(r is not None and not isinstance(r, Exception),
+          "slow transaction: %s" % r)
+    check(not r.success, "the overtaken transaction succeeded (%.1fs after "
+          "the transfers: too fast a statement?)" % (time.time() - t0))
+    check_eq(r.outcome, pb.OUTCOME_CONFLICT, "outcome of the overtaken "
+             "transaction (%s)" % r.error)
+    check("conflict" in r.error and "disk I/O" not in r.error,
+          "reason: %r" % r.error)
+    rows = api.read(c.g[c.leader()], "SELECT v FROM kv WHERE k=102",
+                    strong=True)
+    check_eq(rows, [["from-b"]], "k=102 after the conflict")
+    log("CONFLICT: %s" % r.error)
 
 
 def outage(c):
@@ -169,6 +222,7 @@ def outage(c):
     lead = c.leader()
     fol = [i for i in range(3) if i != lead]
     acks = []
+    tally = {}
     mu = threading.Lock()
     stop = threading.Event()
 
@@ -180,11 +234,14 @@ def outage(c):
             try:
                 w = write(api, addr, "INSERT INTO kv VALUES (NULL, 'w%d-%d')"
                           % (j, n), timeout=5)
-                if w.success:
-                    with mu:
+                with mu:
+                    if w.success:
                         acks.append(time.time())
-            except api.grpc.RpcError:
-                pass
+                    key = api.pb.WriteOutcome.Name(w.outcome)
+                    tally[key] = tally.get(key, 0) + 1
+            except api.grpc.RpcError as e:
+                with mu:
+                    tally[str(e.code())] = tally.get(str(e.code()), 0) + 1
     ts = [threading.Thread(target=writer, args=(j,)) for j in range(4)]
     for t in ts:
         t.start()
@@ -201,7 +258,10 @@ def outage(c):
     gap = after[0] - t0
     log("writes stopped %.2fs after SIGSTOP of the leader (target: "
         "election timeout 1 s + 1 s)" % gap)
+    log("answers through the followers: %s" % tally)
     check(gap < 3.0 * SLOW, "writes stopped %.2fs" % gap)
+    check("StatusCode.DEADLINE_EXCEEDED" not in tally, "forwarded writes "
+          "hung until the client's deadline: %s" % tally)
 
 
 def test():
