@@ -1540,6 +1540,10 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
     int code;
     int64_t deadline = tmo ? rl_rpc_now_ms() + tmo : 0;
+    /* How long a refusal may be re-sent: the call's time, or (no
+    ** deadline) the cluster layer's usual limit. */
+    int64_t resend_until =
+        deadline ? deadline : rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     uint64_t tried = 0; /* raft id of a leader that answered NOT_LEADER */
     int cancelled;
     for (;;) {
@@ -1558,7 +1562,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
         case ROUTE_FORWARD:
             if (leader.raft_id == tried) {
                 /* Still the node that refused: wait for the next one. */
-                if (deadline && left_ms(deadline) <= RETRY_MS) {
+                if (left_ms(resend_until) <= RETRY_MS) {
                     return RL_RPC_OK; /* *reply holds its answer */
                 }
                 sleep_ms(RETRY_MS / 4);
@@ -1574,9 +1578,10 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                 /* It may have reached the old leader's log: its fate is
                 ** unknown, and sending it again could apply it twice. */
                 seterr(msg, sizeof(msg),
-                       "outcome unknown: the leader '%s' (gRPC %s) stopped "
-                       "answering and another node now leads; the write may "
-                       "or may not take effect: check before retrying",
+                       "outcome unknown: leadership moved away from '%s' "
+                       "(gRPC %s) while it held the write (paused, cut off "
+                       "or dead?); the write may or may not take effect: "
+                       "check before retrying",
                        leader.node_id, leader.grpc_addr);
                 return unknown_reply(svc, method, msg, reply, err, errlen);
             }
@@ -1587,7 +1592,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                 return code;
             }
             if (reply_outcome(method, reply) != RL_OUTCOME_NOT_LEADER ||
-                (deadline && left_ms(deadline) <= RETRY_MS)) {
+                left_ms(resend_until) <= RETRY_MS) {
                 return code;
             }
             tried = leader.raft_id;

@@ -145,6 +145,8 @@ struct rl_node {
     /* Reopening the Raft log (loop thread only; see "Log reload"). */
     int (*io_append)(struct raft_io *, struct raft_io_append *,
                      const struct raft_entry[], unsigned, raft_io_append_cb);
+    int (*io_send)(struct raft_io *, struct raft_io_send *,
+                   const struct raft_message *, raft_io_send_cb);
     int io_failed;      /* an append failed since raft last started */
     int io_failed_said; /* that failure was logged */
     int reload;         /* RELOAD_* state */
@@ -1341,23 +1343,26 @@ static void lost_sweep(struct rl_node *n)
 {
     raft_index applied = raft_last_applied(&n->raft);
     uint64_t now = uv_now(&n->loop);
+    raft_id lid = 0;
+    const char *laddr = NULL;
     struct req **pp = &n->lost;
+    /* A known leader decides the index soon (its next AppendEntries);
+    ** with none known (this node is cut off) nobody may for long. */
+    raft_leader(&n->raft, &lid, &laddr);
     while (*pp) {
         struct req *r = *pp;
         if (r->res.index > applied &&
-            now - r->lost_at < n->raft.election_timeout) {
+            (lid != 0 || now - r->lost_at < n->raft.election_timeout)) {
             pp = &r->next;
             continue;
         }
         if (r->res.index > applied) {
-            /* No leader resolved it in an election timeout (this node is
-            ** cut off, or the next leader is slow): answer now rather
-            ** than at the caller's deadline, and let the caller decide. */
+            /* No leader known for an election timeout (this node is cut
+            ** off): answer now rather than at the caller's deadline. */
             *pp = r->next;
             req_finish(n, r, RL_NODE_UNKNOWN,
                        "leadership lost after the entry was appended and no "
-                       "leader decided its index within an election "
-                       "timeout");
+                       "leader is known to decide its index");
             continue;
         }
         *pp = r->next;
@@ -1464,6 +1469,24 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
 }
 
 /*
+** raft 0.15 answers an append that completes on a follower to the leader
+** it knows now: after a candidacy that ended in the follower state (a long
+** append, e.g. 50 MB, outlasts the election timeout) that is none, the
+** address is NULL, and raft_uv's send takes its strlen: SIGSEGV (seen in
+** unit/test_node under load: strlen <- raft_uv send <- appendFollowerCb).
+** Such a message has nowhere to go: refuse it (raft takes any send
+** failure as a lost message and retries by its own timers).
+*/
+static int send_guarded(struct raft_io *io, struct raft_io_send *req,
+                        const struct raft_message *m, raft_io_send_cb cb)
+{
+    struct rl_node *n = node_of_io(io);
+    if (m->server_address == NULL)
+        return RAFT_NOCONNECTION;
+    return n->io_send(io, req, m, cb);
+}
+
+/*
 ** Initializes transport, raft_uv and raft and starts raft on the node's
 ** loop (the loop itself, async and timers are the caller's). On failure
 ** *stage says how far it got (2 transport, 3 io, 4 raft) for the caller to
@@ -1496,6 +1519,8 @@ static int raft_setup(struct rl_node *n, int *stage)
         raft_uv_set_segment_size(&n->io, c->segment_size);
     n->io_append = n->io.append;
     n->io.append = append_wrapped;
+    n->io_send = n->io.send;
+    n->io.send = send_guarded;
     n->fsm.version = 3;
     n->fsm.data = n;
     n->fsm.apply = fsm_apply;
