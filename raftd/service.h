@@ -51,12 +51,13 @@ typedef struct rl_service_config {
     const char *node_id;
     const char *grpc_addr;
     const char *raft_addr;
-    const char *db_path;           /* the node's database file */
-    struct rl_host *host;          /* the node hosting it, or NULL: standalone.
-                                      Opaque here: service.c never calls into it. */
-    size_t max_msg_bytes;          /* responses never exceed it; 0 = 4 MiB */
-    int max_value_bytes;           /* SQLITE_LIMIT_LENGTH if > 0 */
-    const rl_service_hooks *hooks; /* NULL: standalone (copied) */
+    const char *db_path;  /* the node's database file */
+    struct rl_host *host; /* the node hosting it, or NULL: standalone.
+                             Opaque here: service.c never calls into it. */
+    size_t max_msg_bytes; /* responses never exceed it; 0 = 4 MiB */
+    int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 */
+    /* A hosted node's hooks, copied at open; NULL: standalone. */
+    const rl_service_hooks *hooks;
 } rl_service_config;
 
 typedef struct rl_service rl_service;
