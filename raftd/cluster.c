@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1390,94 +1389,26 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
     return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
-/* A forwarded write in flight, watched: when the node it went to stops
-** being the leader this node knows (a new one is elected: it was paused,
-** cut off or dead), the call is cancelled instead of waiting for the
-** caller's deadline. */
+/* A forwarded write in flight is watched (rl_rpc_unary_watch): once the
+** node it went to is no longer the leader this node knows (another one
+** was elected: it was paused, cut off or dead), the call is cancelled
+** instead of waiting for the caller's deadline. */
 struct fwd_watch {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;      /* the call returned */
-    int cancelled; /* the watcher cancelled it */
-    rl_rpc_stream *st;
     struct rl_host *h;
     uint64_t to; /* raft id the write went to */
+    int cancelled;
 };
 
-static void *fwd_watcher(void *arg)
+static int fwd_stop(void *arg)
 {
     struct fwd_watch *w = arg;
-    pthread_mutex_lock(&w->mu);
-    while (!w->done) {
-        struct rl_node_status st;
-        struct timespec ts;
-        rl_node_status(rl_host_node(w->h), &st);
-        if (st.state == RL_STATE_LEADER ||
-            (st.leader_id != 0 && st.leader_id != w->to)) {
-            w->cancelled = 1;
-            rl_rpc_stream_cancel(w->st);
-            break;
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    struct rl_node_status st;
+    rl_node_status(rl_host_node(w->h), &st);
+    if (st.state == RL_STATE_LEADER ||
+        (st.leader_id != 0 && st.leader_id != w->to)) {
+        w->cancelled = 1;
     }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* rl_rpc_unary of a write to the leader `to`, but cancelled (*cancelled =
-** 1) once another leader is known here. */
-static int forward_watched(struct rl_host *h, uint64_t to, const char *target,
-                           const char *method, const uint8_t *req, size_t len,
-                           int64_t timeout_ms, rl_rpc_buf *reply,
-                           int *cancelled, char *e, size_t elen)
-{
-    struct fwd_watch w;
-    pthread_t th;
-    int code, started, got = 0;
-    rl_rpc_stream *st = rl_rpc_stream_open(rl_host_client(h), target, method,
-                                           timeout_ms, e, elen);
-    *cancelled = 0;
-    reply->data = NULL;
-    reply->len = 0;
-    if (!st) {
-        return RL_RPC_INTERNAL;
-    }
-    memset(&w, 0, sizeof(w));
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    w.st = st;
-    w.h = h;
-    w.to = to;
-    started = pthread_create(&th, NULL, fwd_watcher, &w) == 0;
-    if (rl_rpc_stream_send(st, req, len) == 0 &&
-        rl_rpc_stream_close_send(st) == 0) {
-        got = rl_rpc_stream_recv(st, reply);
-    }
-    pthread_mutex_lock(&w.mu);
-    w.done = 1;
-    pthread_cond_signal(&w.cv);
-    pthread_mutex_unlock(&w.mu);
-    if (started) {
-        pthread_join(th, NULL);
-    }
-    code = rl_rpc_stream_finish(st, e, elen);
-    if (code == RL_RPC_OK && got != 1) {
-        code = RL_RPC_INTERNAL;
-        snprintf(e, elen, "the leader answered no message");
-    }
-    if (code != RL_RPC_OK) {
-        rl_rpc_buf_free(reply);
-    }
-    *cancelled = w.cancelled && code != RL_RPC_OK;
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    return code;
+    return w->cancelled;
 }
 
 /* A write's answer with outcome UNKNOWN and msg. */
@@ -1545,7 +1476,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     int64_t resend_until =
         deadline ? deadline : rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     uint64_t tried = 0; /* raft id of a leader that answered NOT_LEADER */
-    int cancelled;
+    struct fwd_watch watch;
     for (;;) {
         int64_t now_left = deadline ? deadline - rl_rpc_now_ms() : 0;
         if (deadline && now_left < 1) {
@@ -1571,10 +1502,14 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
             rl_rpc_buf_free(reply);
             snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
             e[0] = 0;
-            code = forward_watched(h, leader.raft_id, leader.grpc_addr, full,
+            watch.h = h;
+            watch.to = leader.raft_id;
+            watch.cancelled = 0;
+            code =
+                rl_rpc_unary_watch(rl_host_client(h), leader.grpc_addr, full,
                                    req, len, deadline ? left_ms(deadline) : 0,
-                                   reply, &cancelled, e, sizeof(e));
-            if (cancelled) {
+                                   fwd_stop, &watch, reply, e, sizeof(e));
+            if (watch.cancelled && code != RL_RPC_OK) {
                 /* It may have reached the old leader's log: its fate is
                 ** unknown, and sending it again could apply it twice. */
                 seterr(msg, sizeof(msg),
