@@ -573,7 +573,35 @@ static int route(struct rl_host *h, struct rl_meta *leader, char *err,
     return ROUTE_FORWARD;
 }
 
-/* route(), but while no leader is known wait for one (a node that just
+/* A follower that has not heard its leader for several heartbeats: the
+** leader is likely paused, dead or cut off, and a request forwarded to it
+** would hang until the caller's deadline; an election follows soon. */
+#define LEADER_SILENT_MS 500
+static int leader_silent(struct rl_host *h)
+{
+    struct rl_node_status st;
+    struct rl_member *ms = NULL;
+    unsigned cnt = 0, i;
+    int spare = 0;
+    rl_node_status(rl_host_node(h), &st);
+    if (st.state != RL_STATE_FOLLOWER ||
+        st.leader_contact_ms <= LEADER_SILENT_MS) {
+        return 0;
+    }
+    /* A spare gets no heartbeats: its silence means nothing. */
+    if (rl_node_members(rl_host_node(h), &ms, &cnt) == RL_NODE_OK) {
+        for (i = 0; i < cnt; i++) {
+            if (ms[i].raft_id == st.raft_id) {
+                spare = ms[i].role == RL_ROLE_SPARE;
+            }
+        }
+        free(ms);
+    }
+    return !spare;
+}
+
+/* route(), but while no leader is known (or the known one is silent,
+** leader_silent) wait for one (a node that just
 ** started or restarted hears the leader within a heartbeat or an
 ** election), at most half of timeout_ms and 5 s, so that the answer
 ** "no leader yet" still reaches the caller before its deadline. */
@@ -583,7 +611,8 @@ static int route_wait(struct rl_host *h, struct rl_meta *leader,
     unsigned wait = timeout_ms / 2 < 5000 ? timeout_ms / 2 : 5000;
     int64_t deadline = rl_rpc_now_ms() + wait;
     int r;
-    while ((r = route(h, leader, err, errlen)) == ROUTE_NONE &&
+    while (((r = route(h, leader, err, errlen)) == ROUTE_NONE ||
+            (r == ROUTE_FORWARD && leader_silent(h))) &&
            left_ms(deadline) > 0) {
         int64_t left = left_ms(deadline);
         /* Returns at once if a leader is known but not its metadata:
@@ -1367,46 +1396,164 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
     return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
-/* ExecuteWrite / ExecuteTransaction: the leader runs them (PASS); a
-** follower sends the same request bytes to the leader and returns its
-** answer. */
-static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
-                       const uint8_t *req, size_t len, rl_remaining_fn rem,
-                       void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
+/* A forwarded write in flight is watched (rl_rpc_unary_watch): once the
+** node it went to is no longer the leader this node knows (another one
+** was elected: it was paused, cut off or dead), the call is cancelled
+** instead of waiting for the caller's deadline. */
+struct fwd_watch {
+    struct rl_host *h;
+    uint64_t to; /* raft id the write went to */
+    int cancelled;
+};
+
+static int fwd_stop(void *arg)
 {
-    struct rl_meta leader;
-    char msg[RL_RPC_ERRMAX + 256], full[128], e[RL_RPC_ERRMAX];
-    /* The whole time the caller gave (a large write may need it); no
-    ** deadline (0) if the caller set none. */
-    int64_t left = rem ? rem(ctx) : INT64_MAX;
-    int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
-    int code;
-    switch (route_wait(h, &leader,
-                       tmo == 0 || tmo > RL_CLUSTER_TIMEOUT_MS
-                           ? RL_CLUSTER_TIMEOUT_MS
-                           : (unsigned)tmo,
-                       msg, sizeof(msg))) {
-    case ROUTE_SELF:
-        return RL_CLUSTER_PASS;
-    case ROUTE_FORWARD:
-        snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
-        e[0] = 0;
-        code = rl_rpc_unary(rl_host_client(h), leader.grpc_addr, full, req, len,
-                            tmo, reply, e, sizeof(e));
-        if (code != RL_RPC_OK) {
-            seterr(err, errlen,
-                   "forwarding %s to the leader '%s' (gRPC %s) failed: %s",
-                   method, leader.node_id, leader.grpc_addr, e);
-        }
-        return code;
+    struct fwd_watch *w = arg;
+    struct rl_node_status st;
+    rl_node_status(rl_host_node(w->h), &st);
+    if (st.state == RL_STATE_LEADER ||
+        (st.leader_id != 0 && st.leader_id != w->to)) {
+        w->cancelled = 1;
     }
+    return w->cancelled;
+}
+
+/* A write's answer with outcome UNKNOWN and msg. */
+static int unknown_reply(rl_service *svc, const char *method, char *msg,
+                         rl_rpc_buf *reply, char *err, size_t errlen)
+{
     if (strcmp(method, "ExecuteWrite") == 0) {
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
         resp.error = msg;
         return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
                          errlen);
     } else {
         Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
+        resp.error = msg;
+        resp.failed_statement = -1;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    }
+}
+
+/* The outcome field of a forwarded write's answer (0 if it has none). */
+static int reply_outcome(const char *method, const rl_rpc_buf *reply)
+{
+    int oc = 0;
+    if (strcmp(method, "ExecuteWrite") == 0) {
+        Proto__WriteResponse *w =
+            proto__write_response__unpack(NULL, reply->len, reply->data);
+        if (w) {
+            oc = w->success ? 0 : (int)w->outcome;
+            proto__write_response__free_unpacked(w, NULL);
+        }
+    } else {
+        Proto__TransactionResponse *t =
+            proto__transaction_response__unpack(NULL, reply->len, reply->data);
+        if (t) {
+            oc = t->success ? 0 : (int)t->outcome;
+            proto__transaction_response__free_unpacked(t, NULL);
+        }
+    }
+    return oc;
+}
+
+/* ExecuteWrite / ExecuteTransaction: the leader runs them (PASS); a
+** follower sends the same request bytes to the leader and returns its
+** answer. An answer NOT_LEADER (definitely not written: the node lost its
+** leadership) is sent again to the leader elected next, while the call's
+** time lasts; any other answer, UNKNOWN included, goes back as is (sending
+** a write whose fate is unknown again could apply it twice). */
+static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
+                       const uint8_t *req, size_t len, rl_remaining_fn rem,
+                       void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
+{
+    struct rl_meta leader;
+    char msg[RL_RPC_ERRMAX + 512], full[128], e[RL_RPC_ERRMAX];
+    /* The whole time the caller gave (a large write may need it); no
+    ** deadline (0) if the caller set none. */
+    int64_t left = rem ? rem(ctx) : INT64_MAX;
+    int64_t tmo = left == INT64_MAX ? 0 : left > 0 ? left : 1;
+    int code;
+    int64_t deadline = tmo ? rl_rpc_now_ms() + tmo : 0;
+    /* How long a refusal may be re-sent: the call's time, or (no
+    ** deadline) the cluster layer's usual limit. */
+    int64_t resend_until =
+        deadline ? deadline : rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
+    uint64_t tried = 0; /* raft id of a leader that answered NOT_LEADER */
+    struct fwd_watch watch;
+    for (;;) {
+        int64_t now_left = deadline ? deadline - rl_rpc_now_ms() : 0;
+        if (deadline && now_left < 1) {
+            now_left = 1;
+        }
+        switch (route_wait(h, &leader,
+                           !deadline || now_left > RL_CLUSTER_TIMEOUT_MS
+                               ? RL_CLUSTER_TIMEOUT_MS
+                               : (unsigned)now_left,
+                           msg, sizeof(msg))) {
+        case ROUTE_SELF:
+            rl_rpc_buf_free(reply); /* a former leader's refusal, if any */
+            return RL_CLUSTER_PASS;
+        case ROUTE_FORWARD:
+            if (leader.raft_id == tried) {
+                /* Still the node that refused: wait for the next one. */
+                if (left_ms(resend_until) <= RETRY_MS) {
+                    return RL_RPC_OK; /* *reply holds its answer */
+                }
+                sleep_ms(RETRY_MS / 4);
+                continue;
+            }
+            rl_rpc_buf_free(reply);
+            snprintf(full, sizeof(full), "%s%s", RL_SVC_PUBLIC, method);
+            e[0] = 0;
+            watch.h = h;
+            watch.to = leader.raft_id;
+            watch.cancelled = 0;
+            code =
+                rl_rpc_unary_watch(rl_host_client(h), leader.grpc_addr, full,
+                                   req, len, deadline ? left_ms(deadline) : 0,
+                                   fwd_stop, &watch, reply, e, sizeof(e));
+            if (watch.cancelled && code != RL_RPC_OK) {
+                /* It may have reached the old leader's log: its fate is
+                ** unknown, and sending it again could apply it twice. */
+                seterr(msg, sizeof(msg),
+                       "outcome unknown: leadership moved away from '%s' "
+                       "(gRPC %s) while it held the write (paused, cut off "
+                       "or dead?); the write may or may not take effect: "
+                       "check before retrying",
+                       leader.node_id, leader.grpc_addr);
+                return unknown_reply(svc, method, msg, reply, err, errlen);
+            }
+            if (code != RL_RPC_OK) {
+                seterr(err, errlen,
+                       "forwarding %s to the leader '%s' (gRPC %s) failed: %s",
+                       method, leader.node_id, leader.grpc_addr, e);
+                return code;
+            }
+            if (reply_outcome(method, reply) != RL_OUTCOME_NOT_LEADER ||
+                left_ms(resend_until) <= RETRY_MS) {
+                return code;
+            }
+            tried = leader.raft_id;
+            continue;
+        }
+        if (reply->data) {
+            return RL_RPC_OK; /* a refusal from a former leader */
+        }
+        break;
+    }
+    if (strcmp(method, "ExecuteWrite") == 0) {
+        Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_NOT_LEADER;
+        resp.error = msg;
+        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
+                         errlen);
+    } else {
+        Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
+        resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_NOT_LEADER;
         resp.error = msg;
         resp.failed_statement = -1;
         return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,

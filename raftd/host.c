@@ -408,11 +408,28 @@ static void leader_text(rl_host *h, char *out, size_t n)
                  (unsigned long long)st.leader_id, st.leader_addr);
 }
 
+/*
+** What the writer's thread learnt about its current write transaction, for
+** the sidecar's write_done hook (svc_write_done): the applied index its
+** write lock saw and the commit's verdict with its reason. SQLite itself
+** only reports "disk I/O error" for a refused commit.
+*/
+static _Thread_local struct {
+    int began;     /* port_begin ran for the current write lock */
+    uint64_t base; /* the applied index it saw */
+    int committed; /* port_commit ran */
+    int outcome;   /* RL_OUTCOME_* of that commit */
+    char why[768]; /* its reason when refused */
+} tl_w;
+
 static int port_begin(void *ctx, const char *db_path, uint64_t applied)
 {
     rl_host *h = rl_host_find(db_path);
     struct rl_node_status st;
     (void)ctx;
+    tl_w.began = 1;
+    tl_w.base = applied;
+    tl_w.committed = 0;
     if (!h || !h->node)
         return SQLITE_OK;
     /* A writer whose base is behind what the log already decided is
@@ -453,8 +470,8 @@ static int log_has_room(rl_host *h, size_t n, char *err, size_t errlen)
     return 0;
 }
 
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
+static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
+                           rl_commit_info *ci, char *err, size_t errlen)
 {
     rl_host *h = rl_host_find(db_path);
     struct rl_node_status st;
@@ -498,6 +515,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  "written: write on the leader",
                  h->id.node_id,
                  st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
         /* No leader known (an election): waiting can succeed. */
         return st.leader_id == 0 ? SQLITE_BUSY : SQLITE_READONLY;
     }
@@ -556,6 +574,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     pthread_mutex_unlock(&h->mu);
     switch (rc) {
     case RL_NODE_OK:
+        tl_w.outcome = RL_OUTCOME_CONFLICT;
         snprintf(err, errlen,
                  "conflict: entry %llu did not take effect because another "
                  "transaction committed first (this one read index %llu); "
@@ -563,6 +582,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  (unsigned long long)res.index, (unsigned long long)ci->base);
         return SQLITE_BUSY_SNAPSHOT;
     case RL_NODE_NOTLEADER:
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
         leader_text(h, who, sizeof who);
         snprintf(err, errlen,
                  "not the leader any more (%s); nothing was written: retry "
@@ -570,6 +590,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  who);
         return SQLITE_READONLY;
     case RL_NODE_UNKNOWN:
+        tl_w.outcome = RL_OUTCOME_UNKNOWN;
         snprintf(err, errlen,
                  "outcome unknown: %s after the transaction was appended to "
                  "the Raft log; it may still commit (every node will then "
@@ -583,6 +604,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  COMMIT_TIMEOUT_MS);
         return SQLITE_BUSY; /* nothing written: a retry can succeed */
     case RL_NODE_SHUTDOWN:
+        tl_w.outcome = RL_OUTCOME_UNKNOWN;
         snprintf(err, errlen,
                  "the node is stopping: outcome unknown (it commits only if "
                  "it reached a quorum)");
@@ -592,6 +614,89 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
                  res.msg[0] ? res.msg : rl_node_strerror(rc));
         return SQLITE_IOERR;
     }
+}
+
+/* The replicator's commit, recording its verdict for svc_write_done. */
+static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
+                       rl_commit_info *ci, char *err, size_t errlen)
+{
+    int rc;
+    tl_w.outcome = RL_OUTCOME_NOT_APPLIED; /* unless port_commit_run says */
+    rc = port_commit_run(ctx, db_path, txn, ci, err, errlen);
+    tl_w.committed = 1;
+    if (rc == SQLITE_OK)
+        tl_w.outcome = RL_OUTCOME_APPLIED;
+    snprintf(tl_w.why, sizeof tl_w.why, "%s", rc == SQLITE_OK ? "" : err);
+    return rc;
+}
+
+/*
+** The sidecar's write_done hook (service.h), on the writer's thread after
+** its COMMIT returned rc. A transaction that went through Raft reports the
+** replicator's verdict. One that changed no page never reached Raft, yet
+** its answer (rows affected, values read) came from this node's file: it
+** is acknowledged only after a read index proves this node still leads and
+** no entry took effect after the index it read (DESIGN 8).
+*/
+static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
+                          size_t whylen)
+{
+    rl_host *h = ctx;
+    int began = tl_w.began, committed = tl_w.committed;
+    uint64_t base = tl_w.base;
+    struct rl_result res;
+    struct rl_node_status st;
+    unsigned tmo;
+    int nrc;
+    char who[600];
+    tl_w.began = tl_w.committed = 0;
+    why[0] = 0;
+    if (committed) {
+        if (rc == SQLITE_OK)
+            return RL_OUTCOME_APPLIED;
+        if (tl_w.outcome == RL_OUTCOME_APPLIED) {
+            snprintf(why, whylen,
+                     "the transaction took effect in the Raft log but this "
+                     "node's commit of it failed (the applier writes it)");
+            return RL_OUTCOME_APPLIED;
+        }
+        snprintf(why, whylen, "%s", tl_w.why);
+        return tl_w.outcome;
+    }
+    if (rc != SQLITE_OK)
+        return RL_OUTCOME_NOT_APPLIED; /* SQLite's own reason applies */
+    if (!h->node)
+        return RL_OUTCOME_APPLIED;
+    if (!began) { /* no base recorded: the index the file reflects */
+        pthread_mutex_lock(&h->mu);
+        base = h->db_index;
+        pthread_mutex_unlock(&h->mu);
+    }
+    tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
+          : remaining_ms > 0               ? (unsigned)remaining_ms
+                                           : 1;
+    memset(&res, 0, sizeof res);
+    nrc = rl_node_read_index(h->node, tmo, &res);
+    if (nrc != RL_NODE_OK) {
+        leader_text(h, who, sizeof who);
+        snprintf(why, whylen,
+                 "not the leader: the transaction changed nothing, and node "
+                 "%s could not prove it still leads (%s%s%s); nothing was "
+                 "written: retry on the leader (%s)",
+                 h->id.node_id, rl_node_strerror(nrc), res.msg[0] ? ": " : "",
+                 res.msg, who);
+        return RL_OUTCOME_NOT_LEADER;
+    }
+    rl_node_status(h->node, &st);
+    if (st.L > base) {
+        snprintf(why, whylen,
+                 "conflict: index %llu took effect after the transaction "
+                 "read the database at index %llu; nothing was written: "
+                 "retry the transaction",
+                 (unsigned long long)st.L, (unsigned long long)base);
+        return RL_OUTCOME_CONFLICT;
+    }
+    return RL_OUTCOME_APPLIED;
 }
 
 static void port_end(void *ctx, const char *db_path, int ok)
@@ -1361,6 +1466,7 @@ static const rl_rpc_tls *host_tls(const rl_host *h, rl_rpc_tls *t, int server)
 static int start_sidecar(rl_host *h, char *err, size_t errlen)
 {
     rl_service_config sc;
+    rl_service_hooks hooks;
     rl_rpc_server_config rc;
     rl_rpc_tls tls;
     char addr[300];
@@ -1373,6 +1479,9 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     sc.raft_addr = h->id.raft_addr;
     sc.db_path = h->db_path;
     sc.host = h;
+    hooks.ctx = h;
+    hooks.write_done = svc_write_done;
+    sc.hooks = &hooks; /* copied */
     h->svc = rl_service_open(&sc, err, errlen);
     if (!h->svc)
         return -1;

@@ -76,6 +76,7 @@ struct req {
     int abandoned;    /* the caller gave up before it was submitted */
     int done;         /* result below is final */
     int internal;     /* proposed by the node itself: no caller */
+    uint64_t lost_at; /* uv_now when it joined the lost list */
     int rc;
     struct rl_result res;
     /* REQ_PROPOSE */
@@ -152,6 +153,8 @@ struct rl_node {
     /* Reopening the Raft log (loop thread only; see "Log reload"). */
     int (*io_append)(struct raft_io *, struct raft_io_append *,
                      const struct raft_entry[], unsigned, raft_io_append_cb);
+    int (*io_send)(struct raft_io *, struct raft_io_send *,
+                   const struct raft_message *, raft_io_send_cb);
     int io_failed;      /* an append failed since raft last started */
     int io_failed_said; /* that failure was logged */
     int reload;         /* RELOAD_* state */
@@ -818,7 +821,9 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
         }
         req_finish(n, r, RL_NODE_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
-        /* It may still commit under the next leader: wait for its index. */
+        /* It may still commit under the next leader: wait for its index
+        ** (lost_sweep), at most an election timeout. */
+        r->lost_at = uv_now(&n->loop);
         r->next = n->lost;
         n->lost = r;
     } else {
@@ -983,6 +988,21 @@ struct read_batch {
 
 static void read_flush(struct rl_node *n);
 
+/* Fail every reader still waiting for a barrier: leadership is gone (or
+** the node stops), so no barrier of this term can confirm them. They are
+** definite refusals (a read changes nothing): the caller retries on the
+** next leader. */
+static void read_fail_waiting(struct rl_node *n, const char *msg)
+{
+    while (n->readers) {
+        struct req *r = n->readers;
+        n->readers = r->next;
+        r->next = NULL;
+        req_finish(n, r, n->closing ? RL_NODE_SHUTDOWN : RL_NODE_NOTLEADER,
+                   n->closing ? "node is stopping" : msg);
+    }
+}
+
 static void read_barrier_cb(struct raft_barrier *b, int status)
 {
     struct read_batch *rb = b->data;
@@ -1007,7 +1027,15 @@ static void read_barrier_cb(struct raft_barrier *b, int status)
         }
     }
     free(rb);
-    if (!n->closing)
+    /* A failed barrier means leadership was lost: raft 0.15 fails its
+    ** requests from inside the step-down, while raft_state() still says
+    ** leader and the leader's progress array is already freed, so a
+    ** barrier issued from here would crash in raft's replication. The
+    ** readers queued behind this one cannot be confirmed either. */
+    if (status != 0)
+        read_fail_waiting(n, "leadership lost before the read was "
+                             "confirmed; retry on the new leader");
+    else if (!n->closing)
         read_flush(n);
 }
 
@@ -1015,6 +1043,13 @@ static void read_flush(struct rl_node *n)
 {
     if (n->read_inflight || n->readers == NULL)
         return;
+    /* raft_barrier only on a leader that has its leader state (see
+    ** read_barrier_cb). */
+    if (n->closing || raft_state(&n->raft) != RAFT_LEADER ||
+        n->raft.leader_state.progress == NULL) {
+        read_fail_waiting(n, "not the leader");
+        return;
+    }
     struct read_batch *rb = calloc(1, sizeof *rb);
     struct req *list = n->readers;
     n->readers = NULL;
@@ -1350,11 +1385,27 @@ static void async_cb(uv_async_t *h)
 static void lost_sweep(struct rl_node *n)
 {
     raft_index applied = raft_last_applied(&n->raft);
+    uint64_t now = uv_now(&n->loop);
+    raft_id lid = 0;
+    const char *laddr = NULL;
     struct req **pp = &n->lost;
+    /* A known leader decides the index soon (its next AppendEntries);
+    ** with none known (this node is cut off) nobody may for long. */
+    raft_leader(&n->raft, &lid, &laddr);
     while (*pp) {
         struct req *r = *pp;
-        if (r->res.index > applied) {
+        if (r->res.index > applied &&
+            (lid != 0 || now - r->lost_at < n->raft.election_timeout)) {
             pp = &r->next;
+            continue;
+        }
+        if (r->res.index > applied) {
+            /* No leader known for an election timeout (this node is cut
+            ** off): answer now rather than at the caller's deadline. */
+            *pp = r->next;
+            req_finish(n, r, RL_NODE_UNKNOWN,
+                       "leadership lost after the entry was appended and no "
+                       "leader is known to decide its index");
             continue;
         }
         *pp = r->next;
@@ -1474,6 +1525,24 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
 }
 
 /*
+** raft 0.15 answers an append that completes on a follower to the leader
+** it knows now: after a candidacy that ended in the follower state (a long
+** append, e.g. 50 MB, outlasts the election timeout) that is none, the
+** address is NULL, and raft_uv's send takes its strlen: SIGSEGV (seen in
+** unit/test_node under load: strlen <- raft_uv send <- appendFollowerCb).
+** Such a message has nowhere to go: refuse it (raft takes any send
+** failure as a lost message and retries by its own timers).
+*/
+static int send_guarded(struct raft_io *io, struct raft_io_send *req,
+                        const struct raft_message *m, raft_io_send_cb cb)
+{
+    struct rl_node *n = node_of_io(io);
+    if (m->server_address == NULL)
+        return RAFT_NOCONNECTION;
+    return n->io_send(io, req, m, cb);
+}
+
+/*
 ** Initializes transport, raft_uv and raft and starts raft on the node's
 ** loop (the loop itself, async and timers are the caller's). On failure
 ** *stage says how far it got (2 transport, 3 io, 4 raft) for the caller to
@@ -1511,6 +1580,8 @@ static int raft_setup(struct rl_node *n, int *stage)
         raft_uv_set_segment_size(&n->io, c->segment_size);
     n->io_append = n->io.append;
     n->io.append = append_wrapped;
+    n->io_send = n->io.send;
+    n->io.send = send_guarded;
     n->fsm.version = 3;
     n->fsm.data = n;
     n->fsm.apply = fsm_apply;

@@ -1427,6 +1427,15 @@ int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
                  const void *req, size_t len, int64_t timeout_ms,
                  rl_rpc_buf *reply, char *err, size_t errlen)
 {
+    return rl_rpc_unary_watch(cl, target, method, req, len, timeout_ms, NULL,
+                              NULL, reply, err, errlen);
+}
+
+int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
+                       const char *method, const void *req, size_t len,
+                       int64_t timeout_ms, int (*stop)(void *), void *arg,
+                       rl_rpc_buf *reply, char *err, size_t errlen)
+{
     grpc_channel *ch = get_channel(cl, target);
     grpc_completion_queue *cq;
     grpc_call *call;
@@ -1474,8 +1483,23 @@ int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
         code = RL_RPC_INTERNAL;
         seterr(err, errlen, "cannot start a call to %s%s", target, method);
     } else {
-        (void)grpc_completion_queue_pluck(
-            cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev;
+        int cancelled = 0;
+        /* With a watcher, wake every 50 ms to ask it; a cancelled call
+        ** still completes its batch (with CANCELLED). */
+        do {
+            ev = grpc_completion_queue_pluck(
+                cq, ops,
+                stop && !cancelled
+                    ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(50, GPR_TIMESPAN))
+                    : gpr_inf_future(GPR_CLOCK_REALTIME),
+                NULL);
+            if (ev.type == GRPC_QUEUE_TIMEOUT && !cancelled && stop(arg)) {
+                grpc_call_cancel(call, NULL);
+                cancelled = 1;
+            }
+        } while (ev.type == GRPC_QUEUE_TIMEOUT);
         code = (int)status;
         if (code != RL_RPC_OK) {
             copy_slice(err, errlen, details);

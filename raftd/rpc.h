@@ -179,6 +179,13 @@ int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
                  const void *req, size_t len, int64_t timeout_ms,
                  rl_rpc_buf *reply, char *err, size_t errlen);
 
+/* rl_rpc_unary, but while it waits, stop(arg) is asked every 50 ms; once
+** it returns nonzero the call is cancelled (status CANCELLED; the server
+** may have acted on the request or not). */
+int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
+                       const char *method, const void *req, size_t len,
+                       int64_t timeout_ms, int (*stop)(void *), void *arg,
+                       rl_rpc_buf *reply, char *err, size_t errlen);
 /* A streaming call (client, server or bidirectional streaming). */
 rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                   const char *method, int64_t timeout_ms,

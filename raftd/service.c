@@ -62,6 +62,7 @@ struct rl_service {
     uint64_t served;
     struct rl_host *host;
     rl_stop_reason_fn stop_reason;
+    rl_service_hooks hooks; /* zero when standalone */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -204,6 +205,8 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
     svc->max_msg = cfg->max_msg_bytes ? cfg->max_msg_bytes : DEFAULT_MAX_MSG;
     svc->max_value_bytes = cfg->max_value_bytes;
     svc->host = cfg->host;
+    if (cfg->hooks)
+        svc->hooks = *cfg->hooks;
     if (!svc->node_id || !svc->grpc_addr || !svc->raft_addr || !svc->db_path) {
         seterr(err, errlen, "out of memory");
         rl_service_close(svc);
@@ -516,14 +519,15 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
 ** gets each spec's changes and last rowid. *failed = failing index. */
 static int run_write(rl_service *svc, const stmt_spec *specs, size_t n,
                      rl_remaining_fn rem, void *ctx, int64_t *changes,
-                     int64_t *rowids, int64_t *total, int *failed, char *err,
-                     size_t errlen)
+                     int64_t *rowids, int64_t *total, int *failed, int *outcome,
+                     char *err, size_t errlen)
 {
     conn *c = writer_get(svc, rem, ctx);
     size_t i;
     int rc;
     *failed = -1;
     *total = 0;
+    *outcome = RL_OUTCOME_NOT_APPLIED; /* until COMMIT says otherwise */
     if (!c) {
         seterr(err, errlen,
                "deadline exceeded while waiting for the writer "
@@ -550,6 +554,25 @@ static int run_write(rl_service *svc, const stmt_spec *specs, size_t n,
         *total += ch;
     }
     rc = exec_internal(c, "COMMIT");
+    if (svc->hooks.write_done) {
+        /* The replicator's verdict and reason (SQLite only knows "disk
+        ** I/O error"); a write that changed nothing proves leadership. */
+        char why[768] = "";
+        int64_t left = rem ? rem(ctx) : INT64_MAX;
+        *outcome =
+            svc->hooks.write_done(svc->hooks.ctx, rc, left, why, sizeof(why));
+        if (rc == SQLITE_OK && *outcome != RL_OUTCOME_APPLIED) {
+            seterr(err, errlen, "%s", why);
+            goto fail;
+        }
+        if (rc != SQLITE_OK && why[0]) {
+            seterr(err, errlen, "commit refused: %s", why);
+            exec_internal(c, "ROLLBACK");
+            goto fail;
+        }
+    } else if (rc == SQLITE_OK) {
+        *outcome = RL_OUTCOME_APPLIED;
+    }
     if (rc != SQLITE_OK) {
         sql_error(c, rc, "commit failed", err, errlen);
         exec_internal(c, "ROLLBACK");
@@ -615,10 +638,12 @@ static int do_write(rl_service *svc, const uint8_t *req, size_t len,
     stmt_spec sp = {r->sql, r->n_params, r->params, r->n_named_params,
                     r->named_params};
     int64_t ch = 0, rowid = 0, total = 0;
-    int failed, code;
+    int failed, code, outcome;
     char msg[1024];
-    if (run_write(svc, &sp, 1, rem, ctx, &ch, &rowid, &total, &failed, msg,
-                  sizeof(msg)) == 0) {
+    int ok = run_write(svc, &sp, 1, rem, ctx, &ch, &rowid, &total, &failed,
+                       &outcome, msg, sizeof(msg)) == 0;
+    resp.outcome = (Proto__WriteOutcome)outcome;
+    if (ok) {
         resp.success = 1;
         resp.rows_affected = total;
         resp.last_insert_rowid = rowid;
@@ -647,7 +672,7 @@ static int do_txn(rl_service *svc, const uint8_t *req, size_t len,
     Proto__StatementResult *res = calloc(n ? n : 1, sizeof(*res));
     Proto__StatementResult **resp_ptrs = calloc(n ? n : 1, sizeof(*resp_ptrs));
     int64_t total;
-    int failed = -1, code;
+    int failed = -1, code, outcome = RL_OUTCOME_NOT_APPLIED;
     char msg[1024];
     if (!specs || !ch || !rowids || !res || !resp_ptrs) {
         seterr(err, errlen, "out of memory");
@@ -666,7 +691,7 @@ static int do_txn(rl_service *svc, const uint8_t *req, size_t len,
     if (n == 0) {
         resp.error = errdup("empty transaction: send at least one statement");
     } else if (run_write(svc, specs, n, rem, ctx, ch, rowids, &total, &failed,
-                         msg, sizeof(msg)) == 0) {
+                         &outcome, msg, sizeof(msg)) == 0) {
         resp.success = 1;
         for (i = 0; i < n; i++) {
             proto__statement_result__init(&res[i]);
@@ -682,6 +707,7 @@ static int do_txn(rl_service *svc, const uint8_t *req, size_t len,
         resp.error = errdup(failed >= 0 ? full : msg);
         resp.failed_statement = failed;
     }
+    resp.outcome = (Proto__WriteOutcome)outcome;
     code = pack(&resp.base, svc->max_msg, reply, err, errlen);
     if (resp.error != protobuf_c_empty_string) {
         free(resp.error);

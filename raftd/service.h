@@ -26,6 +26,27 @@ struct rl_host;
 #define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
 #define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
 
+/* Write outcomes, the numbers of proto WriteOutcome. */
+#define RL_OUTCOME_UNSPECIFIED 0
+#define RL_OUTCOME_NOT_APPLIED 1
+#define RL_OUTCOME_APPLIED     2
+#define RL_OUTCOME_UNKNOWN     3
+#define RL_OUTCOME_NOT_LEADER  4
+#define RL_OUTCOME_CONFLICT    5
+
+/* What a hosted node adds to a write (host.c fills it; NULL: standalone).
+** write_done runs on the writer's thread right after its COMMIT returned
+** rc. It returns an RL_OUTCOME_*: for a refused COMMIT, what the
+** replicator said (why holds its reason); for a COMMIT that wrote nothing
+** through Raft (no page changed), APPLIED only once the node proved it
+** still leads and nothing changed since the transaction read (DESIGN 8),
+** else NOT_LEADER or CONFLICT with why. Waits at most remaining_ms. */
+typedef struct rl_service_hooks {
+    void *ctx;
+    int (*write_done)(void *ctx, int rc, int64_t remaining_ms, char *why,
+                      size_t whylen);
+} rl_service_hooks;
+
 typedef struct rl_service_config {
     const char *node_id;
     const char *grpc_addr;
@@ -38,6 +59,8 @@ typedef struct rl_service_config {
                              connection (a value or statement larger
                              could never travel anyway). */
     int max_value_bytes;  /* SQLITE_LIMIT_LENGTH if > 0 and smaller */
+    /* A hosted node's hooks, copied at open; NULL: standalone. */
+    const rl_service_hooks *hooks;
 } rl_service_config;
 
 typedef struct rl_service rl_service;

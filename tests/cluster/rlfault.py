@@ -1,0 +1,93 @@
+"""tests/cluster/rlfault.py -- a three-node raftd cluster over gRPC for the
+fault tests of issue 14 (SIGSTOP/SIGCONT of chosen nodes, leader lookup).
+
+Builds on tests/poc/rlpoc.py (raftd from whole command lines, the Api of
+proto/raftlite.proto). Everything started is killed and removed at exit.
+"""
+import os
+import signal
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "poc"))
+
+from rlpoc import (SLOW, Api, Raftd, check, check_eq, fail,  # noqa: F401
+                   free_port, log, scratch, wait_for)
+from rlgrpc import project_stubs  # noqa: E402
+
+
+class Cluster3:
+    """node1 bootstraps, node2 and node3 join; g[i] is node i+1's gRPC
+    address, nodes[i] its Raftd."""
+
+    def __init__(self, prefix="rlfault-"):
+        self.pb, self.pbg = project_stubs()
+        self.api = Api(self.pb, self.pbg)
+        self.dir = scratch(prefix)
+        self.g = ["127.0.0.1:%d" % free_port() for _ in range(3)]
+        r = ["127.0.0.1:%d" % free_port() for _ in range(3)]
+        self.nodes = []
+        self.stopped = set()
+        for i in range(3):
+            a = ["raftd", "-id", "node%d" % (i + 1), "-grpc", self.g[i],
+                 "-raft", r[i], "-data", "./data", "-log-level", "info"]
+            a += ["-bootstrap"] if i == 0 else ["-join", self.g[0]]
+            n = Raftd(a, self.dir, "node%d" % (i + 1))
+            if i == 0:
+                n.wait_serving()
+            self.nodes.append(n)
+        for n in self.nodes[1:]:
+            n.wait_serving()
+        wait_for("three members", lambda: len(self.api.members(self.g[0]))
+                 == 3)
+
+    def stop(self, i):
+        os.kill(self.nodes[i].p.pid, signal.SIGSTOP)
+        self.stopped.add(i)
+
+    def cont(self, i):
+        os.kill(self.nodes[i].p.pid, signal.SIGCONT)
+        self.stopped.discard(i)
+
+    def alive_check(self):
+        """Fails if a raftd died (a crash)."""
+        for n in self.nodes:
+            if n.p.poll() is not None:
+                fail("%s exited %s:\n%s" % (n.name, n.p.returncode,
+                                            n.log()[-6000:]))
+
+    def state(self, i, timeout=5):
+        """Node i's Raft state, or None if it does not answer (a dead
+        node fails the test)."""
+        try:
+            return self.api.status(self.g[i], timeout=timeout * SLOW).state
+        except self.api.grpc.RpcError:
+            self.alive_check()
+            return None
+
+    def leader(self, among=None, not_i=None, timeout=20):
+        """Index of the node that reports itself leader (among the running
+        ones), waiting for one."""
+        among = [i for i in (among if among is not None else range(3))
+                 if i not in self.stopped and i != not_i]
+
+        def find():
+            for i in among:
+                try:
+                    if self.api.status(self.g[i], timeout=2).state == \
+                            "leader":
+                        return i + 1
+                except self.api.grpc.RpcError:
+                    pass
+            return None
+        return wait_for("a leader among %s" % [i + 1 for i in among],
+                        find, timeout=timeout) - 1
+
+    def close(self):
+        for i in list(self.stopped):
+            self.cont(i)
+        self.api.close()
+        for n in self.nodes:
+            if n.p.poll() is None:
+                n.stop()
