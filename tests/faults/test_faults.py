@@ -81,22 +81,11 @@ class KnownBug:
                 and self.pattern.search(detail) is not None)
 
 
-KNOWN_BUGS = [
-    KnownBug("stepdown-crash",
-             "issue 14 #1: raftd crashes when a leader steps down with "
-             "STRONG reads queued (raft_barrier <- read_flush)",
-             ["partition-leader", "pause-leader"], ["crash"],
-             r"raft_barrier|read_flush"),
-    KnownBug("stale-noop-answer",
-             "issue 14 #2: an old leader answers a write that changes "
-             "nothing (cas 'not swapped') from stale state",
-             ["partition-leader", "pause-leader"], ["linearizable"],
-             r"taken as unknown"),
-    KnownBug("slow-failover",
-             "issue 14 #4: an isolated or paused leader stops writes until "
-             "the clients' deadlines (~5 s)",
-             ["partition-leader", "pause-leader"], ["outage"], r"."),
-]
+# Failures of a known, open bug: each hit is printed and counted, never
+# passed silently (RL_STRICT=1 fails on them). Empty since the fixes of
+# issue 14 landed (the step-down crash, the stale no-op answer and the
+# slow failover: strict runs, plain and ASan, hit none of them).
+KNOWN_BUGS = []
 STRICT = os.environ.get("RL_STRICT") == "1"
 
 
