@@ -92,8 +92,9 @@ int rl_host_setting_up(const char *db_path);
 ** local file, so it may be acknowledged only if this process hosts the
 ** node, the node proves with a read index that it still leads, and no
 ** entry took effect after the index its write lock saw (DESIGN 8). 0 if
-** so; -1 with why saying what failed and what to do. Blocks for up to one
-** commit time limit. */
+** so, or if no node runs for db_path anywhere (nothing newer exists); -1
+** with why saying what failed and what to do (another process hosts the
+** node: this one cannot confirm). Blocks for up to one commit time limit. */
 int rl_host_confirm_unchanged(const char *db_path, char *why, size_t whylen);
 
 /* Makes the main database of db (an open connection of the raft VFS)
