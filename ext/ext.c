@@ -65,12 +65,12 @@ struct rl_conn {
     sqlite3 *db;
     char *err;     /* the last failed statement's detail, NULL if none */
     uint64_t seen; /* errors numbered up to this are accounted for */
-    char *fn_err;    /* the last raft_* function error, and its number */
+    char *fn_err;  /* the last raft_* function error, and its number */
     uint64_t fn_seq;
-    int rows;     /* a row changed since the last commit/rollback (the
-                     update hook; total_changes counts an autocommit
-                     statement's rows only after its commit hook ran) */
-    int bypassed; /* replicated main opened before .load: refuse commits */
+    int rows;      /* a row changed since the last commit/rollback (the
+                      update hook; total_changes counts an autocommit
+                      statement's rows only after its commit hook ran) */
+    int bypassed;  /* replicated main opened before .load: refuse commits */
     rl_conn *next; /* conns list (conns_mu) */
 };
 
@@ -362,8 +362,8 @@ static int confirm_unchanged_txn(rl_conn *c)
         sqlite3_file *f = NULL;
         const char *path;
         char why[1024], *msg;
-        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER,
-                                 &f) != SQLITE_OK ||
+        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER, &f) !=
+                SQLITE_OK ||
             !f || !f->pMethods || rl_vfs_write_state(f) < 1)
             continue; /* not replicated, or not written by this txn */
         path = sqlite3_db_filename(c->db, name);
