@@ -11,7 +11,7 @@ without the confirmation the shell answered "0 rows" and committed. Now
 the no-row transaction's commit must prove leadership with a read index
 (ext/ext.c confirm_unchanged_txn): it fails, or, once the node caught up,
 the UPDATE matches and is refused as a follower's write. Never success
-with 0 rows. 20 rounds (40 with RL_LONG=1). A no-row transaction on the
+with 0 rows. 10 rounds (40 with RL_LONG=1). A no-row transaction on the
 real leader still commits, and raft_last_error() names the cause when
 refused.
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from rltest import LONG, check, check_eq, fail, log, main  # noqa: E402
 from rlcluster import Cluster, SLOW  # noqa: E402
 
-ROUNDS = 40 if LONG else 20
+ROUNDS = 40 if LONG else 10
 
 
 def test():
