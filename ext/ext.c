@@ -18,6 +18,7 @@ SQLITE_EXTENSION_INIT1
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "ext.h"
 #include "host.h"
@@ -66,6 +67,10 @@ struct rl_conn {
     uint64_t seen; /* errors numbered up to this are accounted for */
     char *fn_err;  /* the last raft_* function error, and its number */
     uint64_t fn_seq;
+    int rows;      /* a row changed since the last commit/rollback (the
+                      update hook; total_changes counts an autocommit
+                      statement's rows only after its commit hook ran) */
+    int bypassed;  /* replicated main opened before .load: refuse commits */
     rl_conn *next; /* conns list (conns_mu) */
 };
 
@@ -283,6 +288,11 @@ int rl_log_level(void)
     return v ? atoi(v) : 1;
 }
 
+static int conn_commit(void *arg);
+static void conn_rollback(void *arg);
+static void conn_update(void *arg, int op, const char *db, const char *tbl,
+                        sqlite3_int64 rowid);
+
 static int register_functions(sqlite3 *db, char **pzErr,
                               const sqlite3_api_routines *api)
 {
@@ -309,6 +319,9 @@ static int register_functions(sqlite3 *db, char **pzErr,
             conns = c;
             pthread_mutex_unlock(&conns_mu);
             rc = sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, conn_trace, c);
+            sqlite3_commit_hook(db, conn_commit, c);
+            sqlite3_rollback_hook(db, conn_rollback, c);
+            sqlite3_update_hook(db, conn_update, c);
         }
     }
     if (rc == SQLITE_OK)
@@ -321,20 +334,90 @@ static int register_functions(sqlite3 *db, char **pzErr,
     return rc;
 }
 
-/* Commit hook of a connection whose replicated main database was opened
-** before the extension was loaded: it bypasses the VFS, so its commits
-** would fork the replica. Non-zero turns the commit into a rollback. */
-static int refuse_commit(void *arg)
+static rl_conn *conn_of(sqlite3 *db)
 {
-    sqlite3 *db = arg;
-    char *msg = sqlite3_mprintf(
-        "raftlite: %s is replicated but was opened before .load, so it "
-        "bypasses raftlite; writes are refused. Reopen it with .open after "
-        ".load",
-        sqlite3_db_filename(db, "main"));
-    rl_conn_error(db, msg ? msg : "raftlite: writes are refused");
-    sqlite3_free(msg);
-    return 1;
+    rl_conn *c;
+    pthread_mutex_lock(&conns_mu);
+    for (c = conns; c && c->db != db; c = c->next) {
+    }
+    pthread_mutex_unlock(&conns_mu);
+    return c;
+}
+
+/*
+** A write transaction that changed no row was answered (rows affected,
+** values read) from this node's file, and nothing of it goes through
+** Raft when it changed no page either: it may commit only where the node
+** proves it still leads (DESIGN 8; an old leader paused or cut off
+** answered "0 rows" from stale state). A transaction whose pages did
+** change without a row (DDL, say) pays the same one read index and then
+** commits through Raft. 1 refuses the commit (SQLite rolls back:
+** SQLITE_CONSTRAINT_COMMITHOOK) with raft_last_error() saying why.
+*/
+static int confirm_unchanged_txn(rl_conn *c)
+{
+    const char *name;
+    int i;
+    for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
+        sqlite3_file *f = NULL;
+        const char *path;
+        char why[1024], *msg;
+        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER, &f) !=
+                SQLITE_OK ||
+            !f || !f->pMethods || rl_vfs_write_state(f) < 1)
+            continue; /* not replicated, or not written by this txn */
+        path = sqlite3_db_filename(c->db, name);
+        if (!path || rl_host_confirm_unchanged(path, why, sizeof why) == 0)
+            continue;
+        msg = sqlite3_mprintf("raftlite: commit on %s refused: %s", path, why);
+        rl_conn_error(c->db, msg ? msg : why);
+        sqlite3_free(msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Commit hook of every connection. */
+static int conn_commit(void *arg)
+{
+    rl_conn *c = arg;
+    int rows = c->rows;
+    c->rows = 0;
+    if (c->bypassed) {
+        /* Its replicated main database was opened before the extension
+        ** existed: it bypasses raftlite, so its commits would fork the
+        ** replica. */
+        char *msg = sqlite3_mprintf(
+            "raftlite: %s is replicated but was opened before .load, so it "
+            "bypasses raftlite; writes are refused. Reopen it with .open "
+            "after .load",
+            sqlite3_db_filename(c->db, "main"));
+        rl_conn_error(c->db, msg ? msg : "raftlite: writes are refused");
+        sqlite3_free(msg);
+        return 1;
+    }
+    if (rows || rl_mirror_port())
+        return 0; /* rows changed: it goes through Raft (or the mirror) */
+    return confirm_unchanged_txn(c);
+}
+
+static void conn_rollback(void *arg)
+{
+    ((rl_conn *)arg)->rows = 0;
+}
+
+/* Fires for every row an INSERT, UPDATE or DELETE changes in a rowid
+** table, before the commit hook. WITHOUT ROWID tables are not reported:
+** their transactions take the confirmation too (one read index more,
+** never a wrong answer). */
+static void conn_update(void *arg, int op, const char *db, const char *tbl,
+                        sqlite3_int64 rowid)
+{
+    (void)op;
+    (void)db;
+    (void)tbl;
+    (void)rowid;
+    ((rl_conn *)arg)->rows = 1;
 }
 
 /*
@@ -348,19 +431,21 @@ static void guard_opened_before_load(sqlite3 *db)
     const char *path = sqlite3_db_filename(db, "main");
     char *dir;
     struct stat st;
+    rl_conn *c;
     if (!path || !*path ||
         sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) !=
             SQLITE_OK ||
         rl_vfs_is_replicated(f))
         return;
     dir = sqlite3_mprintf("%s-raft", path);
-    if (dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+        (c = conn_of(db)) != NULL) {
         fprintf(stderr,
                 "raftlite: warning: %s is replicated but was opened before "
                 ".load, so it bypasses raftlite and its writes are refused; "
                 "reopen it with: .open %s\n",
                 path, path);
-        sqlite3_commit_hook(db, refuse_commit, db);
+        c->bypassed = 1;
     }
     sqlite3_free(dir);
 }
@@ -370,7 +455,6 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
 {
     int rc;
     SQLITE_EXTENSION_INIT2(pApi);
-    guard_opened_before_load(db);
     rc = rl_vfs_register(1, resolve_port);
     {
         /* Nodes stop when the shell exits (.exit, end of input). */
@@ -382,6 +466,8 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
         rl_sql_init();
     if (rc == SQLITE_OK)
         rc = register_functions(db, pzErrMsg, pApi);
+    if (rc == SQLITE_OK)
+        guard_opened_before_load(db); /* after: it marks the conn */
     if (rc == SQLITE_OK)
         rc = sqlite3_auto_extension((void (*)(void))register_functions);
     return rc == SQLITE_OK ? SQLITE_OK_LOAD_PERMANENTLY : rc;

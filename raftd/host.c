@@ -638,17 +638,16 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
 ** is acknowledged only after a read index proves this node still leads and
 ** no entry took effect after the index it read (DESIGN 8).
 */
+static int confirm_unchanged(rl_host *h, int began, uint64_t base,
+                             unsigned tmo, char *why, size_t whylen);
+
 static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
                           size_t whylen)
 {
     rl_host *h = ctx;
     int began = tl_w.began, committed = tl_w.committed;
     uint64_t base = tl_w.base;
-    struct rl_result res;
-    struct rl_node_status st;
     unsigned tmo;
-    int nrc;
-    char who[600];
     tl_w.began = tl_w.committed = 0;
     why[0] = 0;
     if (committed) {
@@ -665,6 +664,25 @@ static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
     }
     if (rc != SQLITE_OK)
         return RL_OUTCOME_NOT_APPLIED; /* SQLite's own reason applies */
+    tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
+          : remaining_ms > 0               ? (unsigned)remaining_ms
+                                           : 1;
+    return confirm_unchanged(h, began, base, tmo, why, whylen);
+}
+
+/*
+** A write transaction that changed nothing answered from this node's file:
+** RL_OUTCOME_APPLIED only if a read index proves the node still leads and
+** no entry took effect after base (the index its write lock saw; began 0:
+** unknown, the index the file reflects is taken).
+*/
+static int confirm_unchanged(rl_host *h, int began, uint64_t base,
+                             unsigned tmo, char *why, size_t whylen)
+{
+    struct rl_result res;
+    struct rl_node_status st;
+    int nrc;
+    char who[600];
     if (!h->node)
         return RL_OUTCOME_APPLIED;
     if (!began) { /* no base recorded: the index the file reflects */
@@ -672,9 +690,6 @@ static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
         base = h->db_index;
         pthread_mutex_unlock(&h->mu);
     }
-    tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
-          : remaining_ms > 0               ? (unsigned)remaining_ms
-                                           : 1;
     memset(&res, 0, sizeof res);
     nrc = rl_node_read_index(h->node, tmo, &res);
     if (nrc != RL_NODE_OK) {
@@ -697,6 +712,33 @@ static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
         return RL_OUTCOME_CONFLICT;
     }
     return RL_OUTCOME_APPLIED;
+}
+
+int rl_host_confirm_unchanged(const char *db_path, char *why, size_t whylen)
+{
+    rl_host *h = rl_host_find(db_path);
+    long pid = 0;
+    char grpc[512] = "";
+    int began = tl_w.began;
+    uint64_t base = tl_w.base;
+    why[0] = 0;
+    if (h)
+        return confirm_unchanged(h, began, base, COMMIT_TIMEOUT_MS, why,
+                                 whylen) == RL_OUTCOME_APPLIED
+                   ? 0
+                   : -1;
+    if (rl_host_setting_up(db_path))
+        return 0;
+    if (rl_host_running(db_path, &pid, grpc, sizeof grpc))
+        snprintf(why, whylen,
+                 "%s is hosted by process %ld (gRPC %s): this process cannot "
+                 "prove that a transaction which changed nothing read the "
+                 "latest state; nothing was written: write through that node",
+                 db_path, pid, grpc[0] ? grpc : "?");
+    else
+        return 0; /* no node runs anywhere: nothing newer to be stale
+                     against (a write with pages is refused by the port) */
+    return -1;
 }
 
 static void port_end(void *ctx, const char *db_path, int ok)

@@ -87,6 +87,16 @@ const struct rl_port *rl_host_port(void);
 ** resolver must not restart its node meanwhile). */
 int rl_host_setting_up(const char *db_path);
 
+/* A write transaction of this thread on db_path that changed no page is
+** about to commit: its answer (rows affected, values read) came from the
+** local file, so it may be acknowledged only if this process hosts the
+** node, the node proves with a read index that it still leads, and no
+** entry took effect after the index its write lock saw (DESIGN 8). 0 if
+** so, or if no node runs for db_path anywhere (nothing newer exists); -1
+** with why saying what failed and what to do (another process hosts the
+** node: this one cannot confirm). Blocks for up to one commit time limit. */
+int rl_host_confirm_unchanged(const char *db_path, char *why, size_t whylen);
+
 /* Makes the main database of db (an open connection of the raft VFS)
 ** replicated and starts its node: bootstrap (a one-node cluster whose
 ** initial state is the database as it is) or join (ask the member at

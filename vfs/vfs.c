@@ -241,6 +241,17 @@ const char *rl_vfs_file_error(struct sqlite3_file *f, uint64_t *seq)
     return p->err;
 }
 
+int rl_vfs_write_state(struct sqlite3_file *f)
+{
+    rl_file *p = (rl_file *)f;
+    if (!f || f->pMethods != &rl_io_methods || p->kind != KIND_MAIN ||
+        !p->replicated)
+        return -1;
+    if (!p->holds_write)
+        return 0;
+    return p->cap.n > 0 ? 2 : 1;
+}
+
 const char *rl_vfs_last_error(int *code)
 {
     if (code)

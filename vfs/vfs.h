@@ -255,6 +255,12 @@ void rl_vfs_orphan_taken(uint64_t seq);
 ** raft_* functions' errors, kept on their connection). */
 uint64_t rl_vfs_error_number(void);
 
+/* The write state of main file f: -1 not a replicated file of this VFS;
+** 0 no write lock held; 1 write lock held and no frame written yet (after
+** sqlite3_db_cacheflush: the transaction changed no page); 2 frames
+** written by the transaction in progress. */
+int rl_vfs_write_state(struct sqlite3_file *f);
+
 /* The number the next error will exceed: errors numbered above a value
 ** read here happened after it. */
 uint64_t rl_vfs_error_seq(void);
