@@ -25,7 +25,7 @@ FUZZ_PROTO   := fuzz_proto_requests fuzz_proto_txnchunks
 FUZZ_PROTO_BINS := $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_PROTO))
 FUZZ_PROTO_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -D_GNU_SOURCE -DSQLITE_CORE \
-                -Iraftd -I$(BUILD)/gen
+                -Ilib -Iraftd -I$(BUILD)/gen
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c raftd/service.c raftd/sqlguard.c raftd/rpc_util.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H) raftd/service.h raftd/sqlguard.h raftd/rpc.h

@@ -10,6 +10,7 @@
 ** refused request half done: every check runs before rl_node_add/remove.
 */
 #include "cluster.h"
+#include "fsio.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -58,13 +59,6 @@ static void copystr(char *dst, size_t len, const char *src)
 {
     if (len) {
         snprintf(dst, len, "%s", src ? src : "");
-    }
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
@@ -324,7 +318,7 @@ int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
             rc = -1;
             break;
         }
-        sleep_ms(RETRY_MS);
+        rl_sleep_ms(RETRY_MS);
     }
     if (rc != 0) {
         seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
@@ -619,7 +613,7 @@ static int route_wait(struct rl_host *h, struct rl_meta *leader,
         ** the pause below covers that case. */
         rl_node_wait_leader(rl_host_node(h),
                             (unsigned)(left < 100 ? left : 100));
-        sleep_ms(20);
+        rl_sleep_ms(20);
     }
     return r;
 }
@@ -799,7 +793,7 @@ again:
             left_ms(deadline) > JOIN_BUSY_RETRY_MS) {
             free(ms);
             ms = NULL;
-            sleep_ms(JOIN_BUSY_RETRY_MS);
+            rl_sleep_ms(JOIN_BUSY_RETRY_MS);
             goto again;
         }
         if (nrc != RL_NODE_OK) {
@@ -838,7 +832,7 @@ static int wait_new_leader(struct rl_node *n, uint64_t not_id, int64_t deadline,
         if (left_ms(deadline) == 0) {
             return -1;
         }
-        sleep_ms(20);
+        rl_sleep_ms(20);
     }
 }
 
@@ -1503,7 +1497,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                 if (left_ms(resend_until) <= RETRY_MS) {
                     return RL_RPC_OK; /* *reply holds its answer */
                 }
-                sleep_ms(RETRY_MS / 4);
+                rl_sleep_ms(RETRY_MS / 4);
                 continue;
             }
             rl_rpc_buf_free(reply);

@@ -21,6 +21,7 @@
 ** and rl_vfs_set_applied.
 */
 #include "host.h"
+#include "fsio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -789,12 +790,6 @@ static int host_stopping(rl_host *h)
     return s;
 }
 
-static void pause_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Frames the applier appends between its checkpoints: the same as
 ** SQLite's auto-checkpoint, which never runs for frames it did not write. */
 #define APPLIER_CKPT_FRAMES 1000
@@ -858,7 +853,7 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
             hlog(h, rc == SQLITE_BUSY ? 1 : 0,
                  "applying entry %llu: %s (retrying)",
                  (unsigned long long)e->index, err);
-        pause_ms(APPLY_RETRY_MS);
+        rl_sleep_ms(APPLY_RETRY_MS);
     }
     rl_txn_free(&t);
 }
@@ -907,7 +902,7 @@ static int rebuild_apply(rl_host *h, const struct rl_applied *e)
     hlog(h, 1, "rebuilding %s: fetching an image at index >= %llu", h->db_path,
          (unsigned long long)st.L);
     while (!host_stopping(h) && fetch_image(h, st.L, NULL) != 0)
-        pause_ms(1000);
+        rl_sleep_ms(1000);
     return host_stopping(h);
 }
 
@@ -968,7 +963,7 @@ static void host_apply(void *ctx, const struct rl_applied *e)
             return;
         }
         while (!host_stopping(h) && fetch_image(h, e->index, NULL) != 0)
-            pause_ms(1000);
+            rl_sleep_ms(1000);
         return;
     }
     advance(h, e->index, 0);

@@ -18,6 +18,7 @@
 ** handler and the progress handler give up when it passes.
 */
 #include "service.h"
+#include "fsio.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -84,13 +85,6 @@ static int64_t remaining(conn *c)
     return c->remaining ? c->remaining(c->ctx) : INT64_MAX;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Waits on a lock held by another connection until the call's deadline. */
 static int busy_cb(void *arg, int n)
 {
@@ -104,7 +98,7 @@ static int busy_cb(void *arg, int n)
     if (left < ms) {
         ms = (int)left;
     }
-    sleep_ms(ms);
+    rl_sleep_ms(ms);
     return 1;
 }
 

@@ -39,6 +39,7 @@
 ** whatever was captured, so a rolled-back transaction yields no record.
 */
 #include "sqlite3ext.h"
+#include "fsio.h"
 #include "bytes.h"
 SQLITE_EXTENSION_INIT3
 
@@ -265,12 +266,6 @@ void rl_vfs_clear_error(void)
     tl_msg[0] = 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, 0);
-}
-
 /*
 ** OFD locks on the lock file. Non-blocking: returns 0, or EAGAIN when
 ** another description holds a conflicting lock, or another errno.
@@ -323,7 +318,7 @@ static int applier_lock(rl_file *m, int timeout_ms)
             return SQLITE_IOERR_LOCK;
         if (waited >= timeout_ms)
             return SQLITE_BUSY;
-        sleep_ms(1);
+        rl_sleep_ms(1);
         waited++;
     }
     for (;;) {
@@ -334,7 +329,7 @@ static int applier_lock(rl_file *m, int timeout_ms)
             ofd_lock(m->lock_fd, F_UNLCK, LOCK_BYTE_INTENT);
             return e == EAGAIN ? SQLITE_BUSY : SQLITE_IOERR_LOCK;
         }
-        sleep_ms(1);
+        rl_sleep_ms(1);
         waited++;
     }
 }
@@ -2085,7 +2080,7 @@ int rl_vfs_lock_write(sqlite3_file *f, int timeout_ms, char *err, size_t errlen)
                               "%s: a process without raftlite holds the WAL "
                               "write lock",
                               m->path);
-        sleep_ms(1);
+        rl_sleep_ms(1);
     }
     rc = applier_lock(m, timeout_ms);
     if (rc != SQLITE_OK)
