@@ -3,7 +3,7 @@
 # runs the API on the node's database; service_rpc.c binds the two.
 RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
               raftd/service_rpc.c raftd/main.c
-RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
+RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
@@ -11,16 +11,23 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
              raftd/service.c raftd/sqlguard.c raftd/identity.c \
-             raftd/service_rpc.c raftd/cluster.c $(BUILD)/gen/raftlite.pb-c.c
+             raftd/service_rpc.c raftd/cluster.c raftd/certid.c \
+             $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
-LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz
+LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
+              raftd/certid.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
+
+# Who a certificate speaks for (tests/unit/test_certid.c).
+UNIT_TESTS += test_certid
+UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
+UNIT_LIBS_test_certid := -lssl -lcrypto
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
