@@ -34,8 +34,8 @@ static int set_name(rl_cert_id *out, const unsigned char *s, size_t n,
 ** filled), 0 none, -1 error. */
 static int from_san(X509 *cert, rl_cert_id *out, char *err, size_t errlen)
 {
-    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
-                                            NULL);
+    GENERAL_NAMES *names =
+        X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     int found = 0, rc = 0;
     if (!names)
         return 0;
@@ -90,8 +90,8 @@ int rl_cert_identity(X509 *cert, rl_cert_id *out, char *err, size_t errlen)
     if (rc == 0) {
         /* No raftlite URI: a client named by its subject CN. */
         X509_NAME *subj = X509_get_subject_name(cert);
-        int at = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1)
-                      : -1;
+        int at =
+            subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
         ASN1_STRING *cn;
         if (at < 0) {
             snprintf(err, errlen,

@@ -20,7 +20,7 @@
 
 #include <openssl/x509.h>
 
-#define RL_CERT_NODE_PREFIX "raftlite:node:"
+#define RL_CERT_NODE_PREFIX   "raftlite:node:"
 #define RL_CERT_CLIENT_PREFIX "raftlite:client:"
 
 enum rl_cert_role {
