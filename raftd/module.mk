@@ -1,7 +1,7 @@
 # raftd/: the node and the gRPC sidecar.
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
-RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
               raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 
@@ -10,7 +10,7 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
-             raftd/service.c raftd/sqlguard.c raftd/identity.c \
+             raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
              raftd/service_rpc.c raftd/cluster.c raftd/certid.c \
              $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)

@@ -22,7 +22,7 @@ UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/wa
 # The image client against the real FetchImage service and a fake peer.
 UNIT_TESTS += test_image_fetch
 UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
-    raftd/rpc_util.c raftd/service.c raftd/sqlguard.c raftd/service_rpc.c \
+    raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
     raftd/cluster.c raftd/host.c raftd/identity.c raftd/node.c \
@@ -33,3 +33,8 @@ UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
 UNIT_TESTS += test_transport
 UNIT_SRCS_test_transport := raftd/transport.c
 UNIT_LIBS_test_transport := -lraft -luv
+
+# Group commit's queue and combiner alone (tests/unit/test_group.c).
+UNIT_TESTS += test_group
+UNIT_SRCS_test_group := raftd/group.c
+UNIT_LIBS_test_group := -lpthread
