@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 
 from rltest import Shell, check, check_eq, free_port, log, main, scratch
 from rlgrpc import project_stubs
-from rltls import make_ca, make_cert, rd
+from rltls import make_ca, make_cert, make_node_cert, rd
 
 import grpc
 
@@ -60,8 +60,8 @@ def test():
     d = scratch("rltlsuri-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "node1", True, True)
-    make_cert(d, "ca", "node2", True, True)
+    make_node_cert(d, "ca", "node1")
+    make_node_cert(d, "ca", "node2")
     make_cert(d, "ca", "client", False)
     make_cert(d, "otherca", "rogue", False)
     ports = [free_port() for _ in range(4)]
