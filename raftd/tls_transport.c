@@ -36,6 +36,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,14 @@ static void *conn_main(void *arg)
     struct conn *c = arg;
     struct rl_tls *tls = c->tls;
     char why[400] = "";
+    /* OpenSSL writes to the socket with send() without MSG_NOSIGNAL: a
+    ** peer that resets would raise SIGPIPE and kill the process (a shell
+    ** hosting the node included). Blocked here, it stays pending on this
+    ** thread and is discarded when the thread ends; the write gets EPIPE. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     int pair[2] = {-1, -1};
     int rc = c->dial ? dial_setup(c, why, sizeof why)
                      : accept_setup(c, why, sizeof why);
@@ -533,7 +542,9 @@ static void *conn_main(void *arg)
         close(pair[0]), close(pair[1]);
         rc = -1;
     }
-    if (rc != 0 && strcmp(why, "transport closing") != 0) {
+    /* A peer that is down (DNS, connect) is raft's business, as on the
+    ** plain path: only what happened once TLS started is reported. */
+    if (rc != 0 && c->ssl && strcmp(why, "transport closing") != 0) {
         char msg[600];
         if (c->dial)
             snprintf(

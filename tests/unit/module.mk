@@ -38,3 +38,12 @@ UNIT_TESTS += test_transport
 UNIT_SRCS_test_transport := raftd/transport.c raftd/tls_transport.c \
     raftd/certid.c raftd/addr.c
 UNIT_LIBS_test_transport := -lraft -luv -lssl -lcrypto -lpthread
+
+# tests/cluster/raft_forge.c: one forged AppendEntries, plaintext or TLS
+# (tests/cluster/test_raft_tls.py); built with the unit tests.
+RAFT_FORGE_OBJS = $(patsubst %.c,$(BUILD)/core/%.o,tests/cluster/raft_forge.c \
+                    $(NODE_SRCS) $(NODE_TLS_SRCS) vfs/txn.c)
+$(BUILD)/tests/tools/raft_forge: $(RAFT_FORGE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS_SAN) -lraft -luv $(NODE_TLS_LIBS)
+unit-bins: $(BUILD)/tests/tools/raft_forge
