@@ -545,7 +545,7 @@ static void *conn_main(void *arg)
     /* A peer that is down (DNS, connect) is raft's business, as on the
     ** plain path: only what happened once TLS started is reported. */
     if (rc != 0 && c->ssl && strcmp(why, "transport closing") != 0) {
-        char msg[600];
+        char msg[800];
         if (c->dial)
             snprintf(
                 msg, sizeof msg,
