@@ -613,8 +613,10 @@ static int conn_run(struct conn *c, char *why, size_t n)
     struct rl_tls *tls = c->tls;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    /* The pump's buffers are on the heap; 256 KiB of stack is ample. */
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* The pump's buffers are on the heap; the stack holds OpenSSL's
+    ** handshake and getaddrinfo (NSS modules): 512 KiB, not glibc's 8 MiB
+    ** default, since a cluster under attack may hold many threads. */
+    pthread_attr_setstacksize(&attr, 512 * 1024);
     int e = pthread_create(&c->th, &attr, conn_main, c);
     pthread_attr_destroy(&attr);
     if (e == 0)
@@ -818,6 +820,20 @@ static int tr_init(struct raft_uv_transport *r, raft_id id, const char *address)
     }
     tls->async.data = tls;
     tls->async_open = 1;
+    /* Our own certificate must name us, or every peer refuses us: say so
+    ** at start rather than once per refused connection on the peers. */
+    X509 *own = SSL_CTX_get0_certificate(tls->ctx);
+    rl_cert_id cid;
+    char err[200], msg[400];
+    if (!own || rl_cert_identity(own, &cid, err, sizeof err) != 0 ||
+        cid.role != RL_CERT_NODE || tls->raft_id_of(cid.name) != id) {
+        snprintf(msg, sizeof msg,
+                 "Raft TLS: this node's certificate does not name it (it "
+                 "needs the subjectAltName URI " RL_CERT_NODE_PREFIX
+                 "<this node's id>): its peers will refuse its Raft "
+                 "connections");
+        emit_log(tls, msg);
+    }
     return 0;
 }
 

@@ -63,7 +63,8 @@ struct rl_transport {
                                             the caller: it has no logger) */
     int inner_ready;                     /* inner initialized */
     struct rl_tls *tls;                  /* non-NULL: mutual TLS */
-    unsigned long tls_refused;           /* refusals logged (TLS only) */
+    unsigned long tls_refused;           /* TLS refusals and warnings
+                                            logged (deduplicated) */
 };
 
 /* Initializes t on loop (raft_uv_tcp_init underneath, or the TLS
