@@ -329,6 +329,26 @@ static void set_nodelay(struct conn *c)
 
 /* ------------------------------------------------ connection thread */
 
+/* The certificate's node must be c->id: the node dialled, or the one the
+** accepted peer claims to be in its preamble. */
+static int peer_id_check(struct conn *c, const rl_cert_id *cid, char *why,
+                         size_t n)
+{
+    if (c->tls->raft_id_of(cid->name) == c->id)
+        return 0;
+    if (c->dial)
+        snprintf(why, n,
+                 "the server's certificate is node '%s', not the node being "
+                 "dialled (raft id %llu)",
+                 cid->name, (unsigned long long)c->id);
+    else
+        snprintf(why, n,
+                 "certificate of node '%s' but the preamble claims raft id "
+                 "%llu (another node's)",
+                 cid->name, (unsigned long long)c->id);
+    return -1;
+}
+
 static int dial_setup(struct conn *c, char *why, size_t n)
 {
     uint64_t deadline = now_ms() + HANDSHAKE_MS;
@@ -380,13 +400,8 @@ static int dial_setup(struct conn *c, char *why, size_t n)
     rl_cert_id cid;
     if (handshake(c, deadline, &cid, why, n) != 0)
         return -1;
-    if (c->tls->raft_id_of(cid.name) != c->id) {
-        snprintf(why, n,
-                 "the server's certificate is node '%s', not the node being "
-                 "dialled (raft id %llu)",
-                 cid.name, (unsigned long long)c->id);
+    if (peer_id_check(c, &cid, why, n) != 0)
         return -1;
-    }
     /* Our preamble: who we are, inside TLS. */
     size_t alen = strlen(c->tls->address) + 1;
     alen = (alen + 7) / 8 * 8;
@@ -423,13 +438,8 @@ static int accept_setup(struct conn *c, char *why, size_t n)
         snprintf(why, n, "node '%s' sent an unterminated address", cid.name);
         return -1;
     }
-    if (c->tls->raft_id_of(cid.name) != c->id) {
-        snprintf(why, n,
-                 "certificate of node '%s' but the preamble claims raft id "
-                 "%llu (another node's)",
-                 cid.name, (unsigned long long)c->id);
+    if (peer_id_check(c, &cid, why, n) != 0)
         return -1;
-    }
     return 0;
 }
 
@@ -439,6 +449,20 @@ static int accept_setup(struct conn *c, char *why, size_t n)
 ** the transport does.
 */
 static void pump_bufs(struct conn *c, int mine, char *up, char *dn);
+
+/* After a non-blocking SSL_read/SSL_write returned r <= 0: 0 and the poll
+** events the SSL connection waits for added to *ev, or -1 (closed, failed). */
+static int ssl_wants(SSL *ssl, int r, short *ev)
+{
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        *ev |= POLLIN;
+    else if (e == SSL_ERROR_WANT_WRITE)
+        *ev |= POLLOUT;
+    else
+        return -1;
+    return 0;
+}
 
 static void pump(struct conn *c, int mine)
 {
@@ -453,19 +477,14 @@ static void pump_bufs(struct conn *c, int mine, char *up, char *dn)
 {
     size_t up_len = 0, up_off = 0, dn_len = 0, dn_off = 0;
     for (;;) {
-        int progress = 0, r, e;
+        int progress = 0, r;
         short sev = 0, pev = 0;
         if (dn_len == 0) { /* peer -> raft */
             r = SSL_read(c->ssl, dn, PUMP_BUF);
-            if (r > 0) {
+            if (r > 0)
                 dn_len = (size_t)r, dn_off = 0, progress = 1;
-            } else if ((e = SSL_get_error(c->ssl, r)) == SSL_ERROR_WANT_READ) {
-                sev |= POLLIN;
-            } else if (e == SSL_ERROR_WANT_WRITE) {
-                sev |= POLLOUT;
-            } else {
+            else if (ssl_wants(c->ssl, r, &sev) != 0)
                 return;
-            }
         }
         if (dn_len > 0) {
             ssize_t w = send(mine, dn + dn_off, dn_len - dn_off, MSG_NOSIGNAL);
@@ -496,11 +515,7 @@ static void pump_bufs(struct conn *c, int mine, char *up, char *dn)
                 up_off += (size_t)r, progress = 1;
                 if (up_off == up_len)
                     up_len = 0;
-            } else if ((e = SSL_get_error(c->ssl, r)) == SSL_ERROR_WANT_READ) {
-                sev |= POLLIN;
-            } else if (e == SSL_ERROR_WANT_WRITE) {
-                sev |= POLLOUT;
-            } else {
+            } else if (ssl_wants(c->ssl, r, &sev) != 0) {
                 return;
             }
         }

@@ -161,13 +161,19 @@ static void stop(struct rl_transport *t)
     rl_transport_close(t);
 }
 
+/* Two free loopback addresses (32 bytes each). */
+static void two_addrs(char *a_addr, char *b_addr)
+{
+    int pa = pick_port(0), pb = pick_port(pa);
+    snprintf(a_addr, 32, "127.0.0.1:%d", pa);
+    snprintf(b_addr, 32, "127.0.0.1:%d", pb);
+}
+
 /* Dial B -> A through two transports; returns with both streams closed. */
 static void pair(int nodelay)
 {
     char a_addr[32], b_addr[32];
-    int pa = pick_port(0), pb = pick_port(pa);
-    snprintf(a_addr, sizeof a_addr, "127.0.0.1:%d", pa);
-    snprintf(b_addr, sizeof b_addr, "127.0.0.1:%d", pb);
+    two_addrs(a_addr, b_addr);
     struct rl_transport a, b;
     memset(&seen, 0, sizeof seen);
     start(&a, nodelay, 1, a_addr, 1);
@@ -355,9 +361,7 @@ static int tls_pair(const char *bcert, raft_id bid, raft_id dial,
                     const char *needle)
 {
     char a_addr[32], b_addr[32];
-    int pa = pick_port(0), pb = pick_port(pa);
-    snprintf(a_addr, sizeof a_addr, "127.0.0.1:%d", pa);
-    snprintf(b_addr, sizeof b_addr, "127.0.0.1:%d", pb);
+    two_addrs(a_addr, b_addr);
     struct rl_transport a, b;
     memset(&seen, 0, sizeof seen);
     nlogged = 0;
