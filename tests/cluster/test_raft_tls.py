@@ -27,8 +27,9 @@ cluster takes writes. Control: the same plaintext forgery against a
 plaintext raftd does move its term to 1000 or beyond (so the check can
 fail).
 
-Then kill -9 of the leader: a new leader takes over and writes resume; n4
-joins and catches up; the killed node is removed from the members; the
+Then kill -9 of the leader: a new leader takes over and writes resume;
+1,100 more writes (the log is compacted), n4 joins and catches up by a
+database image and the log; the killed node is removed from the members; the
 survivors stop cleanly (exit 0; under ASan, no leak).
 """
 import os
@@ -191,11 +192,26 @@ def test():
     log("kill -9 of n1: %s leads after %.1fs, writes resume" % (
         lead, time.time() - t0))
 
+    # Past raft's snapshot threshold (1024 entries): the log is compacted,
+    # so n4 catches up by a database image (FetchImage over mTLS) and the
+    # rest of the log over Raft in TLS.
+    stub, t0, k0 = api.stub(g[lead]), time.time(), count
+    while count < k0 + 1100:
+        futs = [stub.ExecuteWrite.future(pb.WriteRequest(
+            sql="INSERT INTO t VALUES (%d, 'c')" % (count + i)),
+            timeout=30 * SLOW) for i in range(16)]
+        for f in futs:
+            check(f.result().success, "bulk write: %r" % f.result())
+        count += len(futs)
+    log("%d writes through %s in %.1fs" % (count - k0, lead,
+                                          time.time() - t0))
     nodes["n4"] = start("n4", lead)
     wait_for("n4 to catch up", lambda: api.read(
         g["n4"], "SELECT count(*) FROM t", strong=True) == [[str(count)]],
         timeout=30)
-    log("n4 joined and caught up over TLS")
+    check("installed a database image" in nodes["n4"].log(),
+          "n4 caught up by an image:\n%s" % nodes["n4"].log()[-3000:])
+    log("n4 joined and caught up over TLS (an image, then the log)")
 
     rm = api.stub(g[lead]).Remove(pb.RemoveRequest(node_id="n1"),
                                   timeout=20 * SLOW)
