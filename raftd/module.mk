@@ -36,7 +36,12 @@ UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 # The Raft node (raftd/entry.c, raftd/node.c, raftd/transport.c): no
 # SQLite inside, so the same objects serve the extension, raftd and the
 # unit tests.
-NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
+NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c \
+             raftd/tls_transport.c vfs/timing.c
+# What the Raft transport's TLS half needs beyond NODE_SRCS (the extension
+# and raftd have these in HOST_SRCS already; bench and unit tests add them).
+NODE_TLS_SRCS := raftd/certid.c raftd/addr.c
+NODE_TLS_LIBS := -lssl -lcrypto -lpthread
 LIB_SRCS   += $(NODE_SRCS)
 RAFTD_SRCS += $(NODE_SRCS)
 LIB_LIBS   += -lraft -luv
