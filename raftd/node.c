@@ -2094,7 +2094,9 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
     res->leader_addr[0] = 0;
     struct rl_entry_hdr h = {.kind = p->kind,
                              .base = p->base,
-                             .origin_node = n->cfg.raft_id,
+                             .origin_node = p->origin_node
+                                                ? p->origin_node
+                                                : n->cfg.raft_id,
                              .origin_txn = p->origin_txn,
                              .origin_pid = p->origin_pid,
                              .payload_len = p->len};
@@ -2247,6 +2249,34 @@ int rl_node_meta_current(struct rl_node *n)
 void rl_node_self_meta(struct rl_node *n, struct rl_meta *out)
 {
     *out = n->self;
+}
+
+int rl_node_wait_fsm(struct rl_node *n, uint64_t index, unsigned timeout_ms)
+{
+    /* fsm_apply signals nobody (it runs on the loop thread, which must not
+    ** wait for a lock a waiter holds): poll, 200 us at a time. */
+    uint64_t t_end = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+    int rc = RL_NODE_OK;
+    pthread_mutex_lock(&n->mu);
+    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
+    while (n->pub.fsm_applied < index) {
+        if (n->stopping) {
+            rc = RL_NODE_SHUTDOWN;
+            break;
+        }
+        if (uv_hrtime() >= t_end) {
+            rc = RL_NODE_TIMEOUT;
+            break;
+        }
+        pthread_mutex_unlock(&n->mu);
+        usleep(200);
+        pthread_mutex_lock(&n->mu);
+    }
+    int left = --n->refs;
+    pthread_mutex_unlock(&n->mu);
+    if (left == 0)
+        node_free(n);
+    return rc;
 }
 
 int rl_node_wait_applied(struct rl_node *n, uint64_t index, unsigned timeout_ms)
