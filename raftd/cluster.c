@@ -504,8 +504,8 @@ int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 }
 
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index, char *err,
-                          size_t errlen)
+                          unsigned timeout_ms, uint64_t *index,
+                          uint64_t *last_effective, char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
@@ -526,6 +526,8 @@ int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
         seterr(err, errlen, "%s", r->error);
     } else {
         *index = r->index;
+        if (last_effective)
+            *last_effective = r->last_effective;
     }
     proto__read_index_response__free_unpacked(r, NULL);
     return rc;
@@ -1391,7 +1393,10 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     memset(&res, 0, sizeof(res));
     rc = rl_node_read_index(rl_host_node(h), tmo, &res);
     if (rc == RL_NODE_OK) {
+        struct rl_node_status st;
+        rl_node_status(rl_host_node(h), &st);
         resp.index = res.index;
+        resp.last_effective = st.L;
     } else if (rc == RL_NODE_NOTLEADER) {
         seterr(msg, sizeof(msg),
                "not the leader: ReadIndex is served by the leader only");
@@ -1434,7 +1439,7 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
         break;
     default:
         if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
-                                  &index, e, sizeof(e)) != 0) {
+                                  &index, NULL, e, sizeof(e)) != 0) {
             seterr(msg, msglen,
                    "STRONG read refused: no read index from the leader '%s' "
                    "(gRPC %s): %s",

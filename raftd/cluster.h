@@ -110,10 +110,12 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
 int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
                           unsigned timeout_ms, rl_cluster_status *out,
                           char *err, size_t errlen);
-/* A linearizable read point from target (the leader). 0 or -1 with err. */
+/* A linearizable read point from target (the leader): *index, and the
+** leader's last database-changing entry as of its answer in
+** *last_effective (if not NULL). 0 or -1 with err. */
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index, char *err,
-                          size_t errlen);
+                          unsigned timeout_ms, uint64_t *index,
+                          uint64_t *last_effective, char *err, size_t errlen);
 
 /* ---- a hosted node (on the leader, or forwarded to it) ---- */
 

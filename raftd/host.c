@@ -570,9 +570,16 @@ static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
 /*
 ** A follower's writer: its transaction goes to the leader's sidecar
 ** (ForwardTxn), which proposes it with this node, process and transaction
-** as its origin. Once it took effect, this node's FSM must have applied it
-** before the writer writes its frames (DESIGN 4): the applier, reaching
-** the entry, finds it proposed here and leaves it to the writer.
+** as its origin, and answers once it took effect. The writer then writes
+** its frames at once, without waiting for this node's FSM, which learns
+** the commit only with the leader's next message (up to a heartbeat, 100
+** ms, later). That is safe: the entry is committed on a quorum, so every
+** future leader has it and this node will apply it with the same verdict
+** (effective); no entry between the writer's base and it took effect (its
+** verdict says so), so the applier has nothing to write in between; and a
+** file ahead of its node's FSM is what every restart looks like already
+** (host_apply skips entries the file has). The applier, reaching the
+** entry, finds it written (or waits for the writer, as on the leader).
 */
 static int commit_forward(rl_host *h, const struct rl_node_status *st,
                           const uint8_t *buf, size_t n, rl_commit_info *ci,
@@ -582,7 +589,7 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
     struct local_txn *lt;
     rl_forward_txn f;
     uint64_t index = 0;
-    int outcome, sent = 0, wrc;
+    int outcome, sent = 0;
     char e[1024];
     if (rl_node_meta(h->node, st->leader_id, NULL, &leader) != RL_NODE_OK ||
         !leader.grpc_addr[0]) {
@@ -645,20 +652,6 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
         default: /* not leader any more, full, timeout: nothing written */
             return SQLITE_BUSY;
         }
-    }
-    wrc = rl_node_wait_fsm(h->node, index, COMMIT_TIMEOUT_MS);
-    if (wrc != RL_NODE_OK) {
-        /* It took effect everywhere, yet this node has not learnt it:
-        ** the applier writes it when it does. */
-        local_settle(h, lt, 0, 0);
-        tl_w.outcome = RL_OUTCOME_APPLIED;
-        snprintf(err, errlen,
-                 "the transaction took effect as entry %llu, but this node "
-                 "did not apply it within %d ms (%s); it will show here once "
-                 "the node catches up",
-                 (unsigned long long)index, COMMIT_TIMEOUT_MS,
-                 rl_node_strerror(wrc));
-        return SQLITE_IOERR;
     }
     local_settle(h, lt, index, 0);
     ci->index = index;
@@ -880,6 +873,38 @@ static int confirm_unchanged(rl_host *h, int began, uint64_t base,
         pthread_mutex_lock(&h->mu);
         base = h->db_index;
         pthread_mutex_unlock(&h->mu);
+    }
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+        st.leader_id != st.raft_id) {
+        /* A follower: the leader's read point, and its L then. Nothing
+        ** took effect after base as of a moment after the transaction
+        ** began: its answer is as fresh as a linearizable read. */
+        struct rl_meta m;
+        uint64_t index = 0, L = 0;
+        char e[512] = "";
+        if (h->cl &&
+            rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0] &&
+            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, &index, &L, e,
+                                  sizeof e) == 0) {
+            if (L > base) {
+                snprintf(why, whylen,
+                         "conflict: index %llu took effect after the "
+                         "transaction read the database at index %llu; "
+                         "nothing was written: retry the transaction",
+                         (unsigned long long)L, (unsigned long long)base);
+                return RL_OUTCOME_CONFLICT;
+            }
+            return RL_OUTCOME_APPLIED;
+        }
+        leader_text(h, who, sizeof who);
+        snprintf(why, whylen,
+                 "the transaction changed nothing, and follower %s could not "
+                 "get a read point from the leader (%s) to prove its answer "
+                 "is fresh; nothing was written: retry (%s)",
+                 h->id.node_id, e[0] ? e : "no gRPC address known", who);
+        return RL_OUTCOME_NOT_LEADER;
     }
     memset(&res, 0, sizeof res);
     nrc = rl_node_read_index(h->node, tmo, &res);
@@ -1106,6 +1131,17 @@ static void host_apply(void *ctx, const struct rl_applied *e)
     db_index = h->db_index;
     pthread_mutex_unlock(&h->mu);
     if (e->index <= db_index) {
+        /* The file has it: restart replay, or a follower's writer that
+        ** wrote its forwarded entry before this node learnt the commit. */
+        if (e->kind == RL_ENTRY_TXN && e->origin_node == h->raft_id &&
+            e->origin_pid == (uint32_t)getpid()) {
+            struct local_txn *lt;
+            pthread_mutex_lock(&h->mu);
+            if ((lt = local_find(h, e->origin_txn)) &&
+                lt->state != LT_PROPOSING)
+                local_drop(h, lt);
+            pthread_mutex_unlock(&h->mu);
+        }
         advance(h, e->index, 0);
         return;
     }
@@ -2160,7 +2196,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) != 0)
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err, errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,

@@ -2251,34 +2251,6 @@ void rl_node_self_meta(struct rl_node *n, struct rl_meta *out)
     *out = n->self;
 }
 
-int rl_node_wait_fsm(struct rl_node *n, uint64_t index, unsigned timeout_ms)
-{
-    /* fsm_apply signals nobody (it runs on the loop thread, which must not
-    ** wait for a lock a waiter holds): poll, 200 us at a time. */
-    uint64_t t_end = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-    int rc = RL_NODE_OK;
-    pthread_mutex_lock(&n->mu);
-    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
-    while (n->pub.fsm_applied < index) {
-        if (n->stopping) {
-            rc = RL_NODE_SHUTDOWN;
-            break;
-        }
-        if (uv_hrtime() >= t_end) {
-            rc = RL_NODE_TIMEOUT;
-            break;
-        }
-        pthread_mutex_unlock(&n->mu);
-        usleep(200);
-        pthread_mutex_lock(&n->mu);
-    }
-    int left = --n->refs;
-    pthread_mutex_unlock(&n->mu);
-    if (left == 0)
-        node_free(n);
-    return rc;
-}
-
 int rl_node_wait_applied(struct rl_node *n, uint64_t index, unsigned timeout_ms)
 {
     struct timespec dl = deadline_in(timeout_ms);

@@ -249,12 +249,6 @@ void rl_node_self_meta(struct rl_node *n, struct rl_meta *out);
 /* Wait until the applier's apply() returned for index or a later one (or
 ** the database already held them), at most timeout_ms. OK, TIMEOUT or
 ** SHUTDOWN. */
-/* Waits until the FSM (not the database) applied index, at most
-** timeout_ms: the verdict of every entry up to index is known here. OK,
-** TIMEOUT or SHUTDOWN. A follower's writer waits so before it writes the
-** frames of the entry it forwarded (its applier waits for that writer). */
-int rl_node_wait_fsm(struct rl_node *n, uint64_t index, unsigned timeout_ms);
-
 int rl_node_wait_applied(struct rl_node *n, uint64_t index,
                          unsigned timeout_ms);
 /* Wait until some node is known as leader (this one: ready), at most
