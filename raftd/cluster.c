@@ -507,10 +507,19 @@ int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
                           unsigned timeout_ms, uint64_t *index,
                           uint64_t *last_effective, char *err, size_t errlen)
 {
+    return rl_cluster_read_hint(cl, target, timeout_ms, 0, index,
+                                last_effective, err, errlen);
+}
+
+int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                         unsigned timeout_ms, int hint_only, uint64_t *index,
+                         uint64_t *last_effective, char *err, size_t errlen)
+{
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_rpc_buf reply;
     int rc;
+    req.hint_only = hint_only;
     if (call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply, err,
              errlen) != 0) {
         return -1;
@@ -1389,9 +1398,17 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     struct rl_result res;
     char msg[512];
     int rc;
+    int hint_only = r->hint_only;
     proto__read_index_request__free_unpacked(r, NULL);
     memset(&res, 0, sizeof(res));
-    rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    if (hint_only) {
+        struct rl_node_status st;
+        rl_node_status(rl_host_node(h), &st);
+        rc = st.state == RL_STATE_LEADER ? RL_NODE_OK : RL_NODE_NOTLEADER;
+        res.index = st.commit_index;
+    } else {
+        rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    }
     if (rc == RL_NODE_OK) {
         struct rl_node_status st;
         rl_node_status(rl_host_node(h), &st);

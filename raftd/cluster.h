@@ -116,6 +116,11 @@ int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
                           unsigned timeout_ms, uint64_t *index,
                           uint64_t *last_effective, char *err, size_t errlen);
+/* rl_cluster_read_index, or with hint_only the leader's commit index and L
+** as it knows them, at once (no quorum round: a hint, not a read point). */
+int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                         unsigned timeout_ms, int hint_only, uint64_t *index,
+                         uint64_t *last_effective, char *err, size_t errlen);
 
 /* ---- a hosted node (on the leader, or forwarded to it) ---- */
 

@@ -440,6 +440,24 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
     rl_node_status(h->node, &st);
     if (applied < st.L)
         return SQLITE_BUSY;
+    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+        st.leader_id != st.raft_id && h->cl) {
+        /* A follower learns a commit only with the leader's next message:
+        ** a transaction begun now on a base the leader already passed
+        ** would conflict with a write that finished before it began. Ask
+        ** the leader's L (one round trip, no quorum) and wait for it. A
+        ** leader that cannot be asked is not held against the writer:
+        ** its commit decides. */
+        struct rl_meta m;
+        uint64_t ci = 0, L = 0;
+        char e[256];
+        if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0] &&
+            rl_cluster_read_hint(h->cl, m.grpc_addr, 1000, 1, &ci, &L, e,
+                                 sizeof e) == 0 &&
+            applied < L)
+            return SQLITE_BUSY;
+    }
     return SQLITE_OK;
 }
 

@@ -118,7 +118,7 @@ def test():
     after.sql("INSERT INTO t(v) VALUES ('after leader removal');")
     c.wait_all("SELECT count(*) FROM t WHERE v = 'after leader removal';",
                "1", nodes=rest)
-    check_eq(after.val("SELECT count(*) FROM t;"), str(ntx + 4),
+    check_eq(after.val("SELECT count(*) FROM t;"), str(ntx + 5),
              "rows after all membership changes")
     c.wait_converged(rest)
     c.integrity(rest)
