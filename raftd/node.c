@@ -2104,7 +2104,9 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
     res->leader_addr[0] = 0;
     struct rl_entry_hdr h = {.kind = p->kind,
                              .base = p->base,
-                             .origin_node = n->cfg.raft_id,
+                             .origin_node = p->origin_node
+                                                ? p->origin_node
+                                                : n->cfg.raft_id,
                              .origin_txn = p->origin_txn,
                              .origin_pid = p->origin_pid,
                              .payload_len = p->len};

@@ -145,8 +145,10 @@ void rl_node_stop(struct rl_node *n);
 struct rl_proposal {
     uint8_t kind;        /* RL_ENTRY_TXN, GENESIS, META, NOOP, BARRIER */
     uint64_t base;       /* TXN: the writer's base index */
-    uint64_t origin_txn; /* unique per (this node, origin_pid) */
+    uint64_t origin_txn; /* unique per (origin node, origin_pid) */
     uint32_t origin_pid;
+    uint64_t origin_node; /* 0: this node; else the follower whose writer
+                             forwarded the transaction (ForwardTxn) */
     const void *payload;
     size_t len;
 };

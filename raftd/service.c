@@ -1249,6 +1249,50 @@ void rl_txn_asm_init(rl_txn_asm *a)
     a->crc = (uint32_t)crc32(0L, Z_NULL, 0);
 }
 
+void rl_txn_asm_free(rl_txn_asm *a)
+{
+    free(a->data);
+    a->data = NULL;
+    a->cap = 0;
+}
+
+/* Appends n bytes to a->data, doubling its room as needed (never beyond
+** the stated total). 0, or -1 out of memory. */
+static int asm_keep(rl_txn_asm *a, const uint8_t *p, size_t n)
+{
+    size_t need = (size_t)a->received + n;
+    if (need > a->cap) {
+        size_t cap = a->cap ? a->cap : 65536;
+        uint8_t *d;
+        while (cap < need)
+            cap *= 2;
+        if (cap > a->total)
+            cap = (size_t)a->total;
+        d = realloc(a->data, cap ? cap : 1);
+        if (!d)
+            return -1;
+        a->data = d;
+        a->cap = cap;
+    }
+    memcpy(a->data + a->received, p, n);
+    return 0;
+}
+
+int rl_service_propose_txn(rl_service *svc, const struct rl_txn_asm *a,
+                           int64_t remaining_ms, uint64_t *index, char *why,
+                           size_t whylen)
+{
+    *index = 0;
+    if (!svc->hooks.propose_txn) {
+        seterr(why, whylen,
+               "this node is standalone: it commits no forwarded "
+               "transaction");
+        return -1;
+    }
+    return svc->hooks.propose_txn(svc->hooks.ctx, a, remaining_ms, index, why,
+                                  whylen);
+}
+
 int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
                    size_t errlen)
 {
@@ -1262,6 +1306,21 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
     }
     if (a->last_seen) {
         seterr(err, errlen, "TxnChunk after the chunk marked last");
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else if (a->chunks == 0 && ch->origin_node != 0 &&
+               ch->total_length > RL_TXN_COMMIT_MAX) {
+        seterr(err, errlen,
+               "transaction of %llu bytes exceeds the limit of %llu bytes "
+               "for one Raft entry",
+               (unsigned long long)ch->total_length,
+               (unsigned long long)RL_TXN_COMMIT_MAX);
+        code = RL_RPC_RESOURCE_EXHAUSTED;
+    } else if (a->chunks > 0 && (ch->origin_node || ch->txn_base ||
+                                 ch->origin_txn || ch->origin_pid)) {
+        seterr(err, errlen,
+               "TxnChunk %llu states an origin or base; only the first "
+               "chunk may",
+               (unsigned long long)a->chunks);
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (a->chunks == 0 && ch->total_length > RL_TXN_MAX) {
         seterr(err, errlen,
@@ -1294,6 +1353,18 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
     } else {
         if (a->chunks == 0) {
             a->total = ch->total_length;
+            a->commit = ch->origin_node != 0;
+            a->base = ch->txn_base;
+            a->origin_node = ch->origin_node;
+            a->origin_txn = ch->origin_txn;
+            a->origin_pid = ch->origin_pid;
+        }
+        if (a->commit && ch->data.len &&
+            asm_keep(a, ch->data.data, ch->data.len) != 0) {
+            seterr(err, errlen, "out of memory keeping a %llu-byte "
+                   "transaction", (unsigned long long)a->total);
+            proto__txn_chunk__free_unpacked(ch, NULL);
+            return RL_RPC_RESOURCE_EXHAUSTED;
         }
         if (ch->data.len) {
             a->crc = (uint32_t)crc32(a->crc, ch->data.data, (uInt)ch->data.len);
