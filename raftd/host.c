@@ -997,7 +997,79 @@ static void port_end(void *ctx, const char *db_path, int ok)
     pthread_mutex_unlock(&h->mu);
 }
 
-static const rl_port host_port = {NULL, port_begin, port_commit, port_end};
+/*
+** rl_port.read_point (DESIGN 8): a quorum-confirmed commit index taken
+** after the read began (the leader's raft barrier, shared by the reads
+** waiting at that moment; a follower asks the leader's ReadIndex), then
+** wait until this node's file reflects it. Each step is bounded: the
+** VFS refuses the read and the busy handler retries, so a node cut off
+** from a quorum answers "database is locked" with the reason, never data
+** older than a write acknowledged anywhere.
+*/
+#define READ_POINT_MS 2000
+static int port_read_point(void *ctx, const char *db_path, char *err,
+                           size_t errlen)
+{
+    rl_host *h = rl_host_find(db_path);
+    struct rl_node_status st;
+    struct rl_result res;
+    uint64_t index = 0;
+    int rc;
+    char e[512] = "", who[600];
+    (void)ctx;
+    if (!h || !h->node) {
+        snprintf(err, errlen,
+                 "this process does not host its node (linearizable reads "
+                 "are served by the hosting process, or over gRPC with "
+                 "consistency STRONG)");
+        return SQLITE_READONLY;
+    }
+    rl_node_status(h->node, &st);
+    if (st.state == RL_STATE_LEADER) {
+        memset(&res, 0, sizeof res);
+        rc = rl_node_read_index(h->node, READ_POINT_MS, &res);
+        if (rc != RL_NODE_OK) {
+            snprintf(err, errlen,
+                     "node %s could not confirm with a quorum that it still "
+                     "leads (%s%s%s)",
+                     h->id.node_id, rl_node_strerror(rc), res.msg[0] ? ": " : "",
+                     res.msg);
+            return SQLITE_BUSY;
+        }
+        index = res.index;
+    } else {
+        struct rl_meta m;
+        if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+            rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+            !m.grpc_addr[0] || !h->cl) {
+            leader_text(h, who, sizeof who);
+            snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
+                     st.state == RL_STATE_FOLLOWER ? "follower" : "candidate",
+                     who);
+            return SQLITE_BUSY;
+        }
+        if (rl_cluster_read_index(h->cl, m.grpc_addr, READ_POINT_MS, &index,
+                                  NULL, e, sizeof e) != 0) {
+            snprintf(err, errlen,
+                     "no read point from the leader %s (gRPC %s): %s",
+                     m.node_id, m.grpc_addr, e);
+            return SQLITE_BUSY;
+        }
+    }
+    rc = rl_node_wait_applied(h->node, index, READ_POINT_MS);
+    if (rc != RL_NODE_OK) {
+        snprintf(err, errlen,
+                 "node %s has not applied index %llu, the read point, within "
+                 "%d ms (%s)",
+                 h->id.node_id, (unsigned long long)index, READ_POINT_MS,
+                 rl_node_strerror(rc));
+        return SQLITE_BUSY;
+    }
+    return SQLITE_OK;
+}
+
+static const rl_port host_port = {NULL, port_begin, port_commit, port_end,
+                                  port_read_point};
 
 const rl_port *rl_host_port(void)
 {
