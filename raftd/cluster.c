@@ -1403,13 +1403,32 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     memset(&res, 0, sizeof(res));
     if (hint_only) {
         struct rl_node_status st;
+        struct rl_meta m;
         rl_node_status(rl_host_node(h), &st);
         rc = st.state == RL_STATE_LEADER ? RL_NODE_OK : RL_NODE_NOTLEADER;
         res.index = st.commit_index;
+        resp.last_effective = st.L;
+        if (rc == RL_NODE_NOTLEADER && st.leader_id != 0 &&
+            st.leader_id != st.raft_id &&
+            rl_node_meta(rl_host_node(h), st.leader_id, NULL, &m) ==
+                RL_NODE_OK &&
+            m.grpc_addr[0]) {
+            /* A client process asks its host, a follower: the leader's. */
+            uint64_t ci = 0, L = 0;
+            char e[256];
+            if (rl_cluster_read_hint(rl_host_client(h), m.grpc_addr, tmo, 1,
+                                     &ci, &L, e, sizeof e) == 0) {
+                rc = RL_NODE_OK;
+                res.index = ci;
+                resp.last_effective = L;
+            }
+        }
     } else {
         rc = rl_node_read_index(rl_host_node(h), tmo, &res);
     }
-    if (rc == RL_NODE_OK) {
+    if (rc == RL_NODE_OK && hint_only) {
+        resp.index = res.index;
+    } else if (rc == RL_NODE_OK) {
         struct rl_node_status st;
         rl_node_status(rl_host_node(h), &st);
         resp.index = res.index;

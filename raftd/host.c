@@ -423,7 +423,53 @@ static _Thread_local struct {
     int committed; /* port_commit ran */
     int outcome;   /* RL_OUTCOME_* of that commit */
     char why[768]; /* its reason when refused */
+    /* The leader's L this thread's writer waits for (see leader_target):
+    ** kept across the busy handler's retries of one write lock, so that a
+    ** leader that keeps committing is no moving target. */
+    uint64_t target;
+    int64_t target_at; /* rl_rpc_now_ms() when asked */
 } tl_w;
+
+/* How long a remembered target stays the one to wait for. */
+#define TARGET_KEEP_MS 2000
+
+/*
+** Whether a writer on a node that is not the leader (a follower, or a
+** client process through its host at target_grpc) must wait before its
+** write lock: its base (applied) is behind the L the leader had when the
+** writer first asked. The first ask of a write lock costs one round trip
+** (ReadIndex hint_only, no quorum); the busy handler's retries compare
+** with the remembered L only. A leader that cannot be asked is not held
+** against the writer: its commit decides.
+*/
+static int behind_leader(rl_rpc_client *cl, const char *target_grpc,
+                         uint64_t local_L, uint64_t applied)
+{
+    int64_t now = rl_rpc_now_ms();
+    uint64_t ci = 0, L = 0;
+    char e[256];
+    if (tl_w.target && now - tl_w.target_at < TARGET_KEEP_MS) {
+        if (applied < tl_w.target)
+            return 1;
+        tl_w.target = 0;
+        return 0;
+    }
+    tl_w.target = 0;
+    if (!cl || !target_grpc ||
+        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e,
+                             sizeof e) != 0)
+        L = 0;
+    if (L < local_L)
+        L = local_L; /* what this node's own log already decided */
+    if (applied >= L)
+        return 0;
+    tl_w.target = L;
+    tl_w.target_at = now;
+    return 1;
+}
+
+static rl_rpc_client *host_client_get(const rl_identity *id, int *owned,
+                                      char *err, size_t errlen);
 
 static int port_begin(void *ctx, const char *db_path, uint64_t applied)
 {
@@ -433,34 +479,46 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
     tl_w.began = 1;
     tl_w.base = applied;
     tl_w.committed = 0;
-    if (!h || !h->node)
+    if (!h) {
+        /* A client process: wait for what the leader already committed,
+        ** as a follower's writer does, asking through its host. */
+        long pid = 0;
+        char grpc[512] = "", e[256];
+        rl_identity id;
+        rl_rpc_client *cl;
+        int owned = 0, behind = 0;
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0] &&
+            rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
+            (cl = host_client_get(&id, &owned, e, sizeof e)) != NULL) {
+            behind = behind_leader(cl, grpc, 0, applied);
+            if (owned)
+                rl_rpc_client_free(cl);
+        }
+        return behind ? SQLITE_BUSY : SQLITE_OK;
+    }
+    if (!h->node)
         return SQLITE_OK;
     /* A writer whose base is behind what the log already decided is
     ** doomed (its entry could never take effect): let the applier catch
-    ** up first (the busy handler retries). On a follower too: its writes
-    ** go to the leader with this base. */
+    ** up first (the busy handler retries). */
     rl_node_status(h->node, &st);
-    if (applied < st.L)
-        return SQLITE_BUSY;
-    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
-        st.leader_id != st.raft_id && h->cl) {
+    if (st.state == RL_STATE_LEADER || st.leader_id == 0 ||
+        st.leader_id == st.raft_id)
+        return applied < st.L ? SQLITE_BUSY : SQLITE_OK;
+    {
         /* A follower learns a commit only with the leader's next message:
         ** a transaction begun now on a base the leader already passed
-        ** would conflict with a write that finished before it began. Ask
-        ** the leader's L (one round trip, no quorum) and wait for it. A
-        ** leader that cannot be asked is not held against the writer:
-        ** its commit decides. */
+        ** would conflict with a write that finished before it began.
+        ** Wait for the leader's L (behind_leader). */
         struct rl_meta m;
-        uint64_t ci = 0, L = 0;
-        char e[256];
-        if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
-            m.grpc_addr[0] &&
-            rl_cluster_read_hint(h->cl, m.grpc_addr, 1000, 1, &ci, &L, e,
-                                 sizeof e) == 0 &&
-            applied < L)
-            return SQLITE_BUSY;
+        int known = rl_node_meta(h->node, st.leader_id, NULL, &m) ==
+                        RL_NODE_OK &&
+                    m.grpc_addr[0];
+        return behind_leader(h->cl, known ? m.grpc_addr : NULL, st.L,
+                             applied)
+                   ? SQLITE_BUSY
+                   : SQLITE_OK;
     }
-    return SQLITE_OK;
 }
 
 /*
@@ -601,6 +659,49 @@ static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
 ** (host_apply skips entries the file has). The applier, reaching the
 ** entry, finds it written (or waits for the writer, as on the leader).
 */
+/*
+** Sends f to the sidecar at target (the leader's, or this node's host's
+** for a client process) and maps the answer to the writer's SQLite code:
+** SQLITE_OK when it took effect as *index; *outcome is RL_OUTCOME_*.
+** who names the receiver in messages.
+*/
+static int forward_send(rl_rpc_client *cl, const char *who,
+                        const char *target, const rl_forward_txn *f,
+                        uint64_t *index, int *outcome, char *err,
+                        size_t errlen)
+{
+    int sent = 0;
+    char e[1024];
+    *index = 0;
+    if (rl_cluster_forward_txn(cl, target, f, COMMIT_TIMEOUT_MS, outcome,
+                               index, &sent, e, sizeof e) != 0) {
+        if (*outcome == RL_OUTCOME_NOT_APPLIED) {
+            snprintf(err, errlen,
+                     "%s (gRPC %s) did not take the transaction: %s; nothing "
+                     "was written: retry",
+                     who, target, e);
+            return SQLITE_BUSY;
+        }
+        snprintf(err, errlen,
+                 "outcome unknown: the transaction was sent to %s (gRPC %s) "
+                 "but no answer came back (%s); it may still commit (every "
+                 "node will then apply it): check before retrying",
+                 who, target, e);
+        return SQLITE_IOERR;
+    }
+    if (*outcome == RL_OUTCOME_APPLIED)
+        return SQLITE_OK;
+    snprintf(err, errlen, "%s", e);
+    switch (*outcome) {
+    case RL_OUTCOME_CONFLICT:
+        return SQLITE_BUSY_SNAPSHOT;
+    case RL_OUTCOME_UNKNOWN:
+        return SQLITE_IOERR;
+    default: /* not leader any more, full, timeout: nothing written */
+        return SQLITE_BUSY;
+    }
+}
+
 static int commit_forward(rl_host *h, const struct rl_node_status *st,
                           const uint8_t *buf, size_t n, rl_commit_info *ci,
                           char *err, size_t errlen)
@@ -609,8 +710,8 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
     struct local_txn *lt;
     rl_forward_txn f;
     uint64_t index = 0;
-    int outcome, sent = 0;
-    char e[1024];
+    int outcome, rc;
+    char who[300];
     if (rl_node_meta(h->node, st->leader_id, NULL, &leader) != RL_NODE_OK ||
         !leader.grpc_addr[0]) {
         snprintf(err, errlen,
@@ -619,6 +720,14 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
                  (unsigned long long)st->leader_id, st->leader_addr);
         tl_w.outcome = RL_OUTCOME_NOT_LEADER;
         return SQLITE_BUSY;
+    }
+    if (!h->cl) {
+        snprintf(err, errlen,
+                 "not the leader, and this node has no gRPC client to "
+                 "forward the transaction with; nothing was written: write "
+                 "on the leader");
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+        return SQLITE_READONLY;
     }
     lt = local_add(h);
     if (!lt) {
@@ -632,50 +741,106 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
     f.origin_node = h->raft_id;
     f.origin_txn = lt->origin_txn;
     f.origin_pid = (uint32_t)getpid();
-    if (!h->cl) {
-        local_settle(h, lt, 0, 1);
+    snprintf(who, sizeof who, "the leader %s", leader.node_id);
+    rc = forward_send(h->cl, who, leader.grpc_addr, &f, &index, &outcome, err,
+                      errlen);
+    tl_w.outcome = outcome;
+    if (rc == SQLITE_OK) {
+        local_settle(h, lt, index, 0);
+        ci->index = index;
+    } else {
+        local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
+    }
+    return rc;
+}
+
+/*
+** A client process (the node is hosted by another process on this
+** machine): its transaction goes to the host's sidecar, which commits it
+** (or relays it to the leader) with the host's node and this process as
+** its origin. The writer then writes its frames itself; the host's
+** applier, which needs the write lock this writer holds, finds them there
+** ("already applied"), or writes them if this process died first.
+*/
+/* A client process's gRPC client for its host's sidecar: plaintext ones
+** are shared by the process (made once: a channel per call would cost a
+** connection per commit); with TLS settings one per call (*owned). */
+static pthread_mutex_t client_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_rpc_client *client_plain;
+
+static void client_plain_free(void)
+{
+    pthread_mutex_lock(&client_mu);
+    rl_rpc_client_free(client_plain);
+    client_plain = NULL;
+    pthread_mutex_unlock(&client_mu);
+}
+
+static rl_rpc_client *host_client_get(const rl_identity *id, int *owned,
+                                      char *err, size_t errlen)
+{
+    rl_rpc_client *cl;
+    *owned = 0;
+    if (id->tls_cert[0] || id->tls_ca[0]) {
+        rl_rpc_tls tls;
+        memset(&tls, 0, sizeof tls);
+        tls.ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
+        if (id->tls_client_auth) {
+            tls.cert_file = id->tls_cert;
+            tls.key_file = id->tls_key;
+        }
+        *owned = 1;
+        return rl_rpc_client_new(&tls, 0, err, errlen);
+    }
+    pthread_mutex_lock(&client_mu);
+    if (!client_plain) {
+        client_plain = rl_rpc_client_new(NULL, 0, err, errlen);
+        if (client_plain)
+            atexit(client_plain_free);
+    }
+    cl = client_plain;
+    pthread_mutex_unlock(&client_mu);
+    return cl;
+}
+
+static int commit_via_host(const char *db_path, const char *grpc,
+                           const uint8_t *buf, size_t n, rl_commit_info *ci,
+                           char *err, size_t errlen)
+{
+    static uint64_t next_txn;
+    rl_identity id;
+    rl_rpc_client *cl;
+    rl_forward_txn f;
+    uint64_t index = 0;
+    int outcome = RL_OUTCOME_NOT_APPLIED, rc, owned = 0;
+    char e[512], who[300];
+    if (rl_identity_read(db_path, &id, e, sizeof e) != 0) {
         snprintf(err, errlen,
-                 "not the leader, and this node has no gRPC client to "
-                 "forward the transaction with; nothing was written: write "
-                 "on the leader");
-        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+                 "%s is hosted by another process but its node identity "
+                 "cannot be read (%s); nothing was written",
+                 db_path, e);
         return SQLITE_READONLY;
     }
-    if (rl_cluster_forward_txn(h->cl, leader.grpc_addr, &f, COMMIT_TIMEOUT_MS,
-                               &outcome, &index, &sent, e, sizeof e) != 0) {
-        local_settle(h, lt, 0, outcome == RL_OUTCOME_NOT_APPLIED);
-        tl_w.outcome = outcome;
-        if (outcome == RL_OUTCOME_NOT_APPLIED) {
-            snprintf(err, errlen,
-                     "the leader %s (gRPC %s) did not take the transaction: "
-                     "%s; nothing was written: retry",
-                     leader.node_id, leader.grpc_addr, e);
-            return SQLITE_BUSY;
-        }
-        snprintf(err, errlen,
-                 "outcome unknown: the transaction was sent to the leader %s "
-                 "(gRPC %s) but no answer came back (%s); it may still "
-                 "commit (every node will then apply it): check before "
-                 "retrying",
-                 leader.node_id, leader.grpc_addr, e);
-        return SQLITE_IOERR;
+    cl = host_client_get(&id, &owned, e, sizeof e);
+    if (!cl) {
+        snprintf(err, errlen, "cannot make a gRPC client for the host: %s", e);
+        return SQLITE_READONLY;
     }
+    memset(&f, 0, sizeof f);
+    f.payload = buf;
+    f.len = n;
+    f.base = ci->base;
+    f.origin_node = rl_raft_id_of(id.node_id);
+    f.origin_txn = __atomic_add_fetch(&next_txn, 1, __ATOMIC_RELAXED);
+    f.origin_pid = (uint32_t)getpid();
+    snprintf(who, sizeof who, "the host of node %s", id.node_id);
+    rc = forward_send(cl, who, grpc, &f, &index, &outcome, err, errlen);
+    if (owned)
+        rl_rpc_client_free(cl);
     tl_w.outcome = outcome;
-    if (outcome != RL_OUTCOME_APPLIED) {
-        local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
-        snprintf(err, errlen, "%s", e);
-        switch (outcome) {
-        case RL_OUTCOME_CONFLICT:
-            return SQLITE_BUSY_SNAPSHOT;
-        case RL_OUTCOME_UNKNOWN:
-            return SQLITE_IOERR;
-        default: /* not leader any more, full, timeout: nothing written */
-            return SQLITE_BUSY;
-        }
-    }
-    local_settle(h, lt, index, 0);
-    ci->index = index;
-    return SQLITE_OK;
+    if (rc == SQLITE_OK)
+        ci->index = index;
+    return rc;
 }
 
 static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
@@ -693,6 +858,23 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     rl_identity id;
     (void)ctx;
 
+    if (!h) {
+        long pid = 0;
+        char grpc[512] = "";
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0]) {
+            n = rl_txn_encoded_size(txn);
+            buf = n ? malloc(n) : NULL;
+            if (!buf || rl_txn_encode(txn, buf, n) != 0) {
+                free(buf);
+                snprintf(err, errlen, "cannot encode a %zu-byte transaction",
+                         n);
+                return SQLITE_IOERR_NOMEM;
+            }
+            rc = commit_via_host(db_path, grpc, buf, n, ci, err, errlen);
+            free(buf);
+            return rc;
+        }
+    }
     if (!h || !h->node) {
         long pid = 0;
         char grpc[512] = "";
@@ -785,6 +967,7 @@ static int svc_propose_txn(void *ctx, const struct rl_txn_asm *a,
     rl_host *h = ctx;
     struct rl_proposal p;
     struct rl_result res;
+    struct rl_node_status st;
     rl_txn t;
     int rc, outcome;
     unsigned tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
@@ -804,6 +987,35 @@ static int svc_propose_txn(void *ctx, const struct rl_txn_asm *a,
         return RL_OUTCOME_NOT_APPLIED;
     }
     rl_txn_free(&t);
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER) {
+        /* A client process's transaction reached its host, a follower:
+        ** relay it to the leader with its origin unchanged. */
+        struct rl_meta m;
+        rl_forward_txn f;
+        char who[300];
+        if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+            rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+            !m.grpc_addr[0] || !h->cl) {
+            leader_text(h, who, sizeof who);
+            snprintf(why, whylen,
+                     "node %s is not the leader and cannot relay to it (%s); "
+                     "nothing was written: retry",
+                     h->id.node_id, who);
+            return RL_OUTCOME_NOT_LEADER;
+        }
+        memset(&f, 0, sizeof f);
+        f.payload = a->data;
+        f.len = (size_t)a->received;
+        f.base = a->base;
+        f.origin_node = a->origin_node;
+        f.origin_txn = a->origin_txn;
+        f.origin_pid = a->origin_pid;
+        snprintf(who, sizeof who, "the leader %s", m.node_id);
+        forward_send(h->cl, who, m.grpc_addr, &f, index, &outcome, why,
+                     whylen);
+        return outcome;
+    }
     if (!log_has_room(h, (size_t)a->received, why, whylen))
         return RL_OUTCOME_NOT_APPLIED;
     memset(&p, 0, sizeof p);

@@ -6,6 +6,9 @@ writer once its node applied the entry.
 - Quiet cluster: 1,000 single-row autocommit INSERTs from a follower's
   shell, default busy timeout: none fails; every row on every node; the
   follower reads each of its writes at once (read-your-writes).
+- Client processes: 1,000 writes from a second stock shell on the
+  leader's file, then 300 from one on a follower's file (its host relays
+  them to the leader): none fails, each reads back at once.
 - One client writing on each node in turn (60 writes): none conflicts,
   since a follower's writer first waits for the leader's L.
 - A write that changes nothing on a follower (an UPDATE matching no row)
@@ -28,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
-from rltest import check, check_eq, fail, is_error, log, main  # noqa: E402
+from rltest import Shell, check, check_eq, fail, is_error, log, main  # noqa
 from rlcluster import Cluster, SLOW  # noqa: E402
 
 ACCOUNTS = 10
@@ -48,6 +51,30 @@ def quiet(c, f):
     log("1,000 writes from follower %s in %.1fs (%.0f/s)" %
         (f.name, secs, 1000 / secs))
     c.wait_all("SELECT count(*) FROM q;", "1000")
+
+
+def clients(c, leader, f):
+    """Client processes (a second stock shell on a hosted file, no node of
+    its own) write through their host: 1,000 on the leader's file, then
+    300 on a follower's (relayed to the leader); none fails, each reads
+    its own writes at once, every node gets them."""
+    for node, count in ((leader, 1000), (f, 300)):
+        sh = Shell(node.db, env=c.env)
+        t0 = time.time()
+        out = sh.sql("".join(
+            "INSERT INTO c(who) VALUES ('client of %s');\n" % node.name
+            for _ in range(count)) +
+            "SELECT count(*) FROM c WHERE who = 'client of %s';" % node.name,
+            300 * SLOW)
+        check(not is_error(out), "a client of %s: %s" % (node.name,
+                                                          out[-2000:]))
+        check_eq(out.strip().splitlines()[-1], str(count),
+                 "the client of %s reads its writes at once" % node.name)
+        check_eq(sh.close(), 0, "client shell exit")
+        secs = time.time() - t0
+        log("%d writes from a client process of %s in %.1fs (%.0f/s)" %
+            (count, node.name, secs, count / secs))
+    c.wait_all("SELECT count(*) FROM c;", "1300")
 
 
 def alternate(c):
@@ -115,20 +142,28 @@ def bank(c):
             xid = k * 1000000 + i
             a, b = rnd.sample(range(ACCOUNTS), 2)
             amt = rnd.randint(1, 50)
-            out = n.sh.sql(
-                "BEGIN IMMEDIATE;\n"
-                "UPDATE acct SET bal = bal - %d WHERE id = %d;\n"
-                "UPDATE acct SET bal = bal + %d WHERE id = %d;\n"
-                "INSERT INTO xfer VALUES (%d, %d, %d, %d);\n"
-                "COMMIT;\n" % (amt, a, amt, b, xid, a, b, amt), 60 * SLOW)
-            if is_error(out):
-                why = n.last_error()
-                n.sh.sql("ROLLBACK;")
-                with mu:
-                    errors.append("%s: %s | %s" % (
-                        n.name, out.strip().splitlines()[-1], why))
-            else:
-                with mu:
+            # One statement at a time, as a program does: the shell goes
+            # on after an error, so a failed BEGIN would leave the rest
+            # to autocommit and a failed UPDATE would be committed around.
+            stmts = ["BEGIN IMMEDIATE;",
+                     "UPDATE acct SET bal = bal - %d WHERE id = %d;" % (amt, a),
+                     "UPDATE acct SET bal = bal + %d WHERE id = %d;" % (amt, b),
+                     "INSERT INTO xfer VALUES (%d, %d, %d, %d);" %
+                     (xid, a, b, amt),
+                     "COMMIT;"]
+            failed = None
+            for st in stmts:
+                out = n.sh.sql(st, 60 * SLOW)
+                if is_error(out):
+                    failed = "%s: %s failed: %s | %s" % (
+                        n.name, st.split()[0], out.strip().splitlines()[-1],
+                        n.last_error())
+                    n.sh.sql("ROLLBACK;")
+                    break
+            with mu:
+                if failed:
+                    errors.append(failed)
+                else:
                     acked[xid] = (a, b, amt)
             got = n.sh.sql("SELECT sum(bal) FROM acct;").strip()
             if got != total:
@@ -188,9 +223,11 @@ def test():
     leader = c.leader()
     f = [n for n in c.nodes if n is not leader][0]
     leader.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n"
-               "CREATE TABLE q(id INTEGER PRIMARY KEY, v TEXT);")
-    c.wait_all("SELECT count(*) FROM sqlite_schema;", "2")
+               "CREATE TABLE q(id INTEGER PRIMARY KEY, v TEXT);\n"
+               "CREATE TABLE c(id INTEGER PRIMARY KEY, who TEXT);")
+    c.wait_all("SELECT count(*) FROM sqlite_schema;", "3")
     quiet(c, f)
+    clients(c, leader, f)
     alternate(c)
     noop(c, f)
     conflict(c, leader, f)
