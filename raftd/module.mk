@@ -78,5 +78,28 @@ fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; image_fetch.c is the client that downloads and verifies one.
 RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
-              raftd/image_fetch.c
-LIB_SRCS   += raftd/image_fetch.c
+              raftd/image_fetch.c raftd/image_rx.c
+LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
+
+# libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
+# by tests/fuzz/test_fuzz_image_rx.sh, seeded with test_image's images.
+$(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/image_rx.c \
+		raftd/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
+		$(PROTO_GEN_C) $(PROTO_GEN_H)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
+	    -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image_rx.c \
+	    raftd/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
+	    -lprotobuf-c -lz -lpthread
+
+test test-long: $(FUZZ_DIR)/fuzz_image_rx
+
+.PHONY: fuzz-image-rx
+fuzz: fuzz-image-rx
+fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
+	@mkdir -p $(FUZZ_DIR)/corpus_image_rx
+	sh tests/fuzz/seed_image_rx.sh $(BUILD)/tests/unit/test_image \
+	    $(FUZZ_DIR)/corpus_image_rx
+	$(FUZZ_DIR)/fuzz_image_rx -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_image_rx
