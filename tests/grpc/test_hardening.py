@@ -12,7 +12,9 @@ result is cut by SQLITE_LIMIT_LENGTH (RSS grows < 100 MB), an endless
 recursive CTE without a deadline is cut by -max-call-ms, a cancelled one
 stops burning CPU within a second, a request over -max-msg-bytes is refused
 naming the flag, one client cannot take every worker (-max-client-calls)
-and FetchImage is cut when its client stops reading (-stream-idle-ms)."""
+and FetchImage, of the database file and of the consistent image
+"@image" (which holds a read transaction while it streams), is cut when
+its client stops reading (-stream-idle-ms)."""
 import os
 import sys
 import threading
@@ -241,6 +243,66 @@ def test():
         n.stop()
 
     limits_standalone(pb, pbg)
+    image_idle(pb, pbg)
+
+
+def image_idle(pb, pbg):
+    """FetchImage "@image" streams a consistent image from one read
+    transaction of a replicated database: a client that reads one chunk
+    and stops must not hold it (nor a worker) past -stream-idle-ms. The
+    node then still writes, and a later fetch of the whole image works."""
+    d = Raftd(node="n1", args=["-bootstrap", "-raft",
+                               "127.0.0.1:%d" % free_port(),
+                               "-stream-idle-ms", "1500",
+                               "-max-msg-bytes", str(1 << 20)])
+    ch = channel(d.addr)
+    s = pbg.DistributedSqliteStub(ch)
+    w = s.ExecuteWrite(pb.WriteRequest(sql="CREATE TABLE big(b)"), timeout=T)
+    check(w.success, "big table: %r" % w)
+    for _ in range(6):
+        w = s.ExecuteWrite(pb.WriteRequest(
+            sql="WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                "FROM c WHERE x < 8) INSERT INTO big "
+                "SELECT randomblob(500000) FROM c"), timeout=T)
+        check(w.success, "big rows: %r" % w)
+    internal = pbg.RaftliteInternalStub(ch)
+    it = internal.FetchImage(pb.FetchImageRequest(name="@image",
+                                                  chunk_bytes=200000),
+                             timeout=T)
+    first = next(it)
+    check(first.offset == 0 and first.total_size > 20000000,
+          "first chunk of @image: offset %d of %d" % (first.offset,
+                                                      first.total_size))
+    time.sleep(4)
+    t0 = time.time()
+    try:
+        for _ in it:
+            pass
+        fail("FetchImage @image was not cut while its client stopped "
+             "reading")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and
+              "-stream-idle-ms" in (e.details() or ""),
+              "FetchImage @image cut: %s %s" % (e.code(), e.details()))
+        log("idle FetchImage @image cut: %s" % e.details())
+    check(time.time() - t0 < T, "draining the cut stream")
+    # The read transaction is gone: writes go on, and a whole image of
+    # the database as it is now streams to a client that reads.
+    w = s.ExecuteWrite(pb.WriteRequest(sql="INSERT INTO big VALUES (1)"),
+                       timeout=T)
+    check(w.success, "write after the cut: %r" % w)
+    got = 0
+    total = None
+    for c in internal.FetchImage(pb.FetchImageRequest(name="@image"),
+                                 timeout=T):
+        check(c.offset == got, "chunk at %d, expected %d" % (c.offset, got))
+        got += len(c.data)
+        total = c.total_size
+    check(total and got == total, "whole image: %d of %r bytes" %
+          (got, total))
+    check(d.p.poll() is None, "raftd died:\n%s" % d.log()[-3000:])
+    ch.close()
+    d.stop()
 
 
 def limits_standalone(pb, pbg):
