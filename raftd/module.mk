@@ -82,15 +82,19 @@ RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
               raftd/image_fetch.c raftd/image_rx.c
 LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
 
+# Flags of the libFuzzer builds below (pure raftd code with the generated
+# protobuf-c code).
+FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
+    -Ilib -Iraftd -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined
+
 # libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
 # by tests/fuzz/test_fuzz_image_rx.sh, seeded with test_image's images.
 $(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/image_rx.c \
 		raftd/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
-	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image_rx.c \
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_image_rx.c \
 	    raftd/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
 	    -lprotobuf-c -lz -lpthread
 
@@ -112,9 +116,7 @@ $(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
 		raftd/reqcheck.h raftd/addr.c raftd/identity.c raftd/entry.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
-	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_cluster_req.c \
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
 	    raftd/reqcheck.c raftd/addr.c raftd/identity.c raftd/entry.c \
 	    $(PROTO_GEN_C) -lprotobuf-c
 
