@@ -11,7 +11,8 @@ the replicas are identical and the applier keeps applying. Limits: a 300 MB
 result is cut by SQLITE_LIMIT_LENGTH (RSS grows < 100 MB), an endless
 recursive CTE without a deadline is cut by -max-call-ms, a cancelled one
 stops burning CPU within a second, a request over -max-msg-bytes is refused
-naming the flag, one client cannot take every worker (-max-client-calls)
+naming the flag, one client cannot take every worker (-max-client-calls),
+a ForwardTxn stream that never pauses is cut at -max-stream-ms
 and FetchImage, of the database file and of the consistent image
 "@image" (which holds a read transaction while it streams), is cut when
 its client stops reading (-stream-idle-ms)."""
@@ -28,6 +29,9 @@ T = 30 * SAN_SLOW
 # The endless CTE waits for it: 12 s under ASan is ample for every
 # ordinary call of this test.
 MAX_CALL_MS = 6000 * (2 if SAN_SLOW > 1 else 1)
+# The standalone node's longest stream: a ForwardTxn that never idles is
+# cut at it; the node's other streams (a 24 MB image) end well before.
+MAX_STREAM_MS = 6000
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -252,13 +256,15 @@ def limits_standalone(pb, pbg):
     per-client cap refuses its second call); FetchImage of the database
     file and of the consistent image "@image" (which holds a read
     transaction while it streams) are cut when their client stops reading,
-    ForwardTxn when its client stops sending. One node of its own."""
+    ForwardTxn when its client stops sending, and one that never pauses
+    at -max-stream-ms. One node of its own."""
     d = Raftd(node="n1", args=["-bootstrap", "-raft",
                                "127.0.0.1:%d" % free_port(),
                                "-workers", "2",
                                "-max-call-ms", str(4000 * SAN_SLOW),
-                               "-stream-idle-ms", "1500", "-max-msg-bytes",
-                               str(1 << 20)])
+                               "-stream-idle-ms", "1500",
+                               "-max-stream-ms", str(MAX_STREAM_MS),
+                               "-max-msg-bytes", str(1 << 20)])
     ch = channel(d.addr)
     s = pbg.DistributedSqliteStub(ch)
     cte = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
@@ -335,8 +341,29 @@ def limits_standalone(pb, pbg):
             fwd["code"], fwd["details"] = e.code(), e.details() or ""
         fwd["took"] = time.time() - t0
 
+    # A ForwardTxn that sends a chunk every 0.4 s (never idle) for ever:
+    # cut at -max-stream-ms, the total time of a stream.
+    def trickle():
+        for i in range(200):
+            yield pb.TxnChunk(total_length=100000, offset=10 * i,
+                              data=b"0123456789")
+            time.sleep(0.4)
+
+    total = {}
+
+    def forward_total():
+        t0 = time.time()
+        try:
+            internal.ForwardTxn(trickle(), timeout=T * 4)
+            total["err"] = "ForwardTxn was not cut"
+        except grpc.RpcError as e:
+            total["code"], total["details"] = e.code(), e.details() or ""
+        total["took"] = time.time() - t0
+
     th = threading.Thread(target=forward)
     th.start()
+    th2 = threading.Thread(target=forward_total)
+    th2.start()
     time.sleep(4)
     for name, it in streams.items():
         t0 = time.time()
@@ -359,6 +386,14 @@ def limits_standalone(pb, pbg):
     check(fwd["took"] < 4.5, "ForwardTxn idle cut took %.1fs" % fwd["took"])
     for own in chans:
         own.close()
+    th2.join(T)
+    check("err" not in total and
+          total.get("code") == grpc.StatusCode.DEADLINE_EXCEEDED and
+          "-max-stream-ms" in total.get("details", "") and
+          MAX_STREAM_MS / 1000.0 - 0.5 < total["took"] <
+          MAX_STREAM_MS / 1000.0 + 3, "ForwardTxn total: %r" % total)
+    log("ForwardTxn without pause cut after %.1fs: %s" %
+        (total["took"], total["details"]))
 
     # The image's read transaction is gone: writes go on, and a whole
     # image of the database as it is now streams to a client that reads.
