@@ -1,21 +1,21 @@
 # budget: 150
 # asan: yes
 """Remote SQL cannot escape (issue 15): against a running 3-node raftd
-cluster, every attack of the security review is refused with a clear
-error — fts3_tokenizer's pointer leak through a read and its crash through a
+cluster, every attack of the security review is refused with a clear error
+— fts3_tokenizer's pointer leak through a read and its crash through a
 write forwarded by a follower (text and bound blob), a TEMP trigger that
 rewrote other clients' inserts, PRAGMA query_only, writable_schema,
 hard_heap_limit and temp_store_directory through a read, ATTACH and VACUUM
-INTO — and afterwards every node is up, the next client sees no effect,
-the replicas are identical and the applier keeps applying. Limits: a 300 MB
+INTO — and afterwards every node is up, the next client sees no effect, the
+replicas are identical and the applier keeps applying. Limits: a 300 MB
 result is cut by SQLITE_LIMIT_LENGTH (RSS grows < 100 MB), an endless
 recursive CTE without a deadline is cut by -max-call-ms, a cancelled one
-stops burning CPU within a second, a request over -max-msg-bytes is refused
-naming the flag, one client cannot take every worker (-max-client-calls),
-a ForwardTxn stream that never pauses is cut at -max-stream-ms
-and FetchImage, of the database file and of the consistent image
-"@image" (which holds a read transaction while it streams), is cut when
-its client stops reading (-stream-idle-ms)."""
+and one whose client process is killed stop burning CPU within a second, a
+request over -max-msg-bytes is refused naming the flag, one client cannot
+take every worker (-max-client-calls), a ForwardTxn stream that never
+pauses is cut at -max-stream-ms and FetchImage, of the database file and of
+the consistent image "@image" (which holds a read transaction while it
+streams), is cut when its client stops reading (-stream-idle-ms)."""
 import os
 import sys
 import threading
@@ -241,6 +241,33 @@ def test():
           (idle, busy))
     log("cancelled CTE: %.2fs/s CPU before, %.2fs/s from 1s after the "
         "cancel" % (busy, idle))
+
+    # A client process that goes away (killed) in the middle of an endless
+    # CTE without a deadline: the node's CPU is idle within a second too.
+    client = spawn([sys.executable, "-c",
+                    "import grpc, sys\n"
+                    "ch = grpc.insecure_channel(sys.argv[1])\n"
+                    "ch.unary_unary('/proto.DistributedSqlite/ExecuteRead')"
+                    "(bytes.fromhex(sys.argv[2]))\n",
+                    n3.addr, pb.ReadRequest(sql=cte).SerializeToString()
+                    .hex()])
+    time.sleep(1.5)
+    c0 = cpu_s(pid3)
+    time.sleep(1.0)
+    busy = cpu_s(pid3) - c0
+    check(busy >= 0.1, "the client's CTE should be burning CPU: %.2fs/s" %
+          busy)
+    client.kill()
+    client.wait()
+    time.sleep(1.0)
+    c0 = cpu_s(pid3)
+    time.sleep(1.0)
+    idle = cpu_s(pid3) - c0
+    check(idle < 0.08 and idle < busy / 2,
+          "CPU %.2fs/s after the client was killed (%.2fs/s before)" %
+          (idle, busy))
+    log("killed client's CTE: %.2fs/s CPU before, %.2fs/s from 1s after "
+        "the kill" % (busy, idle))
     check(read(stubs[2], pb, "SELECT count(*) FROM msgs") == [["6"]],
           "n3 serves after the cancel")
 
