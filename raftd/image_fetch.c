@@ -42,6 +42,9 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
+/* The server's default ImageChunk size (service_rpc.c, reqcheck.c). */
+#define FETCH_CHUNK (1u << 20)
+
 /* The sink of image_rx.c: the fetched bytes go to the temporary file. */
 static int sink_fd(void *arg, const uint8_t *p, size_t n)
 {
@@ -71,6 +74,12 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
 
     req.name = (char *)RL_IMAGE_FETCH_NAME;
     req.min_index = min_index;
+    /* Chunks this client can receive: the peer's default (1 MiB) may be
+    ** over this node's -max-msg-bytes (an ImageChunk adds < 128 bytes). */
+    if (rl_rpc_client_max_msg(cl) < FETCH_CHUNK + 128)
+        req.chunk_bytes = rl_rpc_client_max_msg(cl) > 256
+                              ? (uint32_t)(rl_rpc_client_max_msg(cl) - 128)
+                              : 128;
     n = proto__fetch_image_request__get_packed_size(&req);
     buf = malloc(n ? n : 1);
     if (!buf) {
@@ -106,8 +115,12 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
     if (code != RL_RPC_OK)
         goto out;
     if (status != RL_RPC_OK) {
-        code = fail(err, errlen, status, "FetchImage from %s: %s", peer_grpc,
-                    serr);
+        code = fail(err, errlen, status, "FetchImage from %s: %s%s", peer_grpc,
+                    serr,
+                    status == RL_RPC_RESOURCE_EXHAUSTED
+                        ? " (this node's message limit: raftd -max-msg-bytes "
+                          "raises it)"
+                        : "");
         goto out;
     }
     code = rl_image_rx_finish(&rx, err, errlen);

@@ -9,12 +9,14 @@ the stated total, chunks out of order, a wrong chunk CRC-32, a lying total
 size, a wrong stream CRC-32, the raw database file instead of the image
 (what a request for another name would get), a corrupted page with every
 CRC-32 recomputed, an endless stream of empty chunks, a chunk after the
-last, and an error status mid-stream. Each fetch must fail naming the
+last, a message over the joiner's message limit (its error names
+-max-msg-bytes), and an error status mid-stream. Each fetch must fail naming the
 cause (the node's log), nothing of a failed fetch may survive (each new
 attempt finds the temporary file empty, and none is left after a stop),
 the node stays up (a joiner waits up to 60 s for its image before it
 serves), its database file holds no user table; once the peer turns
-honest, the same process installs the leader's image, serves, holds
+honest, the same process installs the leader's image (in chunks that fit
+its -max-msg-bytes of 64 KiB, below the image's size), serves, holds
 exactly the leader's rows, applies later writes and stops cleanly."""
 import os
 import sqlite3
@@ -29,6 +31,7 @@ import rlnetns  # noqa: E402
 from rltest import BUILD, check, fail, log, main, scratch  # noqa: E402
 
 PROXY_PORT = 7100
+JOINER_MAX_MSG = 65536
 Q = ("SELECT (SELECT count(*) FROM t), (SELECT sum(length(b)) FROM t), "
      "(SELECT group_concat(v) FROM (SELECT v FROM t ORDER BY id))")
 
@@ -192,6 +195,12 @@ def v_after_last(h, ctx):
     return raw + [extra.SerializeToString()]
 
 
+def v_huge(h, ctx):
+    data = b"\0" * (1 << 20)  # over the joiner's message limit
+    return [h.pb.ImageChunk(offset=0, data=data, crc32=zlib.crc32(data),
+                            total_size=len(data)).SerializeToString()]
+
+
 def v_abort(h, ctx):
     raw = h.chunks()
     yield raw[0]
@@ -211,6 +220,7 @@ VARIANTS = [
     ("corrupt-page", v_corrupt_page, "pages checksum mismatch"),
     ("endless", v_endless, "an empty chunk"),
     ("after-last", v_after_last, "a chunk after the last one"),
+    ("huge", v_huge, "raftd -max-msg-bytes raises it"),
     ("abort", v_abort, "hostile peer broke off"),
 ]
 
@@ -259,6 +269,9 @@ def test():
 
     c = rlnetns.NsNode(raftd, net.nodes[1], net.ips[1], "n2", data,
                        join=a.grpc)
+    # A message limit below the image (and the leader's 1 MiB chunks): an
+    # honest fetch must ask for chunks this node can receive.
+    c.argv += ["-max-msg-bytes", str(JOINER_MAX_MSG)]
     hostile.tmp = os.path.join(data, "n2", "sqlite.db-raft", "image.tmp")
     c.start()  # it serves once it has caught up: not before the image
 
