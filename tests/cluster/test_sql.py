@@ -11,7 +11,9 @@ raft_transfer and raft_remove work from followers (forwarded) and on the
 leader itself; every refused call names its cause and leaves the cluster
 as it was: argument errors, a join through an unreachable peer, a
 duplicate node id, a duplicate raft or gRPC address (the last two sent as
-raw Join RPCs, since a second node cannot even listen on a taken address).
+raw Join RPCs, since a second node cannot even listen on a taken address),
+and raw Joins with a host name for a Raft address or a node id that could
+not name a node.
 The management functions are DIRECTONLY: a view or trigger in the
 replicated schema cannot call them, and remote SQL over gRPC cannot
 either.
@@ -316,6 +318,16 @@ def test():
     r = raw_join(gb, "n4", addr(), gc)  # through a follower
     check(not r.success and ("gRPC address %s is already used by node 'n3'"
                              % gc) in r.error, "duplicate gRPC address: %r" % r)
+    # Fields a node could never have (checked before the cluster is
+    # touched, and a host name is not looked up).
+    for nid, raddr, needle in (
+            ("n4", "localhost:%d" % free_port(), "not a numeric IPv4"),
+            ("n4", "127.0.0.1", "not IPv4:PORT"),
+            ("a/b", addr(), "path separator"),
+            ("n" + chr(10), addr(), "the character 0x0a")):
+        r = raw_join(ga, nid, raddr, "")
+        check(not r.success and needle in r.error,
+              "join of %r at %r: %r" % (nid, raddr, r))
     r = raw_join(ga, "n2", rb, gb)  # the same node again: idempotent
     check(r.success and r.leader_grpc_addr == ga, "rejoin as is: %r" % r)
     check_eq(set(nodes(a)), set(want), "members after refused joins")
