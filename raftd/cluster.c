@@ -505,13 +505,22 @@ int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 }
 
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index, char *err,
-                          size_t errlen)
+                          unsigned timeout_ms, uint64_t *index,
+                          uint64_t *last_effective, char *err, size_t errlen)
+{
+    return rl_cluster_read_hint(cl, target, timeout_ms, 0, index,
+                                last_effective, err, errlen);
+}
+
+int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                         unsigned timeout_ms, int hint_only, uint64_t *index,
+                         uint64_t *last_effective, char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_rpc_buf reply;
     int rc;
+    req.hint_only = hint_only;
     if (call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply, err,
              errlen) != 0) {
         return -1;
@@ -527,9 +536,90 @@ int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
         seterr(err, errlen, "%s", r->error);
     } else {
         *index = r->index;
+        if (last_effective)
+            *last_effective = r->last_effective;
     }
     proto__read_index_response__free_unpacked(r, NULL);
     return rc;
+}
+
+/* Bytes of a transaction per TxnChunk: well under every message limit. */
+#define FWD_CHUNK (1u << 20)
+
+int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
+                           const rl_forward_txn *f, unsigned timeout_ms,
+                           int *outcome, uint64_t *index, int *sent,
+                           char *err, size_t errlen)
+{
+    rl_rpc_stream *st;
+    rl_rpc_buf reply = {0};
+    Proto__ForwardTxnResponse *r = NULL;
+    size_t off = 0;
+    int ok = 1, got, code;
+    char e[RL_RPC_ERRMAX] = "";
+    *outcome = RL_OUTCOME_UNKNOWN;
+    *index = 0;
+    *sent = 0;
+    st = rl_rpc_stream_open(cl, target, INTL("ForwardTxn"), timeout_ms, e,
+                            sizeof e);
+    if (!st) {
+        seterr(err, errlen, "cannot call ForwardTxn on %s: %s", target, e);
+        return -1;
+    }
+    do {
+        Proto__TxnChunk ch = PROTO__TXN_CHUNK__INIT;
+        size_t n = f->len - off < FWD_CHUNK ? f->len - off : FWD_CHUNK;
+        rl_rpc_buf m;
+        ch.offset = off;
+        ch.data.data = (uint8_t *)f->payload + off;
+        ch.data.len = n;
+        ch.last = off + n == f->len;
+        if (off == 0) {
+            ch.total_length = f->len;
+            ch.txn_base = f->base;
+            ch.origin_node = f->origin_node;
+            ch.origin_txn = f->origin_txn;
+            ch.origin_pid = f->origin_pid;
+        }
+        if (pack_msg(&ch.base, &m) != 0) {
+            ok = 0;
+            break;
+        }
+        ok = rl_rpc_stream_send(st, m.data, m.len) == 0;
+        rl_rpc_buf_free(&m);
+        off += n;
+    } while (ok && off < f->len);
+    if (ok && rl_rpc_stream_close_send(st) == 0) {
+        *sent = 1; /* the leader may act on it from now on */
+        got = rl_rpc_stream_recv(st, &reply);
+        if (got == 1)
+            r = proto__forward_txn_response__unpack(NULL, reply.len,
+                                                    reply.data);
+        rl_rpc_buf_free(&reply);
+    }
+    if (!r)
+        rl_rpc_stream_cancel(st);
+    code = rl_rpc_stream_finish(st, e, sizeof e);
+    if (!r && !*sent)
+        *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
+    if (!r) {
+        seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
+               code != RL_RPC_OK ? e : "malformed or missing response");
+        if (code == RL_RPC_FAILED_PRECONDITION ||
+            code == RL_RPC_INVALID_ARGUMENT ||
+            code == RL_RPC_RESOURCE_EXHAUSTED ||
+            code == RL_RPC_UNIMPLEMENTED)
+            *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
+        return -1;
+    }
+    *outcome = r->outcome ? (int)r->outcome
+                          : r->success ? RL_OUTCOME_APPLIED
+                                       : RL_OUTCOME_UNKNOWN;
+    *index = r->index;
+    if (*outcome != RL_OUTCOME_APPLIED)
+        seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
+    proto__forward_txn_response__free_unpacked(r, NULL);
+    return 0;
 }
 
 /* ---- a hosted node ---- */
@@ -1243,11 +1333,22 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     struct rl_result res;
     char msg[512];
     int rc;
+    int hint_only = r->hint_only;
     proto__read_index_request__free_unpacked(r, NULL);
     memset(&res, 0, sizeof(res));
-    rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    if (hint_only) {
+        struct rl_node_status st;
+        rl_node_status(rl_host_node(h), &st);
+        rc = st.state == RL_STATE_LEADER ? RL_NODE_OK : RL_NODE_NOTLEADER;
+        res.index = st.commit_index;
+    } else {
+        rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    }
     if (rc == RL_NODE_OK) {
+        struct rl_node_status st;
+        rl_node_status(rl_host_node(h), &st);
         resp.index = res.index;
+        resp.last_effective = st.L;
     } else if (rc == RL_NODE_NOTLEADER) {
         seterr(msg, sizeof(msg),
                "not the leader: ReadIndex is served by the leader only");
@@ -1290,7 +1391,7 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
         break;
     default:
         if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
-                                  &index, e, sizeof(e)) != 0) {
+                                  &index, NULL, e, sizeof(e)) != 0) {
             seterr(msg, msglen,
                    "STRONG read refused: no read index from the leader '%s' "
                    "(gRPC %s): %s",

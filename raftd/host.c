@@ -42,6 +42,7 @@
 #include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
+#include "transport.h"
 #include "walfmt.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -76,6 +77,7 @@ struct rl_host {
     char *dir;     /* "<db>-raft" */
     rl_identity id;
     uint64_t raft_id;
+    struct rl_transport_tls raft_tls; /* Raft mTLS (node config points here) */
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
     int log_level;
     size_t max_msg;
@@ -423,11 +425,29 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
         return SQLITE_OK;
     /* A writer whose base is behind what the log already decided is
     ** doomed (its entry could never take effect): let the applier catch
-    ** up first. Only on the leader; elsewhere commit refuses anyway, and
-    ** recovery also takes this lock. */
+    ** up first (the busy handler retries). On a follower too: its writes
+    ** go to the leader with this base. */
     rl_node_status(h->node, &st);
-    if (st.state == RL_STATE_LEADER && applied < st.L)
+    if (applied < st.L)
         return SQLITE_BUSY;
+    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+        st.leader_id != st.raft_id && h->cl) {
+        /* A follower learns a commit only with the leader's next message:
+        ** a transaction begun now on a base the leader already passed
+        ** would conflict with a write that finished before it began. Ask
+        ** the leader's L (one round trip, no quorum) and wait for it. A
+        ** leader that cannot be asked is not held against the writer:
+        ** its commit decides. */
+        struct rl_meta m;
+        uint64_t ci = 0, L = 0;
+        char e[256];
+        if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0] &&
+            rl_cluster_read_hint(h->cl, m.grpc_addr, 1000, 1, &ci, &L, e,
+                                 sizeof e) == 0 &&
+            applied < L)
+            return SQLITE_BUSY;
+    }
     return SQLITE_OK;
 }
 
@@ -459,6 +479,193 @@ static int log_has_room(rl_host *h, size_t n, char *err, size_t errlen)
     return 0;
 }
 
+/*
+** What a proposal's result means for the writer that made it: an SQLite
+** code (SQLITE_OK: it took effect) with err, and *outcome (RL_OUTCOME_*).
+** Shared by the leader's own writers and the transactions followers
+** forward (svc_propose_txn), so both say the same thing.
+*/
+static int proposal_result(rl_host *h, int rc, const struct rl_result *res,
+                           uint64_t base, int *outcome, char *err,
+                           size_t errlen)
+{
+    char who[600];
+    if (rc == RL_NODE_OK && res->effective) {
+        *outcome = RL_OUTCOME_APPLIED;
+        return SQLITE_OK;
+    }
+    *outcome = RL_OUTCOME_NOT_APPLIED;
+    switch (rc) {
+    case RL_NODE_OK:
+        *outcome = RL_OUTCOME_CONFLICT;
+        snprintf(err, errlen,
+                 "conflict: entry %llu did not take effect because another "
+                 "transaction committed first (this one read index %llu); "
+                 "nothing was written: retry the transaction",
+                 (unsigned long long)res->index, (unsigned long long)base);
+        return SQLITE_BUSY_SNAPSHOT;
+    case RL_NODE_NOTLEADER:
+        *outcome = RL_OUTCOME_NOT_LEADER;
+        leader_text(h, who, sizeof who);
+        snprintf(err, errlen,
+                 "not the leader any more (%s); nothing was written: retry "
+                 "on the leader",
+                 who);
+        return SQLITE_READONLY;
+    case RL_NODE_UNKNOWN:
+        *outcome = RL_OUTCOME_UNKNOWN;
+        snprintf(err, errlen,
+                 "outcome unknown: %s after the transaction was appended to "
+                 "the Raft log; it may still commit (every node will then "
+                 "apply it): check before retrying",
+                 res->msg[0] ? res->msg : "leadership was lost");
+        return SQLITE_IOERR; /* outcome unknown: never a retryable code */
+    case RL_NODE_TIMEOUT:
+        snprintf(err, errlen,
+                 "the Raft node did not take the transaction within %d ms; "
+                 "nothing was written",
+                 COMMIT_TIMEOUT_MS);
+        return SQLITE_BUSY; /* nothing written: a retry can succeed */
+    case RL_NODE_SHUTDOWN:
+        *outcome = RL_OUTCOME_UNKNOWN;
+        snprintf(err, errlen,
+                 "the node is stopping: outcome unknown (it commits only if "
+                 "it reached a quorum)");
+        return SQLITE_IOERR;
+    default:
+        snprintf(err, errlen, "raft refused the transaction: %s",
+                 res->msg[0] ? res->msg : rl_node_strerror(rc));
+        return SQLITE_IOERR;
+    }
+}
+
+/* Registers a transaction of this process's writer as proposing: the
+** applier leaves its entry to that writer (port_end settles it). */
+static struct local_txn *local_add(rl_host *h)
+{
+    struct local_txn *lt = calloc(1, sizeof *lt);
+    if (!lt)
+        return NULL;
+    pthread_mutex_lock(&h->mu);
+    lt->origin_txn = ++h->next_txn;
+    lt->state = LT_PROPOSING;
+    lt->next = h->local;
+    h->local = lt;
+    pthread_mutex_unlock(&h->mu);
+    return lt;
+}
+
+/* The writer's proposal ended: index if it took effect (the writer writes
+** its frames; port_end settles it), else not written by this writer. If
+** the entry surely is not in the log (definite), forget it now; if it may
+** be, it reaches the applier, which applies it if it took effect (outcome
+** unknown) or skips it. */
+static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
+                         int definite)
+{
+    pthread_mutex_lock(&h->mu);
+    if (index) {
+        lt->index = index;
+    } else {
+        lt->state = LT_NOT_WRITTEN;
+        if (definite)
+            local_drop(h, lt);
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+/*
+** A follower's writer: its transaction goes to the leader's sidecar
+** (ForwardTxn), which proposes it with this node, process and transaction
+** as its origin, and answers once it took effect. The writer then writes
+** its frames at once, without waiting for this node's FSM, which learns
+** the commit only with the leader's next message (up to a heartbeat, 100
+** ms, later). That is safe: the entry is committed on a quorum, so every
+** future leader has it and this node will apply it with the same verdict
+** (effective); no entry between the writer's base and it took effect (its
+** verdict says so), so the applier has nothing to write in between; and a
+** file ahead of its node's FSM is what every restart looks like already
+** (host_apply skips entries the file has). The applier, reaching the
+** entry, finds it written (or waits for the writer, as on the leader).
+*/
+static int commit_forward(rl_host *h, const struct rl_node_status *st,
+                          const uint8_t *buf, size_t n, rl_commit_info *ci,
+                          char *err, size_t errlen)
+{
+    struct rl_meta leader;
+    struct local_txn *lt;
+    rl_forward_txn f;
+    uint64_t index = 0;
+    int outcome, sent = 0;
+    char e[1024];
+    if (rl_node_meta(h->node, st->leader_id, NULL, &leader) != RL_NODE_OK ||
+        !leader.grpc_addr[0]) {
+        snprintf(err, errlen,
+                 "not the leader, and the leader (raft id %llu at %s) has no "
+                 "gRPC address known here yet; nothing was written: retry",
+                 (unsigned long long)st->leader_id, st->leader_addr);
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+        return SQLITE_BUSY;
+    }
+    lt = local_add(h);
+    if (!lt) {
+        snprintf(err, errlen, "out of memory");
+        return SQLITE_IOERR_NOMEM;
+    }
+    memset(&f, 0, sizeof f);
+    f.payload = buf;
+    f.len = n;
+    f.base = ci->base;
+    f.origin_node = h->raft_id;
+    f.origin_txn = lt->origin_txn;
+    f.origin_pid = (uint32_t)getpid();
+    if (!h->cl) {
+        local_settle(h, lt, 0, 1);
+        snprintf(err, errlen,
+                 "not the leader, and this node has no gRPC client to "
+                 "forward the transaction with; nothing was written: write "
+                 "on the leader");
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+        return SQLITE_READONLY;
+    }
+    if (rl_cluster_forward_txn(h->cl, leader.grpc_addr, &f, COMMIT_TIMEOUT_MS,
+                               &outcome, &index, &sent, e, sizeof e) != 0) {
+        local_settle(h, lt, 0, outcome == RL_OUTCOME_NOT_APPLIED);
+        tl_w.outcome = outcome;
+        if (outcome == RL_OUTCOME_NOT_APPLIED) {
+            snprintf(err, errlen,
+                     "the leader %s (gRPC %s) did not take the transaction: "
+                     "%s; nothing was written: retry",
+                     leader.node_id, leader.grpc_addr, e);
+            return SQLITE_BUSY;
+        }
+        snprintf(err, errlen,
+                 "outcome unknown: the transaction was sent to the leader %s "
+                 "(gRPC %s) but no answer came back (%s); it may still "
+                 "commit (every node will then apply it): check before "
+                 "retrying",
+                 leader.node_id, leader.grpc_addr, e);
+        return SQLITE_IOERR;
+    }
+    tl_w.outcome = outcome;
+    if (outcome != RL_OUTCOME_APPLIED) {
+        local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
+        snprintf(err, errlen, "%s", e);
+        switch (outcome) {
+        case RL_OUTCOME_CONFLICT:
+            return SQLITE_BUSY_SNAPSHOT;
+        case RL_OUTCOME_UNKNOWN:
+            return SQLITE_IOERR;
+        default: /* not leader any more, full, timeout: nothing written */
+            return SQLITE_BUSY;
+        }
+    }
+    local_settle(h, lt, index, 0);
+    ci->index = index;
+    return SQLITE_OK;
+}
+
 static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
                            rl_commit_info *ci, char *err, size_t errlen)
 {
@@ -469,7 +676,7 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     struct local_txn *lt;
     uint8_t *buf;
     size_t n;
-    int rc;
+    int rc, outcome;
     char who[600];
     rl_identity id;
     (void)ctx;
@@ -497,19 +704,19 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
         return SQLITE_READONLY; /* this process may not write it */
     }
     rl_node_status(h->node, &st);
-    if (st.state != RL_STATE_LEADER) {
+    if (st.state != RL_STATE_LEADER &&
+        (st.leader_id == 0 || st.leader_id == st.raft_id)) {
         leader_text(h, who, sizeof who);
         snprintf(err, errlen,
                  "not the leader: node %s is a %s and %s; nothing was "
-                 "written: write on the leader",
+                 "written: retry once a leader is elected",
                  h->id.node_id,
                  st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
         tl_w.outcome = RL_OUTCOME_NOT_LEADER;
-        /* No leader known (an election): waiting can succeed. */
-        return st.leader_id == 0 ? SQLITE_BUSY : SQLITE_READONLY;
+        return SQLITE_BUSY; /* no leader known (an election): waiting helps */
     }
     n = rl_txn_encoded_size(txn);
-    if (!log_has_room(h, n, err, errlen))
+    if (st.state == RL_STATE_LEADER && !log_has_room(h, n, err, errlen))
         return SQLITE_FULL;
     buf = n ? malloc(n) : NULL;
     if (!buf) {
@@ -522,19 +729,17 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
         snprintf(err, errlen, "cannot encode the transaction");
         return SQLITE_IOERR;
     }
-    lt = calloc(1, sizeof *lt);
+    if (st.state != RL_STATE_LEADER) {
+        rc = commit_forward(h, &st, buf, n, ci, err, errlen);
+        free(buf);
+        return rc;
+    }
+    lt = local_add(h);
     if (!lt) {
         free(buf);
         snprintf(err, errlen, "out of memory");
         return SQLITE_IOERR_NOMEM;
     }
-    pthread_mutex_lock(&h->mu);
-    lt->origin_txn = ++h->next_txn;
-    lt->state = LT_PROPOSING;
-    lt->next = h->local;
-    h->local = lt;
-    pthread_mutex_unlock(&h->mu);
-
     memset(&p, 0, sizeof p);
     p.kind = RL_ENTRY_TXN;
     p.base = ci->base;
@@ -544,65 +749,63 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     p.len = n;
     rc = rl_node_propose(h->node, &p, COMMIT_TIMEOUT_MS, &res);
     free(buf);
-
-    pthread_mutex_lock(&h->mu);
-    if (rc == RL_NODE_OK && res.effective) {
-        lt->index = res.index;
+    rc = proposal_result(h, rc, &res, ci->base, &outcome, err, errlen);
+    tl_w.outcome = outcome;
+    if (rc == SQLITE_OK) {
+        local_settle(h, lt, res.index, 0);
         ci->index = res.index;
-        pthread_mutex_unlock(&h->mu);
         return SQLITE_OK;
     }
-    /* Not written by this writer. If the entry is in the log it reaches
-    ** the applier, which applies it if it took effect (outcome unknown)
-    ** or skips it; if it surely is not, forget it now. */
-    lt->state = LT_NOT_WRITTEN;
-    if (rc == RL_NODE_NOTLEADER || rc == RL_NODE_TIMEOUT ||
-        rc == RL_NODE_INVALID || rc == RL_NODE_NOMEM)
-        local_drop(h, lt);
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    switch (rc) {
-    case RL_NODE_OK:
-        tl_w.outcome = RL_OUTCOME_CONFLICT;
-        snprintf(err, errlen,
-                 "conflict: entry %llu did not take effect because another "
-                 "transaction committed first (this one read index %llu); "
-                 "nothing was written: retry the transaction",
-                 (unsigned long long)res.index, (unsigned long long)ci->base);
-        return SQLITE_BUSY_SNAPSHOT;
-    case RL_NODE_NOTLEADER:
-        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
-        leader_text(h, who, sizeof who);
-        snprintf(err, errlen,
-                 "not the leader any more (%s); nothing was written: retry "
-                 "on the leader",
-                 who);
-        return SQLITE_READONLY;
-    case RL_NODE_UNKNOWN:
-        tl_w.outcome = RL_OUTCOME_UNKNOWN;
-        snprintf(err, errlen,
-                 "outcome unknown: %s after the transaction was appended to "
-                 "the Raft log; it may still commit (every node will then "
-                 "apply it): check before retrying",
-                 res.msg[0] ? res.msg : "leadership was lost");
-        return SQLITE_IOERR; /* outcome unknown: never a retryable code */
-    case RL_NODE_TIMEOUT:
-        snprintf(err, errlen,
-                 "the Raft node did not take the transaction within %d ms; "
-                 "nothing was written",
-                 COMMIT_TIMEOUT_MS);
-        return SQLITE_BUSY; /* nothing written: a retry can succeed */
-    case RL_NODE_SHUTDOWN:
-        tl_w.outcome = RL_OUTCOME_UNKNOWN;
-        snprintf(err, errlen,
-                 "the node is stopping: outcome unknown (it commits only if "
-                 "it reached a quorum)");
-        return SQLITE_IOERR;
-    default:
-        snprintf(err, errlen, "raft refused the transaction: %s",
-                 res.msg[0] ? res.msg : rl_node_strerror(rc));
-        return SQLITE_IOERR;
+    local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
+    return rc;
+}
+
+/*
+** The sidecar's propose_txn hook (service.h): a follower's transaction,
+** forwarded with ForwardTxn, proposed here with its origin. The payload
+** is checked first: an entry that took effect must be applicable on
+** every node, so nothing malformed may enter the log.
+*/
+static int svc_propose_txn(void *ctx, const struct rl_txn_asm *a,
+                           int64_t remaining_ms, uint64_t *index, char *why,
+                           size_t whylen)
+{
+    rl_host *h = ctx;
+    struct rl_proposal p;
+    struct rl_result res;
+    rl_txn t;
+    int rc, outcome;
+    unsigned tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
+                   : remaining_ms > 0               ? (unsigned)remaining_ms
+                                                    : 1;
+    char e[256];
+    *index = 0;
+    if (!h->node) {
+        snprintf(why, whylen, "this node is not running");
+        return RL_OUTCOME_NOT_APPLIED;
     }
+    if (rl_txn_decode(a->data, (size_t)a->received, &t, e, sizeof e) != 0) {
+        snprintf(why, whylen,
+                 "the forwarded transaction is malformed (%s); nothing was "
+                 "written",
+                 e);
+        return RL_OUTCOME_NOT_APPLIED;
+    }
+    rl_txn_free(&t);
+    if (!log_has_room(h, (size_t)a->received, why, whylen))
+        return RL_OUTCOME_NOT_APPLIED;
+    memset(&p, 0, sizeof p);
+    p.kind = RL_ENTRY_TXN;
+    p.base = a->base;
+    p.origin_node = a->origin_node;
+    p.origin_txn = a->origin_txn;
+    p.origin_pid = a->origin_pid;
+    p.payload = a->data;
+    p.len = (size_t)a->received;
+    rc = rl_node_propose(h->node, &p, tmo, &res);
+    *index = rc == RL_NODE_OK ? res.index : 0;
+    proposal_result(h, rc, &res, a->base, &outcome, why, whylen);
+    return outcome;
 }
 
 /* The replicator's commit, recording its verdict for svc_write_done. */
@@ -678,6 +881,38 @@ static int confirm_unchanged(rl_host *h, int began, uint64_t base,
         pthread_mutex_lock(&h->mu);
         base = h->db_index;
         pthread_mutex_unlock(&h->mu);
+    }
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+        st.leader_id != st.raft_id) {
+        /* A follower: the leader's read point, and its L then. Nothing
+        ** took effect after base as of a moment after the transaction
+        ** began: its answer is as fresh as a linearizable read. */
+        struct rl_meta m;
+        uint64_t index = 0, L = 0;
+        char e[512] = "";
+        if (h->cl &&
+            rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0] &&
+            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, &index, &L, e,
+                                  sizeof e) == 0) {
+            if (L > base) {
+                snprintf(why, whylen,
+                         "conflict: index %llu took effect after the "
+                         "transaction read the database at index %llu; "
+                         "nothing was written: retry the transaction",
+                         (unsigned long long)L, (unsigned long long)base);
+                return RL_OUTCOME_CONFLICT;
+            }
+            return RL_OUTCOME_APPLIED;
+        }
+        leader_text(h, who, sizeof who);
+        snprintf(why, whylen,
+                 "the transaction changed nothing, and follower %s could not "
+                 "get a read point from the leader (%s) to prove its answer "
+                 "is fresh; nothing was written: retry (%s)",
+                 h->id.node_id, e[0] ? e : "no gRPC address known", who);
+        return RL_OUTCOME_NOT_LEADER;
     }
     memset(&res, 0, sizeof res);
     nrc = rl_node_read_index(h->node, tmo, &res);
@@ -904,6 +1139,17 @@ static void host_apply(void *ctx, const struct rl_applied *e)
     db_index = h->db_index;
     pthread_mutex_unlock(&h->mu);
     if (e->index <= db_index) {
+        /* The file has it: restart replay, or a follower's writer that
+        ** wrote its forwarded entry before this node learnt the commit. */
+        if (e->kind == RL_ENTRY_TXN && e->origin_node == h->raft_id &&
+            e->origin_pid == (uint32_t)getpid()) {
+            struct local_txn *lt;
+            pthread_mutex_lock(&h->mu);
+            if ((lt = local_find(h, e->origin_txn)) &&
+                lt->state != LT_PROPOSING)
+                local_drop(h, lt);
+            pthread_mutex_unlock(&h->mu);
+        }
         advance(h, e->index, 0);
         return;
     }
@@ -1506,6 +1752,7 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     sc.host = h;
     hooks.ctx = h;
     hooks.write_done = svc_write_done;
+    hooks.propose_txn = svc_propose_txn;
     sc.hooks = &hooks; /* copied */
     h->svc = rl_service_open(&sc, err, errlen);
     if (!h->svc)
@@ -1667,6 +1914,19 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     nc.applier.need_image = host_need_image;
     nc.log = node_log;
     nc.log_ctx = h;
+    /* Raft traffic in mutual TLS whenever the node has a certificate, its
+    ** key and the CA: the same files as the sidecar (README "Security"). */
+    if (h->id.tls_cert[0] && h->id.tls_key[0] && h->id.tls_ca[0]) {
+        h->raft_tls.cert_file = h->id.tls_cert;
+        h->raft_tls.key_file = h->id.tls_key;
+        h->raft_tls.ca_file = h->id.tls_ca;
+        h->raft_tls.raft_id_of = rl_raft_id_of;
+        nc.raft_tls = &h->raft_tls;
+    } else if (h->id.tls_cert[0]) {
+        hlog(h, 1,
+             "Raft traffic is plaintext: mutual TLS on Raft needs the CA "
+             "too (-tls-ca, or URI raft_tls_ca)");
+    }
     if (rl_node_start(&nc, &h->node, err, errlen) != RL_NODE_OK) {
         h->node = NULL;
         goto fail_reg;
@@ -1957,7 +2217,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) != 0)
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err, errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,

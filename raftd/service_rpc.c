@@ -7,9 +7,10 @@
 ** (cluster.h) first: it forwards to the leader or serves the cluster RPCs,
 ** and hands the rest back to service.c.
 **
-** TRANSPORT ONLY until the cluster issue: ForwardTxn checks the chunk
-** framing and answers with the length and CRC-32 of what it received (no
-** Raft commit).
+** ForwardTxn checks the chunk framing; a stream whose first chunk names
+** an origin is a follower's transaction, committed through the host's
+** propose_txn hook (host.c) and answered with its index and outcome; any
+** other stream is transport only (length and CRC-32 of what arrived).
 **
 ** FetchImage with name RL_IMAGE_FETCH_NAME ("@image") streams a consistent
 ** image of the node's database (vfs/image.h: one read transaction's pages
@@ -103,28 +104,48 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     char err[RL_RPC_ERRMAX];
     uint8_t *out;
     size_t n;
+    char why[RL_RPC_ERRMAX];
     int got, code;
-    (void)arg;
+    rl_service *svc = arg;
     rl_txn_asm_init(&a);
     while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
         code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
         rl_rpc_buf_free(&msg);
         if (code != RL_RPC_OK) {
+            rl_txn_asm_free(&a);
             return rl_rpc_call_error(call, code, "%s", err);
         }
     }
     if (got < 0) {
+        rl_txn_asm_free(&a);
         return rl_rpc_call_error(call, RL_RPC_CANCELLED,
                                  "ForwardTxn stream broken after %llu bytes",
                                  (unsigned long long)a.received);
     }
     code = rl_txn_asm_finish(&a, err, sizeof(err));
     if (code != RL_RPC_OK) {
+        rl_txn_asm_free(&a);
         return rl_rpc_call_error(call, code, "%s", err);
     }
     resp.success = 1;
     resp.received_bytes = a.received;
     resp.crc32 = a.crc;
+    if (a.commit) {
+        /* A follower's transaction: commit it through Raft. */
+        int outcome = rl_service_propose_txn(svc, &a,
+                                             rl_rpc_call_remaining_ms(call),
+                                             &resp.index, why, sizeof why);
+        rl_txn_asm_free(&a);
+        if (outcome < 0) {
+            return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION, "%s",
+                                     why);
+        }
+        resp.outcome = (Proto__WriteOutcome)outcome;
+        resp.success = outcome == RL_OUTCOME_APPLIED;
+        if (!resp.success) {
+            resp.error = why;
+        }
+    }
     n = proto__forward_txn_response__get_packed_size(&resp);
     out = malloc(n ? n : 1);
     if (!out) {
