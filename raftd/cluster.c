@@ -23,6 +23,7 @@
 #include "host.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
+#include "reqcheck.h"
 
 #include <raft.h>
 
@@ -761,64 +762,6 @@ static int propose_meta(struct rl_node *n, const struct rl_meta *m,
     return 0;
 }
 
-/* Checks m against the configuration; *found = index of the member with
-** m's raft id, or -1. 0 if it may join, -1 with err if not. */
-static int join_check(const struct rl_member *ms, unsigned cnt,
-                      const struct rl_meta *m, int *found, char *err,
-                      size_t errlen)
-{
-    unsigned i;
-    *found = -1;
-    for (i = 0; i < cnt; i++) {
-        const struct rl_member *x = &ms[i];
-        const char *xid = x->has_meta ? x->meta.node_id : "?";
-        if (x->raft_id == m->raft_id) {
-            if (x->has_meta && strcmp(x->meta.node_id, m->node_id) != 0) {
-                seterr(err, errlen,
-                       "node id '%s' has raft id %" PRIu64
-                       ", which member '%s' already has; choose another id",
-                       m->node_id, m->raft_id, x->meta.node_id);
-                return -1;
-            }
-            if (strcmp(x->raft_addr, m->raft_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with raft address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->raft_addr, m->raft_addr, m->node_id);
-                return -1;
-            }
-            if (x->has_meta && x->meta.grpc_addr[0] && m->grpc_addr[0] &&
-                strcmp(x->meta.grpc_addr, m->grpc_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with gRPC address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->meta.grpc_addr, m->grpc_addr, m->node_id);
-                return -1;
-            }
-            *found = (int)i;
-            continue;
-        }
-        if (strcmp(x->raft_addr, m->raft_addr) == 0) {
-            seterr(err, errlen,
-                   "raft address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->raft_addr, xid, m->node_id);
-            return -1;
-        }
-        if (x->has_meta && m->grpc_addr[0] &&
-            strcmp(x->meta.grpc_addr, m->grpc_addr) == 0) {
-            seterr(err, errlen,
-                   "gRPC address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->grpc_addr, xid, m->node_id);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
                          unsigned timeout_ms, char *leader_grpc,
                          size_t leader_len, char *err, size_t errlen)
@@ -851,7 +794,7 @@ again:
         seterr(err, errlen, "cannot read the cluster configuration");
         return -1;
     }
-    rc = join_check(ms, cnt, m, &found, err, errlen);
+    rc = rl_req_join_check(ms, cnt, m, &found, err, errlen);
     memset(&res, 0, sizeof(res));
     if (rc == 0 && found >= 0) {
         /* Already a member (a restart with -join again): complete what an
@@ -1204,77 +1147,69 @@ static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
                       size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                       size_t errlen)
 {
-    DECODE(Proto__JoinRequest, proto__join_request__unpack, r, "JoinRequest");
     Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
-    struct rl_meta m;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256], lg[RL_META_STR_MAX + 1];
-    int code;
-    msg[0] = lg[0] = 0;
-    if (!r->node_id[0] || !r->raft_addr[0]) {
-        seterr(msg, sizeof(msg),
-               "JoinRequest needs node_id and raft_addr (the joining node's "
-               "id and its Raft address host:port)");
-    } else if (rl_meta_set(&m, rl_raft_id_of(r->node_id), r->node_id,
-                           r->raft_addr, r->grpc_addr) != 0) {
-        seterr(msg, sizeof(msg),
-               "JoinRequest strings must be 1..%d bytes without NUL (gRPC "
-               "address 0..%d)",
-               RL_META_STR_MAX, RL_META_STR_MAX);
-    } else if (rl_cluster_node_join(h, &m, tmo, lg, sizeof(lg), msg,
-                                    sizeof(msg)) == 0) {
+    int code = rl_req_cluster("Join", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    lg[0] = 0;
+    if (!r.refused && rl_cluster_node_join(h, &r.meta, tmo, lg, sizeof(lg), msg,
+                                           sizeof(msg)) == 0) {
         resp.success = 1;
         resp.leader_grpc_addr = lg;
     }
     if (!resp.success) {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__join_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
                         size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                         size_t errlen)
 {
-    DECODE(Proto__RemoveRequest, proto__remove_request__unpack, r,
-           "RemoveRequest");
     Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256] = "";
-    int code;
-    if (!r->node_id[0]) {
-        seterr(msg, sizeof(msg), "RemoveRequest needs the node_id to remove");
-    } else if (rl_cluster_node_remove(h, r->node_id, tmo, msg, sizeof(msg)) ==
-               0) {
+    int code = rl_req_cluster("Remove", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.refused &&
+        rl_cluster_node_remove(h, r.node_id, tmo, msg, sizeof(msg)) == 0) {
         resp.success = 1;
     }
     if (!resp.success) {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__remove_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_transfer(rl_service *svc, struct rl_host *h,
                           const uint8_t *req, size_t len, unsigned tmo,
                           rl_rpc_buf *reply, char *err, size_t errlen)
 {
-    DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
-           "TransferRequest");
     Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256] = "", lid[RL_META_STR_MAX + 1] = "";
-    int code;
-    if (rl_cluster_node_transfer(h, r->node_id, tmo, lid, sizeof(lid), msg,
+    int code = rl_req_cluster("Transfer", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.refused &&
+        rl_cluster_node_transfer(h, r.node_id, tmo, lid, sizeof(lid), msg,
                                  sizeof(msg)) == 0) {
         resp.success = 1;
         resp.leader_id = lid;
     } else {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__transfer_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_leader(rl_service *svc, struct rl_host *h, const uint8_t *req,
@@ -1498,12 +1433,15 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
                       size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                       size_t errlen)
 {
-    DECODE(Proto__ReadRequest, proto__read_request__unpack, r, "ReadRequest");
     Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 512];
-    int strong = r->consistency == PROTO__READ_CONSISTENCY__STRONG;
-    proto__read_request__free_unpacked(r, NULL);
-    if (!strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
+    int code = rl_req_cluster("ExecuteRead", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
         return RL_CLUSTER_PASS;
     }
     resp.error = msg;

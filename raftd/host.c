@@ -148,18 +148,6 @@ static void node_log(void *ctx, int level, const char *msg)
 
 /* ------------------------------------------------------------ identity */
 
-uint64_t rl_raft_id_of(const char *node_id)
-{
-    uint64_t x = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
-        x ^= *p;
-        x *= 0x100000001b3ull;
-    }
-    /* Raft ids are nonzero; keep them below 2^63 for SQL integers. */
-    x &= 0x7fffffffffffffffull;
-    return x ? x : 1;
-}
-
 static int path_join(char *out, size_t n, const char *a, const char *b)
 {
     return snprintf(out, n, "%s%s", a, b) < (int)n ? 0 : -1;

@@ -2,7 +2,7 @@
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
 RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
-              raftd/service_rpc.c raftd/main.c
+              raftd/reqcheck.c raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
@@ -11,7 +11,7 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
              raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
-             raftd/service_rpc.c raftd/cluster.c raftd/certid.c \
+             raftd/service_rpc.c raftd/cluster.c raftd/certid.c raftd/reqcheck.c \
              $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
@@ -90,5 +90,52 @@ fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; image_fetch.c is the client that downloads and verifies one.
 RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
-              raftd/image_fetch.c
-LIB_SRCS   += raftd/image_fetch.c
+              raftd/image_fetch.c raftd/image_rx.c
+LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
+
+# Flags of the libFuzzer builds below (pure raftd code with the generated
+# protobuf-c code).
+FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
+    -Ilib -Iraftd -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined
+
+# libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
+# by tests/fuzz/test_fuzz_image_rx.sh, seeded with test_image's images.
+$(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/image_rx.c \
+		raftd/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
+		$(PROTO_GEN_C) $(PROTO_GEN_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_image_rx.c \
+	    raftd/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
+	    -lprotobuf-c -lz -lpthread
+
+test test-long: $(FUZZ_DIR)/fuzz_image_rx
+
+.PHONY: fuzz-image-rx
+fuzz: fuzz-image-rx
+fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
+	@mkdir -p $(FUZZ_DIR)/corpus_image_rx
+	sh tests/fuzz/seed_image_rx.sh $(BUILD)/tests/unit/test_image \
+	    $(FUZZ_DIR)/corpus_image_rx
+	$(FUZZ_DIR)/fuzz_image_rx -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_image_rx
+
+# libFuzzer build of the cluster and internal request checks (reqcheck.c:
+# Join, Remove, Transfer, ..., FetchImage), run by
+# tests/fuzz/test_fuzz_cluster_req.sh from tests/fuzz/seeds/fuzz_cluster_req.
+$(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
+		raftd/reqcheck.h raftd/addr.c raftd/identity.c raftd/entry.c \
+		$(PROTO_GEN_C) $(PROTO_GEN_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
+	    raftd/reqcheck.c raftd/addr.c raftd/identity.c raftd/entry.c \
+	    $(PROTO_GEN_C) -lprotobuf-c
+
+test test-long: $(FUZZ_DIR)/fuzz_cluster_req
+
+.PHONY: fuzz-cluster-req
+fuzz: fuzz-cluster-req
+fuzz-cluster-req: $(FUZZ_DIR)/fuzz_cluster_req
+	@mkdir -p $(FUZZ_DIR)/corpus_cluster_req
+	$(FUZZ_DIR)/fuzz_cluster_req -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_cluster_req tests/fuzz/seeds/fuzz_cluster_req

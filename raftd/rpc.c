@@ -1156,6 +1156,7 @@ typedef struct chan {
 
 struct rl_rpc_client {
     pthread_mutex_t mu;
+    size_t max_msg; /* the receive and send limit of its channels */
     grpc_channel_credentials *creds;
     grpc_arg a[2];
     grpc_channel_args args;
@@ -1173,8 +1174,8 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
     }
     rpc_init();
     pthread_mutex_init(&cl->mu, NULL);
-    limit_args(cl->a, &cl->args,
-               max_msg_bytes ? max_msg_bytes : DEFAULT_MAX_MSG);
+    cl->max_msg = max_msg_bytes ? max_msg_bytes : DEFAULT_MAX_MSG;
+    limit_args(cl->a, &cl->args, cl->max_msg);
     if (tls && (tls->cert_file || tls->key_file || tls->ca_file)) {
         char *cert = NULL, *key = NULL, *ca = NULL;
         int ok = 1;
@@ -1213,6 +1214,11 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
         cl->creds = grpc_insecure_credentials_create();
     }
     return cl;
+}
+
+size_t rl_rpc_client_max_msg(rl_rpc_client *cl)
+{
+    return cl->max_msg;
 }
 
 void rl_rpc_client_free(rl_rpc_client *cl)

@@ -169,6 +169,9 @@ typedef struct rl_rpc_stream rl_rpc_stream;
 rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
                                  char *err, size_t errlen);
 void rl_rpc_client_free(rl_rpc_client *cl);
+/* The message limit of cl's channels (what it was created with, or the
+** default): a stream asks its peer for messages no larger. */
+size_t rl_rpc_client_max_msg(rl_rpc_client *cl);
 /* Channels created so far (a reused target creates none). */
 int rl_rpc_client_channels(rl_rpc_client *cl);
 

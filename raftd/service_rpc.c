@@ -33,12 +33,11 @@
 #include "image.h"
 #include "image_fetch.h"
 #include "raftlite.pb-c.h"
+#include "reqcheck.h"
 #include "service.h"
 #include "sqlite3ext.h"
 #include "vfs.h"
 SQLITE_EXTENSION_INIT3
-
-#define IMAGE_CHUNK (1u << 20)
 
 static int64_t call_remaining(void *ctx)
 {
@@ -244,8 +243,9 @@ static int image_status(int rc)
 ** the pages as the source reads them, then the trailer, in ImageChunks of
 ** at most chunk bytes; stream_crc32 on the last. */
 static int serve_image(rl_rpc_call *call, rl_service *svc,
-                       const Proto__FetchImageRequest *r, size_t chunk)
+                       const rl_fetch_plan *r)
 {
+    size_t chunk = r->chunk;
     const char *path = rl_service_db_path(svc);
     sqlite3 *db = NULL;
     rl_image_src *src = NULL;
@@ -257,12 +257,6 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
     char err[512];
     int code = RL_RPC_OK, rc;
 
-    if (r->offset)
-        return rl_rpc_call_error(
-            call, RL_RPC_INVALID_ARGUMENT,
-            "the consistent image (name '%s') streams from offset 0: a "
-            "resumed transfer would mix two snapshots (fetch it again)",
-            RL_IMAGE_FETCH_NAME);
     if (!sqlite3_vfs_find("raft"))
         return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION,
                                  "no raft VFS in this process: this node "
@@ -293,8 +287,9 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
     }
     total = rl_image_size(info);
     /* length > 0: only the image's first bytes (48 = the header: page
-    ** size and index without the transfer). total_size stays the image's. */
-    end = r->length && r->length < total ? r->length : total;
+    ** size and index without the transfer). total_size stays the image's.
+    ** The offset is 0 (rl_req_fetch_image): the range is always valid. */
+    rl_req_fetch_range(r, total, &end, err, sizeof err);
     if (!(buf = malloc(chunk)) || !(out = malloc(chunk + 128))) {
         code =
             rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -349,41 +344,26 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
     rl_service *svc = arg;
     const char *path = rl_service_db_path(svc);
     const char *base = strrchr(path, '/');
-    Proto__FetchImageRequest *r;
+    rl_fetch_plan plan;
     rl_rpc_buf msg;
     struct stat sb;
     uint64_t end;
-    size_t chunk, max = rl_service_max_msg(svc);
+    char why[512];
     int fd, code, got = rl_rpc_call_recv(call, &msg);
     base = base ? base + 1 : path;
     if (got != 1) {
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
                                  "FetchImage needs one FetchImageRequest");
     }
-    r = proto__fetch_image_request__unpack(NULL, msg.len, msg.data);
+    /* Name, offset and chunk size are checked by reqcheck.c (fuzzed). */
+    code = rl_req_fetch_image(msg.data, msg.len, base, rl_service_max_msg(svc),
+                              &plan, why, sizeof why);
     rl_rpc_buf_free(&msg);
-    if (!r) {
-        return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
-                                 "malformed FetchImageRequest: not a valid "
-                                 "protobuf message of that type");
+    if (code != RL_RPC_OK) {
+        return rl_rpc_call_error(call, code, "%s", why);
     }
-    chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
-    if (chunk + 128 > max) {
-        chunk = max > 256 ? max - 128 : 128;
-    }
-    if (strcmp(r->name, RL_IMAGE_FETCH_NAME) == 0) {
-        code = serve_image(call, svc, r, chunk);
-        proto__fetch_image_request__free_unpacked(r, NULL);
-        return code;
-    }
-    if (r->name[0] && strcmp(r->name, base) != 0) {
-        code = rl_rpc_call_error(
-            call, RL_RPC_PERMISSION_DENIED,
-            "FetchImage serves only this node's database image '%s', not "
-            "'%.200s'",
-            base, r->name);
-        proto__fetch_image_request__free_unpacked(r, NULL);
-        return code;
+    if (plan.image) {
+        return serve_image(call, svc, &plan);
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -393,25 +373,16 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
         if (fd >= 0) {
             close(fd);
         }
-        proto__fetch_image_request__free_unpacked(r, NULL);
         return code;
     }
-    if (r->offset > (uint64_t)sb.st_size) {
-        code = rl_rpc_call_error(call, RL_RPC_OUT_OF_RANGE,
-                                 "offset %llu is past the image's end (%llu "
-                                 "bytes)",
-                                 (unsigned long long)r->offset,
-                                 (unsigned long long)sb.st_size);
+    if (rl_req_fetch_range(&plan, (uint64_t)sb.st_size, &end, why,
+                           sizeof why) != RL_RPC_OK) {
+        code = rl_rpc_call_error(call, RL_RPC_OUT_OF_RANGE, "%s", why);
     } else {
-        end = (uint64_t)sb.st_size;
-        if (r->length && r->length < end - r->offset) {
-            end = r->offset + r->length;
-        }
-        code =
-            stream_image(call, fd, (uint64_t)sb.st_size, r->offset, end, chunk);
+        code = stream_image(call, fd, (uint64_t)sb.st_size, plan.offset, end,
+                            plan.chunk);
     }
     close(fd);
-    proto__fetch_image_request__free_unpacked(r, NULL);
     return code;
 }
 
