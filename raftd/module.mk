@@ -3,7 +3,7 @@
 # runs the API on the node's database; service_rpc.c binds the two.
 RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
               raftd/service_rpc.c raftd/main.c
-RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
+RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
@@ -12,11 +12,11 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
              raftd/service.c raftd/sqlguard.c raftd/identity.c \
              raftd/service_rpc.c raftd/cluster.c raftd/certid.c \
-             $(BUILD)/gen/raftlite.pb-c.c
+             raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
-LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
+LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
-              raftd/certid.c \
+              raftd/certid.c raftd/auth.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
@@ -28,6 +28,11 @@ UNIT_LIBS_test_rpc := -lgrpc -lgpr
 UNIT_TESTS += test_certid
 UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
 UNIT_LIBS_test_certid := -lssl -lcrypto
+
+# The auth file, the method table and the verdicts (tests/unit/test_auth.c).
+UNIT_TESTS += test_auth
+UNIT_SRCS_test_auth := raftd/auth.c
+UNIT_LIBS_test_auth := -lcrypt
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
@@ -65,6 +70,23 @@ $(FUZZ_DIR)/fuzz_identity: tests/fuzz/fuzz_identity.c raftd/identity.c \
 	    -o $@ tests/fuzz/fuzz_identity.c raftd/identity.c
 
 test test-long: $(FUZZ_DIR)/fuzz_identity
+
+# libFuzzer build of the auth-file parser (raftd/auth.c), run by
+# tests/fuzz/test_fuzz_auth.sh from tests/fuzz/seeds/fuzz_auth.
+$(FUZZ_DIR)/fuzz_auth: tests/fuzz/fuzz_auth.c raftd/auth.c raftd/auth.h
+	@mkdir -p $(@D)
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -o $@ tests/fuzz/fuzz_auth.c raftd/auth.c -lcrypt
+
+test test-long: $(FUZZ_DIR)/fuzz_auth
+
+.PHONY: fuzz-auth
+fuzz: fuzz-auth
+fuzz-auth: $(FUZZ_DIR)/fuzz_auth
+	@mkdir -p $(FUZZ_DIR)/corpus_auth
+	$(FUZZ_DIR)/fuzz_auth -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_auth tests/fuzz/seeds/fuzz_auth
 
 .PHONY: fuzz-identity
 fuzz: fuzz-identity

@@ -26,8 +26,10 @@ UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
     raftd/cluster.c raftd/host.c raftd/identity.c raftd/node.c \
-    raftd/entry.c raftd/transport.c vfs/timing.c
-UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
+    raftd/entry.c raftd/transport.c vfs/timing.c raftd/auth.c raftd/certid.c \
+    raftd/addr.c
+UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
+    -lssl -lcrypto -lcrypt
 
 # raftlite's Raft transport (TCP_NODELAY on every connection) alone.
 UNIT_TESTS += test_transport
