@@ -132,3 +132,47 @@ int rl_node_id_check(const char *id, size_t max_len, const char *what,
     }
     return 0;
 }
+
+int rl_addr_is_loopback(const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    char host[256];
+    size_t hn;
+    struct in_addr in;
+    struct in6_addr in6;
+    if (!colon)
+        return 0;
+    hn = (size_t)(colon - addr);
+    if (hn >= sizeof host)
+        return 0;
+    memcpy(host, addr, hn);
+    host[hn] = 0;
+    if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+        memmove(host, host + 1, hn - 2);
+        host[hn - 2] = 0;
+    }
+    if (!strcmp(host, "localhost"))
+        return 1;
+    if (inet_pton(AF_INET, host, &in) == 1)
+        return (ntohl(in.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &in6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&in6);
+    return 0;
+}
+
+int rl_addr_exposed_check(const char *addr, const char *what, int tls,
+                          int insecure, const char *insecure_flag, char *err,
+                          size_t errlen)
+{
+    if (tls || insecure || rl_addr_is_loopback(addr))
+        return 0;
+    snprintf(err, errlen,
+             "%s %s%s is not a loopback address and this node has no TLS: "
+             "anyone who reaches it could join, read and change the "
+             "cluster. Give the node TLS (raftd -tls-cert/-tls-key/-tls-ca "
+             "-tls-client-auth, URI raft_tls_*), or bind 127.0.0.1; %s "
+             "allows it without TLS, for a trusted private network only",
+             what, addr, addr[0] == ':' ? " (every interface)" : "",
+             insecure_flag);
+    return -1;
+}

@@ -27,6 +27,19 @@ enum rl_addr_kind {
 int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
                   char *err, size_t errlen);
 
+/* 1 if the host part of addr (HOST:PORT) is a loopback address:
+** 127.0.0.0/8, ::1 ([::1]) or "localhost". ":PORT" (every interface),
+** other names and other addresses are not. */
+int rl_addr_is_loopback(const char *addr);
+
+/* Safe by default (issue 16): binding addr (what: "-grpc", "raft address"
+** ...) is refused unless it is loopback, the node uses TLS, or the
+** operator said the network is trusted (insecure, spelled insecure_flag
+** in the message, e.g. "-insecure"). 0 or -1 with err. */
+int rl_addr_exposed_check(const char *addr, const char *what, int tls,
+                          int insecure, const char *insecure_flag, char *err,
+                          size_t errlen);
+
 /* 0 if id can name a node: 1..max_len bytes without control characters
 ** or '/', and not "." or ".." (ids end up in paths, such as raftd's
 ** DATA/ID, and in logs and the identity file's lines); otherwise -1 with

@@ -443,6 +443,8 @@ static const rl_auth_method methods[] = {
     {"Remove", RL_RULE_NODE_OR, RL_PERM_ADMIN},
     {"Transfer", RL_RULE_NODE_OR, RL_PERM_ADMIN},
     {"FetchImage", RL_RULE_NODE_OR, RL_PERM_BACKUP},
+    /* FetchImage "@image" of the header alone: page size and index. */
+    {"FetchImageHeader", RL_RULE_CLIENT, RL_PERM_STATUS},
     {"ReadIndex", RL_RULE_NODE, RL_PERM_NODE},
     {"ForwardTxn", RL_RULE_NODE, RL_PERM_NODE},
 };

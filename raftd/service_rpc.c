@@ -79,11 +79,14 @@ static int is_member(void *ctx, const char *node_id)
 ** The one permission check of every call (raftd/auth.h has the table):
 ** who the caller is (the verified certificate's identity, or a user whose
 ** password matches), and whether the method allows it. join_id: the id a
-** JoinRequest names. 0 to serve the call, else the status code it was
+** JoinRequest names; method: the table entry to check, if not the method's
+** own (FetchImage of the header alone). 0 to serve the call, else the status
+*code it was
 ** answered with (PERMISSION_DENIED or UNAUTHENTICATED, naming the
 ** permission and the caller).
 */
-static int authorize(rl_rpc_call *call, rl_service *svc, const char *join_id)
+static int authorize(rl_rpc_call *call, rl_service *svc, const char *method,
+                     const char *join_id)
 {
     const char *m = strrchr(rl_rpc_call_method(call), '/');
     rl_auth_server as;
@@ -117,8 +120,11 @@ static int authorize(rl_rpc_call *call, rl_service *svc, const char *join_id)
     }
     c.user = ru ? user : NULL;
     c.password = rp ? pass : NULL;
-    code = rl_auth_decide(&as, m ? m + 1 : "", &c, join_id, NULL, 0, err,
-                          sizeof err);
+    code = rl_auth_decide(&as,
+                          method ? method
+                          : m    ? m + 1
+                                 : "",
+                          &c, join_id, NULL, 0, err, sizeof err);
     explicit_bzero(pass, sizeof pass);
     return code ? rl_rpc_call_error(call, code, "%s", err) : 0;
 }
@@ -144,11 +150,11 @@ static int unary_cb(rl_rpc_call *call, void *arg)
         /* The check needs the id the node joins as. */
         Proto__JoinRequest *jr =
             proto__join_request__unpack(NULL, req.len, req.data);
-        code = authorize(call, svc, jr ? jr->node_id : NULL);
+        code = authorize(call, svc, NULL, jr ? jr->node_id : NULL);
         if (jr)
             proto__join_request__free_unpacked(jr, NULL);
     } else {
-        code = authorize(call, svc, NULL);
+        code = authorize(call, svc, NULL, NULL);
     }
     if (code != 0) {
         rl_rpc_buf_free(&req);
@@ -193,7 +199,7 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     uint8_t *out;
     size_t n;
     int got, code;
-    if ((code = authorize(call, arg, NULL)) != 0)
+    if ((code = authorize(call, arg, NULL, NULL)) != 0)
         return code;
     rl_txn_asm_init(&a);
     while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
@@ -422,10 +428,7 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
     struct stat sb;
     uint64_t end;
     size_t chunk, max = rl_service_max_msg(svc);
-    int fd, code, got;
-    if ((code = authorize(call, svc, NULL)) != 0)
-        return code;
-    got = rl_rpc_call_recv(call, &msg);
+    int fd, code, got = rl_rpc_call_recv(call, &msg);
     base = base ? base + 1 : path;
     if (got != 1) {
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
@@ -437,6 +440,19 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
                                  "malformed FetchImageRequest: not a valid "
                                  "protobuf message of that type");
+    }
+    /* The image's header alone (page size and index: what a node asks
+    ** before it joins) needs 'status'; anything more, 'backup' or a
+    ** member node. */
+    code = authorize(call, svc,
+                     strcmp(r->name, RL_IMAGE_FETCH_NAME) == 0 && r->length &&
+                             r->length <= RL_IMAGE_HDR_SIZE && !r->offset
+                         ? "FetchImageHeader"
+                         : NULL,
+                     NULL);
+    if (code != 0) {
+        proto__fetch_image_request__free_unpacked(r, NULL);
+        return code;
     }
     chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
     if (chunk + 128 > max) {

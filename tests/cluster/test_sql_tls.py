@@ -29,7 +29,7 @@ def q(shell, sql):
 def test():
     d = scratch("rlsqltls-")
     make_ca(d, "ca")
-    make_cert(d, "ca", "node1", True, True)
+    make_cert(d, "ca", "node1", True, True, node="node1")
     p = lambda n: os.path.join(d, n)  # noqa: E731
     db = p("node1.db")
     raft, grpc_addr = ("127.0.0.1:%d" % free_port() for _ in range(2))

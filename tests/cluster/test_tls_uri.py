@@ -60,8 +60,8 @@ def test():
     d = scratch("rltlsuri-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "node1", True, True)
-    make_cert(d, "ca", "node2", True, True)
+    make_cert(d, "ca", "node1", True, True, node="node1")
+    make_cert(d, "ca", "node2", True, True, node="node2")
     make_cert(d, "ca", "client", False)
     make_cert(d, "otherca", "rogue", False)
     ports = [free_port() for _ in range(4)]

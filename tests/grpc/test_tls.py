@@ -3,7 +3,9 @@
 """TLS and mutual TLS from PEM files given by flags (certificates made here
 with openssl): plaintext, TLS and mTLS calls work; a client trusting the
 wrong CA, a client without a certificate on an mTLS port, and a plaintext
-client on a TLS port are refused; bad TLS flags are refused at start."""
+client on a TLS port are refused; under mTLS a client certificate may not
+FetchImage (PERMISSION_DENIED naming backup), the node's own certificate
+may; bad TLS flags are refused at start."""
 import os
 import subprocess
 import sys
@@ -33,7 +35,7 @@ def test():
     d = scratch("rltls-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "server", True)
+    make_cert(d, "ca", "server", True, True, node="n1")
     make_cert(d, "ca", "client", False)
     make_cert(d, "otherca", "rogue", False)
     p = lambda n: os.path.join(d, n)  # noqa: E731
@@ -74,7 +76,21 @@ def test():
     r = s.ExecuteRead(pb.ReadRequest(sql="SELECT 40 + 2"), timeout=20)
     check(r.result.rows[0].values[0] == b"42", "read over mTLS: %r" % r)
     internal = pbg.RaftliteInternalStub(ch)
-    chunks = list(internal.FetchImage(pb.FetchImageRequest(), timeout=20))
+    try:
+        list(internal.FetchImage(pb.FetchImageRequest(), timeout=20))
+        check(False, "FetchImage served to a client certificate")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.PERMISSION_DENIED and
+              "'backup'" in e.details() and "'client'" in e.details(),
+              "FetchImage of a client certificate: %s %s" % (e.code(),
+                                                             e.details()))
+    ch.close()
+    # The node's own certificate (SAN URI raftlite:node:n1) may stream.
+    ch = channel(n2.addr, grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "ca.pem"), private_key=rd(d, "server.key"),
+        certificate_chain=rd(d, "server.pem")))
+    chunks = list(pbg.RaftliteInternalStub(ch).FetchImage(
+        pb.FetchImageRequest(), timeout=20))
     check(chunks and chunks[-1].last, "streaming over mTLS")
     ch.close()
     refused(pbg, pb, n2.addr, grpc.ssl_channel_credentials(

@@ -1,7 +1,9 @@
 """tests/lib/rltls.py -- certificates for the TLS tests, made with openssl
 in a scratch directory: a CA, and certificates it signs for servers
 (127.0.0.1 / localhost), clients, or nodes (both: a node serves gRPC and
-calls its peers with the same certificate)."""
+calls its peers with the same certificate). A node's certificate carries
+the SAN URI raftlite:node:<id> (README "Security"): under mutual TLS the
+node-to-node methods accept member nodes only."""
 import os
 import subprocess
 
@@ -21,17 +23,26 @@ def make_ca(d, name):
             "-out", name + ".pem", cwd=d)
 
 
-def make_cert(d, ca, name, server, client=None):
+def make_cert(d, ca, name, server, client=None, node=None, uri=None):
     """server: serverAuth with SANs for 127.0.0.1 and localhost; client
-    (default: not server): clientAuth. Both for a node."""
+    (default: not server): clientAuth. Both for a node; node=ID adds the SAN
+    URI raftlite:node:ID, uri=TEXT any other URI (e.g.
+    raftlite:client:NAME)."""
     if client is None:
         client = not server
     ext = os.path.join(d, name + ".ext")
     uses = [u for u, on in (("serverAuth", server), ("clientAuth", client))
             if on]
+    sans = []
+    if server:
+        sans += ["IP:127.0.0.1", "DNS:localhost"]
+    if node:
+        sans.append("URI:raftlite:node:%s" % node)
+    if uri:
+        sans.append("URI:%s" % uri)
     with open(ext, "w") as f:
-        if server:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        if sans:
+            f.write("subjectAltName=%s\n" % ",".join(sans))
         f.write("extendedKeyUsage=%s\n" % ",".join(uses))
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % name,
             "-keyout", name + ".key", "-out", name + ".csr", cwd=d)

@@ -2,8 +2,10 @@
 # budget: 60
 """tests/poc/test_poc_tls.py -- a raftd cluster with raftd's TLS flags.
 
-Certificates made here with openssl (tests/lib/rltls.py): a CA and one node
-certificate valid for server and client use. Three raftd with -tls-cert,
+Certificates made here with openssl (tests/lib/rltls.py): a CA, a
+certificate per node (server and client use, SAN URI raftlite:node:nodeN)
+and a client certificate (read, write and status under mutual TLS without
+an auth file). Three raftd with -tls-cert,
 -tls-key, -tls-ca and -tls-client-auth (mutual TLS): node2 and node3 join
 node1 over TLS; demo/client.py with -tls-ca/-tls-cert/-tls-key creates on
 node1, writes through a follower (forwarded over TLS), reads STRONG on the
@@ -27,21 +29,27 @@ import grpc
 def test():
     d = scratch("rlpoctls-")
     make_ca(d, "ca")
-    make_cert(d, "ca", "node", server=True, client=True)
-    pem = {n: os.path.join(d, n) for n in ("ca.pem", "node.pem", "node.key")}
-    tls = ["-tls-cert", pem["node.pem"], "-tls-key", pem["node.key"],
-           "-tls-ca", pem["ca.pem"], "-tls-client-auth"]
+    names = ["node1", "node2", "node3"]
+    for n in names:
+        make_cert(d, "ca", n, server=True, client=True, node=n)
+    make_cert(d, "ca", "client", server=False)
+    pem = {n: os.path.join(d, n) for n in os.listdir(d)}
+
+    def tls(n):
+        return ["-tls-cert", pem[n + ".pem"], "-tls-key", pem[n + ".key"],
+                "-tls-ca", pem["ca.pem"], "-tls-client-auth"]
     g = ["127.0.0.1:%d" % free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
         argv = (["raftd", "-id", "node%d" % (i + 1), "-grpc", g[i], "-raft",
-                 "127.0.0.1:%d" % free_port(), "-data", "./data"] + tls +
+                 "127.0.0.1:%d" % free_port(), "-data", "./data"] +
+                tls(names[i]) +
                 (["-bootstrap"] if i == 0 else ["-join", g[0]]))
         nodes.append(Raftd(argv, d, "node%d" % (i + 1)).wait_serving())
         check("(mutual TLS)" in nodes[-1].log(), "node%d serves mutual TLS:"
               "\n%s" % (i + 1, nodes[-1].log()))
-    ctls = ["-tls-ca", pem["ca.pem"], "-tls-cert", pem["node.pem"],
-            "-tls-key", pem["node.key"]]
+    ctls = ["-tls-ca", pem["ca.pem"], "-tls-cert", pem["client.pem"],
+            "-tls-key", pem["client.key"]]
 
     def c(i, *args):
         return client_ok(["-addr", g[i]] + ctls + list(args))
@@ -54,8 +62,9 @@ def test():
     out = c(2, "-nodes")
     check(out.count("|voter|") == 3 and "node1|" in out, "members: %r" % out)
     pb, pbg = project_stubs()
-    with open(pem["ca.pem"], "rb") as f1, open(pem["node.key"], "rb") as f2, \
-            open(pem["node.pem"], "rb") as f3:
+    with open(pem["ca.pem"], "rb") as f1, \
+            open(pem["client.key"], "rb") as f2, \
+            open(pem["client.pem"], "rb") as f3:
         creds = grpc.ssl_channel_credentials(f1.read(), f2.read(), f3.read())
     api = Api(pb, pbg, creds)
     for k in range(1, 11):

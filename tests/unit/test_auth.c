@@ -247,6 +247,8 @@ static void test_decide(void)
     V(&mtls, "Remove", n9, NULL, DENIED, "'admin'", "not a member");
     V(&mtls, "ExecuteWrite", n9, NULL, DENIED, "'write'", "node 'n9'");
     V(&mtls, "Status", n9, NULL, 0, "", "");
+    /* The image header (page size, index) a node reads before it joins. */
+    V(&mtls, "FetchImageHeader", n9, NULL, 0, "", "");
     V(&mtls, "NoSuchMethod", n1, NULL, DENIED, "not in the method table", "");
     /* A certificate without a usable identity is anonymous. */
     anon.tls = 1;
