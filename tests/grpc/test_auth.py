@@ -18,7 +18,9 @@ certificate with `admin` transfers leadership. A plaintext raftd with the
 same auth file refuses a password (UNAUTHENTICATED, "over TLS only"). A
 non-loopback -grpc or -raft without TLS is refused at start naming
 -insecure, and served with it; the extension refuses raft_bootstrap on a
-non-loopback Raft address naming raft_insecure=1. An auth file readable
+non-loopback Raft address naming raft_insecure=1. A shell-hosted node
+with raft_auth= (and mutual TLS from raft_tls_*) enforces the file, and
+still after a reopen without parameters. An auth file readable
 by others, or with a bad line, stops raftd naming chmod 600 or FILE:LINE.
 """
 import os
@@ -246,6 +248,33 @@ def test():
     s.close()
     log("non-loopback without TLS refused naming -insecure / raft_insecure=1;"
         " served with -insecure")
+
+    # A shell-hosted node: raft_auth= among the URI parameters, kept with
+    # its identity (a reopen without parameters still enforces it).
+    sauth = p("shell-auth.conf")
+    with open(sauth, "w") as f:
+        f.write("cert app read,status\n")
+    os.chmod(sauth, 0o600)
+    sdb = p("n1s.db")
+    sg = "127.0.0.1:%d" % free_port()
+    s = Shell("file:%s?raft_tls_cert=%s&raft_tls_key=%s&raft_tls_ca=%s"
+              "&raft_tls_client_auth=1&raft_auth=%s"
+              % (sdb, p("n1.pem"), p("n1.key"), p("ca.pem"), sauth))
+    s.sql_ok("SELECT raft_bootstrap('n1', '127.0.0.1:%d', '%s');"
+             % (free_port(), sg))
+    for k in range(2):
+        app = Stubs(pb, pbg, sg, creds(d, "app"))
+        rr = app.pub.ExecuteRead(pb.ReadRequest(sql="SELECT 7"), timeout=T)
+        check(rr.result.rows[0].values[0] == b"7", "app reads: %r" % rr)
+        expect_rpc_error(lambda: app.pub.ExecuteWrite(pb.WriteRequest(
+            sql="CREATE TABLE u(x)"), timeout=T), PD,
+            "permission 'write'", "raft_auth: app may not write (open %d)"
+            % k)
+        app.close()
+        s.close()
+        if k == 0:
+            s = Shell(sdb)  # restarts the node from its stored identity
+    log("raft_auth= of a shell-hosted node, kept across a reopen")
 
     # The auth file: private, and every line understood.
     os.chmod(auth, 0o644)
