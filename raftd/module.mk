@@ -60,40 +60,30 @@ $(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
 
 test test-long: $(FUZZ_DIR)/fuzz_entry
 
-# libFuzzer build of the identity-file parser (raftd/identity.c), run by
-# tests/fuzz/test_fuzz_identity.sh from tests/fuzz/seeds/fuzz_identity.
-$(FUZZ_DIR)/fuzz_identity: tests/fuzz/fuzz_identity.c raftd/identity.c \
-		raftd/host.h
-	@mkdir -p $(@D)
+# A libFuzzer target of a parser seeded from tests/fuzz/seeds/fuzz_NAME,
+# built for make test (tests/fuzz/test_fuzz_NAME.sh runs it briefly) and
+# run longer by make fuzz-NAME: $(call seeded_fuzzer,NAME,SOURCES,DEPS,LIBS)
+define seeded_fuzzer
+$$(FUZZ_DIR)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $(3)
+	@mkdir -p $$(@D)
 	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $@ tests/fuzz/fuzz_identity.c raftd/identity.c
+	    -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
 
-test test-long: $(FUZZ_DIR)/fuzz_identity
+test test-long: $$(FUZZ_DIR)/fuzz_$(1)
 
-# libFuzzer build of the auth-file parser (raftd/auth.c), run by
-# tests/fuzz/test_fuzz_auth.sh from tests/fuzz/seeds/fuzz_auth.
-$(FUZZ_DIR)/fuzz_auth: tests/fuzz/fuzz_auth.c raftd/auth.c raftd/auth.h
-	@mkdir -p $(@D)
-	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $@ tests/fuzz/fuzz_auth.c raftd/auth.c -lcrypt
+.PHONY: fuzz-$(1)
+fuzz: fuzz-$(1)
+fuzz-$(1): $$(FUZZ_DIR)/fuzz_$(1)
+	@mkdir -p $$(FUZZ_DIR)/corpus_$(1)
+	$$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$$(FUZZ_SECONDS) \
+	    $$(FUZZ_DIR)/corpus_$(1) tests/fuzz/seeds/fuzz_$(1)
+endef
 
-test test-long: $(FUZZ_DIR)/fuzz_auth
-
-.PHONY: fuzz-auth
-fuzz: fuzz-auth
-fuzz-auth: $(FUZZ_DIR)/fuzz_auth
-	@mkdir -p $(FUZZ_DIR)/corpus_auth
-	$(FUZZ_DIR)/fuzz_auth -max_total_time=$(FUZZ_SECONDS) \
-	    $(FUZZ_DIR)/corpus_auth tests/fuzz/seeds/fuzz_auth
-
-.PHONY: fuzz-identity
-fuzz: fuzz-identity
-fuzz-identity: $(FUZZ_DIR)/fuzz_identity
-	@mkdir -p $(FUZZ_DIR)/corpus_identity
-	$(FUZZ_DIR)/fuzz_identity -max_total_time=$(FUZZ_SECONDS) \
-	    $(FUZZ_DIR)/corpus_identity tests/fuzz/seeds/fuzz_identity
+# The identity-file parser (raftd/identity.c) and the auth-file parser
+# with its verdicts (raftd/auth.c).
+$(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
+$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt))
 
 .PHONY: fuzz-entry
 fuzz: fuzz-entry

@@ -16,15 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 static char yes_hash[256], sha_hash[256];
 
@@ -324,10 +316,5 @@ int main(void)
     test_parse();
     test_load();
     test_decide();
-    if (failures) {
-        fprintf(stderr, "test_auth: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_auth: ok\n");
-    return 0;
+    return check_done("test_auth");
 }
