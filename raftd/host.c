@@ -1560,6 +1560,13 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     /* Checked at every call before any handler (service_rpc.c). */
     rl_service_set_auth(h->svc, h->auth,
                         h->id.tls_cert[0] && h->id.tls_client_auth);
+    if (h->auth && !(h->id.tls_cert[0] && h->id.tls_client_auth))
+        hlog(h, 1,
+             "the auth file %s is on without mutual TLS: calls between "
+             "nodes (ReadIndex, ForwardTxn, FetchImage, forwarded writes) "
+             "need node certificates and will be refused; a cluster of more "
+             "than one node needs -tls-client-auth (raft_tls_client_auth=1)",
+             h->id.auth_file);
     if (rl_rpc_listen_addr(h->id.grpc_addr, addr, sizeof addr) != 0) {
         snprintf(err, errlen, "gRPC address too long");
         return -1;

@@ -182,8 +182,25 @@ def test():
         metadata=md("bob", "alice-pw")), UNAUTH, "wrong password",
         "a wrong password")
     app.close()
-    log("users: no write without 'write'; bob writes; a wrong password is "
-        "UNAUTHENTICATED")
+    # The same through demo/client.py -user (password from the
+    # environment).
+    cli = [PY, os.path.join(ROOT, "demo", "client.py"), "-addr", n1.addr,
+           "-tls-ca", p("ca.pem"), "-tls-cert", p("app.pem"), "-tls-key",
+           p("app.key"), "-sql", "INSERT INTO t VALUES ('cli')"]
+    env = dict(os.environ, RAFTLITE_PASSWORD="alice-pw")
+    r = subprocess.run(cli + ["-user", "alice"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "PERMISSION_DENIED" in r.stderr and
+          "user 'alice'" in r.stderr, "client.py -user alice: %d %r"
+          % (r.returncode, r.stderr))
+    env["RAFTLITE_PASSWORD"] = "bob-pw"
+    r = subprocess.run(cli + ["-user", "bob"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and r.stdout == "ok\n",
+          "client.py -user bob: %d %r %r" % (r.returncode, r.stdout,
+                                              r.stderr))
+    log("users: no write without 'write'; bob writes (stubs and "
+        "demo/client.py -user); a wrong password is UNAUTHENTICATED")
 
     # An operator's certificate (SAN URI raftlite:client:ops) with admin.
     ops = Stubs(pb, pbg, n1.addr, creds(d, "opscert"))
