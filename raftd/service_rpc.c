@@ -18,6 +18,10 @@
 ** database file as it is on disk (the bulk-transfer test uses that).
 ** FetchImage must never serve any other path: the request may only name
 ** the database file's own base name or the image.
+**
+** Every call passes authorize (raftd/auth.h: who the caller is, and the
+** permission its method needs) before any handler runs: nothing is
+** decoded beyond the request the check needs, nothing served before it.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,11 +83,10 @@ static int is_member(void *ctx, const char *node_id)
 ** The one permission check of every call (raftd/auth.h has the table):
 ** who the caller is (the verified certificate's identity, or a user whose
 ** password matches), and whether the method allows it. join_id: the id a
-** JoinRequest names; method: the table entry to check, if not the method's
-** own (FetchImage of the header alone). 0 to serve the call, else the status
-*code it was
-** answered with (PERMISSION_DENIED or UNAUTHENTICATED, naming the
-** permission and the caller).
+** JoinRequest names; method: the table entry to check, if not the
+** method's own (FetchImage of the header alone). 0 to serve the call,
+** else the status code it was answered with (PERMISSION_DENIED or
+** UNAUTHENTICATED, naming the permission and the caller).
 */
 static int authorize(rl_rpc_call *call, rl_service *svc, const char *method,
                      const char *join_id)
@@ -120,11 +123,9 @@ static int authorize(rl_rpc_call *call, rl_service *svc, const char *method,
     }
     c.user = ru ? user : NULL;
     c.password = rp ? pass : NULL;
-    code = rl_auth_decide(&as,
-                          method ? method
-                          : m    ? m + 1
-                                 : "",
-                          &c, join_id, NULL, 0, err, sizeof err);
+    if (!method)
+        method = m ? m + 1 : "";
+    code = rl_auth_decide(&as, method, &c, join_id, NULL, 0, err, sizeof err);
     explicit_bzero(pass, sizeof pass);
     return code ? rl_rpc_call_error(call, code, "%s", err) : 0;
 }
