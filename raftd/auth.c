@@ -13,12 +13,17 @@
 #include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "rpc.h"
 
@@ -27,7 +32,19 @@ typedef struct entry {
     char name[RL_AUTH_NAME_MAX + 1];
     char *hash; /* users only */
     unsigned perms;
+    /* The last password that matched hash, as SHA-256(key || password)
+    ** under the process's random key (cache.key): a call with it again
+    ** skips crypt(3) (yescrypt at its default cost takes ~0.25 s here). */
+    unsigned char ok[32];
+    int has_ok;
 } entry;
+
+/* Mutable from a const rl_auth: the verified-password cache. */
+typedef struct cache {
+    pthread_mutex_t mu;
+    unsigned char key[32];
+    int has_key;
+} cache;
 
 struct rl_auth {
     char file[512];
@@ -35,6 +52,7 @@ struct rl_auth {
     size_t n;
     unsigned anon;
     int has_anon;
+    cache *c;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -293,10 +311,12 @@ int rl_auth_parse(const char *text, size_t len, const char *fname,
     unsigned lineno = 0;
     char why[256];
     *out = NULL;
-    if (!a) {
+    if (!a || !(a->c = calloc(1, sizeof *a->c))) {
+        free(a);
         seterr(err, errlen, "out of memory");
         return -1;
     }
+    pthread_mutex_init(&a->c->mu, NULL);
     snprintf(a->file, sizeof a->file, "%s", fname ? fname : "");
     while (pos < len) {
         const char *line = text + pos;
@@ -377,6 +397,9 @@ void rl_auth_free(rl_auth *a)
     for (size_t i = 0; i < a->n; i++)
         free(a->e[i].hash);
     free(a->e);
+    pthread_mutex_destroy(&a->c->mu);
+    OPENSSL_cleanse(a->c->key, sizeof a->c->key);
+    free(a->c);
     free(a);
 }
 
@@ -402,6 +425,50 @@ int rl_auth_user(const rl_auth *a, const char *name, const char **hash,
         *hash = e->hash;
     }
     return e != NULL;
+}
+
+/* SHA-256(key || password) into out; 0 or -1. */
+static int digest(const unsigned char *key, const char *password,
+                  unsigned char out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, key, 32) == 1 &&
+             EVP_DigestUpdate(ctx, password, strlen(password)) == 1 &&
+             EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+int rl_auth_login(const rl_auth *a, const char *name, const char *password,
+                  unsigned *perms)
+{
+    entry *e = a ? find(a, 1, name, strlen(name)) : NULL;
+    unsigned char d[32];
+    int have_d = 0, ok;
+    if (!e)
+        return 0;
+    pthread_mutex_lock(&a->c->mu);
+    if (!a->c->has_key && RAND_bytes(a->c->key, sizeof a->c->key) == 1)
+        a->c->has_key = 1;
+    if (a->c->has_key && digest(a->c->key, password, d) == 0)
+        have_d = 1;
+    ok = have_d && e->has_ok && CRYPTO_memcmp(d, e->ok, sizeof d) == 0;
+    pthread_mutex_unlock(&a->c->mu);
+    if (!ok && rl_auth_password_ok(e->hash, password)) {
+        ok = 1;
+        if (have_d) {
+            pthread_mutex_lock(&a->c->mu);
+            memcpy(e->ok, d, sizeof d);
+            e->has_ok = 1;
+            pthread_mutex_unlock(&a->c->mu);
+        }
+    }
+    OPENSSL_cleanse(d, sizeof d);
+    if (ok)
+        *perms = e->perms;
+    return ok;
 }
 
 unsigned rl_auth_anonymous(const rl_auth *a)
@@ -480,7 +547,6 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
         return RL_RPC_PERMISSION_DENIED;
     }
     if (c->user || c->password) {
-        const char *hash;
         if (!c->tls) {
             seterr(err, errlen,
                    "%s: a password is accepted over TLS only, and this "
@@ -501,8 +567,7 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
                    method, c->user);
             return RL_RPC_UNAUTHENTICATED;
         }
-        if (!rl_auth_user(s->auth, c->user, &hash, &perms) ||
-            !rl_auth_password_ok(hash, c->password)) {
+        if (!rl_auth_login(s->auth, c->user, c->password, &perms)) {
             seterr(err, errlen,
                    "%s: unknown user or wrong password for '%.127s'", method,
                    c->user);

@@ -77,6 +77,12 @@ unsigned rl_auth_anonymous(const rl_auth *a);
 /* 1 if password matches the crypt(3) hash (crypt_r, constant time
 ** compare), else 0. */
 int rl_auth_password_ok(const char *hash, const char *password);
+/* 1 with *perms if user name exists and password matches its hash, else
+** 0. A password that matched once is remembered as a keyed SHA-256 (a
+** random key per process), so its next calls skip crypt(3); a wrong one
+** always pays crypt(3). Thread-safe. */
+int rl_auth_login(const rl_auth *a, const char *name, const char *password,
+                  unsigned *perms);
 
 /* "read", "write", ... for one RL_PERM_* bit. */
 const char *rl_perm_name(unsigned perm);

@@ -32,7 +32,7 @@ UNIT_LIBS_test_certid := -lssl -lcrypto
 # The auth file, the method table and the verdicts (tests/unit/test_auth.c).
 UNIT_TESTS += test_auth
 UNIT_SRCS_test_auth := raftd/auth.c
-UNIT_LIBS_test_auth := -lcrypt
+UNIT_LIBS_test_auth := -lcrypt -lcrypto
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
@@ -83,7 +83,7 @@ endef
 # The identity-file parser (raftd/identity.c) and the auth-file parser
 # with its verdicts (raftd/auth.c).
 $(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
-$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt))
+$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 
 .PHONY: fuzz-entry
 fuzz: fuzz-entry

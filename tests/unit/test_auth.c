@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -89,6 +90,31 @@ static void test_parse(void)
     CHECK(rl_auth_password_ok(sha_hash, "pw2"));
     CHECK(!rl_auth_password_ok(sha_hash, "pw"));
     CHECK(!rl_auth_password_ok("$6$broken", "pw"));
+    {
+        /* rl_auth_login: right, remembered (the next logins skip
+        ** yescrypt: ten take less than the first), wrong never. */
+        struct timespec t0, t1, t2;
+        double first, ten;
+        CHECK(!rl_auth_login(a, "alice", "nope", &p));
+        CHECK(!rl_auth_login(a, "app", "s3cret", &p)); /* not a user */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        p = 0;
+        CHECK(rl_auth_login(a, "alice", "s3cret", &p) &&
+              p == (RL_PERM_READ | RL_PERM_WRITE));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        for (int i = 0; i < 10; i++)
+            CHECK(rl_auth_login(a, "alice", "s3cret", &p));
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        first = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        ten = (double)(t2.tv_sec - t1.tv_sec) * 1e3 +
+              (double)(t2.tv_nsec - t1.tv_nsec) / 1e6;
+        CHECK(ten < first);
+        CHECK(!rl_auth_login(a, "alice", "s3cret!", &p));
+        CHECK(!rl_auth_login(a, "alice", "", &p));
+        CHECK(rl_auth_login(a, "bob", "pw2", &p) && p == RL_PERM_ALL);
+        CHECK(rl_auth_login(a, "alice", "s3cret", &p));
+    }
     rl_auth_free(a);
 
     refused("cert a read\nfrobnicate x\n", "auth.conf:2: unknown keyword "
