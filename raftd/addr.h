@@ -7,7 +7,7 @@
 ** takes numeric IPv4 only: a host name there fails late with a message
 ** about the address being in use. A gRPC address may name a host (the
 ** gRPC core resolves it). Both need a port 1..65535. This module never
-** opens a socket.
+** binds; only rl_addr_reachable connects.
 */
 #ifndef RL_ADDR_H
 #define RL_ADDR_H
@@ -39,6 +39,12 @@ int rl_addr_is_loopback(const char *addr);
 int rl_addr_exposed_check(const char *addr, const char *what, int tls,
                           int insecure, const char *insecure_flag, char *err,
                           size_t errlen);
+
+/* Whether a TCP connection to addr (IPv4:PORT) opens within ms: 0, or -1
+** with why. The connection is closed at once, before any byte (the Raft
+** listener drops it). The leader asks it of a joining node's Raft
+** address before it adds the node. */
+int rl_addr_reachable(const char *addr, int ms, char *why, size_t whylen);
 
 /* 0 if id can name a node: 1..max_len bytes without control characters
 ** or '/', and not "." or ".." (ids end up in paths, such as raftd's

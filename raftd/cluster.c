@@ -10,16 +10,11 @@
 ** refused request half done: every check runs before rl_node_add/remove.
 */
 #include "cluster.h"
+#include "addr.h"
 #include "fsio.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -737,66 +732,6 @@ static int join_check(const struct rl_member *ms, unsigned cnt,
     return 0;
 }
 
-/*
-** Whether a TCP connection to addr (IPv4:PORT, checked by the joiner)
-** opens within ms: 0, or -1 with why. A Join whose Raft address nobody
-** listens on would add a member that never answers (issue 16: "a Join
-** with a dead address left a stale member"): the leader refuses it
-** before the configuration changes. The connection is closed at once,
-** before any byte: the Raft listener drops it.
-*/
-static int raft_reachable(const char *addr, int ms, char *why, size_t whylen)
-{
-    char host[64];
-    const char *colon = strrchr(addr, ':');
-    struct sockaddr_in sa;
-    struct pollfd pfd;
-    int fd, rc, soerr = 0;
-    socklen_t sl = sizeof soerr;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    if (!colon || (size_t)(colon - addr) >= sizeof host) {
-        seterr(why, whylen, "not IPv4:PORT");
-        return -1;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = 0;
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || atoi(colon + 1) <= 0 ||
-        atoi(colon + 1) > 65535) {
-        seterr(why, whylen, "not IPv4:PORT");
-        return -1;
-    }
-    sa.sin_port = htons((uint16_t)atoi(colon + 1));
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        seterr(why, whylen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    if (rc != 0 && errno == EINPROGRESS) {
-        pfd.fd = fd;
-        pfd.events = POLLOUT;
-        do {
-            rc = poll(&pfd, 1, ms);
-        } while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
-            seterr(why, whylen, "no answer within %d ms", ms);
-            close(fd);
-            return -1;
-        }
-        rc = rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-                     soerr == 0
-                 ? 0
-                 : -1;
-        if (rc != 0)
-            errno = soerr ? soerr : errno;
-    }
-    if (rc != 0)
-        seterr(why, whylen, "%s", strerror(errno));
-    close(fd);
-    return rc;
-}
-
 int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
                          unsigned timeout_ms, char *leader_grpc,
                          size_t leader_len, char *err, size_t errlen)
@@ -847,8 +782,11 @@ again:
                                                    m->grpc_addr) != 0))) {
             rc = propose_meta(n, m, timeout_ms, err, errlen);
         }
-    } else if (rc == 0 &&
-               raft_reachable(m->raft_addr, JOIN_PROBE_MS, e, sizeof(e)) != 0) {
+    } else if (rc == 0 && rl_addr_reachable(m->raft_addr, JOIN_PROBE_MS, e,
+                                            sizeof(e)) != 0) {
+        /* A Join whose Raft address nobody listens on would add a member
+        ** that never answers (issue 16: "a Join with a dead address left
+        ** a stale member"): refused before the configuration changes. */
         seterr(err, errlen,
                "node '%s' cannot join: its raft address %s cannot be reached "
                "from the leader (%s); a member nobody can reach would stay in "
