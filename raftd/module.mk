@@ -29,6 +29,10 @@ UNIT_TESTS += test_certid
 UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
 UNIT_LIBS_test_certid := -lssl -lcrypto
 
+# Loopback, exposed addresses and the Join probe (tests/unit/test_addr.c).
+UNIT_TESTS += test_addr
+UNIT_SRCS_test_addr := raftd/addr.c
+
 # The auth file, the method table and the verdicts (tests/unit/test_auth.c).
 UNIT_TESTS += test_auth
 UNIT_SRCS_test_auth := raftd/auth.c
