@@ -44,6 +44,7 @@
 #include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
+#include "transport.h"
 #include "walfmt.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -79,6 +80,7 @@ struct rl_host {
     rl_identity id;
     struct rl_auth *auth; /* the loaded auth file (NULL: none) */
     uint64_t raft_id;
+    struct rl_transport_tls raft_tls; /* Raft mTLS (node config points here) */
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
     int log_level;
     size_t max_msg;
@@ -1506,8 +1508,10 @@ static int exposed_check(const rl_identity *id, char *err, size_t errlen)
     static const char flag[] = "raftd -insecure (the URI parameter "
                                "raft_insecure=1 of a shell-hosted node)";
     int tls = id->tls_cert[0] != 0;
-    if (rl_addr_exposed_check(id->raft_addr, "raft address", tls, id->insecure,
-                              flag, err, errlen) != 0)
+    /* Raft runs in TLS only with the CA as well (tls_transport.c). */
+    if (rl_addr_exposed_check(id->raft_addr, "raft address",
+                              tls && id->tls_ca[0] != 0, id->insecure, flag,
+                              err, errlen) != 0)
         return -1;
     if (id->grpc_addr[0] &&
         rl_addr_exposed_check(id->grpc_addr, "gRPC address", tls, id->insecure,
@@ -1730,6 +1734,19 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     nc.applier.need_image = host_need_image;
     nc.log = node_log;
     nc.log_ctx = h;
+    /* Raft traffic in mutual TLS whenever the node has a certificate, its
+    ** key and the CA: the same files as the sidecar (README "Security"). */
+    if (h->id.tls_cert[0] && h->id.tls_key[0] && h->id.tls_ca[0]) {
+        h->raft_tls.cert_file = h->id.tls_cert;
+        h->raft_tls.key_file = h->id.tls_key;
+        h->raft_tls.ca_file = h->id.tls_ca;
+        h->raft_tls.raft_id_of = rl_raft_id_of;
+        nc.raft_tls = &h->raft_tls;
+    } else if (h->id.tls_cert[0]) {
+        hlog(h, 1,
+             "Raft traffic is plaintext: mutual TLS on Raft needs the CA "
+             "too (-tls-ca, or URI raft_tls_ca)");
+    }
     if (rl_node_start(&nc, &h->node, err, errlen) != RL_NODE_OK) {
         h->node = NULL;
         goto fail_reg;

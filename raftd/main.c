@@ -56,7 +56,9 @@ static const char usage_text[] =
     "  -log-level LEVEL    debug, info, warn or error (default info)\n"
     "  -tls-cert FILE      server certificate (PEM); enables TLS\n"
     "  -tls-key FILE       server private key (PEM)\n"
-    "  -tls-ca FILE        CA (PEM) that signs client certificates\n"
+    "  -tls-ca FILE        CA (PEM) that signs client and node certificates;\n"
+    "                      with -tls-cert, Raft traffic runs in mutual TLS\n"
+    "                      (the certificate needs URI:raftlite:node:<id>)\n"
     "  -tls-client-auth    require client certificates (mutual TLS)\n"
     "  -auth FILE          users, certificates and their permissions (README\n"
     "                      \"Security\"); mode 600\n"
@@ -325,12 +327,14 @@ static int parse_args(int argc, char **argv, opts *o)
         return bad("-tls-client-auth needs -tls-ca (the CA that signs client "
                    "certificates)");
     }
-    /* Safe by default: an address others can reach needs TLS, or the
+    /* Safe by default: an address others can reach needs TLS (Raft's
+    ** needs the CA too: without it Raft stays plaintext), or the
     ** operator's -insecure (a trusted private network). */
     if (rl_addr_exposed_check(o->grpc, "-grpc", o->tls_cert != NULL,
                               o->insecure, "-insecure", err, sizeof err) ||
         (o->raft[0] &&
-         rl_addr_exposed_check(o->raft, "-raft", o->tls_cert != NULL,
+         rl_addr_exposed_check(o->raft, "-raft",
+                               o->tls_cert != NULL && o->tls_ca != NULL,
                                o->insecure, "-insecure", err, sizeof err))) {
         logf_(3, "%s", err);
         return 1;

@@ -1,7 +1,7 @@
 # raftd/: the node and the gRPC sidecar.
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
-RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
               raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
@@ -10,7 +10,7 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
-             raftd/service.c raftd/sqlguard.c raftd/identity.c \
+             raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
              raftd/service_rpc.c raftd/cluster.c raftd/certid.c \
              raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
@@ -45,7 +45,12 @@ UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 # The Raft node (raftd/entry.c, raftd/node.c, raftd/transport.c): no
 # SQLite inside, so the same objects serve the extension, raftd and the
 # unit tests.
-NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
+NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c \
+             raftd/tls_transport.c vfs/timing.c
+# What the Raft transport's TLS half needs beyond NODE_SRCS (the extension
+# and raftd have these in HOST_SRCS already; bench and unit tests add them).
+NODE_TLS_SRCS := raftd/certid.c raftd/addr.c
+NODE_TLS_LIBS := -lssl -lcrypto -lpthread
 LIB_SRCS   += $(NODE_SRCS)
 RAFTD_SRCS += $(NODE_SRCS)
 LIB_LIBS   += -lraft -luv

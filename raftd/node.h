@@ -18,6 +18,8 @@
 
 #include "entry.h"
 
+struct rl_transport_tls; /* transport.h */
+
 struct rl_node;
 
 /* Result codes of the rl_node_* calls. */
@@ -115,6 +117,10 @@ struct rl_node_config {
     size_t segment_size;          /* raft_uv open segment size; 0 = default */
     int no_pre_vote;              /* 1: disable raft's pre-vote (on) */
     int no_nodelay; /* 1: no TCP_NODELAY on Raft connections (bench only) */
+    /* Mutual TLS on Raft traffic (transport.h); NULL: plaintext. Read at
+    ** every transport start (the log reload restarts it): it must stay
+    ** valid until rl_node_stop returns. */
+    const struct rl_transport_tls *raft_tls;
     unsigned stop_wait_ms; /* rl_node_stop's wait for the applier; 2000 */
     unsigned install_snapshot_timeout_ms; /* retry a snapshot send; 2000 */
     struct rl_applier applier;

@@ -1029,7 +1029,7 @@ static void fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name)
 
 /*
 ** synchronous on a replicated database defaults to NORMAL (DESIGN.md
-** section 5, docs/DURABILITY.md): the Raft log, fsynced on a quorum before
+** section 5, README "Durability"): the Raft log, fsynced on a quorum before
 ** COMMIT returns, is the durable record, and a node replays it after a
 ** crash. SQLite's pager keeps its own default (FULL in the stock shell), so
 ** the VFS drops the one sync NORMAL would not do: the WAL's sync right

@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlgrpc import *  # noqa: F401,F403
 from rltest import Shell
-from rltls import make_ca, make_cert, rd
+from rltls import make_ca, make_cert, make_node_cert, rd
 import grpc
 
 T = 20 * SAN_SLOW
@@ -73,7 +73,7 @@ def test():
     d = scratch("rlauth-")
     make_ca(d, "ca")
     for n in ("n1", "n2", "n9"):
-        make_cert(d, "ca", n, True, True, node=n)
+        make_node_cert(d, "ca", n)
     make_cert(d, "ca", "app", False)  # a client by its CN
     make_cert(d, "ca", "opscert", False, uri="raftlite:client:ops")
     p = lambda n: os.path.join(d, n)  # noqa: E731

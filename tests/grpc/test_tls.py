@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlgrpc import *  # noqa: F401,F403
-from rltls import make_ca, make_cert, rd
+from rltls import make_ca, make_cert, make_node_cert, rd
 import grpc
 
 
@@ -35,7 +35,7 @@ def test():
     d = scratch("rltls-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "server", True, True, node="n1")
+    make_node_cert(d, "ca", "n1", name="server")
     make_cert(d, "ca", "client", False)
     make_cert(d, "otherca", "rogue", False)
     p = lambda n: os.path.join(d, n)  # noqa: E731

@@ -2,11 +2,10 @@
 # budget: 60
 """tests/poc/test_poc_tls.py -- a raftd cluster with raftd's TLS flags.
 
-Certificates made here with openssl (tests/lib/rltls.py): a CA, a
-certificate per node (server and client use, SAN URI raftlite:node:nodeN)
-and a client certificate (read, write and status under mutual TLS without
-an auth file). Three raftd with -tls-cert,
--tls-key, -tls-ca and -tls-client-auth (mutual TLS): node2 and node3 join
+Certificates made here with openssl (tests/lib/rltls.py): a CA, one
+certificate per node (SAN URI raftlite:node:<id>: Raft runs in mutual TLS
+too) and one valid for server and client use that the client presents.
+Three raftd with -tls-cert, -tls-key, -tls-ca and -tls-client-auth (mutual TLS): node2 and node3 join
 node1 over TLS; demo/client.py with -tls-ca/-tls-cert/-tls-key creates on
 node1, writes through a follower (forwarded over TLS), reads STRONG on the
 other (ReadIndex over TLS) and lists the members; then the project's stubs
@@ -21,7 +20,7 @@ import signal
 from rlpoc import (Api, Raftd, check, check_eq, client, client_ok, free_port,
                    log, scratch)
 from rlgrpc import project_stubs
-from rltls import make_ca, make_cert
+from rltls import make_ca, make_cert, make_node_cert
 
 import grpc
 
@@ -29,27 +28,26 @@ import grpc
 def test():
     d = scratch("rlpoctls-")
     make_ca(d, "ca")
-    names = ["node1", "node2", "node3"]
-    for n in names:
-        make_cert(d, "ca", n, server=True, client=True, node=n)
-    make_cert(d, "ca", "client", server=False)
-    pem = {n: os.path.join(d, n) for n in os.listdir(d)}
+    make_cert(d, "ca", "node", server=True, client=True)
+    for i in range(3):  # Raft's mutual TLS wants each node's own certificate
+        make_node_cert(d, "ca", "node%d" % (i + 1))
+    pem = {n: os.path.join(d, n) for n in ("ca.pem", "node.pem", "node.key")}
 
-    def tls(n):
-        return ["-tls-cert", pem[n + ".pem"], "-tls-key", pem[n + ".key"],
+    def tls(i):
+        p = os.path.join(d, "node%d" % (i + 1))
+        return ["-tls-cert", p + ".pem", "-tls-key", p + ".key",
                 "-tls-ca", pem["ca.pem"], "-tls-client-auth"]
     g = ["127.0.0.1:%d" % free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
         argv = (["raftd", "-id", "node%d" % (i + 1), "-grpc", g[i], "-raft",
-                 "127.0.0.1:%d" % free_port(), "-data", "./data"] +
-                tls(names[i]) +
+                 "127.0.0.1:%d" % free_port(), "-data", "./data"] + tls(i) +
                 (["-bootstrap"] if i == 0 else ["-join", g[0]]))
         nodes.append(Raftd(argv, d, "node%d" % (i + 1)).wait_serving())
         check("(mutual TLS)" in nodes[-1].log(), "node%d serves mutual TLS:"
               "\n%s" % (i + 1, nodes[-1].log()))
-    ctls = ["-tls-ca", pem["ca.pem"], "-tls-cert", pem["client.pem"],
-            "-tls-key", pem["client.key"]]
+    ctls = ["-tls-ca", pem["ca.pem"], "-tls-cert", pem["node.pem"],
+            "-tls-key", pem["node.key"]]
 
     def c(i, *args):
         return client_ok(["-addr", g[i]] + ctls + list(args))
@@ -62,9 +60,8 @@ def test():
     out = c(2, "-nodes")
     check(out.count("|voter|") == 3 and "node1|" in out, "members: %r" % out)
     pb, pbg = project_stubs()
-    with open(pem["ca.pem"], "rb") as f1, \
-            open(pem["client.key"], "rb") as f2, \
-            open(pem["client.pem"], "rb") as f3:
+    with open(pem["ca.pem"], "rb") as f1, open(pem["node.key"], "rb") as f2, \
+            open(pem["node.pem"], "rb") as f3:
         creds = grpc.ssl_channel_credentials(f1.read(), f2.read(), f3.read())
     api = Api(pb, pbg, creds)
     for k in range(1, 11):
