@@ -10,6 +10,7 @@
 ** refused request half done: every check runs before rl_node_add/remove.
 */
 #include "cluster.h"
+#include "addr.h"
 #include "fsio.h"
 
 #include <errno.h>
@@ -38,6 +39,8 @@
 /* Pause before retrying a join that raft refused because another
 ** configuration change is in progress. */
 #define JOIN_BUSY_RETRY_MS 200
+/* How long the leader tries to reach a joining node's Raft address. */
+#define JOIN_PROBE_MS 2000
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -812,6 +815,18 @@ again:
                                                    m->grpc_addr) != 0))) {
             rc = propose_meta(n, m, timeout_ms, err, errlen);
         }
+    } else if (rc == 0 && rl_addr_reachable(m->raft_addr, JOIN_PROBE_MS, e,
+                                            sizeof(e)) != 0) {
+        /* A Join whose Raft address nobody listens on would add a member
+        ** that never answers (issue 16: "a Join with a dead address left
+        ** a stale member"): refused before the configuration changes. */
+        seterr(err, errlen,
+               "node '%s' cannot join: its raft address %s cannot be reached "
+               "from the leader (%s); a member nobody can reach would stay in "
+               "the configuration. Start the node (it listens before it "
+               "joins) or fix its address; nothing changed",
+               m->node_id, m->raft_addr, e);
+        rc = -1;
     } else if (rc == 0) {
         int64_t left = left_ms(deadline);
         int nrc = rl_node_add(n, m->raft_id, m->raft_addr, RL_ROLE_VOTER, m,

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "auth.h"
 #include "cluster.h"
 #include "fault.h"
 #include "image_fetch.h"
@@ -76,6 +78,7 @@ struct rl_host {
     char *db_path; /* as SQLite names the file (absolute) */
     char *dir;     /* "<db>-raft" */
     rl_identity id;
+    struct rl_auth *auth; /* the loaded auth file (NULL: none) */
     uint64_t raft_id;
     struct rl_transport_tls raft_tls; /* Raft mTLS (node config points here) */
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
@@ -221,9 +224,11 @@ static int identity_write(const char *db_path, const rl_identity *id, char *err,
     }
     fprintf(f,
             "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\ntls_cert=%s\n"
-            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n",
+            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n"
+            "auth_file=%s\ninsecure=%d\n",
             id->node_id, id->raft_addr, id->grpc_addr, id->tls_cert,
-            id->tls_key, id->tls_ca, id->tls_client_auth);
+            id->tls_key, id->tls_ca, id->tls_client_auth, id->auth_file,
+            id->insecure);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         fclose(f);
@@ -1972,6 +1977,7 @@ static void host_free(rl_host *h)
     }
     if (h->svc)
         rl_service_close(h->svc);
+    rl_auth_free(h->auth); /* after the server: calls used it */
     if (h->cl)
         rl_rpc_client_free(h->cl);
     if (h->adb)
@@ -2000,6 +2006,34 @@ static void tls_set(rl_identity *id, const rl_rpc_tls *t)
              t->key_file ? t->key_file : "");
     snprintf(id->tls_ca, sizeof id->tls_ca, "%s", t->ca_file ? t->ca_file : "");
     id->tls_client_auth = t->client_auth;
+}
+
+static void security_set(rl_identity *id, const rl_host_config *cfg)
+{
+    if (cfg->auth_file)
+        snprintf(id->auth_file, sizeof id->auth_file, "%s", cfg->auth_file);
+    if (cfg->insecure)
+        id->insecure = cfg->insecure > 0;
+}
+
+/* Safe by default: a Raft or gRPC address other than loopback needs TLS
+** (the node's certificate: the sidecar's, and the Raft transport's) or
+** the operator's word that the network is trusted. */
+static int exposed_check(const rl_identity *id, char *err, size_t errlen)
+{
+    static const char flag[] = "raftd -insecure (the URI parameter "
+                               "raft_insecure=1 of a shell-hosted node)";
+    int tls = id->tls_cert[0] != 0;
+    /* Raft runs in TLS only with the CA as well (tls_transport.c). */
+    if (rl_addr_exposed_check(id->raft_addr, "raft address",
+                              tls && id->tls_ca[0] != 0, id->insecure, flag,
+                              err, errlen) != 0)
+        return -1;
+    if (id->grpc_addr[0] &&
+        rl_addr_exposed_check(id->grpc_addr, "gRPC address", tls, id->insecure,
+                              flag, err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* The sidecar's TLS settings from the identity: NULL for plaintext. The
@@ -2041,6 +2075,19 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     h->svc = rl_service_open(&sc, err, errlen);
     if (!h->svc)
         return -1;
+    if (h->id.auth_file[0] &&
+        rl_auth_load(h->id.auth_file, &h->auth, err, errlen) != 0)
+        return -1;
+    /* Checked at every call before any handler (service_rpc.c). */
+    rl_service_set_auth(h->svc, h->auth,
+                        h->id.tls_cert[0] && h->id.tls_client_auth);
+    if (h->auth && !(h->id.tls_cert[0] && h->id.tls_client_auth))
+        hlog(h, 1,
+             "the auth file %s is on without mutual TLS: calls between "
+             "nodes (ReadIndex, ForwardTxn, FetchImage, forwarded writes) "
+             "need node certificates and will be refused; a cluster of more "
+             "than one node needs -tls-client-auth (raft_tls_client_auth=1)",
+             h->id.auth_file);
     if (rl_rpc_listen_addr(h->id.grpc_addr, addr, sizeof addr) != 0) {
         snprintf(err, errlen, "gRPC address too long");
         return -1;
@@ -2127,14 +2174,20 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         snprintf(h->id.grpc_addr, sizeof h->id.grpc_addr, "%s",
                  cfg->grpc_addr ? cfg->grpc_addr : "");
         tls_set(&h->id, cfg->tls);
-        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+        security_set(&h->id, cfg);
+        if (exposed_check(&h->id, err, errlen) != 0 ||
+            identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
-    } else if (cfg->tls) {
-        /* TLS given again (URI parameters or flags): it replaces the
-        ** stored settings. */
+    } else if (cfg->tls || cfg->auth_file || cfg->insecure) {
+        /* TLS, auth or -insecure given again (URI parameters or flags):
+        ** they replace the stored settings. */
         tls_set(&h->id, cfg->tls);
-        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+        security_set(&h->id, cfg);
+        if (exposed_check(&h->id, err, errlen) != 0 ||
+            identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
+    } else if (exposed_check(&h->id, err, errlen) != 0) {
+        goto fail;
     }
     if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
         snprintf(err, errlen,

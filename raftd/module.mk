@@ -3,7 +3,7 @@
 # runs the API on the node's database; service_rpc.c binds the two.
 RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
               raftd/reqcheck.c raftd/service_rpc.c raftd/main.c
-RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
+RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
@@ -12,11 +12,11 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
              raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
              raftd/service_rpc.c raftd/cluster.c raftd/certid.c raftd/reqcheck.c \
-             $(BUILD)/gen/raftlite.pb-c.c
+             raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
-LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto
+LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
-              raftd/certid.c \
+              raftd/certid.c raftd/auth.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
@@ -28,6 +28,15 @@ UNIT_LIBS_test_rpc := -lgrpc -lgpr
 UNIT_TESTS += test_certid
 UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
 UNIT_LIBS_test_certid := -lssl -lcrypto
+
+# Loopback, exposed addresses and the Join probe (tests/unit/test_addr.c).
+UNIT_TESTS += test_addr
+UNIT_SRCS_test_addr := raftd/addr.c
+
+# The auth file, the method table and the verdicts (tests/unit/test_auth.c).
+UNIT_TESTS += test_auth
+UNIT_SRCS_test_auth := raftd/auth.c
+UNIT_LIBS_test_auth := -lcrypt -lcrypto
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
@@ -60,23 +69,30 @@ $(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
 
 test test-long: $(FUZZ_DIR)/fuzz_entry
 
-# libFuzzer build of the identity-file parser (raftd/identity.c), run by
-# tests/fuzz/test_fuzz_identity.sh from tests/fuzz/seeds/fuzz_identity.
-$(FUZZ_DIR)/fuzz_identity: tests/fuzz/fuzz_identity.c raftd/identity.c \
-		raftd/host.h
-	@mkdir -p $(@D)
+# A libFuzzer target of a parser seeded from tests/fuzz/seeds/fuzz_NAME,
+# built for make test (tests/fuzz/test_fuzz_NAME.sh runs it briefly) and
+# run longer by make fuzz-NAME: $(call seeded_fuzzer,NAME,SOURCES,DEPS,LIBS)
+define seeded_fuzzer
+$$(FUZZ_DIR)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $(3)
+	@mkdir -p $$(@D)
 	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $@ tests/fuzz/fuzz_identity.c raftd/identity.c
+	    -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
 
-test test-long: $(FUZZ_DIR)/fuzz_identity
+test test-long: $$(FUZZ_DIR)/fuzz_$(1)
 
-.PHONY: fuzz-identity
-fuzz: fuzz-identity
-fuzz-identity: $(FUZZ_DIR)/fuzz_identity
-	@mkdir -p $(FUZZ_DIR)/corpus_identity
-	$(FUZZ_DIR)/fuzz_identity -max_total_time=$(FUZZ_SECONDS) \
-	    $(FUZZ_DIR)/corpus_identity tests/fuzz/seeds/fuzz_identity
+.PHONY: fuzz-$(1)
+fuzz: fuzz-$(1)
+fuzz-$(1): $$(FUZZ_DIR)/fuzz_$(1)
+	@mkdir -p $$(FUZZ_DIR)/corpus_$(1)
+	$$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$$(FUZZ_SECONDS) \
+	    $$(FUZZ_DIR)/corpus_$(1) tests/fuzz/seeds/fuzz_$(1)
+endef
+
+# The identity-file parser (raftd/identity.c) and the auth-file parser
+# with its verdicts (raftd/auth.c).
+$(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
+$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 
 .PHONY: fuzz-entry
 fuzz: fuzz-entry

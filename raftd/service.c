@@ -71,6 +71,8 @@ struct rl_service {
     struct rl_host *host;
     rl_stop_reason_fn stop_reason;
     rl_service_hooks hooks; /* zero when standalone */
+    const struct rl_auth *auth; /* service_rpc.c checks calls with it */
+    int auth_mtls;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -256,6 +258,23 @@ const char *rl_service_db_path(rl_service *svc)
 struct rl_host *rl_service_host(rl_service *svc)
 {
     return svc->host;
+}
+
+const char *rl_service_node_id(rl_service *svc)
+{
+    return svc->node_id;
+}
+
+void rl_service_set_auth(rl_service *svc, const struct rl_auth *auth, int mtls)
+{
+    svc->auth = auth;
+    svc->auth_mtls = mtls;
+}
+
+const struct rl_auth *rl_service_auth(rl_service *svc, int *mtls)
+{
+    *mtls = svc->auth_mtls;
+    return svc->auth;
 }
 
 void rl_service_count_call(rl_service *svc)

@@ -112,6 +112,14 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv);
 const char *rl_service_db_path(rl_service *svc);
 struct rl_host *rl_service_host(rl_service *svc);
 size_t rl_service_max_msg(rl_service *svc);
+const char *rl_service_node_id(rl_service *svc);
+/* Who may call what (raftd/auth.h): the auth file (NULL: none; the caller
+** keeps it alive while the service serves) and whether the server requires
+** client certificates. service_rpc.c checks every call against them
+** before any handler runs. */
+struct rl_auth;
+void rl_service_set_auth(rl_service *svc, const struct rl_auth *auth, int mtls);
+const struct rl_auth *rl_service_auth(rl_service *svc, int *mtls);
 /* Counts a call served outside rl_service_unary (the cluster layer), so
 ** that Status.calls_served counts every unary call. */
 void rl_service_count_call(rl_service *svc);

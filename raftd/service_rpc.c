@@ -19,6 +19,10 @@
 ** database file as it is on disk (the bulk-transfer test uses that).
 ** FetchImage must never serve any other path: the request may only name
 ** the database file's own base name or the image.
+**
+** Every call passes authorize (raftd/auth.h: who the caller is, and the
+** permission its method needs) before any handler runs: nothing is
+** decoded beyond the request the check needs, nothing served before it.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,9 +33,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "auth.h"
+#include "certid.h"
 #include "cluster.h"
+#include "host.h"
 #include "image.h"
 #include "image_fetch.h"
+#include "node.h"
 #include "raftlite.pb-c.h"
 #include "reqcheck.h"
 #include "service.h"
@@ -47,6 +55,79 @@ static int64_t call_remaining(void *ctx)
 static const char *call_stop_reason(void *ctx)
 {
     return rl_rpc_call_stop_reason(ctx);
+}
+
+/* rl_auth_server.is_member: this node, or a node of the configuration
+** (a voter, standby or spare) whose replicated id is node_id. */
+static int is_member(void *ctx, const char *node_id)
+{
+    rl_service *svc = ctx;
+    struct rl_host *h = rl_service_host(svc);
+    struct rl_member *ms = NULL;
+    unsigned n = 0, i;
+    uint64_t rid;
+    int found = 0;
+    if (!strcmp(node_id, rl_service_node_id(svc)))
+        return 1;
+    if (!h || rl_node_members(rl_host_node(h), &ms, &n) != RL_NODE_OK)
+        return 0;
+    rid = rl_raft_id_of(node_id);
+    for (i = 0; i < n && !found; i++)
+        found = ms[i].raft_id == rid &&
+                (!ms[i].has_meta || !strcmp(ms[i].meta.node_id, node_id));
+    free(ms);
+    return found;
+}
+
+/*
+** The one permission check of every call (raftd/auth.h has the table):
+** who the caller is (the verified certificate's identity, or a user whose
+** password matches), and whether the method allows it. join_id: the id a
+** JoinRequest names; method: the table entry to check, if not the
+** method's own (FetchImage of the header alone). 0 to serve the call,
+** else the status code it was answered with (PERMISSION_DENIED or
+** UNAUTHENTICATED, naming the permission and the caller).
+*/
+static int authorize(rl_rpc_call *call, rl_service *svc, const char *method,
+                     const char *join_id)
+{
+    const char *m = strrchr(rl_rpc_call_method(call), '/');
+    rl_auth_server as;
+    rl_auth_caller c;
+    char user[RL_AUTH_NAME_MAX + 1], pass[1024], cerr[256];
+    char err[RL_RPC_ERRMAX];
+    const char *pem;
+    size_t len = 0;
+    int code, ru, rp;
+    memset(&as, 0, sizeof as);
+    memset(&c, 0, sizeof c);
+    as.auth = rl_service_auth(svc, &as.mtls);
+    as.is_member = is_member;
+    as.ctx = svc;
+    c.tls = rl_rpc_call_tls(call);
+    pem = rl_rpc_call_peer_cert(call, &len);
+    if (pem) {
+        if (rl_cert_identity_pem(pem, len, &c.cert, cerr, sizeof cerr) == 0)
+            c.has_cert = 1;
+        else
+            c.cert_err = cerr;
+    }
+    ru = rl_rpc_call_metadata(call, RL_AUTH_MD_USER, user, sizeof user);
+    rp = rl_rpc_call_metadata(call, RL_AUTH_MD_PASSWORD, pass, sizeof pass);
+    if (ru < 0 || rp < 0) {
+        return rl_rpc_call_error(call, RL_RPC_UNAUTHENTICATED,
+                                 "metadata %s is longer than %zu bytes or "
+                                 "holds a NUL",
+                                 ru < 0 ? RL_AUTH_MD_USER : RL_AUTH_MD_PASSWORD,
+                                 ru < 0 ? sizeof user - 1 : sizeof pass - 1);
+    }
+    c.user = ru ? user : NULL;
+    c.password = rp ? pass : NULL;
+    if (!method)
+        method = m ? m + 1 : "";
+    code = rl_auth_decide(&as, method, &c, join_id, NULL, 0, err, sizeof err);
+    explicit_bzero(pass, sizeof pass);
+    return code ? rl_rpc_call_error(call, code, "%s", err) : 0;
 }
 
 static int unary_cb(rl_rpc_call *call, void *arg)
@@ -65,6 +146,20 @@ static int unary_cb(rl_rpc_call *call, void *arg)
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
                                  "no request message: %s is unary",
                                  rl_rpc_call_method(call));
+    }
+    if (strcmp(m + 1, "Join") == 0) {
+        /* The check needs the id the node joins as. */
+        Proto__JoinRequest *jr =
+            proto__join_request__unpack(NULL, req.len, req.data);
+        code = authorize(call, svc, NULL, jr ? jr->node_id : NULL);
+        if (jr)
+            proto__join_request__free_unpacked(jr, NULL);
+    } else {
+        code = authorize(call, svc, NULL, NULL);
+    }
+    if (code != 0) {
+        rl_rpc_buf_free(&req);
+        return code;
     }
     code = RL_CLUSTER_PASS;
     if (rl_service_host(svc)) {
@@ -107,6 +202,8 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     char why[RL_RPC_ERRMAX];
     int got, code;
     rl_service *svc = arg;
+    if ((code = authorize(call, arg, NULL, NULL)) != 0)
+        return code;
     rl_txn_asm_init(&a);
     while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
         code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
@@ -361,6 +458,18 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
     rl_rpc_buf_free(&msg);
     if (code != RL_RPC_OK) {
         return rl_rpc_call_error(call, code, "%s", why);
+    }
+    /* The image's header alone (page size and index: what a node asks
+    ** before it joins) needs 'status'; anything more, 'backup' or a
+    ** member node. */
+    code = authorize(call, svc,
+                     plan.image && plan.length &&
+                             plan.length <= RL_IMAGE_HDR_SIZE && !plan.offset
+                         ? "FetchImageHeader"
+                         : NULL,
+                     NULL);
+    if (code != 0) {
+        return code;
     }
     if (plan.image) {
         return serve_image(call, svc, &plan);

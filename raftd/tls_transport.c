@@ -558,8 +558,13 @@ static void *conn_main(void *arg)
         rc = -1;
     }
     /* A peer that is down (DNS, connect) is raft's business, as on the
-    ** plain path: only what happened once TLS started is reported. */
-    if (rc != 0 && c->ssl && strcmp(why, "transport closing") != 0) {
+    ** plain path: only what happened once TLS started is reported. An
+    ** accepted connection closed before its first byte is a port probe
+    ** (the leader checks a joining node's Raft address so: cluster.c),
+    ** not a peer refused: not reported. */
+    if (rc != 0 && c->ssl && strcmp(why, "transport closing") != 0 &&
+        (c->dial || !SSL_get_rbio(c->ssl) ||
+         BIO_number_read(SSL_get_rbio(c->ssl)) > 0)) {
         char msg[800];
         if (c->dial)
             snprintf(

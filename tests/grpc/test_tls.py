@@ -3,9 +3,11 @@
 """TLS and mutual TLS from PEM files given by flags (certificates made here
 with openssl): plaintext, TLS and mTLS calls work; a client trusting the
 wrong CA, a client without a certificate on an mTLS port, and a plaintext
-client on a TLS port are refused; bad TLS flags are refused at start. The
-per-client cap (-max-client-calls) counts TLS identities: a capped client
-does not hold back another certificate from the same address."""
+client on a TLS port are refused; under mTLS a client certificate may not
+FetchImage (PERMISSION_DENIED naming backup), the node's own certificate
+may; bad TLS flags are refused at start. The per-client cap
+(-max-client-calls) counts TLS identities: a capped client does not hold
+back another certificate from the same address."""
 import os
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rlgrpc import *  # noqa: F401,F403
-from rltls import make_ca, make_cert, rd
+from rltls import make_ca, make_cert, make_node_cert, rd
 import grpc
 
 
@@ -36,7 +38,7 @@ def test():
     d = scratch("rltls-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "server", True)
+    make_node_cert(d, "ca", "n1", name="server")
     make_cert(d, "ca", "client", False)
     make_cert(d, "ca", "client2", False)
     make_cert(d, "otherca", "rogue", False)
@@ -79,8 +81,25 @@ def test():
     r = s.ExecuteRead(pb.ReadRequest(sql="SELECT 40 + 2"), timeout=20)
     check(r.result.rows[0].values[0] == b"42", "read over mTLS: %r" % r)
     internal = pbg.RaftliteInternalStub(ch)
-    chunks = list(internal.FetchImage(pb.FetchImageRequest(), timeout=20))
+    try:
+        list(internal.FetchImage(pb.FetchImageRequest(), timeout=20))
+        check(False, "FetchImage served to a client certificate")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.PERMISSION_DENIED and
+              "'backup'" in e.details() and "'client'" in e.details(),
+              "FetchImage of a client certificate: %s %s" % (e.code(),
+                                                             e.details()))
+    ch.close()
+    # The node's own certificate (SAN URI raftlite:node:n1) may stream.
+    ch = channel(n2.addr, grpc.ssl_channel_credentials(
+        root_certificates=rd(d, "ca.pem"), private_key=rd(d, "server.key"),
+        certificate_chain=rd(d, "server.pem")))
+    chunks = list(pbg.RaftliteInternalStub(ch).FetchImage(
+        pb.FetchImageRequest(), timeout=20))
     check(chunks and chunks[-1].last, "streaming over mTLS")
+    ch.close()
+    ch = channel(n2.addr, mtls)
+    s = pbg.DistributedSqliteStub(ch)
     # The per-client cap counts TLS identities, not addresses: while
     # "client" runs an endless CTE, its second call waits (and is answered
     # naming -max-client-calls) but "client2", from the same address, is

@@ -1,7 +1,9 @@
 """tests/lib/rltls.py -- certificates for the TLS tests, made with openssl
 in a scratch directory: a CA, and certificates it signs for servers
 (127.0.0.1 / localhost), clients, or nodes (both: a node serves gRPC and
-calls its peers with the same certificate)."""
+calls its peers with the same certificate). A node's certificate carries
+the SAN URI raftlite:node:<id> (make_node_cert): Raft's mutual TLS and
+the gRPC API's node-to-node methods accept member nodes only."""
 import os
 import subprocess
 

@@ -28,9 +28,9 @@ UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/image_rx.c raftd/rpc.c \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
     raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c raftd/node.c \
     raftd/entry.c raftd/transport.c raftd/tls_transport.c raftd/certid.c \
-    raftd/addr.c vfs/timing.c
+    raftd/addr.c vfs/timing.c raftd/auth.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
-    -lssl -lcrypto
+    -lssl -lcrypto -lcrypt
 
 # raftlite's Raft transport (TCP_NODELAY on every connection; mutual TLS)
 # alone.

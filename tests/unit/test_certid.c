@@ -14,15 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-static int failures;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 static EVP_PKEY *key;
 
@@ -119,10 +111,5 @@ int main(void)
         X509_free(x);
     }
     EVP_PKEY_free(key);
-    if (failures) {
-        fprintf(stderr, "test_certid: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_certid: ok\n");
-    return 0;
+    return check_done("test_certid");
 }

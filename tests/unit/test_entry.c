@@ -9,15 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 /* Decode a private heap copy of exactly len bytes, so ASan catches any read
 ** past the end. */
@@ -315,10 +307,5 @@ int main(int argc, char **argv)
     test_malformed();
     test_meta();
     test_manifest();
-    if (failures) {
-        fprintf(stderr, "%d checks failed\n", failures);
-        return 1;
-    }
-    printf("test_entry: all checks passed\n");
-    return 0;
+    return check_done("test_entry");
 }

@@ -14,15 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 #define THREADS 8
 #define PER     200
@@ -139,10 +131,5 @@ int main(void)
     many(32);
     many(1);
     deadline();
-    if (failures) {
-        fprintf(stderr, "test_group: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_group: ok\n");
-    return 0;
+    return check_done("test_group");
 }

@@ -14,15 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 static sqlite3 *db;
 static rl_sqlguard guard;
@@ -199,10 +191,5 @@ int main(void)
 
     sqlite3_close(db);
     unlink(dbfile);
-    if (failures) {
-        fprintf(stderr, "test_sqlguard: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_sqlguard: ok\n");
-    return 0;
+    return check_done("test_sqlguard");
 }
