@@ -633,13 +633,25 @@ def bench_restart(args, results, root):
         check(REBUILD_SAID not in out, "%s: the node rebuilt itself" % db)
 
 
+def bench_peers(args, results, root):
+    import peers  # bench/peers.py
+    peers.TPOINTS, peers.SEGMENTS = TPOINTS, SEGMENTS
+    peers.bench_peers(args, results, root, table)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node,commit,restart",
+    ap.add_argument("--only", default="capture,node,commit,restart,peers",
                     help="comma list of: capture (includes apply), node, "
-                    "commit, restart")
+                    "commit, restart, peers")
+    ap.add_argument("--peers-rounds", type=int,
+                    help="peers: interleaved rounds (every system each)")
+    ap.add_argument("--peers-n", type=int,
+                    help="peers: one-client writes per system per round "
+                    "(8 clients: twice as many; point reads: twice as "
+                    "many; 1000-row transactions: n/200)")
     ap.add_argument("--commits", type=int,
                     help="commit: one-row txns per path per round")
     ap.add_argument("--commit-reps", type=int,
@@ -664,15 +676,21 @@ def main():
     args.restart_mb = args.restart_mb or (64 if q else 1024)
     args.commits = args.commits or (300 if q else 1000)
     args.commit_reps = args.commit_reps or (2 if q else 3)
+    args.peers_rounds = args.peers_rounds or (1 if q else 3)
+    args.n1 = args.peers_n or (200 if q else 1000)
+    args.n8 = 2 * args.n1
+    args.nreads = 2 * args.n1
+    args.ntx = max(2, args.n1 // 200)
     args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
     for s in args.sync:
         if s not in ("NORMAL", "FULL"):
             fail("--sync: %r is not NORMAL or FULL" % s)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
-        if x not in ("capture", "apply", "node", "commit", "restart"):
+        if x not in ("capture", "apply", "node", "commit", "restart",
+                     "peers"):
             fail("--only: unknown benchmark %r (capture, apply, node, "
-                 "commit, restart)" % x)
+                 "commit, restart, peers)" % x)
 
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -690,6 +708,8 @@ def main():
         todo.append(("commit", bench_commit))
     if "restart" in only:
         todo.append(("restart", bench_restart))
+    if "peers" in only:
+        todo.append(("peers", bench_peers))
     for name, fn in todo:
         try:
             fn(args, results, root)
