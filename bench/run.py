@@ -27,6 +27,12 @@ Benchmarks (see bench/README.md for what each measures and how to read it):
            large database (1 GiB; --quick 64 MiB) against a 1 MiB one,
            interleaved; a stock sqlite3 opening and reading the same files
            beside it.
+  peers    raftlite side by side with plain SQLite (FULL, NORMAL) and
+           dqlite 1.11 (three nodes, build/bench/dqlite-bench): writes with
+           1 and 8 clients, 1000-row transactions, point reads (local and
+           over the network), STRONG reads; every system started here with
+           fresh data, rounds interleaved (bench/peers.py). Also writes
+           build/bench/peers.csv and peers.png.
 
 Results: tables on stdout and build/bench/results.json.
 """
