@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import threading
 import time
@@ -26,15 +25,13 @@ import time
 import rlcluster
 import rltest
 from rltest import Shell, check, fail, is_error, run_sql
+from benchlib import SEGMENTS, count_lines, median, pctl, read_timing
 
 VALUE = "v" * 100  # one row = an integer key and a 100-byte text
 INSERT = "INSERT INTO t(v) VALUES('%s');\n" % VALUE
 CREATE = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
 TXN_ROWS = 1000
 CLIENTS = 8
-# RAFTLITE_TIMING's points and the segments printed: set by run.py, which
-# owns them (its `commit` benchmark reads the same files).
-TPOINTS = SEGMENTS = None
 
 # Workloads, in table order: (key, title, baseline system).
 WORKLOADS = (
@@ -45,19 +42,6 @@ WORKLOADS = (
     ("rwire", "point read, over the network", "dqlite"),
     ("rstrong", "STRONG read", "dqlite"),
 )
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
-def pctl(xs, p):
-    """Nearest-rank percentile of xs (unsorted)."""
-    if not xs:
-        return float("nan")
-    v = sorted(xs)
-    k = max(1, min(len(v), int(p / 100.0 * len(v) + 0.999999)))
-    return v[k - 1]
 
 
 class Results:
@@ -353,21 +337,9 @@ READ_REPS = 5  # alternating timed passes of local reads per round
 
 def timing_rows(tdir, pid, skip):
     """(rows, lines now) of RAFTLITE_TIMING's commits-<pid>.txt after the
-    first skip lines: each row a dict point -> ms after capture."""
+    first skip lines (benchlib.read_timing)."""
     path = os.path.join(tdir, "commits-%d.txt" % pid)
-    if not os.path.exists(path):
-        return [], 0
-    with open(path) as f:
-        lines = f.readlines()
-    rows = []
-    for line in lines[skip:]:
-        v = [int(x) for x in line.split()]
-        if len(v) != len(TPOINTS) or 0 in v:
-            continue
-        d = {k: x / 1e6 for k, x in zip(TPOINTS, v)}
-        d["capture"] = 0.0
-        rows.append(d)
-    return rows, len(lines)
+    return read_timing(path, skip), count_lines(path)
 
 
 def run_rl_shell(cfg, res, root, rnd, breakdown):

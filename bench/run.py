@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +52,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
 import rlcluster  # noqa: E402
 import rltest  # noqa: E402
 from rltest import Shell, check, fail, mirror_records, run_sql  # noqa: E402
+from benchlib import (SEGMENTS, count_lines, median, pctl,  # noqa: E402
+                      read_timing)
 
 CONFIGS = ("a", "b", "c")
 CONFIG_NAMES = {
@@ -61,10 +62,6 @@ CONFIG_NAMES = {
     "c": "replicated, mirror capture",
 }
 VALUE = "v" * 100  # one row = an integer key and a 100-byte text
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def make_empty_db(path):
@@ -306,58 +303,6 @@ def bench_node(args, results, root):
 
 
 # ---------------------------------------------------------------- commit
-
-# Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
-TPOINTS = ("propose", "loop", "appended", "committed", "applied", "woken",
-           "returned", "framed", "done")
-# Segments printed: (name, from point, to point); "capture" is time 0.
-SEGMENTS = (
-    ("capture+encode", "capture", "propose"),
-    ("hand-off to loop", "propose", "loop"),
-    ("local append+fsync", "loop", "appended"),
-    ("quorum after append", "appended", "committed"),
-    ("raft_apply to commit", "loop", "committed"),
-    ("apply callback", "committed", "applied"),
-    ("writer wake-up", "applied", "returned"),
-    ("commit frame+record", "returned", "framed"),
-    ("WAL sync+unlock", "framed", "done"),
-    ("total (in the VFS)", "capture", "done"),
-)
-
-
-def pctl(xs, p):
-    """Nearest-rank percentile of xs (unsorted)."""
-    if not xs:
-        return float("nan")
-    v = sorted(xs)
-    k = max(1, min(len(v), int(p / 100.0 * len(v) + 0.999999)))
-    return v[k - 1]
-
-
-def read_timing(path, skip):
-    """Timing lines of path after the first skip ones: a list of dicts
-    point -> ms after capture; lines missing a point are left out."""
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    with open(path) as f:
-        lines = f.readlines()[skip:]
-    for line in lines:
-        v = [int(x) for x in line.split()]
-        if len(v) != len(TPOINTS) or 0 in v:
-            continue
-        d = {k: x / 1e6 for k, x in zip(TPOINTS, v)}
-        d["capture"] = 0.0
-        rows.append(d)
-    return rows
-
-
-def count_lines(path):
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return sum(1 for _ in f)
-
 
 def dsync_ms(d, n=200):
     """Latencies (ms) of n 4 KiB O_DSYNC writes in d (the disk's flush
@@ -641,7 +586,6 @@ def bench_restart(args, results, root):
 
 def bench_peers(args, results, root):
     import peers  # bench/peers.py
-    peers.TPOINTS, peers.SEGMENTS = TPOINTS, SEGMENTS
     peers.bench_peers(args, results, root, table)
 
 
@@ -656,8 +600,8 @@ def main():
                     help="peers: interleaved rounds (every system each)")
     ap.add_argument("--peers-n", type=int,
                     help="peers: one-client writes per system per round "
-                    "(8 clients: twice as many; point reads: twice as "
-                    "many; 1000-row transactions: n/200)")
+                    "(8 clients: twice as many; point reads: as many; "
+                    "1000-row transactions: n/200, at least 2)")
     ap.add_argument("--commits", type=int,
                     help="commit: one-row txns per path per round")
     ap.add_argument("--commit-reps", type=int,
@@ -674,18 +618,18 @@ def main():
                                                   "results.json"))
     args = ap.parse_args()
     q = args.quick
-    args.txns = args.txns or (500 if q else 2000)
+    args.txns = args.txns or (500 if q else 1000)
     args.large_mb = args.large_mb if args.large_mb is not None else (
-        5 if q else 20)
-    args.reps = args.reps or (3 if q else 5)
-    args.proposals = args.proposals or (300 if q else 1000)
-    args.restart_mb = args.restart_mb or (64 if q else 1024)
-    args.commits = args.commits or (300 if q else 1000)
+        5 if q else 10)
+    args.reps = args.reps or 3
+    args.proposals = args.proposals or (300 if q else 500)
+    args.restart_mb = args.restart_mb or (64 if q else 256)
+    args.commits = args.commits or (300 if q else 500)
     args.commit_reps = args.commit_reps or (2 if q else 3)
     args.peers_rounds = args.peers_rounds or (1 if q else 3)
-    args.n1 = args.peers_n or (200 if q else 1000)
+    args.n1 = args.peers_n or (200 if q else 500)
     args.n8 = 2 * args.n1
-    args.nreads = 2 * args.n1
+    args.nreads = args.n1
     args.ntx = max(2, args.n1 // 200)
     args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
     for s in args.sync:
@@ -717,9 +661,11 @@ def main():
     if "peers" in only:
         todo.append(("peers", bench_peers))
     for name, fn in todo:
+        t1 = time.time()
         try:
             fn(args, results, root)
             ran.append(name)
+            print("\n%s: %.0f s" % (name, time.time() - t1), flush=True)
         except (rltest.TestFailure, subprocess.SubprocessError, OSError) as e:
             print("\nbenchmark %s did not run to the end: %s" % (name, e),
                   flush=True)
