@@ -53,15 +53,17 @@ class Results:
         self.notes = {}   # (work, system) -> text
 
     def add(self, work, system, ops, secs, lat=None, busy=0, errors=0,
-            note=None, cpu=None):
+            note=None, cpu=None, cpu_all=None):
         """cpu: CPU seconds the system's own processes (not the client)
-        spent meanwhile, from cpu_seconds()."""
+        spent meanwhile, from cpu_seconds(); cpu_all: the same for every
+        thread of the process when cpu is one thread's."""
         k = (work, system)
         if k not in self.rows:
             self.rows[k] = []
             self.order.append(k)
         self.rows[k].append({"ops": ops, "secs": secs, "lat": lat or [],
-                             "busy": busy, "errors": errors, "cpu": cpu})
+                             "busy": busy, "errors": errors, "cpu": cpu,
+                             "cpu_all": cpu_all})
         if note:
             self.notes[k] = note
 
@@ -85,6 +87,9 @@ class Results:
                 "cpu_ms_per_op": (1e3 * sum(r["cpu"] for r in rs) /
                                   sum(r["ops"] for r in rs))
                 if all(r["cpu"] is not None for r in rs) else None,
+                "cpu_all_ms_per_op": (1e3 * sum(r["cpu_all"] for r in rs) /
+                                      sum(r["ops"] for r in rs))
+                if all(r["cpu_all"] is not None for r in rs) else None,
                 "errors": sum(r["errors"] for r in rs),
                 "ops": sum(r["ops"] for r in rs)}
 
@@ -113,14 +118,18 @@ def fsync_ms(d, n=200):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids):
+def cpu_seconds(pids, main_thread=False):
     """CPU seconds (user + system, all threads) the processes pids have
     used so far: read before and after a workload, it is the servers'
     cost per operation, which the machine's load skews far less than
-    their latency (the benchmark's other processes wait for a core)."""
+    their latency (the benchmark's other processes wait for a core).
+    main_thread: only each process's main thread (a shell's, which runs
+    the SQL; not the node's threads hosted in the same process)."""
     t = 0
     for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
+        path = ("/proc/%d/task/%d/stat" % (pid, pid) if main_thread
+                else "/proc/%d/stat" % pid)
+        with open(path) as f:
             v = f.read().rsplit(")", 1)[1].split()
         t += int(v[11]) + int(v[12])  # utime, stime (fields 14, 15)
     return t / TICK
@@ -332,7 +341,7 @@ RL_SHELL = "raftlite, leader's shell"
 RL_FOLLOWER = "raftlite, a follower's shell"
 STOCK = "stock shell, same file"
 RL_LOCAL = "raftlite, leader's shell (extension)"
-READ_REPS = 5  # alternating timed passes of local reads per round
+READ_REPS = 10  # alternating timed passes of local reads per round
 
 
 def timing_rows(tdir, pid, skip):
@@ -407,12 +416,14 @@ def run_rl_shell(cfg, res, root, rnd, breakdown):
             sh.sql(script, timeout=600)
         for rep in range(READ_REPS):
             for name, sh in shells:
-                c0 = cpu_seconds([sh.p.pid])
+                c0 = cpu_seconds([sh.p.pid], main_thread=True)
+                a0 = cpu_seconds([sh.p.pid])
                 secs, out = timed_sql(sh, script)
                 check(not is_error(out), "%s: reads failed: %s" %
                       (name, out[-300:]))
                 res.add("rlocal", name, len(ids), secs,
-                        cpu=cpu_seconds([sh.p.pid]) - c0)
+                        cpu=cpu_seconds([sh.p.pid], main_thread=True) - c0,
+                        cpu_all=cpu_seconds([sh.p.pid]) - a0)
         check(stock.close() == 0, "stock reader exited nonzero")
     finally:
         c.close(check_rc=False)
@@ -634,6 +645,9 @@ def bench_peers(args, results, root, table):
                             "baseline": base, "note": note})
                 continue
             ratio = s["ops_per_s"] / bs["ops_per_s"] if bs else None
+            if s["cpu_all_ms_per_op"] is not None:
+                note = ("cpu of the whole process (all threads): %.4f "
+                        "ms/op" % s["cpu_all_ms_per_op"])
             f = lambda x: "-" if x is None else "%.2f" % x  # noqa: E731
             rows.append([title, system, "%.0f" % s["ops_per_s"], f(s["p50"]),
                          f(s["p99"]), base, f(ratio), str(s["busy"]),
@@ -658,7 +672,7 @@ def bench_peers(args, results, root, table):
           "otherwise have none); busy = BUSY/locked answers a client saw "
           "(dqlite: each retried), errors = all client-visible errors; "
           "cpu = CPU ms per op of the system's own processes (all nodes, "
-          "not the client)"
+          "not the client; local reads: the shell's main thread only)"
           % (cfg.peers_rounds, nproc, load0[0], load1[0], fs["p50"],
              fs["p99"], fs["n"]),
           ["workload", "system", "ops/s", "p50", "p99", "baseline", "ratio",
