@@ -409,7 +409,9 @@ def run_rl_shell(cfg, res, root, rnd, breakdown):
               "want %d" % (got, want))
         # Each shell reads the ids once untimed (its page cache warm),
         # then READ_REPS timed passes alternate between the two.
-        ids = read_ids(cfg.nreads, want, rnd)
+        # 4x the reads of the network workloads per pass: a pass of ~0.1 s
+        # is less at the mercy of one preemption on the loaded machine.
+        ids = read_ids(4 * cfg.nreads, want, rnd)
         script = read_script(ids)
         shells = ((STOCK, stock), (RL_LOCAL, lead.sh))
         for name, sh in shells:
