@@ -376,6 +376,8 @@ def run_rl_shell(cfg, res, root, rnd, breakdown):
         # A follower's shell: writes there are refused today (the error
         # names the leader). Tried each round; measured if it ever works.
         fol = next(n for n in c.live() if n is not lead)
+        c.wait_val(fol, "SELECT count(*) FROM sqlite_master WHERE name = "
+                   "'t';", "1")  # the table replicated: not the error
         ok, out, err = fol.try_sql(INSERT)
         if ok:
             t0 = time.perf_counter()
@@ -383,8 +385,9 @@ def run_rl_shell(cfg, res, root, rnd, breakdown):
             res.add("w1", RL_FOLLOWER, cfg.n1, time.perf_counter() - t0)
         else:
             why = err.split("raft_last_error:")[-1].strip()
+            why = why.split(" failed: ", 1)[-1]  # after the file's path
             res.unsupported("w1", RL_FOLLOWER, "not supported yet: a "
-                            "follower refuses writes (%s)" % why[:70])
+                            "follower refuses writes (%s)" % why[:90])
 
         lat = []
         c0 = cpu_seconds(pids)
