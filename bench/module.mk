@@ -9,3 +9,20 @@ $(BUILD)/bench/bench_node: $(BENCH_NODE_OBJS)
 .PHONY: bench-bins
 bench-bins: $(BUILD)/bench/bench_node
 bench: bench-bins
+
+# The dqlite peer of the `peers` benchmark (bench/dqlite/main.go): Go,
+# GOPATH mode, offline, against Debian's go-dqlite sources; caches inside
+# the build tree. go-dqlite's cgo flags include -Wl,-z,now, which Go only
+# accepts when allowed by name.
+DQLITE_BENCH_ENV = GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
+    GOENV=off GOPROXY=off GOCACHE=$(abspath $(BUILD))/gocache \
+    CGO_LDFLAGS_ALLOW=-Wl,-z,now
+$(BUILD)/bench/dqlite-bench: bench/dqlite/main.go | deps-bench
+	@mkdir -p $(@D)
+	cd bench/dqlite && env $(DQLITE_BENCH_ENV) go build -buildvcs=false \
+	    -o $(abspath $@) .
+
+.PHONY: deps-bench
+deps-bench:
+	@sh mk/deps.sh bench
+bench-bins: $(BUILD)/bench/dqlite-bench

@@ -27,6 +27,12 @@ Benchmarks (see bench/README.md for what each measures and how to read it):
            large database (1 GiB; --quick 64 MiB) against a 1 MiB one,
            interleaved; a stock sqlite3 opening and reading the same files
            beside it.
+  peers    raftlite side by side with plain SQLite (FULL, NORMAL) and
+           dqlite 1.11 (three nodes, build/bench/dqlite-bench): writes with
+           1 and 8 clients, 1000-row transactions, point reads (local and
+           over the network), STRONG reads; every system started here with
+           fresh data, rounds interleaved (bench/peers.py). Also writes
+           build/bench/peers.csv and peers.png.
 
 Results: tables on stdout and build/bench/results.json.
 """
@@ -35,7 +41,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +52,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
 import rlcluster  # noqa: E402
 import rltest  # noqa: E402
 from rltest import Shell, check, fail, mirror_records, run_sql  # noqa: E402
+from benchlib import (SEGMENTS, count_lines, median, pctl,  # noqa: E402
+                      read_timing)
 
 CONFIGS = ("a", "b", "c")
 CONFIG_NAMES = {
@@ -55,10 +62,6 @@ CONFIG_NAMES = {
     "c": "replicated, mirror capture",
 }
 VALUE = "v" * 100  # one row = an integer key and a 100-byte text
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def make_empty_db(path):
@@ -360,58 +363,6 @@ def bench_tls(args, results, root):
 
 # ---------------------------------------------------------------- commit
 
-# Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
-TPOINTS = ("propose", "loop", "appended", "committed", "applied", "woken",
-           "returned", "framed", "done")
-# Segments printed: (name, from point, to point); "capture" is time 0.
-SEGMENTS = (
-    ("capture+encode", "capture", "propose"),
-    ("hand-off to loop", "propose", "loop"),
-    ("local append+fsync", "loop", "appended"),
-    ("quorum after append", "appended", "committed"),
-    ("raft_apply to commit", "loop", "committed"),
-    ("apply callback", "committed", "applied"),
-    ("writer wake-up", "applied", "returned"),
-    ("commit frame+record", "returned", "framed"),
-    ("WAL sync+unlock", "framed", "done"),
-    ("total (in the VFS)", "capture", "done"),
-)
-
-
-def pctl(xs, p):
-    """Nearest-rank percentile of xs (unsorted)."""
-    if not xs:
-        return float("nan")
-    v = sorted(xs)
-    k = max(1, min(len(v), int(p / 100.0 * len(v) + 0.999999)))
-    return v[k - 1]
-
-
-def read_timing(path, skip):
-    """Timing lines of path after the first skip ones: a list of dicts
-    point -> ms after capture; lines missing a point are left out."""
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    with open(path) as f:
-        lines = f.readlines()[skip:]
-    for line in lines:
-        v = [int(x) for x in line.split()]
-        if len(v) != len(TPOINTS) or 0 in v:
-            continue
-        d = {k: x / 1e6 for k, x in zip(TPOINTS, v)}
-        d["capture"] = 0.0
-        rows.append(d)
-    return rows
-
-
-def count_lines(path):
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return sum(1 for _ in f)
-
-
 def dsync_ms(d, n=200):
     """Latencies (ms) of n 4 KiB O_DSYNC writes in d (the disk's flush
     time, measured beside the commits)."""
@@ -692,13 +643,24 @@ def bench_restart(args, results, root):
         check(REBUILD_SAID not in out, "%s: the node rebuilt itself" % db)
 
 
+def bench_peers(args, results, root):
+    import peers  # bench/peers.py
+    peers.bench_peers(args, results, root, table)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node,tls,commit,restart",
+    ap.add_argument("--only", default="capture,node,tls,commit,restart,peers",
                     help="comma list of: capture (includes apply), node, "
-                    "tls, commit, restart")
+                    "tls, commit, restart, peers")
+    ap.add_argument("--peers-rounds", type=int,
+                    help="peers: interleaved rounds (every system each)")
+    ap.add_argument("--peers-n", type=int,
+                    help="peers: one-client writes per system per round "
+                    "(8 clients: twice as many; point reads: as many; "
+                    "1000-row transactions: n/200, at least 2)")
     ap.add_argument("--commits", type=int,
                     help="commit: one-row txns per path per round")
     ap.add_argument("--commit-reps", type=int,
@@ -715,23 +677,29 @@ def main():
                                                   "results.json"))
     args = ap.parse_args()
     q = args.quick
-    args.txns = args.txns or (500 if q else 2000)
+    args.txns = args.txns or (500 if q else 1000)
     args.large_mb = args.large_mb if args.large_mb is not None else (
-        5 if q else 20)
-    args.reps = args.reps or (3 if q else 5)
-    args.proposals = args.proposals or (300 if q else 1000)
-    args.restart_mb = args.restart_mb or (64 if q else 1024)
-    args.commits = args.commits or (300 if q else 1000)
+        5 if q else 10)
+    args.reps = args.reps or 3
+    args.proposals = args.proposals or (300 if q else 500)
+    args.restart_mb = args.restart_mb or (64 if q else 256)
+    args.commits = args.commits or (300 if q else 500)
     args.commit_reps = args.commit_reps or (2 if q else 3)
+    args.peers_rounds = args.peers_rounds or (1 if q else 3)
+    args.n1 = args.peers_n or (200 if q else 500)
+    args.n8 = 2 * args.n1
+    args.nreads = args.n1
+    args.ntx = max(2, args.n1 // 200)
     args.sync = [s.strip().upper() for s in args.sync.split(",") if s.strip()]
     for s in args.sync:
         if s not in ("NORMAL", "FULL"):
             fail("--sync: %r is not NORMAL or FULL" % s)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
-        if x not in ("capture", "apply", "node", "tls", "commit", "restart"):
+        if x not in ("capture", "apply", "node", "tls", "commit", "restart",
+                     "peers"):
             fail("--only: unknown benchmark %r (capture, apply, node, tls, "
-                 "commit, restart)" % x)
+                 "commit, restart, peers)" % x)
 
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -751,10 +719,14 @@ def main():
         todo.append(("commit", bench_commit))
     if "restart" in only:
         todo.append(("restart", bench_restart))
+    if "peers" in only:
+        todo.append(("peers", bench_peers))
     for name, fn in todo:
+        t1 = time.time()
         try:
             fn(args, results, root)
             ran.append(name)
+            print("\n%s: %.0f s" % (name, time.time() - t1), flush=True)
         except (rltest.TestFailure, subprocess.SubprocessError, OSError) as e:
             print("\nbenchmark %s did not run to the end: %s" % (name, e),
                   flush=True)

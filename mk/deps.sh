@@ -1,6 +1,8 @@
 #!/bin/sh
-# mk/deps.sh -- make sure the Debian packages raftlite builds and tests with
-# are installed. As root it runs `apt-get update` once and installs what is
+# mk/deps.sh [bench] -- make sure the Debian packages raftlite builds and
+# tests with are installed (with `bench`: those `make bench` needs besides,
+# to build and run its dqlite peer and draw its chart; `make test` never
+# needs them). As root it runs `apt-get update` once and installs what is
 # missing; otherwise it prints the exact command and fails. It never installs
 # anything that is already there, so a second run is silent and fast.
 set -eu
@@ -9,6 +11,12 @@ PKGS="gcc make pkg-config sqlite3 libsqlite3-dev libraft-dev libuv1-dev
 libprotobuf-c-dev protobuf-c-compiler libgrpc-dev protobuf-compiler
 python3 python3-grpcio python3-grpc-tools python3-protobuf openssl libssl-dev
 clang libclang-rt-14-dev iproute2 nftables gdb"
+
+# make bench: dqlite 1.11 (go-dqlite and its sources, built offline in
+# GOPATH mode by bench/module.mk; they pull libdqlite-dev), Go, gnuplot.
+if [ "${1:-}" = bench ]; then
+    PKGS="go-dqlite golang-github-canonical-go-dqlite-dev golang-go gnuplot-nox"
+fi
 
 missing=""
 for p in $PKGS; do
