@@ -71,6 +71,10 @@ struct rl_conn {
                       update hook; total_changes counts an autocommit
                       statement's rows only after its commit hook ran) */
     int bypassed;  /* replicated main opened before .load: refuse commits */
+    /* Schema names ("main", "aux"...) whose rows the transaction changed
+    ** (the update hook), up to RL_CONN_DBS; ndbs counts them all. */
+    char dbs[4][64];
+    int ndbs;
     rl_conn *next; /* conns list (conns_mu) */
 };
 
@@ -382,12 +386,65 @@ static int confirm_unchanged_txn(rl_conn *c)
     return 0;
 }
 
+/* Whether the transaction changed rows of schema name (update hook). */
+static int conn_changed(const rl_conn *c, const char *name)
+{
+    for (int i = 0; i < c->ndbs && i < 4; i++)
+        if (strcmp(c->dbs[i], name) == 0)
+            return 1;
+    return c->ndbs > 4; /* more than we keep: assume it did */
+}
+
+/*
+** A transaction that wrote two replicated databases (main and an ATTACHed
+** one) would commit as two Raft entries, one after the other: the first
+** could take effect and the second not. Until such a commit can be one
+** entry, it is refused whole (SQLite rolls both back). Written means rows
+** changed (update hook) or pages written: BEGIN IMMEDIATE alone takes the
+** write lock of every attached database without writing it. 1 refuses.
+*/
+static int refuse_two_replicated(rl_conn *c)
+{
+    const char *name, *first = NULL;
+    int i;
+    for (i = 0; (name = sqlite3_db_name(c->db, i)) != NULL; i++) {
+        sqlite3_file *f = NULL;
+        int st;
+        char *msg;
+        if (sqlite3_file_control(c->db, name, SQLITE_FCNTL_FILE_POINTER, &f) !=
+                SQLITE_OK ||
+            !f || !f->pMethods || (st = rl_vfs_write_state(f)) < 1)
+            continue;
+        if (st < 2 && !conn_changed(c, name))
+            continue;
+        if (!first) {
+            first = name;
+            continue;
+        }
+        msg = sqlite3_mprintf(
+            "raftlite: this transaction writes two replicated databases, "
+            "'%s' (%s) and '%s' (%s); their commits cannot be atomic "
+            "together yet, so nothing was written: write each in a "
+            "transaction of its own",
+            first, sqlite3_db_filename(c->db, first), name,
+            sqlite3_db_filename(c->db, name));
+        rl_conn_error(c->db, msg ? msg : "raftlite: two replicated databases");
+        sqlite3_free(msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* Commit hook of every connection. */
 static int conn_commit(void *arg)
 {
     rl_conn *c = arg;
-    int rows = c->rows;
+    int rows = c->rows, two;
     c->rows = 0;
+    two = refuse_two_replicated(c);
+    c->ndbs = 0;
+    if (two)
+        return 1;
     if (c->bypassed) {
         /* Its replicated main database was opened before the extension
         ** existed: it bypasses raftlite, so its commits would fork the
@@ -409,6 +466,7 @@ static int conn_commit(void *arg)
 static void conn_rollback(void *arg)
 {
     ((rl_conn *)arg)->rows = 0;
+    ((rl_conn *)arg)->ndbs = 0;
 }
 
 /* Fires for every row an INSERT, UPDATE or DELETE changes in a rowid
@@ -418,11 +476,16 @@ static void conn_rollback(void *arg)
 static void conn_update(void *arg, int op, const char *db, const char *tbl,
                         sqlite3_int64 rowid)
 {
+    rl_conn *c = arg;
     (void)op;
-    (void)db;
     (void)tbl;
     (void)rowid;
-    ((rl_conn *)arg)->rows = 1;
+    c->rows = 1;
+    if (!conn_changed(c, db) || c->ndbs == 0) {
+        if (c->ndbs < 4)
+            snprintf(c->dbs[c->ndbs], sizeof c->dbs[0], "%s", db);
+        c->ndbs++;
+    }
 }
 
 /*
