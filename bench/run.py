@@ -648,13 +648,23 @@ def bench_peers(args, results, root):
     peers.bench_peers(args, results, root, table)
 
 
+def bench_anywhere(args, results, root):
+    import anywhere  # bench/anywhere.py
+    anywhere.bench_anywhere(args, results, root, table)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node,tls,commit,restart,peers",
+    ap.add_argument("--only",
+                    default="capture,node,tls,commit,restart,peers,anywhere",
                     help="comma list of: capture (includes apply), node, "
-                    "tls, commit, restart, peers")
+                    "tls, commit, restart, peers, anywhere")
+    ap.add_argument("--anywhere-n", type=int,
+                    help="anywhere: operations per kind per round")
+    ap.add_argument("--anywhere-rounds", type=int,
+                    help="anywhere: interleaved rounds")
     ap.add_argument("--peers-rounds", type=int,
                     help="peers: interleaved rounds (every system each)")
     ap.add_argument("--peers-n", type=int,
@@ -686,6 +696,8 @@ def main():
     args.commits = args.commits or (300 if q else 500)
     args.commit_reps = args.commit_reps or (2 if q else 3)
     args.peers_rounds = args.peers_rounds or (1 if q else 3)
+    args.anywhere_n = args.anywhere_n or (100 if q else 300)
+    args.anywhere_rounds = args.anywhere_rounds or (2 if q else 3)
     args.n1 = args.peers_n or (200 if q else 500)
     args.n8 = 2 * args.n1
     args.nreads = args.n1
@@ -697,9 +709,9 @@ def main():
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
         if x not in ("capture", "apply", "node", "tls", "commit", "restart",
-                     "peers"):
+                     "peers", "anywhere"):
             fail("--only: unknown benchmark %r (capture, apply, node, tls, "
-                 "commit, restart, peers)" % x)
+                 "commit, restart, peers, anywhere)" % x)
 
     root = rltest.scratch("rlbench-")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -721,6 +733,8 @@ def main():
         todo.append(("restart", bench_restart))
     if "peers" in only:
         todo.append(("peers", bench_peers))
+    if "anywhere" in only:
+        todo.append(("anywhere", bench_anywhere))
     for name, fn in todo:
         t1 = time.time()
         try:

@@ -1,0 +1,93 @@
+"""bench/anywhere.py -- the `anywhere` benchmark of bench/run.py (issue
+17): what writing and reading on every node costs, as ratios measured in
+the same run, interleaved.
+
+One 3-node cluster of stock shells. Each round, in order: N autocommit
+one-row INSERTs from the leader's shell (the baseline), from a follower's
+shell (the transaction goes to the leader over gRPC and comes back), from
+a client process on the leader's file (a second shell: through the host's
+sidecar), then N point reads on the follower at raft_consistency local
+(the read baseline) and at linearizable (a read point from the leader per
+read transaction). Printed: per-operation median latency over the rounds
+(each round's total time / N), and the ratios to the baselines.
+
+It never judges speed; it fails only when a write or read fails or the
+row counts do not add up.
+"""
+import random
+import time
+
+import rlcluster
+import rltest
+from rltest import Shell, check, is_error
+from benchlib import median
+
+VALUE = "v" * 100
+INSERT = "INSERT INTO t(v) VALUES('%s');\n" % VALUE
+
+
+def _timed(sh, text, what):
+    t0 = time.perf_counter()
+    out = sh.sql(text, 600)
+    secs = time.perf_counter() - t0
+    check(not is_error(out), "%s failed: %s" % (what, out[-300:]))
+    return secs
+
+
+def bench_anywhere(args, results, root, table):
+    n = args.anywhere_n
+    rounds = args.anywhere_rounds
+    c = rlcluster.Cluster(3)
+    try:
+        lead = c.leader()
+        fol = next(x for x in c.nodes if x is not lead)
+        lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+        c.wait_all("SELECT count(*) FROM sqlite_schema;", "1")
+        client = Shell(lead.db, env=c.env)
+        runs = {k: [] for k in ("leader", "follower", "client", "local",
+                                "linearizable")}
+        rnd = random.Random(1)
+        rows = 0
+        for r in range(rounds):
+            runs["leader"].append(_timed(lead.sh, INSERT * n,
+                                         "leader's writes") / n)
+            runs["follower"].append(_timed(fol.sh, INSERT * n,
+                                           "follower's writes") / n)
+            runs["client"].append(_timed(client, INSERT * n,
+                                         "client process's writes") / n)
+            rows += 3 * n
+            c.wait_val(fol, "SELECT count(*) FROM t;", str(rows))
+            ids = [rnd.randrange(1, rows + 1) for _ in range(n)]
+            script = "".join("SELECT length(v) FROM t WHERE id = %d;\n" % i
+                             for i in ids)
+            fol.sh.sql("PRAGMA raft_consistency = local;")
+            runs["local"].append(_timed(fol.sh, script, "local reads") / n)
+            fol.sh.sql("PRAGMA raft_consistency = linearizable;")
+            runs["linearizable"].append(_timed(fol.sh, script,
+                                               "linearizable reads") / n)
+            fol.sh.sql("PRAGMA raft_consistency = local;")
+        check(client.close() == 0, "client shell exited nonzero")
+        med = {k: median(v) * 1e3 for k, v in runs.items()}
+        res = {"n": n, "rounds": rounds, "ms_per_op": med,
+               "runs_s_per_op": runs}
+        res["follower_over_leader"] = med["follower"] / med["leader"]
+        res["client_over_leader"] = med["client"] / med["leader"]
+        res["linearizable_over_local"] = med["linearizable"] / med["local"]
+        results["anywhere"] = res
+        rows_out = [
+            ["write, leader's shell", "%.3f" % med["leader"], "1.00x (base)"],
+            ["write, follower's shell", "%.3f" % med["follower"],
+             "%.2fx" % res["follower_over_leader"]],
+            ["write, client process (leader's file)", "%.3f" % med["client"],
+             "%.2fx" % res["client_over_leader"]],
+            ["point read, follower, local", "%.3f" % med["local"],
+             "1.00x (base)"],
+            ["point read, follower, linearizable",
+             "%.3f" % med["linearizable"],
+             "%.2fx" % res["linearizable_over_local"]],
+        ]
+        table("anywhere: writes and reads on every node (%d rounds of %d; "
+              "ms per operation, median of rounds)" % (rounds, n),
+              ["operation", "ms/op", "ratio"], rows_out)
+    finally:
+        c.close(check_rc=False)
