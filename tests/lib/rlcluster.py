@@ -16,6 +16,7 @@ try_sql() also returns `SELECT raft_last_error()`.
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -123,6 +124,10 @@ def port_free(port):
         return False
     finally:
         s.close()
+
+
+# A line of a node's own log on the shell's stderr (not an answer).
+NODE_LOG = re.compile(r"^raftlite\[[^\]]*\] (warning|info):")
 
 
 class Node:
@@ -248,7 +253,12 @@ class Node:
             self.last_error()
 
     def val(self, text, timeout=60):
-        return self.sql(text, timeout).strip()
+        """The value text prints: the node's own warning and info lines
+        (raftlite[id] warning: ..., e.g. a loop stalled on a loaded
+        machine) share the shell's stderr and are not part of it."""
+        out = self.sql(text, timeout)
+        return "\n".join(ln for ln in out.splitlines()
+                         if not NODE_LOG.match(ln)).strip()
 
     def status(self, timeout=30):
         out = self.sql("PRAGMA raft_status;", timeout).strip()
