@@ -291,6 +291,94 @@ static const rl_port *resolve_port(const char *db_path)
     return rl_host_port();
 }
 
+/*
+** Host takeover (issue 17): a process that has a replicated database open
+** as a client takes over hosting its node when the host exits, without
+** the database being reopened. A watcher thread looks every
+** TAKEOVER_POLL_MS: a database whose node runs nowhere (the host lock is
+** free) and has a stored identity is restarted here, as opening it would
+** (resolve_port). Two clients racing both try; the host lock lets one win.
+** It runs outside every SQLite call of the program's connections: a node
+** start opens connections of its own and must not happen inside one.
+*/
+#define TAKEOVER_POLL_MS 500
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+static pthread_t watch_th;
+static int watch_on, watch_stop;
+
+static void takeover_once(void)
+{
+    int n = 0;
+    char **paths = rl_vfs_replicated_paths(&n);
+    for (int i = 0; i < n; i++) {
+        const char *p = paths[i];
+        rl_identity id;
+        rl_host_config cfg;
+        rl_host *h;
+        char err[512];
+        if (rl_host_find(p) || rl_host_setting_up(p) ||
+            rl_identity_read(p, &id, err, sizeof err) != 0 ||
+            rl_host_running(p, NULL, NULL, 0))
+            continue;
+        /* The stored identity carries the node's TLS settings; URI
+        ** parameters of the original open are not known here. */
+        memset(&cfg, 0, sizeof cfg);
+        cfg.db_path = p;
+        cfg.log_level = rl_log_level();
+        if (rl_host_open(&cfg, &h, err, sizeof err) == 0)
+            fprintf(stderr,
+                    "raftlite: %s: its host exited; this process (pid %ld) "
+                    "hosts node %s now\n",
+                    p, (long)getpid(), id.node_id);
+    }
+    if (paths)
+        rl_vfs_paths_free(paths, n);
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&watch_mu);
+    while (!watch_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TAKEOVER_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&watch_cv, &watch_mu, &ts);
+        if (watch_stop)
+            break;
+        pthread_mutex_unlock(&watch_mu);
+        takeover_once();
+        pthread_mutex_lock(&watch_mu);
+    }
+    pthread_mutex_unlock(&watch_mu);
+    return NULL;
+}
+
+/* atexit, before the nodes stop: no takeover during shutdown. */
+static void watch_end(void)
+{
+    pthread_mutex_lock(&watch_mu);
+    watch_stop = 1;
+    pthread_cond_broadcast(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
+    if (watch_on)
+        pthread_join(watch_th, NULL);
+    watch_on = 0;
+}
+
+static void watch_start(void)
+{
+    if (pthread_create(&watch_th, NULL, watch_main, NULL) == 0) {
+        watch_on = 1;
+        atexit(watch_end); /* registered after rl_host_close_all: runs first */
+    }
+}
+
 int rl_log_level(void)
 {
     const char *v = getenv("RAFTLITE_LOG");
@@ -527,8 +615,11 @@ int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
     {
         /* Nodes stop when the shell exits (.exit, end of input). */
         static int once;
-        if (!once++)
+        if (!once++) {
             atexit(rl_host_close_all);
+            if (!rl_test_mode())
+                watch_start();
+        }
     }
     if (rc == SQLITE_OK)
         rl_sql_init();

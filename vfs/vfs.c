@@ -2369,6 +2369,47 @@ out:
     return rc;
 }
 
+char **rl_vfs_replicated_paths(int *n)
+{
+    char **out = NULL;
+    int cap = 0;
+    rl_file *p;
+    *n = 0;
+    pthread_mutex_lock(&mains_mu);
+    for (p = mains; p; p = p->next_main) {
+        int seen = 0;
+        if (!p->replicated)
+            continue;
+        for (int i = 0; i < *n && !seen; i++)
+            seen = strcmp(out[i], p->path) == 0;
+        if (seen)
+            continue;
+        if (*n == cap) {
+            char **o = realloc(out, (size_t)(cap ? 2 * cap : 8) * sizeof *o);
+            if (!o)
+                break;
+            out = o;
+            cap = cap ? 2 * cap : 8;
+        }
+        if (!(out[*n] = strdup(p->path)))
+            break;
+        (*n)++;
+    }
+    pthread_mutex_unlock(&mains_mu);
+    if (*n == 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+void rl_vfs_paths_free(char **paths, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
 int rl_vfs_adopt(const char *db_path, char *err, size_t errlen)
 {
     rl_file *p;

@@ -102,6 +102,12 @@ int rl_vfs_register(int make_default, rl_port_resolver resolver);
 int rl_vfs_is_replicated(struct sqlite3_file *f);
 const char *rl_vfs_path(struct sqlite3_file *f);
 
+/* The paths of the replicated databases this process has open, each once:
+** a malloc'd array of *n malloc'd strings (free with rl_vfs_paths_free),
+** or NULL when there are none. Copies: they carry no URI parameters. */
+char **rl_vfs_replicated_paths(int *n);
+void rl_vfs_paths_free(char **paths, int n);
+
 /* Appends txn to the WAL of the database whose main file is f (an open
 ** connection's, from SQLITE_FCNTL_FILE_POINTER, with its WAL open: the
 ** connection has read once) and publishes it in the wal-index, under the
