@@ -126,14 +126,10 @@ class BigWrite:
     def leader(self, among=(0, 1, 2), timeout=20):
         deadline = time.time() + timeout * SLOW
         while time.time() < deadline:
-            best = None
-            for i in among:
-                st = self.status(i)
-                if st and st.state == "leader" and (
-                        best is None or st.term > best[1]):
-                    best = (i, st.term)
-            if best:
-                return best[0]
+            lead = self.rlfaults.leader_of((i, self.status(i))
+                                           for i in among)
+            if lead is not None:
+                return lead
             time.sleep(0.05)
         fail("no leader among %s within %ds" % (
             [self.nodes[i].name for i in among], timeout * SLOW))
@@ -414,7 +410,19 @@ class BigWrite:
     # ------------------------------------------------------------- end
 
     def finish(self):
-        files = []
+        # Every node applies a last marker (and so every earlier entry)
+        # before it stops: a follower stopped first would lack the last
+        # DELETE (it would apply it at its next start).
+        self.write_retry("INSERT OR IGNORE INTO mark VALUES (-1)")
+        for i in range(3):
+            deadline = time.monotonic() + 30 * SLOW
+            while self.read(i, "SELECT count(*) FROM mark WHERE round = -1"
+                            ) != [["1"]]:
+                check(time.monotonic() < deadline, "%s did not apply the "
+                      "last marker within %ds" % (self.nodes[i].name,
+                                                   30 * SLOW))
+                time.sleep(0.05)
+        files, outs = [], []
         for n in self.nodes:
             rc = n.stop(60 * SLOW)
             check(rc == 0, "%s: SIGTERM gave exit %s; log tail:\n%s" % (
@@ -431,7 +439,9 @@ class BigWrite:
             check(lines and lines[-1] == "ok", "%s: integrity_check: %s" % (
                 n.name, lines[-5:]))
             files.append(hashlib.sha256(out.stdout.encode()).hexdigest())
-        check(len(set(files)) == 1, "the stopped nodes' files differ")
+            outs.append("%s: %s" % (n.name, " ".join(lines)[-300:]))
+        check(len(set(files)) == 1, "the stopped nodes' files differ:\n%s"
+              % "\n".join(outs))
         for n in self.nodes:
             check(not n.cores(), "%s left core files %s" % (n.name,
                                                             n.cores()))
