@@ -12,7 +12,8 @@
    (success, 1 row, and v=Y on the new leader). 20 rounds (6 under ASan,
    20 there too with RL_LONG=1), shared by two independent clusters B and
    C that run side by side (a round mostly waits for an election) with a
-   third, A, which runs parts 2 and 3 below.
+   third, A, which runs UNKNOWN/NOT_LEADER (2) and the outage (3); then B
+   runs the CAS races and C the CONFLICT case (2).
 2. Reasons and outcomes over gRPC: UNKNOWN (the leader's followers are
    SIGSTOPped after it appended the entry: it steps down and answers
    within about two election timeouts, not at the client's deadline) and
@@ -135,6 +136,10 @@ def outcomes(c):
     log("NOT_LEADER: %s" % w.error)
     for i in fol:
         c.cont(i)
+
+
+def cas_races(c):
+    api, pb = c.api, c.api.pb
     write_retry(c, "INSERT OR REPLACE INTO kv VALUES (102, 'ok')")
     # Three clients race a compare-and-set: one wins; a loser is 0 rows
     # (it read after the winner) or a definite refusal with its reason.
@@ -171,7 +176,6 @@ def outcomes(c):
         check_eq(wins, 1, "winners of CAS round %d" % k)
         write_retry(c, "UPDATE kv SET v='ok' WHERE k=102")
     log("CAS races: outcomes %s" % seen)
-    conflict(c)
 
 
 def conflict(c):
@@ -180,6 +184,7 @@ def conflict(c):
     write, and leadership comes back to A: A's commit carries base b, the
     log decided first committer wins, nothing of it is written."""
     api, pb = c.api, c.api.pb
+    write_retry(c, "INSERT OR REPLACE INTO kv VALUES (102, 'ok')")
     a = c.leader()
     b = (a + 1) % 3
     res = []
@@ -296,8 +301,9 @@ def in_parallel(*fns):
 
 def test():
     # Three independent clusters side by side (most of a probe round is an
-    # election timeout): A runs the outcome, conflict and outage checks, B
-    # and C share the probe rounds.
+    # election timeout): A runs the UNKNOWN/NOT_LEADER and outage checks,
+    # B and C share the probe rounds, then B races compare-and-sets and C
+    # makes the conflict.
     made = []
     project_stubs()  # imported once here, not by two threads at once
     t0 = time.time()
@@ -318,15 +324,17 @@ def test():
             log("cluster A done after %.1fs" % (time.time() - t0))
             return {"refused": 0, "applied": 0}
 
-        def probes(c, name, n):
+        def probes(c, name, n, then):
             def run():
                 r = stale_noop(c, n, name)
+                then(c)
                 c.alive_check()
                 log("cluster %s done after %.1fs" % (name, time.time() - t0))
                 return r
             return run
-        counts = in_parallel(cluster_a, probes(b, "B", ROUNDS // 2),
-                             probes(cc, "C", ROUNDS - ROUNDS // 2))
+        counts = in_parallel(cluster_a,
+                             probes(b, "B", ROUNDS // 2, cas_races),
+                             probes(cc, "C", ROUNDS - ROUNDS // 2, conflict))
         log("stale no-op probe, %d rounds in all: never 'success, 0 rows'; "
             "%d refused (not leader), %d applied after a new election" % (
                 ROUNDS, sum(n["refused"] for n in counts),
