@@ -1594,6 +1594,20 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                        leader.node_id, leader.grpc_addr);
                 return unknown_reply(svc, method, msg, reply, err, errlen);
             }
+            if (code == RL_RPC_UNAVAILABLE &&
+                strstr(e, "failed to connect") == NULL) {
+                /* The connection broke after the request went out (the
+                ** leader died holding it: "Socket closed"): it may be in
+                ** the leader's log, so its fate is unknown (a gRPC error
+                ** would read as "not sent"; only a failed connect is). */
+                seterr(msg, sizeof(msg),
+                       "outcome unknown: the connection to the leader '%s' "
+                       "(gRPC %s) broke while it held the write (%s); the "
+                       "write may or may not take effect: check before "
+                       "retrying",
+                       leader.node_id, leader.grpc_addr, e);
+                return unknown_reply(svc, method, msg, reply, err, errlen);
+            }
             if (code != RL_RPC_OK) {
                 seterr(err, errlen,
                        "forwarding %s to the leader '%s' (gRPC %s) failed: %s",

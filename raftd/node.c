@@ -155,6 +155,13 @@ struct rl_node {
                      const struct raft_entry[], unsigned, raft_io_append_cb);
     int (*io_send)(struct raft_io *, struct raft_io_send *,
                    const struct raft_message *, raft_io_send_cb);
+    int (*io_start)(struct raft_io *, unsigned, raft_io_tick_cb,
+                    raft_io_recv_cb);
+    raft_io_recv_cb raft_recv; /* raft's own receive callback */
+    /* The AppendEntries raft is handling now (see recv_wrapped). */
+    int ae_active;
+    raft_id ae_from;
+    raft_index ae_reached;
     int io_failed;      /* an append failed since raft last started */
     int io_failed_said; /* that failure was logged */
     int reload;         /* RELOAD_* state */
@@ -1539,6 +1546,14 @@ static int send_guarded(struct raft_io *io, struct raft_io_send *req,
     struct rl_node *n = node_of_io(io);
     if (m->server_address == NULL)
         return RAFT_NOCONNECTION;
+    if (n->ae_active && m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        m->server_id == n->ae_from && m->append_entries_result.rejected == 0 &&
+        m->append_entries_result.last_log_index > n->ae_reached) {
+        /* raft_uv encodes the message before send returns. */
+        struct raft_message capped = *m;
+        capped.append_entries_result.last_log_index = n->ae_reached;
+        return n->io_send(io, req, &capped, cb);
+    }
     return n->io_send(io, req, m, cb);
 }
 
@@ -1546,6 +1561,46 @@ static int send_guarded(struct raft_io *io, struct raft_io_send *req,
 static void transport_log(void *ctx, const char *msg)
 {
     nlog(ctx, 1, "%s", msg);
+}
+
+/*
+** raft 0.15 answers an AppendEntries it accepts at once (no entry to
+** write: a heartbeat, or entries it has already) with its last stored
+** index as "the point we reached", although the request vouched only for
+** the entries up to prev_log_index + n_entries. An old leader keeps the
+** entries it appended but never committed: its successor, which does not
+** have them, reads the answer to its first heartbeat as a match of those
+** indexes (capped at its own log, which by then holds its barrier there),
+** ignores every later rejection of them as stale, and never sends the old
+** leader the entries that would replace them. The old leader then applies
+** nothing while that leader lasts (measured: a 30 MB proposal whose leader
+** was paused mid-append; its writer waited for the time limit and got
+** "outcome unknown"), and the leader may count it towards a quorum it does
+** not have. recv_wrapped notes the request being handled; send_guarded
+** caps the answer raft sends while handling it to what it vouched for,
+** as the Raft paper's receiver does. An answer sent later (entries
+** written) is left alone: it follows a write that truncated every entry
+** after the new ones, so its last stored index is theirs.
+*/
+static void recv_wrapped(struct raft_io *io, struct raft_message *m)
+{
+    struct rl_node *n = node_of_io(io);
+    if (m->type == RAFT_IO_APPEND_ENTRIES) {
+        n->ae_active = 1;
+        n->ae_from = m->server_id;
+        n->ae_reached =
+            m->append_entries.prev_log_index + m->append_entries.n_entries;
+    }
+    n->raft_recv(io, m);
+    n->ae_active = 0;
+}
+
+static int start_wrapped(struct raft_io *io, unsigned msecs,
+                         raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct rl_node *n = node_of_io(io);
+    n->raft_recv = recv;
+    return n->io_start(io, msecs, tick, recv_wrapped);
 }
 
 /*
@@ -1592,6 +1647,8 @@ static int raft_setup(struct rl_node *n, int *stage)
     n->io.append = append_wrapped;
     n->io_send = n->io.send;
     n->io.send = send_guarded;
+    n->io_start = n->io.start;
+    n->io.start = start_wrapped;
     n->fsm.version = 3;
     n->fsm.data = n;
     n->fsm.apply = fsm_apply;

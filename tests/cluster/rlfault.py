@@ -39,8 +39,11 @@ class Cluster3:
             self.nodes.append(n)
         for n in self.nodes[1:]:
             n.wait_serving()
-        wait_for("three members", lambda: len(self.api.members(self.g[0]))
-                 == 3)
+        # Three voters: a join returns before its promotion commits, and a
+        # leader whose peers are not voters yet has a quorum of its own.
+        wait_for("three voters", lambda: [
+            m[2] for m in self.api.members(self.g[0]).values()] ==
+            ["voter"] * 3)
 
     def stop(self, i):
         os.kill(self.nodes[i].p.pid, signal.SIGSTOP)

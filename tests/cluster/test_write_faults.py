@@ -10,7 +10,10 @@
    `success` with rows_affected 0 (its stale file): either it could not
    prove it leads (error, outcome NOT_LEADER) or the update applied
    (success, 1 row, and v=Y on the new leader). 20 rounds (6 under ASan,
-   20 there too with RL_LONG=1).
+   20 there too with RL_LONG=1), shared by two independent clusters B and
+   C that run side by side (a round mostly waits for an election) with a
+   third, A, which runs UNKNOWN/NOT_LEADER (2) and the outage (3); then B
+   runs the CAS races and C the CONFLICT case (2).
 2. Reasons and outcomes over gRPC: UNKNOWN (the leader's followers are
    SIGSTOPped after it appended the entry: it steps down and answers
    within about two election timeouts, not at the client's deadline) and
@@ -29,7 +32,7 @@
 import threading
 import time
 
-from rlfault import SLOW, Cluster3, check, check_eq, log
+from rlfault import SLOW, Cluster3, check, check_eq, log, project_stubs
 from rltest import LONG, SAN, main
 
 ROUNDS = 6 if SAN and not LONG else 20  # the issue's 20 rounds
@@ -60,12 +63,13 @@ def write_retry(c, sql, timeout=20):
     check(False, "no node acknowledged %r in %ds: %s" % (sql, timeout, last))
 
 
-def stale_noop(c):
+def stale_noop(c, rounds, name):
+    """rounds probes on cluster c; returns {"refused": n, "applied": n}."""
     api, pb = c.api, c.api.pb
     write_retry(c, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)")
     write_retry(c, "INSERT INTO kv VALUES (1, 'x0')")
     counts = {"refused": 0, "applied": 0}
-    for rnd in range(ROUNDS):
+    for rnd in range(rounds):
         old = c.leader()
         c.stop(old)
         new = c.leader(not_i=old, timeout=20)
@@ -96,10 +100,12 @@ def stale_noop(c):
             want = x
         rows = api.read(c.g[c.leader()], "SELECT v FROM kv WHERE k=1",
                         strong=True)
-        check_eq(rows, [[want]], "round %d: k=1 after the probe" % (rnd + 1))
-    log("stale no-op probe, %d rounds: never 'success, 0 rows'; %d refused "
-        "(not leader), %d applied after a new election" % (
-            ROUNDS, counts["refused"], counts["applied"]))
+        check_eq(rows, [[want]], "cluster %s, round %d: k=1 after the probe"
+                 % (name, rnd + 1))
+    log("cluster %s: stale no-op probe, %d rounds: never 'success, 0 rows'; "
+        "%d refused (not leader), %d applied after a new election" % (
+            name, rounds, counts["refused"], counts["applied"]))
+    return counts
 
 
 def outcomes(c):
@@ -130,6 +136,10 @@ def outcomes(c):
     log("NOT_LEADER: %s" % w.error)
     for i in fol:
         c.cont(i)
+
+
+def cas_races(c):
+    api, pb = c.api, c.api.pb
     write_retry(c, "INSERT OR REPLACE INTO kv VALUES (102, 'ok')")
     # Three clients race a compare-and-set: one wins; a loser is 0 rows
     # (it read after the winner) or a definite refusal with its reason.
@@ -166,7 +176,6 @@ def outcomes(c):
         check_eq(wins, 1, "winners of CAS round %d" % k)
         write_retry(c, "UPDATE kv SET v='ok' WHERE k=102")
     log("CAS races: outcomes %s" % seen)
-    conflict(c)
 
 
 def conflict(c):
@@ -175,6 +184,7 @@ def conflict(c):
     write, and leadership comes back to A: A's commit carries base b, the
     log decided first committer wins, nothing of it is written."""
     api, pb = c.api, c.api.pb
+    write_retry(c, "INSERT OR REPLACE INTO kv VALUES (102, 'ok')")
     a = c.leader()
     b = (a + 1) % 3
     res = []
@@ -268,16 +278,70 @@ def outage(c):
           "hung until the client's deadline: %s" % tally)
 
 
+def in_parallel(*fns):
+    """Runs each function in a thread of its own; returns their results in
+    order, or raises the first failure once all have ended."""
+    res, errs = [None] * len(fns), []
+
+    def run(k, fn):
+        try:
+            res[k] = fn()
+        except BaseException as e:  # re-raised on the main thread
+            errs.append(e)
+    ts = [threading.Thread(target=run, args=(k, fn))
+          for k, fn in enumerate(fns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise errs[0]
+    return res
+
+
 def test():
-    c = Cluster3("rlwfault-")
+    # Three independent clusters side by side (most of a probe round is an
+    # election timeout): A runs the UNKNOWN/NOT_LEADER and outage checks,
+    # B and C share the probe rounds, then B races compare-and-sets and C
+    # makes the conflict.
+    made = []
+    project_stubs()  # imported once here, not by two threads at once
+    t0 = time.time()
+
+    def start(name):
+        c = Cluster3("rlwfault-%s-" % name)
+        made.append(c)
+        return c
+    a, b, cc = in_parallel(lambda: start("a"), lambda: start("b"),
+                           lambda: start("c"))
     try:
-        stale_noop(c)
-        outcomes(c)
-        if OUTAGE:
-            outage(c)
-        c.alive_check()
+        def cluster_a():
+            stale_noop(a, 0, "A")  # the table only
+            outcomes(a)
+            if OUTAGE:
+                outage(a)
+            a.alive_check()
+            log("cluster A done after %.1fs" % (time.time() - t0))
+            return {"refused": 0, "applied": 0}
+
+        def probes(c, name, n, then):
+            def run():
+                r = stale_noop(c, n, name)
+                then(c)
+                c.alive_check()
+                log("cluster %s done after %.1fs" % (name, time.time() - t0))
+                return r
+            return run
+        counts = in_parallel(cluster_a,
+                             probes(b, "B", ROUNDS // 2, cas_races),
+                             probes(cc, "C", ROUNDS - ROUNDS // 2, conflict))
+        log("stale no-op probe, %d rounds in all: never 'success, 0 rows'; "
+            "%d refused (not leader), %d applied after a new election" % (
+                ROUNDS, sum(n["refused"] for n in counts),
+                sum(n["applied"] for n in counts)))
     finally:
-        c.close()
+        for c in made:
+            c.close()
 
 
 if __name__ == "__main__":

@@ -126,16 +126,11 @@ class Case:
         """Index of the node that leads (highest term), waiting for one."""
         deadline = time.time() + timeout * SLOW
         while time.time() < deadline:
-            best = None
-            for i, n in enumerate(self.nodes):
-                if not n.running() or n.paused:
-                    continue
-                st = self.status(n.grpc)
-                if st and st.state == "leader" and (
-                        best is None or st.term > best[1]):
-                    best = (i, st.term)
-            if best:
-                return best[0]
+            lead = rlfaults.leader_of(
+                (i, self.status(n.grpc)) for i, n in enumerate(self.nodes)
+                if n.running() and not n.paused)
+            if lead is not None:
+                return lead
             time.sleep(0.1)
         fail("no leader within %ds" % (timeout * SLOW))
 
@@ -184,8 +179,10 @@ class Case:
         t_heal) in time.monotonic; t_fault is taken once the fault is in
         effect (the process dead or stopped, the nftables table loaded)."""
         # Fault lengths follow raft's timers, which ASan does not slow.
-        hold = 8 if LONG else 5  # > 2 election timeouts: a new leader
-        down = 6 if LONG else 3
+        # hold: two election timeouts (1-2 s each) elect a new leader well
+        # within it; the outage is over before the healing.
+        hold = 8 if LONG else 4
+        down = 6 if LONG else 2.5
         f = self.fault
         L = self.leader()
         followers = [i for i in range(3) if i != L]
@@ -293,7 +290,7 @@ class Case:
             t.start()
         sampler.start()
         watcher.start()
-        time.sleep(2)
+        time.sleep(2 if LONG else 1)
         cycles = []
         for c in range(self.cycles):
             name, t0, t1 = self.inject(c)
@@ -308,7 +305,7 @@ class Case:
                                      c, RECOVERY * SLOW, self.fault, name))
                     break
                 time.sleep(0.1)
-            time.sleep(6 if LONG else 3)
+            time.sleep(6 if LONG else 1.5)
         ctx.stop.set()
         for t in threads:
             t.join(timeout=30 * SLOW)

@@ -510,6 +510,17 @@ def backtrace(binary, core):
     return "\n".join(frames) or "(no backtrace)"
 
 
+def leader_of(statuses):
+    """Of (index, Status or None) pairs, the index of the node that says
+    it leads in the highest term; None if none does."""
+    best = None
+    for i, st in statuses:
+        if st and st.state == "leader" and (best is None or
+                                            st.term > best[1]):
+            best = (i, st.term)
+    return best[0] if best else None
+
+
 def outage(writes, t_fault):
     """Seconds from t_fault to the first acknowledged write invoked at or
     after it (None if none)."""
