@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/check.h"
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -30,12 +32,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     exit(1);
 }
-
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c))                                                              \
-            die("%s:%d: %s", __FILE__, __LINE__, #c);                          \
-    } while (0)
 
 static uv_loop_t loop;
 
