@@ -35,6 +35,7 @@ GEN_HDRS   :=
 
 include vfs/module.mk
 include ext/module.mk
+include raftd/node/module.mk
 include raftd/module.mk
 include proto/module.mk
 include tests/unit/module.mk

@@ -26,10 +26,11 @@ UNIT_LIBS_test_rpc := -lgrpc -lgpr
 UNIT_TESTS += test_sqlguard
 UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 
-# The Raft node (raftd/entry.c, raftd/node.c, raftd/transport.c): no
-# SQLite inside, so the same objects serve the extension, raftd and the
-# unit tests.
-NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
+# The Raft node (raftd/entry.c and raftd/node/fsm.c from
+# raftd/node/module.mk, raftd/node.c, raftd/transport.c): no SQLite
+# inside, so the same objects serve the extension, raftd and the unit
+# tests.
+NODE_SRCS := $(NODE_PURE_SRCS) raftd/node.c raftd/transport.c vfs/timing.c
 LIB_SRCS   += $(NODE_SRCS)
 RAFTD_SRCS += $(NODE_SRCS)
 LIB_LIBS   += -lraft -luv

@@ -11,8 +11,14 @@ UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/entry.c
 
 UNIT_TESTS += test_node
-UNIT_SRCS_test_node := raftd/entry.c raftd/node.c raftd/transport.c vfs/timing.c
+UNIT_SRCS_test_node := $(NODE_SRCS)
 UNIT_LIBS_test_node := -lraft -luv -lpthread
+
+# The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
+# partitions, drops, delays, disk faults, kills, snapshots, many seeds.
+UNIT_TESTS += test_fsm_fixture
+UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c
+UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
@@ -25,8 +31,7 @@ UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/host.c raftd/identity.c raftd/node.c \
-    raftd/entry.c raftd/transport.c vfs/timing.c
+    raftd/cluster.c raftd/host.c raftd/identity.c $(NODE_SRCS)
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
 
 # raftlite's Raft transport (TCP_NODELAY on every connection) alone.
