@@ -33,6 +33,7 @@ RAFTD_LIBS := -lsqlite3 -lpthread
 UNIT_TESTS :=
 GEN_HDRS   :=
 
+include lib/module.mk
 include vfs/module.mk
 include ext/module.mk
 include raftd/node/module.mk

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "node.h"
+#include "transport.h"
 
 #define NNODES     3
 #define FSYNC_RING 256 /* 4 KiB slots rewritten in a 1 MiB file */
@@ -48,6 +49,16 @@ static char data_dir[4096];
 static int data_dir_made;
 static long segment_size = 1 << 20; /* --segment */
 static int no_nodelay;              /* --no-nodelay: Raft without it */
+static const char *tls_dir; /* --tls DIR: Raft in mutual TLS (transport.h) */
+static char tls_files[NNODES + 1][3][4200];
+static struct rl_transport_tls tls_cfg[NNODES + 1];
+
+/* Node "bench-N" is raft id N (the TLS transport checks certificates). */
+static uint64_t bench_raft_id(const char *node_id)
+{
+    int n = 0;
+    return sscanf(node_id, "bench-%d", &n) == 1 && n > 0 ? (uint64_t)n : 0;
+}
 
 static double now_s(void)
 {
@@ -204,6 +215,19 @@ static void start_node(int id)
         .log = node_log,
         .log_ctx = (void *)(intptr_t)id,
     };
+    if (tls_dir) { /* DIR/ca.pem, DIR/bench-N.pem and .key */
+        snprintf(tls_files[id][0], sizeof tls_files[id][0], "%s/%s.pem",
+                 tls_dir, nid);
+        snprintf(tls_files[id][1], sizeof tls_files[id][1], "%s/%s.key",
+                 tls_dir, nid);
+        snprintf(tls_files[id][2], sizeof tls_files[id][2], "%s/ca.pem",
+                 tls_dir);
+        tls_cfg[id] = (struct rl_transport_tls){.cert_file = tls_files[id][0],
+                                                .key_file = tls_files[id][1],
+                                                .ca_file = tls_files[id][2],
+                                                .raft_id_of = bench_raft_id};
+        c.raft_tls = &tls_cfg[id];
+    }
     char err[512];
     int rc = rl_node_start(&c, &nodes[id], err, sizeof err);
     if (rc != RL_NODE_OK)
@@ -295,6 +319,8 @@ static void usage(void)
             "[--rounds R] [--size BYTES]\n"
             "       [--segment BYTES (raft open segment size, 1 MiB)]\n"
             "       [--no-nodelay (Raft connections without TCP_NODELAY)]\n"
+            "       [--tls DIR (Raft in mutual TLS: DIR/ca.pem, "
+            "DIR/bench-N.pem and .key)]\n"
             "  DIR must not exist; it is created and removed at the end.\n");
     exit(2);
 }
@@ -322,6 +348,8 @@ int main(int argc, char **argv)
             size = atol(argv[++i]);
         else if (!strcmp(argv[i], "--segment"))
             segment_size = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--tls"))
+            tls_dir = argv[++i];
         else
             usage();
     }
@@ -383,9 +411,10 @@ int main(int argc, char **argv)
             die("add node %d: %s: %s", id, rl_node_strerror(rc), res.msg);
     }
     printf("bench_node: 3 nodes up in %.2f s (ports %d %d %d), %ld rounds "
-           "of %ld fsyncs + %ld proposals of %ld bytes%s\n",
+           "of %ld fsyncs + %ld proposals of %ld bytes%s%s\n",
            now_s() - t_setup, ports[1], ports[2], ports[3], rounds, count,
-           count, size, no_nodelay ? ", Raft without TCP_NODELAY" : "");
+           count, size, no_nodelay ? ", Raft without TCP_NODELAY" : "",
+           tls_dir ? ", Raft in mutual TLS" : "");
     fflush(stdout);
 
     int leader = find_leader(15);

@@ -299,6 +299,65 @@ def bench_node(args, results, root):
     check(not os.path.exists(data), "bench_node left its data dir %s" % data)
 
 
+# ---------------------------------------------------------------- tls
+
+def bench_tls(args, results, root):
+    """bench_node with Raft in plaintext and in mutual TLS, one round each,
+    interleaved (plain, tls, plain, ...): the ratio of their medians."""
+    import rltls
+    exe = os.path.join(rltest.BUILD, "bench", "bench_node")
+    check(os.path.exists(exe), "%s is missing: run `make bench`" % exe)
+    certs = os.path.join(root, "tls-certs")
+    os.makedirs(certs)
+    rltls.make_ca(certs, "ca")
+    for i in (1, 2, 3):
+        rltls.make_node_cert(certs, "ca", "bench-%d" % i)
+    runs = {"plain": [], "tls": []}
+    for rep in range(args.reps):
+        for mode in ("plain", "tls"):
+            out = os.path.join(root, "tls-%s-%d.json" % (mode, rep))
+            argv = [exe, "--dir", os.path.join(root, "tls-node"), "--json",
+                    out, "--count", str(args.proposals), "--rounds", "1"]
+            if mode == "tls":
+                argv += ["--tls", certs]
+            p = subprocess.run(argv, timeout=600)
+            check(p.returncode == 0, "bench_node (%s) exited %d" % (
+                mode, p.returncode))
+            with open(out) as f:
+                runs[mode].append(json.load(f))
+
+    def med(mode, key, sub=None):
+        return median([r[key][sub] if sub else r[key] for r in runs[mode]])
+    res = {"runs": runs, "payload_bytes": 4096}
+    rows = []
+    for mode in ("plain", "tls"):
+        res[mode] = {"proposals_per_s": med(mode, "proposals_per_s"),
+                     "commit_p50_ms": med(mode, "commit_ms", "median"),
+                     "commit_p99_ms": med(mode, "commit_ms", "p99"),
+                     "fsync_p50_ms": med(mode, "fsync_ms", "median")}
+        rows.append([mode, "%.0f" % res[mode]["proposals_per_s"],
+                     "%.3f" % res[mode]["commit_p50_ms"],
+                     "%.3f" % res[mode]["commit_p99_ms"],
+                     "%.3f" % res[mode]["fsync_p50_ms"],
+                     " ".join("%.0f" % r["proposals_per_s"]
+                              for r in runs[mode])])
+    res["ratio_tls_plain_rate"] = (res["tls"]["proposals_per_s"] /
+                                   res["plain"]["proposals_per_s"])
+    res["ratio_tls_plain_p50"] = (res["tls"]["commit_p50_ms"] /
+                                  res["plain"]["commit_p50_ms"])
+    res["ratio_tls_plain_p99"] = (res["tls"]["commit_p99_ms"] /
+                                  res["plain"]["commit_p99_ms"])
+    results["tls"] = res
+    table("tls: 4 KiB commits of the in-process 3-node cluster, Raft in "
+          "plaintext vs mutual TLS (%d interleaved rounds of %d)" % (
+              args.reps, args.proposals),
+          ["Raft", "proposals/s", "commit p50 ms", "p99 ms", "fsync p50 ms",
+           "rounds' proposals/s"], rows)
+    print("  ratios tls/plain: proposals/s %.2fx, commit p50 %.2fx, p99 "
+          "%.2fx" % (res["ratio_tls_plain_rate"], res["ratio_tls_plain_p50"],
+                     res["ratio_tls_plain_p99"]))
+
+
 # ---------------------------------------------------------------- commit
 
 # Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
@@ -637,9 +696,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="about a minute: fewer and smaller runs")
-    ap.add_argument("--only", default="capture,node,commit,restart",
+    ap.add_argument("--only", default="capture,node,tls,commit,restart",
                     help="comma list of: capture (includes apply), node, "
-                    "commit, restart")
+                    "tls, commit, restart")
     ap.add_argument("--commits", type=int,
                     help="commit: one-row txns per path per round")
     ap.add_argument("--commit-reps", type=int,
@@ -670,8 +729,8 @@ def main():
             fail("--sync: %r is not NORMAL or FULL" % s)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     for x in only:
-        if x not in ("capture", "apply", "node", "commit", "restart"):
-            fail("--only: unknown benchmark %r (capture, apply, node, "
+        if x not in ("capture", "apply", "node", "tls", "commit", "restart"):
+            fail("--only: unknown benchmark %r (capture, apply, node, tls, "
                  "commit, restart)" % x)
 
     root = rltest.scratch("rlbench-")
@@ -686,6 +745,8 @@ def main():
         todo = []
     if "node" in only:
         todo.append(("node", bench_node))
+    if "tls" in only:
+        todo.append(("tls", bench_tls))
     if "commit" in only:
         todo.append(("commit", bench_commit))
     if "restart" in only:

@@ -15,7 +15,9 @@ leader). A read prints the column names and then one line per row, values
 separated by '|' as the sqlite3 shell does (NULL as an empty field).
 -nodes, -leader and -status print the cluster as the node sees it.
 -tls-ca (and -tls-cert/-tls-key for mutual TLS) talk to a node started
-with raftd's -tls-* flags; plaintext otherwise.
+with raftd's -tls-* flags; plaintext otherwise. -user NAME sends a user of
+the node's auth file (README "Security"), its password taken from
+$RAFTLITE_PASSWORD or asked for; over TLS only.
 
 The stubs are generated when the client starts from proto/raftlite.proto
 (or from the file -proto names, e.g. the PoC's frozen proto, which has
@@ -98,11 +100,24 @@ def main():
                     help="client certificate (PEM), for mutual TLS")
     ap.add_argument("-tls-key", dest="tls_key",
                     help="client private key (PEM), for mutual TLS")
+    ap.add_argument("-user",
+                    help="a user of the node's auth file; the password comes "
+                    "from $RAFTLITE_PASSWORD or is asked for (TLS only)")
     a = ap.parse_args()
     if (a.tls_cert is None) != (a.tls_key is None):
         ap.error("-tls-cert and -tls-key go together")
     if a.tls_cert and not a.tls_ca:
         ap.error("-tls-cert needs -tls-ca (TLS is on only with -tls-ca)")
+    a.md = None
+    if a.user:
+        if not a.tls_ca:
+            ap.error("-user needs TLS (-tls-ca): a node refuses passwords "
+                     "over plaintext")
+        pw = os.environ.get("RAFTLITE_PASSWORD")
+        if pw is None:
+            import getpass
+            pw = getpass.getpass("password for %s: " % a.user)
+        a.md = (("x-raftlite-user", a.user), ("x-raftlite-password", pw))
 
     import grpc
     pb, svc = load_stubs(a.proto)
@@ -144,7 +159,7 @@ def main():
 def run(a, pb, stub):
     t = a.timeout
     if a.nodes:
-        r = stub.Nodes(pb.NodesRequest(), timeout=t)
+        r = stub.Nodes(pb.NodesRequest(), timeout=t, metadata=a.md)
         if r.error:
             print("error: " + r.error, file=sys.stderr)
             return 1
@@ -154,14 +169,14 @@ def run(a, pb, stub):
                                       n.role, n.is_leader))
         return 0
     if a.leader:
-        r = stub.Leader(pb.LeaderRequest(), timeout=t)
+        r = stub.Leader(pb.LeaderRequest(), timeout=t, metadata=a.md)
         if not r.known:
             print("error: " + (r.error or "no leader known"), file=sys.stderr)
             return 1
         print("%s %s" % (r.node_id, r.grpc_addr))
         return 0
     if a.status:
-        r = stub.Status(pb.StatusRequest(), timeout=t)
+        r = stub.Status(pb.StatusRequest(), timeout=t, metadata=a.md)
         print("node %s: %s, term %d, leader %s, commit %d, applied %d" %
               (r.node_id, r.state or r.role, r.term, r.leader_id or "-",
                r.commit_index, r.applied_index))
@@ -169,7 +184,7 @@ def run(a, pb, stub):
     if is_read(a.sql):
         r = stub.ExecuteRead(pb.ReadRequest(
             sql=a.sql, consistency=pb.STRONG if a.strong else pb.EVENTUAL),
-            timeout=t)
+            timeout=t, metadata=a.md)
         if r.error:
             print("error: " + r.error, file=sys.stderr)
             return 1
@@ -180,7 +195,7 @@ def run(a, pb, stub):
     if a.strong:
         print("error: -strong applies to reads only", file=sys.stderr)
         return 2
-    r = stub.ExecuteWrite(pb.WriteRequest(sql=a.sql), timeout=t)
+    r = stub.ExecuteWrite(pb.WriteRequest(sql=a.sql), timeout=t, metadata=a.md)
     if not r.success:
         print("error: " + r.error, file=sys.stderr)
         return 1

@@ -214,9 +214,11 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
 
 /*
 ** Node settings from URI parameters of the database name
-** (`.open file:n1.db?raft_tls_cert=...`): TLS of the sidecar (stored with
-** the identity, so later opens reuse them), Raft timeouts and the snapshot
-** policy (this run only).
+** (`.open file:n1.db?raft_tls_cert=...`): TLS of the sidecar, the auth
+** file (raft_auth=FILE) and raft_insecure=1 (non-loopback addresses
+** without TLS: a trusted private network), all stored with the identity so
+** later opens reuse them; Raft timeouts and the snapshot policy (this run
+** only).
 */
 void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
 {
@@ -231,6 +233,9 @@ void rl_uri_config(const char *zName, rl_host_config *cfg, rl_rpc_tls *tls)
             sqlite3_uri_boolean(zName, "raft_tls_client_auth", 0);
         cfg->tls = tls;
     }
+    cfg->auth_file = sqlite3_uri_parameter(zName, "raft_auth");
+    if (sqlite3_uri_parameter(zName, "raft_insecure"))
+        cfg->insecure = sqlite3_uri_boolean(zName, "raft_insecure", 0) ? 1 : -1;
     cfg->election_timeout_ms =
         (unsigned)sqlite3_uri_int64(zName, "raft_election_ms", 0);
     cfg->heartbeat_timeout_ms =

@@ -7,7 +7,7 @@ set -eu
 
 PKGS="gcc make pkg-config sqlite3 libsqlite3-dev libraft-dev libuv1-dev
 libprotobuf-c-dev protobuf-c-compiler libgrpc-dev protobuf-compiler
-python3 python3-grpcio python3-grpc-tools python3-protobuf openssl
+python3 python3-grpcio python3-grpc-tools python3-protobuf openssl libssl-dev
 clang libclang-rt-14-dev iproute2 nftables gdb"
 
 missing=""

@@ -27,10 +27,10 @@ FUZZ_PROTO_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -D_GNU_SOURCE -DSQLITE_CORE \
                 -Ilib -Iraftd -I$(BUILD)/gen
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c raftd/service.c raftd/sqlguard.c raftd/rpc_util.c \
+$(BUILD)/fuzz/%: tests/fuzz/%.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/rpc_util.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H) raftd/service.h raftd/sqlguard.h raftd/rpc.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_PROTO_CFLAGS) -o $@ $< raftd/service.c raftd/sqlguard.c raftd/rpc_util.c $(PROTO_GEN_C) \
+	$(FUZZ_CC) $(FUZZ_PROTO_CFLAGS) -o $@ $< raftd/service.c raftd/group.c raftd/sqlguard.c raftd/rpc_util.c $(PROTO_GEN_C) \
 	    -lprotobuf-c -lsqlite3 -lz -lpthread
 
 .PHONY: fuzz-bins fuzz-proto

@@ -1,15 +1,21 @@
 /*
 ** raftd/addr.c -- address checks (see addr.h). Pure parsing plus, for a
 ** Raft address given as a host name, one getaddrinfo look-up to suggest
-** the numeric form; it never binds or connects.
+** the numeric form; it never binds, and connects only in
+** rl_addr_reachable (a probe closed before any byte is sent).
 */
 #include "addr.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* The port after the last ':' of a (1..65535), or -1. */
 static long port_of(const char *a, const char **colon_out)
@@ -131,4 +137,100 @@ int rl_node_id_check(const char *id, size_t max_len, const char *what,
         }
     }
     return 0;
+}
+
+int rl_addr_is_loopback(const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    char host[256];
+    size_t hn;
+    struct in_addr in;
+    struct in6_addr in6;
+    if (!colon)
+        return 0;
+    hn = (size_t)(colon - addr);
+    if (hn >= sizeof host)
+        return 0;
+    memcpy(host, addr, hn);
+    host[hn] = 0;
+    if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+        memmove(host, host + 1, hn - 2);
+        host[hn - 2] = 0;
+    }
+    if (!strcmp(host, "localhost"))
+        return 1;
+    if (inet_pton(AF_INET, host, &in) == 1)
+        return (ntohl(in.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &in6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&in6);
+    return 0;
+}
+
+int rl_addr_exposed_check(const char *addr, const char *what, int tls,
+                          int insecure, const char *insecure_flag, char *err,
+                          size_t errlen)
+{
+    if (tls || insecure || rl_addr_is_loopback(addr))
+        return 0;
+    snprintf(err, errlen,
+             "%s %s%s is not a loopback address and this node has no TLS: "
+             "anyone who reaches it could join, read and change the "
+             "cluster. Give the node TLS (raftd -tls-cert/-tls-key/-tls-ca "
+             "-tls-client-auth, URI raft_tls_*), or bind 127.0.0.1; %s "
+             "allows it without TLS, for a trusted private network only",
+             what, addr, addr[0] == ':' ? " (every interface)" : "",
+             insecure_flag);
+    return -1;
+}
+
+int rl_addr_reachable(const char *addr, int ms, char *why, size_t whylen)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in sa;
+    struct pollfd pfd;
+    int fd, rc, soerr = 0;
+    socklen_t sl = sizeof soerr;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    if (!colon || (size_t)(colon - addr) >= sizeof host) {
+        snprintf(why, whylen, "not IPv4:PORT");
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || atoi(colon + 1) <= 0 ||
+        atoi(colon + 1) > 65535) {
+        snprintf(why, whylen, "not IPv4:PORT");
+        return -1;
+    }
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    if (rc != 0 && errno == EINPROGRESS) {
+        pfd.fd = fd;
+        pfd.events = POLLOUT;
+        do {
+            rc = poll(&pfd, 1, ms);
+        } while (rc < 0 && errno == EINTR);
+        if (rc == 0) {
+            snprintf(why, whylen, "no answer within %d ms", ms);
+            close(fd);
+            return -1;
+        }
+        rc = rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+                     soerr == 0
+                 ? 0
+                 : -1;
+        if (rc != 0)
+            errno = soerr ? soerr : errno;
+    }
+    if (rc != 0)
+        snprintf(why, whylen, "%s", strerror(errno));
+    close(fd);
+    return rc;
 }

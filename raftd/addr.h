@@ -7,7 +7,7 @@
 ** takes numeric IPv4 only: a host name there fails late with a message
 ** about the address being in use. A gRPC address may name a host (the
 ** gRPC core resolves it). Both need a port 1..65535. This module never
-** opens a socket.
+** binds; only rl_addr_reachable connects.
 */
 #ifndef RL_ADDR_H
 #define RL_ADDR_H
@@ -26,6 +26,25 @@ enum rl_addr_kind {
 ** resolves to as the suggestion. */
 int rl_addr_check(const char *addr, enum rl_addr_kind kind, const char *what,
                   char *err, size_t errlen);
+
+/* 1 if the host part of addr (HOST:PORT) is a loopback address:
+** 127.0.0.0/8, ::1 ([::1]) or "localhost". ":PORT" (every interface),
+** other names and other addresses are not. */
+int rl_addr_is_loopback(const char *addr);
+
+/* Safe by default (issue 16): binding addr (what: "-grpc", "raft address"
+** ...) is refused unless it is loopback, the node uses TLS, or the
+** operator said the network is trusted (insecure, spelled insecure_flag
+** in the message, e.g. "-insecure"). 0 or -1 with err. */
+int rl_addr_exposed_check(const char *addr, const char *what, int tls,
+                          int insecure, const char *insecure_flag, char *err,
+                          size_t errlen);
+
+/* Whether a TCP connection to addr (IPv4:PORT) opens within ms: 0, or -1
+** with why. The connection is closed at once, before any byte (the Raft
+** listener drops it). The leader asks it of a joining node's Raft
+** address before it adds the node. */
+int rl_addr_reachable(const char *addr, int ms, char *why, size_t whylen);
 
 /* 0 if id can name a node: 1..max_len bytes without control characters
 ** or '/', and not "." or ".." (ids end up in paths, such as raftd's

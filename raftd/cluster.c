@@ -10,6 +10,7 @@
 ** refused request half done: every check runs before rl_node_add/remove.
 */
 #include "cluster.h"
+#include "addr.h"
 #include "fsio.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "host.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
+#include "reqcheck.h"
 
 #include <raft.h>
 
@@ -37,6 +39,8 @@
 /* Pause before retrying a join that raft refused because another
 ** configuration change is in progress. */
 #define JOIN_BUSY_RETRY_MS 200
+/* How long the leader tries to reach a joining node's Raft address. */
+#define JOIN_PROBE_MS 2000
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -504,13 +508,22 @@ int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 }
 
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index, char *err,
-                          size_t errlen)
+                          unsigned timeout_ms, uint64_t *index,
+                          uint64_t *last_effective, char *err, size_t errlen)
+{
+    return rl_cluster_read_hint(cl, target, timeout_ms, 0, index,
+                                last_effective, err, errlen);
+}
+
+int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                         unsigned timeout_ms, int hint_only, uint64_t *index,
+                         uint64_t *last_effective, char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_rpc_buf reply;
     int rc;
+    req.hint_only = hint_only;
     if (call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply, err,
              errlen) != 0) {
         return -1;
@@ -526,9 +539,89 @@ int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
         seterr(err, errlen, "%s", r->error);
     } else {
         *index = r->index;
+        if (last_effective)
+            *last_effective = r->last_effective;
     }
     proto__read_index_response__free_unpacked(r, NULL);
     return rc;
+}
+
+/* Bytes of a transaction per TxnChunk: well under every message limit. */
+#define FWD_CHUNK (1u << 20)
+
+int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
+                           const rl_forward_txn *f, unsigned timeout_ms,
+                           int *outcome, uint64_t *index, int *sent, char *err,
+                           size_t errlen)
+{
+    rl_rpc_stream *st;
+    rl_rpc_buf reply = {0};
+    Proto__ForwardTxnResponse *r = NULL;
+    size_t off = 0;
+    int ok = 1, got, code;
+    char e[RL_RPC_ERRMAX] = "";
+    *outcome = RL_OUTCOME_UNKNOWN;
+    *index = 0;
+    *sent = 0;
+    st = rl_rpc_stream_open(cl, target, INTL("ForwardTxn"), timeout_ms, e,
+                            sizeof e);
+    if (!st) {
+        seterr(err, errlen, "cannot call ForwardTxn on %s: %s", target, e);
+        return -1;
+    }
+    do {
+        Proto__TxnChunk ch = PROTO__TXN_CHUNK__INIT;
+        size_t n = f->len - off < FWD_CHUNK ? f->len - off : FWD_CHUNK;
+        rl_rpc_buf m;
+        ch.offset = off;
+        ch.data.data = (uint8_t *)f->payload + off;
+        ch.data.len = n;
+        ch.last = off + n == f->len;
+        if (off == 0) {
+            ch.total_length = f->len;
+            ch.txn_base = f->base;
+            ch.origin_node = f->origin_node;
+            ch.origin_txn = f->origin_txn;
+            ch.origin_pid = f->origin_pid;
+        }
+        if (pack_msg(&ch.base, &m) != 0) {
+            ok = 0;
+            break;
+        }
+        ok = rl_rpc_stream_send(st, m.data, m.len) == 0;
+        rl_rpc_buf_free(&m);
+        off += n;
+    } while (ok && off < f->len);
+    if (ok && rl_rpc_stream_close_send(st) == 0) {
+        *sent = 1; /* the leader may act on it from now on */
+        got = rl_rpc_stream_recv(st, &reply);
+        if (got == 1)
+            r = proto__forward_txn_response__unpack(NULL, reply.len,
+                                                    reply.data);
+        rl_rpc_buf_free(&reply);
+    }
+    if (!r)
+        rl_rpc_stream_cancel(st);
+    code = rl_rpc_stream_finish(st, e, sizeof e);
+    if (!r && !*sent)
+        *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
+    if (!r) {
+        seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
+               code != RL_RPC_OK ? e : "malformed or missing response");
+        if (code == RL_RPC_FAILED_PRECONDITION ||
+            code == RL_RPC_INVALID_ARGUMENT ||
+            code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
+            *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
+        return -1;
+    }
+    *outcome = r->outcome   ? (int)r->outcome
+               : r->success ? RL_OUTCOME_APPLIED
+                            : RL_OUTCOME_UNKNOWN;
+    *index = r->index;
+    if (*outcome != RL_OUTCOME_APPLIED)
+        seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
+    proto__forward_txn_response__free_unpacked(r, NULL);
+    return 0;
 }
 
 /* ---- a hosted node ---- */
@@ -671,64 +764,6 @@ static int propose_meta(struct rl_node *n, const struct rl_meta *m,
     return 0;
 }
 
-/* Checks m against the configuration; *found = index of the member with
-** m's raft id, or -1. 0 if it may join, -1 with err if not. */
-static int join_check(const struct rl_member *ms, unsigned cnt,
-                      const struct rl_meta *m, int *found, char *err,
-                      size_t errlen)
-{
-    unsigned i;
-    *found = -1;
-    for (i = 0; i < cnt; i++) {
-        const struct rl_member *x = &ms[i];
-        const char *xid = x->has_meta ? x->meta.node_id : "?";
-        if (x->raft_id == m->raft_id) {
-            if (x->has_meta && strcmp(x->meta.node_id, m->node_id) != 0) {
-                seterr(err, errlen,
-                       "node id '%s' has raft id %" PRIu64
-                       ", which member '%s' already has; choose another id",
-                       m->node_id, m->raft_id, x->meta.node_id);
-                return -1;
-            }
-            if (strcmp(x->raft_addr, m->raft_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with raft address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->raft_addr, m->raft_addr, m->node_id);
-                return -1;
-            }
-            if (x->has_meta && x->meta.grpc_addr[0] && m->grpc_addr[0] &&
-                strcmp(x->meta.grpc_addr, m->grpc_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with gRPC address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->meta.grpc_addr, m->grpc_addr, m->node_id);
-                return -1;
-            }
-            *found = (int)i;
-            continue;
-        }
-        if (strcmp(x->raft_addr, m->raft_addr) == 0) {
-            seterr(err, errlen,
-                   "raft address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->raft_addr, xid, m->node_id);
-            return -1;
-        }
-        if (x->has_meta && m->grpc_addr[0] &&
-            strcmp(x->meta.grpc_addr, m->grpc_addr) == 0) {
-            seterr(err, errlen,
-                   "gRPC address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->grpc_addr, xid, m->node_id);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
                          unsigned timeout_ms, char *leader_grpc,
                          size_t leader_len, char *err, size_t errlen)
@@ -761,7 +796,7 @@ again:
         seterr(err, errlen, "cannot read the cluster configuration");
         return -1;
     }
-    rc = join_check(ms, cnt, m, &found, err, errlen);
+    rc = rl_req_join_check(ms, cnt, m, &found, err, errlen);
     memset(&res, 0, sizeof(res));
     if (rc == 0 && found >= 0) {
         /* Already a member (a restart with -join again): complete what an
@@ -779,6 +814,18 @@ again:
                                                    m->grpc_addr) != 0))) {
             rc = propose_meta(n, m, timeout_ms, err, errlen);
         }
+    } else if (rc == 0 && rl_addr_reachable(m->raft_addr, JOIN_PROBE_MS, e,
+                                            sizeof(e)) != 0) {
+        /* A Join whose Raft address nobody listens on would add a member
+        ** that never answers (issue 16: "a Join with a dead address left
+        ** a stale member"): refused before the configuration changes. */
+        seterr(err, errlen,
+               "node '%s' cannot join: its raft address %s cannot be reached "
+               "from the leader (%s); a member nobody can reach would stay in "
+               "the configuration. Start the node (it listens before it "
+               "joins) or fix its address; nothing changed",
+               m->node_id, m->raft_addr, e);
+        rc = -1;
     } else if (rc == 0) {
         int64_t left = left_ms(deadline);
         int nrc = rl_node_add(n, m->raft_id, m->raft_addr, RL_ROLE_VOTER, m,
@@ -1114,77 +1161,69 @@ static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
                       size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                       size_t errlen)
 {
-    DECODE(Proto__JoinRequest, proto__join_request__unpack, r, "JoinRequest");
     Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
-    struct rl_meta m;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256], lg[RL_META_STR_MAX + 1];
-    int code;
-    msg[0] = lg[0] = 0;
-    if (!r->node_id[0] || !r->raft_addr[0]) {
-        seterr(msg, sizeof(msg),
-               "JoinRequest needs node_id and raft_addr (the joining node's "
-               "id and its Raft address host:port)");
-    } else if (rl_meta_set(&m, rl_raft_id_of(r->node_id), r->node_id,
-                           r->raft_addr, r->grpc_addr) != 0) {
-        seterr(msg, sizeof(msg),
-               "JoinRequest strings must be 1..%d bytes without NUL (gRPC "
-               "address 0..%d)",
-               RL_META_STR_MAX, RL_META_STR_MAX);
-    } else if (rl_cluster_node_join(h, &m, tmo, lg, sizeof(lg), msg,
-                                    sizeof(msg)) == 0) {
+    int code = rl_req_cluster("Join", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    lg[0] = 0;
+    if (!r.refused && rl_cluster_node_join(h, &r.meta, tmo, lg, sizeof(lg), msg,
+                                           sizeof(msg)) == 0) {
         resp.success = 1;
         resp.leader_grpc_addr = lg;
     }
     if (!resp.success) {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__join_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
                         size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                         size_t errlen)
 {
-    DECODE(Proto__RemoveRequest, proto__remove_request__unpack, r,
-           "RemoveRequest");
     Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256] = "";
-    int code;
-    if (!r->node_id[0]) {
-        seterr(msg, sizeof(msg), "RemoveRequest needs the node_id to remove");
-    } else if (rl_cluster_node_remove(h, r->node_id, tmo, msg, sizeof(msg)) ==
-               0) {
+    int code = rl_req_cluster("Remove", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.refused &&
+        rl_cluster_node_remove(h, r.node_id, tmo, msg, sizeof(msg)) == 0) {
         resp.success = 1;
     }
     if (!resp.success) {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__remove_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_transfer(rl_service *svc, struct rl_host *h,
                           const uint8_t *req, size_t len, unsigned tmo,
                           rl_rpc_buf *reply, char *err, size_t errlen)
 {
-    DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
-           "TransferRequest");
     Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 256] = "", lid[RL_META_STR_MAX + 1] = "";
-    int code;
-    if (rl_cluster_node_transfer(h, r->node_id, tmo, lid, sizeof(lid), msg,
+    int code = rl_req_cluster("Transfer", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.refused &&
+        rl_cluster_node_transfer(h, r.node_id, tmo, lid, sizeof(lid), msg,
                                  sizeof(msg)) == 0) {
         resp.success = 1;
         resp.leader_id = lid;
     } else {
         resp.error = msg;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
-    proto__transfer_request__free_unpacked(r, NULL);
-    return code;
+    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_leader(rl_service *svc, struct rl_host *h, const uint8_t *req,
@@ -1308,11 +1347,41 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     struct rl_result res;
     char msg[512];
     int rc;
+    int hint_only = r->hint_only;
     proto__read_index_request__free_unpacked(r, NULL);
     memset(&res, 0, sizeof(res));
-    rc = rl_node_read_index(rl_host_node(h), tmo, &res);
-    if (rc == RL_NODE_OK) {
+    if (hint_only) {
+        struct rl_node_status st;
+        struct rl_meta m;
+        rl_node_status(rl_host_node(h), &st);
+        rc = st.state == RL_STATE_LEADER ? RL_NODE_OK : RL_NODE_NOTLEADER;
+        res.index = st.commit_index;
+        resp.last_effective = st.L;
+        if (rc == RL_NODE_NOTLEADER && st.leader_id != 0 &&
+            st.leader_id != st.raft_id &&
+            rl_node_meta(rl_host_node(h), st.leader_id, NULL, &m) ==
+                RL_NODE_OK &&
+            m.grpc_addr[0]) {
+            /* A client process asks its host, a follower: the leader's. */
+            uint64_t ci = 0, L = 0;
+            char e[256];
+            if (rl_cluster_read_hint(rl_host_client(h), m.grpc_addr, tmo, 1,
+                                     &ci, &L, e, sizeof e) == 0) {
+                rc = RL_NODE_OK;
+                res.index = ci;
+                resp.last_effective = L;
+            }
+        }
+    } else {
+        rc = rl_node_read_index(rl_host_node(h), tmo, &res);
+    }
+    if (rc == RL_NODE_OK && hint_only) {
         resp.index = res.index;
+    } else if (rc == RL_NODE_OK) {
+        struct rl_node_status st;
+        rl_node_status(rl_host_node(h), &st);
+        resp.index = res.index;
+        resp.last_effective = st.L;
     } else if (rc == RL_NODE_NOTLEADER) {
         seterr(msg, sizeof(msg),
                "not the leader: ReadIndex is served by the leader only");
@@ -1355,7 +1424,7 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
         break;
     default:
         if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
-                                  &index, e, sizeof(e)) != 0) {
+                                  &index, NULL, e, sizeof(e)) != 0) {
             seterr(msg, msglen,
                    "STRONG read refused: no read index from the leader '%s' "
                    "(gRPC %s): %s",
@@ -1378,12 +1447,15 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
                       size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
                       size_t errlen)
 {
-    DECODE(Proto__ReadRequest, proto__read_request__unpack, r, "ReadRequest");
     Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
+    rl_cluster_req r;
     char msg[RL_RPC_ERRMAX + 512];
-    int strong = r->consistency == PROTO__READ_CONSISTENCY__STRONG;
-    proto__read_request__free_unpacked(r, NULL);
-    if (!strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
+    int code = rl_req_cluster("ExecuteRead", req, len, &r, msg, sizeof(msg));
+    if (code != RL_RPC_OK) {
+        seterr(err, errlen, "%s", msg);
+        return code;
+    }
+    if (!r.strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
         return RL_CLUSTER_PASS;
     }
     resp.error = msg;

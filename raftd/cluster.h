@@ -36,6 +36,26 @@ struct rl_member;
 /* Default limit of one cluster operation. */
 #define RL_CLUSTER_TIMEOUT_MS 10000
 
+/* A follower's write transaction on its way to the leader (ForwardTxn). */
+typedef struct rl_forward_txn {
+    const void *payload; /* the encoded rl_txn */
+    size_t len;
+    uint64_t base; /* the index the writer's snapshot reflects */
+    uint64_t origin_node, origin_txn;
+    uint32_t origin_pid;
+} rl_forward_txn;
+
+/* Sends f to the leader's sidecar at target, which commits it through
+** Raft. 0: answered, *outcome (RL_OUTCOME_*) and *index (0 if never
+** appended), err for anything but APPLIED. -1: the call failed, err says
+** how; *outcome is NOT_APPLIED if the leader refused it before Raft, else
+** UNKNOWN when *sent (every byte left: the leader may have committed it).
+** Waits at most timeout_ms. */
+int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
+                           const rl_forward_txn *f, unsigned timeout_ms,
+                           int *outcome, uint64_t *index, int *sent, char *err,
+                           size_t errlen);
+
 /* Status of one node, as PRAGMA raft_status reports it. */
 typedef struct rl_cluster_status {
     char id[RL_META_STR_MAX + 1];
@@ -90,10 +110,17 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
 int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
                           unsigned timeout_ms, rl_cluster_status *out,
                           char *err, size_t errlen);
-/* A linearizable read point from target (the leader). 0 or -1 with err. */
+/* A linearizable read point from target (the leader): *index, and the
+** leader's last database-changing entry as of its answer in
+** *last_effective (if not NULL). 0 or -1 with err. */
 int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index, char *err,
-                          size_t errlen);
+                          unsigned timeout_ms, uint64_t *index,
+                          uint64_t *last_effective, char *err, size_t errlen);
+/* rl_cluster_read_index, or with hint_only the leader's commit index and L
+** as it knows them, at once (no quorum round: a hint, not a read point). */
+int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                         unsigned timeout_ms, int hint_only, uint64_t *index,
+                         uint64_t *last_effective, char *err, size_t errlen);
 
 /* ---- a hosted node (on the leader, or forwarded to it) ---- */
 

@@ -38,10 +38,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "auth.h"
 #include "cluster.h"
 #include "fault.h"
 #include "image_fetch.h"
 #include "node.h"
+#include "transport.h"
 #include "walfmt.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
@@ -75,7 +78,9 @@ struct rl_host {
     char *db_path; /* as SQLite names the file (absolute) */
     char *dir;     /* "<db>-raft" */
     rl_identity id;
+    struct rl_auth *auth; /* the loaded auth file (NULL: none) */
     uint64_t raft_id;
+    struct rl_transport_tls raft_tls; /* Raft mTLS (node config points here) */
     int host_fd; /* "<db>-raft/host", flock'ed exclusively */
     int log_level;
     size_t max_msg;
@@ -145,18 +150,6 @@ static void node_log(void *ctx, int level, const char *msg)
 }
 
 /* ------------------------------------------------------------ identity */
-
-uint64_t rl_raft_id_of(const char *node_id)
-{
-    uint64_t x = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
-        x ^= *p;
-        x *= 0x100000001b3ull;
-    }
-    /* Raft ids are nonzero; keep them below 2^63 for SQL integers. */
-    x &= 0x7fffffffffffffffull;
-    return x ? x : 1;
-}
 
 static int path_join(char *out, size_t n, const char *a, const char *b)
 {
@@ -231,9 +224,11 @@ static int identity_write(const char *db_path, const rl_identity *id, char *err,
     }
     fprintf(f,
             "node_id=%s\nraft_addr=%s\ngrpc_addr=%s\ntls_cert=%s\n"
-            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n",
+            "tls_key=%s\ntls_ca=%s\ntls_client_auth=%d\n"
+            "auth_file=%s\ninsecure=%d\n",
             id->node_id, id->raft_addr, id->grpc_addr, id->tls_cert,
-            id->tls_key, id->tls_ca, id->tls_client_auth);
+            id->tls_key, id->tls_ca, id->tls_client_auth, id->auth_file,
+            id->insecure);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         fclose(f);
@@ -421,7 +416,53 @@ static _Thread_local struct {
     int committed; /* port_commit ran */
     int outcome;   /* RL_OUTCOME_* of that commit */
     char why[768]; /* its reason when refused */
+    /* The leader's L this thread's writer waits for (see leader_target):
+    ** kept across the busy handler's retries of one write lock, so that a
+    ** leader that keeps committing is no moving target. */
+    uint64_t target;
+    int64_t target_at; /* rl_rpc_now_ms() when asked */
 } tl_w;
+
+/* How long a remembered target stays the one to wait for. */
+#define TARGET_KEEP_MS 2000
+
+/*
+** Whether a writer on a node that is not the leader (a follower, or a
+** client process through its host at target_grpc) must wait before its
+** write lock: its base (applied) is behind the L the leader had when the
+** writer first asked. The first ask of a write lock costs one round trip
+** (ReadIndex hint_only, no quorum); the busy handler's retries compare
+** with the remembered L only. A leader that cannot be asked is not held
+** against the writer: its commit decides.
+*/
+static int behind_leader(rl_rpc_client *cl, const char *target_grpc,
+                         uint64_t local_L, uint64_t applied)
+{
+    int64_t now = rl_rpc_now_ms();
+    uint64_t ci = 0, L = 0;
+    char e[256];
+    if (tl_w.target && now - tl_w.target_at < TARGET_KEEP_MS) {
+        if (applied < tl_w.target)
+            return 1;
+        tl_w.target = 0;
+        return 0;
+    }
+    tl_w.target = 0;
+    if (!cl || !target_grpc ||
+        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e, sizeof e) !=
+            0)
+        L = 0;
+    if (L < local_L)
+        L = local_L; /* what this node's own log already decided */
+    if (applied >= L)
+        return 0;
+    tl_w.target = L;
+    tl_w.target_at = now;
+    return 1;
+}
+
+static rl_rpc_client *host_client_get(const rl_identity *id, int *owned,
+                                      char *err, size_t errlen);
 
 static int port_begin(void *ctx, const char *db_path, uint64_t applied)
 {
@@ -431,16 +472,45 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
     tl_w.began = 1;
     tl_w.base = applied;
     tl_w.committed = 0;
-    if (!h || !h->node)
+    if (!h) {
+        /* A client process: wait for what the leader already committed,
+        ** as a follower's writer does, asking through its host. */
+        long pid = 0;
+        char grpc[512] = "", e[256];
+        rl_identity id;
+        rl_rpc_client *cl;
+        int owned = 0, behind = 0;
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0] &&
+            rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
+            (cl = host_client_get(&id, &owned, e, sizeof e)) != NULL) {
+            behind = behind_leader(cl, grpc, 0, applied);
+            if (owned)
+                rl_rpc_client_free(cl);
+        }
+        return behind ? SQLITE_BUSY : SQLITE_OK;
+    }
+    if (!h->node)
         return SQLITE_OK;
     /* A writer whose base is behind what the log already decided is
     ** doomed (its entry could never take effect): let the applier catch
-    ** up first. Only on the leader; elsewhere commit refuses anyway, and
-    ** recovery also takes this lock. */
+    ** up first (the busy handler retries). */
     rl_node_status(h->node, &st);
-    if (st.state == RL_STATE_LEADER && applied < st.L)
-        return SQLITE_BUSY;
-    return SQLITE_OK;
+    if (st.state == RL_STATE_LEADER || st.leader_id == 0 ||
+        st.leader_id == st.raft_id)
+        return applied < st.L ? SQLITE_BUSY : SQLITE_OK;
+    {
+        /* A follower learns a commit only with the leader's next message:
+        ** a transaction begun now on a base the leader already passed
+        ** would conflict with a write that finished before it began.
+        ** Wait for the leader's L (behind_leader). */
+        struct rl_meta m;
+        int known =
+            rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0];
+        return behind_leader(h->cl, known ? m.grpc_addr : NULL, st.L, applied)
+                   ? SQLITE_BUSY
+                   : SQLITE_OK;
+    }
 }
 
 /*
@@ -471,6 +541,299 @@ static int log_has_room(rl_host *h, size_t n, char *err, size_t errlen)
     return 0;
 }
 
+/*
+** What a proposal's result means for the writer that made it: an SQLite
+** code (SQLITE_OK: it took effect) with err, and *outcome (RL_OUTCOME_*).
+** Shared by the leader's own writers and the transactions followers
+** forward (svc_propose_txn), so both say the same thing.
+*/
+static int proposal_result(rl_host *h, int rc, const struct rl_result *res,
+                           uint64_t base, int *outcome, char *err,
+                           size_t errlen)
+{
+    char who[600];
+    if (rc == RL_NODE_OK && res->effective) {
+        *outcome = RL_OUTCOME_APPLIED;
+        return SQLITE_OK;
+    }
+    *outcome = RL_OUTCOME_NOT_APPLIED;
+    switch (rc) {
+    case RL_NODE_OK:
+        *outcome = RL_OUTCOME_CONFLICT;
+        snprintf(err, errlen,
+                 "conflict: entry %llu did not take effect because another "
+                 "transaction committed first (this one read index %llu); "
+                 "nothing was written: retry the transaction",
+                 (unsigned long long)res->index, (unsigned long long)base);
+        return SQLITE_BUSY_SNAPSHOT;
+    case RL_NODE_NOTLEADER:
+        *outcome = RL_OUTCOME_NOT_LEADER;
+        leader_text(h, who, sizeof who);
+        snprintf(err, errlen,
+                 "not the leader any more (%s); nothing was written: retry "
+                 "on the leader",
+                 who);
+        return SQLITE_READONLY;
+    case RL_NODE_UNKNOWN:
+        *outcome = RL_OUTCOME_UNKNOWN;
+        snprintf(err, errlen,
+                 "outcome unknown: %s after the transaction was appended to "
+                 "the Raft log; it may still commit (every node will then "
+                 "apply it): check before retrying",
+                 res->msg[0] ? res->msg : "leadership was lost");
+        return SQLITE_IOERR; /* outcome unknown: never a retryable code */
+    case RL_NODE_TIMEOUT:
+        snprintf(err, errlen,
+                 "the Raft node did not take the transaction within %d ms; "
+                 "nothing was written",
+                 COMMIT_TIMEOUT_MS);
+        return SQLITE_BUSY; /* nothing written: a retry can succeed */
+    case RL_NODE_SHUTDOWN:
+        *outcome = RL_OUTCOME_UNKNOWN;
+        snprintf(err, errlen,
+                 "the node is stopping: outcome unknown (it commits only if "
+                 "it reached a quorum)");
+        return SQLITE_IOERR;
+    default:
+        snprintf(err, errlen, "raft refused the transaction: %s",
+                 res->msg[0] ? res->msg : rl_node_strerror(rc));
+        return SQLITE_IOERR;
+    }
+}
+
+/* Registers a transaction of this process's writer as proposing: the
+** applier leaves its entry to that writer (port_end settles it). */
+static struct local_txn *local_add(rl_host *h)
+{
+    struct local_txn *lt = calloc(1, sizeof *lt);
+    if (!lt)
+        return NULL;
+    pthread_mutex_lock(&h->mu);
+    lt->origin_txn = ++h->next_txn;
+    lt->state = LT_PROPOSING;
+    lt->next = h->local;
+    h->local = lt;
+    pthread_mutex_unlock(&h->mu);
+    return lt;
+}
+
+/* The writer's proposal ended: index if it took effect (the writer writes
+** its frames; port_end settles it), else not written by this writer. If
+** the entry surely is not in the log (definite), forget it now; if it may
+** be, it reaches the applier, which applies it if it took effect (outcome
+** unknown) or skips it. */
+static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
+                         int definite)
+{
+    pthread_mutex_lock(&h->mu);
+    if (index) {
+        lt->index = index;
+    } else {
+        lt->state = LT_NOT_WRITTEN;
+        if (definite)
+            local_drop(h, lt);
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+/*
+** A follower's writer: its transaction goes to the leader's sidecar
+** (ForwardTxn), which proposes it with this node, process and transaction
+** as its origin, and answers once it took effect. The writer then writes
+** its frames at once, without waiting for this node's FSM, which learns
+** the commit only with the leader's next message (up to a heartbeat, 100
+** ms, later). That is safe: the entry is committed on a quorum, so every
+** future leader has it and this node will apply it with the same verdict
+** (effective); no entry between the writer's base and it took effect (its
+** verdict says so), so the applier has nothing to write in between; and a
+** file ahead of its node's FSM is what every restart looks like already
+** (host_apply skips entries the file has). The applier, reaching the
+** entry, finds it written (or waits for the writer, as on the leader).
+*/
+/*
+** Sends f to the sidecar at target (the leader's, or this node's host's
+** for a client process) and maps the answer to the writer's SQLite code:
+** SQLITE_OK when it took effect as *index; *outcome is RL_OUTCOME_*.
+** who names the receiver in messages.
+*/
+static int forward_send(rl_rpc_client *cl, const char *who, const char *target,
+                        const rl_forward_txn *f, uint64_t *index, int *outcome,
+                        char *err, size_t errlen)
+{
+    int sent = 0;
+    char e[1024];
+    *index = 0;
+    if (rl_cluster_forward_txn(cl, target, f, COMMIT_TIMEOUT_MS, outcome, index,
+                               &sent, e, sizeof e) != 0) {
+        if (*outcome == RL_OUTCOME_NOT_APPLIED) {
+            snprintf(err, errlen,
+                     "%s (gRPC %s) did not take the transaction: %s; nothing "
+                     "was written: retry",
+                     who, target, e);
+            return SQLITE_BUSY;
+        }
+        snprintf(err, errlen,
+                 "outcome unknown: the transaction was sent to %s (gRPC %s) "
+                 "but no answer came back (%s); it may still commit (every "
+                 "node will then apply it): check before retrying",
+                 who, target, e);
+        return SQLITE_IOERR;
+    }
+    if (*outcome == RL_OUTCOME_APPLIED)
+        return SQLITE_OK;
+    snprintf(err, errlen, "%s", e);
+    switch (*outcome) {
+    case RL_OUTCOME_CONFLICT:
+        return SQLITE_BUSY_SNAPSHOT;
+    case RL_OUTCOME_UNKNOWN:
+        return SQLITE_IOERR;
+    default: /* not leader any more, full, timeout: nothing written */
+        return SQLITE_BUSY;
+    }
+}
+
+static int commit_forward(rl_host *h, const struct rl_node_status *st,
+                          const uint8_t *buf, size_t n, rl_commit_info *ci,
+                          char *err, size_t errlen)
+{
+    struct rl_meta leader;
+    struct local_txn *lt;
+    rl_forward_txn f;
+    uint64_t index = 0;
+    int outcome, rc;
+    char who[300];
+    if (rl_node_meta(h->node, st->leader_id, NULL, &leader) != RL_NODE_OK ||
+        !leader.grpc_addr[0]) {
+        snprintf(err, errlen,
+                 "not the leader, and the leader (raft id %llu at %s) has no "
+                 "gRPC address known here yet; nothing was written: retry",
+                 (unsigned long long)st->leader_id, st->leader_addr);
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+        return SQLITE_BUSY;
+    }
+    if (!h->cl) {
+        snprintf(err, errlen,
+                 "not the leader, and this node has no gRPC client to "
+                 "forward the transaction with; nothing was written: write "
+                 "on the leader");
+        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
+        return SQLITE_READONLY;
+    }
+    lt = local_add(h);
+    if (!lt) {
+        snprintf(err, errlen, "out of memory");
+        return SQLITE_IOERR_NOMEM;
+    }
+    memset(&f, 0, sizeof f);
+    f.payload = buf;
+    f.len = n;
+    f.base = ci->base;
+    f.origin_node = h->raft_id;
+    f.origin_txn = lt->origin_txn;
+    f.origin_pid = (uint32_t)getpid();
+    snprintf(who, sizeof who, "the leader %s", leader.node_id);
+    rc = forward_send(h->cl, who, leader.grpc_addr, &f, &index, &outcome, err,
+                      errlen);
+    tl_w.outcome = outcome;
+    if (rc == SQLITE_OK) {
+        local_settle(h, lt, index, 0);
+        ci->index = index;
+    } else {
+        local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
+    }
+    return rc;
+}
+
+/*
+** A client process (the node is hosted by another process on this
+** machine): its transaction goes to the host's sidecar, which commits it
+** (or relays it to the leader) with the host's node and this process as
+** its origin. The writer then writes its frames itself; the host's
+** applier, which needs the write lock this writer holds, finds them there
+** ("already applied"), or writes them if this process died first.
+*/
+/* A client process's gRPC client for its host's sidecar: plaintext ones
+** are shared by the process (made once: a channel per call would cost a
+** connection per commit); with TLS settings one per call (*owned). */
+static pthread_mutex_t client_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_rpc_client *client_plain;
+
+static void client_plain_free(void)
+{
+    pthread_mutex_lock(&client_mu);
+    rl_rpc_client_free(client_plain);
+    client_plain = NULL;
+    pthread_mutex_unlock(&client_mu);
+}
+
+static rl_rpc_client *host_client_get(const rl_identity *id, int *owned,
+                                      char *err, size_t errlen)
+{
+    rl_rpc_client *cl;
+    *owned = 0;
+    if (id->tls_cert[0] || id->tls_ca[0]) {
+        rl_rpc_tls tls;
+        memset(&tls, 0, sizeof tls);
+        tls.ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
+        if (id->tls_client_auth) {
+            tls.cert_file = id->tls_cert;
+            tls.key_file = id->tls_key;
+        }
+        *owned = 1;
+        return rl_rpc_client_new(&tls, 0, err, errlen);
+    }
+    pthread_mutex_lock(&client_mu);
+    if (!client_plain) {
+        client_plain = rl_rpc_client_new(NULL, 0, err, errlen);
+        if (client_plain)
+            atexit(client_plain_free);
+    }
+    cl = client_plain;
+    pthread_mutex_unlock(&client_mu);
+    return cl;
+}
+
+static int commit_via_host(const char *db_path, const char *grpc,
+                           const uint8_t *buf, size_t n, rl_commit_info *ci,
+                           char *err, size_t errlen)
+{
+    static uint64_t next_txn;
+    rl_identity id;
+    rl_rpc_client *cl;
+    rl_forward_txn f;
+    uint64_t index = 0;
+    int outcome = RL_OUTCOME_NOT_APPLIED, rc, owned = 0;
+    char e[512], who[300];
+    if (rl_identity_read(db_path, &id, e, sizeof e) != 0) {
+        snprintf(err, errlen,
+                 "%s is hosted by another process but its node identity "
+                 "cannot be read (%s); nothing was written",
+                 db_path, e);
+        return SQLITE_READONLY;
+    }
+    cl = host_client_get(&id, &owned, e, sizeof e);
+    if (!cl) {
+        snprintf(err, errlen, "cannot make a gRPC client for the host: %s", e);
+        return SQLITE_READONLY;
+    }
+    memset(&f, 0, sizeof f);
+    f.payload = buf;
+    f.len = n;
+    f.base = ci->base;
+    f.origin_node = rl_raft_id_of(id.node_id);
+    f.origin_txn = __atomic_add_fetch(&next_txn, 1, __ATOMIC_RELAXED);
+    f.origin_pid = (uint32_t)getpid();
+    snprintf(who, sizeof who, "the host of node %s", id.node_id);
+    rc = forward_send(cl, who, grpc, &f, &index, &outcome, err, errlen);
+    if (owned)
+        rl_rpc_client_free(cl);
+    tl_w.outcome = outcome;
+    if (rc == SQLITE_OK)
+        ci->index = index;
+    return rc;
+}
+
 static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
                            rl_commit_info *ci, char *err, size_t errlen)
 {
@@ -481,11 +844,28 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     struct local_txn *lt;
     uint8_t *buf;
     size_t n;
-    int rc;
+    int rc, outcome;
     char who[600];
     rl_identity id;
     (void)ctx;
 
+    if (!h) {
+        long pid = 0;
+        char grpc[512] = "";
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0]) {
+            n = rl_txn_encoded_size(txn);
+            buf = n ? malloc(n) : NULL;
+            if (!buf || rl_txn_encode(txn, buf, n) != 0) {
+                free(buf);
+                snprintf(err, errlen, "cannot encode a %zu-byte transaction",
+                         n);
+                return SQLITE_IOERR_NOMEM;
+            }
+            rc = commit_via_host(db_path, grpc, buf, n, ci, err, errlen);
+            free(buf);
+            return rc;
+        }
+    }
     if (!h || !h->node) {
         long pid = 0;
         char grpc[512] = "";
@@ -509,19 +889,19 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
         return SQLITE_READONLY; /* this process may not write it */
     }
     rl_node_status(h->node, &st);
-    if (st.state != RL_STATE_LEADER) {
+    if (st.state != RL_STATE_LEADER &&
+        (st.leader_id == 0 || st.leader_id == st.raft_id)) {
         leader_text(h, who, sizeof who);
         snprintf(err, errlen,
                  "not the leader: node %s is a %s and %s; nothing was "
-                 "written: write on the leader",
+                 "written: retry once a leader is elected",
                  h->id.node_id,
                  st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
         tl_w.outcome = RL_OUTCOME_NOT_LEADER;
-        /* No leader known (an election): waiting can succeed. */
-        return st.leader_id == 0 ? SQLITE_BUSY : SQLITE_READONLY;
+        return SQLITE_BUSY; /* no leader known (an election): waiting helps */
     }
     n = rl_txn_encoded_size(txn);
-    if (!log_has_room(h, n, err, errlen))
+    if (st.state == RL_STATE_LEADER && !log_has_room(h, n, err, errlen))
         return SQLITE_FULL;
     buf = n ? malloc(n) : NULL;
     if (!buf) {
@@ -534,19 +914,17 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
         snprintf(err, errlen, "cannot encode the transaction");
         return SQLITE_IOERR;
     }
-    lt = calloc(1, sizeof *lt);
+    if (st.state != RL_STATE_LEADER) {
+        rc = commit_forward(h, &st, buf, n, ci, err, errlen);
+        free(buf);
+        return rc;
+    }
+    lt = local_add(h);
     if (!lt) {
         free(buf);
         snprintf(err, errlen, "out of memory");
         return SQLITE_IOERR_NOMEM;
     }
-    pthread_mutex_lock(&h->mu);
-    lt->origin_txn = ++h->next_txn;
-    lt->state = LT_PROPOSING;
-    lt->next = h->local;
-    h->local = lt;
-    pthread_mutex_unlock(&h->mu);
-
     memset(&p, 0, sizeof p);
     p.kind = RL_ENTRY_TXN;
     p.base = ci->base;
@@ -556,65 +934,92 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     p.len = n;
     rc = rl_node_propose(h->node, &p, COMMIT_TIMEOUT_MS, &res);
     free(buf);
-
-    pthread_mutex_lock(&h->mu);
-    if (rc == RL_NODE_OK && res.effective) {
-        lt->index = res.index;
+    rc = proposal_result(h, rc, &res, ci->base, &outcome, err, errlen);
+    tl_w.outcome = outcome;
+    if (rc == SQLITE_OK) {
+        local_settle(h, lt, res.index, 0);
         ci->index = res.index;
-        pthread_mutex_unlock(&h->mu);
         return SQLITE_OK;
     }
-    /* Not written by this writer. If the entry is in the log it reaches
-    ** the applier, which applies it if it took effect (outcome unknown)
-    ** or skips it; if it surely is not, forget it now. */
-    lt->state = LT_NOT_WRITTEN;
-    if (rc == RL_NODE_NOTLEADER || rc == RL_NODE_TIMEOUT ||
-        rc == RL_NODE_INVALID || rc == RL_NODE_NOMEM)
-        local_drop(h, lt);
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    switch (rc) {
-    case RL_NODE_OK:
-        tl_w.outcome = RL_OUTCOME_CONFLICT;
-        snprintf(err, errlen,
-                 "conflict: entry %llu did not take effect because another "
-                 "transaction committed first (this one read index %llu); "
-                 "nothing was written: retry the transaction",
-                 (unsigned long long)res.index, (unsigned long long)ci->base);
-        return SQLITE_BUSY_SNAPSHOT;
-    case RL_NODE_NOTLEADER:
-        tl_w.outcome = RL_OUTCOME_NOT_LEADER;
-        leader_text(h, who, sizeof who);
-        snprintf(err, errlen,
-                 "not the leader any more (%s); nothing was written: retry "
-                 "on the leader",
-                 who);
-        return SQLITE_READONLY;
-    case RL_NODE_UNKNOWN:
-        tl_w.outcome = RL_OUTCOME_UNKNOWN;
-        snprintf(err, errlen,
-                 "outcome unknown: %s after the transaction was appended to "
-                 "the Raft log; it may still commit (every node will then "
-                 "apply it): check before retrying",
-                 res.msg[0] ? res.msg : "leadership was lost");
-        return SQLITE_IOERR; /* outcome unknown: never a retryable code */
-    case RL_NODE_TIMEOUT:
-        snprintf(err, errlen,
-                 "the Raft node did not take the transaction within %d ms; "
-                 "nothing was written",
-                 COMMIT_TIMEOUT_MS);
-        return SQLITE_BUSY; /* nothing written: a retry can succeed */
-    case RL_NODE_SHUTDOWN:
-        tl_w.outcome = RL_OUTCOME_UNKNOWN;
-        snprintf(err, errlen,
-                 "the node is stopping: outcome unknown (it commits only if "
-                 "it reached a quorum)");
-        return SQLITE_IOERR;
-    default:
-        snprintf(err, errlen, "raft refused the transaction: %s",
-                 res.msg[0] ? res.msg : rl_node_strerror(rc));
-        return SQLITE_IOERR;
+    local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
+    return rc;
+}
+
+/*
+** The sidecar's propose_txn hook (service.h): a follower's transaction,
+** forwarded with ForwardTxn, proposed here with its origin. The payload
+** is checked first: an entry that took effect must be applicable on
+** every node, so nothing malformed may enter the log.
+*/
+static int svc_propose_txn(void *ctx, const struct rl_txn_asm *a,
+                           int64_t remaining_ms, uint64_t *index, char *why,
+                           size_t whylen)
+{
+    rl_host *h = ctx;
+    struct rl_proposal p;
+    struct rl_result res;
+    struct rl_node_status st;
+    rl_txn t;
+    int rc, outcome;
+    unsigned tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
+                   : remaining_ms > 0               ? (unsigned)remaining_ms
+                                                    : 1;
+    char e[256];
+    *index = 0;
+    if (!h->node) {
+        snprintf(why, whylen, "this node is not running");
+        return RL_OUTCOME_NOT_APPLIED;
     }
+    if (rl_txn_decode(a->data, (size_t)a->received, &t, e, sizeof e) != 0) {
+        snprintf(why, whylen,
+                 "the forwarded transaction is malformed (%s); nothing was "
+                 "written",
+                 e);
+        return RL_OUTCOME_NOT_APPLIED;
+    }
+    rl_txn_free(&t);
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER) {
+        /* A client process's transaction reached its host, a follower:
+        ** relay it to the leader with its origin unchanged. */
+        struct rl_meta m;
+        rl_forward_txn f;
+        char who[300];
+        if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+            rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+            !m.grpc_addr[0] || !h->cl) {
+            leader_text(h, who, sizeof who);
+            snprintf(why, whylen,
+                     "node %s is not the leader and cannot relay to it (%s); "
+                     "nothing was written: retry",
+                     h->id.node_id, who);
+            return RL_OUTCOME_NOT_LEADER;
+        }
+        memset(&f, 0, sizeof f);
+        f.payload = a->data;
+        f.len = (size_t)a->received;
+        f.base = a->base;
+        f.origin_node = a->origin_node;
+        f.origin_txn = a->origin_txn;
+        f.origin_pid = a->origin_pid;
+        snprintf(who, sizeof who, "the leader %s", m.node_id);
+        forward_send(h->cl, who, m.grpc_addr, &f, index, &outcome, why, whylen);
+        return outcome;
+    }
+    if (!log_has_room(h, (size_t)a->received, why, whylen))
+        return RL_OUTCOME_NOT_APPLIED;
+    memset(&p, 0, sizeof p);
+    p.kind = RL_ENTRY_TXN;
+    p.base = a->base;
+    p.origin_node = a->origin_node;
+    p.origin_txn = a->origin_txn;
+    p.origin_pid = a->origin_pid;
+    p.payload = a->data;
+    p.len = (size_t)a->received;
+    rc = rl_node_propose(h->node, &p, tmo, &res);
+    *index = rc == RL_NODE_OK ? res.index : 0;
+    proposal_result(h, rc, &res, a->base, &outcome, why, whylen);
+    return outcome;
 }
 
 /* The replicator's commit, recording its verdict for svc_write_done. */
@@ -691,6 +1096,38 @@ static int confirm_unchanged(rl_host *h, int began, uint64_t base,
         base = h->db_index;
         pthread_mutex_unlock(&h->mu);
     }
+    rl_node_status(h->node, &st);
+    if (st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+        st.leader_id != st.raft_id) {
+        /* A follower: the leader's read point, and its L then. Nothing
+        ** took effect after base as of a moment after the transaction
+        ** began: its answer is as fresh as a linearizable read. */
+        struct rl_meta m;
+        uint64_t index = 0, L = 0;
+        char e[512] = "";
+        if (h->cl &&
+            rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0] &&
+            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, &index, &L, e,
+                                  sizeof e) == 0) {
+            if (L > base) {
+                snprintf(why, whylen,
+                         "conflict: index %llu took effect after the "
+                         "transaction read the database at index %llu; "
+                         "nothing was written: retry the transaction",
+                         (unsigned long long)L, (unsigned long long)base);
+                return RL_OUTCOME_CONFLICT;
+            }
+            return RL_OUTCOME_APPLIED;
+        }
+        leader_text(h, who, sizeof who);
+        snprintf(why, whylen,
+                 "the transaction changed nothing, and follower %s could not "
+                 "get a read point from the leader (%s) to prove its answer "
+                 "is fresh; nothing was written: retry (%s)",
+                 h->id.node_id, e[0] ? e : "no gRPC address known", who);
+        return RL_OUTCOME_NOT_LEADER;
+    }
     memset(&res, 0, sizeof res);
     nrc = rl_node_read_index(h->node, tmo, &res);
     if (nrc != RL_NODE_OK) {
@@ -762,7 +1199,79 @@ static void port_end(void *ctx, const char *db_path, int ok)
     pthread_mutex_unlock(&h->mu);
 }
 
-static const rl_port host_port = {NULL, port_begin, port_commit, port_end};
+/*
+** rl_port.read_point (DESIGN 8): a quorum-confirmed commit index taken
+** after the read began (the leader's raft barrier, shared by the reads
+** waiting at that moment; a follower asks the leader's ReadIndex), then
+** wait until this node's file reflects it. Each step is bounded: the
+** VFS refuses the read and the busy handler retries, so a node cut off
+** from a quorum answers "database is locked" with the reason, never data
+** older than a write acknowledged anywhere.
+*/
+#define READ_POINT_MS 2000
+static int port_read_point(void *ctx, const char *db_path, char *err,
+                           size_t errlen)
+{
+    rl_host *h = rl_host_find(db_path);
+    struct rl_node_status st;
+    struct rl_result res;
+    uint64_t index = 0;
+    int rc;
+    char e[512] = "", who[600];
+    (void)ctx;
+    if (!h || !h->node) {
+        snprintf(err, errlen,
+                 "this process does not host its node (linearizable reads "
+                 "are served by the hosting process, or over gRPC with "
+                 "consistency STRONG)");
+        return SQLITE_READONLY;
+    }
+    rl_node_status(h->node, &st);
+    if (st.state == RL_STATE_LEADER) {
+        memset(&res, 0, sizeof res);
+        rc = rl_node_read_index(h->node, READ_POINT_MS, &res);
+        if (rc != RL_NODE_OK) {
+            snprintf(err, errlen,
+                     "node %s could not confirm with a quorum that it still "
+                     "leads (%s%s%s)",
+                     h->id.node_id, rl_node_strerror(rc),
+                     res.msg[0] ? ": " : "", res.msg);
+            return SQLITE_BUSY;
+        }
+        index = res.index;
+    } else {
+        struct rl_meta m;
+        if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+            rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+            !m.grpc_addr[0] || !h->cl) {
+            leader_text(h, who, sizeof who);
+            snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
+                     st.state == RL_STATE_FOLLOWER ? "follower" : "candidate",
+                     who);
+            return SQLITE_BUSY;
+        }
+        if (rl_cluster_read_index(h->cl, m.grpc_addr, READ_POINT_MS, &index,
+                                  NULL, e, sizeof e) != 0) {
+            snprintf(err, errlen,
+                     "no read point from the leader %s (gRPC %s): %s",
+                     m.node_id, m.grpc_addr, e);
+            return SQLITE_BUSY;
+        }
+    }
+    rc = rl_node_wait_applied(h->node, index, READ_POINT_MS);
+    if (rc != RL_NODE_OK) {
+        snprintf(err, errlen,
+                 "node %s has not applied index %llu, the read point, within "
+                 "%d ms (%s)",
+                 h->id.node_id, (unsigned long long)index, READ_POINT_MS,
+                 rl_node_strerror(rc));
+        return SQLITE_BUSY;
+    }
+    return SQLITE_OK;
+}
+
+static const rl_port host_port = {NULL, port_begin, port_commit, port_end,
+                                  port_read_point};
 
 const rl_port *rl_host_port(void)
 {
@@ -916,6 +1425,17 @@ static void host_apply(void *ctx, const struct rl_applied *e)
     db_index = h->db_index;
     pthread_mutex_unlock(&h->mu);
     if (e->index <= db_index) {
+        /* The file has it: restart replay, or a follower's writer that
+        ** wrote its forwarded entry before this node learnt the commit. */
+        if (e->kind == RL_ENTRY_TXN && e->origin_node == h->raft_id &&
+            e->origin_pid == (uint32_t)getpid()) {
+            struct local_txn *lt;
+            pthread_mutex_lock(&h->mu);
+            if ((lt = local_find(h, e->origin_txn)) &&
+                lt->state != LT_PROPOSING)
+                local_drop(h, lt);
+            pthread_mutex_unlock(&h->mu);
+        }
         advance(h, e->index, 0);
         return;
     }
@@ -1454,6 +1974,7 @@ static void host_free(rl_host *h)
     }
     if (h->svc)
         rl_service_close(h->svc);
+    rl_auth_free(h->auth); /* after the server: calls used it */
     if (h->cl)
         rl_rpc_client_free(h->cl);
     if (h->adb)
@@ -1482,6 +2003,34 @@ static void tls_set(rl_identity *id, const rl_rpc_tls *t)
              t->key_file ? t->key_file : "");
     snprintf(id->tls_ca, sizeof id->tls_ca, "%s", t->ca_file ? t->ca_file : "");
     id->tls_client_auth = t->client_auth;
+}
+
+static void security_set(rl_identity *id, const rl_host_config *cfg)
+{
+    if (cfg->auth_file)
+        snprintf(id->auth_file, sizeof id->auth_file, "%s", cfg->auth_file);
+    if (cfg->insecure)
+        id->insecure = cfg->insecure > 0;
+}
+
+/* Safe by default: a Raft or gRPC address other than loopback needs TLS
+** (the node's certificate: the sidecar's, and the Raft transport's) or
+** the operator's word that the network is trusted. */
+static int exposed_check(const rl_identity *id, char *err, size_t errlen)
+{
+    static const char flag[] = "raftd -insecure (the URI parameter "
+                               "raft_insecure=1 of a shell-hosted node)";
+    int tls = id->tls_cert[0] != 0;
+    /* Raft runs in TLS only with the CA as well (tls_transport.c). */
+    if (rl_addr_exposed_check(id->raft_addr, "raft address",
+                              tls && id->tls_ca[0] != 0, id->insecure, flag,
+                              err, errlen) != 0)
+        return -1;
+    if (id->grpc_addr[0] &&
+        rl_addr_exposed_check(id->grpc_addr, "gRPC address", tls, id->insecure,
+                              flag, err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* The sidecar's TLS settings from the identity: NULL for plaintext. The
@@ -1518,10 +2067,24 @@ static int start_sidecar(rl_host *h, char *err, size_t errlen)
     sc.host = h;
     hooks.ctx = h;
     hooks.write_done = svc_write_done;
+    hooks.propose_txn = svc_propose_txn;
     sc.hooks = &hooks; /* copied */
     h->svc = rl_service_open(&sc, err, errlen);
     if (!h->svc)
         return -1;
+    if (h->id.auth_file[0] &&
+        rl_auth_load(h->id.auth_file, &h->auth, err, errlen) != 0)
+        return -1;
+    /* Checked at every call before any handler (service_rpc.c). */
+    rl_service_set_auth(h->svc, h->auth,
+                        h->id.tls_cert[0] && h->id.tls_client_auth);
+    if (h->auth && !(h->id.tls_cert[0] && h->id.tls_client_auth))
+        hlog(h, 1,
+             "the auth file %s is on without mutual TLS: calls between "
+             "nodes (ReadIndex, ForwardTxn, FetchImage, forwarded writes) "
+             "need node certificates and will be refused; a cluster of more "
+             "than one node needs -tls-client-auth (raft_tls_client_auth=1)",
+             h->id.auth_file);
     if (rl_rpc_listen_addr(h->id.grpc_addr, addr, sizeof addr) != 0) {
         snprintf(err, errlen, "gRPC address too long");
         return -1;
@@ -1608,14 +2171,20 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         snprintf(h->id.grpc_addr, sizeof h->id.grpc_addr, "%s",
                  cfg->grpc_addr ? cfg->grpc_addr : "");
         tls_set(&h->id, cfg->tls);
-        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+        security_set(&h->id, cfg);
+        if (exposed_check(&h->id, err, errlen) != 0 ||
+            identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
-    } else if (cfg->tls) {
-        /* TLS given again (URI parameters or flags): it replaces the
-        ** stored settings. */
+    } else if (cfg->tls || cfg->auth_file || cfg->insecure) {
+        /* TLS, auth or -insecure given again (URI parameters or flags):
+        ** they replace the stored settings. */
         tls_set(&h->id, cfg->tls);
-        if (identity_write(h->db_path, &h->id, err, errlen) != 0)
+        security_set(&h->id, cfg);
+        if (exposed_check(&h->id, err, errlen) != 0 ||
+            identity_write(h->db_path, &h->id, err, errlen) != 0)
             goto fail;
+    } else if (exposed_check(&h->id, err, errlen) != 0) {
+        goto fail;
     }
     if (cfg->node_id && strcmp(cfg->node_id, h->id.node_id) != 0) {
         snprintf(err, errlen,
@@ -1679,6 +2248,19 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     nc.applier.need_image = host_need_image;
     nc.log = node_log;
     nc.log_ctx = h;
+    /* Raft traffic in mutual TLS whenever the node has a certificate, its
+    ** key and the CA: the same files as the sidecar (README "Security"). */
+    if (h->id.tls_cert[0] && h->id.tls_key[0] && h->id.tls_ca[0]) {
+        h->raft_tls.cert_file = h->id.tls_cert;
+        h->raft_tls.key_file = h->id.tls_key;
+        h->raft_tls.ca_file = h->id.tls_ca;
+        h->raft_tls.raft_id_of = rl_raft_id_of;
+        nc.raft_tls = &h->raft_tls;
+    } else if (h->id.tls_cert[0]) {
+        hlog(h, 1,
+             "Raft traffic is plaintext: mutual TLS on Raft needs the CA "
+             "too (-tls-ca, or URI raft_tls_ca)");
+    }
     if (rl_node_start(&nc, &h->node, err, errlen) != RL_NODE_OK) {
         h->node = NULL;
         goto fail_reg;
@@ -1969,7 +2551,8 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, err, errlen) != 0)
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err,
+                                  errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,

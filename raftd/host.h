@@ -47,6 +47,13 @@ typedef struct rl_host_config {
     /* Sidecar call limits (rl_rpc_server_config): 0 = default. */
     int64_t max_call_ms, max_stream_ms, stream_idle_ms;
     int max_client_calls;
+    /* Who may call what on the sidecar (raftd/auth.h): the auth file's
+    ** path; NULL: the stored one, "": none. Stored with the identity. */
+    const char *auth_file;
+    /* Binding a non-loopback address without TLS: 1 allowed (a trusted
+    ** private network: raftd -insecure, URI raft_insecure=1), -1 refused,
+    ** 0 as stored (refused when never given). */
+    int insecure;
 } rl_host_config;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message
@@ -121,6 +128,8 @@ typedef struct rl_identity {
     char tls_key[512];
     char tls_ca[512];
     int tls_client_auth;
+    char auth_file[512]; /* "" = none (raftd/auth.h) */
+    int insecure;        /* non-loopback addresses without TLS allowed */
 } rl_identity;
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,

@@ -4,15 +4,30 @@
 ** fuzzed alone (tests/fuzz/fuzz_identity.c).
 **
 ** The file is "key=value" lines: node_id, raft_addr, grpc_addr, tls_cert,
-** tls_key, tls_ca, tls_client_auth. It must never write past a field
+** tls_key, tls_ca, tls_client_auth, auth_file, insecure. It must never write
+*past a field
 ** (a value too long for its field is ignored, as an unknown key is) and
-** never accept an identity without node_id and raft_addr.
+** never accept an identity without node_id and raft_addr. The raft id
+** of a node id (rl_raft_id_of) lives here too: pure, and needed by the
+** request checks (reqcheck.c) that are fuzzed without a host.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "host.h"
+
+uint64_t rl_raft_id_of(const char *node_id)
+{
+    uint64_t x = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
+        x ^= *p;
+        x *= 0x100000001b3ull;
+    }
+    /* Raft ids are nonzero; keep them below 2^63 for SQL integers. */
+    x &= 0x7fffffffffffffffull;
+    return x ? x : 1;
+}
 
 int rl_identity_parse(const char *text, size_t len, rl_identity *id, char *err,
                       size_t errlen)
@@ -45,12 +60,17 @@ int rl_identity_parse(const char *text, size_t len, rl_identity *id, char *err,
             dst = id->tls_key, cap = sizeof id->tls_key;
         } else if (KEY("tls_ca")) {
             dst = id->tls_ca, cap = sizeof id->tls_ca;
-        } else if (KEY("tls_client_auth")) {
+        } else if (KEY("auth_file")) {
+            dst = id->auth_file, cap = sizeof id->auth_file;
+        } else if (KEY("tls_client_auth") || KEY("insecure")) {
             char num[16];
             size_t m = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
             memcpy(num, eq + 1, m);
             num[m] = 0;
-            id->tls_client_auth = atoi(num) != 0;
+            if (KEY("insecure"))
+                id->insecure = atoi(num) != 0;
+            else
+                id->tls_client_auth = atoi(num) != 0;
         }
 #undef KEY
         /* A NUL inside the value would cut it silently: ignore it. */

@@ -1,6 +1,8 @@
 /*
 ** raftd/image_fetch.c -- downloads a consistent database image from a peer
 ** (see image_fetch.h) and verifies it whole before anyone may install it.
+** Each chunk is checked by image_rx.c (pure, fuzzed) before its bytes
+** reach the temporary file.
 **
 ** What it must never do: leave a file at tmp_path after a failure, accept
 ** an image whose chunks, format or checksums do not check out, or keep a
@@ -21,6 +23,7 @@
 #include "fsio.h"
 #include "image.h"
 #include "image_fetch.h"
+#include "image_rx.h"
 #include "raftlite.pb-c.h"
 #include "service.h"
 #include "sqlite3ext.h"
@@ -39,103 +42,13 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-/* State of one download. */
-typedef struct fetch {
-    const char *peer;
-    uint64_t min_index;
-    rl_image_check chk;
-    uint64_t received; /* image bytes accepted */
-    uint64_t total;    /* total_size of the first chunk */
-    uint32_t crc;      /* CRC-32 (zlib) of the bytes accepted */
-    int last;          /* the chunk marked last was accepted */
-    int fd;
-} fetch;
+/* The server's default ImageChunk size (service_rpc.c, reqcheck.c). */
+#define FETCH_CHUNK (1u << 20)
 
-/* Accepts one encoded ImageChunk: framing, chunk CRC, image checks, then
-** the bytes go to the file. 0 or a status code with err. */
-static int take_chunk(fetch *f, const rl_rpc_buf *msg, char *err, size_t errlen)
+/* The sink of image_rx.c: the fetched bytes go to the temporary file. */
+static int sink_fd(void *arg, const uint8_t *p, size_t n)
 {
-    Proto__ImageChunk *c =
-        proto__image_chunk__unpack(NULL, msg->len, msg->data);
-    char why[256];
-    int code = RL_RPC_OK, had_header;
-    if (!c)
-        return fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: a chunk is not a valid ImageChunk",
-                    f->peer);
-    if (f->last) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: a chunk after the last one", f->peer);
-    } else if (c->offset != f->received) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: chunk at offset %llu, expected %llu",
-                    f->peer, (unsigned long long)c->offset,
-                    (unsigned long long)f->received);
-    } else if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), c->data.data,
-                               (uInt)c->data.len) != c->crc32) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: chunk at offset %llu fails its CRC-32",
-                    f->peer, (unsigned long long)c->offset);
-    } else if (f->received == 0 && c->total_size == 0) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: the first chunk states no total size",
-                    f->peer);
-    } else if (f->received != 0 && c->total_size != f->total) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: total size changed mid-stream", f->peer);
-    } else if (c->data.len > c->total_size - f->received) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s: more bytes than the stated total %llu",
-                    f->peer, (unsigned long long)c->total_size);
-    }
-    if (code != RL_RPC_OK)
-        goto out;
-    f->total = c->total_size;
-    had_header = rl_image_check_has_header(&f->chk);
-    if (rl_image_check_feed(&f->chk, c->data.data, c->data.len, why,
-                            sizeof why) != 0) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS, "image from %s: %s", f->peer,
-                    why);
-        goto out;
-    }
-    if (!had_header && rl_image_check_has_header(&f->chk)) {
-        const rl_image_info *in = &f->chk.info;
-        if (in->index < f->min_index) {
-            code = fail(err, errlen, RL_RPC_FAILED_PRECONDITION,
-                        "image from %s is at index %llu, below the %llu "
-                        "needed: ask another peer",
-                        f->peer, (unsigned long long)in->index,
-                        (unsigned long long)f->min_index);
-            goto out;
-        }
-        if (rl_image_size(in) != f->total) {
-            code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                        "image from %s: the stream's total size %llu is not "
-                        "the image's %llu",
-                        f->peer, (unsigned long long)f->total,
-                        (unsigned long long)rl_image_size(in));
-            goto out;
-        }
-    }
-    if (rl_write_all(f->fd, c->data.data, c->data.len) != 0) {
-        code = fail(err, errlen, RL_RPC_INTERNAL,
-                    "writing the fetched image: %s", strerror(errno));
-        goto out;
-    }
-    f->crc = (uint32_t)crc32(f->crc, c->data.data, (uInt)c->data.len);
-    f->received += c->data.len;
-    if (c->last) {
-        f->last = 1;
-        if (f->received != f->total || c->stream_crc32 != f->crc)
-            code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                        "image from %s: stream ended at %llu of %llu bytes "
-                        "or fails its stream CRC-32",
-                        f->peer, (unsigned long long)f->received,
-                        (unsigned long long)f->total);
-    }
-out:
-    proto__image_chunk__free_unpacked(c, NULL);
-    return code;
+    return rl_write_all(*(int *)arg, p, n);
 }
 
 int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
@@ -146,25 +59,27 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
     Proto__FetchImageRequest req = PROTO__FETCH_IMAGE_REQUEST__INIT;
     rl_rpc_stream *st;
     rl_rpc_buf msg;
-    fetch f;
+    rl_image_rx rx;
     uint8_t *buf;
     size_t n;
-    char serr[RL_RPC_ERRMAX], why[256];
-    int code = RL_RPC_OK, got, status;
+    char serr[RL_RPC_ERRMAX];
+    int code = RL_RPC_OK, got, status, fd;
 
     *index = 0;
-    memset(&f, 0, sizeof f);
-    f.peer = peer_grpc;
-    f.min_index = min_index;
-    f.crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    rl_image_check_init(&f.chk);
-    f.fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (f.fd < 0)
+    fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
         return fail(err, errlen, RL_RPC_INTERNAL, "cannot create %s: %s",
                     tmp_path, strerror(errno));
+    rl_image_rx_init(&rx, peer_grpc, min_index, sink_fd, &fd);
 
     req.name = (char *)RL_IMAGE_FETCH_NAME;
     req.min_index = min_index;
+    /* Chunks this client can receive: the peer's default (1 MiB) may be
+    ** over this node's -max-msg-bytes (an ImageChunk adds < 128 bytes). */
+    if (rl_rpc_client_max_msg(cl) < FETCH_CHUNK + 128)
+        req.chunk_bytes = rl_rpc_client_max_msg(cl) > 256
+                              ? (uint32_t)(rl_rpc_client_max_msg(cl) - 128)
+                              : 128;
     n = proto__fetch_image_request__get_packed_size(&req);
     buf = malloc(n ? n : 1);
     if (!buf) {
@@ -188,7 +103,7 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
             : -1;
     free(buf);
     while (got == 1 && (got = rl_rpc_stream_recv(st, &msg)) == 1) {
-        code = take_chunk(&f, &msg, err, errlen);
+        code = rl_image_rx_take(&rx, msg.data, msg.len, err, errlen);
         rl_rpc_buf_free(&msg);
         if (code != RL_RPC_OK)
             break;
@@ -200,30 +115,25 @@ int rl_image_fetch_ex(rl_rpc_client *cl, const char *peer_grpc,
     if (code != RL_RPC_OK)
         goto out;
     if (status != RL_RPC_OK) {
-        code = fail(err, errlen, status, "FetchImage from %s: %s", peer_grpc,
-                    serr);
+        code = fail(err, errlen, status, "FetchImage from %s: %s%s", peer_grpc,
+                    serr,
+                    status == RL_RPC_RESOURCE_EXHAUSTED
+                        ? " (this node's message limit: raftd -max-msg-bytes "
+                          "raises it)"
+                        : "");
         goto out;
     }
-    if (!f.last) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS,
-                    "image from %s ended after %llu bytes without its last "
-                    "chunk",
-                    peer_grpc, (unsigned long long)f.received);
+    code = rl_image_rx_finish(&rx, err, errlen);
+    if (code != RL_RPC_OK)
         goto out;
-    }
-    if (rl_image_check_finish(&f.chk, why, sizeof why) != 0) {
-        code = fail(err, errlen, RL_RPC_DATA_LOSS, "image from %s: %s",
-                    peer_grpc, why);
-        goto out;
-    }
-    if (fsync(f.fd) != 0) {
+    if (fsync(fd) != 0) {
         code = fail(err, errlen, RL_RPC_INTERNAL, "fsync %s: %s", tmp_path,
                     strerror(errno));
         goto out;
     }
-    *index = f.chk.info.index;
+    *index = rx.chk.info.index;
 out:
-    close(f.fd); /* our own file: no SQLite lock on it */
+    close(fd); /* our own file: no SQLite lock on it */
     if (code != RL_RPC_OK)
         unlink(tmp_path);
     return code;
@@ -309,6 +219,7 @@ int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
             proto__image_chunk__unpack(NULL, msg.len, msg.data);
         rl_rpc_buf_free(&msg);
         if (!c || c->offset != have || c->data.len > RL_IMAGE_HDR_SIZE - have ||
+            (c->data.len == 0 && !c->last) ||
             (uint32_t)crc32(crc32(0L, Z_NULL, 0), c->data.data,
                             (uInt)c->data.len) != c->crc32) {
             code = fail(err, errlen, RL_RPC_DATA_LOSS,

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "auth.h"
 #include "host.h"
 #include "rpc.h"
 #include "service.h"
@@ -32,8 +33,8 @@
 
 typedef struct opts {
     const char *id, *grpc, *raft, *data, *join, *db, *log_level;
-    const char *tls_cert, *tls_key, *tls_ca;
-    int bootstrap, tls_client_auth;
+    const char *tls_cert, *tls_key, *tls_ca, *auth;
+    int bootstrap, tls_client_auth, insecure;
     long max_msg, workers, grace_ms;
     long max_call_ms, max_stream_ms, stream_idle_ms, max_client_calls;
 } opts;
@@ -55,8 +56,14 @@ static const char usage_text[] =
     "  -log-level LEVEL    debug, info, warn or error (default info)\n"
     "  -tls-cert FILE      server certificate (PEM); enables TLS\n"
     "  -tls-key FILE       server private key (PEM)\n"
-    "  -tls-ca FILE        CA (PEM) that signs client certificates\n"
+    "  -tls-ca FILE        CA (PEM) that signs client and node certificates;\n"
+    "                      with -tls-cert, Raft traffic runs in mutual TLS\n"
+    "                      (the certificate needs URI:raftlite:node:<id>)\n"
     "  -tls-client-auth    require client certificates (mutual TLS)\n"
+    "  -auth FILE          users, certificates and their permissions (README\n"
+    "                      \"Security\"); mode 600\n"
+    "  -insecure           allow -grpc/-raft addresses other than loopback\n"
+    "                      without TLS: for a trusted private network only\n"
     "  -max-msg-bytes N    largest gRPC message in or out (default 4194304)\n"
     "  -workers N          calls served at once (default 64)\n"
     "  -grace-ms N         drain time on SIGTERM before cancelling (default "
@@ -149,6 +156,7 @@ static int known_valued(const char *name)
         "tls-cert",
         "tls-key",
         "tls-ca",
+        "auth",
         "max-msg-bytes",
         "workers",
         "grace-ms",
@@ -199,6 +207,12 @@ static int parse_args(int argc, char **argv, opts *o)
             }
             continue;
         }
+        if (!strcmp(name, "insecure")) {
+            if (parse_bool(name, val, &o->insecure)) {
+                return 2;
+            }
+            continue;
+        }
         if (!strcmp(name, "tls-client-auth")) {
             if (parse_bool(name, val, &o->tls_client_auth)) {
                 return 2;
@@ -234,6 +248,8 @@ static int parse_args(int argc, char **argv, opts *o)
             o->tls_key = val;
         } else if (!strcmp(name, "tls-ca")) {
             o->tls_ca = val;
+        } else if (!strcmp(name, "auth")) {
+            o->auth = val;
         } else if (!strcmp(name, "max-msg-bytes")) {
             if (parse_long(name, val, 1024, INT_MAX, &o->max_msg)) {
                 return 2;
@@ -310,6 +326,18 @@ static int parse_args(int argc, char **argv, opts *o)
     if (o->tls_client_auth && !o->tls_ca) {
         return bad("-tls-client-auth needs -tls-ca (the CA that signs client "
                    "certificates)");
+    }
+    /* Safe by default: an address others can reach needs TLS (Raft's
+    ** needs the CA too: without it Raft stays plaintext), or the
+    ** operator's -insecure (a trusted private network). */
+    if (rl_addr_exposed_check(o->grpc, "-grpc", o->tls_cert != NULL,
+                              o->insecure, "-insecure", err, sizeof err) ||
+        (o->raft[0] &&
+         rl_addr_exposed_check(o->raft, "-raft",
+                               o->tls_cert != NULL && o->tls_ca != NULL,
+                               o->insecure, "-insecure", err, sizeof err))) {
+        logf_(3, "%s", err);
+        return 1;
     }
     return 0;
 }
@@ -427,6 +455,9 @@ static int host_main(const opts *o, const char *path, sigset_t *set)
     cfg.max_stream_ms = o->max_stream_ms;
     cfg.stream_idle_ms = o->stream_idle_ms;
     cfg.max_client_calls = (int)o->max_client_calls;
+    /* Flags state them every start: they replace the stored ones. */
+    cfg.auth_file = o->auth ? o->auth : "";
+    cfg.insecure = o->insecure ? 1 : -1;
     cfg.db_path = sqlite3_db_filename(db, "main");
     r = rl_identity_read(cfg.db_path, &id, err, sizeof err);
     if (r < 0) {
@@ -484,6 +515,7 @@ int main(int argc, char **argv)
     rl_rpc_tls tls = {0};
     rl_service *svc;
     rl_rpc_server *srv;
+    rl_auth *auth = NULL;
     sigset_t set;
     int sig, port, r;
 
@@ -552,6 +584,12 @@ int main(int argc, char **argv)
         logf_(3, "%s", err);
         return 1;
     }
+    if (o.auth && rl_auth_load(o.auth, &auth, err, sizeof err) != 0) {
+        logf_(3, "%s", err);
+        rl_service_close(svc);
+        return 1;
+    }
+    rl_service_set_auth(svc, auth, o.tls_cert && o.tls_client_auth);
     memset(&rc, 0, sizeof(rc));
     tls.cert_file = o.tls_cert;
     tls.key_file = o.tls_key;
@@ -569,6 +607,7 @@ int main(int argc, char **argv)
     if (!srv) {
         logf_(3, "%s", err);
         rl_service_close(svc);
+        rl_auth_free(auth);
         return 1;
     }
     if (rl_service_register(svc, srv) != 0 ||
@@ -576,6 +615,7 @@ int main(int argc, char **argv)
         logf_(3, "cannot start the gRPC server: %s", err);
         rl_rpc_server_free(srv, 0);
         rl_service_close(svc);
+        rl_auth_free(auth);
         return 1;
     }
     logf_(1, "node %s serving gRPC on %s (%s) with database %s", o.id, addr,
@@ -587,6 +627,7 @@ int main(int argc, char **argv)
     logf_(1, "signal %d: draining calls (grace %ld ms)", sig, o.grace_ms);
     rl_rpc_server_free(srv, (int)o.grace_ms);
     rl_service_close(svc);
+    rl_auth_free(auth);
     logf_(1, "stopped");
     return 0;
 }

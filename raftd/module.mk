@@ -1,26 +1,42 @@
 # raftd/: the node and the gRPC sidecar.
 # rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
 # runs the API on the node's database; service_rpc.c binds the two.
-RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/sqlguard.c \
-              raftd/service_rpc.c raftd/main.c
-RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz
+RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
+              raftd/reqcheck.c raftd/service_rpc.c raftd/main.c
+RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
 # The hosted node (host.c) and its sidecar also live in the extension: the
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
 HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
-             raftd/service.c raftd/sqlguard.c raftd/identity.c \
-             raftd/service_rpc.c raftd/cluster.c $(BUILD)/gen/raftlite.pb-c.c
+             raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
+             raftd/service_rpc.c raftd/cluster.c raftd/certid.c raftd/reqcheck.c \
+             raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
-LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz
+LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
+              raftd/certid.c raftd/auth.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
+
+# Who a certificate speaks for (tests/unit/test_certid.c).
+UNIT_TESTS += test_certid
+UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
+UNIT_LIBS_test_certid := -lssl -lcrypto
+
+# Loopback, exposed addresses and the Join probe (tests/unit/test_addr.c).
+UNIT_TESTS += test_addr
+UNIT_SRCS_test_addr := raftd/addr.c
+
+# The auth file, the method table and the verdicts (tests/unit/test_auth.c).
+UNIT_TESTS += test_auth
+UNIT_SRCS_test_auth := raftd/auth.c
+UNIT_LIBS_test_auth := -lcrypt -lcrypto
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
@@ -30,7 +46,12 @@ UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 # raftd/node/module.mk, raftd/node.c, raftd/transport.c): no SQLite
 # inside, so the same objects serve the extension, raftd and the unit
 # tests.
-NODE_SRCS := $(NODE_PURE_SRCS) raftd/node.c raftd/transport.c vfs/timing.c
+NODE_SRCS := $(NODE_PURE_SRCS) raftd/node.c raftd/transport.c \
+             raftd/tls_transport.c vfs/timing.c
+# What the Raft transport's TLS half needs beyond NODE_SRCS (the extension
+# and raftd have these in HOST_SRCS already; bench and unit tests add them).
+NODE_TLS_SRCS := raftd/certid.c raftd/addr.c
+NODE_TLS_LIBS := -lssl -lcrypto -lpthread
 LIB_SRCS   += $(NODE_SRCS)
 RAFTD_SRCS += $(NODE_SRCS)
 LIB_LIBS   += -lraft -luv
@@ -49,23 +70,30 @@ $(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
 
 test test-long: $(FUZZ_DIR)/fuzz_entry
 
-# libFuzzer build of the identity-file parser (raftd/identity.c), run by
-# tests/fuzz/test_fuzz_identity.sh from tests/fuzz/seeds/fuzz_identity.
-$(FUZZ_DIR)/fuzz_identity: tests/fuzz/fuzz_identity.c raftd/identity.c \
-		raftd/host.h
-	@mkdir -p $(@D)
+# A libFuzzer target of a parser seeded from tests/fuzz/seeds/fuzz_NAME,
+# built for make test (tests/fuzz/test_fuzz_NAME.sh runs it briefly) and
+# run longer by make fuzz-NAME: $(call seeded_fuzzer,NAME,SOURCES,DEPS,LIBS)
+define seeded_fuzzer
+$$(FUZZ_DIR)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $(3)
+	@mkdir -p $$(@D)
 	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $@ tests/fuzz/fuzz_identity.c raftd/identity.c
+	    -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
 
-test test-long: $(FUZZ_DIR)/fuzz_identity
+test test-long: $$(FUZZ_DIR)/fuzz_$(1)
 
-.PHONY: fuzz-identity
-fuzz: fuzz-identity
-fuzz-identity: $(FUZZ_DIR)/fuzz_identity
-	@mkdir -p $(FUZZ_DIR)/corpus_identity
-	$(FUZZ_DIR)/fuzz_identity -max_total_time=$(FUZZ_SECONDS) \
-	    $(FUZZ_DIR)/corpus_identity tests/fuzz/seeds/fuzz_identity
+.PHONY: fuzz-$(1)
+fuzz: fuzz-$(1)
+fuzz-$(1): $$(FUZZ_DIR)/fuzz_$(1)
+	@mkdir -p $$(FUZZ_DIR)/corpus_$(1)
+	$$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$$(FUZZ_SECONDS) \
+	    $$(FUZZ_DIR)/corpus_$(1) tests/fuzz/seeds/fuzz_$(1)
+endef
+
+# The identity-file parser (raftd/identity.c) and the auth-file parser
+# with its verdicts (raftd/auth.c).
+$(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
+$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 
 .PHONY: fuzz-entry
 fuzz: fuzz-entry
@@ -79,5 +107,52 @@ fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; image_fetch.c is the client that downloads and verifies one.
 RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
-              raftd/image_fetch.c
-LIB_SRCS   += raftd/image_fetch.c
+              raftd/image_fetch.c raftd/image_rx.c
+LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
+
+# Flags of the libFuzzer builds below (pure raftd code with the generated
+# protobuf-c code).
+FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
+    -Ilib -Iraftd -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined
+
+# libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
+# by tests/fuzz/test_fuzz_image_rx.sh, seeded with test_image's images.
+$(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/image_rx.c \
+		raftd/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
+		$(PROTO_GEN_C) $(PROTO_GEN_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_image_rx.c \
+	    raftd/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
+	    -lprotobuf-c -lz -lpthread
+
+test test-long: $(FUZZ_DIR)/fuzz_image_rx
+
+.PHONY: fuzz-image-rx
+fuzz: fuzz-image-rx
+fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
+	@mkdir -p $(FUZZ_DIR)/corpus_image_rx
+	sh tests/fuzz/seed_image_rx.sh $(BUILD)/tests/unit/test_image \
+	    $(FUZZ_DIR)/corpus_image_rx
+	$(FUZZ_DIR)/fuzz_image_rx -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_image_rx
+
+# libFuzzer build of the cluster and internal request checks (reqcheck.c:
+# Join, Remove, Transfer, ..., FetchImage), run by
+# tests/fuzz/test_fuzz_cluster_req.sh from tests/fuzz/seeds/fuzz_cluster_req.
+$(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
+		raftd/reqcheck.h raftd/addr.c raftd/identity.c raftd/entry.c \
+		$(PROTO_GEN_C) $(PROTO_GEN_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
+	    raftd/reqcheck.c raftd/addr.c raftd/identity.c raftd/entry.c \
+	    $(PROTO_GEN_C) -lprotobuf-c
+
+test test-long: $(FUZZ_DIR)/fuzz_cluster_req
+
+.PHONY: fuzz-cluster-req
+fuzz: fuzz-cluster-req
+fuzz-cluster-req: $(FUZZ_DIR)/fuzz_cluster_req
+	@mkdir -p $(FUZZ_DIR)/corpus_cluster_req
+	$(FUZZ_DIR)/fuzz_cluster_req -max_total_time=$(FUZZ_SECONDS) \
+	    $(FUZZ_DIR)/corpus_cluster_req tests/fuzz/seeds/fuzz_cluster_req

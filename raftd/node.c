@@ -1414,6 +1414,12 @@ static int send_guarded(struct raft_io *io, struct raft_io_send *req,
     return n->io_send(io, req, m, cb);
 }
 
+/* The transport's refusals (loop thread): warnings. */
+static void transport_log(void *ctx, const char *msg)
+{
+    nlog(ctx, 1, "%s", msg);
+}
+
 /*
 ** Initializes transport, raft_uv and raft and starts raft on the node's
 ** loop (the loop itself, async and timers are the caller's). On failure
@@ -1428,10 +1434,14 @@ static int raft_setup(struct rl_node *n, int *stage)
     /* Nodelay off only for measurements (bench_node --no-nodelay, or the
     ** env var for whole-system benchmarks): never in production. */
     struct rl_transport_opts topts = {
-        .nodelay = !c->no_nodelay && !getenv("RAFTLITE_BENCH_NO_NODELAY")};
+        .nodelay = !c->no_nodelay && !getenv("RAFTLITE_BENCH_NO_NODELAY"),
+        .tls = c->raft_tls,
+        .log = transport_log,
+        .log_ctx = n};
     if ((rc = rl_transport_init(&n->transport, &n->loop, &topts)) != 0) {
-        snprintf(n->start_err, sizeof n->start_err, "raft_uv_tcp_init: %s",
-                 raft_strerror(rc));
+        snprintf(n->start_err, sizeof n->start_err, "Raft transport: %s",
+                 n->transport.raft.errmsg[0] ? n->transport.raft.errmsg
+                                             : raft_strerror(rc));
         return -1;
     }
     *stage = 2;
@@ -1960,7 +1970,8 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
     res->leader_addr[0] = 0;
     struct rl_entry_hdr h = {.kind = p->kind,
                              .base = p->base,
-                             .origin_node = n->cfg.raft_id,
+                             .origin_node = p->origin_node ? p->origin_node
+                                                           : n->cfg.raft_id,
                              .origin_txn = p->origin_txn,
                              .origin_pid = p->origin_pid,
                              .payload_len = p->len};

@@ -18,6 +18,8 @@
 
 #include "entry.h"
 
+struct rl_transport_tls; /* transport.h */
+
 struct rl_node;
 
 /* Result codes of the rl_node_* calls. */
@@ -115,6 +117,10 @@ struct rl_node_config {
     size_t segment_size;          /* raft_uv open segment size; 0 = default */
     int no_pre_vote;              /* 1: disable raft's pre-vote (on) */
     int no_nodelay; /* 1: no TCP_NODELAY on Raft connections (bench only) */
+    /* Mutual TLS on Raft traffic (transport.h); NULL: plaintext. Read at
+    ** every transport start (the log reload restarts it): it must stay
+    ** valid until rl_node_stop returns. */
+    const struct rl_transport_tls *raft_tls;
     unsigned stop_wait_ms; /* rl_node_stop's wait for the applier; 2000 */
     unsigned install_snapshot_timeout_ms; /* retry a snapshot send; 2000 */
     struct rl_applier applier;
@@ -139,8 +145,10 @@ void rl_node_stop(struct rl_node *n);
 struct rl_proposal {
     uint8_t kind;        /* RL_ENTRY_TXN, GENESIS, META, NOOP, BARRIER */
     uint64_t base;       /* TXN: the writer's base index */
-    uint64_t origin_txn; /* unique per (this node, origin_pid) */
+    uint64_t origin_txn; /* unique per (origin node, origin_pid) */
     uint32_t origin_pid;
+    uint64_t origin_node; /* 0: this node; else the follower whose writer
+                             forwarded the transaction (ForwardTxn) */
     const void *payload;
     size_t len;
 };

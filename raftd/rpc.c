@@ -242,6 +242,10 @@ struct rl_rpc_call {
     const struct method *m; /* NULL: unknown method */
     char peer[160];
     char stop[256];
+    int sec_known;  /* tls and cert_pem looked up (rl_rpc_call_tls) */
+    int tls;        /* transport_security_type is "ssl" */
+    char *cert_pem; /* verified peer certificate (gpr-free: malloc) */
+    size_t cert_len;
     rl_rpc_call *next; /* pool queue link */
 };
 
@@ -283,6 +287,7 @@ static void call_free(rl_rpc_call *c)
     grpc_call_details_destroy(&c->details);
     grpc_metadata_array_destroy(&c->md);
     destroy_pluck_cq(c->cq);
+    free(c->cert_pem);
     free(c);
 }
 
@@ -1146,6 +1151,72 @@ size_t rl_rpc_call_max_msg(rl_rpc_call *c)
     return c->srv->max_msg;
 }
 
+/* Looks up the connection's security once per call (worker thread). */
+static void call_security(rl_rpc_call *c)
+{
+    grpc_auth_context *ctx;
+    grpc_auth_property_iterator it;
+    const grpc_auth_property *prop;
+    if (c->sec_known)
+        return;
+    c->sec_known = 1;
+    ctx = grpc_call_auth_context(c->call);
+    if (!ctx)
+        return;
+    it = grpc_auth_context_find_properties_by_name(
+        ctx, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+    prop = grpc_auth_property_iterator_next(&it);
+    c->tls = prop && prop->value &&
+             prop->value_length == strlen(GRPC_SSL_TRANSPORT_SECURITY_TYPE) &&
+             !memcmp(prop->value, GRPC_SSL_TRANSPORT_SECURITY_TYPE,
+                     prop->value_length);
+    /* The core sets the certificate property only for a certificate the
+    ** handshake verified against the server's CA. */
+    it = grpc_auth_context_find_properties_by_name(
+        ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    prop = grpc_auth_property_iterator_next(&it);
+    if (c->tls && prop && prop->value && prop->value_length > 0 &&
+        (c->cert_pem = malloc(prop->value_length + 1)) != NULL) {
+        memcpy(c->cert_pem, prop->value, prop->value_length);
+        c->cert_pem[prop->value_length] = 0;
+        c->cert_len = prop->value_length;
+    }
+    grpc_auth_context_release(ctx);
+}
+
+int rl_rpc_call_tls(rl_rpc_call *c)
+{
+    call_security(c);
+    return c->tls;
+}
+
+const char *rl_rpc_call_peer_cert(rl_rpc_call *c, size_t *len)
+{
+    call_security(c);
+    if (len)
+        *len = c->cert_len;
+    return c->cert_pem;
+}
+
+int rl_rpc_call_metadata(rl_rpc_call *c, const char *key, char *out,
+                         size_t outlen)
+{
+    size_t i, klen = strlen(key);
+    for (i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        size_t n = GRPC_SLICE_LENGTH(m->key), vn;
+        if (n != klen || memcmp(GRPC_SLICE_START_PTR(m->key), key, n) != 0)
+            continue;
+        vn = GRPC_SLICE_LENGTH(m->value);
+        if (vn >= outlen || memchr(GRPC_SLICE_START_PTR(m->value), 0, vn))
+            return -1;
+        memcpy(out, GRPC_SLICE_START_PTR(m->value), vn);
+        out[vn] = 0;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- client */
 
 typedef struct chan {
@@ -1156,6 +1227,7 @@ typedef struct chan {
 
 struct rl_rpc_client {
     pthread_mutex_t mu;
+    size_t max_msg; /* the receive and send limit of its channels */
     grpc_channel_credentials *creds;
     grpc_arg a[2];
     grpc_channel_args args;
@@ -1173,8 +1245,8 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
     }
     rpc_init();
     pthread_mutex_init(&cl->mu, NULL);
-    limit_args(cl->a, &cl->args,
-               max_msg_bytes ? max_msg_bytes : DEFAULT_MAX_MSG);
+    cl->max_msg = max_msg_bytes ? max_msg_bytes : DEFAULT_MAX_MSG;
+    limit_args(cl->a, &cl->args, cl->max_msg);
     if (tls && (tls->cert_file || tls->key_file || tls->ca_file)) {
         char *cert = NULL, *key = NULL, *ca = NULL;
         int ok = 1;
@@ -1213,6 +1285,11 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
         cl->creds = grpc_insecure_credentials_create();
     }
     return cl;
+}
+
+size_t rl_rpc_client_max_msg(rl_rpc_client *cl)
+{
+    return cl->max_msg;
 }
 
 void rl_rpc_client_free(rl_rpc_client *cl)

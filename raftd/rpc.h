@@ -150,6 +150,16 @@ const char *rl_rpc_call_peer(rl_rpc_call *c);
 /* CLOCK_MONOTONIC milliseconds at which the call must stop working. */
 int64_t rl_rpc_call_deadline(rl_rpc_call *c);
 const char *rl_rpc_call_method(rl_rpc_call *c);
+/* What the transport knows of the caller, for the permission check
+** (raftd/auth.h): whether the connection is TLS, and the peer certificate
+** TLS verified against the CA, as PEM text (NULL if none; valid until the
+** handler returns). */
+int rl_rpc_call_tls(rl_rpc_call *c);
+const char *rl_rpc_call_peer_cert(rl_rpc_call *c, size_t *len);
+/* The first value of request metadata key (lower case) into out: 1 found,
+** 0 absent, -1 too long for out or holding a NUL. */
+int rl_rpc_call_metadata(rl_rpc_call *c, const char *key, char *out,
+                         size_t outlen);
 size_t rl_rpc_call_max_msg(rl_rpc_call *c);
 
 /* CLOCK_MONOTONIC in milliseconds (the clock of rl_rpc_call_deadline). */
@@ -169,6 +179,9 @@ typedef struct rl_rpc_stream rl_rpc_stream;
 rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
                                  char *err, size_t errlen);
 void rl_rpc_client_free(rl_rpc_client *cl);
+/* The message limit of cl's channels (what it was created with, or the
+** default): a stream asks its peer for messages no larger. */
+size_t rl_rpc_client_max_msg(rl_rpc_client *cl);
 /* Channels created so far (a reused target creates none). */
 int rl_rpc_client_channels(rl_rpc_client *cl);
 

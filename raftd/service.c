@@ -11,9 +11,11 @@
 ** must pass sqlite3_stmt_readonly, and SQLITE_LIMIT_LENGTH/SQL_LENGTH
 ** follow the message limit.
 **
-** Connections: one writer behind a mutex (SQLite has one writer anyway; a
-** call waits for the mutex only until its deadline) and a pool of read-only
-** readers, so reads proceed while a write waits on a lock (WAL mode).
+** Connections: one writer, used by group commit (group.h: concurrent
+** write requests run as one transaction and one Raft entry, each in its
+** own savepoint; a call waits in the queue only until its deadline), and
+** a pool of read-only readers, so reads proceed while a write waits on a
+** lock (WAL mode).
 ** Every connection carries the deadline of the call using it: the busy
 ** handler and the progress handler give up when it passes.
 */
@@ -29,6 +31,8 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "fault.h"
+#include "group.h"
 #include "raftlite.pb-c.h"
 #include "sqlguard.h"
 #include "sqlite3ext.h"
@@ -37,6 +41,9 @@ SQLITE_EXTENSION_INIT3
 #define RL_VERSION       "0.1.0"
 #define DEFAULT_MAX_MSG  (4u << 20)
 #define MAX_IDLE_READERS 16
+/* Requests per group commit: bounds the entry a batch makes and the wait of
+** its last request behind the others' statements. */
+#define GROUP_MAX 32
 
 typedef struct conn {
     sqlite3 *db;
@@ -54,8 +61,8 @@ struct rl_service {
     char *node_id, *grpc_addr, *raft_addr, *db_path;
     size_t max_msg;
     int max_value_bytes;
-    conn *writer;
-    pthread_mutex_t wmu; /* owns writer */
+    conn *writer;   /* used only by group's combiner (one batch at a time) */
+    rl_group group; /* write requests, run in batches (group commit) */
     pthread_mutex_t rmu; /* guards readers */
     conn *readers;       /* idle read-only connections */
     int nidle;
@@ -64,6 +71,8 @@ struct rl_service {
     struct rl_host *host;
     rl_stop_reason_fn stop_reason;
     rl_service_hooks hooks; /* zero when standalone */
+    const struct rl_auth *auth; /* service_rpc.c checks calls with it */
+    int auth_mtls;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -176,6 +185,8 @@ static conn *conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
     return c;
 }
 
+static void run_batch(void *svc_, rl_group_job **jobs, size_t n);
+
 static char *dupstr(const char *s)
 {
     return strdup(s ? s : "");
@@ -189,7 +200,11 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
         seterr(err, errlen, "out of memory");
         return NULL;
     }
-    pthread_mutex_init(&svc->wmu, NULL);
+    if (rl_group_init(&svc->group, GROUP_MAX, run_batch, svc) != 0) {
+        seterr(err, errlen, "out of memory");
+        free(svc);
+        return NULL;
+    }
     pthread_mutex_init(&svc->rmu, NULL);
     pthread_mutex_init(&svc->smu, NULL);
     svc->node_id = dupstr(cfg->node_id);
@@ -229,7 +244,7 @@ void rl_service_close(rl_service *svc)
     free(svc->grpc_addr);
     free(svc->raft_addr);
     free(svc->db_path);
-    pthread_mutex_destroy(&svc->wmu);
+    rl_group_close(&svc->group);
     pthread_mutex_destroy(&svc->rmu);
     pthread_mutex_destroy(&svc->smu);
     free(svc);
@@ -243,6 +258,23 @@ const char *rl_service_db_path(rl_service *svc)
 struct rl_host *rl_service_host(rl_service *svc)
 {
     return svc->host;
+}
+
+const char *rl_service_node_id(rl_service *svc)
+{
+    return svc->node_id;
+}
+
+void rl_service_set_auth(rl_service *svc, const struct rl_auth *auth, int mtls)
+{
+    svc->auth = auth;
+    svc->auth_mtls = mtls;
+}
+
+const struct rl_auth *rl_service_auth(rl_service *svc, int *mtls)
+{
+    *mtls = svc->auth_mtls;
+    return svc->auth;
 }
 
 void rl_service_count_call(rl_service *svc)
@@ -291,34 +323,6 @@ static void reader_put(rl_service *svc, conn *c)
     }
     pthread_mutex_unlock(&svc->rmu);
     conn_close(c);
-}
-
-/* Takes the writer, waiting no longer than the call may: timed waits of
-** at most 50 ms, so that a server cancelling at shutdown is noticed. */
-static conn *writer_get(rl_service *svc, rl_remaining_fn rem, void *ctx)
-{
-    for (;;) {
-        int64_t left = rem ? rem(ctx) : INT64_MAX;
-        int64_t ms = left < 50 ? left : 50;
-        struct timespec ts;
-        if (left == 0) {
-            return NULL;
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)ms * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec += ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
-        }
-        if (pthread_mutex_timedlock(&svc->wmu, &ts) == 0) {
-            return svc->writer;
-        }
-    }
-}
-
-static void writer_put(rl_service *svc)
-{
-    pthread_mutex_unlock(&svc->wmu);
 }
 
 /* Error text for a failed statement, naming a deadline when that was it. */
@@ -509,79 +513,231 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
     return 0;
 }
 
-/* Runs specs as one transaction on the writer. results[i] (if not NULL)
-** gets each spec's changes and last rowid. *failed = failing index. */
+/* One write request (ExecuteWrite: one spec; ExecuteTransaction: several),
+** as a job of the group commit: its specs in, its results out. */
+typedef struct wreq {
+    const stmt_spec *specs;
+    size_t n;
+    int64_t *changes, *rowids; /* per spec */
+    int64_t total;
+    int failed;  /* index of the failing spec, or -1 */
+    int outcome; /* RL_OUTCOME_* */
+    int ok;      /* ran and committed */
+    char *err;
+    size_t errlen;
+} wreq;
+
+/* The batch's deadline for BEGIN and COMMIT: the longest any of its
+** callers still waits (a caller whose time ran out is failed alone). */
+typedef struct batch_clock {
+    rl_group_job **jobs;
+    size_t n;
+} batch_clock;
+
+static int64_t batch_remaining(void *arg)
+{
+    batch_clock *bc = arg;
+    int64_t best = 0;
+    for (size_t i = 0; i < bc->n; i++) {
+        wreq *w = bc->jobs[i]->arg;
+        int64_t left =
+            bc->jobs[i]->rem ? bc->jobs[i]->rem(bc->jobs[i]->ctx) : INT64_MAX;
+        if (w->failed == -1 && left > best)
+            best = left;
+    }
+    return best;
+}
+
+/* Runs one request's specs inside the open transaction, within savepoint
+** rl_req so that its failure undoes only its own statements. 0 ok; -1
+** failed (w->err says why; *lost = 1 if SQLite rolled back the whole
+** transaction on the way, as it does on an interrupt or a full disk). */
+static int run_one(conn *c, rl_group_job *job, int *lost)
+{
+    wreq *w = job->arg;
+    *lost = 0;
+    c->remaining = job->rem;
+    c->ctx = job->ctx;
+    c->timed_out = 0;
+    w->total = 0;
+    if (exec_internal(c, "SAVEPOINT rl_req") != SQLITE_OK) {
+        sql_error(c, sqlite3_errcode(c->db), "cannot start the request", w->err,
+                  w->errlen);
+        *lost = sqlite3_get_autocommit(c->db);
+        return -1;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        int64_t ch = 0;
+        if (run_spec(c, &w->specs[i], &ch, w->err, w->errlen) != 0) {
+            w->failed = (int)i;
+            if (sqlite3_get_autocommit(c->db)) {
+                *lost = 1;
+            } else {
+                exec_internal(c, "ROLLBACK TO rl_req");
+                exec_internal(c, "RELEASE rl_req");
+            }
+            return -1;
+        }
+        w->changes[i] = ch;
+        w->rowids[i] = sqlite3_last_insert_rowid(c->db);
+        w->total += ch;
+    }
+    exec_internal(c, "RELEASE rl_req");
+    return 0;
+}
+
+/* sql_error() for one request of the batch: the deadline and stop reason
+** named are that request's call's (the connection's ctx is the batch's). */
+static void job_sql_error(conn *c, rl_group_job *job, int rc, const char *what)
+{
+    wreq *w = job->arg;
+    rl_remaining_fn rem = c->remaining;
+    void *ctx = c->ctx;
+    c->remaining = job->rem;
+    c->ctx = job->ctx;
+    sql_error(c, rc, what, w->err, w->errlen);
+    c->remaining = rem;
+    c->ctx = ctx;
+}
+
+/* Marks a request failed with err (outcome: nothing applied). */
+static void req_fail(wreq *w, const char *msg)
+{
+    if (w->failed == -1)
+        w->failed = -2; /* failed, but in no statement of its own */
+    w->outcome = RL_OUTCOME_NOT_APPLIED;
+    if (msg)
+        seterr(w->err, w->errlen, "%s", msg);
+}
+
+/* group.h's run(): the batch as one write transaction, one savepoint per
+** request; one COMMIT (one Raft entry) for all that succeeded. A request
+** that fails rolls back its savepoint only and gets its own error. If
+** SQLite rolls the whole transaction back on a request's failure, the
+** batch starts over without that request (the others' results are
+** recomputed, never reported from a rolled-back attempt). */
+static void run_batch(void *svc_, rl_group_job **jobs, size_t n)
+{
+    rl_service *svc = svc_;
+    conn *c = svc->writer;
+    batch_clock bc = {jobs, n};
+    size_t i, nok;
+    int rc;
+    for (i = 0; i < n; i++) {
+        wreq *w = jobs[i]->arg;
+        w->failed = -1;
+        w->ok = 0;
+        w->outcome = RL_OUTCOME_NOT_APPLIED; /* until COMMIT says otherwise */
+    }
+again:
+    c->remaining = batch_remaining;
+    c->ctx = &bc;
+    c->timed_out = 0;
+    rc = exec_internal(c, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        for (i = 0; i < n; i++) {
+            wreq *w = jobs[i]->arg;
+            if (w->failed == -1) {
+                job_sql_error(c, jobs[i], rc,
+                              "cannot begin the write transaction");
+                req_fail(w, NULL);
+            }
+        }
+        goto out;
+    }
+    nok = 0;
+    for (i = 0; i < n; i++) {
+        wreq *w = jobs[i]->arg;
+        int lost = 0;
+        if (w->failed != -1)
+            continue;
+        if (jobs[i]->rem && jobs[i]->rem(jobs[i]->ctx) == 0) {
+            req_fail(w, "deadline exceeded while waiting for the writer "
+                        "(other writes held it)");
+            continue;
+        }
+        if (run_one(c, jobs[i], &lost) != 0) {
+            req_fail(w, NULL);
+            if (lost)
+                goto again; /* the others' work went with it */
+            continue;
+        }
+        nok++;
+    }
+    c->remaining = batch_remaining;
+    c->ctx = &bc;
+    if (nok == 0) {
+        exec_internal(c, "ROLLBACK");
+        goto out;
+    }
+    rc = exec_internal(c, "COMMIT");
+    {
+        int outcome = rc == SQLITE_OK ? RL_OUTCOME_APPLIED : 0;
+        char why[768] = "", msg[1024] = "";
+        if (svc->hooks.write_done) {
+            /* The replicator's verdict and reason (SQLite only knows "disk
+            ** I/O error"); a write that changed nothing proves leadership. */
+            int64_t left = batch_remaining(&bc);
+            outcome = svc->hooks.write_done(svc->hooks.ctx, rc, left, why,
+                                            sizeof why);
+        }
+        /* The group's entry is in the log; no request knows yet. */
+        RL_FAULT("group-ack");
+        if (rc == SQLITE_OK && outcome != RL_OUTCOME_APPLIED) {
+            snprintf(msg, sizeof msg, "%s", why);
+        } else if (rc != SQLITE_OK && why[0]) {
+            snprintf(msg, sizeof msg, "commit refused: %s", why);
+        } else if (rc != SQLITE_OK && !svc->hooks.write_done) {
+            outcome = RL_OUTCOME_NOT_APPLIED;
+        }
+        for (i = 0; i < n; i++) {
+            wreq *w = jobs[i]->arg;
+            if (w->failed != -1)
+                continue;
+            w->outcome = outcome;
+            if (rc != SQLITE_OK && !msg[0]) {
+                job_sql_error(c, jobs[i], rc, "commit failed");
+                w->failed = -2;
+            } else if (msg[0]) {
+                seterr(w->err, w->errlen, "%s", msg);
+                w->failed = -2;
+            } else {
+                w->ok = 1;
+            }
+        }
+    }
+out:
+    if (!sqlite3_get_autocommit(c->db)) {
+        exec_internal(c, "ROLLBACK");
+    }
+    c->remaining = NULL;
+    c->ctx = NULL;
+}
+
+/* Runs specs as one transaction, grouped with concurrent requests (see
+** run_batch). changes/rowids get each spec's results; *failed = failing
+** spec index or -1. 0 on success, -1 with err. */
 static int run_write(rl_service *svc, const stmt_spec *specs, size_t n,
                      rl_remaining_fn rem, void *ctx, int64_t *changes,
                      int64_t *rowids, int64_t *total, int *failed, int *outcome,
                      char *err, size_t errlen)
 {
-    conn *c = writer_get(svc, rem, ctx);
-    size_t i;
-    int rc;
+    wreq w = {specs, n,   changes, rowids, 0, -1, RL_OUTCOME_NOT_APPLIED,
+              0,     err, errlen};
+    rl_group_job job = {&w, rem, ctx, 0, NULL};
     *failed = -1;
     *total = 0;
-    *outcome = RL_OUTCOME_NOT_APPLIED; /* until COMMIT says otherwise */
-    if (!c) {
+    *outcome = RL_OUTCOME_NOT_APPLIED;
+    if (rl_group_submit(&svc->group, &job) != 0) {
         seterr(err, errlen,
                "deadline exceeded while waiting for the writer "
                "(another write holds it)");
         return -1;
     }
-    c->remaining = rem;
-    c->ctx = ctx;
-    c->timed_out = 0;
-    rc = exec_internal(c, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK) {
-        sql_error(c, rc, "cannot begin the write transaction", err, errlen);
-        goto fail;
-    }
-    for (i = 0; i < n; i++) {
-        int64_t ch = 0;
-        if (run_spec(c, &specs[i], &ch, err, errlen) != 0) {
-            *failed = (int)i;
-            exec_internal(c, "ROLLBACK");
-            goto fail;
-        }
-        changes[i] = ch;
-        rowids[i] = sqlite3_last_insert_rowid(c->db);
-        *total += ch;
-    }
-    rc = exec_internal(c, "COMMIT");
-    if (svc->hooks.write_done) {
-        /* The replicator's verdict and reason (SQLite only knows "disk
-        ** I/O error"); a write that changed nothing proves leadership. */
-        char why[768] = "";
-        int64_t left = rem ? rem(ctx) : INT64_MAX;
-        *outcome =
-            svc->hooks.write_done(svc->hooks.ctx, rc, left, why, sizeof(why));
-        if (rc == SQLITE_OK && *outcome != RL_OUTCOME_APPLIED) {
-            seterr(err, errlen, "%s", why);
-            goto fail;
-        }
-        if (rc != SQLITE_OK && why[0]) {
-            seterr(err, errlen, "commit refused: %s", why);
-            exec_internal(c, "ROLLBACK");
-            goto fail;
-        }
-    } else if (rc == SQLITE_OK) {
-        *outcome = RL_OUTCOME_APPLIED;
-    }
-    if (rc != SQLITE_OK) {
-        sql_error(c, rc, "commit failed", err, errlen);
-        exec_internal(c, "ROLLBACK");
-        goto fail;
-    }
-    c->remaining = NULL;
-    writer_put(svc);
-    return 0;
-fail:
-    if (!sqlite3_get_autocommit(c->db)) {
-        exec_internal(c, "ROLLBACK");
-    }
-    c->remaining = NULL;
-    writer_put(svc);
-    return -1;
+    *outcome = w.outcome;
+    *total = w.total;
+    *failed = w.failed >= 0 ? w.failed : -1;
+    return w.ok ? 0 : -1;
 }
 
 /* ---- encoding helpers ---- */
@@ -1112,6 +1268,50 @@ void rl_txn_asm_init(rl_txn_asm *a)
     a->crc = (uint32_t)crc32(0L, Z_NULL, 0);
 }
 
+void rl_txn_asm_free(rl_txn_asm *a)
+{
+    free(a->data);
+    a->data = NULL;
+    a->cap = 0;
+}
+
+/* Appends n bytes to a->data, doubling its room as needed (never beyond
+** the stated total). 0, or -1 out of memory. */
+static int asm_keep(rl_txn_asm *a, const uint8_t *p, size_t n)
+{
+    size_t need = (size_t)a->received + n;
+    if (need > a->cap) {
+        size_t cap = a->cap ? a->cap : 65536;
+        uint8_t *d;
+        while (cap < need)
+            cap *= 2;
+        if (cap > a->total)
+            cap = (size_t)a->total;
+        d = realloc(a->data, cap ? cap : 1);
+        if (!d)
+            return -1;
+        a->data = d;
+        a->cap = cap;
+    }
+    memcpy(a->data + a->received, p, n);
+    return 0;
+}
+
+int rl_service_propose_txn(rl_service *svc, const struct rl_txn_asm *a,
+                           int64_t remaining_ms, uint64_t *index, char *why,
+                           size_t whylen)
+{
+    *index = 0;
+    if (!svc->hooks.propose_txn) {
+        seterr(why, whylen,
+               "this node is standalone: it commits no forwarded "
+               "transaction");
+        return -1;
+    }
+    return svc->hooks.propose_txn(svc->hooks.ctx, a, remaining_ms, index, why,
+                                  whylen);
+}
+
 int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
                    size_t errlen)
 {
@@ -1125,6 +1325,21 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
     }
     if (a->last_seen) {
         seterr(err, errlen, "TxnChunk after the chunk marked last");
+        code = RL_RPC_INVALID_ARGUMENT;
+    } else if (a->chunks == 0 && ch->origin_node != 0 &&
+               ch->total_length > RL_TXN_COMMIT_MAX) {
+        seterr(err, errlen,
+               "transaction of %llu bytes exceeds the limit of %llu bytes "
+               "for one Raft entry",
+               (unsigned long long)ch->total_length,
+               (unsigned long long)RL_TXN_COMMIT_MAX);
+        code = RL_RPC_RESOURCE_EXHAUSTED;
+    } else if (a->chunks > 0 && (ch->origin_node || ch->txn_base ||
+                                 ch->origin_txn || ch->origin_pid)) {
+        seterr(err, errlen,
+               "TxnChunk %llu states an origin or base; only the first "
+               "chunk may",
+               (unsigned long long)a->chunks);
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (a->chunks == 0 && ch->total_length > RL_TXN_MAX) {
         seterr(err, errlen,
@@ -1157,6 +1372,20 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
     } else {
         if (a->chunks == 0) {
             a->total = ch->total_length;
+            a->commit = ch->origin_node != 0;
+            a->base = ch->txn_base;
+            a->origin_node = ch->origin_node;
+            a->origin_txn = ch->origin_txn;
+            a->origin_pid = ch->origin_pid;
+        }
+        if (a->commit && ch->data.len &&
+            asm_keep(a, ch->data.data, ch->data.len) != 0) {
+            seterr(err, errlen,
+                   "out of memory keeping a %llu-byte "
+                   "transaction",
+                   (unsigned long long)a->total);
+            proto__txn_chunk__free_unpacked(ch, NULL);
+            return RL_RPC_RESOURCE_EXHAUSTED;
         }
         if (ch->data.len) {
             a->crc = (uint32_t)crc32(a->crc, ch->data.data, (uInt)ch->data.len);

@@ -22,6 +22,7 @@
 #include "rpc.h"
 
 struct rl_host;
+struct rl_txn_asm;
 
 #define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
 #define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
@@ -45,6 +46,14 @@ typedef struct rl_service_hooks {
     void *ctx;
     int (*write_done)(void *ctx, int rc, int64_t remaining_ms, char *why,
                       size_t whylen);
+    /* ForwardTxn with an origin: commit a follower's transaction (a->data,
+    ** a->received bytes, base and origin in a) through Raft, at most
+    ** remaining_ms. Returns an RL_OUTCOME_* with *index (0 if the entry
+    ** was not appended) and why for anything but APPLIED. NULL: this node
+    ** cannot commit (standalone). */
+    int (*propose_txn)(void *ctx, const struct rl_txn_asm *a,
+                       int64_t remaining_ms, uint64_t *index, char *why,
+                       size_t whylen);
 } rl_service_hooks;
 
 typedef struct rl_service_config {
@@ -79,6 +88,12 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
                             size_t errlen);
 void rl_service_close(rl_service *svc);
 
+/* The hosted node's propose_txn hook (service hooks), or -1 with why if
+** this service has none (standalone). */
+int rl_service_propose_txn(rl_service *svc, const struct rl_txn_asm *a,
+                           int64_t remaining_ms, uint64_t *index, char *why,
+                           size_t whylen);
+
 /* Serves one unary call of the public service (method is the bare name,
 ** e.g. "ExecuteRead") or the internal ReadIndex. Returns a status code; on
 ** OK *reply holds the encoded response (caller frees), else err says why. */
@@ -97,6 +112,14 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv);
 const char *rl_service_db_path(rl_service *svc);
 struct rl_host *rl_service_host(rl_service *svc);
 size_t rl_service_max_msg(rl_service *svc);
+const char *rl_service_node_id(rl_service *svc);
+/* Who may call what (raftd/auth.h): the auth file (NULL: none; the caller
+** keeps it alive while the service serves) and whether the server requires
+** client certificates. service_rpc.c checks every call against them
+** before any handler runs. */
+struct rl_auth;
+void rl_service_set_auth(rl_service *svc, const struct rl_auth *auth, int mtls);
+const struct rl_auth *rl_service_auth(rl_service *svc, int *mtls);
 /* Counts a call served outside rl_service_unary (the cluster layer), so
 ** that Status.calls_served counts every unary call. */
 void rl_service_count_call(rl_service *svc);
@@ -111,9 +134,23 @@ typedef struct rl_txn_asm {
     uint32_t crc;      /* CRC-32 of the bytes accepted */
     uint64_t chunks;
     int last_seen;
+    /* A transaction to commit (the first chunk named its origin): its
+    ** bytes are kept in data (grown as they arrive, never beyond what
+    ** arrived: a stated total_length reserves nothing). */
+    int commit;
+    uint64_t base, origin_node, origin_txn;
+    uint32_t origin_pid;
+    uint8_t *data;
+    size_t cap;
 } rl_txn_asm;
 
+/* Largest transaction a follower may forward for commit: the payload
+** bound of a Raft entry (raftd/entry.h). */
+#define RL_TXN_COMMIT_MAX ((uint64_t)1 << 31)
+
 void rl_txn_asm_init(rl_txn_asm *a);
+/* Frees the kept bytes. */
+void rl_txn_asm_free(rl_txn_asm *a);
 /* Accepts one encoded TxnChunk. Returns 0, or a status code with err
 ** naming the framing rule broken. */
 int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,

@@ -7,9 +7,10 @@
 ** (cluster.h) first: it forwards to the leader or serves the cluster RPCs,
 ** and hands the rest back to service.c.
 **
-** TRANSPORT ONLY until the cluster issue: ForwardTxn checks the chunk
-** framing and answers with the length and CRC-32 of what it received (no
-** Raft commit).
+** ForwardTxn checks the chunk framing; a stream whose first chunk names
+** an origin is a follower's transaction, committed through the host's
+** propose_txn hook (host.c) and answered with its index and outcome; any
+** other stream is transport only (length and CRC-32 of what arrived).
 **
 ** FetchImage with name RL_IMAGE_FETCH_NAME ("@image") streams a consistent
 ** image of the node's database (vfs/image.h: one read transaction's pages
@@ -18,6 +19,10 @@
 ** database file as it is on disk (the bulk-transfer test uses that).
 ** FetchImage must never serve any other path: the request may only name
 ** the database file's own base name or the image.
+**
+** Every call passes authorize (raftd/auth.h: who the caller is, and the
+** permission its method needs) before any handler runs: nothing is
+** decoded beyond the request the check needs, nothing served before it.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,16 +33,19 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "auth.h"
+#include "certid.h"
 #include "cluster.h"
+#include "host.h"
 #include "image.h"
 #include "image_fetch.h"
+#include "node.h"
 #include "raftlite.pb-c.h"
+#include "reqcheck.h"
 #include "service.h"
 #include "sqlite3ext.h"
 #include "vfs.h"
 SQLITE_EXTENSION_INIT3
-
-#define IMAGE_CHUNK (1u << 20)
 
 static int64_t call_remaining(void *ctx)
 {
@@ -47,6 +55,79 @@ static int64_t call_remaining(void *ctx)
 static const char *call_stop_reason(void *ctx)
 {
     return rl_rpc_call_stop_reason(ctx);
+}
+
+/* rl_auth_server.is_member: this node, or a node of the configuration
+** (a voter, standby or spare) whose replicated id is node_id. */
+static int is_member(void *ctx, const char *node_id)
+{
+    rl_service *svc = ctx;
+    struct rl_host *h = rl_service_host(svc);
+    struct rl_member *ms = NULL;
+    unsigned n = 0, i;
+    uint64_t rid;
+    int found = 0;
+    if (!strcmp(node_id, rl_service_node_id(svc)))
+        return 1;
+    if (!h || rl_node_members(rl_host_node(h), &ms, &n) != RL_NODE_OK)
+        return 0;
+    rid = rl_raft_id_of(node_id);
+    for (i = 0; i < n && !found; i++)
+        found = ms[i].raft_id == rid &&
+                (!ms[i].has_meta || !strcmp(ms[i].meta.node_id, node_id));
+    free(ms);
+    return found;
+}
+
+/*
+** The one permission check of every call (raftd/auth.h has the table):
+** who the caller is (the verified certificate's identity, or a user whose
+** password matches), and whether the method allows it. join_id: the id a
+** JoinRequest names; method: the table entry to check, if not the
+** method's own (FetchImage of the header alone). 0 to serve the call,
+** else the status code it was answered with (PERMISSION_DENIED or
+** UNAUTHENTICATED, naming the permission and the caller).
+*/
+static int authorize(rl_rpc_call *call, rl_service *svc, const char *method,
+                     const char *join_id)
+{
+    const char *m = strrchr(rl_rpc_call_method(call), '/');
+    rl_auth_server as;
+    rl_auth_caller c;
+    char user[RL_AUTH_NAME_MAX + 1], pass[1024], cerr[256];
+    char err[RL_RPC_ERRMAX];
+    const char *pem;
+    size_t len = 0;
+    int code, ru, rp;
+    memset(&as, 0, sizeof as);
+    memset(&c, 0, sizeof c);
+    as.auth = rl_service_auth(svc, &as.mtls);
+    as.is_member = is_member;
+    as.ctx = svc;
+    c.tls = rl_rpc_call_tls(call);
+    pem = rl_rpc_call_peer_cert(call, &len);
+    if (pem) {
+        if (rl_cert_identity_pem(pem, len, &c.cert, cerr, sizeof cerr) == 0)
+            c.has_cert = 1;
+        else
+            c.cert_err = cerr;
+    }
+    ru = rl_rpc_call_metadata(call, RL_AUTH_MD_USER, user, sizeof user);
+    rp = rl_rpc_call_metadata(call, RL_AUTH_MD_PASSWORD, pass, sizeof pass);
+    if (ru < 0 || rp < 0) {
+        return rl_rpc_call_error(call, RL_RPC_UNAUTHENTICATED,
+                                 "metadata %s is longer than %zu bytes or "
+                                 "holds a NUL",
+                                 ru < 0 ? RL_AUTH_MD_USER : RL_AUTH_MD_PASSWORD,
+                                 ru < 0 ? sizeof user - 1 : sizeof pass - 1);
+    }
+    c.user = ru ? user : NULL;
+    c.password = rp ? pass : NULL;
+    if (!method)
+        method = m ? m + 1 : "";
+    code = rl_auth_decide(&as, method, &c, join_id, NULL, 0, err, sizeof err);
+    explicit_bzero(pass, sizeof pass);
+    return code ? rl_rpc_call_error(call, code, "%s", err) : 0;
 }
 
 static int unary_cb(rl_rpc_call *call, void *arg)
@@ -65,6 +146,20 @@ static int unary_cb(rl_rpc_call *call, void *arg)
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
                                  "no request message: %s is unary",
                                  rl_rpc_call_method(call));
+    }
+    if (strcmp(m + 1, "Join") == 0) {
+        /* The check needs the id the node joins as. */
+        Proto__JoinRequest *jr =
+            proto__join_request__unpack(NULL, req.len, req.data);
+        code = authorize(call, svc, NULL, jr ? jr->node_id : NULL);
+        if (jr)
+            proto__join_request__free_unpacked(jr, NULL);
+    } else {
+        code = authorize(call, svc, NULL, NULL);
+    }
+    if (code != 0) {
+        rl_rpc_buf_free(&req);
+        return code;
     }
     code = RL_CLUSTER_PASS;
     if (rl_service_host(svc)) {
@@ -104,28 +199,50 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     char err[RL_RPC_ERRMAX];
     uint8_t *out;
     size_t n;
+    char why[RL_RPC_ERRMAX];
     int got, code;
-    (void)arg;
+    rl_service *svc = arg;
+    if ((code = authorize(call, arg, NULL, NULL)) != 0)
+        return code;
     rl_txn_asm_init(&a);
     while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
         code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
         rl_rpc_buf_free(&msg);
         if (code != RL_RPC_OK) {
+            rl_txn_asm_free(&a);
             return rl_rpc_call_error(call, code, "%s", err);
         }
     }
     if (got < 0) {
+        rl_txn_asm_free(&a);
         return rl_rpc_call_error(call, RL_RPC_CANCELLED,
                                  "ForwardTxn stream broken after %llu bytes",
                                  (unsigned long long)a.received);
     }
     code = rl_txn_asm_finish(&a, err, sizeof(err));
     if (code != RL_RPC_OK) {
+        rl_txn_asm_free(&a);
         return rl_rpc_call_error(call, code, "%s", err);
     }
     resp.success = 1;
     resp.received_bytes = a.received;
     resp.crc32 = a.crc;
+    if (a.commit) {
+        /* A follower's transaction: commit it through Raft. */
+        int outcome =
+            rl_service_propose_txn(svc, &a, rl_rpc_call_remaining_ms(call),
+                                   &resp.index, why, sizeof why);
+        rl_txn_asm_free(&a);
+        if (outcome < 0) {
+            return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION, "%s",
+                                     why);
+        }
+        resp.outcome = (Proto__WriteOutcome)outcome;
+        resp.success = outcome == RL_OUTCOME_APPLIED;
+        if (!resp.success) {
+            resp.error = why;
+        }
+    }
     n = proto__forward_txn_response__get_packed_size(&resp);
     out = malloc(n ? n : 1);
     if (!out) {
@@ -223,8 +340,9 @@ static int image_status(int rc)
 ** the pages as the source reads them, then the trailer, in ImageChunks of
 ** at most chunk bytes; stream_crc32 on the last. */
 static int serve_image(rl_rpc_call *call, rl_service *svc,
-                       const Proto__FetchImageRequest *r, size_t chunk)
+                       const rl_fetch_plan *r)
 {
+    size_t chunk = r->chunk;
     const char *path = rl_service_db_path(svc);
     sqlite3 *db = NULL;
     rl_image_src *src = NULL;
@@ -236,12 +354,6 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
     char err[512];
     int code = RL_RPC_OK, rc;
 
-    if (r->offset)
-        return rl_rpc_call_error(
-            call, RL_RPC_INVALID_ARGUMENT,
-            "the consistent image (name '%s') streams from offset 0: a "
-            "resumed transfer would mix two snapshots (fetch it again)",
-            RL_IMAGE_FETCH_NAME);
     if (!sqlite3_vfs_find("raft"))
         return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION,
                                  "no raft VFS in this process: this node "
@@ -272,8 +384,9 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
     }
     total = rl_image_size(info);
     /* length > 0: only the image's first bytes (48 = the header: page
-    ** size and index without the transfer). total_size stays the image's. */
-    end = r->length && r->length < total ? r->length : total;
+    ** size and index without the transfer). total_size stays the image's.
+    ** The offset is 0 (rl_req_fetch_image): the range is always valid. */
+    rl_req_fetch_range(r, total, &end, err, sizeof err);
     if (!(buf = malloc(chunk)) || !(out = malloc(chunk + 128))) {
         code =
             rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -328,41 +441,38 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
     rl_service *svc = arg;
     const char *path = rl_service_db_path(svc);
     const char *base = strrchr(path, '/');
-    Proto__FetchImageRequest *r;
+    rl_fetch_plan plan;
     rl_rpc_buf msg;
     struct stat sb;
     uint64_t end;
-    size_t chunk, max = rl_service_max_msg(svc);
+    char why[512];
     int fd, code, got = rl_rpc_call_recv(call, &msg);
     base = base ? base + 1 : path;
     if (got != 1) {
         return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
                                  "FetchImage needs one FetchImageRequest");
     }
-    r = proto__fetch_image_request__unpack(NULL, msg.len, msg.data);
+    /* Name, offset and chunk size are checked by reqcheck.c (fuzzed). */
+    code = rl_req_fetch_image(msg.data, msg.len, base, rl_service_max_msg(svc),
+                              &plan, why, sizeof why);
     rl_rpc_buf_free(&msg);
-    if (!r) {
-        return rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
-                                 "malformed FetchImageRequest: not a valid "
-                                 "protobuf message of that type");
+    if (code != RL_RPC_OK) {
+        return rl_rpc_call_error(call, code, "%s", why);
     }
-    chunk = r->chunk_bytes ? r->chunk_bytes : IMAGE_CHUNK;
-    if (chunk + 128 > max) {
-        chunk = max > 256 ? max - 128 : 128;
-    }
-    if (strcmp(r->name, RL_IMAGE_FETCH_NAME) == 0) {
-        code = serve_image(call, svc, r, chunk);
-        proto__fetch_image_request__free_unpacked(r, NULL);
+    /* The image's header alone (page size and index: what a node asks
+    ** before it joins) needs 'status'; anything more, 'backup' or a
+    ** member node. */
+    code = authorize(call, svc,
+                     plan.image && plan.length &&
+                             plan.length <= RL_IMAGE_HDR_SIZE && !plan.offset
+                         ? "FetchImageHeader"
+                         : NULL,
+                     NULL);
+    if (code != 0) {
         return code;
     }
-    if (r->name[0] && strcmp(r->name, base) != 0) {
-        code = rl_rpc_call_error(
-            call, RL_RPC_PERMISSION_DENIED,
-            "FetchImage serves only this node's database image '%s', not "
-            "'%.200s'",
-            base, r->name);
-        proto__fetch_image_request__free_unpacked(r, NULL);
-        return code;
+    if (plan.image) {
+        return serve_image(call, svc, &plan);
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -372,25 +482,16 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
         if (fd >= 0) {
             close(fd);
         }
-        proto__fetch_image_request__free_unpacked(r, NULL);
         return code;
     }
-    if (r->offset > (uint64_t)sb.st_size) {
-        code = rl_rpc_call_error(call, RL_RPC_OUT_OF_RANGE,
-                                 "offset %llu is past the image's end (%llu "
-                                 "bytes)",
-                                 (unsigned long long)r->offset,
-                                 (unsigned long long)sb.st_size);
+    if (rl_req_fetch_range(&plan, (uint64_t)sb.st_size, &end, why,
+                           sizeof why) != RL_RPC_OK) {
+        code = rl_rpc_call_error(call, RL_RPC_OUT_OF_RANGE, "%s", why);
     } else {
-        end = (uint64_t)sb.st_size;
-        if (r->length && r->length < end - r->offset) {
-            end = r->offset + r->length;
-        }
-        code =
-            stream_image(call, fd, (uint64_t)sb.st_size, r->offset, end, chunk);
+        code = stream_image(call, fd, (uint64_t)sb.st_size, plan.offset, end,
+                            plan.chunk);
     }
     close(fd);
-    proto__fetch_image_request__free_unpacked(r, NULL);
     return code;
 }
 

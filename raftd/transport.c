@@ -2,7 +2,8 @@
 ** raftd/transport.c -- raftlite's raft_uv_transport over raft_uv_tcp (see
 ** transport.h): forwards init, listen, connect and close to the wrapped
 ** raft_uv_tcp and adjusts every connection in conn_ready() before raft
-** gets its stream (TCP_NODELAY today; a TLS handshake later).
+** gets its stream (TCP_NODELAY). With TLS settings it hands over to
+** tls_transport.c instead, and raft_uv_tcp is not used at all.
 **
 ** It must never keep or close a stream after handing it to raft (raft owns
 ** it then), never lose a dial (its callback fires exactly once whenever
@@ -10,6 +11,8 @@
 ** and never block: it runs inside libuv callbacks on the loop thread.
 */
 #include "transport.h"
+
+#include "tls_transport.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -134,6 +137,16 @@ int rl_transport_init(struct rl_transport *t, uv_loop_t *loop,
     t->opts.nodelay = 1;
     if (opts)
         t->opts = *opts;
+    t->opts.tls = NULL; /* only for this call: the strings are the caller's */
+    if (opts && opts->tls) {
+        if (!opts->tls->cert_file || !opts->tls->key_file ||
+            !opts->tls->ca_file || !opts->tls->raft_id_of) {
+            snprintf(t->raft.errmsg, sizeof t->raft.errmsg,
+                     "Raft TLS needs a certificate, its key and the CA");
+            return RAFT_INVALID;
+        }
+        return rl_tls_init(t, loop, opts->tls);
+    }
     int rv = raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0) {
         copy_errmsg(t);
@@ -152,6 +165,8 @@ int rl_transport_init(struct rl_transport *t, uv_loop_t *loop,
 
 void rl_transport_close(struct rl_transport *t)
 {
+    rl_tls_free(t->tls);
+    t->tls = NULL;
     if (t->inner_ready)
         raft_uv_tcp_close(&t->inner);
     t->inner_ready = 0;

@@ -12,8 +12,11 @@
 ** its methods forward to the wrapped raft_uv_tcp (`inner`) and intercept
 ** its connect and accept callbacks in conn_ready() (transport.c), the one
 ** place where a connection is adjusted before raft gets it. A TLS layer
-** belongs there too (a handshake on the stream, then raft gets the secured
-** stream); per-dial state already exists for it (struct dial).
+** With TLS settings (opts.tls), the methods are tls_transport.c's instead:
+** mutual TLS with the cluster CA around every Raft byte, raft's preamble
+** included, and the peer's certificate must name the node it claims to be
+** (SAN URI raftlite:node:<id>, see certid.h). Without them, nothing of the
+** TLS code runs: the plain path is raft_uv_tcp with TCP_NODELAY.
 **
 ** It must never keep a stream libraft owns (ownership passes to raft with
 ** the callback), never call raft_* functions, and runs on the node's loop
@@ -26,11 +29,28 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+/* Mutual TLS on every Raft connection: all three files (PEM) are needed. */
+struct rl_transport_tls {
+    const char *cert_file; /* this node's certificate (raftlite:node:<id>) */
+    const char *key_file;
+    const char *ca_file; /* the cluster CA: peers must chain to it */
+    /* The raft id of a node id (host.c's rl_raft_id_of): a peer's
+    ** certificate names a node id, raft's preamble a raft id. */
+    uint64_t (*raft_id_of)(const char *node_id);
+};
+
 struct rl_transport_opts {
     /* 1 (the default everywhere): TCP_NODELAY on every connection. 0 only
     ** for measurements (bench_node --no-nodelay) and tests. */
     int nodelay;
+    const struct rl_transport_tls *tls; /* NULL: plaintext (raft_uv_tcp) */
+    /* Where refused TLS connections are reported (loop thread; at most once
+    ** a minute per distinct reason). NULL: stderr. */
+    void (*log)(void *ctx, const char *msg);
+    void *log_ctx;
 };
+
+struct rl_tls; /* tls_transport.c */
 
 struct rl_transport {
     struct raft_uv_transport raft;  /* given to raft_uv_init */
@@ -42,10 +62,15 @@ struct rl_transport {
     unsigned long nodelay_failed;        /* setsockopt refused (logged by
                                             the caller: it has no logger) */
     int inner_ready;                     /* inner initialized */
+    struct rl_tls *tls;                  /* non-NULL: mutual TLS */
+    unsigned long tls_refused;           /* TLS refusals and warnings
+                                            logged (deduplicated) */
 };
 
-/* Initializes t on loop (raft_uv_tcp_init underneath); opts NULL means
-** the defaults (nodelay on). Returns 0 or a RAFT_* code. Then pass
+/* Initializes t on loop (raft_uv_tcp_init underneath, or the TLS
+** transport when opts->tls); opts NULL means the defaults (nodelay on,
+** plaintext). The option strings are used during this call only. Returns 0 or a
+*RAFT_* code. Then pass
 ** &t->raft to raft_uv_init. */
 int rl_transport_init(struct rl_transport *t, uv_loop_t *loop,
                       const struct rl_transport_opts *opts);

@@ -57,16 +57,3 @@ fuzz-image: $(FUZZ_DIR)/fuzz_image $(BUILD)/tests/unit/test_image
 	$(FUZZ_DIR)/fuzz_image -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(FUZZ_DIR)/artifacts_image/ $(FUZZ_DIR)/corpus_image
 
-# Fault points (vfs/fault.h, issue #6): RL_FAULT() compiles to nothing in
-# the normal builds. build/fault/raftlite.so is the test variant with
-# -DRL_FAULTS that tests/cluster/test_crash_matrix.py loads
-# (RAFTLITE_FAULT=name[:N] arms a point); tests/vfs/test_fault_build.py
-# checks that build/raftlite.so holds no point name.
-LIB_SRCS   += vfs/fault.c
-RAFTD_SRCS += vfs/fault.c
-FAULT_BUILD ?= build/fault
-.PHONY: fault
-fault:
-	$(MAKE) --no-print-directory BUILD=$(FAULT_BUILD) SAN=-DRL_FAULTS \
-	    $(FAULT_BUILD)/raftlite.so
-test test-long: fault

@@ -127,6 +127,9 @@ struct rl_file {
     char *err;
     uint64_t err_seq;
     uint64_t gate_err_seq; /* err_seq of a read-gate wait, 0 if none */
+    /* KIND_MAIN: PRAGMA raft_consistency (or the URI parameter) asked for
+    ** linearizable reads on this connection. */
+    int linearizable;
 };
 
 static sqlite3_vfs *unix_vfs;
@@ -1029,7 +1032,7 @@ static void fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name)
 
 /*
 ** synchronous on a replicated database defaults to NORMAL (DESIGN.md
-** section 5, docs/DURABILITY.md): the Raft log, fsynced on a quorum before
+** section 5, README "Durability"): the Raft log, fsynced on a quorum before
 ** COMMIT returns, is the durable record, and a node replays it after a
 ** crash. SQLite's pager keeps its own default (FULL in the stock shell), so
 ** the VFS drops the one sync NORMAL would not do: the WAL's sync right
@@ -1182,9 +1185,56 @@ void rl_vfs_set_pragma_handler(rl_pragma_fn fn)
     pragma_handler = fn;
 }
 
+/* PRAGMA raft_consistency [= local | linearizable]: per connection (its
+** main file), answered with the level in force. */
+static int pragma_consistency(rl_file *p, char **a)
+{
+    const char *val = a[2];
+    if (val) {
+        if (sqlite3_stricmp(val, "linearizable") == 0)
+            p->linearizable = 1;
+        else if (sqlite3_stricmp(val, "local") == 0)
+            p->linearizable = 0;
+        else {
+            a[0] = sqlite3_mprintf("raftlite: raft_consistency=%s: expected "
+                                   "local or linearizable",
+                                   val);
+            ferr(p, SQLITE_ERROR, "%s", a[0] ? a[0] : "bad value");
+            return SQLITE_ERROR;
+        }
+    }
+    a[0] = sqlite3_mprintf("%s", p->linearizable ? "linearizable" : "local");
+    return SQLITE_OK;
+}
+
+/* A linearizable read's point (see rl_port.read_point), refused with the
+** reason as the connection's error. */
+static int read_point(rl_file *p)
+{
+    char e[600] = "";
+    int rc = SQLITE_ERROR;
+    if (p->port && p->port->read_point)
+        rc = p->port->read_point(p->port->ctx, p->path, e, sizeof e);
+    else
+        snprintf(e, sizeof e, "this process has no Raft node for it");
+    if (rc == SQLITE_OK)
+        return 0;
+    ferr(p, SQLITE_BUSY_TIMEOUT,
+         "raftlite: linearizable read on %s refused: %s (retried up to the "
+         "connection's busy timeout; PRAGMA raft_consistency=local reads "
+         "this node's possibly stale copy)",
+         p->path, e);
+    p->gate_err_seq = p->err_seq; /* retracted if a retry gets through */
+    return 1;
+}
+
 static int rl_file_control(sqlite3_file *f, int op, void *arg)
 {
     rl_file *p = (rl_file *)f;
+    if (p->kind == KIND_MAIN && op == SQLITE_FCNTL_PRAGMA &&
+        ((char **)arg)[1] &&
+        sqlite3_stricmp(((char **)arg)[1], "raft_consistency") == 0)
+        return pragma_consistency(p, (char **)arg);
     if (p->kind == KIND_MAIN && op == SQLITE_FCNTL_PRAGMA && pragma_handler) {
         char **a = (char **)arg;
         if (a[1] && sqlite3_strnicmp(a[1], "raft_", 5) == 0) {
@@ -1361,6 +1411,8 @@ static int rl_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
         ofst >= SLOT_READ0 && ofst <= SLOT_READN) {
         if (gate_closed(p))
             return SQLITE_BUSY_TIMEOUT;
+        if (p->linearizable && read_point(p))
+            return SQLITE_BUSY_TIMEOUT;
         /* A read that waited at the gate and got through: the wait was
         ** no error of the statement's (raft_last_error stays clean). */
         if (p->gate_err_seq && p->gate_err_seq == p->err_seq)
@@ -1535,6 +1587,10 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
         p->kind = KIND_MAIN;
         p->path = zName;
         p->replicated = dir_exists(dir);
+        p->linearizable =
+            sqlite3_uri_parameter(zName, "raft_consistency") &&
+            sqlite3_stricmp(sqlite3_uri_parameter(zName, "raft_consistency"),
+                            "linearizable") == 0;
         if (p->replicated) {
             rc = open_raft_files(p);
             if (rc != SQLITE_OK) {

@@ -63,6 +63,12 @@ typedef struct rl_port {
     int (*commit)(void *ctx, const char *db_path, const rl_txn *txn,
                   rl_commit_info *ci, char *err, size_t errlen);
     void (*end)(void *ctx, const char *db_path, int ok);
+    /* A read transaction of a connection at raft_consistency
+    ** linearizable is about to take its snapshot: returns SQLITE_OK once
+    ** the file reflects an index a quorum confirmed after this call began
+    ** (DESIGN 8), else an error code with err (the read is refused, never
+    ** served stale). NULL: such reads are refused. */
+    int (*read_point)(void *ctx, const char *db_path, char *err, size_t errlen);
 } rl_port;
 
 /* A position in the applied record: a Raft index and where its commit

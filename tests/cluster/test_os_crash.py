@@ -7,7 +7,7 @@ itself when what survived no longer fits together.
 The picture of the disk after an OS crash comes from the fault build
 (build/fault/raftlite) with RAFTLITE_FAULT_SYNCED=1: each time the node
 syncs its WAL, its database file or its applied record, a copy of that
-file as synced is kept in <db>-raft/synced/ (vfs/fault.h). Everything
+file as synced is kept in <db>-raft/synced/ (lib/fault.h). Everything
 written after a file's last sync is what the crash may lose, and losing
 all of it is one outcome the node must survive. The Raft log is written
 with O_DSYNC (raft_uv) and kept as it is.

@@ -11,7 +11,12 @@ raft_transfer and raft_remove work from followers (forwarded) and on the
 leader itself; every refused call names its cause and leaves the cluster
 as it was: argument errors, a join through an unreachable peer, a
 duplicate node id, a duplicate raft or gRPC address (the last two sent as
-raw Join RPCs, since a second node cannot even listen on a taken address).
+raw Join RPCs, since a second node cannot even listen on a taken address),
+and raw Joins with a host name for a Raft address or a node id that could
+not name a node.
+The management functions are DIRECTONLY: a view or trigger in the
+replicated schema cannot call them, and remote SQL over gRPC cannot
+either.
 """
 import json
 import os
@@ -162,6 +167,36 @@ def raw_join(grpc_addr, node_id, raft_addr, own_grpc):
                                         grpc_addr=own_grpc), timeout=20)
 
 
+def direct_only(a, b, ga, members):
+    """The management functions are SQLITE_DIRECTONLY: a view or trigger
+    in the replicated schema (which any writer could create) cannot call
+    them on someone else's read or write; and remote SQL (gRPC) cannot
+    call them at all (the allow-list names no raft_* function)."""
+    from rlgrpc import project_stubs
+    import grpc
+    q(a, "CREATE VIEW lead AS SELECT raft_leader(); CREATE TABLE trg(x); "
+         "CREATE TRIGGER rm AFTER INSERT ON trg BEGIN "
+         "SELECT raft_remove('n2'); END;")
+    err_has(b, "SELECT * FROM lead;", "unsafe use of raft_leader()")
+    err_has(a, "INSERT INTO trg VALUES (1);", "unsafe use of raft_remove()")
+    check_eq(q(a, "SELECT count(*) FROM trg;"), "0", "the trigger's insert")
+    check_eq(set(nodes(a)), members, "members after the trigger")
+    pb, pbg = project_stubs()
+    with grpc.insecure_channel(ga) as ch:
+        stub = pbg.DistributedSqliteStub(ch)
+        for sql, fn in (("SELECT raft_remove('n2')", "raft_remove"),
+                        ("SELECT * FROM lead", "raft_leader")):
+            r = stub.ExecuteRead(pb.ReadRequest(sql=sql), timeout=20)
+            check(r.error and fn in r.error, "gRPC %r: %r" % (sql, r))
+        w = stub.ExecuteWrite(pb.WriteRequest(
+            sql="SELECT raft_transfer('n2')"), timeout=20)
+        check(not w.success and "raft_transfer" in w.error,
+              "gRPC raft_transfer: %r" % w)
+    check_eq(set(nodes(a)), members, "members after the gRPC calls")
+    check_eq(q(a, "SELECT raft_leader();"), "n1", "leader after the calls")
+    q(a, "DROP TRIGGER rm; DROP VIEW lead; DROP TABLE trg;")
+
+
 def finish(shell, name):
     """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
     a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
@@ -251,6 +286,8 @@ def test():
               "indexes of %s: %r" % (nid, st))
         check_eq(q(sh, "SELECT raft_leader();"), "n1", "leader seen by " + nid)
     log("raft_nodes and raft_status: ok")
+    direct_only(a, b, ga, set(want))
+    log("raft_* functions: direct calls only, never through gRPC: ok")
 
     # A client process: the database is hosted by shell A, so this shell
     # asks A's sidecar.
@@ -281,6 +318,16 @@ def test():
     r = raw_join(gb, "n4", addr(), gc)  # through a follower
     check(not r.success and ("gRPC address %s is already used by node 'n3'"
                              % gc) in r.error, "duplicate gRPC address: %r" % r)
+    # Fields a node could never have (checked before the cluster is
+    # touched, and a host name is not looked up).
+    for nid, raddr, needle in (
+            ("n4", "localhost:%d" % free_port(), "not a numeric IPv4"),
+            ("n4", "127.0.0.1", "not IPv4:PORT"),
+            ("a/b", addr(), "path separator"),
+            ("n" + chr(10), addr(), "the character 0x0a")):
+        r = raw_join(ga, nid, raddr, "")
+        check(not r.success and needle in r.error,
+              "join of %r at %r: %r" % (nid, raddr, r))
     r = raw_join(ga, "n2", rb, gb)  # the same node again: idempotent
     check(r.success and r.leader_grpc_addr == ga, "rejoin as is: %r" % r)
     check_eq(set(nodes(a)), set(want), "members after refused joins")

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 from rltest import Shell, check, check_eq, free_port, log, main, scratch
-from rltls import make_ca, make_cert
+from rltls import make_ca, make_cert, make_node_cert
 
 
 def q(shell, sql):
@@ -29,7 +29,7 @@ def q(shell, sql):
 def test():
     d = scratch("rlsqltls-")
     make_ca(d, "ca")
-    make_cert(d, "ca", "node1", True, True)
+    make_node_cert(d, "ca", "node1")
     p = lambda n: os.path.join(d, n)  # noqa: E731
     db = p("node1.db")
     raft, grpc_addr = ("127.0.0.1:%d" % free_port() for _ in range(2))

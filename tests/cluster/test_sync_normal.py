@@ -2,7 +2,7 @@
 # budget: 180
 """tests/cluster/test_sync_normal.py -- a replicated database runs at
 synchronous=NORMAL unless the connection asks otherwise (issue 18,
-docs/DURABILITY.md).
+README "Durability").
 
 A one-node cluster hosted in a stock shell; strace (attached to the shell,
 every thread) counts fsync/fdatasync per file while the shell commits:
@@ -14,7 +14,7 @@ every thread) counts fsync/fdatasync per file while the shell commits:
   * explicit NORMAL and OFF read back as set.
 The rows are all there at the end and the database is intact.
 
-Then the durability contract at NORMAL (docs/DURABILITY.md): a 3-node
+Then the durability contract at NORMAL (README "Durability"): a 3-node
 cluster takes 300 acknowledged autocommit INSERTs through the leader's
 shell (default NORMAL), every node is killed (-9) at once, all restart:
 every acknowledged row is on every node, integrity_check ok, files

@@ -10,9 +10,12 @@ bootstrap and join over mutual TLS, and replicate. A python client with a
 client certificate is served; one without a certificate, one trusting
 another CA and a plaintext one are refused. Reopened with a plain `.open`
 (no parameters) the node keeps its TLS settings (they are stored with its
-identity): plaintext is still refused, TLS still served.
+identity): plaintext is still refused, TLS still served, and its Raft port
+still refuses a plaintext AppendEntries (tests/cluster/raft_forge.c: its
+term and leader are unchanged).
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -20,9 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 
-from rltest import Shell, check, check_eq, free_port, log, main, scratch
+from rltest import (BUILD, Shell, check, check_eq, free_port, log, main,
+                    scratch)
 from rlgrpc import project_stubs
-from rltls import make_ca, make_cert, rd
+from rltls import make_ca, make_cert, make_node_cert, rd
 
 import grpc
 
@@ -60,8 +64,8 @@ def test():
     d = scratch("rltlsuri-")
     make_ca(d, "ca")
     make_ca(d, "otherca")
-    make_cert(d, "ca", "node1", True, True)
-    make_cert(d, "ca", "node2", True, True)
+    make_node_cert(d, "ca", "node1")
+    make_node_cert(d, "ca", "node2")
     make_cert(d, "ca", "client", False)
     make_cert(d, "otherca", "rogue", False)
     ports = [free_port() for _ in range(4)]
@@ -106,6 +110,18 @@ def test():
     check_eq(status(pb, pbg, grpc_addr[1], good).node_id, "node2",
              "TLS kept after a plain .open")
     refused(pb, pbg, grpc_addr[1], None, "plaintext after a plain .open")
+    # The stored settings secure Raft too: a plaintext AppendEntries posing
+    # as leader 999 at term 1000 (tests/cluster/raft_forge.c) is refused.
+    term = status(pb, pbg, grpc_addr[1], good).term
+    forge = os.path.join(BUILD, "tests", "tools", "raft_forge")
+    r = subprocess.run([forge, scratch("rlforge-"), raft[1], "1000000"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "raft_forge: %s%s" % (r.stdout, r.stderr))
+    time.sleep(0.5)
+    st = status(pb, pbg, grpc_addr[1], good)
+    check(st.term == term and st.leader_id == "node1",
+          "node2 after a plaintext AppendEntries: term %d (was %d), leader "
+          "%r" % (st.term, term, st.leader_id))
     log("mTLS from URI parameters: join, replication, refusals, kept on "
         "reopen")
     s1.close()

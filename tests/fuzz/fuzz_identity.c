@@ -38,7 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     terminated(a.tls_cert, sizeof a.tls_cert);
     terminated(a.tls_key, sizeof a.tls_key);
     terminated(a.tls_ca, sizeof a.tls_ca);
+    terminated(a.auth_file, sizeof a.auth_file);
     check(a.tls_client_auth == 0 || a.tls_client_auth == 1);
+    check(a.insecure == 0 || a.insecure == 1);
     if (rc == 0) {
         check(a.node_id[0] && a.raft_addr[0]);
     } else {

@@ -36,6 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (a.received > a.total) {
             abort();
         }
+        /* A transaction to commit keeps exactly what arrived. */
+        if (a.commit && (a.cap < a.received || a.cap > a.total)) {
+            abort();
+        }
     }
     if (code == RL_RPC_OK &&
         rl_txn_asm_finish(&a, err, sizeof(err)) == RL_RPC_OK) {
@@ -43,5 +47,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
+    rl_txn_asm_free(&a);
     return 0;
 }

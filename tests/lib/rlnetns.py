@@ -185,9 +185,11 @@ class NsNode:
         self.ns, self.ip, self.name, self.data = ns, ip, name, data
         self.grpc = "%s:%d" % (ip, self.GRPC_PORT)
         self.raft = "%s:%d" % (ip, self.RAFT_PORT)
+        # -insecure: 10.77.0.0/24 is not loopback, and these namespaces
+        # are the trusted private network the flag is for (no TLS here).
         self.argv = ["ip", "netns", "exec", ns, raftd, "-id", name,
                      "-grpc", self.grpc, "-raft", self.raft, "-data", data,
-                     "-log-level", "info"]
+                     "-log-level", "info", "-insecure"]
         self.argv += ["-join", join] if join else ["-bootstrap"]
         self.cwd = os.path.join(data, "cwd-" + name)
         os.makedirs(self.cwd, exist_ok=True)

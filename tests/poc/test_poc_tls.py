@@ -2,9 +2,10 @@
 # budget: 60
 """tests/poc/test_poc_tls.py -- a raftd cluster with raftd's TLS flags.
 
-Certificates made here with openssl (tests/lib/rltls.py): a CA and one node
-certificate valid for server and client use. Three raftd with -tls-cert,
--tls-key, -tls-ca and -tls-client-auth (mutual TLS): node2 and node3 join
+Certificates made here with openssl (tests/lib/rltls.py): a CA, one
+certificate per node (SAN URI raftlite:node:<id>: Raft runs in mutual TLS
+too) and one valid for server and client use that the client presents.
+Three raftd with -tls-cert, -tls-key, -tls-ca and -tls-client-auth (mutual TLS): node2 and node3 join
 node1 over TLS; demo/client.py with -tls-ca/-tls-cert/-tls-key creates on
 node1, writes through a follower (forwarded over TLS), reads STRONG on the
 other (ReadIndex over TLS) and lists the members; then the project's stubs
@@ -19,7 +20,7 @@ import signal
 from rlpoc import (Api, Raftd, check, check_eq, client, client_ok, free_port,
                    log, scratch)
 from rlgrpc import project_stubs
-from rltls import make_ca, make_cert
+from rltls import make_ca, make_cert, make_node_cert
 
 import grpc
 
@@ -28,14 +29,19 @@ def test():
     d = scratch("rlpoctls-")
     make_ca(d, "ca")
     make_cert(d, "ca", "node", server=True, client=True)
+    for i in range(3):  # Raft's mutual TLS wants each node's own certificate
+        make_node_cert(d, "ca", "node%d" % (i + 1))
     pem = {n: os.path.join(d, n) for n in ("ca.pem", "node.pem", "node.key")}
-    tls = ["-tls-cert", pem["node.pem"], "-tls-key", pem["node.key"],
-           "-tls-ca", pem["ca.pem"], "-tls-client-auth"]
+
+    def tls(i):
+        p = os.path.join(d, "node%d" % (i + 1))
+        return ["-tls-cert", p + ".pem", "-tls-key", p + ".key",
+                "-tls-ca", pem["ca.pem"], "-tls-client-auth"]
     g = ["127.0.0.1:%d" % free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
         argv = (["raftd", "-id", "node%d" % (i + 1), "-grpc", g[i], "-raft",
-                 "127.0.0.1:%d" % free_port(), "-data", "./data"] + tls +
+                 "127.0.0.1:%d" % free_port(), "-data", "./data"] + tls(i) +
                 (["-bootstrap"] if i == 0 else ["-join", g[0]]))
         nodes.append(Raftd(argv, d, "node%d" % (i + 1)).wait_serving())
         check("(mutual TLS)" in nodes[-1].log(), "node%d serves mutual TLS:"

@@ -11,8 +11,8 @@ UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/entry.c
 
 UNIT_TESTS += test_node
-UNIT_SRCS_test_node := $(NODE_SRCS)
-UNIT_LIBS_test_node := -lraft -luv -lpthread
+UNIT_SRCS_test_node := $(NODE_SRCS) $(NODE_TLS_SRCS)
+UNIT_LIBS_test_node := -lraft -luv -lssl -lcrypto -lpthread
 
 # The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
 # partitions, drops, delays, disk faults, kills, snapshots, many seeds.
@@ -27,14 +27,32 @@ UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/wa
 
 # The image client against the real FetchImage service and a fake peer.
 UNIT_TESTS += test_image_fetch
-UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/rpc.c \
-    raftd/rpc_util.c raftd/service.c raftd/sqlguard.c raftd/service_rpc.c \
+UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/image_rx.c raftd/rpc.c \
+    raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/host.c raftd/identity.c $(NODE_SRCS)
-UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv
+    raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c \
+    $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
+UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
+    -lssl -lcrypto -lcrypt
 
-# raftlite's Raft transport (TCP_NODELAY on every connection) alone.
+# raftlite's Raft transport (TCP_NODELAY on every connection; mutual TLS)
+# alone.
 UNIT_TESTS += test_transport
-UNIT_SRCS_test_transport := raftd/transport.c
-UNIT_LIBS_test_transport := -lraft -luv
+UNIT_SRCS_test_transport := raftd/transport.c raftd/tls_transport.c \
+    raftd/certid.c raftd/addr.c
+UNIT_LIBS_test_transport := -lraft -luv -lssl -lcrypto -lpthread
+
+# tests/cluster/raft_forge.c: one forged AppendEntries, plaintext or TLS
+# (tests/cluster/test_raft_tls.py); built with the unit tests.
+RAFT_FORGE_OBJS = $(patsubst %.c,$(BUILD)/core/%.o,tests/cluster/raft_forge.c \
+                    $(NODE_SRCS) $(NODE_TLS_SRCS) vfs/txn.c)
+$(BUILD)/tests/tools/raft_forge: $(RAFT_FORGE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS_SAN) -lraft -luv $(NODE_TLS_LIBS)
+unit-bins: $(BUILD)/tests/tools/raft_forge
+
+# Group commit's queue and combiner alone (tests/unit/test_group.c).
+UNIT_TESTS += test_group
+UNIT_SRCS_test_group := raftd/group.c
+UNIT_LIBS_test_group := -lpthread

@@ -307,10 +307,5 @@ int main(int argc, char **argv)
     test_malformed();
     test_meta();
     test_manifest();
-    if (rl_failures) {
-        fprintf(stderr, "%d checks failed\n", rl_failures);
-        return 1;
-    }
-    printf("test_entry: all checks passed\n");
-    return 0;
+    return rl_check_report("test_entry");
 }

@@ -53,7 +53,7 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     return SQLITE_OK;
 }
 
-static const rl_port test_port = {0, 0, port_commit, 0};
+static const rl_port test_port = {0, 0, port_commit, 0, 0};
 
 static const rl_port *resolver(const char *db_path)
 {

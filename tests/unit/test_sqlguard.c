@@ -191,10 +191,5 @@ int main(void)
 
     sqlite3_close(db);
     unlink(dbfile);
-    if (rl_failures) {
-        fprintf(stderr, "test_sqlguard: %d rl_failures\n", rl_failures);
-        return 1;
-    }
-    printf("test_sqlguard: ok\n");
-    return 0;
+    return rl_check_report("test_sqlguard");
 }

@@ -1,5 +1,5 @@
 /*
-** vfs/fault.c -- the fault-point facility of fault builds (see fault.h).
+** lib/fault.c -- the fault-point facility of fault builds (see fault.h).
 **
 ** Compiled into every build, but holds code only with -DRL_FAULTS: a
 ** release build must not contain the facility or any point name. Never

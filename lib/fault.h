@@ -1,5 +1,5 @@
 /*
-** vfs/fault.h -- named fault points for the crash tests (issue #6).
+** lib/fault.h -- named fault points for the crash tests (issue #6).
 **
 ** RL_FAULT("name") marks a place where a crash must leave every node
 ** recoverable. It compiles to nothing unless the build defines RL_FAULTS

@@ -1,0 +1,239 @@
+# budget: 180
+"""Writes on every node (issue 17): a follower's stock shell writes, its
+transaction forwarded to the leader and its frames written by its own
+writer once its node applied the entry.
+
+- Quiet cluster: 1,000 single-row autocommit INSERTs from a follower's
+  shell, default busy timeout: none fails; every row on every node; the
+  follower reads each of its writes at once (read-your-writes).
+- Client processes: 1,000 writes from a second stock shell on the
+  leader's file, then 300 from one on a follower's file (its host relays
+  them to the leader): none fails, each reads back at once.
+- One client writing on each node in turn (60 writes): none conflicts,
+  since a follower's writer first waits for the leader's L.
+- A write that changes nothing on a follower (an UPDATE matching no row)
+  succeeds once the leader's read point proves its answer fresh.
+- Conflict: a follower's explicit transaction is open while the leader
+  commits; its COMMIT fails with SQLITE_BUSY_SNAPSHOT ("database is
+  locked"), raft_last_error() says "conflict", nothing of it is visible
+  anywhere, and the same transaction retried commits.
+- Bank: a shell on every node moves money between 10 accounts in
+  explicit transactions for 15 s (retrying on errors); every read of the
+  total on every node sees the same total; every acknowledged transfer
+  took effect exactly once (a row of its own in xfer, balances equal to
+  the sum of the transfers); files converge byte-identical.
+"""
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from rltest import Shell, check, check_eq, fail, is_error, log, main  # noqa
+from rlcluster import Cluster, SLOW  # noqa: E402
+
+ACCOUNTS = 10
+START = 1000
+BANK_S = 15
+
+
+def quiet(c, f):
+    t0 = time.time()
+    lines = "".join("INSERT INTO q VALUES (%d, 'row %d');\n" % (i, i)
+                    for i in range(1000))
+    out = f.sh.sql(lines + "SELECT count(*) FROM q;", 300 * SLOW)
+    check(not is_error(out), "a follower's 1,000 writes: %s" % out[-2000:])
+    check_eq(out.strip().splitlines()[-1], "1000",
+             "the follower reads its 1,000 writes at once")
+    secs = time.time() - t0
+    log("1,000 writes from follower %s in %.1fs (%.0f/s)" %
+        (f.name, secs, 1000 / secs))
+    c.wait_all("SELECT count(*) FROM q;", "1000")
+
+
+def clients(c, leader, f):
+    """Client processes (a second stock shell on a hosted file, no node of
+    its own) write through their host: 1,000 on the leader's file, then
+    300 on a follower's (relayed to the leader); none fails, each reads
+    its own writes at once, every node gets them."""
+    for node, count in ((leader, 1000), (f, 300)):
+        sh = Shell(node.db, env=c.env)
+        t0 = time.time()
+        out = sh.sql("".join(
+            "INSERT INTO c(who) VALUES ('client of %s');\n" % node.name
+            for _ in range(count)) +
+            "SELECT count(*) FROM c WHERE who = 'client of %s';" % node.name,
+            300 * SLOW)
+        check(not is_error(out), "a client of %s: %s" % (node.name,
+                                                          out[-2000:]))
+        check_eq(out.strip().splitlines()[-1], str(count),
+                 "the client of %s reads its writes at once" % node.name)
+        check_eq(sh.close(), 0, "client shell exit")
+        secs = time.time() - t0
+        log("%d writes from a client process of %s in %.1fs (%.0f/s)" %
+            (count, node.name, secs, count / secs))
+    c.wait_all("SELECT count(*) FROM c;", "1300")
+
+
+def alternate(c):
+    """One client writing on each node in turn: a write that begins after
+    another node's write finished never conflicts with it (the follower's
+    writer waits for the leader's L when it takes the write lock)."""
+    for i in range(60):
+        n = c.nodes[i % len(c.nodes)]
+        ok, out, err = n.try_sql("INSERT INTO t VALUES (%d, '%s');" %
+                                 (100 + i, n.name))
+        check(ok, "write %d on %s after one on another node: %s" %
+              (i, n.name, err))
+    c.wait_all("SELECT count(*) FROM t WHERE id >= 100;", "60")
+    log("60 writes, each on the next node: none conflicted")
+
+
+def noop(c, f):
+    """A write that changes nothing on a follower: its answer comes from
+    the follower's file, so it is acknowledged once the leader's read point
+    shows nothing took effect since it read."""
+    ok, out, err = f.try_sql("UPDATE t SET v = 'x' WHERE id = 999;\n"
+                             "SELECT changes();")
+    check(ok and out.strip() == "0",
+          "an UPDATE matching nothing on a follower: %s" % (err or out))
+
+
+def conflict(c, leader, f):
+    out = f.sh.sql("BEGIN IMMEDIATE;\nINSERT INTO t VALUES (1, 'follower');")
+    check(not is_error(out), "open a transaction on %s: %s" % (f.name, out))
+    leader.sql("INSERT INTO t VALUES (2, 'leader');")
+    ok, out, err = f.try_sql("COMMIT;")
+    check(not ok and "database is locked" in out,
+          "the follower's COMMIT after the leader's must fail with "
+          "SQLITE_BUSY_SNAPSHOT: %s" % (out or "it succeeded"))
+    check("conflict" in err, "raft_last_error() says conflict: %s" % err)
+    log("conflict on a follower: %s" % err)
+    f.sh.sql("ROLLBACK;")  # an explicit COMMIT that failed keeps its txn
+    c.wait_all("SELECT group_concat(id) FROM t WHERE id < 100;", "2")
+    ok, out, err = f.try_sql("BEGIN IMMEDIATE;\nINSERT INTO t VALUES "
+                             "(1, 'follower');\nCOMMIT;")
+    check(ok, "the same transaction retried commits: %s" % err)
+    c.wait_all("SELECT group_concat(id) FROM (SELECT id FROM t WHERE id < "
+               "100 ORDER BY id);", "1,2")
+
+
+def bank(c):
+    nodes = c.nodes
+    leader = c.leader()
+    leader.sql("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER);\n"
+               "CREATE TABLE xfer(id INTEGER PRIMARY KEY, src INTEGER, "
+               "dst INTEGER, amount INTEGER);\n" +
+               "".join("INSERT INTO acct VALUES (%d, %d);\n" % (i, START)
+                       for i in range(ACCOUNTS)))
+    c.wait_all("SELECT count(*) FROM acct;", str(ACCOUNTS))
+    total = str(ACCOUNTS * START)
+    acked, errors, reads = {}, [], [0]
+    mu = threading.Lock()
+    stop = time.time() + BANK_S
+
+    def worker(k, n):
+        rnd = random.Random(k)
+        i = 0
+        while time.time() < stop:
+            i += 1
+            xid = k * 1000000 + i
+            a, b = rnd.sample(range(ACCOUNTS), 2)
+            amt = rnd.randint(1, 50)
+            # One statement at a time, as a program does: the shell goes
+            # on after an error, so a failed BEGIN would leave the rest
+            # to autocommit and a failed UPDATE would be committed around.
+            stmts = ["BEGIN IMMEDIATE;",
+                     "UPDATE acct SET bal = bal - %d WHERE id = %d;" % (amt, a),
+                     "UPDATE acct SET bal = bal + %d WHERE id = %d;" % (amt, b),
+                     "INSERT INTO xfer VALUES (%d, %d, %d, %d);" %
+                     (xid, a, b, amt),
+                     "COMMIT;"]
+            failed = None
+            for st in stmts:
+                out = n.sh.sql(st, 60 * SLOW)
+                if is_error(out):
+                    failed = "%s: %s failed: %s | %s" % (
+                        n.name, st.split()[0], out.strip().splitlines()[-1],
+                        n.last_error())
+                    n.sh.sql("ROLLBACK;")
+                    break
+            with mu:
+                if failed:
+                    errors.append(failed)
+                else:
+                    acked[xid] = (a, b, amt)
+            got = n.sh.sql("SELECT sum(bal) FROM acct;").strip()
+            if got != total:
+                with mu:
+                    errors.append("TOTAL %s on %s" % (got, n.name))
+            with mu:
+                reads[0] += 1
+            # Think time, the same on every node: a leader's shell that
+            # commits back to back wins every race against followers.
+            time.sleep(rnd.uniform(0, 0.01))
+
+    ths = [threading.Thread(target=worker, args=(k + 1, n))
+           for k, n in enumerate(nodes)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(BANK_S + 120)
+    bad = [e for e in errors if e.startswith("TOTAL")]
+    check(not bad, "a read saw another total than %s: %s" % (total, bad[:5]))
+    log("bank: %d transfers acknowledged, %d refused and retried (e.g. %s), "
+        "%d total reads all %s" % (len(acked), len(errors), errors[:2],
+                                   reads[0], total))
+    check(len(acked) > 20, "too few transfers went through: %d" % len(acked))
+    c.wait_converged()
+    for n in nodes:
+        rows = n.sql("SELECT id, src, dst, amount FROM xfer;").split()
+        have = {}
+        for r in rows:
+            xid, a, b, amt = (int(x) for x in r.split("|"))
+            check(xid not in have, "%s: transfer %d twice" % (n.name, xid))
+            have[xid] = (a, b, amt)
+        lost = [x for x in acked if acked[x] != have.get(x)]
+        check(not lost, "%s lacks acknowledged transfers %s" % (n.name,
+                                                                lost[:5]))
+        bal = [START] * ACCOUNTS
+        for a, b, amt in have.values():
+            bal[a] -= amt
+            bal[b] += amt
+        got = [int(x) for x in n.sql("SELECT bal FROM acct ORDER BY id;")
+               .split()]
+        check_eq(got, bal, "%s: balances are the sum of the transfers" %
+                 n.name)
+    # Every node's shell wrote, followers included.
+    for n in nodes:
+        mine = [e for e in errors if e.startswith(n.name + ":")]
+        log("%s: %d acknowledged, %d refused, e.g. %s" % (
+            n.name, sum(1 for x in acked
+                        if x // 1000000 == nodes.index(n) + 1),
+            len(mine), mine[-1:]))
+    origins = set(x // 1000000 for x in acked)
+    check_eq(origins, set(range(1, len(nodes) + 1)),
+             "every node's shell had transfers acknowledged")
+
+
+def test():
+    c = Cluster(3)
+    leader = c.leader()
+    f = [n for n in c.nodes if n is not leader][0]
+    leader.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n"
+               "CREATE TABLE q(id INTEGER PRIMARY KEY, v TEXT);\n"
+               "CREATE TABLE c(id INTEGER PRIMARY KEY, who TEXT);")
+    c.wait_all("SELECT count(*) FROM sqlite_schema;", "3")
+    quiet(c, f)
+    clients(c, leader, f)
+    alternate(c)
+    noop(c, f)
+    conflict(c, leader, f)
+    bank(c)
+    c.close()
+
+
+if __name__ == "__main__":
+    main(test)

@@ -1,0 +1,13 @@
+#!/bin/sh
+# budget: 40
+# tests/fuzz/test_fuzz_cluster_req.sh -- a short libFuzzer run (6 s; 60 s
+# under make test-long) of the cluster and internal request checks
+# (raftd/reqcheck.c: Join, Remove, Transfer, Leader, Nodes, Status,
+# ReadIndex, ExecuteRead, FetchImage), build/fuzz/fuzz_cluster_req, from
+# the committed seeds of valid requests. `make fuzz` runs it longer.
+set -eu
+ROOT=${RL_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+SECS=6
+[ "${RL_LONG:-0}" = 1 ] && SECS=60
+sh "$ROOT/tests/fuzz/run_fuzz.sh" fuzz_cluster_req "$SECS" \
+    "$ROOT/tests/fuzz/seeds/fuzz_cluster_req"
