@@ -36,6 +36,7 @@ GEN_HDRS   :=
 include lib/module.mk
 include vfs/module.mk
 include ext/module.mk
+include raftd/node/module.mk
 include raftd/module.mk
 include proto/module.mk
 include tests/unit/module.mk

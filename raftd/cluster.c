@@ -551,8 +551,8 @@ int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
 
 int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                            const rl_forward_txn *f, unsigned timeout_ms,
-                           int *outcome, uint64_t *index, int *sent,
-                           char *err, size_t errlen)
+                           int *outcome, uint64_t *index, int *sent, char *err,
+                           size_t errlen)
 {
     rl_rpc_stream *st;
     rl_rpc_buf reply = {0};
@@ -610,14 +610,13 @@ int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                code != RL_RPC_OK ? e : "malformed or missing response");
         if (code == RL_RPC_FAILED_PRECONDITION ||
             code == RL_RPC_INVALID_ARGUMENT ||
-            code == RL_RPC_RESOURCE_EXHAUSTED ||
-            code == RL_RPC_UNIMPLEMENTED)
+            code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
             *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
         return -1;
     }
-    *outcome = r->outcome ? (int)r->outcome
-                          : r->success ? RL_OUTCOME_APPLIED
-                                       : RL_OUTCOME_UNKNOWN;
+    *outcome = r->outcome   ? (int)r->outcome
+               : r->success ? RL_OUTCOME_APPLIED
+                            : RL_OUTCOME_UNKNOWN;
     *index = r->index;
     if (*outcome != RL_OUTCOME_APPLIED)
         seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");

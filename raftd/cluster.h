@@ -53,8 +53,8 @@ typedef struct rl_forward_txn {
 ** Waits at most timeout_ms. */
 int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                            const rl_forward_txn *f, unsigned timeout_ms,
-                           int *outcome, uint64_t *index, int *sent,
-                           char *err, size_t errlen);
+                           int *outcome, uint64_t *index, int *sent, char *err,
+                           size_t errlen);
 
 /* Status of one node, as PRAGMA raft_status reports it. */
 typedef struct rl_cluster_status {

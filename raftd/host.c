@@ -449,8 +449,8 @@ static int behind_leader(rl_rpc_client *cl, const char *target_grpc,
     }
     tl_w.target = 0;
     if (!cl || !target_grpc ||
-        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e,
-                             sizeof e) != 0)
+        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e, sizeof e) !=
+            0)
         L = 0;
     if (L < local_L)
         L = local_L; /* what this node's own log already decided */
@@ -504,11 +504,10 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
         ** would conflict with a write that finished before it began.
         ** Wait for the leader's L (behind_leader). */
         struct rl_meta m;
-        int known = rl_node_meta(h->node, st.leader_id, NULL, &m) ==
-                        RL_NODE_OK &&
-                    m.grpc_addr[0];
-        return behind_leader(h->cl, known ? m.grpc_addr : NULL, st.L,
-                             applied)
+        int known =
+            rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
+            m.grpc_addr[0];
+        return behind_leader(h->cl, known ? m.grpc_addr : NULL, st.L, applied)
                    ? SQLITE_BUSY
                    : SQLITE_OK;
     }
@@ -658,16 +657,15 @@ static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
 ** SQLITE_OK when it took effect as *index; *outcome is RL_OUTCOME_*.
 ** who names the receiver in messages.
 */
-static int forward_send(rl_rpc_client *cl, const char *who,
-                        const char *target, const rl_forward_txn *f,
-                        uint64_t *index, int *outcome, char *err,
-                        size_t errlen)
+static int forward_send(rl_rpc_client *cl, const char *who, const char *target,
+                        const rl_forward_txn *f, uint64_t *index, int *outcome,
+                        char *err, size_t errlen)
 {
     int sent = 0;
     char e[1024];
     *index = 0;
-    if (rl_cluster_forward_txn(cl, target, f, COMMIT_TIMEOUT_MS, outcome,
-                               index, &sent, e, sizeof e) != 0) {
+    if (rl_cluster_forward_txn(cl, target, f, COMMIT_TIMEOUT_MS, outcome, index,
+                               &sent, e, sizeof e) != 0) {
         if (*outcome == RL_OUTCOME_NOT_APPLIED) {
             snprintf(err, errlen,
                      "%s (gRPC %s) did not take the transaction: %s; nothing "
@@ -1005,8 +1003,7 @@ static int svc_propose_txn(void *ctx, const struct rl_txn_asm *a,
         f.origin_txn = a->origin_txn;
         f.origin_pid = a->origin_pid;
         snprintf(who, sizeof who, "the leader %s", m.node_id);
-        forward_send(h->cl, who, m.grpc_addr, &f, index, &outcome, why,
-                     whylen);
+        forward_send(h->cl, who, m.grpc_addr, &f, index, &outcome, why, whylen);
         return outcome;
     }
     if (!log_has_room(h, (size_t)a->received, why, whylen))
@@ -1237,8 +1234,8 @@ static int port_read_point(void *ctx, const char *db_path, char *err,
             snprintf(err, errlen,
                      "node %s could not confirm with a quorum that it still "
                      "leads (%s%s%s)",
-                     h->id.node_id, rl_node_strerror(rc), res.msg[0] ? ": " : "",
-                     res.msg);
+                     h->id.node_id, rl_node_strerror(rc),
+                     res.msg[0] ? ": " : "", res.msg);
             return SQLITE_BUSY;
         }
         index = res.index;
@@ -2554,7 +2551,8 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err, errlen) != 0)
+        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err,
+                                  errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {
             snprintf(err, errlen,

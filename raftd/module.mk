@@ -42,10 +42,11 @@ UNIT_LIBS_test_auth := -lcrypt -lcrypto
 UNIT_TESTS += test_sqlguard
 UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 
-# The Raft node (raftd/entry.c, raftd/node.c, raftd/transport.c): no
-# SQLite inside, so the same objects serve the extension, raftd and the
-# unit tests.
-NODE_SRCS := raftd/entry.c raftd/node.c raftd/transport.c \
+# The Raft node (raftd/entry.c and raftd/node/fsm.c from
+# raftd/node/module.mk, raftd/node.c, raftd/transport.c): no SQLite
+# inside, so the same objects serve the extension, raftd and the unit
+# tests.
+NODE_SRCS := $(NODE_PURE_SRCS) raftd/node.c raftd/transport.c \
              raftd/tls_transport.c vfs/timing.c
 # What the Raft transport's TLS half needs beyond NODE_SRCS (the extension
 # and raftd have these in HOST_SRCS already; bench and unit tests add them).

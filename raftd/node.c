@@ -22,10 +22,13 @@
 **     have dropped their reference; a caller that times out just drops
 **     its own.
 **   - fsm_apply never fails and never blocks: its verdict depends only on
-**     the entry and on L, which travels in snapshots.
+**     the entry and on L, which travels in snapshots. The verdict rule,
+**     L, the metadata table and the manifests are pure code in
+**     node/fsm.c; this file calls them and does the locking and logging.
 ** Nothing here may call SQLite.
 */
 #include "node.h"
+#include "node/fsm.h"
 #include "fault.h"
 #include "transport.h"
 #include "timing.h"
@@ -50,7 +53,6 @@
 
 #define TICK_MS        20
 #define IMAGE_RETRY_MS 300
-#define SIZE_RING      4096
 #define DEFAULT_BYTES  ((uint64_t)64 << 20)
 #define VERDICT_NOOP   ((void *)(uintptr_t)1)
 #define VERDICT_EFFECT ((void *)(uintptr_t)2)
@@ -168,20 +170,14 @@ struct rl_node {
     uv_timer_t reload_timer;
     uint64_t reloads; /* completed reloads */
 
-    /* FSM state (loop thread). */
-    uint64_t L;
-    uint64_t last_fsm_index;
-    uint64_t bytes_since_snap;
+    /* FSM state (loop thread). sm.metas, the metadata table, is written
+    ** by the loop under mu and read by any thread under mu. */
+    struct rl_fsm sm;
     int threshold_lowered;
-    uint64_t ring_index[SIZE_RING];
-    uint64_t ring_size[SIZE_RING];
-    unsigned ring_next, ring_n;
     uint64_t snap_A; /* set by fsm_snapshot, read by snapshot_async */
 
     /* Published (under mu). */
     struct rl_node_status pub;
-    struct rl_meta *metas; /* written by the loop under mu */
-    unsigned n_metas;
     struct rl_member *members;
     unsigned n_members;
 
@@ -279,7 +275,7 @@ static void node_free(struct rl_node *n)
         free(it);
         it = next;
     }
-    free(n->metas);
+    rl_fsm_clear(&n->sm);
     free(n->members);
     free(n->dir);
     free(n->raft_addr);
@@ -441,49 +437,13 @@ static void queue_push(struct rl_node *n, struct item *it)
     pthread_mutex_unlock(&n->mu);
 }
 
-/* ---- metadata table (written on the loop thread under mu) ---- */
-
-static int meta_equal(const struct rl_meta *a, const struct rl_meta *b)
-{
-    return a->raft_id == b->raft_id && strcmp(a->node_id, b->node_id) == 0 &&
-           strcmp(a->raft_addr, b->raft_addr) == 0 &&
-           strcmp(a->grpc_addr, b->grpc_addr) == 0;
-}
-
-/* Insert or replace m; a string id maps to one raft id: the newest wins. */
-static void meta_put(struct rl_node *n, const struct rl_meta *m)
-{
-    pthread_mutex_lock(&n->mu);
-    unsigned j = 0;
-    for (unsigned i = 0; i < n->n_metas; i++) {
-        if (n->metas[i].raft_id == m->raft_id ||
-            strcmp(n->metas[i].node_id, m->node_id) == 0)
-            continue;
-        n->metas[j++] = n->metas[i];
-    }
-    n->n_metas = j;
-    struct rl_meta *grown =
-        realloc(n->metas, (n->n_metas + 1) * sizeof *n->metas);
-    if (grown) {
-        n->metas = grown;
-        n->metas[n->n_metas++] = *m;
-    }
-    pthread_mutex_unlock(&n->mu);
-    if (!grown)
-        nlog(n, 0, "out of memory: metadata of raft id %llu dropped",
-             (unsigned long long)m->raft_id);
-}
+/* ---- metadata table (n->sm.metas: written on the loop thread under mu) */
 
 /* Call with mu held. */
 static const struct rl_meta *meta_find_locked(struct rl_node *n, uint64_t id,
                                               const char *node_id)
 {
-    for (unsigned i = 0; i < n->n_metas; i++) {
-        if (id ? n->metas[i].raft_id == id
-               : strcmp(n->metas[i].node_id, node_id) == 0)
-            return &n->metas[i];
-    }
-    return NULL;
+    return rl_fsm_meta_find(&n->sm, id, node_id);
 }
 
 /* ---- FSM (loop thread) ---- */
@@ -517,72 +477,43 @@ static void lost_resolve(struct rl_node *n, uint64_t index, uint64_t checksum,
     }
 }
 
-static void ring_add(struct rl_node *n, uint64_t index, uint64_t size)
-{
-    n->ring_index[n->ring_next] = index;
-    n->ring_size[n->ring_next] = size;
-    n->ring_next = (n->ring_next + 1) % SIZE_RING;
-    if (n->ring_n < SIZE_RING)
-        n->ring_n++;
-}
-
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
     struct rl_node *n = fsm->data;
     uint64_t index = raft_last_applied(&n->raft) + 1;
     uint64_t t0 = uv_hrtime();
-    struct rl_entry e;
-    char err[200];
-    int effective = 0;
-    uint64_t checksum = 0;
+    struct rl_fsm_verdict v;
     if (rl_timing_on) {
         n->tm_fsm_index = index;
         n->tm_fsm_at = rl_timing_now();
     }
-    int rc = rl_entry_decode(buf->base, buf->len, &e, err, sizeof err);
-    if (rc != 0) {
+    rl_fsm_decide(&n->sm, index, buf->base, buf->len, &v);
+    const struct rl_entry *e = &v.e;
+    int effective = v.effective;
+    if (!v.decoded)
         nlog(n, 1, "entry %llu is malformed (%s): applied as a no-op",
-             (unsigned long long)index, err);
-        memset(&e, 0, sizeof e);
-    } else {
-        checksum = e.checksum;
-        switch (e.h.kind) {
-        case RL_ENTRY_TXN:
-            if (e.h.base >= index)
-                nlog(n, 0,
-                     "entry %llu has base %llu: its base must be an earlier "
-                     "index, so the Raft log is mis-indexed (raft 0.15 with "
-                     "snapshot trailing 0?)",
-                     (unsigned long long)index, (unsigned long long)e.h.base);
-            effective = e.h.base == n->L;
-            if (effective)
-                n->L = index;
-            break;
-        case RL_ENTRY_GENESIS:
-            effective = 1;
-            n->L = index;
-            break;
-        case RL_ENTRY_META: {
-            struct rl_meta m;
-            effective = rl_meta_decode(e.payload, (size_t)e.h.payload_len, &m,
-                                       err, sizeof err) == 0;
-            if (effective)
-                meta_put(n, &m);
-            else
-                nlog(n, 1, "META entry %llu ignored: %s",
-                     (unsigned long long)index, err);
-            break;
-        }
-        default:
-            effective = 1;
-        }
-    }
+             (unsigned long long)index, v.err);
+    else if (v.base_ahead)
+        nlog(n, 0,
+             "entry %llu has base %llu: its base must be an earlier "
+             "index, so the Raft log is mis-indexed (raft 0.15 with "
+             "snapshot trailing 0?)",
+             (unsigned long long)index, (unsigned long long)e->h.base);
+    else if (e->h.kind == RL_ENTRY_META && !effective)
+        nlog(n, 1, "META entry %llu ignored: %s", (unsigned long long)index,
+             v.err);
+    pthread_mutex_lock(&n->mu); /* the metadata table is read under mu */
+    int rc = rl_fsm_take(&n->sm, &v);
+    pthread_mutex_unlock(&n->mu);
+    if (rc != 0)
+        nlog(n, 0, "out of memory: metadata of raft id %llu dropped",
+             (unsigned long long)v.meta.raft_id);
     RL_FAULT("raft-apply"); /* FSM state changed, applier not handed it */
     /* Copy for the applier: raft owns buf after we return. A failed
     ** allocation cannot fail the apply; the entry reaches the applier
     ** without payload and marked not effective, and that is logged. */
-    size_t len = rc == 0 ? (size_t)e.h.payload_len : 0;
+    size_t len = v.decoded ? (size_t)e->h.payload_len : 0;
     struct item *it = malloc(sizeof *it + len);
     if (it == NULL) {
         nlog(n, 0, "out of memory copying entry %llu for the applier",
@@ -591,38 +522,35 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         memset(it, 0, sizeof *it);
         it->type = ITEM_ENTRY;
         it->e.index = index;
-        it->e.kind = rc == 0 ? e.h.kind : 0;
+        it->e.kind = v.decoded ? e->h.kind : 0;
         it->e.effective = effective;
-        it->e.base = e.h.base;
-        it->e.origin_node = e.h.origin_node;
-        it->e.origin_txn = e.h.origin_txn;
-        it->e.origin_pid = e.h.origin_pid;
+        it->e.base = e->h.base;
+        it->e.origin_node = e->h.origin_node;
+        it->e.origin_txn = e->h.origin_txn;
+        it->e.origin_pid = e->h.origin_pid;
         if (len)
-            memcpy(it->data, e.payload, len);
+            memcpy(it->data, e->payload, len);
         it->e.payload = it->data;
         it->e.len = len;
         queue_push(n, it);
     }
-    n->last_fsm_index = index;
-    ring_add(n, index, buf->len);
-    n->bytes_since_snap += buf->len;
     uint64_t tb = n->cfg.snapshot_threshold_bytes;
-    if (n->bytes_since_snap >= tb && !n->threshold_lowered) {
+    if (n->sm.bytes_since_snap >= tb && !n->threshold_lowered) {
         /* raft counts entries only: make it snapshot after this batch. */
         uint64_t since = index - n->raft.log.snapshot.last_index;
         raft_set_snapshot_threshold(&n->raft, since > 0 ? (unsigned)since : 1);
         n->threshold_lowered = 1;
     }
-    if (rc == 0 && n->cfg.log)
+    if (v.decoded && n->cfg.log)
         nlog(n, 3, "apply %llu %s base %llu -> %s, L %llu",
-             (unsigned long long)index, rl_entry_kind_name(e.h.kind),
-             (unsigned long long)e.h.base, effective ? "effective" : "no-op",
-             (unsigned long long)n->L);
+             (unsigned long long)index, rl_entry_kind_name(e->h.kind),
+             (unsigned long long)e->h.base, effective ? "effective" : "no-op",
+             (unsigned long long)n->sm.L);
     if (n->lost)
-        lost_resolve(n, index, checksum, effective);
+        lost_resolve(n, index, v.decoded ? e->checksum : 0, effective);
     pthread_mutex_lock(&n->mu);
     n->pub.fsm_applied = index;
-    n->pub.L = n->L;
+    n->pub.L = n->sm.L;
     pthread_mutex_unlock(&n->mu);
     *result = effective ? VERDICT_EFFECT : VERDICT_NOOP;
     uint64_t us = (uv_hrtime() - t0) / 1000;
@@ -637,63 +565,26 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
     struct rl_node *n = fsm->data;
-    struct rl_manifest m = {
-        .S = n->raft.last_applied, .A = n->last_fsm_index, .L = n->L};
-    if (m.A > m.S)
-        m.A = m.S;
+    uint64_t S = n->raft.last_applied, A;
     pthread_mutex_lock(&n->mu);
-    m.n_members = n->n_metas;
-    m.members = n->metas;
-    void *data;
-    size_t len;
-    int rc = rl_manifest_encode(&m, raft_malloc, &data, &len);
+    int rc = rl_fsm_snapshot(&n->sm, S, bufs, n_bufs, &A);
     pthread_mutex_unlock(&n->mu);
     if (rc != 0) {
         nlog(n, 1, "snapshot at %llu not taken: manifest encoding failed",
-             (unsigned long long)m.S);
-        return RAFT_NOMEM;
+             (unsigned long long)S);
+        return rc;
     }
-    struct raft_buffer *b = raft_malloc(sizeof *b);
-    if (b == NULL) {
-        raft_free(data);
-        return RAFT_NOMEM;
-    }
-    b->base = data;
-    b->len = len;
-    *bufs = b;
-    *n_bufs = 1;
-    n->snap_A = m.A;
-
-    /* Trailing entries stay in raft's memory: keep at most the configured
-    ** count and at most snapshot_trailing_bytes of them. */
-    uint64_t bytes = 0, oldest = m.S + 1;
-    for (unsigned k = 0; k < n->ring_n; k++) {
-        unsigned at = (n->ring_next + SIZE_RING - 1 - k) % SIZE_RING;
-        if (n->ring_index[at] > m.S)
-            continue;
-        if (bytes + n->ring_size[at] > n->cfg.snapshot_trailing_bytes)
-            break;
-        if (m.S - n->ring_index[at] + 1 > n->cfg.snapshot_trailing)
-            break;
-        bytes += n->ring_size[at];
-        oldest = n->ring_index[at];
-    }
-    /* Measured: with trailing 0, raft 0.15 reloads the log after a restart
-    ** with every entry's index one too low (the first entry after the
-    ** snapshot is lost and the rest shift), so verdicts diverge. Keep at
-    ** least one entry. */
-    uint64_t trailing = m.S + 1 - oldest;
-    if (trailing < 1)
-        trailing = 1;
-    raft_set_snapshot_trailing(&n->raft, (unsigned)trailing);
+    n->snap_A = A;
+    unsigned trailing = rl_fsm_trailing(&n->sm, S, n->cfg.snapshot_trailing,
+                                        n->cfg.snapshot_trailing_bytes);
+    raft_set_snapshot_trailing(&n->raft, trailing);
     if (n->threshold_lowered) {
         raft_set_snapshot_threshold(&n->raft, n->cfg.snapshot_threshold);
         n->threshold_lowered = 0;
     }
-    n->bytes_since_snap = 0;
-    nlog(n, 2, "snapshot at S=%llu A=%llu L=%llu, trailing %llu entries",
-         (unsigned long long)m.S, (unsigned long long)m.A,
-         (unsigned long long)m.L, (unsigned long long)trailing);
+    nlog(n, 2, "snapshot at S=%llu A=%llu L=%llu, trailing %u entries",
+         (unsigned long long)S, (unsigned long long)A,
+         (unsigned long long)n->sm.L, trailing);
     return 0;
 }
 
@@ -741,13 +632,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
                                  struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     (void)fsm;
-    if (*bufs) {
-        for (unsigned i = 0; i < *n_bufs; i++)
-            raft_free((*bufs)[i].base);
-        raft_free(*bufs);
-    }
-    *bufs = NULL;
-    *n_bufs = 0;
+    rl_fsm_snapshot_finalize(bufs, n_bufs);
     return 0;
 }
 
@@ -760,36 +645,23 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (it == NULL)
         return RAFT_NOMEM;
     char err[200];
-    int rc = rl_manifest_decode(buf->base, buf->len, &it->m, err, sizeof err);
+    pthread_mutex_lock(&n->mu); /* the metadata table is read under mu */
+    int rc =
+        rl_fsm_restore(&n->sm, buf->base, buf->len, &it->m, err, sizeof err);
+    if (rc == 0) {
+        n->pub.L = n->sm.L;
+        n->pub.restores++;
+        n->pub.snapshot_index = it->m.S;
+    }
+    pthread_mutex_unlock(&n->mu);
     if (rc != 0) {
-        nlog(n, 0, "snapshot rejected: %s", err);
         free(it);
+        if (rc == RL_EFMT_NOMEM)
+            return RAFT_NOMEM;
+        nlog(n, 0, "snapshot rejected: %s", err);
         return RAFT_MALFORMED;
     }
     it->type = ITEM_RESTORE;
-    n->L = it->m.L;
-    n->last_fsm_index = it->m.A;
-    n->ring_n = 0;
-    n->bytes_since_snap = 0;
-    pthread_mutex_lock(&n->mu);
-    struct rl_meta *copy = NULL;
-    if (it->m.n_members > 0) {
-        copy = malloc(it->m.n_members * sizeof *copy);
-        if (copy == NULL) {
-            pthread_mutex_unlock(&n->mu);
-            rl_manifest_clear(&it->m);
-            free(it);
-            return RAFT_NOMEM;
-        }
-        memcpy(copy, it->m.members, it->m.n_members * sizeof *copy);
-    }
-    free(n->metas);
-    n->metas = copy;
-    n->n_metas = it->m.n_members;
-    n->pub.L = n->L;
-    n->pub.restores++;
-    n->pub.snapshot_index = it->m.S;
-    pthread_mutex_unlock(&n->mu);
     /* Waiters on entries the snapshot covers cannot learn their verdict. */
     struct req **pp = &n->lost;
     while (*pp) {
@@ -972,7 +844,7 @@ static void check_leader(struct rl_node *n)
     if (!n->meta_inflight) {
         pthread_mutex_lock(&n->mu);
         const struct rl_meta *m = meta_find_locked(n, n->cfg.raft_id, NULL);
-        int current = m && meta_equal(m, &n->self);
+        int current = m && rl_fsm_meta_equal(m, &n->self);
         pthread_mutex_unlock(&n->mu);
         if (!current) {
             uint8_t buf[1024];
@@ -1017,7 +889,7 @@ static void read_barrier_cb(struct raft_barrier *b, int status)
     n->read_inflight = 0;
     /* The barrier is applied: every FSM entry up to it is too, and the
     ** last of them is what the applier must reach. */
-    uint64_t index = n->last_fsm_index;
+    uint64_t index = n->sm.A;
     while (rb->list) {
         struct req *r = rb->list;
         rb->list = r->next;
@@ -1253,8 +1125,8 @@ static void publish(struct rl_node *n)
     st->commit_index = r->commit_index;
     st->last_index = raft_last_index(r);
     st->fsm_applied = raft_last_applied(r);
-    st->fsm_index = n->last_fsm_index;
-    st->L = n->L;
+    st->fsm_index = n->sm.A;
+    st->L = n->sm.L;
     if (r->log.snapshot.last_index > st->snapshot_index)
         st->snapshot_index = r->log.snapshot.last_index;
     st->leader_contact_ms =
@@ -1742,17 +1614,11 @@ static int log_has_room(struct rl_node *n)
 /* The FSM as a fresh process has it before raft_start replays into it. */
 static void fsm_reset(struct rl_node *n)
 {
-    n->L = 0;
-    n->last_fsm_index = 0;
-    n->bytes_since_snap = 0;
     n->threshold_lowered = 0;
-    n->ring_next = n->ring_n = 0;
     n->snap_A = 0;
     n->barrier_term = n->ready_term = 0;
     pthread_mutex_lock(&n->mu);
-    free(n->metas);
-    n->metas = NULL;
-    n->n_metas = 0;
+    rl_fsm_clear(&n->sm);
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -2161,9 +2027,8 @@ int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
     res->leader_addr[0] = 0;
     struct rl_entry_hdr h = {.kind = p->kind,
                              .base = p->base,
-                             .origin_node = p->origin_node
-                                                ? p->origin_node
-                                                : n->cfg.raft_id,
+                             .origin_node = p->origin_node ? p->origin_node
+                                                           : n->cfg.raft_id,
                              .origin_txn = p->origin_txn,
                              .origin_pid = p->origin_pid,
                              .payload_len = p->len};
@@ -2308,7 +2173,7 @@ int rl_node_meta_current(struct rl_node *n)
 {
     pthread_mutex_lock(&n->mu);
     const struct rl_meta *m = meta_find_locked(n, n->cfg.raft_id, NULL);
-    int cur = m && meta_equal(m, &n->self);
+    int cur = m && rl_fsm_meta_equal(m, &n->self);
     pthread_mutex_unlock(&n->mu);
     return cur;
 }

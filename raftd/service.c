@@ -1380,8 +1380,10 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
         }
         if (a->commit && ch->data.len &&
             asm_keep(a, ch->data.data, ch->data.len) != 0) {
-            seterr(err, errlen, "out of memory keeping a %llu-byte "
-                   "transaction", (unsigned long long)a->total);
+            seterr(err, errlen,
+                   "out of memory keeping a %llu-byte "
+                   "transaction",
+                   (unsigned long long)a->total);
             proto__txn_chunk__free_unpacked(ch, NULL);
             return RL_RPC_RESOURCE_EXHAUSTED;
         }

@@ -229,9 +229,9 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     resp.crc32 = a.crc;
     if (a.commit) {
         /* A follower's transaction: commit it through Raft. */
-        int outcome = rl_service_propose_txn(svc, &a,
-                                             rl_rpc_call_remaining_ms(call),
-                                             &resp.index, why, sizeof why);
+        int outcome =
+            rl_service_propose_txn(svc, &a, rl_rpc_call_remaining_ms(call),
+                                   &resp.index, why, sizeof why);
         rl_txn_asm_free(&a);
         if (outcome < 0) {
             return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION, "%s",

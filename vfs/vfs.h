@@ -68,8 +68,7 @@ typedef struct rl_port {
     ** the file reflects an index a quorum confirmed after this call began
     ** (DESIGN 8), else an error code with err (the read is refused, never
     ** served stale). NULL: such reads are refused. */
-    int (*read_point)(void *ctx, const char *db_path, char *err,
-                      size_t errlen);
+    int (*read_point)(void *ctx, const char *db_path, char *err, size_t errlen);
 } rl_port;
 
 /* A position in the applied record: a Raft index and where its commit

@@ -11,9 +11,14 @@ UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/entry.c
 
 UNIT_TESTS += test_node
-UNIT_SRCS_test_node := raftd/entry.c raftd/node.c raftd/transport.c \
-    raftd/tls_transport.c raftd/certid.c raftd/addr.c vfs/timing.c
+UNIT_SRCS_test_node := $(NODE_SRCS) $(NODE_TLS_SRCS)
 UNIT_LIBS_test_node := -lraft -luv -lssl -lcrypto -lpthread
+
+# The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
+# partitions, drops, delays, disk faults, kills, snapshots, many seeds.
+UNIT_TESTS += test_fsm_fixture
+UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c
+UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
@@ -26,9 +31,8 @@ UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/image_rx.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c raftd/node.c \
-    raftd/entry.c raftd/transport.c raftd/tls_transport.c raftd/certid.c \
-    raftd/addr.c vfs/timing.c raftd/auth.c
+    raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c \
+    $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
     -lssl -lcrypto -lcrypt
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 static void test_loopback(void)
 {
@@ -23,24 +23,24 @@ static void test_loopback(void)
         "0.0.0.0:1",      ":50051",      "10.0.0.1:7001", "[::]:80",
         "example.com:80", "128.0.0.1:1", "nocolon",       ""};
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
-        CHECK(rl_addr_is_loopback(yes[i]));
+        EXPECT(rl_addr_is_loopback(yes[i]));
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
-        CHECK(!rl_addr_is_loopback(no[i]));
+        EXPECT(!rl_addr_is_loopback(no[i]));
 }
 
 static void test_exposed(void)
 {
     char err[512] = "";
-    CHECK(rl_addr_exposed_check("127.0.0.1:1", "-grpc", 0, 0, "-insecure", err,
-                                sizeof err) == 0);
-    CHECK(rl_addr_exposed_check("10.0.0.1:1", "-grpc", 1, 0, "-insecure", err,
-                                sizeof err) == 0);
-    CHECK(rl_addr_exposed_check("10.0.0.1:1", "-grpc", 0, 1, "-insecure", err,
-                                sizeof err) == 0);
-    CHECK(rl_addr_exposed_check(":50051", "-grpc", 0, 0, "-insecure", err,
-                                sizeof err) == -1);
-    CHECK(strstr(err, "-grpc :50051 (every interface) is not a loopback") &&
-          strstr(err, "-insecure allows it"));
+    EXPECT(rl_addr_exposed_check("127.0.0.1:1", "-grpc", 0, 0, "-insecure", err,
+                                 sizeof err) == 0);
+    EXPECT(rl_addr_exposed_check("10.0.0.1:1", "-grpc", 1, 0, "-insecure", err,
+                                 sizeof err) == 0);
+    EXPECT(rl_addr_exposed_check("10.0.0.1:1", "-grpc", 0, 1, "-insecure", err,
+                                 sizeof err) == 0);
+    EXPECT(rl_addr_exposed_check(":50051", "-grpc", 0, 0, "-insecure", err,
+                                 sizeof err) == -1);
+    EXPECT(strstr(err, "-grpc :50051 (every interface) is not a loopback") &&
+           strstr(err, "-insecure allows it"));
 }
 
 static void test_reachable(void)
@@ -52,18 +52,18 @@ static void test_reachable(void)
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-          listen(fd, 4) == 0 &&
-          getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    EXPECT(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+           listen(fd, 4) == 0 &&
+           getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
-    CHECK(rl_addr_reachable(addr, 2000, why, sizeof why) == 0);
+    EXPECT(rl_addr_reachable(addr, 2000, why, sizeof why) == 0);
     close(fd); /* nobody listens there now */
     why[0] = 0;
-    CHECK(rl_addr_reachable(addr, 2000, why, sizeof why) == -1 &&
-          strstr(why, "refused"));
-    CHECK(rl_addr_reachable("localhost:1", 100, why, sizeof why) == -1 &&
-          strstr(why, "not IPv4:PORT"));
-    CHECK(rl_addr_reachable("127.0.0.1:0", 100, why, sizeof why) == -1);
+    EXPECT(rl_addr_reachable(addr, 2000, why, sizeof why) == -1 &&
+           strstr(why, "refused"));
+    EXPECT(rl_addr_reachable("localhost:1", 100, why, sizeof why) == -1 &&
+           strstr(why, "not IPv4:PORT"));
+    EXPECT(rl_addr_reachable("127.0.0.1:0", 100, why, sizeof why) == -1);
 }
 
 int main(void)
@@ -71,5 +71,5 @@ int main(void)
     test_loopback();
     test_exposed();
     test_reachable();
-    return check_done("test_addr");
+    return rl_check_report("test_addr");
 }

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 static char yes_hash[256], sha_hash[256];
 
@@ -27,13 +27,13 @@ static void make_hashes(void)
     char *salt;
     memset(&cd, 0, sizeof cd);
     salt = crypt_gensalt_rn("$y$", 0, NULL, 0, cd.setting, sizeof cd.setting);
-    CHECK(salt != NULL);
+    EXPECT(salt != NULL);
     snprintf(yes_hash, sizeof yes_hash, "%s", crypt_r("s3cret", salt, &cd));
     memset(&cd, 0, sizeof cd);
     salt = crypt_gensalt_rn("$6$", 0, NULL, 0, cd.setting, sizeof cd.setting);
-    CHECK(salt != NULL);
+    EXPECT(salt != NULL);
     snprintf(sha_hash, sizeof sha_hash, "%s", crypt_r("pw2", salt, &cd));
-    CHECK(!strncmp(yes_hash, "$y$", 3) && !strncmp(sha_hash, "$6$", 3));
+    EXPECT(!strncmp(yes_hash, "$y$", 3) && !strncmp(sha_hash, "$6$", 3));
 }
 
 /* Parses text; expects a refusal whose message contains want. */
@@ -43,10 +43,10 @@ static void refused(const char *text, const char *want)
     char err[512] = "";
     int rc =
         rl_auth_parse(text, strlen(text), "auth.conf", &a, err, sizeof err);
-    CHECK(rc == -1 && a == NULL);
+    EXPECT(rc == -1 && a == NULL);
     if (!strstr(err, want)) {
         fprintf(stderr, "refusal of %s: '%s' lacks '%s'\n", text, err, want);
-        failures++;
+        rl_failures++;
     }
 }
 
@@ -74,46 +74,46 @@ static void test_parse(void)
              "cert nobody none\n"
              "anonymous status\n",
              yes_hash, sha_hash);
-    CHECK(rl_auth_parse(text, strlen(text), "auth.conf", &a, err, sizeof err) ==
-          0);
-    CHECK(rl_auth_user(a, "alice", &h, &p) &&
-          p == (RL_PERM_READ | RL_PERM_WRITE) && !strcmp(h, yes_hash));
-    CHECK(rl_auth_user(a, "bob", &h, &p) && p == RL_PERM_ALL);
-    CHECK(!rl_auth_user(a, "app", &h, &p)); /* a cert, not a user */
-    CHECK(rl_auth_cert(a, "app", &p) && p == (RL_PERM_READ | RL_PERM_STATUS));
-    CHECK(rl_auth_cert(a, "nobody", &p) && p == 0);
-    CHECK(!rl_auth_cert(a, "alice", &p));
-    CHECK(rl_auth_anonymous(a) == RL_PERM_STATUS);
-    CHECK(rl_auth_password_ok(yes_hash, "s3cret"));
-    CHECK(!rl_auth_password_ok(yes_hash, "s3cret "));
-    CHECK(!rl_auth_password_ok(yes_hash, ""));
-    CHECK(rl_auth_password_ok(sha_hash, "pw2"));
-    CHECK(!rl_auth_password_ok(sha_hash, "pw"));
-    CHECK(!rl_auth_password_ok("$6$broken", "pw"));
+    EXPECT(rl_auth_parse(text, strlen(text), "auth.conf", &a, err,
+                         sizeof err) == 0);
+    EXPECT(rl_auth_user(a, "alice", &h, &p) &&
+           p == (RL_PERM_READ | RL_PERM_WRITE) && !strcmp(h, yes_hash));
+    EXPECT(rl_auth_user(a, "bob", &h, &p) && p == RL_PERM_ALL);
+    EXPECT(!rl_auth_user(a, "app", &h, &p)); /* a cert, not a user */
+    EXPECT(rl_auth_cert(a, "app", &p) && p == (RL_PERM_READ | RL_PERM_STATUS));
+    EXPECT(rl_auth_cert(a, "nobody", &p) && p == 0);
+    EXPECT(!rl_auth_cert(a, "alice", &p));
+    EXPECT(rl_auth_anonymous(a) == RL_PERM_STATUS);
+    EXPECT(rl_auth_password_ok(yes_hash, "s3cret"));
+    EXPECT(!rl_auth_password_ok(yes_hash, "s3cret "));
+    EXPECT(!rl_auth_password_ok(yes_hash, ""));
+    EXPECT(rl_auth_password_ok(sha_hash, "pw2"));
+    EXPECT(!rl_auth_password_ok(sha_hash, "pw"));
+    EXPECT(!rl_auth_password_ok("$6$broken", "pw"));
     {
         /* rl_auth_login: right, remembered (the next logins skip
         ** yescrypt: ten take less than the first), wrong never. */
         struct timespec t0, t1, t2;
         double first, ten;
-        CHECK(!rl_auth_login(a, "alice", "nope", &p));
-        CHECK(!rl_auth_login(a, "app", "s3cret", &p)); /* not a user */
+        EXPECT(!rl_auth_login(a, "alice", "nope", &p));
+        EXPECT(!rl_auth_login(a, "app", "s3cret", &p)); /* not a user */
         clock_gettime(CLOCK_MONOTONIC, &t0);
         p = 0;
-        CHECK(rl_auth_login(a, "alice", "s3cret", &p) &&
-              p == (RL_PERM_READ | RL_PERM_WRITE));
+        EXPECT(rl_auth_login(a, "alice", "s3cret", &p) &&
+               p == (RL_PERM_READ | RL_PERM_WRITE));
         clock_gettime(CLOCK_MONOTONIC, &t1);
         for (int i = 0; i < 10; i++)
-            CHECK(rl_auth_login(a, "alice", "s3cret", &p));
+            EXPECT(rl_auth_login(a, "alice", "s3cret", &p));
         clock_gettime(CLOCK_MONOTONIC, &t2);
         first = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         ten = (double)(t2.tv_sec - t1.tv_sec) * 1e3 +
               (double)(t2.tv_nsec - t1.tv_nsec) / 1e6;
-        CHECK(ten < first);
-        CHECK(!rl_auth_login(a, "alice", "s3cret!", &p));
-        CHECK(!rl_auth_login(a, "alice", "", &p));
-        CHECK(rl_auth_login(a, "bob", "pw2", &p) && p == RL_PERM_ALL);
-        CHECK(rl_auth_login(a, "alice", "s3cret", &p));
+        EXPECT(ten < first);
+        EXPECT(!rl_auth_login(a, "alice", "s3cret!", &p));
+        EXPECT(!rl_auth_login(a, "alice", "", &p));
+        EXPECT(rl_auth_login(a, "bob", "pw2", &p) && p == RL_PERM_ALL);
+        EXPECT(rl_auth_login(a, "alice", "s3cret", &p));
     }
     rl_auth_free(a);
 
@@ -132,13 +132,13 @@ static void test_parse(void)
     refused("cert a\001b read\n", "control character");
     {
         static const char nul[] = "cert a read\ncert b\0 read\n";
-        CHECK(rl_auth_parse(nul, sizeof nul - 1, "f", &a, err, sizeof err) ==
-                  -1 &&
-              strstr(err, "f:2: the line holds a NUL"));
+        EXPECT(rl_auth_parse(nul, sizeof nul - 1, "f", &a, err, sizeof err) ==
+                   -1 &&
+               strstr(err, "f:2: the line holds a NUL"));
     }
     /* An empty file is valid: it grants nothing. */
-    CHECK(rl_auth_parse("", 0, "f", &a, err, sizeof err) == 0 &&
-          rl_auth_anonymous(a) == 0);
+    EXPECT(rl_auth_parse("", 0, "f", &a, err, sizeof err) == 0 &&
+           rl_auth_anonymous(a) == 0);
     rl_auth_free(a);
 }
 
@@ -147,30 +147,30 @@ static void test_load(void)
     char dir[] = "/tmp/rlauthXXXXXX", path[128], link[128], err[512] = "";
     rl_auth *a = NULL;
     FILE *f;
-    CHECK(mkdtemp(dir) != NULL);
+    EXPECT(mkdtemp(dir) != NULL);
     snprintf(path, sizeof path, "%s/auth", dir);
     snprintf(link, sizeof link, "%s/link", dir);
     f = fopen(path, "w");
-    CHECK(f != NULL);
+    EXPECT(f != NULL);
     fprintf(f, "cert app read\n");
     fclose(f);
-    CHECK(chmod(path, 0644) == 0);
-    CHECK(rl_auth_load(path, &a, err, sizeof err) == -1 &&
-          strstr(err, "chmod 600") && strstr(err, "mode 644"));
-    CHECK(chmod(path, 0640) == 0);
-    CHECK(rl_auth_load(path, &a, err, sizeof err) == -1 &&
-          strstr(err, "chmod 600"));
-    CHECK(chmod(path, 0600) == 0);
-    CHECK(rl_auth_load(path, &a, err, sizeof err) == 0 &&
-          !strcmp(rl_auth_file(a), path));
+    EXPECT(chmod(path, 0644) == 0);
+    EXPECT(rl_auth_load(path, &a, err, sizeof err) == -1 &&
+           strstr(err, "chmod 600") && strstr(err, "mode 644"));
+    EXPECT(chmod(path, 0640) == 0);
+    EXPECT(rl_auth_load(path, &a, err, sizeof err) == -1 &&
+           strstr(err, "chmod 600"));
+    EXPECT(chmod(path, 0600) == 0);
+    EXPECT(rl_auth_load(path, &a, err, sizeof err) == 0 &&
+           !strcmp(rl_auth_file(a), path));
     rl_auth_free(a);
-    CHECK(symlink(path, link) == 0);
-    CHECK(rl_auth_load(link, &a, err, sizeof err) == -1 &&
-          strstr(err, "symbolic link"));
-    CHECK(rl_auth_load(dir, &a, err, sizeof err) == -1);
+    EXPECT(symlink(path, link) == 0);
+    EXPECT(rl_auth_load(link, &a, err, sizeof err) == -1 &&
+           strstr(err, "symbolic link"));
+    EXPECT(rl_auth_load(dir, &a, err, sizeof err) == -1);
     snprintf(path + strlen(path), sizeof path - strlen(path), ".none");
-    CHECK(rl_auth_load(path, &a, err, sizeof err) == -1 &&
-          strstr(err, "cannot open the auth file"));
+    EXPECT(rl_auth_load(path, &a, err, sizeof err) == -1 &&
+           strstr(err, "cannot open the auth file"));
     unlink(link);
     path[strlen(path) - 5] = 0;
     unlink(path);
@@ -206,7 +206,7 @@ static void verdict(const rl_auth_server *s, const char *method,
         fprintf(stderr,
                 "line %d: %s: got %d '%s', want %d with '%s' and '%s'\n", line,
                 method, rc, err, code, want1, want2);
-        failures++;
+        rl_failures++;
     }
 }
 #define V(s, m, c, j, code, w1, w2) verdict(s, m, c, j, code, w1, w2, __LINE__)
@@ -283,8 +283,8 @@ static void test_decide(void)
              "cert ops admin,backup\n"
              "anonymous status\n",
              yes_hash, sha_hash);
-    CHECK(rl_auth_parse(text, strlen(text), "auth.conf", &a, err, sizeof err) ==
-          0);
+    EXPECT(rl_auth_parse(text, strlen(text), "auth.conf", &a, err,
+                         sizeof err) == 0);
     withfile.auth = a;
     V(&withfile, "ExecuteRead", cl, NULL, 0, "", "");
     V(&withfile, "ExecuteWrite", cl, NULL, DENIED, "permission 'write'",
@@ -330,9 +330,9 @@ static void test_decide(void)
     {
         char list[64];
         rl_perm_list(RL_PERM_READ | RL_PERM_BACKUP, list, sizeof list);
-        CHECK(!strcmp(list, "read,backup"));
+        EXPECT(!strcmp(list, "read,backup"));
         rl_perm_list(0, list, sizeof list);
-        CHECK(!strcmp(list, "none"));
+        EXPECT(!strcmp(list, "none"));
     }
 }
 
@@ -342,5 +342,5 @@ int main(void)
     test_parse();
     test_load();
     test_decide();
-    return check_done("test_auth");
+    return rl_check_report("test_auth");
 }

@@ -14,7 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 static EVP_PKEY *key;
 
@@ -38,7 +38,7 @@ static X509 *make(const char *cn, const char *san)
         X509V3_set_ctx_nodb(&ctx);
         X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
         ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-        CHECK(ext != NULL);
+        EXPECT(ext != NULL);
         X509_add_ext(x, ext, -1);
         X509_EXTENSION_free(ext);
     }
@@ -61,38 +61,38 @@ int main(void)
     rl_cert_id id;
     char err[256], longname[300], longsan[340];
     key = EVP_RSA_gen(2048);
-    CHECK(key != NULL);
+    EXPECT(key != NULL);
 
     /* A node certificate: the URI names role and id; the CN is ignored. */
-    CHECK(ident("whatever", "URI:raftlite:node:n1,DNS:localhost", &id, err) ==
-          0);
-    CHECK(id.role == RL_CERT_NODE && !strcmp(id.name, "n1"));
+    EXPECT(ident("whatever", "URI:raftlite:node:n1,DNS:localhost", &id, err) ==
+           0);
+    EXPECT(id.role == RL_CERT_NODE && !strcmp(id.name, "n1"));
     /* A client certificate by URI, and by CN alone. */
-    CHECK(ident("x", "URI:raftlite:client:app", &id, err) == 0);
-    CHECK(id.role == RL_CERT_CLIENT && !strcmp(id.name, "app"));
-    CHECK(ident("reporting", "DNS:localhost", &id, err) == 0);
-    CHECK(id.role == RL_CERT_CLIENT && !strcmp(id.name, "reporting"));
-    CHECK(ident("web", NULL, &id, err) == 0);
-    CHECK(id.role == RL_CERT_CLIENT && !strcmp(id.name, "web"));
+    EXPECT(ident("x", "URI:raftlite:client:app", &id, err) == 0);
+    EXPECT(id.role == RL_CERT_CLIENT && !strcmp(id.name, "app"));
+    EXPECT(ident("reporting", "DNS:localhost", &id, err) == 0);
+    EXPECT(id.role == RL_CERT_CLIENT && !strcmp(id.name, "reporting"));
+    EXPECT(ident("web", NULL, &id, err) == 0);
+    EXPECT(id.role == RL_CERT_CLIENT && !strcmp(id.name, "web"));
     /* Other URIs are not ours. */
-    CHECK(ident("c", "URI:spiffe://x/y,URI:raftlite:node:n2", &id, err) == 0);
-    CHECK(id.role == RL_CERT_NODE && !strcmp(id.name, "n2"));
+    EXPECT(ident("c", "URI:spiffe://x/y,URI:raftlite:node:n2", &id, err) == 0);
+    EXPECT(id.role == RL_CERT_NODE && !strcmp(id.name, "n2"));
 
     /* Refusals, each with its reason. */
-    CHECK(ident("c", "URI:raftlite:node:n1,URI:raftlite:client:c", &id, err) ==
-          -1);
-    CHECK(strstr(err, "two raftlite identities") != NULL);
-    CHECK(ident("c", "URI:raftlite:node:a/b", &id, err) == -1);
-    CHECK(strstr(err, "node id") != NULL);
-    CHECK(ident("c", "URI:raftlite:node:..", &id, err) == -1);
-    CHECK(ident(NULL, "DNS:localhost", &id, err) == -1);
-    CHECK(strstr(err, "neither") != NULL);
+    EXPECT(ident("c", "URI:raftlite:node:n1,URI:raftlite:client:c", &id, err) ==
+           -1);
+    EXPECT(strstr(err, "two raftlite identities") != NULL);
+    EXPECT(ident("c", "URI:raftlite:node:a/b", &id, err) == -1);
+    EXPECT(strstr(err, "node id") != NULL);
+    EXPECT(ident("c", "URI:raftlite:node:..", &id, err) == -1);
+    EXPECT(ident(NULL, "DNS:localhost", &id, err) == -1);
+    EXPECT(strstr(err, "neither") != NULL);
     memset(longname, 'a', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
     snprintf(longsan, sizeof longsan, "URI:raftlite:client:%s", longname);
-    CHECK(ident("c", longsan, &id, err) == -1);
-    CHECK(strstr(err, "longer") != NULL);
-    CHECK(rl_cert_identity(NULL, &id, err, sizeof err) == -1);
+    EXPECT(ident("c", longsan, &id, err) == -1);
+    EXPECT(strstr(err, "longer") != NULL);
+    EXPECT(rl_cert_identity(NULL, &id, err, sizeof err) == -1);
 
     /* PEM, as gRPC hands it over. */
     {
@@ -102,14 +102,14 @@ int main(void)
         long n;
         PEM_write_bio_X509(b, x);
         n = BIO_get_mem_data(b, &pem);
-        CHECK(rl_cert_identity_pem(pem, (size_t)n, &id, err, sizeof err) == 0);
-        CHECK(id.role == RL_CERT_NODE && !strcmp(id.name, "n3"));
-        CHECK(rl_cert_identity_pem(pem, 20, &id, err, sizeof err) == -1);
-        CHECK(strstr(err, "PEM") != NULL);
-        CHECK(rl_cert_identity_pem("", 0, &id, err, sizeof err) == -1);
+        EXPECT(rl_cert_identity_pem(pem, (size_t)n, &id, err, sizeof err) == 0);
+        EXPECT(id.role == RL_CERT_NODE && !strcmp(id.name, "n3"));
+        EXPECT(rl_cert_identity_pem(pem, 20, &id, err, sizeof err) == -1);
+        EXPECT(strstr(err, "PEM") != NULL);
+        EXPECT(rl_cert_identity_pem("", 0, &id, err, sizeof err) == -1);
         BIO_free(b);
         X509_free(x);
     }
     EVP_PKEY_free(key);
-    return check_done("test_certid");
+    return rl_check_report("test_certid");
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 /* Decode a private heap copy of exactly len bytes, so ASan catches any read
 ** past the end. */
@@ -36,7 +36,7 @@ static uint8_t *make(uint8_t kind, uint64_t plen, size_t *len)
         payload[i] = (uint8_t)(i * 7 + 1);
     *len = rl_entry_size(plen);
     uint8_t *out = malloc(*len);
-    CHECK(rl_entry_encode(&h, payload, out, *len) == 0);
+    EXPECT(rl_entry_encode(&h, payload, out, *len) == 0);
     free(payload);
     return out;
 }
@@ -57,17 +57,17 @@ static void test_roundtrip(void)
         for (uint8_t kind = 1; kind <= RL_ENTRY_KIND_MAX; kind++) {
             size_t len;
             uint8_t *b = make(kind, plen, &len);
-            CHECK(len % 8 == 0);
-            CHECK(len == RL_ENTRY_HDR_SIZE + ((plen + 7) / 8) * 8);
+            EXPECT(len % 8 == 0);
+            EXPECT(len == RL_ENTRY_HDR_SIZE + ((plen + 7) / 8) * 8);
             struct rl_entry e;
             char err[200];
-            CHECK(rl_entry_decode(b, len, &e, err, sizeof err) == 0);
-            CHECK(e.h.kind == kind);
-            CHECK(e.h.base == 41 && e.h.origin_node == 7);
-            CHECK(e.h.origin_txn == 99 && e.h.origin_pid == 1234);
-            CHECK(e.h.payload_len == plen);
+            EXPECT(rl_entry_decode(b, len, &e, err, sizeof err) == 0);
+            EXPECT(e.h.kind == kind);
+            EXPECT(e.h.base == 41 && e.h.origin_node == 7);
+            EXPECT(e.h.origin_txn == 99 && e.h.origin_pid == 1234);
+            EXPECT(e.h.payload_len == plen);
             for (uint64_t i = 0; i < plen; i++)
-                CHECK(e.payload[i] == (uint8_t)(i * 7 + 1));
+                EXPECT(e.payload[i] == (uint8_t)(i * 7 + 1));
             free(b);
         }
     }
@@ -81,8 +81,8 @@ static void expect(const uint8_t *b, size_t len, int code, const char *what)
     if (rc != code)
         fprintf(stderr, "%s: expected code %d, got %d (%s)\n", what, code, rc,
                 err);
-    CHECK(rc == code);
-    CHECK(err[0] != 0);
+    EXPECT(rc == code);
+    EXPECT(err[0] != 0);
     printf("rejected %-28s -> %s\n", what, err);
 }
 
@@ -95,11 +95,11 @@ static void test_malformed(void)
     /* Every truncation is rejected. */
     for (size_t n = 0; n < len; n++) {
         struct rl_entry e;
-        CHECK(decode_copy(b, n, &e, NULL) != 0);
+        EXPECT(decode_copy(b, n, &e, NULL) != 0);
     }
     expect(b, 10, RL_EFMT_SHORT, "short header");
     expect(b, len - 8, RL_EFMT_LENGTH, "truncated payload");
-    CHECK(rl_entry_decode(NULL, 0, NULL, NULL, 0) == RL_EFMT_SHORT);
+    EXPECT(rl_entry_decode(NULL, 0, NULL, NULL, 0) == RL_EFMT_SHORT);
 
     memcpy(c, b, len);
     c[0] ^= 1;
@@ -149,7 +149,7 @@ static void test_malformed(void)
         memcpy(c, b, len);
         c[i] ^= 0x10;
         struct rl_entry e;
-        CHECK(decode_copy(c, len, &e, NULL) != 0);
+        EXPECT(decode_copy(c, len, &e, NULL) != 0);
     }
     memcpy(c, b, len);
     c[RL_ENTRY_HDR_SIZE + 2] ^= 4;
@@ -160,11 +160,11 @@ static void test_malformed(void)
 
     /* Encoder refuses bad arguments. */
     struct rl_entry_hdr h = {.kind = 9, .payload_len = 0};
-    CHECK(rl_entry_encode(&h, NULL, c, len) == RL_EFMT_ARG);
+    EXPECT(rl_entry_encode(&h, NULL, c, len) == RL_EFMT_ARG);
     h.kind = RL_ENTRY_TXN;
     h.payload_len = 100;
-    CHECK(rl_entry_encode(&h, c, c, len) == RL_EFMT_ARG); /* out too small */
-    CHECK(rl_entry_size(RL_ENTRY_MAX_PAYLOAD + 1) == 0);
+    EXPECT(rl_entry_encode(&h, c, c, len) == RL_EFMT_ARG); /* out too small */
+    EXPECT(rl_entry_size(RL_ENTRY_MAX_PAYLOAD + 1) == 0);
     free(c);
     free(b);
 }
@@ -172,37 +172,37 @@ static void test_malformed(void)
 static void test_meta(void)
 {
     struct rl_meta m, d;
-    CHECK(rl_meta_set(&m, 3, "node-c", "127.0.0.1:9003", "127.0.0.1:7003") ==
-          0);
+    EXPECT(rl_meta_set(&m, 3, "node-c", "127.0.0.1:9003", "127.0.0.1:7003") ==
+           0);
     uint8_t buf[1024];
     size_t n = rl_meta_encode(&m, buf, sizeof buf);
-    CHECK(n == rl_meta_size(&m) && n > 0);
+    EXPECT(n == rl_meta_size(&m) && n > 0);
     char err[200];
-    CHECK(rl_meta_decode(buf, n, &d, err, sizeof err) == 0);
-    CHECK(d.raft_id == 3 && strcmp(d.node_id, "node-c") == 0);
-    CHECK(strcmp(d.raft_addr, "127.0.0.1:9003") == 0);
-    CHECK(strcmp(d.grpc_addr, "127.0.0.1:7003") == 0);
+    EXPECT(rl_meta_decode(buf, n, &d, err, sizeof err) == 0);
+    EXPECT(d.raft_id == 3 && strcmp(d.node_id, "node-c") == 0);
+    EXPECT(strcmp(d.raft_addr, "127.0.0.1:9003") == 0);
+    EXPECT(strcmp(d.grpc_addr, "127.0.0.1:7003") == 0);
     for (size_t k = 0; k < n; k++)
-        CHECK(rl_meta_decode(buf, k, &d, err, sizeof err) != 0);
-    CHECK(rl_meta_decode(buf, n + 1, &d, err, sizeof err) == RL_EFMT_LENGTH);
+        EXPECT(rl_meta_decode(buf, k, &d, err, sizeof err) != 0);
+    EXPECT(rl_meta_decode(buf, n + 1, &d, err, sizeof err) == RL_EFMT_LENGTH);
     uint8_t c[1024];
     memcpy(c, buf, n);
     c[8] = 0; /* node id length 0 */
     c[9] = 0;
-    CHECK(rl_meta_decode(c, n, &d, err, sizeof err) != 0);
+    EXPECT(rl_meta_decode(c, n, &d, err, sizeof err) != 0);
     memcpy(c, buf, n);
     c[11] = 0; /* NUL inside node id */
-    CHECK(rl_meta_decode(c, n, &d, err, sizeof err) == RL_EFMT_STRING);
+    EXPECT(rl_meta_decode(c, n, &d, err, sizeof err) == RL_EFMT_STRING);
     memset(c, 0, 8);
-    CHECK(rl_meta_decode(c, n, &d, err, sizeof err) == RL_EFMT_ARG);
+    EXPECT(rl_meta_decode(c, n, &d, err, sizeof err) == RL_EFMT_ARG);
     /* Empty gRPC address is allowed; empty node id is not. */
-    CHECK(rl_meta_set(&m, 3, "x", "a:1", "") == 0);
-    CHECK(rl_meta_set(&m, 3, "", "a:1", "") != 0);
-    CHECK(rl_meta_set(&m, 0, "x", "a:1", "") != 0);
+    EXPECT(rl_meta_set(&m, 3, "x", "a:1", "") == 0);
+    EXPECT(rl_meta_set(&m, 3, "", "a:1", "") != 0);
+    EXPECT(rl_meta_set(&m, 0, "x", "a:1", "") != 0);
     char longs[400];
     memset(longs, 'a', sizeof longs - 1);
     longs[399] = 0;
-    CHECK(rl_meta_set(&m, 3, longs, "a:1", "") == RL_EFMT_STRING);
+    EXPECT(rl_meta_set(&m, 3, longs, "a:1", "") == RL_EFMT_STRING);
 }
 
 static void test_manifest(void)
@@ -219,33 +219,33 @@ static void test_manifest(void)
                             .members = mem};
     void *buf;
     size_t len;
-    CHECK(rl_manifest_encode(&m, malloc, &buf, &len) == 0);
-    CHECK(len % 8 == 0);
+    EXPECT(rl_manifest_encode(&m, malloc, &buf, &len) == 0);
+    EXPECT(len % 8 == 0);
     struct rl_manifest d;
     char err[200];
-    CHECK(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
-    CHECK(d.S == 100 && d.A == 98 && d.L == 97 && d.db_size == 4096 &&
-          d.n_members == 3);
-    CHECK(strcmp(d.members[1].node_id, "bb") == 0);
-    CHECK(strcmp(d.members[2].grpc_addr, "h:3") == 0);
+    EXPECT(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
+    EXPECT(d.S == 100 && d.A == 98 && d.L == 97 && d.db_size == 4096 &&
+           d.n_members == 3);
+    EXPECT(strcmp(d.members[1].node_id, "bb") == 0);
+    EXPECT(strcmp(d.members[2].grpc_addr, "h:3") == 0);
     rl_manifest_clear(&d);
     uint8_t *b = buf;
     for (size_t k = 0; k < len; k++) {
         uint8_t *c = malloc(len);
         memcpy(c, b, len);
         c[k] ^= 0x01;
-        CHECK(rl_manifest_decode(c, len, &d, err, sizeof err) != 0);
-        CHECK(d.members == NULL);
-        CHECK(rl_manifest_decode(c, k, &d, err, sizeof err) != 0);
+        EXPECT(rl_manifest_decode(c, len, &d, err, sizeof err) != 0);
+        EXPECT(d.members == NULL);
+        EXPECT(rl_manifest_decode(c, k, &d, err, sizeof err) != 0);
         free(c);
     }
     free(buf);
     struct rl_manifest bad = {.S = 3, .A = 1, .L = 2};
-    CHECK(rl_manifest_encode(&bad, malloc, &buf, &len) == RL_EFMT_ARG);
+    EXPECT(rl_manifest_encode(&bad, malloc, &buf, &len) == RL_EFMT_ARG);
     struct rl_manifest empty = {.S = 5, .A = 4, .L = 0};
-    CHECK(rl_manifest_encode(&empty, malloc, &buf, &len) == 0);
-    CHECK(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
-    CHECK(d.S == 5 && d.n_members == 0);
+    EXPECT(rl_manifest_encode(&empty, malloc, &buf, &len) == 0);
+    EXPECT(rl_manifest_decode(buf, len, &d, err, sizeof err) == 0);
+    EXPECT(d.S == 5 && d.n_members == 0);
     rl_manifest_clear(&d);
     free(buf);
 }
@@ -307,5 +307,5 @@ int main(int argc, char **argv)
     test_malformed();
     test_meta();
     test_manifest();
-    return check_done("test_entry");
+    return rl_check_report("test_entry");
 }

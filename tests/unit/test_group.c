@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 #define THREADS 8
 #define PER     200
@@ -54,7 +54,7 @@ static void *worker(void *p)
     int t = (int)(long)p;
     for (int i = 0; i < PER; i++) {
         rl_group_job job = {&args[t][i], NULL, NULL, 0, NULL};
-        CHECK(rl_group_submit(&g, &job) == 0);
+        EXPECT(rl_group_submit(&g, &job) == 0);
     }
     return NULL;
 }
@@ -66,24 +66,24 @@ static void many(size_t mb)
     memset(args, 0, sizeof args);
     atomic_store(&biggest, 0);
     max_batch = mb;
-    CHECK(rl_group_init(&g, mb, run, NULL) == 0);
+    EXPECT(rl_group_init(&g, mb, run, NULL) == 0);
     for (long t = 0; t < THREADS; t++)
         pthread_create(&th[t], NULL, worker, (void *)t);
     for (int t = 0; t < THREADS; t++)
         pthread_join(th[t], NULL);
     for (int t = 0; t < THREADS; t++)
         for (int i = 0; i < PER; i++)
-            CHECK(atomic_load(&args[t][i].runs) == 1);
+            EXPECT(atomic_load(&args[t][i].runs) == 1);
     rl_group_stats(&g, &batches, &jobs);
-    CHECK(jobs == THREADS * PER);
-    CHECK(atomic_load(&overlap) == 0);
-    CHECK(atomic_load(&too_big) == 0);
+    EXPECT(jobs == THREADS * PER);
+    EXPECT(atomic_load(&overlap) == 0);
+    EXPECT(atomic_load(&too_big) == 0);
     if (mb > 1) {
         /* 8 threads, 1 ms per batch: they cannot all have run alone. */
-        CHECK(batches < jobs);
-        CHECK(atomic_load(&biggest) > 1);
+        EXPECT(batches < jobs);
+        EXPECT(atomic_load(&biggest) > 1);
     } else {
-        CHECK(batches == jobs);
+        EXPECT(batches == jobs);
     }
     printf("max_batch %zu: %llu jobs in %llu batches (largest %d)\n", mb,
            (unsigned long long)jobs, (unsigned long long)batches,
@@ -102,7 +102,7 @@ static int64_t late_rem(void *ctx)
 static void *slow_submit(void *p)
 {
     rl_group_job job = {p, NULL, NULL, 0, NULL};
-    CHECK(rl_group_submit(&g, &job) == 0);
+    EXPECT(rl_group_submit(&g, &job) == 0);
     return NULL;
 }
 
@@ -113,15 +113,15 @@ static void deadline(void)
     rl_group_job job = {&late, late_rem, NULL, 0, NULL};
     max_batch = 4;
     run_us = 300 * 1000; /* the first batch holds the writer 300 ms */
-    CHECK(rl_group_init(&g, 4, run, NULL) == 0);
+    EXPECT(rl_group_init(&g, 4, run, NULL) == 0);
     pthread_create(&th, NULL, slow_submit, &first);
     while (atomic_load(&in_run) == 0)
         usleep(1000);
     atomic_store(&late_ok, 0); /* its deadline passed while queued */
-    CHECK(rl_group_submit(&g, &job) == -1);
+    EXPECT(rl_group_submit(&g, &job) == -1);
     pthread_join(th, NULL);
-    CHECK(atomic_load(&first.runs) == 1);
-    CHECK(atomic_load(&late.runs) == 0);
+    EXPECT(atomic_load(&first.runs) == 1);
+    EXPECT(atomic_load(&late.runs) == 0);
     rl_group_close(&g);
     run_us = 1000;
 }
@@ -131,5 +131,5 @@ int main(void)
     many(32);
     many(1);
     deadline();
-    return check_done("test_group");
+    return rl_check_report("test_group");
 }

@@ -35,28 +35,15 @@
 #include "txn.h"
 #include "vfs.h"
 
-static int n_checks;
+#include "lib/check.h"
+#include "lib/rng.h"
 
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        n_checks++;                                                            \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+/* Deterministic, so a failure reproduces (tests/unit/lib/rng.h). */
+static struct rl_rng rng = {0x2545f4914f6cdd1dull};
 
 static uint32_t rnd(void)
 {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+    return rl_rng_u32(&rng);
 }
 
 /* ---------------------------------------------------------------- port */
@@ -753,6 +740,6 @@ int main(int argc, char **argv)
     CHECK(rl_vfs_register(0, resolver) == SQLITE_OK, "register");
     test_format();
     test_images();
-    printf("test_image: %d checks passed\n", n_checks);
+    printf("test_image: %d checks passed\n", rl_checks);
     return 0;
 }

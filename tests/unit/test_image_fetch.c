@@ -35,19 +35,7 @@
 #include "service.h"
 #include "vfs.h"
 
-static int n_checks;
-
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        n_checks++;                                                            \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
+#include "lib/check.h"
 
 /* ---------------------------------------------------------------- port */
 
@@ -501,6 +489,6 @@ int main(void)
     rl_rpc_server_free(srv, 100);
     rl_service_close(svc);
     sqlite3_close(w);
-    printf("test_image_fetch: %d checks passed\n", n_checks);
+    printf("test_image_fetch: %d checks passed\n", rl_checks);
     return 0;
 }

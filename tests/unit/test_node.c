@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/check.h"
+
 static char tmpdir[256];
 static double t_start;
 static int verbose;
@@ -48,12 +50,6 @@ static void die(const char *fmt, ...)
     cleanup_dir();
     _exit(1);
 }
-
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c))                                                              \
-            die("%s:%d: %s", __FILE__, __LINE__, #c);                          \
-    } while (0)
 
 static double now_s(void)
 {
@@ -884,6 +880,7 @@ int main(void)
 {
     verbose = getenv("RL_NODE_VERBOSE") != NULL;
     setvbuf(stdout, NULL, _IONBF, 0);
+    rl_check_cleanup = cleanup_dir; /* a failed CHECK removes tmpdir */
     for (int i = 0; i < NFAKE; i++)
         pthread_mutex_init(&fakes[i].mu, NULL);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/rl-test-node-XXXXXX");

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "lib/check.h"
 
 static sqlite3 *db;
 static rl_sqlguard guard;
@@ -40,7 +40,7 @@ static void allowed(const char *sql)
         fprintf(stderr, "refused but should pass: %s: %s (%s)\n", sql,
                 sqlite3_errmsg(db), guard.why);
     }
-    CHECK(rc == SQLITE_OK);
+    EXPECT(rc == SQLITE_OK);
 }
 
 /* Refused by the authorizer (SQLITE_AUTH, or SQLITE_ERROR "not authorized
@@ -52,9 +52,9 @@ static void denied(const char *sql, const char *word)
         fprintf(stderr, "not refused as expected: %s: rc %d %s (why '%s')\n",
                 sql, rc, sqlite3_errmsg(db), guard.why);
     }
-    CHECK(rc == SQLITE_AUTH ||
-          (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(db), "authorized")));
-    CHECK(strstr(guard.why, word) != NULL);
+    EXPECT(rc == SQLITE_AUTH ||
+           (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(db), "authorized")));
+    EXPECT(strstr(guard.why, word) != NULL);
 }
 
 static sqlite3_int64 one_int(const char *sql)
@@ -74,12 +74,12 @@ int main(void)
     char path[] = "/tmp/rl_sqlguard_XXXXXX", dbfile[64], err[256];
     sqlite3_stmt *st = NULL;
     int fd = mkstemp(path);
-    CHECK(fd >= 0);
+    EXPECT(fd >= 0);
     close(fd);
     unlink(path);
     snprintf(dbfile, sizeof dbfile, "%s.db", path);
-    CHECK(sqlite3_open(dbfile, &db) == SQLITE_OK);
-    CHECK(rl_sqlguard_install(db, &guard, err, sizeof err) == SQLITE_OK);
+    EXPECT(sqlite3_open(dbfile, &db) == SQLITE_OK);
+    EXPECT(rl_sqlguard_install(db, &guard, err, sizeof err) == SQLITE_OK);
 
     /* Ordinary SQL passes. */
     allowed("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)");
@@ -123,13 +123,13 @@ int main(void)
     ** refused with text and with a bound blob. */
     denied("SELECT hex(fts3_tokenizer('simple'))", "fts3_tokenizer");
     rl_sqlguard_reset(&guard);
-    CHECK(sqlite3_prepare_v2(db, "SELECT fts3_tokenizer('evil', ?)", -1, &st,
-                             NULL) != SQLITE_OK);
-    CHECK(st == NULL && strstr(guard.why, "fts3_tokenizer"));
+    EXPECT(sqlite3_prepare_v2(db, "SELECT fts3_tokenizer('evil', ?)", -1, &st,
+                              NULL) != SQLITE_OK);
+    EXPECT(st == NULL && strstr(guard.why, "fts3_tokenizer"));
     sqlite3_finalize(st);
     denied("SELECT load_extension('/tmp/x.so')", "load_extension");
     denied("SELECT fts5(NULL)", "fts5");
-    CHECK(run("SELECT no_such_function_here(1)") != SQLITE_OK);
+    EXPECT(run("SELECT no_such_function_here(1)") != SQLITE_OK);
     denied("CREATE VIRTUAL TABLE f3 USING fts3(tokenize=simple)", "fts3");
     denied("CREATE VIRTUAL TABLE f4 USING fts4(x)", "fts4");
     denied("CREATE VIRTUAL TABLE temp.f5 USING fts5(x)", "temp");
@@ -140,7 +140,7 @@ int main(void)
     denied("CREATE TEMP TABLE tt(x)", "TEMP");
     denied("CREATE TABLE temp.tt(x)", "TEMP");
     denied("CREATE TEMP VIEW tv AS SELECT 1", "TEMP");
-    CHECK(one_int("SELECT count(*) FROM temp.sqlite_master") == 0);
+    EXPECT(one_int("SELECT count(*) FROM temp.sqlite_master") == 0);
 
     /* Setting PRAGMAs, also through their table-valued form. */
     denied("PRAGMA query_only=1", "query_only");
@@ -154,19 +154,19 @@ int main(void)
     denied("PRAGMA wal_checkpoint", "wal_checkpoint");
     denied("PRAGMA optimize", "optimize");
     denied("PRAGMA shrink_memory", "shrink_memory");
-    CHECK(run("SELECT * FROM pragma_hard_heap_limit(200000)") != SQLITE_OK);
-    CHECK(sqlite3_hard_heap_limit64(-1) == 0);
-    CHECK(one_int("PRAGMA query_only") == 0);
-    CHECK(one_int("PRAGMA user_version") == 0);
+    EXPECT(run("SELECT * FROM pragma_hard_heap_limit(200000)") != SQLITE_OK);
+    EXPECT(sqlite3_hard_heap_limit64(-1) == 0);
+    EXPECT(one_int("PRAGMA query_only") == 0);
+    EXPECT(one_int("PRAGMA user_version") == 0);
 
     /* Other databases and transaction control. */
     denied("ATTACH 'x.db' AS x", "ATTACH");
     {
         char sql[200];
         snprintf(sql, sizeof sql, "VACUUM INTO '%s.copy'", path);
-        CHECK(run(sql) != SQLITE_OK);
+        EXPECT(run(sql) != SQLITE_OK);
         snprintf(sql, sizeof sql, "%s.copy", path);
-        CHECK(access(sql, F_OK) != 0);
+        EXPECT(access(sql, F_OK) != 0);
     }
     denied("BEGIN", "transaction");
     denied("SAVEPOINT s", "transaction");
@@ -175,21 +175,21 @@ int main(void)
     guard.allow_txn = 0;
 
     /* writable_schema stays off whatever is tried (DEFENSIVE). */
-    CHECK(run("UPDATE sqlite_schema SET sql = 'x' WHERE name = 't'") !=
-          SQLITE_OK);
-    CHECK(one_int("SELECT count(*) FROM t") >= 2);
+    EXPECT(run("UPDATE sqlite_schema SET sql = 'x' WHERE name = 't'") !=
+           SQLITE_OK);
+    EXPECT(one_int("SELECT count(*) FROM t") >= 2);
 
     /* The lists alone. */
-    CHECK(rl_sqlguard_function_allowed("ABS"));
-    CHECK(!rl_sqlguard_function_allowed("fts3_tokenizer"));
-    CHECK(!rl_sqlguard_function_allowed(NULL));
-    CHECK(rl_sqlguard_pragma_allowed("table_info", "t"));
-    CHECK(rl_sqlguard_pragma_allowed("user_version", NULL));
-    CHECK(!rl_sqlguard_pragma_allowed("user_version", "1"));
-    CHECK(rl_sqlguard_module_allowed("fts5"));
-    CHECK(!rl_sqlguard_module_allowed("fts3tokenize"));
+    EXPECT(rl_sqlguard_function_allowed("ABS"));
+    EXPECT(!rl_sqlguard_function_allowed("fts3_tokenizer"));
+    EXPECT(!rl_sqlguard_function_allowed(NULL));
+    EXPECT(rl_sqlguard_pragma_allowed("table_info", "t"));
+    EXPECT(rl_sqlguard_pragma_allowed("user_version", NULL));
+    EXPECT(!rl_sqlguard_pragma_allowed("user_version", "1"));
+    EXPECT(rl_sqlguard_module_allowed("fts5"));
+    EXPECT(!rl_sqlguard_module_allowed("fts3tokenize"));
 
     sqlite3_close(db);
     unlink(dbfile);
-    return check_done("test_sqlguard");
+    return rl_check_report("test_sqlguard");
 }

@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include "lib/check.h"
 
 static void die(const char *fmt, ...)
 {
@@ -45,12 +46,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     exit(1);
 }
-
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c))                                                              \
-            die("%s:%d: %s", __FILE__, __LINE__, #c);                          \
-    } while (0)
 
 static uv_loop_t loop;
 

@@ -16,29 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_checks;
+#include "lib/check.h"
+#include "lib/rng.h"
 
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        n_checks++;                                                            \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+/* Deterministic, so a failure reproduces (tests/unit/lib/rng.h). */
+static struct rl_rng rng = {0x9e3779b97f4a7c15ull};
 
 static uint32_t rnd(void)
 {
-    /* xorshift64*: deterministic, so a failure reproduces. */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+    return rl_rng_u32(&rng);
 }
 
 static void *xmalloc(size_t n)
@@ -534,6 +520,6 @@ int main(int argc, char **argv)
     test_round_trips();
     test_malformed();
     test_build();
-    printf("test_txn: %d checks passed\n", n_checks);
+    printf("test_txn: %d checks passed\n", rl_checks);
     return 0;
 }

@@ -42,20 +42,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int n_checks;
-static char tmp_root[256];
+#include "lib/check.h"
 
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        n_checks++;                                                            \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,   \
-                    #c);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
+static int rl_checks;
+static char tmp_root[256];
 
 /* ---- scratch files ---- */
 
@@ -1385,6 +1375,6 @@ int main(void)
     test_truncate_and_stale();
     test_apply_live();
     test_restart_live();
-    printf("test_walfmt: %d checks passed\n", n_checks);
+    printf("test_walfmt: %d checks passed\n", rl_checks);
     return 0;
 }
