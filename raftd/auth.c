@@ -9,6 +9,7 @@
 ** permission): every refusal names FILE:LINE and the reason.
 */
 #include "auth.h"
+#include "errbuf.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -54,18 +55,6 @@ struct rl_auth {
     int has_anon;
     cache *c;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *const perm_names[] = {"read",   "write",  "admin",
                                          "status", "backup", "node"};
@@ -130,10 +119,10 @@ static int parse_perms(const char *w, size_t n, unsigned *out, char *why,
                 if (strlen(perm_names[i]) == k && !memcmp(w, perm_names[i], k))
                     break;
             if (i == 5) {
-                seterr(why, whylen,
-                       "unknown permission '%.*s' (read, write, admin, "
-                       "status, backup, all or none)",
-                       (int)(k > 40 ? 40 : k), w);
+                rl_seterr(why, whylen,
+                          "unknown permission '%.*s' (read, write, admin, "
+                          "status, backup, all or none)",
+                          (int)(k > 40 ? 40 : k), w);
                 return -1;
             }
             perms |= 1u << i;
@@ -143,7 +132,7 @@ static int parse_perms(const char *w, size_t n, unsigned *out, char *why,
         n -= k + 1;
         w = c + 1;
         if (n == 0) {
-            seterr(why, whylen, "a permission list ends with ','");
+            rl_seterr(why, whylen, "a permission list ends with ','");
             return -1;
         }
     }
@@ -156,18 +145,18 @@ static int parse_perms(const char *w, size_t n, unsigned *out, char *why,
 static int check_name(const char *w, size_t n, char *why, size_t whylen)
 {
     if (n == 0) {
-        seterr(why, whylen, "a name is missing");
+        rl_seterr(why, whylen, "a name is missing");
         return -1;
     }
     if (n > RL_AUTH_NAME_MAX) {
-        seterr(why, whylen, "the name is longer than %d bytes",
-               RL_AUTH_NAME_MAX);
+        rl_seterr(why, whylen, "the name is longer than %d bytes",
+                  RL_AUTH_NAME_MAX);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)w[i];
         if (ch < 0x20 || ch == 0x7f) {
-            seterr(why, whylen, "the name holds a control character");
+            rl_seterr(why, whylen, "the name holds a control character");
             return -1;
         }
     }
@@ -179,18 +168,18 @@ static int check_name(const char *w, size_t n, char *why, size_t whylen)
 static int check_hash(const char *w, size_t n, char *why, size_t whylen)
 {
     if (n < 4 || w[0] != '$' || !memchr(w + 1, '$', n - 1)) {
-        seterr(why, whylen,
-               "the password hash is not a crypt(3) hash of the form "
-               "$id$... (make one with: mkpasswd -m yescrypt, or "
-               "openssl passwd -6)");
+        rl_seterr(why, whylen,
+                  "the password hash is not a crypt(3) hash of the form "
+                  "$id$... (make one with: mkpasswd -m yescrypt, or "
+                  "openssl passwd -6)");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)w[i];
         if (ch <= 0x20 || ch >= 0x7f || ch == ':') {
-            seterr(why, whylen,
-                   "the password hash holds a character a "
-                   "crypt(3) hash never has");
+            rl_seterr(why, whylen,
+                      "the password hash holds a character a "
+                      "crypt(3) hash never has");
             return -1;
         }
     }
@@ -216,7 +205,7 @@ static int parse_line(rl_auth *a, const char *s, const char *end, char *why,
     int is_user;
     entry *e;
     if (memchr(s, 0, (size_t)(end - s))) {
-        seterr(why, whylen, "the line holds a NUL byte");
+        rl_seterr(why, whylen, "the line holds a NUL byte");
         return -1;
     }
     kn = word(&p, end, &kw);
@@ -225,15 +214,15 @@ static int parse_line(rl_auth *a, const char *s, const char *end, char *why,
     if (kn == 9 && !memcmp(kw, "anonymous", 9)) {
         pn = word(&p, end, &perms);
         if (pn == 0) {
-            seterr(why, whylen, "'anonymous' needs PERMS");
+            rl_seterr(why, whylen, "'anonymous' needs PERMS");
             return -1;
         }
         if (word(&p, end, &extra) != 0) {
-            seterr(why, whylen, "'anonymous PERMS' takes nothing more");
+            rl_seterr(why, whylen, "'anonymous PERMS' takes nothing more");
             return -1;
         }
         if (a->has_anon) {
-            seterr(why, whylen, "a second 'anonymous' line");
+            rl_seterr(why, whylen, "a second 'anonymous' line");
             return -1;
         }
         if (parse_perms(perms, pn, &a->anon, why, whylen) != 0)
@@ -246,10 +235,10 @@ static int parse_line(rl_auth *a, const char *s, const char *end, char *why,
     } else if (kn == 4 && !memcmp(kw, "cert", 4)) {
         is_user = 0;
     } else {
-        seterr(why, whylen,
-               "unknown keyword '%.*s' (user NAME HASH PERMS, cert NAME "
-               "PERMS, anonymous PERMS, # comment)",
-               (int)(kn > 40 ? 40 : kn), kw);
+        rl_seterr(why, whylen,
+                  "unknown keyword '%.*s' (user NAME HASH PERMS, cert NAME "
+                  "PERMS, anonymous PERMS, # comment)",
+                  (int)(kn > 40 ? 40 : kn), kw);
         return -1;
     }
     nn = word(&p, end, &name);
@@ -262,25 +251,25 @@ static int parse_line(rl_auth *a, const char *s, const char *end, char *why,
     }
     pn = word(&p, end, &perms);
     if (pn == 0) {
-        seterr(why, whylen, "%s '%.*s' needs PERMS (e.g. read,status)",
-               is_user ? "user" : "cert", (int)nn, name);
+        rl_seterr(why, whylen, "%s '%.*s' needs PERMS (e.g. read,status)",
+                  is_user ? "user" : "cert", (int)nn, name);
         return -1;
     }
     if (word(&p, end, &extra) != 0) {
-        seterr(why, whylen, "unexpected '%.*s' after PERMS",
-               (int)((size_t)(end - extra) > 40 ? 40 : end - extra), extra);
+        rl_seterr(why, whylen, "unexpected '%.*s' after PERMS",
+                  (int)((size_t)(end - extra) > 40 ? 40 : end - extra), extra);
         return -1;
     }
     if (parse_perms(perms, pn, &pv, why, whylen) != 0)
         return -1;
     if (find(a, is_user, name, nn)) {
-        seterr(why, whylen, "%s '%.*s' is listed twice",
-               is_user ? "user" : "cert", (int)nn, name);
+        rl_seterr(why, whylen, "%s '%.*s' is listed twice",
+                  is_user ? "user" : "cert", (int)nn, name);
         return -1;
     }
     e = realloc(a->e, (a->n + 1) * sizeof *e);
     if (!e) {
-        seterr(why, whylen, "out of memory");
+        rl_seterr(why, whylen, "out of memory");
         return -1;
     }
     a->e = e;
@@ -293,7 +282,7 @@ static int parse_line(rl_auth *a, const char *s, const char *end, char *why,
     if (is_user) {
         e->hash = malloc(hn + 1);
         if (!e->hash) {
-            seterr(why, whylen, "out of memory");
+            rl_seterr(why, whylen, "out of memory");
             return -1;
         }
         memcpy(e->hash, hash, hn);
@@ -313,7 +302,7 @@ int rl_auth_parse(const char *text, size_t len, const char *fname,
     *out = NULL;
     if (!a || !(a->c = calloc(1, sizeof *a->c))) {
         free(a);
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return -1;
     }
     pthread_mutex_init(&a->c->mu, NULL);
@@ -327,8 +316,8 @@ int rl_auth_parse(const char *text, size_t len, const char *fname,
         if (n > 0 && line[n - 1] == '\r')
             n--;
         if (parse_line(a, line, line + n, why, sizeof why) != 0) {
-            seterr(err, errlen, "%s:%u: %s", a->file[0] ? a->file : "auth",
-                   lineno, why);
+            rl_seterr(err, errlen, "%s:%u: %s", a->file[0] ? a->file : "auth",
+                      lineno, why);
             rl_auth_free(a);
             return -1;
         }
@@ -347,35 +336,36 @@ int rl_auth_load(const char *path, rl_auth **out, char *err, size_t errlen)
     *out = NULL;
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-        seterr(err, errlen, "cannot open the auth file %s: %s%s", path,
-               strerror(errno),
-               errno == ELOOP ? " (it is a symbolic link: name the file "
-                                "itself)"
-                              : "");
+        rl_seterr(err, errlen, "cannot open the auth file %s: %s%s", path,
+                  strerror(errno),
+                  errno == ELOOP ? " (it is a symbolic link: name the file "
+                                   "itself)"
+                                 : "");
         return -1;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "the auth file %s is not a regular file", path);
+        rl_seterr(err, errlen, "the auth file %s is not a regular file", path);
         close(fd);
         return -1;
     }
     if (st.st_mode & 077) {
-        seterr(err, errlen,
-               "the auth file %s may be read by group or others (mode %03o); "
-               "it holds password hashes: chmod 600 %s",
-               path, (unsigned)(st.st_mode & 0777), path);
+        rl_seterr(
+            err, errlen,
+            "the auth file %s may be read by group or others (mode %03o); "
+            "it holds password hashes: chmod 600 %s",
+            path, (unsigned)(st.st_mode & 0777), path);
         close(fd);
         return -1;
     }
     if (st.st_size > RL_AUTH_MAX) {
-        seterr(err, errlen, "the auth file %s is larger than %d bytes", path,
-               RL_AUTH_MAX);
+        rl_seterr(err, errlen, "the auth file %s is larger than %d bytes", path,
+                  RL_AUTH_MAX);
         close(fd);
         return -1;
     }
     buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         close(fd);
         return -1;
     }
@@ -543,34 +533,36 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
                  "no auth file (-auth / raft_auth): client certificates get "
                  "read,write,status");
     if (!m) {
-        seterr(err, errlen, "%s is not in the method table: refused", method);
+        rl_seterr(err, errlen, "%s is not in the method table: refused",
+                  method);
         return RL_RPC_PERMISSION_DENIED;
     }
     if (c->user || c->password) {
         if (!c->tls) {
-            seterr(err, errlen,
-                   "%s: a password is accepted over TLS only, and this "
-                   "connection is plaintext (serve TLS with -tls-cert/-tls-key "
-                   "and connect with TLS)",
-                   method);
+            rl_seterr(
+                err, errlen,
+                "%s: a password is accepted over TLS only, and this "
+                "connection is plaintext (serve TLS with -tls-cert/-tls-key "
+                "and connect with TLS)",
+                method);
             return RL_RPC_UNAUTHENTICATED;
         }
         if (!c->user || !c->password) {
-            seterr(err, errlen, "%s: metadata %s and %s go together", method,
-                   RL_AUTH_MD_USER, RL_AUTH_MD_PASSWORD);
+            rl_seterr(err, errlen, "%s: metadata %s and %s go together", method,
+                      RL_AUTH_MD_USER, RL_AUTH_MD_PASSWORD);
             return RL_RPC_UNAUTHENTICATED;
         }
         if (!s->auth) {
-            seterr(err, errlen,
-                   "%s: user '%.127s' sent a password, but this node has no "
-                   "auth file (-auth / raft_auth): it knows no users",
-                   method, c->user);
+            rl_seterr(err, errlen,
+                      "%s: user '%.127s' sent a password, but this node has no "
+                      "auth file (-auth / raft_auth): it knows no users",
+                      method, c->user);
             return RL_RPC_UNAUTHENTICATED;
         }
         if (!rl_auth_login(s->auth, c->user, c->password, &perms)) {
-            seterr(err, errlen,
-                   "%s: unknown user or wrong password for '%.127s'", method,
-                   c->user);
+            rl_seterr(err, errlen,
+                      "%s: unknown user or wrong password for '%.127s'", method,
+                      c->user);
             return RL_RPC_UNAUTHENTICATED;
         }
         snprintf(id, sizeof id, "user '%s'", c->user);
@@ -619,11 +611,12 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
     case RL_RULE_NODE:
         if (perms & RL_PERM_NODE)
             return 0;
-        seterr(err, errlen,
-               "%s is node-to-node: it needs permission 'node' (the "
-               "certificate of a member node, SAN URI %s<id>); %s has not got "
-               "it",
-               method, RL_CERT_NODE_PREFIX, id);
+        rl_seterr(
+            err, errlen,
+            "%s is node-to-node: it needs permission 'node' (the "
+            "certificate of a member node, SAN URI %s<id>); %s has not got "
+            "it",
+            method, RL_CERT_NODE_PREFIX, id);
         return anonymous && (s->auth || s->mtls) ? RL_RPC_UNAUTHENTICATED
                                                  : RL_RPC_PERMISSION_DENIED;
     case RL_RULE_NODE_OR:
@@ -638,10 +631,10 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
         if (node && join_id && !strcmp(join_id, c->cert.name))
             return 0;
         if (node) {
-            seterr(err, errlen,
-                   "Join needs permission 'admin' or the joining node's own "
-                   "certificate: %s may join only as '%s', not as '%.127s'",
-                   id, c->cert.name, join_id ? join_id : "");
+            rl_seterr(err, errlen,
+                      "Join needs permission 'admin' or the joining node's own "
+                      "certificate: %s may join only as '%s', not as '%.127s'",
+                      id, c->cert.name, join_id ? join_id : "");
             return RL_RPC_PERMISSION_DENIED;
         }
         if (perms & m->perm)
@@ -649,22 +642,24 @@ int rl_auth_decide(const rl_auth_server *s, const char *method,
         break;
     }
     if (anonymous && (s->auth || s->mtls)) {
-        seterr(err, errlen,
-               "%s needs permission '%s' and the call carried no credentials "
-               "(a client certificate, or metadata %s/%s over TLS); %s grants "
-               "anonymous callers no '%s'",
-               method, rl_perm_name(m->perm), RL_AUTH_MD_USER,
-               RL_AUTH_MD_PASSWORD, src, rl_perm_name(m->perm));
+        rl_seterr(
+            err, errlen,
+            "%s needs permission '%s' and the call carried no credentials "
+            "(a client certificate, or metadata %s/%s over TLS); %s grants "
+            "anonymous callers no '%s'",
+            method, rl_perm_name(m->perm), RL_AUTH_MD_USER, RL_AUTH_MD_PASSWORD,
+            src, rl_perm_name(m->perm));
         return RL_RPC_UNAUTHENTICATED;
     }
     if (node && m->rule == RL_RULE_NODE_OR) {
-        seterr(err, errlen,
-               "%s needs permission '%s' (or a member node's certificate); %s "
-               "has not got it",
-               method, rl_perm_name(m->perm), id);
+        rl_seterr(
+            err, errlen,
+            "%s needs permission '%s' (or a member node's certificate); %s "
+            "has not got it",
+            method, rl_perm_name(m->perm), id);
         return RL_RPC_PERMISSION_DENIED;
     }
-    seterr(err, errlen, "%s needs permission '%s'; %s has not got it (%s)",
-           method, rl_perm_name(m->perm), id, src);
+    rl_seterr(err, errlen, "%s needs permission '%s'; %s has not got it (%s)",
+              method, rl_perm_name(m->perm), id, src);
     return RL_RPC_PERMISSION_DENIED;
 }

@@ -10,6 +10,7 @@
 ** refused request half done: every check runs before rl_node_add/remove.
 */
 #include "cluster.h"
+#include "errbuf.h"
 #include "addr.h"
 #include "fsio.h"
 
@@ -41,23 +42,6 @@
 #define JOIN_BUSY_RETRY_MS 200
 /* How long the leader tries to reach a joining node's Raft address. */
 #define JOIN_PROBE_MS 2000
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    if (!err || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n >= (int)errlen && errlen > 4) {
-        memcpy(err + errlen - 4, "...", 4);
-    }
-}
 
 static void copystr(char *dst, size_t len, const char *src)
 {
@@ -223,12 +207,12 @@ static int call(rl_rpc_client *cl, const char *target, const char *method,
     reply->data = NULL;
     reply->len = 0;
     if (!target || !*target) {
-        seterr(err, errlen, "no gRPC address to send %s to",
-               strrchr(method, '/') + 1);
+        rl_seterr(err, errlen, "no gRPC address to send %s to",
+                  strrchr(method, '/') + 1);
         return -1;
     }
     if (pack_msg(req, &rb) != 0) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return -1;
     }
     e[0] = 0;
@@ -239,16 +223,17 @@ static int call(rl_rpc_client *cl, const char *target, const char *method,
         return 0;
     }
     if (code == RL_RPC_UNAVAILABLE) {
-        seterr(err, errlen,
-               "cannot reach the node at %s (%s): is a raftlite node "
-               "serving gRPC there?",
-               target, e);
+        rl_seterr(err, errlen,
+                  "cannot reach the node at %s (%s): is a raftlite node "
+                  "serving gRPC there?",
+                  target, e);
     } else if (code == RL_RPC_DEADLINE_EXCEEDED) {
-        seterr(err, errlen, "the node at %s did not answer %s in %lld ms: %s",
-               target, strrchr(method, '/') + 1, (long long)timeout_ms, e);
+        rl_seterr(err, errlen,
+                  "the node at %s did not answer %s in %lld ms: %s", target,
+                  strrchr(method, '/') + 1, (long long)timeout_ms, e);
     } else {
-        seterr(err, errlen, "%s at %s failed (gRPC status %d): %s",
-               strrchr(method, '/') + 1, target, code, e);
+        rl_seterr(err, errlen, "%s at %s failed (gRPC status %d): %s",
+                  strrchr(method, '/') + 1, target, code, e);
     }
     return -1;
 }
@@ -256,9 +241,9 @@ static int call(rl_rpc_client *cl, const char *target, const char *method,
 static void malformed(char *err, size_t errlen, const char *what,
                       const char *target)
 {
-    seterr(err, errlen,
-           "malformed %s from %s: not a raftlite node of this version?", what,
-           target);
+    rl_seterr(err, errlen,
+              "malformed %s from %s: not a raftlite node of this version?",
+              what, target);
 }
 
 /* One Join attempt. 0 ok, 1 no leader yet (err says), 2 peer unreachable,
@@ -290,7 +275,7 @@ static int join_once(rl_rpc_client *cl, const char *peer,
                 r->leader_grpc_addr[0] ? r->leader_grpc_addr : peer);
         rc = 0;
     } else {
-        seterr(err, errlen, "%s", r->error[0] ? r->error : "join refused");
+        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "join refused");
         rc = strncmp(r->error, RL_CLUSTER_NO_LEADER,
                      strlen(RL_CLUSTER_NO_LEADER)) == 0
                  ? 1
@@ -325,8 +310,8 @@ int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
         rl_sleep_ms(RETRY_MS);
     }
     if (rc != 0) {
-        seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
-               tries > 1 ? " (retried)" : "", e);
+        rl_seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
+                  tries > 1 ? " (retried)" : "", e);
     }
     return rc == 0 ? 0 : -1;
 }
@@ -352,7 +337,7 @@ int rl_cluster_remove(rl_rpc_client *cl, const char *target,
     }
     rc = r->success ? 0 : -1;
     if (!r->success) {
-        seterr(err, errlen, "%s", r->error[0] ? r->error : "remove refused");
+        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "remove refused");
     }
     proto__remove_response__free_unpacked(r, NULL);
     return rc;
@@ -382,7 +367,8 @@ int rl_cluster_transfer(rl_rpc_client *cl, const char *target,
     if (r->success) {
         copystr(leader_id, leader_len, r->leader_id);
     } else {
-        seterr(err, errlen, "%s", r->error[0] ? r->error : "transfer refused");
+        rl_seterr(err, errlen, "%s",
+                  r->error[0] ? r->error : "transfer refused");
     }
     proto__transfer_response__free_unpacked(r, NULL);
     return rc;
@@ -440,13 +426,13 @@ int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
         return -1;
     }
     if (r->error[0]) {
-        seterr(err, errlen, "%s", r->error);
+        rl_seterr(err, errlen, "%s", r->error);
         proto__nodes_response__free_unpacked(r, NULL);
         return -1;
     }
     ms = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*ms));
     if (!ms) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         proto__nodes_response__free_unpacked(r, NULL);
         return -1;
     }
@@ -536,7 +522,7 @@ int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
     }
     rc = r->error[0] ? -1 : 0;
     if (rc) {
-        seterr(err, errlen, "%s", r->error);
+        rl_seterr(err, errlen, "%s", r->error);
     } else {
         *index = r->index;
         if (last_effective)
@@ -566,7 +552,7 @@ int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
     st = rl_rpc_stream_open(cl, target, INTL("ForwardTxn"), timeout_ms, e,
                             sizeof e);
     if (!st) {
-        seterr(err, errlen, "cannot call ForwardTxn on %s: %s", target, e);
+        rl_seterr(err, errlen, "cannot call ForwardTxn on %s: %s", target, e);
         return -1;
     }
     do {
@@ -606,8 +592,8 @@ int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
     if (!r && !*sent)
         *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
     if (!r) {
-        seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
-               code != RL_RPC_OK ? e : "malformed or missing response");
+        rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
+                  code != RL_RPC_OK ? e : "malformed or missing response");
         if (code == RL_RPC_FAILED_PRECONDITION ||
             code == RL_RPC_INVALID_ARGUMENT ||
             code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
@@ -619,7 +605,7 @@ int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                             : RL_OUTCOME_UNKNOWN;
     *index = r->index;
     if (*outcome != RL_OUTCOME_APPLIED)
-        seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
+        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
     proto__forward_txn_response__free_unpacked(r, NULL);
     return 0;
 }
@@ -641,20 +627,21 @@ static int route(struct rl_host *h, struct rl_meta *leader, char *err,
         return ROUTE_SELF;
     }
     if (st.leader_id == 0 || st.leader_id == st.raft_id) {
-        seterr(err, errlen,
-               RL_CLUSTER_NO_LEADER ": this node is %s in term %" PRIu64
-                                    " and knows no leader; retry once one is "
-                                    "elected (a majority of voters must run)",
-               rl_cluster_state_name(st.state), st.term);
+        rl_seterr(err, errlen,
+                  RL_CLUSTER_NO_LEADER
+                  ": this node is %s in term %" PRIu64
+                  " and knows no leader; retry once one is "
+                  "elected (a majority of voters must run)",
+                  rl_cluster_state_name(st.state), st.term);
         return ROUTE_NONE;
     }
     if (rl_node_meta(n, st.leader_id, NULL, leader) != RL_NODE_OK ||
         !leader->grpc_addr[0]) {
-        seterr(err, errlen,
-               RL_CLUSTER_NO_LEADER ": the leader (raft id %" PRIu64
-                                    " at %s) has no gRPC address known here "
-                                    "yet; retry",
-               st.leader_id, st.leader_addr);
+        rl_seterr(err, errlen,
+                  RL_CLUSTER_NO_LEADER ": the leader (raft id %" PRIu64
+                                       " at %s) has no gRPC address known here "
+                                       "yet; retry",
+                  st.leader_id, st.leader_addr);
         return ROUTE_NONE;
     }
     return ROUTE_FORWARD;
@@ -721,21 +708,22 @@ static unsigned clamp_timeout(unsigned t)
 static void forward_failed(const struct rl_meta *leader, const char *e,
                            char *err, size_t errlen)
 {
-    seterr(err, errlen,
-           RL_CLUSTER_NO_LEADER " reachable: forwarding to the leader '%s' "
-                                "(gRPC %s) failed: %s",
-           leader->node_id, leader->grpc_addr, e);
+    rl_seterr(err, errlen,
+              RL_CLUSTER_NO_LEADER " reachable: forwarding to the leader '%s' "
+                                   "(gRPC %s) failed: %s",
+              leader->node_id, leader->grpc_addr, e);
 }
 
 static void node_err(int rc, const struct rl_result *res, const char *what,
                      char *err, size_t errlen)
 {
     if (rc == RL_NODE_NOTLEADER) {
-        seterr(err, errlen,
-               RL_CLUSTER_NO_LEADER ": leadership moved while %s; retry", what);
+        rl_seterr(err, errlen,
+                  RL_CLUSTER_NO_LEADER ": leadership moved while %s; retry",
+                  what);
     } else {
-        seterr(err, errlen, "%s failed: %s%s%s", what, rl_node_strerror(rc),
-               res->msg[0] ? ": " : "", res->msg);
+        rl_seterr(err, errlen, "%s failed: %s%s%s", what, rl_node_strerror(rc),
+                  res->msg[0] ? ": " : "", res->msg);
     }
 }
 
@@ -748,7 +736,7 @@ static int propose_meta(struct rl_node *n, const struct rl_meta *m,
     size_t len = rl_meta_encode(m, buf, sizeof(buf));
     int rc;
     if (len == 0) {
-        seterr(err, errlen, "invalid node metadata for '%s'", m->node_id);
+        rl_seterr(err, errlen, "invalid node metadata for '%s'", m->node_id);
         return -1;
     }
     memset(&p, 0, sizeof(p));
@@ -786,14 +774,14 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
         if (rc == 2) {
             forward_failed(&leader, e, err, errlen);
         } else if (rc != 0) {
-            seterr(err, errlen, "%s", e);
+            rl_seterr(err, errlen, "%s", e);
         }
         return rc == 0 ? 0 : -1;
     }
     deadline = rl_rpc_now_ms() + timeout_ms;
 again:
     if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
-        seterr(err, errlen, "cannot read the cluster configuration");
+        rl_seterr(err, errlen, "cannot read the cluster configuration");
         return -1;
     }
     rc = rl_req_join_check(ms, cnt, m, &found, err, errlen);
@@ -819,12 +807,13 @@ again:
         /* A Join whose Raft address nobody listens on would add a member
         ** that never answers (issue 16: "a Join with a dead address left
         ** a stale member"): refused before the configuration changes. */
-        seterr(err, errlen,
-               "node '%s' cannot join: its raft address %s cannot be reached "
-               "from the leader (%s); a member nobody can reach would stay in "
-               "the configuration. Start the node (it listens before it "
-               "joins) or fix its address; nothing changed",
-               m->node_id, m->raft_addr, e);
+        rl_seterr(
+            err, errlen,
+            "node '%s' cannot join: its raft address %s cannot be reached "
+            "from the leader (%s); a member nobody can reach would stay in "
+            "the configuration. Start the node (it listens before it "
+            "joins) or fix its address; nothing changed",
+            m->node_id, m->raft_addr, e);
         rc = -1;
     } else if (rc == 0) {
         int64_t left = left_ms(deadline);
@@ -892,7 +881,7 @@ static int find_member(struct rl_node *n, const char *node_id,
     unsigned cnt = 0, i;
     int rc = -1;
     if (rl_node_members(n, &ms, &cnt) != RL_NODE_OK) {
-        seterr(err, errlen, "cannot read the cluster configuration");
+        rl_seterr(err, errlen, "cannot read the cluster configuration");
         return -1;
     }
     for (i = 0; i < cnt; i++) {
@@ -907,10 +896,11 @@ static int find_member(struct rl_node *n, const char *node_id,
     }
     free(ms);
     if (rc != 0) {
-        seterr(err, errlen,
-               "no node '%s' in the cluster (SELECT id FROM raft_nodes lists "
-               "the members); nothing changed",
-               node_id);
+        rl_seterr(
+            err, errlen,
+            "no node '%s' in the cluster (SELECT id FROM raft_nodes lists "
+            "the members); nothing changed",
+            node_id);
     }
     return rc;
 }
@@ -938,7 +928,7 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
             if (strstr(e, "cannot reach") == e) {
                 forward_failed(&leader, e, err, errlen);
             } else {
-                seterr(err, errlen, "%s", e);
+                rl_seterr(err, errlen, "%s", e);
             }
             return -1;
         }
@@ -962,10 +952,10 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     /* Removing the leader itself: hand leadership to another voter, then
     ** ask the new leader to remove this node. */
     if (cnt <= 1) {
-        seterr(err, errlen,
-               "cannot remove '%s': it is the cluster's only node; nothing "
-               "changed",
-               node_id);
+        rl_seterr(err, errlen,
+                  "cannot remove '%s': it is the cluster's only node; nothing "
+                  "changed",
+                  node_id);
         return -1;
     }
     rc = rl_node_transfer(n, 0, timeout_ms, &res);
@@ -976,11 +966,12 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     }
     if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0 ||
         !leader.grpc_addr[0]) {
-        seterr(err, errlen,
-               RL_CLUSTER_NO_LEADER ": leadership was handed over but the new "
-                                    "leader is not known yet; retry "
-                                    "raft_remove('%s')",
-               node_id);
+        rl_seterr(err, errlen,
+                  RL_CLUSTER_NO_LEADER
+                  ": leadership was handed over but the new "
+                  "leader is not known yet; retry "
+                  "raft_remove('%s')",
+                  node_id);
         return -1;
     }
     if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
@@ -988,8 +979,9 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
                           sizeof(e)) != 0) {
         /* Keep the "no leader yet" prefix: a retry (this node is now a
         ** follower) forwards the Remove to whoever leads then. */
-        seterr(err, errlen, "%s (leadership had moved to '%s' to remove '%s')",
-               e, leader.node_id, node_id);
+        rl_seterr(err, errlen,
+                  "%s (leadership had moved to '%s' to remove '%s')", e,
+                  leader.node_id, node_id);
         return -1;
     }
     return 0;
@@ -1020,7 +1012,7 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
             if (strstr(e, "cannot reach") == e) {
                 forward_failed(&leader, e, err, errlen);
             } else {
-                seterr(err, errlen, "%s", e);
+                rl_seterr(err, errlen, "%s", e);
             }
             return -1;
         }
@@ -1032,10 +1024,10 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
             return -1;
         }
         if (target.role != RL_ROLE_VOTER) {
-            seterr(err, errlen,
-                   "node '%s' is a %s, not a voter: only a voter can lead; "
-                   "nothing changed",
-                   node_id, role_name(target.role));
+            rl_seterr(err, errlen,
+                      "node '%s' is a %s, not a voter: only a voter can lead; "
+                      "nothing changed",
+                      node_id, role_name(target.role));
             return -1;
         }
         if (target.raft_id == st.raft_id) {
@@ -1051,9 +1043,9 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
         return -1;
     }
     if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0) {
-        seterr(err, errlen,
-               "leadership was handed over but no new leader is known yet; "
-               "SELECT raft_leader() shows it once elected");
+        rl_seterr(err, errlen,
+                  "leadership was handed over but no new leader is known yet; "
+                  "SELECT raft_leader() shows it once elected");
         return -1;
     }
     copystr(leader_id, leader_len, leader.node_id);
@@ -1135,13 +1127,13 @@ static int reply_msg(const ProtobufCMessage *m, size_t max, rl_rpc_buf *reply,
                      char *err, size_t errlen)
 {
     if (pack_msg(m, reply) != 0) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return RL_RPC_RESOURCE_EXHAUSTED;
     }
     if (reply->len > max) {
         rl_rpc_buf_free(reply);
-        seterr(err, errlen, "response exceeds the message limit of %zu bytes",
-               max);
+        rl_seterr(err, errlen,
+                  "response exceeds the message limit of %zu bytes", max);
         return RL_RPC_RESOURCE_EXHAUSTED;
     }
     return RL_RPC_OK;
@@ -1150,10 +1142,11 @@ static int reply_msg(const ProtobufCMessage *m, size_t max, rl_rpc_buf *reply,
 #define DECODE(type, fn, var, what)                                            \
     type *var = fn(NULL, len, req);                                            \
     if (!var) {                                                                \
-        seterr(err, errlen,                                                    \
-               "malformed %s: the bytes are not a valid protobuf message of "  \
-               "that type",                                                    \
-               what);                                                          \
+        rl_seterr(                                                             \
+            err, errlen,                                                       \
+            "malformed %s: the bytes are not a valid protobuf message of "     \
+            "that type",                                                       \
+            what);                                                             \
         return RL_RPC_INVALID_ARGUMENT;                                        \
     }
 
@@ -1166,7 +1159,7 @@ static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
     char msg[RL_RPC_ERRMAX + 256], lg[RL_META_STR_MAX + 1];
     int code = rl_req_cluster("Join", req, len, &r, msg, sizeof(msg));
     if (code != RL_RPC_OK) {
-        seterr(err, errlen, "%s", msg);
+        rl_seterr(err, errlen, "%s", msg);
         return code;
     }
     lg[0] = 0;
@@ -1190,7 +1183,7 @@ static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
     char msg[RL_RPC_ERRMAX + 256] = "";
     int code = rl_req_cluster("Remove", req, len, &r, msg, sizeof(msg));
     if (code != RL_RPC_OK) {
-        seterr(err, errlen, "%s", msg);
+        rl_seterr(err, errlen, "%s", msg);
         return code;
     }
     if (!r.refused &&
@@ -1212,7 +1205,7 @@ static int serve_transfer(rl_service *svc, struct rl_host *h,
     char msg[RL_RPC_ERRMAX + 256] = "", lid[RL_META_STR_MAX + 1] = "";
     int code = rl_req_cluster("Transfer", req, len, &r, msg, sizeof(msg));
     if (code != RL_RPC_OK) {
-        seterr(err, errlen, "%s", msg);
+        rl_seterr(err, errlen, "%s", msg);
         return code;
     }
     if (!r.refused &&
@@ -1268,7 +1261,7 @@ static int serve_nodes(rl_service *svc, struct rl_host *h, const uint8_t *req,
                !(pp = calloc(cnt ? cnt : 1, sizeof(*pp)))) {
         free(ms);
         free(ni);
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return RL_RPC_RESOURCE_EXHAUSTED;
     } else {
         for (i = 0; i < cnt; i++) {
@@ -1311,7 +1304,7 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
     base = proto__status_response__unpack(NULL, local.len, local.data);
     rl_rpc_buf_free(&local);
     if (!base) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return RL_RPC_RESOURCE_EXHAUSTED;
     }
     rl_cluster_node_status(h, &cs);
@@ -1383,12 +1376,12 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
         resp.index = res.index;
         resp.last_effective = st.L;
     } else if (rc == RL_NODE_NOTLEADER) {
-        seterr(msg, sizeof(msg),
-               "not the leader: ReadIndex is served by the leader only");
+        rl_seterr(msg, sizeof(msg),
+                  "not the leader: ReadIndex is served by the leader only");
         resp.error = msg;
     } else {
-        seterr(msg, sizeof(msg), "no read index: %s%s%s", rl_node_strerror(rc),
-               res.msg[0] ? ": " : "", res.msg);
+        rl_seterr(msg, sizeof(msg), "no read index: %s%s%s",
+                  rl_node_strerror(rc), res.msg[0] ? ": " : "", res.msg);
         resp.error = msg;
     }
     return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
@@ -1408,16 +1401,17 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
     int rc;
     switch (route_wait(h, &leader, tmo, e, sizeof(e))) {
     case ROUTE_NONE:
-        seterr(msg, msglen, "STRONG read refused: %s", e);
+        rl_seterr(msg, msglen, "STRONG read refused: %s", e);
         return -1;
     case ROUTE_SELF:
         memset(&res, 0, sizeof(res));
         rc = rl_node_read_index(n, tmo, &res);
         if (rc != RL_NODE_OK) {
-            seterr(msg, msglen,
-                   "STRONG read refused: the leader could not confirm its "
-                   "commit index with a quorum (%s); retry, or read EVENTUAL",
-                   rl_node_strerror(rc));
+            rl_seterr(
+                msg, msglen,
+                "STRONG read refused: the leader could not confirm its "
+                "commit index with a quorum (%s); retry, or read EVENTUAL",
+                rl_node_strerror(rc));
             return -1;
         }
         index = res.index;
@@ -1425,19 +1419,19 @@ static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
     default:
         if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
                                   &index, NULL, e, sizeof(e)) != 0) {
-            seterr(msg, msglen,
-                   "STRONG read refused: no read index from the leader '%s' "
-                   "(gRPC %s): %s",
-                   leader.node_id, leader.grpc_addr, e);
+            rl_seterr(msg, msglen,
+                      "STRONG read refused: no read index from the leader '%s' "
+                      "(gRPC %s): %s",
+                      leader.node_id, leader.grpc_addr, e);
             return -1;
         }
     }
     rc = rl_node_wait_applied(n, index, (unsigned)(left_ms(deadline) + 1));
     if (rc != RL_NODE_OK) {
-        seterr(msg, msglen,
-               "STRONG read refused: this node did not apply index %" PRIu64
-               " in time (%s); retry, or read on the leader",
-               index, rl_node_strerror(rc));
+        rl_seterr(msg, msglen,
+                  "STRONG read refused: this node did not apply index %" PRIu64
+                  " in time (%s); retry, or read on the leader",
+                  index, rl_node_strerror(rc));
         return -1;
     }
     return 0;
@@ -1452,7 +1446,7 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
     char msg[RL_RPC_ERRMAX + 512];
     int code = rl_req_cluster("ExecuteRead", req, len, &r, msg, sizeof(msg));
     if (code != RL_RPC_OK) {
-        seterr(err, errlen, "%s", msg);
+        rl_seterr(err, errlen, "%s", msg);
         return code;
     }
     if (!r.strong || strong_read_point(h, tmo, msg, sizeof(msg)) == 0) {
@@ -1585,12 +1579,12 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
             if (watch.cancelled && code != RL_RPC_OK) {
                 /* It may have reached the old leader's log: its fate is
                 ** unknown, and sending it again could apply it twice. */
-                seterr(msg, sizeof(msg),
-                       "outcome unknown: leadership moved away from '%s' "
-                       "(gRPC %s) while it held the write (paused, cut off "
-                       "or dead?); the write may or may not take effect: "
-                       "check before retrying",
-                       leader.node_id, leader.grpc_addr);
+                rl_seterr(msg, sizeof(msg),
+                          "outcome unknown: leadership moved away from '%s' "
+                          "(gRPC %s) while it held the write (paused, cut off "
+                          "or dead?); the write may or may not take effect: "
+                          "check before retrying",
+                          leader.node_id, leader.grpc_addr);
                 return unknown_reply(svc, method, msg, reply, err, errlen);
             }
             if (code == RL_RPC_UNAVAILABLE &&
@@ -1599,18 +1593,19 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                 ** leader died holding it: "Socket closed"): it may be in
                 ** the leader's log, so its fate is unknown (a gRPC error
                 ** would read as "not sent"; only a failed connect is). */
-                seterr(msg, sizeof(msg),
-                       "outcome unknown: the connection to the leader '%s' "
-                       "(gRPC %s) broke while it held the write (%s); the "
-                       "write may or may not take effect: check before "
-                       "retrying",
-                       leader.node_id, leader.grpc_addr, e);
+                rl_seterr(msg, sizeof(msg),
+                          "outcome unknown: the connection to the leader '%s' "
+                          "(gRPC %s) broke while it held the write (%s); the "
+                          "write may or may not take effect: check before "
+                          "retrying",
+                          leader.node_id, leader.grpc_addr, e);
                 return unknown_reply(svc, method, msg, reply, err, errlen);
             }
             if (code != RL_RPC_OK) {
-                seterr(err, errlen,
-                       "forwarding %s to the leader '%s' (gRPC %s) failed: %s",
-                       method, leader.node_id, leader.grpc_addr, e);
+                rl_seterr(
+                    err, errlen,
+                    "forwarding %s to the leader '%s' (gRPC %s) failed: %s",
+                    method, leader.node_id, leader.grpc_addr, e);
                 return code;
             }
             if (reply_outcome(method, reply) != RL_OUTCOME_NOT_LEADER ||

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "errbuf.h"
 #include "image_fetch.h"
 #include "host.h"
 #include "node.h"
@@ -21,24 +22,13 @@
 #include "reqcheck.h"
 #include "rpc.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int malformed(const char *what, char *msg, size_t msglen)
 {
-    seterr(msg, msglen,
-           "malformed %s: the bytes are not a valid protobuf message of that "
-           "type",
-           what);
+    rl_seterr(
+        msg, msglen,
+        "malformed %s: the bytes are not a valid protobuf message of that "
+        "type",
+        what);
     return RL_RPC_INVALID_ARGUMENT;
 }
 
@@ -51,20 +41,20 @@ static int raft_addr_ok(const char *a, char *msg, size_t msglen)
     struct in_addr in;
     size_t hn = colon ? (size_t)(colon - a) : 0;
     if (!colon || hn == 0 || hn >= sizeof host) {
-        seterr(msg, msglen,
-               "JoinRequest raft_addr '%.80s' is not IPv4:PORT; the Raft "
-               "transport takes a numeric address such as 127.0.0.1:7001",
-               a);
+        rl_seterr(msg, msglen,
+                  "JoinRequest raft_addr '%.80s' is not IPv4:PORT; the Raft "
+                  "transport takes a numeric address such as 127.0.0.1:7001",
+                  a);
         return -1;
     }
     memcpy(host, a, hn);
     host[hn] = 0;
     if (inet_pton(AF_INET, host, &in) != 1) {
-        seterr(msg, msglen,
-               "JoinRequest raft_addr '%.80s' is not a numeric IPv4 address "
-               "and port; the Raft transport takes IPv4:PORT, e.g. "
-               "127.0.0.1:7001",
-               a);
+        rl_seterr(msg, msglen,
+                  "JoinRequest raft_addr '%.80s' is not a numeric IPv4 address "
+                  "and port; the Raft transport takes IPv4:PORT, e.g. "
+                  "127.0.0.1:7001",
+                  a);
         return -1;
     }
     return rl_addr_check(a, RL_ADDR_RAFT, "JoinRequest raft_addr", msg, msglen);
@@ -76,24 +66,24 @@ static void parse_join(const Proto__JoinRequest *r, rl_cluster_req *out,
     char e[256];
     out->refused = 1;
     if (!r->node_id[0] || !r->raft_addr[0]) {
-        seterr(msg, msglen,
-               "JoinRequest needs node_id and raft_addr (the joining node's "
-               "id and its Raft address host:port)");
+        rl_seterr(msg, msglen,
+                  "JoinRequest needs node_id and raft_addr (the joining node's "
+                  "id and its Raft address host:port)");
     } else if (rl_meta_set(&out->meta, rl_raft_id_of(r->node_id), r->node_id,
                            r->raft_addr, r->grpc_addr) != 0) {
-        seterr(msg, msglen,
-               "JoinRequest strings must be 1..%d bytes without NUL (gRPC "
-               "address 0..%d)",
-               RL_META_STR_MAX, RL_META_STR_MAX);
+        rl_seterr(msg, msglen,
+                  "JoinRequest strings must be 1..%d bytes without NUL (gRPC "
+                  "address 0..%d)",
+                  RL_META_STR_MAX, RL_META_STR_MAX);
     } else if (rl_node_id_check(r->node_id, RL_META_STR_MAX,
                                 "JoinRequest node_id", e, sizeof e) != 0) {
-        seterr(msg, msglen, "%s", e);
+        rl_seterr(msg, msglen, "%s", e);
     } else if (raft_addr_ok(r->raft_addr, e, sizeof e) != 0) {
-        seterr(msg, msglen, "%s", e);
+        rl_seterr(msg, msglen, "%s", e);
     } else if (r->grpc_addr[0] &&
                rl_addr_check(r->grpc_addr, RL_ADDR_GRPC,
                              "JoinRequest grpc_addr", e, sizeof e) != 0) {
-        seterr(msg, msglen, "%s", e);
+        rl_seterr(msg, msglen, "%s", e);
     } else {
         out->refused = 0;
     }
@@ -106,13 +96,13 @@ static void parse_target(const char *id, int any_ok, const char *what,
 {
     size_t n = strlen(id);
     if (n == 0 && !any_ok) {
-        seterr(msg, msglen, "%s needs the node_id to remove", what);
+        rl_seterr(msg, msglen, "%s needs the node_id to remove", what);
         out->refused = 1;
     } else if (n > RL_META_STR_MAX) {
-        seterr(msg, msglen,
-               "%s node_id is %zu bytes: node ids are at most %d, so no "
-               "member has it; nothing changed",
-               what, n, RL_META_STR_MAX);
+        rl_seterr(msg, msglen,
+                  "%s node_id is %zu bytes: node ids are at most %d, so no "
+                  "member has it; nothing changed",
+                  what, n, RL_META_STR_MAX);
         out->refused = 1;
     } else {
         memcpy(out->node_id, id, n + 1);
@@ -179,7 +169,7 @@ int rl_req_cluster(const char *method, const uint8_t *req, size_t len,
             m = (ProtobufCMessage *)proto__read_index_request__unpack(NULL, len,
                                                                       req);
         } else {
-            seterr(msg, msglen, "no cluster method '%.64s'", method);
+            rl_seterr(msg, msglen, "no cluster method '%.64s'", method);
             return RL_RPC_UNIMPLEMENTED;
         }
         if (!m)
@@ -200,46 +190,48 @@ int rl_req_join_check(const struct rl_member *ms, unsigned cnt,
         const char *xid = x->has_meta ? x->meta.node_id : "?";
         if (x->raft_id == m->raft_id) {
             if (x->has_meta && strcmp(x->meta.node_id, m->node_id) != 0) {
-                seterr(err, errlen,
-                       "node id '%s' has raft id %llu, which member '%s' "
-                       "already has; choose another id",
-                       m->node_id, (unsigned long long)m->raft_id,
-                       x->meta.node_id);
+                rl_seterr(err, errlen,
+                          "node id '%s' has raft id %llu, which member '%s' "
+                          "already has; choose another id",
+                          m->node_id, (unsigned long long)m->raft_id,
+                          x->meta.node_id);
                 return -1;
             }
             if (strcmp(x->raft_addr, m->raft_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with raft address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->raft_addr, m->raft_addr, m->node_id);
+                rl_seterr(
+                    err, errlen,
+                    "node '%s' is already a member with raft address %s, "
+                    "not %s; remove it first (SELECT raft_remove('%s')) or "
+                    "join with its stored address",
+                    m->node_id, x->raft_addr, m->raft_addr, m->node_id);
                 return -1;
             }
             if (x->has_meta && x->meta.grpc_addr[0] && m->grpc_addr[0] &&
                 strcmp(x->meta.grpc_addr, m->grpc_addr) != 0) {
-                seterr(err, errlen,
-                       "node '%s' is already a member with gRPC address %s, "
-                       "not %s; remove it first (SELECT raft_remove('%s')) or "
-                       "join with its stored address",
-                       m->node_id, x->meta.grpc_addr, m->grpc_addr, m->node_id);
+                rl_seterr(
+                    err, errlen,
+                    "node '%s' is already a member with gRPC address %s, "
+                    "not %s; remove it first (SELECT raft_remove('%s')) or "
+                    "join with its stored address",
+                    m->node_id, x->meta.grpc_addr, m->grpc_addr, m->node_id);
                 return -1;
             }
             *found = (int)i;
             continue;
         }
         if (strcmp(x->raft_addr, m->raft_addr) == 0) {
-            seterr(err, errlen,
-                   "raft address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->raft_addr, xid, m->node_id);
+            rl_seterr(err, errlen,
+                      "raft address %s is already used by node '%s'; give node "
+                      "'%s' an address of its own",
+                      m->raft_addr, xid, m->node_id);
             return -1;
         }
         if (x->has_meta && m->grpc_addr[0] &&
             strcmp(x->meta.grpc_addr, m->grpc_addr) == 0) {
-            seterr(err, errlen,
-                   "gRPC address %s is already used by node '%s'; give node "
-                   "'%s' an address of its own",
-                   m->grpc_addr, xid, m->node_id);
+            rl_seterr(err, errlen,
+                      "gRPC address %s is already used by node '%s'; give node "
+                      "'%s' an address of its own",
+                      m->grpc_addr, xid, m->node_id);
             return -1;
         }
     }
@@ -258,9 +250,10 @@ int rl_req_fetch_image(const uint8_t *req, size_t len, const char *db_base,
     memset(out, 0, sizeof *out);
     r = proto__fetch_image_request__unpack(NULL, len, req);
     if (!r) {
-        seterr(msg, msglen,
-               "malformed FetchImageRequest: not a valid protobuf message of "
-               "that type");
+        rl_seterr(
+            msg, msglen,
+            "malformed FetchImageRequest: not a valid protobuf message of "
+            "that type");
         return RL_RPC_INVALID_ARGUMENT;
     }
     /* An ImageChunk carries its bytes and about 40 bytes of fields: the
@@ -274,17 +267,18 @@ int rl_req_fetch_image(const uint8_t *req, size_t len, const char *db_base,
     if (strcmp(r->name, RL_IMAGE_FETCH_NAME) == 0) {
         out->image = 1;
         if (r->offset) {
-            seterr(msg, msglen,
-                   "the consistent image (name '@image') streams from offset "
-                   "0: a resumed transfer would mix two snapshots (fetch it "
-                   "again)");
+            rl_seterr(
+                msg, msglen,
+                "the consistent image (name '@image') streams from offset "
+                "0: a resumed transfer would mix two snapshots (fetch it "
+                "again)");
             code = RL_RPC_INVALID_ARGUMENT;
         }
     } else if (r->name[0] && strcmp(r->name, db_base) != 0) {
-        seterr(msg, msglen,
-               "FetchImage serves only this node's database image '%s', not "
-               "'%.200s'",
-               db_base, r->name);
+        rl_seterr(msg, msglen,
+                  "FetchImage serves only this node's database image '%s', not "
+                  "'%.200s'",
+                  db_base, r->name);
         code = RL_RPC_PERMISSION_DENIED;
     }
     proto__fetch_image_request__free_unpacked(r, NULL);
@@ -295,8 +289,9 @@ int rl_req_fetch_range(const rl_fetch_plan *p, uint64_t size, uint64_t *end,
                        char *msg, size_t msglen)
 {
     if (p->offset > size) {
-        seterr(msg, msglen, "offset %llu is past the image's end (%llu bytes)",
-               (unsigned long long)p->offset, (unsigned long long)size);
+        rl_seterr(msg, msglen,
+                  "offset %llu is past the image's end (%llu bytes)",
+                  (unsigned long long)p->offset, (unsigned long long)size);
         return RL_RPC_OUT_OF_RANGE;
     }
     *end = size;

@@ -28,6 +28,7 @@
 **     admissible call (admit), never one that would exceed the cap.
 */
 #include "rpc.h"
+#include "errbuf.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -52,19 +53,6 @@
 ** deadline (see admit). */
 #define WAIT_ANSWER_EARLY_MS 250
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Reads a whole PEM file into a NUL-terminated malloc'd string. */
 static char *read_pem(const char *path, const char *what, char *err,
                       size_t errlen)
@@ -73,19 +61,19 @@ static char *read_pem(const char *path, const char *what, char *err,
     char *buf = NULL;
     long n;
     if (!f) {
-        seterr(err, errlen, "cannot open TLS %s file %s: %s", what, path,
-               strerror(errno));
+        rl_seterr(err, errlen, "cannot open TLS %s file %s: %s", what, path,
+                  strerror(errno));
         return NULL;
     }
     if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
         fseek(f, 0, SEEK_SET) != 0) {
-        seterr(err, errlen, "cannot read TLS %s file %s", what, path);
+        rl_seterr(err, errlen, "cannot read TLS %s file %s", what, path);
         fclose(f);
         return NULL;
     }
     buf = malloc((size_t)n + 1);
     if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        seterr(err, errlen, "cannot read TLS %s file %s", what, path);
+        rl_seterr(err, errlen, "cannot read TLS %s file %s", what, path);
         free(buf);
         fclose(f);
         return NULL;
@@ -93,8 +81,8 @@ static char *read_pem(const char *path, const char *what, char *err,
     buf[n] = 0;
     fclose(f);
     if (!strstr(buf, "-----BEGIN")) {
-        seterr(err, errlen, "TLS %s file %s is not PEM (no -----BEGIN line)",
-               what, path);
+        rl_seterr(err, errlen, "TLS %s file %s is not PEM (no -----BEGIN line)",
+                  what, path);
         free(buf);
         return NULL;
     }
@@ -690,12 +678,12 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     grpc_arg a[3];
     grpc_channel_args ca;
     if (!cfg->addr || snprintf(NULL, 0, "%s", cfg->addr) >= 256) {
-        seterr(err, errlen, "listen address missing or too long");
+        rl_seterr(err, errlen, "listen address missing or too long");
         return NULL;
     }
     s = calloc(1, sizeof(*s));
     if (!s) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(s->addr, sizeof(s->addr), "%s", cfg->addr);
@@ -718,7 +706,7 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
         free(s->threads);
         free(s->peers);
         free(s);
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&s->mu, NULL);
@@ -747,13 +735,13 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     if (t && (t->cert_file || t->key_file || t->ca_file)) {
         char *cert = NULL, *key = NULL, *ca = NULL;
         if (!t->cert_file || !t->key_file) {
-            seterr(err, errlen,
-                   "TLS needs both a certificate and a key file "
-                   "(-tls-cert and -tls-key)");
+            rl_seterr(err, errlen,
+                      "TLS needs both a certificate and a key file "
+                      "(-tls-cert and -tls-key)");
         } else if (t->client_auth && !t->ca_file) {
-            seterr(err, errlen,
-                   "mutual TLS (-tls-client-auth) needs the CA "
-                   "that signs client certificates (-tls-ca)");
+            rl_seterr(err, errlen,
+                      "mutual TLS (-tls-client-auth) needs the CA "
+                      "that signs client certificates (-tls-ca)");
         } else if ((cert =
                         read_pem(t->cert_file, "certificate", err, errlen)) &&
                    (key = read_pem(t->key_file, "key", err, errlen)) &&
@@ -767,7 +755,7 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
                     : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
                 NULL);
             if (!creds) {
-                seterr(err, errlen, "gRPC rejected the TLS certificate/key");
+                rl_seterr(err, errlen, "gRPC rejected the TLS certificate/key");
             }
         }
         free(cert);
@@ -783,8 +771,8 @@ rl_rpc_server *rl_rpc_server_new(const rl_rpc_server_config *cfg, char *err,
     int port = grpc_server_add_http2_port(s->server, s->addr, creds);
     grpc_server_credentials_release(creds);
     if (port <= 0) {
-        seterr(err, errlen, "cannot listen on %s (address in use or invalid)",
-               s->addr);
+        rl_seterr(err, errlen,
+                  "cannot listen on %s (address in use or invalid)", s->addr);
         rl_rpc_server_free(s, 0);
         return NULL;
     }
@@ -831,12 +819,12 @@ int rl_rpc_server_start(rl_rpc_server *s, char *err, size_t errlen)
 {
     int port = -s->started, i;
     if (port <= 0) {
-        seterr(err, errlen, "server already started");
+        rl_seterr(err, errlen, "server already started");
         return -1;
     }
     grpc_server_start(s->server);
     if (pthread_create(&s->dispatcher, NULL, dispatcher_main, s) != 0) {
-        seterr(err, errlen, "cannot start the dispatcher thread");
+        rl_seterr(err, errlen, "cannot start the dispatcher thread");
         return -1;
     }
     s->started = port;
@@ -1240,7 +1228,7 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
 {
     rl_rpc_client *cl = calloc(1, sizeof(*cl));
     if (!cl) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     rpc_init();
@@ -1251,9 +1239,9 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
         char *cert = NULL, *key = NULL, *ca = NULL;
         int ok = 1;
         if (!tls->cert_file != !tls->key_file) {
-            seterr(err, errlen,
-                   "a client certificate needs its key file and "
-                   "the other way round");
+            rl_seterr(err, errlen,
+                      "a client certificate needs its key file and "
+                      "the other way round");
             ok = 0;
         }
         if (ok && tls->ca_file &&
@@ -1270,7 +1258,7 @@ rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
             cl->creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL,
                                                     NULL, NULL);
             if (!cl->creds) {
-                seterr(err, errlen, "gRPC rejected the TLS settings");
+                rl_seterr(err, errlen, "gRPC rejected the TLS settings");
                 ok = 0;
             }
         }
@@ -1379,12 +1367,12 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
     grpc_slice msl;
     grpc_op op;
     if (!ch) {
-        seterr(err, errlen, "cannot create a channel to %s", target);
+        rl_seterr(err, errlen, "cannot create a channel to %s", target);
         return NULL;
     }
     st = calloc(1, sizeof(*st));
     if (!st) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     st->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -1397,7 +1385,7 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                  NULL, deadline_in(timeout_ms), NULL);
     grpc_slice_unref(msl);
     if (!st->call) {
-        seterr(err, errlen, "cannot start a call to %s%s", target, method);
+        rl_seterr(err, errlen, "cannot start a call to %s%s", target, method);
         grpc_metadata_array_destroy(&st->init_md);
         grpc_metadata_array_destroy(&st->trailing);
         destroy_pluck_cq(st->cq);
@@ -1484,7 +1472,7 @@ int rl_rpc_stream_finish(rl_rpc_stream *st, char *err, size_t errlen)
     }
     if (ev.type != GRPC_OP_COMPLETE) {
         code = RL_RPC_INTERNAL;
-        seterr(err, errlen, "call ended without a status");
+        rl_seterr(err, errlen, "call ended without a status");
     } else {
         code = (int)st->status;
         if (code != RL_RPC_OK && err && errlen) {
@@ -1525,7 +1513,7 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
     reply->data = NULL;
     reply->len = 0;
     if (!ch) {
-        seterr(err, errlen, "cannot create a channel to %s", target);
+        rl_seterr(err, errlen, "cannot create a channel to %s", target);
         return RL_RPC_INTERNAL;
     }
     cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -1535,7 +1523,7 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
     grpc_slice_unref(msl);
     if (!call) {
         destroy_pluck_cq(cq);
-        seterr(err, errlen, "cannot start a call to %s%s", target, method);
+        rl_seterr(err, errlen, "cannot start a call to %s%s", target, method);
         return RL_RPC_INTERNAL;
     }
     grpc_metadata_array_init(&init_md);
@@ -1558,7 +1546,7 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
     ops[5].data.recv_status_on_client.status_details = &details;
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
         code = RL_RPC_INTERNAL;
-        seterr(err, errlen, "cannot start a call to %s%s", target, method);
+        rl_seterr(err, errlen, "cannot start a call to %s%s", target, method);
     } else {
         grpc_event ev;
         int cancelled = 0;
@@ -1582,14 +1570,14 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
             copy_slice(err, errlen, details);
         } else if (!in) {
             code = RL_RPC_INTERNAL;
-            seterr(err, errlen, "%s on %s returned OK without a response",
-                   method, target);
+            rl_seterr(err, errlen, "%s on %s returned OK without a response",
+                      method, target);
         } else {
             int r = take_bb(in, reply); /* destroys in */
             in = NULL;
             if (r != 0) {
                 code = RL_RPC_INTERNAL;
-                seterr(err, errlen, "out of memory reading the response");
+                rl_seterr(err, errlen, "out of memory reading the response");
             }
         }
         if (in) {

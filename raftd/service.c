@@ -20,6 +20,7 @@
 ** handler and the progress handler give up when it passes.
 */
 #include "service.h"
+#include "errbuf.h"
 #include "fsio.h"
 
 #include <errno.h>
@@ -75,20 +76,6 @@ struct rl_service {
     int auth_mtls;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n >= (int)errlen && errlen > 4) {
-        memcpy(err + errlen - 4, "...", 4);
-    }
-}
-
 static int64_t remaining(conn *c)
 {
     return c->remaining ? c->remaining(c->ctx) : INT64_MAX;
@@ -136,14 +123,14 @@ static conn *conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
     int rc, flags = readonly ? SQLITE_OPEN_READONLY
                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (!c) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     rc = sqlite3_open_v2(svc->db_path, &c->db, flags | SQLITE_OPEN_NOMUTEX,
                          NULL);
     if (rc != SQLITE_OK) {
-        seterr(err, errlen, "cannot open database %s: %s", svc->db_path,
-               c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        rl_seterr(err, errlen, "cannot open database %s: %s", svc->db_path,
+                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         conn_close(c);
         return NULL;
     }
@@ -154,8 +141,8 @@ static conn *conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
         char *msg = NULL;
         rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "cannot set WAL mode on %s: %s", svc->db_path,
-                   msg ? msg : sqlite3_errstr(rc));
+            rl_seterr(err, errlen, "cannot set WAL mode on %s: %s",
+                      svc->db_path, msg ? msg : sqlite3_errstr(rc));
             sqlite3_free(msg);
             conn_close(c);
             return NULL;
@@ -197,11 +184,11 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
 {
     rl_service *svc = calloc(1, sizeof(*svc));
     if (!svc) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     if (rl_group_init(&svc->group, GROUP_MAX, run_batch, svc) != 0) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         free(svc);
         return NULL;
     }
@@ -217,7 +204,7 @@ rl_service *rl_service_open(const rl_service_config *cfg, char *err,
     if (cfg->hooks)
         svc->hooks = *cfg->hooks;
     if (!svc->node_id || !svc->grpc_addr || !svc->raft_addr || !svc->db_path) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         rl_service_close(svc);
         return NULL;
     }
@@ -332,22 +319,22 @@ static void sql_error(conn *c, int rc, const char *what, char *err,
     const char *why =
         c->timed_out && c->svc->stop_reason ? c->svc->stop_reason(c->ctx) : "";
     if (c->timed_out) {
-        seterr(err, errlen, "%s: stopped while %s: %s", what,
-               rc == SQLITE_BUSY ? "waiting for the database lock"
-                                 : "running the statement",
-               why[0] ? why : "deadline exceeded");
+        rl_seterr(err, errlen, "%s: stopped while %s: %s", what,
+                  rc == SQLITE_BUSY ? "waiting for the database lock"
+                                    : "running the statement",
+                  why[0] ? why : "deadline exceeded");
     } else if (rc == SQLITE_AUTH || c->guard.why[0]) {
-        seterr(err, errlen, "%s: not authorized: %s", what,
-               c->guard.why[0] ? c->guard.why : sqlite3_errmsg(c->db));
+        rl_seterr(err, errlen, "%s: not authorized: %s", what,
+                  c->guard.why[0] ? c->guard.why : sqlite3_errmsg(c->db));
     } else if (rc == SQLITE_TOOBIG) {
-        seterr(err, errlen,
-               "%s: %s: a value or statement is larger than %d bytes, the "
-               "limit that follows the message limit (raftd -max-msg-bytes "
-               "raises it)",
-               what, sqlite3_errmsg(c->db),
-               sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, -1));
+        rl_seterr(err, errlen,
+                  "%s: %s: a value or statement is larger than %d bytes, the "
+                  "limit that follows the message limit (raftd -max-msg-bytes "
+                  "raises it)",
+                  what, sqlite3_errmsg(c->db),
+                  sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, -1));
     } else {
-        seterr(err, errlen, "%s: %s", what, sqlite3_errmsg(c->db));
+        rl_seterr(err, errlen, "%s: %s", what, sqlite3_errmsg(c->db));
     }
 }
 
@@ -379,9 +366,9 @@ static int bind_params(conn *c, sqlite3_stmt *st, size_t n,
     size_t i;
     int rc;
     if (n > (size_t)want) {
-        seterr(err, errlen,
-               "%zu parameters given but the statement has %d placeholders", n,
-               want);
+        rl_seterr(err, errlen,
+                  "%zu parameters given but the statement has %d placeholders",
+                  n, want);
         return -1;
     }
     for (i = 0; i < n; i++) {
@@ -395,10 +382,10 @@ static int bind_params(conn *c, sqlite3_stmt *st, size_t n,
         const char *name = named[i]->name ? named[i]->name : "";
         int idx = sqlite3_bind_parameter_index(st, name);
         if (idx == 0) {
-            seterr(err, errlen,
-                   "no parameter named '%s' in the statement (include the "
-                   "prefix, e.g. ':%s')",
-                   name, name);
+            rl_seterr(err, errlen,
+                      "no parameter named '%s' in the statement (include the "
+                      "prefix, e.g. ':%s')",
+                      name, name);
             return -1;
         }
         rc = bind_value(st, idx, named[i]->value);
@@ -481,10 +468,10 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
             rc = has_more(c->db, next, &more);
             if (rc != SQLITE_OK || more) {
                 sqlite3_finalize(st);
-                seterr(err, errlen,
-                       "parameters need exactly one statement, but the SQL "
-                       "holds more; split it into statements of "
-                       "ExecuteTransaction");
+                rl_seterr(err, errlen,
+                          "parameters need exactly one statement, but the SQL "
+                          "holds more; split it into statements of "
+                          "ExecuteTransaction");
                 return -1;
             }
             if (bind_params(c, st, sp->n_params, sp->params, sp->n_named,
@@ -507,7 +494,7 @@ static int run_spec(conn *c, const stmt_spec *sp, int64_t *changes, char *err,
         tail = next;
     }
     if (nstmt == 0) {
-        seterr(err, errlen, "empty SQL: send at least one statement");
+        rl_seterr(err, errlen, "empty SQL: send at least one statement");
         return -1;
     }
     return 0;
@@ -607,7 +594,7 @@ static void req_fail(wreq *w, const char *msg)
         w->failed = -2; /* failed, but in no statement of its own */
     w->outcome = RL_OUTCOME_NOT_APPLIED;
     if (msg)
-        seterr(w->err, w->errlen, "%s", msg);
+        rl_seterr(w->err, w->errlen, "%s", msg);
 }
 
 /* group.h's run(): the batch as one write transaction, one savepoint per
@@ -699,7 +686,7 @@ again:
                 job_sql_error(c, jobs[i], rc, "commit failed");
                 w->failed = -2;
             } else if (msg[0]) {
-                seterr(w->err, w->errlen, "%s", msg);
+                rl_seterr(w->err, w->errlen, "%s", msg);
                 w->failed = -2;
             } else {
                 w->ok = 1;
@@ -729,9 +716,9 @@ static int run_write(rl_service *svc, const stmt_spec *specs, size_t n,
     *total = 0;
     *outcome = RL_OUTCOME_NOT_APPLIED;
     if (rl_group_submit(&svc->group, &job) != 0) {
-        seterr(err, errlen,
-               "deadline exceeded while waiting for the writer "
-               "(another write holds it)");
+        rl_seterr(err, errlen,
+                  "deadline exceeded while waiting for the writer "
+                  "(another write holds it)");
         return -1;
     }
     *outcome = w.outcome;
@@ -747,14 +734,15 @@ static int pack(const ProtobufCMessage *m, size_t max, rl_rpc_buf *out,
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     if (n > max) {
-        seterr(err, errlen,
-               "response of %zu bytes exceeds the message limit of %zu bytes",
-               n, max);
+        rl_seterr(
+            err, errlen,
+            "response of %zu bytes exceeds the message limit of %zu bytes", n,
+            max);
         return RL_RPC_RESOURCE_EXHAUSTED;
     }
     out->data = malloc(n ? n : 1);
     if (!out->data) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         return RL_RPC_RESOURCE_EXHAUSTED;
     }
     out->len = protobuf_c_message_pack(m, out->data);
@@ -769,10 +757,11 @@ static char *errdup(const char *s)
 #define DECODE(type, fn, var, what)                                            \
     type *var = fn(NULL, len, req);                                            \
     if (!var) {                                                                \
-        seterr(err, errlen,                                                    \
-               "malformed %s: the bytes are not a valid protobuf message of "  \
-               "that type",                                                    \
-               what);                                                          \
+        rl_seterr(                                                             \
+            err, errlen,                                                       \
+            "malformed %s: the bytes are not a valid protobuf message of "     \
+            "that type",                                                       \
+            what);                                                             \
         return RL_RPC_INVALID_ARGUMENT;                                        \
     }
 
@@ -825,7 +814,7 @@ static int do_txn(rl_service *svc, const uint8_t *req, size_t len,
     int failed = -1, code, outcome = RL_OUTCOME_NOT_APPLIED;
     char msg[1024];
     if (!specs || !ch || !rowids || !res || !resp_ptrs) {
-        seterr(err, errlen, "out of memory");
+        rl_seterr(err, errlen, "out of memory");
         code = RL_RPC_RESOURCE_EXHAUSTED;
         goto out;
     }
@@ -1013,11 +1002,11 @@ static int read_rows(rl_service *svc, conn *c, sqlite3_stmt *st,
             }
         }
         if (approx > svc->max_msg) {
-            seterr(msg, msglen,
-                   "result too large: more than %zu bytes after %zu rows, "
-                   "over the message limit; narrow the query (LIMIT/OFFSET, "
-                   "fewer columns) or raise -max-msg-bytes",
-                   svc->max_msg, qr->n_rows);
+            rl_seterr(msg, msglen,
+                      "result too large: more than %zu bytes after %zu rows, "
+                      "over the message limit; narrow the query (LIMIT/OFFSET, "
+                      "fewer columns) or raise -max-msg-bytes",
+                      svc->max_msg, qr->n_rows);
             return -1;
         }
     }
@@ -1027,7 +1016,7 @@ static int read_rows(rl_service *svc, conn *c, sqlite3_stmt *st,
     }
     return 0;
 oom:
-    seterr(msg, msglen, "out of memory while building the result");
+    rl_seterr(msg, msglen, "out of memory while building the result");
     return -1;
 }
 
@@ -1045,7 +1034,7 @@ static int do_read(rl_service *svc, const uint8_t *req, size_t len,
     conn *c = NULL;
     if (!qr) {
         msg[0] = 0;
-        seterr(msg, sizeof(msg), "out of memory");
+        rl_seterr(msg, sizeof(msg), "out of memory");
         goto done;
     }
     proto__query_result__init(qr);
@@ -1063,20 +1052,20 @@ static int do_read(rl_service *svc, const uint8_t *req, size_t len,
         goto done;
     }
     if (!st) {
-        seterr(msg, sizeof(msg), "empty SQL: send one statement");
+        rl_seterr(msg, sizeof(msg), "empty SQL: send one statement");
         goto done;
     }
     if (!sqlite3_stmt_readonly(st)) {
-        seterr(msg, sizeof(msg),
-               "ExecuteRead refuses SQL that writes; send it with "
-               "ExecuteWrite");
+        rl_seterr(msg, sizeof(msg),
+                  "ExecuteRead refuses SQL that writes; send it with "
+                  "ExecuteWrite");
         goto done;
     }
     rc = has_more(c->db, tail, &more);
     if (rc != SQLITE_OK || more) {
-        seterr(msg, sizeof(msg),
-               "ExecuteRead takes exactly one statement, but the SQL holds "
-               "more");
+        rl_seterr(msg, sizeof(msg),
+                  "ExecuteRead takes exactly one statement, but the SQL holds "
+                  "more");
         goto done;
     }
     if (bind_params(c, st, r->n_params, r->params, r->n_named_params,
@@ -1134,8 +1123,8 @@ static int do_join(rl_service *svc, const uint8_t *req, size_t len,
     Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
     char msg[512];
     int code;
-    seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id,
-           STANDALONE);
+    rl_seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id,
+              STANDALONE);
     resp.error = msg;
     code = pack(&resp.base, svc->max_msg, reply, err, errlen);
     proto__join_request__free_unpacked(r, NULL);
@@ -1150,8 +1139,8 @@ static int do_remove(rl_service *svc, const uint8_t *req, size_t len,
     Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
     char msg[512];
     int code;
-    seterr(msg, sizeof(msg), "cannot remove node '%s': %s", r->node_id,
-           STANDALONE);
+    rl_seterr(msg, sizeof(msg), "cannot remove node '%s': %s", r->node_id,
+              STANDALONE);
     resp.error = msg;
     code = pack(&resp.base, svc->max_msg, reply, err, errlen);
     proto__remove_request__free_unpacked(r, NULL);
@@ -1218,7 +1207,7 @@ static int do_read_index(rl_service *svc, const uint8_t *req, size_t len,
            "ReadIndexRequest");
     (void)svc;
     proto__read_index_request__free_unpacked(r, NULL);
-    seterr(err, errlen, "ReadIndex needs a Raft leader: %s", STANDALONE);
+    rl_seterr(err, errlen, "ReadIndex needs a Raft leader: %s", STANDALONE);
     return RL_RPC_FAILED_PRECONDITION;
 }
 
@@ -1251,7 +1240,7 @@ int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
     } else if (strcmp(method, "ReadIndex") == 0) {
         code = do_read_index(svc, req, len, err, errlen);
     } else {
-        seterr(err, errlen, "unknown method %s", method);
+        rl_seterr(err, errlen, "unknown method %s", method);
         code = RL_RPC_UNIMPLEMENTED;
     }
     pthread_mutex_lock(&svc->smu);
@@ -1303,9 +1292,9 @@ int rl_service_propose_txn(rl_service *svc, const struct rl_txn_asm *a,
 {
     *index = 0;
     if (!svc->hooks.propose_txn) {
-        seterr(why, whylen,
-               "this node is standalone: it commits no forwarded "
-               "transaction");
+        rl_seterr(why, whylen,
+                  "this node is standalone: it commits no forwarded "
+                  "transaction");
         return -1;
     }
     return svc->hooks.propose_txn(svc->hooks.ctx, a, remaining_ms, index, why,
@@ -1318,53 +1307,53 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
     Proto__TxnChunk *ch = proto__txn_chunk__unpack(NULL, len, msg);
     int code = RL_RPC_OK;
     if (!ch) {
-        seterr(err, errlen,
-               "malformed TxnChunk: not a valid protobuf "
-               "message of that type");
+        rl_seterr(err, errlen,
+                  "malformed TxnChunk: not a valid protobuf "
+                  "message of that type");
         return RL_RPC_INVALID_ARGUMENT;
     }
     if (a->last_seen) {
-        seterr(err, errlen, "TxnChunk after the chunk marked last");
+        rl_seterr(err, errlen, "TxnChunk after the chunk marked last");
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (a->chunks == 0 && ch->origin_node != 0 &&
                ch->total_length > RL_TXN_COMMIT_MAX) {
-        seterr(err, errlen,
-               "transaction of %llu bytes exceeds the limit of %llu bytes "
-               "for one Raft entry",
-               (unsigned long long)ch->total_length,
-               (unsigned long long)RL_TXN_COMMIT_MAX);
+        rl_seterr(err, errlen,
+                  "transaction of %llu bytes exceeds the limit of %llu bytes "
+                  "for one Raft entry",
+                  (unsigned long long)ch->total_length,
+                  (unsigned long long)RL_TXN_COMMIT_MAX);
         code = RL_RPC_RESOURCE_EXHAUSTED;
     } else if (a->chunks > 0 && (ch->origin_node || ch->txn_base ||
                                  ch->origin_txn || ch->origin_pid)) {
-        seterr(err, errlen,
-               "TxnChunk %llu states an origin or base; only the first "
-               "chunk may",
-               (unsigned long long)a->chunks);
+        rl_seterr(err, errlen,
+                  "TxnChunk %llu states an origin or base; only the first "
+                  "chunk may",
+                  (unsigned long long)a->chunks);
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (a->chunks == 0 && ch->total_length > RL_TXN_MAX) {
-        seterr(err, errlen,
-               "transaction of %llu bytes exceeds the limit of %llu bytes",
-               (unsigned long long)ch->total_length,
-               (unsigned long long)RL_TXN_MAX);
+        rl_seterr(err, errlen,
+                  "transaction of %llu bytes exceeds the limit of %llu bytes",
+                  (unsigned long long)ch->total_length,
+                  (unsigned long long)RL_TXN_MAX);
         code = RL_RPC_RESOURCE_EXHAUSTED;
     } else if (a->chunks > 0 && ch->total_length != 0 &&
                ch->total_length != a->total) {
-        seterr(err, errlen,
-               "TxnChunk %llu states total_length %llu, the first said %llu",
-               (unsigned long long)a->chunks,
-               (unsigned long long)ch->total_length,
-               (unsigned long long)a->total);
+        rl_seterr(err, errlen,
+                  "TxnChunk %llu states total_length %llu, the first said %llu",
+                  (unsigned long long)a->chunks,
+                  (unsigned long long)ch->total_length,
+                  (unsigned long long)a->total);
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (ch->offset != a->received) {
-        seterr(err, errlen,
-               "TxnChunk %llu has offset %llu, expected %llu (chunks must "
-               "arrive in order without gaps)",
-               (unsigned long long)a->chunks, (unsigned long long)ch->offset,
-               (unsigned long long)a->received);
+        rl_seterr(err, errlen,
+                  "TxnChunk %llu has offset %llu, expected %llu (chunks must "
+                  "arrive in order without gaps)",
+                  (unsigned long long)a->chunks, (unsigned long long)ch->offset,
+                  (unsigned long long)a->received);
         code = RL_RPC_INVALID_ARGUMENT;
     } else if (ch->data.len >
                (a->chunks == 0 ? ch->total_length : a->total) - a->received) {
-        seterr(
+        rl_seterr(
             err, errlen, "TxnChunk %llu carries bytes beyond total_length %llu",
             (unsigned long long)a->chunks,
             (unsigned long long)(a->chunks == 0 ? ch->total_length : a->total));
@@ -1380,10 +1369,10 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
         }
         if (a->commit && ch->data.len &&
             asm_keep(a, ch->data.data, ch->data.len) != 0) {
-            seterr(err, errlen,
-                   "out of memory keeping a %llu-byte "
-                   "transaction",
-                   (unsigned long long)a->total);
+            rl_seterr(err, errlen,
+                      "out of memory keeping a %llu-byte "
+                      "transaction",
+                      (unsigned long long)a->total);
             proto__txn_chunk__free_unpacked(ch, NULL);
             return RL_RPC_RESOURCE_EXHAUSTED;
         }
@@ -1401,14 +1390,14 @@ int rl_txn_asm_add(rl_txn_asm *a, const uint8_t *msg, size_t len, char *err,
 int rl_txn_asm_finish(rl_txn_asm *a, char *err, size_t errlen)
 {
     if (a->chunks == 0) {
-        seterr(err, errlen, "ForwardTxn stream carried no TxnChunk");
+        rl_seterr(err, errlen, "ForwardTxn stream carried no TxnChunk");
         return RL_RPC_INVALID_ARGUMENT;
     }
     if (!a->last_seen || a->received != a->total) {
-        seterr(err, errlen,
-               "ForwardTxn stream ended early: %llu of %llu bytes%s",
-               (unsigned long long)a->received, (unsigned long long)a->total,
-               a->last_seen ? "" : ", no chunk marked last");
+        rl_seterr(err, errlen,
+                  "ForwardTxn stream ended early: %llu of %llu bytes%s",
+                  (unsigned long long)a->received, (unsigned long long)a->total,
+                  a->last_seen ? "" : ", no chunk marked last");
         return RL_RPC_INVALID_ARGUMENT;
     }
     return RL_RPC_OK;
