@@ -17,8 +17,9 @@ writer once its node applied the entry.
   commits; its COMMIT fails with SQLITE_BUSY_SNAPSHOT ("database is
   locked"), raft_last_error() says "conflict", nothing of it is visible
   anywhere, and the same transaction retried commits.
-- Bank: a shell on every node moves money between 10 accounts in
-  explicit transactions for 15 s (retrying on errors); every read of the
+- Bank: a shell on every node and a client process (a second shell on a
+  follower's file) move money between 10 accounts in explicit
+  transactions for 15 s (retrying on errors); every read of the
   total on every node sees the same total; every acknowledged transfer
   took effect exactly once (a row of its own in xfer, balances equal to
   the sum of the transfers); files converge byte-identical.
@@ -120,9 +121,22 @@ def conflict(c, leader, f):
                "100 ORDER BY id);", "1,2")
 
 
+class ClientProcess:
+    """A second stock shell on a node's file (a client of its host), with
+    the little of Node the bank's workers use."""
+
+    def __init__(self, node, env):
+        self.name = "client-of-" + node.name
+        self.sh = Shell(node.db, env=env)
+
+    def last_error(self):
+        return self.sh.sql("SELECT raft_last_error();").strip()
+
+
 def bank(c):
-    nodes = c.nodes
     leader = c.leader()
+    client = ClientProcess(next(n for n in c.nodes if n is not leader), c.env)
+    nodes = c.nodes + [client]  # the workers: every node's shell, a client
     leader.sql("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER);\n"
                "CREATE TABLE xfer(id INTEGER PRIMARY KEY, src INTEGER, "
                "dst INTEGER, amount INTEGER);\n" +
@@ -188,7 +202,7 @@ def bank(c):
                                    reads[0], total))
     check(len(acked) > 20, "too few transfers went through: %d" % len(acked))
     c.wait_converged()
-    for n in nodes:
+    for n in c.nodes:
         rows = n.sql("SELECT id, src, dst, amount FROM xfer;").split()
         have = {}
         for r in rows:
@@ -215,7 +229,11 @@ def bank(c):
             len(mine), mine[-1:]))
     origins = set(x // 1000000 for x in acked)
     check_eq(origins, set(range(1, len(nodes) + 1)),
-             "every node's shell had transfers acknowledged")
+             "every node's shell and the client process had transfers "
+             "acknowledged")
+    check_eq(client.sh.close(), 1 if any(
+        e.startswith(client.name + ":") for e in errors) else 0,
+        "client process exit")
 
 
 def test():
