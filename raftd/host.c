@@ -1209,8 +1209,8 @@ static void port_end(void *ctx, const char *db_path, int ok)
 ** older than a write acknowledged anywhere.
 */
 #define READ_POINT_MS 2000
-static int port_read_point(void *ctx, const char *db_path, char *err,
-                           size_t errlen)
+static int port_read_point(void *ctx, const char *db_path,
+                           uint64_t *wait_index, char *err, size_t errlen)
 {
     rl_host *h = rl_host_find(db_path);
     struct rl_node_status st;
@@ -1219,12 +1219,48 @@ static int port_read_point(void *ctx, const char *db_path, char *err,
     int rc;
     char e[512] = "", who[600];
     (void)ctx;
-    if (!h || !h->node) {
-        snprintf(err, errlen,
-                 "this process does not host its node (linearizable reads "
-                 "are served by the hosting process, or over gRPC with "
-                 "consistency STRONG)");
-        return SQLITE_READONLY;
+    *wait_index = 0;
+    if (!h) {
+        /* A client process: the read point through its host; the VFS
+        ** then waits for the file to reach it. */
+        long pid = 0;
+        char grpc[512] = "";
+        rl_identity id;
+        rl_rpc_client *cl;
+        int owned = 0;
+        if (!rl_host_running(db_path, &pid, grpc, sizeof grpc) || !grpc[0] ||
+            rl_identity_read(db_path, &id, e, sizeof e) != 0 ||
+            (cl = host_client_get(&id, &owned, e, sizeof e)) == NULL) {
+            snprintf(err, errlen, "no process hosts its node now%s%s",
+                     e[0] ? ": " : "", e);
+            return SQLITE_BUSY;
+        }
+        {
+            /* The leader's read point: its host says who leads. */
+            struct rl_meta lm;
+            rc = rl_cluster_leader(cl, grpc, READ_POINT_MS, &lm, e, sizeof e);
+            if (rc == 1 && lm.grpc_addr[0])
+                rc = rl_cluster_read_index(cl, lm.grpc_addr, READ_POINT_MS,
+                                           &index, NULL, e, sizeof e);
+            else if (rc == 0 || (rc == 1 && !lm.grpc_addr[0])) {
+                snprintf(e, sizeof e, "its host knows no leader");
+                rc = -1;
+            }
+        }
+        if (owned)
+            rl_rpc_client_free(cl);
+        if (rc != 0) {
+            snprintf(err, errlen,
+                     "no read point from the leader (its host: gRPC %s): %s",
+                     grpc, e);
+            return SQLITE_BUSY;
+        }
+        *wait_index = index;
+        return SQLITE_OK;
+    }
+    if (!h->node) {
+        snprintf(err, errlen, "its node is not running in this process");
+        return SQLITE_BUSY;
     }
     rl_node_status(h->node, &st);
     if (st.state == RL_STATE_LEADER) {

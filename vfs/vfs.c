@@ -1213,10 +1213,35 @@ static int read_point(rl_file *p)
 {
     char e[600] = "";
     int rc = SQLITE_ERROR;
+    uint64_t want = 0;
     if (p->port && p->port->read_point)
-        rc = p->port->read_point(p->port->ctx, p->path, e, sizeof e);
+        rc = p->port->read_point(p->port->ctx, p->path, &want, e, sizeof e);
     else
         snprintf(e, sizeof e, "this process has no Raft node for it");
+    if (rc == SQLITE_OK && want) {
+        /* A client process: the file must reflect want. The record's
+        ** settled position (the older of its two) is what the file holds
+        ** for certain; read without a lock, so a torn read is retried. */
+        int waited = 0;
+        for (;;) {
+            rl_applied_rec r;
+            char re[200];
+            if (rec_read(p, &r, re, sizeof re) == SQLITE_OK &&
+                (r.prev.index < r.next.index ? r.prev.index : r.next.index) >=
+                    want)
+                break;
+            if (waited >= 2000) {
+                snprintf(e, sizeof e,
+                         "the file has not reached index %llu, the read "
+                         "point, within 2000 ms",
+                         (unsigned long long)want);
+                rc = SQLITE_BUSY;
+                break;
+            }
+            usleep(1000);
+            waited++;
+        }
+    }
     if (rc == SQLITE_OK)
         return 0;
     ferr(p, SQLITE_BUSY_TIMEOUT,

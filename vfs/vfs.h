@@ -65,10 +65,14 @@ typedef struct rl_port {
     void (*end)(void *ctx, const char *db_path, int ok);
     /* A read transaction of a connection at raft_consistency
     ** linearizable is about to take its snapshot: returns SQLITE_OK once
-    ** the file reflects an index a quorum confirmed after this call began
-    ** (DESIGN 8), else an error code with err (the read is refused, never
-    ** served stale). NULL: such reads are refused. */
-    int (*read_point)(void *ctx, const char *db_path, char *err, size_t errlen);
+    ** it has an index a quorum confirmed after this call began (DESIGN 8)
+    ** and either the file reflects it (*wait_index 0) or the VFS is to wait
+    ** until the file's applied record reaches *wait_index (a process that
+    ** does not host the node cannot watch its applier); else an error code
+    ** with err (the read is refused, never served stale). NULL: such
+    ** reads are refused. */
+    int (*read_point)(void *ctx, const char *db_path, uint64_t *wait_index,
+                      char *err, size_t errlen);
 } rl_port;
 
 /* A position in the applied record: a Raft index and where its commit

@@ -12,8 +12,9 @@ parameter raft_consistency=linearizable).
   linearizable reads ("database is locked", raft_last_error() saying
   linearizable and why) while its local reads are served; a follower cut
   off from the others likewise. After SIGCONT they read again.
-- A shell opened with the URI parameter reads linearizably (its pragma
-  says so).
+- A client process (a second shell on a follower's file) opened with
+  the URI parameter reads linearizably: 20 writes on the leader, each
+  read at once.
 """
 import os
 import sys
@@ -77,11 +78,19 @@ def test():
         check_eq(victim.val("SELECT count(*) FROM t;", timeout=60), "40",
                  "%s reads linearizably again" % victim.name)
 
-    # The URI parameter.
+    # The URI parameter, in a client process (a second shell on a
+    # follower's file): its read point comes from the leader through its
+    # host, and it waits for its file; it reads the leader's write at once.
     sh = NodeShell("file:%s?raft_consistency=linearizable" % fols[1].db,
                    env=c.env, ext_path=c.ext)
     out = sh.sql("PRAGMA raft_consistency;")
     check_eq(out.strip(), "linearizable", "the URI parameter's level")
+    for i in range(20):
+        c.leader().sql("INSERT INTO t VALUES (%d, 'c%d');" % (100 + i, i))
+        out = sh.sql("SELECT v FROM t WHERE id = %d;" % (100 + i))
+        check_eq(out.strip(), "c%d" % i,
+                 "a client process reads the leader's write %d at once" % i)
+    log("a client process read 20 writes linearizably at once")
     sh.close()
     c.close()
 
