@@ -8,13 +8,15 @@ shell (the transaction goes to the leader over gRPC and comes back), from
 a client process on the leader's file (a second shell: through the host's
 sidecar), then N point reads on the follower at raft_consistency local
 (the read baseline) and at linearizable (a read point from the leader per
-read transaction). Printed: per-operation median latency over the rounds
+read transaction), and 8 client processes on the follower's file reading
+at once at linearizable (their read points share the leader's barrier). Printed: per-operation median latency over the rounds
 (each round's total time / N), and the ratios to the baselines.
 
 It never judges speed; it fails only when a write or read fails or the
 row counts do not add up.
 """
 import random
+import threading
 import time
 
 import rlcluster
@@ -23,6 +25,7 @@ from rltest import Shell, check, is_error
 from benchlib import median
 
 VALUE = "v" * 100
+CONCURRENT = 8
 INSERT = "INSERT INTO t(v) VALUES('%s');\n" % VALUE
 
 
@@ -44,8 +47,11 @@ def bench_anywhere(args, results, root, table):
         lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
         c.wait_all("SELECT count(*) FROM sqlite_schema;", "1")
         client = Shell(lead.db, env=c.env)
+        readers = [Shell(fol.db, env=c.env) for _ in range(CONCURRENT)]
+        for r in readers:
+            r.sql_ok("PRAGMA raft_consistency = linearizable;")
         runs = {k: [] for k in ("leader", "follower", "client", "local",
-                                "linearizable")}
+                                "linearizable", "lin8")}
         rnd = random.Random(1)
         rows = 0
         for r in range(rounds):
@@ -66,13 +72,39 @@ def bench_anywhere(args, results, root, table):
             runs["linearizable"].append(_timed(fol.sh, script,
                                                "linearizable reads") / n)
             fol.sh.sql("PRAGMA raft_consistency = local;")
+            # 8 client processes on the follower's file reading at once,
+            # linearizable: concurrent read points share the leader's
+            # barrier (rl_node_read_index), so 8 together should cost about
+            # one read point each round, not eight.
+            per = max(1, n // CONCURRENT)
+            one = "".join("SELECT length(v) FROM t WHERE id = %d;\n" % i
+                          for i in ids[:per])
+            bar = threading.Barrier(CONCURRENT)
+            secs = [0.0] * CONCURRENT
+
+            def reader(k):
+                bar.wait()
+                secs[k] = _timed(readers[k], one, "concurrent reads")
+
+            ths = [threading.Thread(target=reader, args=(k,))
+                   for k in range(CONCURRENT)]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join()
+            # The wall time of the group per read of one reader: compare
+            # with one reader's linearizable read alone.
+            runs["lin8"].append(max(secs) / per)
         check(client.close() == 0, "client shell exited nonzero")
+        for r in readers:
+            check(r.close() == 0, "reader shell exited nonzero")
         med = {k: median(v) * 1e3 for k, v in runs.items()}
         res = {"n": n, "rounds": rounds, "ms_per_op": med,
                "runs_s_per_op": runs}
         res["follower_over_leader"] = med["follower"] / med["leader"]
         res["client_over_leader"] = med["client"] / med["leader"]
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
+        res["lin8_over_linearizable"] = med["lin8"] / med["linearizable"]
         results["anywhere"] = res
         rows_out = [
             ["write, leader's shell", "%.3f" % med["leader"], "1.00x (base)"],
@@ -85,6 +117,9 @@ def bench_anywhere(args, results, root, table):
             ["point read, follower, linearizable",
              "%.3f" % med["linearizable"],
              "%.2fx" % res["linearizable_over_local"]],
+            ["8 client processes reading at once, linearizable (wall "
+             "time per read of one)", "%.3f" % med["lin8"],
+             "%.2fx of one alone" % res["lin8_over_linearizable"]],
         ]
         table("anywhere: writes and reads on every node (%d rounds of %d; "
               "ms per operation, median of rounds)" % (rounds, n),
