@@ -3,7 +3,7 @@
 """tests/poc/test_demo.py -- `make demo`'s script (demo/demo.py) against
 this build: it exits 0 and prints "demo ok" after showing what it claims
 (the rows read on node3 over gRPC, raft_nodes in a client shell, the
-refused client write, a stock read of node1's file, every raftd exiting 0);
+client shell's write read back, a stock read of node1's file, every raftd exiting 0);
 afterwards none of its raftd processes runs and its temporary directory is
 gone. The same holds when it fails (a raftd that cannot start: a wrapper
 makes node3's raftd exit 1) and when it is interrupted (SIGINT once the
@@ -50,7 +50,7 @@ def test():
           "demo exited %d:\n%s" % (r.returncode, out))
     for needle in ("  2|Distributed Systems are Fun",
                    "|voter|1", '"state":"follower"',
-                   "write through that node",
+                   "  from a client shell",
                    "  node1 exited 0", "  node2 exited 0", "  node3 exited 0"):
         check(needle in out, "the demo's transcript lacks %r:\n%s" %
               (needle, out))
