@@ -19,7 +19,8 @@ writer once its node applied the entry.
   anywhere, and the same transaction retried commits.
 - Bank: a shell on every node and a client process (a second shell on a
   follower's file) move money between 10 accounts in explicit
-  transactions for 15 s (retrying on errors); every read of the
+  transactions for 15 s (30 s in make test-long; retrying on errors);
+  every read of the
   total on every node sees the same total; every acknowledged transfer
   took effect exactly once (a row of its own in xfer, balances equal to
   the sum of the transfers); files converge byte-identical.
@@ -32,12 +33,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
-from rltest import Shell, check, check_eq, fail, is_error, log, main  # noqa
+from rltest import LONG, Shell, check, check_eq, fail, is_error, log, main  # noqa
 from rlcluster import Cluster, SLOW  # noqa: E402
 
 ACCOUNTS = 10
 START = 1000
-BANK_S = 15
+BANK_S = 30 if LONG else 15  # the 30 s in make test-long
 
 
 def quiet(c, f):
