@@ -21,7 +21,8 @@ class Cluster3:
     """node1 bootstraps, node2 and node3 join; g[i] is node i+1's gRPC
     address, nodes[i] its Raftd."""
 
-    def __init__(self, prefix="rlfault-"):
+    def __init__(self, prefix="rlfault-", extra=()):
+        """extra: more raftd flags for every node."""
         self.pb, self.pbg = project_stubs()
         self.api = Api(self.pb, self.pbg)
         self.dir = scratch(prefix)
@@ -33,6 +34,7 @@ class Cluster3:
             a = ["raftd", "-id", "node%d" % (i + 1), "-grpc", self.g[i],
                  "-raft", r[i], "-data", "./data", "-log-level", "info"]
             a += ["-bootstrap"] if i == 0 else ["-join", self.g[0]]
+            a += list(extra)
             n = Raftd(a, self.dir, "node%d" % (i + 1))
             if i == 0:
                 n.wait_serving()

@@ -309,7 +309,11 @@ def test():
     t0 = time.time()
 
     def start(name):
-        c = Cluster3("rlwfault-%s-" % name)
+        # The conflict's slow statement (30 million CTE rows) must outlive
+        # two leadership transfers, not the server's call limit: under
+        # ASan, on a loaded machine, it ran past the default 30 s.
+        c = Cluster3("rlwfault-%s-" % name,
+                     extra=["-max-call-ms", str(180000 * SLOW)])
         made.append(c)
         return c
     a, b, cc = in_parallel(lambda: start("a"), lambda: start("b"),
