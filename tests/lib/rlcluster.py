@@ -261,7 +261,9 @@ class Node:
                          if not NODE_LOG.match(ln)).strip()
 
     def status(self, timeout=30):
-        out = self.sql("PRAGMA raft_status;", timeout).strip()
+        # val(): a node's warning line (e.g. the Raft log reopened after
+        # a full disk) shares the shell's output and is not the status.
+        out = self.val("PRAGMA raft_status;", timeout)
         try:
             return json.loads(out)
         except ValueError:
