@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 150
+# serial: netns
 # budget-long: 1500
 """tests/faults/test_big_write.py -- a large write transaction whose
 leader falls while the entry is in flight (issue 14, the old observation

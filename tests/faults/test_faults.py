@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 # budget: 240
+# serial: netns
 # budget-long: 3000
 # asan: yes
 """tests/faults/test_faults.py -- the project's own Jepsen-style fault

@@ -1,4 +1,5 @@
 # budget: 90
+# serial: netns
 """Stale reads under a real network partition (issue 17): three raftd,
 each in a network namespace of its own (tests/lib/rlnetns.py), and a
 client process (the stock sqlite3 shell with the extension, run in the

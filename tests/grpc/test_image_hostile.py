@@ -1,4 +1,5 @@
 # budget: 120
+# serial: netns
 """A joining raftd fetches its database image from a hostile peer (issue
 15): the node's traffic to the leader's gRPC address is redirected
 (nftables DNAT in the joiner's network namespace, tests/lib/rlnetns.py) to

@@ -8,6 +8,7 @@ Ports are chosen free, below 32768, on 127.0.0.1.
 import atexit
 import os
 import queue
+import re
 import random
 import shutil
 import signal
@@ -81,9 +82,15 @@ def scratch(prefix="rltest-"):
 
 def free_port():
     """A free TCP port on 127.0.0.1 below 32768 (outside Linux's ephemeral
-    range, so no outgoing connection can take it meanwhile)."""
+    range, so no outgoing connection can take it meanwhile), from the range
+    RL_PORTS ("LO-HI") that tests/run.py gives each test running beside
+    another, so two tests never pick the same port."""
+    lo, hi = 20000, 32000
+    m = re.match(r"^(\d+)-(\d+)$", os.environ.get("RL_PORTS", ""))
+    if m and 1024 <= int(m.group(1)) < int(m.group(2)) < 32768:
+        lo, hi = int(m.group(1)), int(m.group(2))
     for _ in range(1000):
-        port = random.randint(20000, 32000)
+        port = random.randint(lo, hi)
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
