@@ -52,7 +52,7 @@
 #include "lib/check.h"
 #include "lib/fixture_shim.h"
 #include "lib/rng.h"
-#include "node/fsm.h"
+#include "fsm.h"
 
 #define MAXN       5
 #define DB_PER_A   4096 /* db_size the async step writes: A * DB_PER_A */

@@ -1,5 +1,5 @@
 /*
-** raftd/tls_transport.c -- the mutual-TLS variant of raftlite's Raft
+** raftd/node/tls_transport.c -- the mutual-TLS variant of raftlite's Raft
 ** transport (see transport.h): every Raft byte, raft's connection preamble
 ** included, travels inside TLS, and both ends prove with a certificate of
 ** the cluster CA that they are the member node they claim to be.
