@@ -40,6 +40,7 @@ UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
 # alone.
 UNIT_TESTS += test_transport
 UNIT_SRCS_test_transport := raftd/node/transport.c raftd/node/tls_transport.c \
+    raftd/node/tls_conn.c \
     lib/certid.c lib/addr.c
 UNIT_LIBS_test_transport := -lraft -luv -lssl -lcrypto -lpthread
 
