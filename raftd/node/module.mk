@@ -30,7 +30,7 @@ RAFTD_LIBS += -lraft -luv
 # test_entry --write-seeds); `make fuzz` runs it for FUZZ_SECONDS.
 FUZZ_DIR ?= build/fuzz
 $(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/node/entry.c \
-		raftd/node/entry.h
+		raftd/node/entry.h tests/unit/lib/entry_seal.h
 	@mkdir -p $(@D)
 	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib \
 	    -Iraftd/node \
