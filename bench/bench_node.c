@@ -35,6 +35,7 @@
 #include "transport.h"
 
 #include "../tests/unit/lib/fake_applier.h"
+#include "../tests/unit/lib/ports.h"
 
 #define NNODES     3
 #define FSYNC_RING 256 /* 4 KiB slots rewritten in a 1 MiB file */
@@ -111,38 +112,12 @@ static void node_log(void *ctx, int level, const char *msg)
         fprintf(stderr, "[node %d] %s\n", (int)(intptr_t)ctx, msg);
 }
 
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0)
-        return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
-/* Free ports in 20000..31999: below Linux's ephemeral range, so no
-** outgoing connection takes one between the check and raft's bind. */
+/* Free ports below Linux's ephemeral range (tests/unit/lib/ports.h). */
 static void pick_ports(void)
 {
     srand((unsigned)(getpid() ^ time(NULL)));
-    for (int i = 1; i <= NNODES; i++) {
-        for (int tries = 0;; tries++) {
-            if (tries > 1000)
-                die("no free port below 32768");
-            int p = 20000 + rand() % 12000;
-            int dup = 0;
-            for (int j = 1; j < i; j++)
-                dup |= ports[j] == p;
-            if (!dup && port_free(p)) {
-                ports[i] = p;
-                break;
-            }
-        }
-    }
+    if (rl_test_pick_ports(ports + 1, NNODES, 0) != 0)
+        die("no free port below 32768");
 }
 
 static void start_node(int id)

@@ -423,20 +423,23 @@ void rl_node_self_meta(struct rl_node *n, struct rl_meta *out)
     *out = n->self;
 }
 
-rl_err rl_node_wait_applied(struct rl_node *n, uint64_t index,
-                            unsigned timeout_ms)
+/* Wait under mu until reached(n, arg), the node stops or timeout_ms
+** pass. A reference keeps n valid if rl_node_stop runs meanwhile. */
+static rl_err wait_for(struct rl_node *n, unsigned timeout_ms,
+                       int (*reached)(const struct rl_node *, uint64_t),
+                       uint64_t arg)
 {
     struct timespec dl = node_deadline_in(timeout_ms);
     rl_err rc = RL_OK;
     pthread_mutex_lock(&n->mu);
-    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
-    while (n->pub.applier_index < index) {
+    n->refs++;
+    while (!reached(n, arg)) {
         if (n->stopping) {
             rc = RL_ERR_SHUTDOWN;
             break;
         }
         if (pthread_cond_timedwait(&n->cv, &n->mu, &dl) == ETIMEDOUT) {
-            rc = n->pub.applier_index >= index ? RL_OK : RL_ERR_TIMEOUT;
+            rc = reached(n, arg) ? RL_OK : RL_ERR_TIMEOUT;
             break;
         }
     }
@@ -447,28 +450,26 @@ rl_err rl_node_wait_applied(struct rl_node *n, uint64_t index,
     return rc;
 }
 
+static int applied_reached(const struct rl_node *n, uint64_t index)
+{
+    return n->pub.applier_index >= index;
+}
+
+/* Some node is known as leader (this one: ready). */
+static int leader_known(const struct rl_node *n, uint64_t unused)
+{
+    const struct rl_node_status *s = &n->pub;
+    (void)unused;
+    return s->leader_id != 0 && (s->leader_id != s->raft_id || s->ready);
+}
+
+rl_err rl_node_wait_applied(struct rl_node *n, uint64_t index,
+                            unsigned timeout_ms)
+{
+    return wait_for(n, timeout_ms, applied_reached, index);
+}
+
 rl_err rl_node_wait_leader(struct rl_node *n, unsigned timeout_ms)
 {
-    struct timespec dl = node_deadline_in(timeout_ms);
-    rl_err rc = RL_OK;
-    pthread_mutex_lock(&n->mu);
-    n->refs++; /* stays valid if rl_node_stop runs meanwhile */
-    for (;;) {
-        const struct rl_node_status *s = &n->pub;
-        if (s->leader_id != 0 && (s->leader_id != s->raft_id || s->ready))
-            break;
-        if (n->stopping) {
-            rc = RL_ERR_SHUTDOWN;
-            break;
-        }
-        if (pthread_cond_timedwait(&n->cv, &n->mu, &dl) == ETIMEDOUT) {
-            rc = RL_ERR_TIMEOUT;
-            break;
-        }
-    }
-    int left = --n->refs;
-    pthread_mutex_unlock(&n->mu);
-    if (left == 0)
-        node_free(n);
-    return rc;
+    return wait_for(n, timeout_ms, leader_known, 0);
 }

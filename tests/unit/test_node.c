@@ -32,6 +32,7 @@
 
 #include "lib/check.h"
 #include "lib/fake_applier.h"
+#include "lib/ports.h"
 
 static char tmpdir[256];
 static double t_start;
@@ -207,32 +208,11 @@ static void *reader(void *arg)
 }
 static int ports[NFAKE];
 
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
 static void pick_ports(void)
 {
     srand((unsigned)(getpid() ^ time(NULL)));
-    for (int i = 1; i < NFAKE; i++) {
-        for (;;) {
-            int p = 20000 + rand() % 12000; /* below 32768 */
-            int dup = 0;
-            for (int j = 1; j < i; j++)
-                dup |= ports[j] == p;
-            if (!dup && port_free(p)) {
-                ports[i] = p;
-                break;
-            }
-        }
-    }
+    if (rl_test_pick_ports(ports + 1, NFAKE - 1, 0) != 0)
+        die("no free port below 32768");
 }
 
 static void node_log(void *ctx, int level, const char *msg)
