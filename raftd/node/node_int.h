@@ -127,7 +127,7 @@ struct rl_node {
     uv_timer_t tick;
     struct rl_transport transport;     /* raft_uv_tcp + TCP_NODELAY */
     unsigned long nodelay_failed_said; /* loop only */
-    /* Loop only, rl_timing_on only (vfs/timing.h): the index the next
+    /* Loop only, rl_timing_on only (lib/timing.h): the index the next
     ** leader append starts at, the last entry of the latest completed
     ** one and when, and the latest FSM apply. */
     uint64_t tm_next, tm_app_last, tm_app_at, tm_fsm_index, tm_fsm_at;

@@ -1,7 +1,8 @@
 /*
-** tests/unit/test_entry.c -- raftd/entry.c: entries, metadata and manifests
-** round-trip, and every malformed case is rejected with its own code and a
-** message (never an out-of-bounds read: this also runs under ASan).
+** tests/unit/test_entry.c -- raftd/node/entry.c: entries, metadata and
+** manifests round-trip, and every malformed case is rejected with its own
+** code and a message (never an out-of-bounds read: this also runs under
+** ASan).
 */
 #include "entry.h"
 

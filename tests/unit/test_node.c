@@ -708,7 +708,7 @@ static void test_atexit(void)
 }
 
 /* Every connected TCP socket of this process (all of them are Raft
-** connections between the nodes here) has TCP_NODELAY (raftd/transport.c);
+** connections between the nodes here) has TCP_NODELAY (raftd/node/transport.c);
 ** returns how many there are. */
 static int raft_sockets_nodelay(void)
 {

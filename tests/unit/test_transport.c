@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_transport.c -- raftd/transport.c against real TCP on
+** tests/unit/test_transport.c -- raftd/node/transport.c against real TCP on
 ** 127.0.0.1: a connection dialled and accepted through rl_transport has
 ** TCP_NODELAY on both ends (getsockopt on each end's descriptor), and
 ** without the option on neither (so the check can fail); the handshake's
