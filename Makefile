@@ -19,7 +19,7 @@ SAN      ?=
 PYTHON   ?= /usr/bin/python3
 
 CFLAGS_COMMON = -std=gnu11 -Wall -Wextra -Werror -g -fPIC -D_GNU_SOURCE \
-                $(OPT) $(SAN) -Ilib -Ivfs -Iext -Iraftd -I$(BUILD)/gen
+                $(OPT) $(SAN) -Ilib -Ivfs -Iext -Iraftd -Iraftd/node -I$(BUILD)/gen
 # Objects linked into the extension call SQLite through sqlite3_api;
 # objects of unit tests and raftd link libsqlite3 directly (SQLITE_CORE).
 CFLAGS_EXT  = $(CFLAGS_COMMON)

@@ -1,5 +1,6 @@
 /*
-** bench/bench_node.c -- benchmark of the in-process Raft node (raftd/node.h):
+** bench/bench_node.c -- benchmark of the in-process Raft node
+*(raftd/node/node.h):
 ** three nodes in this process on 127.0.0.1 ports below 32768, one thread
 ** proposing 4 KiB TXN entries to the leader and waiting for each to be
 ** applied by the leader's FSM, against a baseline measured in the same run
@@ -33,16 +34,15 @@
 #include "node.h"
 #include "transport.h"
 
+#include "../tests/unit/lib/fake_applier.h"
+#include "../tests/unit/lib/ports.h"
+
 #define NNODES     3
 #define FSYNC_RING 256 /* 4 KiB slots rewritten in a 1 MiB file */
 
-/* The database side of a node: applies nothing, remembers the index. */
-struct fake {
-    pthread_mutex_t mu;
-    uint64_t applied;
-};
-
-static struct fake fakes[NNODES + 1];
+/* The database side of a node (tests/unit/lib/fake_applier.h): keeps
+** only the applied index. */
+static struct rl_fake fakes[NNODES + 1];
 static struct rl_node *nodes[NNODES + 1];
 static int ports[NNODES + 1];
 static char data_dir[4096];
@@ -106,89 +106,18 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static void fake_apply(void *ctx, const struct rl_applied *e)
-{
-    struct fake *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    f->applied = e->index;
-    pthread_mutex_unlock(&f->mu);
-}
-
-static uint64_t fake_applied(void *ctx)
-{
-    struct fake *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    uint64_t a = f->applied;
-    pthread_mutex_unlock(&f->mu);
-    return a;
-}
-
-/* The fake is "durable" as soon as it applied: wait (bounded) for A. */
-static int fake_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
-                               uint64_t *db_size)
-{
-    double end = now_s() + timeout_ms / 1000.0;
-    while (fake_applied(ctx) < A) {
-        if (now_s() > end)
-            return 1;
-        usleep(1000);
-    }
-    *db_size = 4096;
-    return 0;
-}
-
-static int fake_restore(void *ctx, const struct rl_manifest *m)
-{
-    (void)ctx;
-    (void)m;
-    return 1; /* nodes never fall behind a snapshot in this benchmark */
-}
-
-static int fake_need_image(void *ctx, const struct rl_manifest *m)
-{
-    (void)ctx;
-    (void)m;
-    return 0;
-}
-
 static void node_log(void *ctx, int level, const char *msg)
 {
     if (level <= 0)
         fprintf(stderr, "[node %d] %s\n", (int)(intptr_t)ctx, msg);
 }
 
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0)
-        return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
-/* Free ports in 20000..31999: below Linux's ephemeral range, so no
-** outgoing connection takes one between the check and raft's bind. */
+/* Free ports below Linux's ephemeral range (tests/unit/lib/ports.h). */
 static void pick_ports(void)
 {
     srand((unsigned)(getpid() ^ time(NULL)));
-    for (int i = 1; i <= NNODES; i++) {
-        for (int tries = 0;; tries++) {
-            if (tries > 1000)
-                die("no free port below 32768");
-            int p = 20000 + rand() % 12000;
-            int dup = 0;
-            for (int j = 1; j < i; j++)
-                dup |= ports[j] == p;
-            if (!dup && port_free(p)) {
-                ports[i] = p;
-                break;
-            }
-        }
-    }
+    if (rl_test_pick_ports(ports + 1, NNODES, 0) != 0)
+        die("no free port below 32768");
 }
 
 static void start_node(int id)
@@ -197,7 +126,7 @@ static void start_node(int id)
     snprintf(dir, sizeof dir, "%s/n%d", data_dir, id);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[id]);
     snprintf(nid, sizeof nid, "bench-%d", id);
-    pthread_mutex_init(&fakes[id].mu, NULL);
+    rl_fake_init(&fakes[id], (uint64_t)id, 0, fakes, NNODES + 1);
     struct rl_node_config c = {
         .dir = dir,
         .raft_id = (uint64_t)id,
@@ -206,12 +135,7 @@ static void start_node(int id)
         .bootstrap = id == 1,
         .segment_size = (size_t)segment_size, /* 1 MiB: a few MB a node */
         .no_nodelay = no_nodelay,
-        .applier = {.ctx = &fakes[id],
-                    .apply = fake_apply,
-                    .applied_index = fake_applied,
-                    .snapshot_ready = fake_snapshot_ready,
-                    .restore = fake_restore,
-                    .need_image = fake_need_image},
+        .applier = rl_fake_applier(&fakes[id]),
         .log = node_log,
         .log_ctx = (void *)(intptr_t)id,
     };

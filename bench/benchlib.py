@@ -1,6 +1,6 @@
 """bench/benchlib.py -- what bench/run.py and bench/peers.py share:
 percentiles, and reading the per-commit timing lines RAFTLITE_TIMING
-writes (vfs/timing.h). Measures nothing itself.
+writes (lib/timing.h). Measures nothing itself.
 """
 import os
 import statistics
@@ -10,7 +10,7 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-# Timing points of a commit (vfs/timing.h), as written after RL_T_CAPTURE.
+# Timing points of a commit (lib/timing.h), as written after RL_T_CAPTURE.
 TPOINTS = ("propose", "loop", "appended", "committed", "applied", "woken",
            "returned", "framed", "done")
 # Segments printed: (name, from point, to point); "capture" is time 0.

@@ -1,10 +1,12 @@
 # bench/: `make bench` runs bench/run.py (see bench/README.md). The node
-# benchmark is a C program linking the node's core objects (no SQLite).
+# benchmark is a C program linking the node's core objects (no SQLite)
+# and the fake applier of the node's unit test (tests/unit/lib/).
 BENCH_NODE_OBJS := $(BUILD)/core/bench/bench_node.o \
-                   $(patsubst %.c,$(BUILD)/core/%.o,$(NODE_SRCS) $(NODE_TLS_SRCS))
+                   $(patsubst %.c,$(BUILD)/core/%.o,$(NODE_SRCS) $(NODE_LIB_SRCS) \
+                     tests/unit/lib/fake_applier.c)
 $(BUILD)/bench/bench_node: $(BENCH_NODE_OBJS)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(LDFLAGS_SAN) -lraft -luv $(NODE_TLS_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(NODE_LIB_LIBS)
 
 .PHONY: bench-bins
 bench-bins: $(BUILD)/bench/bench_node

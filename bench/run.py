@@ -21,7 +21,7 @@ Benchmarks (see bench/README.md for what each measures and how to read it):
            stock shells: through the leader's shell and over gRPC
            ExecuteWrite to the leader, with Raft's TCP_NODELAY on and off
            (interleaved clusters); txn/s, p50/p99, and the per-commit
-           latency breakdown (RAFTLITE_TIMING, vfs/timing.h) as percentiles.
+           latency breakdown (RAFTLITE_TIMING, lib/timing.h) as percentiles.
   restart  a node (one-node cluster in a stock shell) restarting on intact
            files: time to its first read and to its first write, for a
            large database (1 GiB; --quick 64 MiB) against a 1 MiB one,

@@ -9,29 +9,20 @@ RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 # stock shell process hosts the node and serves gRPC. cluster.c: Join,
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
-HOST_SRCS := raftd/host.c raftd/addr.c raftd/rpc.c raftd/rpc_util.c \
+HOST_SRCS := raftd/host.c raftd/rpc.c raftd/rpc_util.c \
              raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
-             raftd/service_rpc.c raftd/cluster.c raftd/certid.c raftd/reqcheck.c \
+             raftd/service_rpc.c raftd/cluster.c raftd/reqcheck.c \
              raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
-RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
-              raftd/certid.c raftd/auth.c \
+RAFTD_SRCS += raftd/host.c raftd/identity.c raftd/cluster.c \
+              raftd/auth.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
 UNIT_LIBS_test_rpc := -lgrpc -lgpr
-
-# Who a certificate speaks for (tests/unit/test_certid.c).
-UNIT_TESTS += test_certid
-UNIT_SRCS_test_certid := raftd/certid.c raftd/addr.c
-UNIT_LIBS_test_certid := -lssl -lcrypto
-
-# Loopback, exposed addresses and the Join probe (tests/unit/test_addr.c).
-UNIT_TESTS += test_addr
-UNIT_SRCS_test_addr := raftd/addr.c
 
 # The auth file, the method table and the verdicts (tests/unit/test_auth.c).
 UNIT_TESTS += test_auth
@@ -41,34 +32,6 @@ UNIT_LIBS_test_auth := -lcrypt -lcrypto
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
 UNIT_TESTS += test_sqlguard
 UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
-
-# The Raft node (raftd/entry.c and raftd/node/fsm.c from
-# raftd/node/module.mk, raftd/node.c, raftd/transport.c): no SQLite
-# inside, so the same objects serve the extension, raftd and the unit
-# tests.
-NODE_SRCS := $(NODE_PURE_SRCS) raftd/node.c raftd/transport.c \
-             raftd/tls_transport.c vfs/timing.c
-# What the Raft transport's TLS half needs beyond NODE_SRCS (the extension
-# and raftd have these in HOST_SRCS already; bench and unit tests add them).
-NODE_TLS_SRCS := raftd/certid.c raftd/addr.c
-NODE_TLS_LIBS := -lssl -lcrypto -lpthread
-LIB_SRCS   += $(NODE_SRCS)
-RAFTD_SRCS += $(NODE_SRCS)
-LIB_LIBS   += -lraft -luv
-RAFTD_LIBS += -lraft -luv
-
-# libFuzzer build of the entry/metadata/manifest decoders (clang; in
-# FUZZ_DIR like the vfs targets: one build serves plain and ASan runs).
-# `make test` builds it for tests/fuzz/test_fuzz_entry.sh (seeded by
-# test_entry --write-seeds); `make fuzz` runs it for FUZZ_SECONDS.
-FUZZ_DIR ?= build/fuzz
-$(FUZZ_DIR)/fuzz_entry: tests/fuzz/fuzz_entry.c raftd/entry.c raftd/entry.h
-	@mkdir -p $(@D)
-	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $@ tests/fuzz/fuzz_entry.c raftd/entry.c
-
-test test-long: $(FUZZ_DIR)/fuzz_entry
 
 # A libFuzzer target of a parser seeded from tests/fuzz/seeds/fuzz_NAME,
 # built for make test (tests/fuzz/test_fuzz_NAME.sh runs it briefly) and
@@ -95,15 +58,6 @@ endef
 $(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
 $(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 
-.PHONY: fuzz-entry
-fuzz: fuzz-entry
-fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
-	@mkdir -p $(FUZZ_DIR)/corpus_entry $(FUZZ_DIR)/artifacts_entry
-	$(BUILD)/tests/unit/test_entry --write-seeds $(FUZZ_DIR)/corpus_entry
-	$(FUZZ_DIR)/fuzz_entry -max_total_time=$(FUZZ_SECONDS) \
-	    -artifact_prefix=$(FUZZ_DIR)/artifacts_entry/ \
-	    $(FUZZ_DIR)/corpus_entry
-
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; image_fetch.c is the client that downloads and verifies one.
 RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
@@ -113,7 +67,7 @@ LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
 # Flags of the libFuzzer builds below (pure raftd code with the generated
 # protobuf-c code).
 FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
-    -Ilib -Iraftd -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -Ilib -Iraftd -Iraftd/node -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
 
 # libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
@@ -141,11 +95,11 @@ fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
 # Join, Remove, Transfer, ..., FetchImage), run by
 # tests/fuzz/test_fuzz_cluster_req.sh from tests/fuzz/seeds/fuzz_cluster_req.
 $(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
-		raftd/reqcheck.h raftd/addr.c raftd/identity.c raftd/entry.c \
+		raftd/reqcheck.h lib/addr.c raftd/identity.c raftd/node/entry.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
 	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
-	    raftd/reqcheck.c raftd/addr.c raftd/identity.c raftd/entry.c \
+	    raftd/reqcheck.c lib/addr.c raftd/identity.c raftd/node/entry.c \
 	    $(PROTO_GEN_C) -lprotobuf-c
 
 test test-long: $(FUZZ_DIR)/fuzz_cluster_req

@@ -4,7 +4,8 @@
 **
 ** Invariant: the state is a function of the entries applied (and of the
 ** manifest restored) alone: no clock, no randomness, no host state. Never
-** lock, log, wait or call SQLite here; raftd/node.c does those around it.
+** lock, log, wait or call SQLite here; raftd/node/raftfsm.c does those
+** around it.
 */
 #include "fsm.h"
 

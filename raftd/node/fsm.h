@@ -10,10 +10,11 @@
 ** what tests/unit/test_fsm_fixture.c checks on raft's in-memory fixture.
 **
 ** This room depends on libraft (buffers of raft_malloc), the entry codec
-** (raftd/entry.h) and lib/ only. It must never take a lock, start a thread,
-** touch a loop, a file or SQLite, log, or wait: the caller (raftd/node.c)
-** owns locking (rl_fsm_take, rl_fsm_restore and rl_fsm_clear change the
-** metadata table that other threads read) and says what went wrong.
+** (entry.h) and lib/ only. It must never take a lock, start a thread,
+** touch a loop, a file or SQLite, log, or wait: the caller
+** (raftd/node/raftfsm.c) owns locking (rl_fsm_take, rl_fsm_restore and
+** rl_fsm_clear change the metadata table that other threads read) and
+** says what went wrong.
 */
 #ifndef RL_FSM_H
 #define RL_FSM_H
@@ -91,7 +92,7 @@ void rl_fsm_snapshot_finalize(struct raft_buffer *bufs[], unsigned *n_bufs);
 /* Entries raft should keep after a snapshot at S: the newest ones at or
 ** below S, at most max_entries of them and at most max_bytes in all, and
 ** never fewer than one (raft 0.15 reloads the log mis-indexed after a
-** restart with trailing 0: see raftd/node.c). Resets the bytes counted
+** restart with trailing 0: see raftd/node/raftfsm.c). Resets the bytes counted
 ** since the last snapshot. */
 unsigned rl_fsm_trailing(struct rl_fsm *f, uint64_t S, unsigned max_entries,
                          uint64_t max_bytes);

@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_entry.c -- libFuzzer target for the decoders of
-** raftd/entry.c (entries, metadata, manifests).
+** raftd/node/entry.c (entries, metadata, manifests).
 **
 ** Raw input is fed to each decoder. Because a checksum guards every entry
 ** and manifest, random bytes rarely get past it, so the input is also used
@@ -11,6 +11,7 @@
 ** round-trip exactly.
 */
 #include "entry.h"
+#include "../unit/lib/entry_seal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +20,6 @@ static void check(int ok)
 {
     if (!ok)
         abort();
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void reseal(uint8_t *b, size_t len)
-{
-    uint64_t h = rl_checksum64(0, b, 48);
-    h = rl_checksum64(h, b + RL_ENTRY_HDR_SIZE, len - RL_ENTRY_HDR_SIZE);
-    for (int i = 0; i < 8; i++)
-        b[48 + i] = (uint8_t)(h >> (8 * i));
 }
 
 /* A valid manifest built from the input, damaged at an input-chosen byte,
@@ -60,7 +45,7 @@ static void fuzz_manifest(const uint8_t *data, size_t size)
                         s[1][0] ? s[1] : "a", s[2]) != 0)
             return;
     }
-    struct rl_manifest m = {.S = rd64(data) | 2,
+    struct rl_manifest m = {.S = rl_get_le64(data) | 2,
                             .A = 1,
                             .L = 1,
                             .db_size = data[9],
@@ -77,9 +62,7 @@ static void fuzz_manifest(const uint8_t *data, size_t size)
     uint8_t *p = buf;
     p[(data[10] | (data[11] << 8)) % len] ^= data[12] ? data[12] : 1;
     if (data[13] & 1) {
-        uint64_t h = rl_checksum64(0, p, len - 8);
-        for (int i = 0; i < 8; i++)
-            p[len - 8 + i] = (uint8_t)(h >> (8 * i));
+        rl_test_manifest_reseal(p, len);
     }
     size_t cut = (data[13] & 2) ? len - (data[14] % (len + 1)) : len;
     uint8_t *c = malloc(cut ? cut : 1);
@@ -126,8 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 24)
         return 0;
     struct rl_entry_hdr h = {.kind = (uint8_t)(1 + data[0] % RL_ENTRY_KIND_MAX),
-                             .base = rd64(data + 8),
-                             .origin_node = rd64(data + 16),
+                             .base = rl_get_le64(data + 8),
+                             .origin_node = rl_get_le64(data + 16),
                              .origin_txn = data[1],
                              .origin_pid = data[2],
                              .payload_len = size - 24};
@@ -143,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t at = (size_t)(data[3] | (data[4] << 8)) % len;
     b[at] ^= data[5] ? data[5] : 1;
     if (data[6] & 1)
-        reseal(b, len);
+        rl_test_entry_reseal(b, len);
     size_t cut = (data[6] & 2) ? len - (data[7] % (len + 1)) : len;
     uint8_t *c = malloc(cut ? cut : 1);
     memcpy(c, b, cut);

@@ -8,11 +8,11 @@ UNIT_SRCS_test_walfmt := vfs/walfmt.c
 UNIT_SRCS_test_txn := vfs/txn.c
 
 UNIT_TESTS += test_entry
-UNIT_SRCS_test_entry := raftd/entry.c
+UNIT_SRCS_test_entry := raftd/node/entry.c
 
 UNIT_TESTS += test_node
-UNIT_SRCS_test_node := $(NODE_SRCS) $(NODE_TLS_SRCS)
-UNIT_LIBS_test_node := -lraft -luv -lssl -lcrypto -lpthread
+UNIT_SRCS_test_node := $(NODE_SRCS) $(NODE_LIB_SRCS) tests/unit/lib/fake_applier.c
+UNIT_LIBS_test_node := $(NODE_LIB_LIBS)
 
 # The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
 # partitions, drops, delays, disk faults, kills, snapshots, many seeds.
@@ -22,7 +22,7 @@ UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
-UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
+UNIT_SRCS_test_image := lib/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
                         vfs/txn.c
 
 # The image client against the real FetchImage service and a fake peer.
@@ -39,17 +39,18 @@ UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
 # raftlite's Raft transport (TCP_NODELAY on every connection; mutual TLS)
 # alone.
 UNIT_TESTS += test_transport
-UNIT_SRCS_test_transport := raftd/transport.c raftd/tls_transport.c \
-    raftd/certid.c raftd/addr.c
+UNIT_SRCS_test_transport := raftd/node/transport.c raftd/node/tls_transport.c \
+    raftd/node/tls_conn.c \
+    lib/certid.c lib/addr.c
 UNIT_LIBS_test_transport := -lraft -luv -lssl -lcrypto -lpthread
 
 # tests/cluster/raft_forge.c: one forged AppendEntries, plaintext or TLS
 # (tests/cluster/test_raft_tls.py); built with the unit tests.
 RAFT_FORGE_OBJS = $(patsubst %.c,$(BUILD)/core/%.o,tests/cluster/raft_forge.c \
-                    $(NODE_SRCS) $(NODE_TLS_SRCS) vfs/txn.c)
+                    $(NODE_SRCS) $(NODE_LIB_SRCS) vfs/txn.c)
 $(BUILD)/tests/tools/raft_forge: $(RAFT_FORGE_OBJS)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(LDFLAGS_SAN) -lraft -luv $(NODE_TLS_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(NODE_LIB_LIBS)
 unit-bins: $(BUILD)/tests/tools/raft_forge
 
 # Group commit's queue and combiner alone (tests/unit/test_group.c).

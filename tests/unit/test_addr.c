@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_addr.c -- the safe-by-default parts of raftd/addr.c:
+** tests/unit/test_addr.c -- the safe-by-default parts of lib/addr.c:
 ** which addresses are loopback, the refusal of an exposed address without
 ** TLS (naming the flag that allows it) and the reachability probe a
 ** leader runs on a joining node's Raft address (a listening socket, a

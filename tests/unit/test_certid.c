@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_certid.c -- raftd/certid.c alone: certificates made in
+** tests/unit/test_certid.c -- lib/certid.c alone: certificates made in
 ** memory with OpenSSL (self-signed; trust is not this module's concern)
 ** carrying node and client identities, and every refusal: two raftlite
 ** URIs, a node id with a '/', no identity at all, a name too long, bad

@@ -1,7 +1,8 @@
 /*
-** tests/unit/test_entry.c -- raftd/entry.c: entries, metadata and manifests
-** round-trip, and every malformed case is rejected with its own code and a
-** message (never an out-of-bounds read: this also runs under ASan).
+** tests/unit/test_entry.c -- raftd/node/entry.c: entries, metadata and
+** manifests round-trip, and every malformed case is rejected with its own
+** code and a message (never an out-of-bounds read: this also runs under
+** ASan).
 */
 #include "entry.h"
 
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "lib/check.h"
+#include "lib/entry_seal.h"
 
 /* Decode a private heap copy of exactly len bytes, so ASan catches any read
 ** past the end. */
@@ -39,16 +41,6 @@ static uint8_t *make(uint8_t kind, uint64_t plen, size_t *len)
     EXPECT(rl_entry_encode(&h, payload, out, *len) == 0);
     free(payload);
     return out;
-}
-
-/* Re-seal the checksum after a deliberate edit, so the decoder's other
-** checks (not the checksum) are what must reject it. */
-static void reseal(uint8_t *b, size_t len)
-{
-    uint64_t h = rl_checksum64(0, b, 48);
-    h = rl_checksum64(h, b + RL_ENTRY_HDR_SIZE, len - RL_ENTRY_HDR_SIZE);
-    for (int i = 0; i < 8; i++)
-        b[48 + i] = (uint8_t)(h >> (8 * i));
 }
 
 static void test_roundtrip(void)
@@ -107,42 +99,42 @@ static void test_malformed(void)
 
     memcpy(c, b, len);
     c[4] = 2;
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_VERSION, "bad version");
 
     memcpy(c, b, len);
     c[6] = 0;
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_KIND, "kind 0");
     c[6] = RL_ENTRY_KIND_MAX + 1;
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_KIND, "kind too big");
 
     memcpy(c, b, len);
     c[7] = 1;
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_FLAGS, "flags set");
     memcpy(c, b, len);
     c[37] = 1;
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_FLAGS, "reserved set");
 
     memcpy(c, b, len);
     c[40] = 21; /* 21 pads to 24, buffer holds 16 */
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_LENGTH, "length too big");
     memcpy(c, b, len);
     c[40] = 5; /* 5 pads to 8, buffer holds 16 */
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_LENGTH, "length too small");
     memcpy(c, b, len);
     c[47] = 0x80; /* absurd length: no overflow in the comparison */
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_LENGTH, "length huge");
 
     memcpy(c, b, len);
     c[len - 1] = 1; /* a padding byte (13 bytes of payload in 16) */
-    reseal(c, len);
+    rl_test_entry_reseal(c, len);
     expect(c, len, RL_EFMT_PADDING, "nonzero padding");
 
     for (size_t i = 0; i < len; i++) {

@@ -1,7 +1,7 @@
 /*
 ** tests/unit/test_fsm_fixture.c -- deterministic consensus test of the FSM
 ** (raftd/node/fsm.h) on libraft 0.15's raft_fixture: 3 and 5 servers in
-** memory, each running the pure FSM exactly as raftd/node.c calls it
+** memory, each running the pure FSM exactly as raftd/node/raftfsm.c calls it
 ** (decide, take, snapshot with trailing policy, async snapshot step,
 ** restore), under random schedules of
 **   - client proposals: TXN entries whose base is the leader's L (fresh),
@@ -14,8 +14,8 @@
 **     in any order, one server's stay in order as over TCP), slow disks
 **     (disk latency), failing disk writes, restarts (raft closed and
 **     reopened on its in-memory disk with a fresh FSM, as a process
-**     restart and node.c's log reload do), election timeouts changed so
-**     other servers win;
+**     restart and raftd/node/reload.c's log reload do), election
+**     timeouts changed so other servers win;
 **   - snapshots taken (small thresholds and trailing counts) and installed
 **     on servers that fell behind.
 ** tests/unit/lib/fixture_shim.c makes the fixture restartable. raft 0.15
@@ -52,7 +52,7 @@
 #include "lib/check.h"
 #include "lib/fixture_shim.h"
 #include "lib/rng.h"
-#include "node/fsm.h"
+#include "fsm.h"
 
 #define MAXN       5
 #define DB_PER_A   4096 /* db_size the async step writes: A * DB_PER_A */
@@ -230,7 +230,7 @@ static void model_meta_put(const struct rl_meta *m)
     model_metas[model_n++] = *m;
 }
 
-/* ---- the FSM callbacks: raftd/node.c's, minus threads and logging ---- */
+/* ---- the FSM callbacks: raftd/node/raftfsm.c's, minus threads, logs ---- */
 
 static int fx_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                     void **result)
@@ -383,7 +383,7 @@ static int fx_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     return 0;
 }
 
-/* node.c's async step waits for the database, then writes its size into
+/* raftfsm.c's async step waits for the database, then writes its size into
 ** the manifest: here the size is a function of A, so it is checkable. */
 static int fx_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                              unsigned *n_bufs)
@@ -437,7 +437,7 @@ static void configure(struct srv *s)
 
 static void set_alive(unsigned i, int up);
 
-/* What raftd/node.c's log reload does: close raft, reset the FSM to a
+/* What raftd/node/reload.c does: close raft, reset the FSM to a
 ** fresh process's, open raft again on the same disk. Faults end first
 ** (the node waits for the disk to have room). */
 static void restart(unsigned i)
@@ -707,7 +707,7 @@ static void heal(void)
         set_disk_latency(i, 10);
         S[i].sh.fault_armed = 0;
         /* raft 0.15 leaves a server whose disk failed unavailable until
-        ** it restarts (raftd/node.c reloads its log then). */
+        ** it restarts (raftd/node/reload.c reloads its log then). */
         if (raft_state(raft_fixture_get(&F, i)) == RAFT_UNAVAILABLE)
             restart(i);
     }
@@ -887,7 +887,7 @@ static void run(uint64_t sd, unsigned n, unsigned steps)
         s->sh.fix_match = !raft_bugs;
         /* raft_init refuses snapshot_async unless io->version >= 2, which
         ** the fixture's io never declares though it has async_work (like
-        ** raft_uv: see raftd/node.c): set it after raft_init. */
+        ** raft_uv: see raftd/node/raftio.c): set it after raft_init. */
         s->fsm.snapshot_async = fx_snapshot_async;
         s->threshold = 4 + rl_rng_below(&rng, 28);
         s->install_timeout = 500 + rl_rng_below(&rng, 2000);

@@ -1,5 +1,6 @@
 /*
-** tests/unit/test_node.c -- raftd/node.c: real Raft nodes (canonical/raft
+** tests/unit/test_node.c -- the Raft node (raftd/node/): real Raft nodes
+*(canonical/raft
 ** 0.15, real TCP on 127.0.0.1, real data dirs) in one process, each on its
 ** own loop thread, with a fake database applier per node.
 **
@@ -30,6 +31,8 @@
 #include <unistd.h>
 
 #include "lib/check.h"
+#include "lib/fake_applier.h"
+#include "lib/ports.h"
 
 static char tmpdir[256];
 static double t_start;
@@ -58,138 +61,27 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* ---- fake applier ---- */
-
-struct rec {
-    uint64_t index;
-    int kind;
-    int effective;
-    uint64_t sum;
-    size_t len;
-    uint64_t base;
-};
-
-struct fake {
-    pthread_mutex_t mu;
-    uint64_t raft_id;
-    struct rec *recs;
-    size_t n, cap;
-    uint64_t applied;
-    uint64_t durable; /* highest A made durable for a snapshot */
-    int restores_have, restores_need, images, snapshots;
-};
+/* ---- fake applier (tests/unit/lib/fake_applier.h), one per raft id ---- */
 
 #define NFAKE 5
-static struct fake fakes[NFAKE]; /* by raft id */
+static struct rl_fake fakes[NFAKE]; /* by raft id */
 
-static void fake_apply(void *ctx, const struct rl_applied *e)
+static void fake_failed(const char *msg)
 {
-    struct fake *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    if (e->index <= f->applied)
-        die("fake %llu: entry %llu applied twice or out of order (at %llu)",
-            (unsigned long long)f->raft_id, (unsigned long long)e->index,
-            (unsigned long long)f->applied);
-    if (f->n == f->cap) {
-        f->cap = f->cap ? 2 * f->cap : 256;
-        f->recs = realloc(f->recs, f->cap * sizeof *f->recs);
-        CHECK(f->recs);
-    }
-    f->recs[f->n++] = (struct rec){
-        e->index, e->kind, e->effective, rl_checksum64(0, e->payload, e->len),
-        e->len,   e->base};
-    f->applied = e->index;
-    pthread_mutex_unlock(&f->mu);
-}
-
-static uint64_t fake_applied(void *ctx)
-{
-    struct fake *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    uint64_t a = f->applied;
-    pthread_mutex_unlock(&f->mu);
-    return a;
-}
-
-static int fake_snapshot_ready(void *ctx, uint64_t A, unsigned timeout_ms,
-                               uint64_t *db_size)
-{
-    struct fake *f = ctx;
-    double end = now_s() + timeout_ms / 1000.0;
-    while (fake_applied(f) < A) {
-        if (now_s() > end)
-            return 1;
-        usleep(1000);
-    }
-    pthread_mutex_lock(&f->mu);
-    f->snapshots++;
-    if (A > f->durable)
-        f->durable = A;
-    *db_size = 4096 * (f->n + 1);
-    pthread_mutex_unlock(&f->mu);
-    return 0;
-}
-
-static int fake_restore(void *ctx, const struct rl_manifest *m)
-{
-    struct fake *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    int have = f->applied >= m->A;
-    if (have)
-        f->restores_have++;
-    else
-        f->restores_need++;
-    pthread_mutex_unlock(&f->mu);
-    return have;
-}
-
-/* "Fetch an image" from a peer whose database reached A: copy its records
-** (the image may be newer than A; the node then skips what it covers). */
-static int fake_need_image(void *ctx, const struct rl_manifest *m)
-{
-    struct fake *f = ctx;
-    for (uint32_t i = 0; i < m->n_members; i++) {
-        uint64_t id = m->members[i].raft_id;
-        if (id == f->raft_id || id >= NFAKE)
-            continue;
-        struct fake *p = &fakes[id];
-        pthread_mutex_lock(&p->mu);
-        if (p->applied < m->A) {
-            pthread_mutex_unlock(&p->mu);
-            continue;
-        }
-        size_t n = p->n;
-        struct rec *copy = malloc((n ? n : 1) * sizeof *copy);
-        CHECK(copy);
-        memcpy(copy, p->recs, n * sizeof *copy);
-        uint64_t applied = p->applied;
-        pthread_mutex_unlock(&p->mu);
-        pthread_mutex_lock(&f->mu);
-        free(f->recs);
-        f->recs = copy;
-        f->n = f->cap = n;
-        if (f->cap == 0) {
-            f->cap = 1;
-        }
-        f->applied = applied;
-        f->images++;
-        pthread_mutex_unlock(&f->mu);
-        return 0;
-    }
-    return 1;
+    die("%s", msg);
 }
 
 /* Both fakes hold identical records up to the lower applied index. */
 static void compare(int a, int b)
 {
-    struct fake *x = &fakes[a], *y = &fakes[b];
+    struct rl_fake *x = &fakes[a], *y = &fakes[b];
     pthread_mutex_lock(&x->mu);
     pthread_mutex_lock(&y->mu);
     uint64_t lim = x->applied < y->applied ? x->applied : y->applied;
     size_t i = 0, j = 0;
     while (i < x->n && j < y->n && x->recs[i].index <= lim &&
            y->recs[j].index <= lim) {
-        struct rec *p = &x->recs[i], *q = &y->recs[j];
+        struct rl_fake_rec *p = &x->recs[i], *q = &y->recs[j];
         if (p->index != q->index || p->kind != q->kind ||
             p->effective != q->effective || p->sum != q->sum ||
             p->len != q->len)
@@ -212,10 +104,10 @@ static void compare(int a, int b)
            (unsigned long long)lim);
 }
 
-static struct rec find_rec(int id, uint64_t index)
+static struct rl_fake_rec find_rec(int id, uint64_t index)
 {
-    struct fake *f = &fakes[id];
-    struct rec r = {0};
+    struct rl_fake *f = &fakes[id];
+    struct rl_fake_rec r = {0};
     pthread_mutex_lock(&f->mu);
     for (size_t i = 0; i < f->n; i++)
         if (f->recs[i].index == index)
@@ -235,12 +127,12 @@ static int cmp_double(const void *a, const void *b)
 ** not-effective TXN's base is not. */
 static void check_chain(int id)
 {
-    struct fake *f = &fakes[id];
+    struct rl_fake *f = &fakes[id];
     pthread_mutex_lock(&f->mu);
     uint64_t L = 0;
     int started = 0;
     for (size_t i = 0; i < f->n; i++) {
-        struct rec *r = &f->recs[i];
+        struct rl_fake_rec *r = &f->recs[i];
         if (r->kind == RL_ENTRY_GENESIS) {
             L = r->index;
             started = 1;
@@ -316,32 +208,11 @@ static void *reader(void *arg)
 }
 static int ports[NFAKE];
 
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
 static void pick_ports(void)
 {
     srand((unsigned)(getpid() ^ time(NULL)));
-    for (int i = 1; i < NFAKE; i++) {
-        for (;;) {
-            int p = 20000 + rand() % 12000; /* below 32768 */
-            int dup = 0;
-            for (int j = 1; j < i; j++)
-                dup |= ports[j] == p;
-            if (!dup && port_free(p)) {
-                ports[i] = p;
-                break;
-            }
-        }
-    }
+    if (rl_test_pick_ports(ports + 1, NFAKE - 1, 0) != 0)
+        die("no free port below 32768");
 }
 
 static void node_log(void *ctx, int level, const char *msg)
@@ -375,12 +246,7 @@ static void start_node(int id, int bootstrap)
         .snapshot_timeout_ms = 5000,
         .segment_size =
             getenv("RL_SEG") ? (size_t)atol(getenv("RL_SEG")) : 1 << 20,
-        .applier = {.ctx = &fakes[id],
-                    .apply = fake_apply,
-                    .applied_index = fake_applied,
-                    .snapshot_ready = fake_snapshot_ready,
-                    .restore = fake_restore,
-                    .need_image = fake_need_image},
+        .applier = rl_fake_applier(&fakes[id]),
         .log = node_log,
         .log_ctx = (void *)(intptr_t)id,
     };
@@ -606,7 +472,7 @@ static void test_solo_restart(void)
 {
     printf("one node: snapshots with a 1-byte trailing budget, crash of the "
            "database's non-durable part, restart, replay\n");
-    struct fake *f = &fakes[0];
+    struct rl_fake *f = &fakes[0];
     char dir[300], addr[64], err[512];
     snprintf(dir, sizeof dir, "%s/solo", tmpdir);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", ports[4]);
@@ -622,12 +488,7 @@ static void test_solo_restart(void)
         .snapshot_trailing = 2,
         .snapshot_trailing_bytes = 1,
         .segment_size = 1 << 20,
-        .applier = {.ctx = f,
-                    .apply = fake_apply,
-                    .applied_index = fake_applied,
-                    .snapshot_ready = fake_snapshot_ready,
-                    .restore = fake_restore,
-                    .need_image = fake_need_image},
+        .applier = rl_fake_applier(f),
         .log = node_log,
     };
     struct rl_node *n;
@@ -654,7 +515,7 @@ static void test_solo_restart(void)
         /* Crash: the database keeps only what snapshots made durable. */
         pthread_mutex_lock(&f->mu);
         size_t before = f->n;
-        struct rec *saved = malloc(before * sizeof *saved);
+        struct rl_fake_rec *saved = malloc(before * sizeof *saved);
         CHECK(saved);
         memcpy(saved, f->recs, before * sizeof *saved);
         while (f->n > 0 && f->recs[f->n - 1].index > f->durable)
@@ -847,7 +708,7 @@ static void test_atexit(void)
 }
 
 /* Every connected TCP socket of this process (all of them are Raft
-** connections between the nodes here) has TCP_NODELAY (raftd/transport.c);
+** connections between the nodes here) has TCP_NODELAY (raftd/node/transport.c);
 ** returns how many there are. */
 static int raft_sockets_nodelay(void)
 {
@@ -881,8 +742,10 @@ int main(void)
     verbose = getenv("RL_NODE_VERBOSE") != NULL;
     setvbuf(stdout, NULL, _IONBF, 0);
     rl_check_cleanup = cleanup_dir; /* a failed CHECK removes tmpdir */
-    for (int i = 0; i < NFAKE; i++)
-        pthread_mutex_init(&fakes[i].mu, NULL);
+    for (int i = 0; i < NFAKE; i++) {
+        rl_fake_init(&fakes[i], (uint64_t)i, 1, fakes, NFAKE);
+        fakes[i].fail = fake_failed;
+    }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/rl-test-node-XXXXXX");
     CHECK(mkdtemp(tmpdir) != NULL);
     pick_ports();
@@ -914,7 +777,7 @@ int main(void)
     compare(1, 2);
     compare(1, 3);
     for (int id = 1; id <= 3; id++) {
-        struct rec r = find_rec(id, stale);
+        struct rl_fake_rec r = find_rec(id, stale);
         CHECK(r.index == stale && r.kind == RL_ENTRY_TXN && !r.effective);
         r = find_rec(id, noop);
         CHECK(r.index == noop && r.kind == RL_ENTRY_NOOP);
@@ -1036,7 +899,7 @@ int main(void)
                 uint64_t x = propose(l2, RL_ENTRY_NOOP, 0, NULL, 0, 1);
                 for (int id = 1; id <= 3; id++)
                     wait_applied(id, x);
-                struct rec r = find_rec(l2, res.index);
+                struct rl_fake_rec r = find_rec(l2, res.index);
                 printf("  entry %llu after UNKNOWN: %s\n",
                        (unsigned long long)res.index,
                        r.len == big ? "committed" : "not committed");
@@ -1056,7 +919,7 @@ int main(void)
         free(p);
         for (int id = 1; id <= 3; id++) {
             wait_applied(id, bi);
-            struct rec r = find_rec(id, bi);
+            struct rl_fake_rec r = find_rec(id, bi);
             CHECK(r.len == big && r.sum == sum && r.effective);
         }
         /* Moving 50 MB may outlast an election timeout: whoever leads
@@ -1188,7 +1051,7 @@ int main(void)
         last = propose(leader, RL_ENTRY_NOOP, 0, NULL, 0, 1);
         for (int id = 1; id <= 3; id++)
             wait_applied(id, last);
-        struct rec r = find_rec(leader, res.index);
+        struct rl_fake_rec r = find_rec(leader, res.index);
         printf("  entry %llu: %s\n", (unsigned long long)res.index,
                r.kind == RL_ENTRY_TXN ? "committed" : "replaced");
         struct rl_node_status st;
@@ -1275,7 +1138,7 @@ int main(void)
         /* Each database loses what no snapshot made durable (a crash): the
         ** nodes must replay it from their logs with the same verdicts. */
         for (int id = 1; id <= 3; id++) {
-            struct fake *f = &fakes[id];
+            struct rl_fake *f = &fakes[id];
             while (f->n > 0 && f->recs[f->n - 1].index > f->durable)
                 f->n--;
             f->applied = f->durable;
@@ -1298,7 +1161,7 @@ int main(void)
         if (nodes[id])
             stop_node(id);
     for (int i = 0; i < NFAKE; i++)
-        free(fakes[i].recs);
+        rl_fake_clear(&fakes[i]);
     cleanup_dir();
     printf("test_node: all passed in %.1f s\n", now_s() - t0);
     return 0;

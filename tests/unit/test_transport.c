@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_transport.c -- raftd/transport.c against real TCP on
+** tests/unit/test_transport.c -- raftd/node/transport.c against real TCP on
 ** 127.0.0.1: a connection dialled and accepted through rl_transport has
 ** TCP_NODELAY on both ends (getsockopt on each end's descriptor), and
 ** without the option on neither (so the check can fail); the handshake's
@@ -35,6 +35,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include "lib/check.h"
+#include "lib/ports.h"
 
 static void die(const char *fmt, ...)
 {
@@ -49,28 +50,13 @@ static void die(const char *fmt, ...)
 
 static uv_loop_t loop;
 
-static int port_free(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
 /* A free port in 20000..31999 (below the ephemeral range), not `avoid`. */
 static int pick_port(int avoid)
 {
-    for (int tries = 0; tries < 1000; tries++) {
-        int p = 20000 + rand() % 12000;
-        if (p != avoid && port_free(p))
-            return p;
-    }
-    die("no free port below 32768");
-    return 0;
+    int p;
+    if (rl_test_pick_ports(&p, 1, avoid) != 0)
+        die("no free port below 32768");
+    return p;
 }
 
 /* TCP_NODELAY of the descriptor under a libuv stream: 0 or 1. */

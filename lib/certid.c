@@ -1,5 +1,5 @@
 /*
-** raftd/certid.c -- the identity a verified certificate carries (see
+** lib/certid.c -- the identity a verified certificate carries (see
 ** certid.h for the convention). Pure parsing with OpenSSL: it must never
 ** accept a certificate that names two identities, nor a node id that
 ** could not name a node (ids end up in paths and logs).

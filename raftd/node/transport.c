@@ -1,5 +1,5 @@
 /*
-** raftd/transport.c -- raftlite's raft_uv_transport over raft_uv_tcp (see
+** raftd/node/transport.c -- raftlite's raft_uv_transport over raft_uv_tcp (see
 ** transport.h): forwards init, listen, connect and close to the wrapped
 ** raft_uv_tcp and adjusts every connection in conn_ready() before raft
 ** gets its stream (TCP_NODELAY). With TLS settings it hands over to

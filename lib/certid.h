@@ -1,5 +1,5 @@
 /*
-** raftd/certid.h -- who a certificate of the cluster CA speaks for.
+** lib/certid.h -- who a certificate of the cluster CA speaks for.
 **
 ** The convention (README "Security"): a node's certificate carries the
 ** subjectAltName URI "raftlite:node:<id>", where <id> is the node id it

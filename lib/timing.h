@@ -1,5 +1,5 @@
 /*
-** vfs/timing.h -- per-commit latency breakdown of a replicated write, for
+** lib/timing.h -- per-commit latency breakdown of a replicated write, for
 ** benchmarks (issue 18). With RAFTLITE_TIMING=DIR in the environment, each
 ** commit a writer thread of this process makes through the VFS appends one
 ** line to DIR/commits-<pid>.txt: the times of its points below, in

@@ -1,5 +1,5 @@
 /*
-** raftd/entry.h -- the byte formats raftlite puts into Raft: log entries,
+** raftd/node/entry.h -- the byte formats raftlite puts into Raft: log entries,
 ** cluster-metadata records and snapshot manifests.
 **
 ** Every Raft entry raftlite proposes is
@@ -91,6 +91,11 @@ int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
 ** writes a message naming the cause into err[0..errlen). */
 int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,
                     size_t errlen);
+
+/* The checksum stored in an encoded entry (the one rl_entry_encode
+** wrote), unverified: what identifies the entry among others at an index.
+** 0 if len is shorter than a header. */
+uint64_t rl_entry_checksum(const void *buf, size_t len);
 
 /* Name of a kind ("TXN", ...) or "?" */
 const char *rl_entry_kind_name(int kind);

@@ -1,9 +1,10 @@
 /*
-** raftd/tls_transport.h -- the mutual-TLS half of raftlite's Raft transport
-** (tls_transport.c), used by transport.c only: rl_transport_init calls
-** rl_tls_init when its options carry TLS settings, and the transport's
-** methods are then the TLS ones. It must never be used without the
-** settings of all three files (certificate, key, CA).
+** raftd/node/tls_transport.h -- the mutual-TLS half of raftlite's Raft
+** transport (tls_transport.c), used by transport.c only:
+** rl_transport_init calls rl_tls_init when its options carry TLS
+** settings, and the transport's methods are then the TLS ones. It must
+** never be used without the settings of all three files (certificate,
+** key, CA).
 */
 #ifndef RL_TLS_TRANSPORT_H
 #define RL_TLS_TRANSPORT_H

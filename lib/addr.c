@@ -1,5 +1,5 @@
 /*
-** raftd/addr.c -- address checks (see addr.h). Pure parsing plus, for a
+** lib/addr.c -- address checks (see addr.h). Pure parsing plus, for a
 ** Raft address given as a host name, one getaddrinfo look-up to suggest
 ** the numeric form; it never binds, and connects only in
 ** rl_addr_reachable (a probe closed before any byte is sent).

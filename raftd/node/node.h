@@ -1,5 +1,5 @@
 /*
-** raftd/node.h -- raftlite's in-process Raft node: canonical/raft 0.15 on
+** raftd/node/node.h -- raftlite's in-process Raft node: canonical/raft 0.15 on
 ** its own libuv loop thread, the FSM that decides every entry's verdict
 ** from the log alone, an applier thread that hands entries to a database
 ** (through struct rl_applier) in log order, snapshots as small manifests,
@@ -17,22 +17,31 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "err.h"
 
 struct rl_transport_tls; /* transport.h */
 
 struct rl_node;
 
-/* Result codes of the rl_node_* calls. */
-#define RL_NODE_OK 0
-#define RL_NODE_NOTLEADER                                                      \
-    1                      /* definite: not appended, or appended by a         \
-                                deposed leader and replaced: never commits */
-#define RL_NODE_UNKNOWN  2 /* appended (maybe): outcome unknown */
-#define RL_NODE_SHUTDOWN 3 /* definite: the node is stopping */
-#define RL_NODE_TIMEOUT  4 /* definite: the node did not take it in time */
-#define RL_NODE_INVALID  5 /* bad arguments */
-#define RL_NODE_NOMEM    6
-#define RL_NODE_ERROR    7 /* Raft refused it; message in the result */
+/* The rl_node_* calls return an rl_err (lib/err.h): RL_OK, or
+** RL_ERR_NOTLEADER  definite: not appended, or appended by a deposed
+**                   leader and replaced: never commits;
+** RL_ERR_UNKNOWN    appended (maybe): outcome unknown;
+** RL_ERR_SHUTDOWN   definite: the node is stopping;
+** RL_ERR_TIMEOUT    definite: the node did not take it in time;
+** RL_ERR_INVALID    bad arguments; RL_ERR_NOMEM;
+** RL_ERR_RAFT       Raft refused it (message in the result; res.detail
+**                   may say why as a code).
+** The RL_NODE_* names are the same codes under their old names, kept
+** until every caller uses the RL_ERR_* ones. */
+#define RL_NODE_OK        RL_OK
+#define RL_NODE_NOTLEADER RL_ERR_NOTLEADER
+#define RL_NODE_UNKNOWN   RL_ERR_UNKNOWN
+#define RL_NODE_SHUTDOWN  RL_ERR_SHUTDOWN
+#define RL_NODE_TIMEOUT   RL_ERR_TIMEOUT
+#define RL_NODE_INVALID   RL_ERR_INVALID
+#define RL_NODE_NOMEM     RL_ERR_NOMEM
+#define RL_NODE_ERROR     RL_ERR_RAFT
 
 /* Raft roles, same numbers as raft.h. */
 #define RL_ROLE_STANDBY 0
@@ -128,10 +137,10 @@ struct rl_node_config {
     void *log_ctx;
 };
 
-/* Start a node; returns RL_NODE_OK and *out, or an error with a message in
+/* Start a node; returns RL_OK and *out, or an error with a message in
 ** err. The node runs until rl_node_stop(). */
-int rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
-                  char *err, size_t errlen);
+rl_err rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
+                     char *err, size_t errlen);
 
 /* Stop and free the node: pending proposals end UNKNOWN or SHUTDOWN, the
 ** loop thread is joined. The applier thread is joined if it leaves its
@@ -159,34 +168,38 @@ struct rl_result {
     uint64_t leader_id;    /* NOTLEADER: the known leader, or 0 */
     char leader_addr[256]; /* NOTLEADER: its raft address, or "" */
     char msg[256];         /* why, for anything but OK */
+    /* RL_ERR_RAFT: a finer code where there is one, else RL_OK:
+    ** RL_ERR_CANTCHANGE  another membership change is under way (nothing
+    **                    changed: wait for it and retry). */
+    rl_err detail;
 };
 
 /* Propose an entry (origin node = this node) and wait until the FSM applied
 ** it, at most timeout_ms. Returns OK (see res->effective), NOTLEADER,
 ** UNKNOWN, SHUTDOWN, TIMEOUT (not taken by the loop in time: definitely not
 ** appended), INVALID, NOMEM or ERROR. */
-int rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
-                    unsigned timeout_ms, struct rl_result *res);
+rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
+                       unsigned timeout_ms, struct rl_result *res);
 
 /* Membership, on the leader. add: raft_add then raft_assign(role) unless
 ** the role is spare; if meta is not NULL also propose it as a META entry.
 ** assign, remove, transfer (to == 0: any voter). Each waits for the change
 ** to commit (transfer: for the callback of raft_transfer, then checks). */
-int rl_node_add(struct rl_node *n, uint64_t id, const char *raft_addr, int role,
-                const struct rl_meta *meta, unsigned timeout_ms,
-                struct rl_result *res);
-int rl_node_assign(struct rl_node *n, uint64_t id, int role,
-                   unsigned timeout_ms, struct rl_result *res);
-int rl_node_remove(struct rl_node *n, uint64_t id, unsigned timeout_ms,
+rl_err rl_node_add(struct rl_node *n, uint64_t id, const char *raft_addr,
+                   int role, const struct rl_meta *meta, unsigned timeout_ms,
                    struct rl_result *res);
-int rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
-                     struct rl_result *res);
+rl_err rl_node_assign(struct rl_node *n, uint64_t id, int role,
+                      unsigned timeout_ms, struct rl_result *res);
+rl_err rl_node_remove(struct rl_node *n, uint64_t id, unsigned timeout_ms,
+                      struct rl_result *res);
+rl_err rl_node_transfer(struct rl_node *n, uint64_t to, unsigned timeout_ms,
+                        struct rl_result *res);
 
 /* Change the snapshot policy of this node at run time (0 = unchanged);
 ** same meaning as the config fields. OK, SHUTDOWN or TIMEOUT. */
-int rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
-                         unsigned trailing, uint64_t threshold_bytes,
-                         uint64_t trailing_bytes, unsigned timeout_ms);
+rl_err rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
+                            unsigned trailing, uint64_t threshold_bytes,
+                            uint64_t trailing_bytes, unsigned timeout_ms);
 
 /* Linearizable read point (DESIGN 8), on the leader: a raft barrier that
 ** a quorum confirmed, issued after this call began and shared by the calls
@@ -195,8 +208,8 @@ int rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
 ** with rl_node_wait_applied(res->index), then read locally. NOTLEADER on a
 ** follower or a deposed leader (forward to the leader, then wait for that
 ** index here), TIMEOUT, SHUTDOWN. */
-int rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
-                       struct rl_result *res);
+rl_err rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
+                          struct rl_result *res);
 
 struct rl_node_status {
     uint64_t raft_id;
@@ -242,11 +255,12 @@ struct rl_member {
 /* The current configuration joined with the metadata table. *out is
 ** malloc'ed (free() it). Members that only have metadata (not in the
 ** configuration) are not listed. */
-int rl_node_members(struct rl_node *n, struct rl_member **out, unsigned *count);
+rl_err rl_node_members(struct rl_node *n, struct rl_member **out,
+                       unsigned *count);
 /* Replicated metadata of a raft id, or of a string node id (id == 0).
-** Returns RL_NODE_OK or RL_NODE_INVALID if unknown. */
-int rl_node_meta(struct rl_node *n, uint64_t id, const char *node_id,
-                 struct rl_meta *out);
+** Returns RL_OK or RL_ERR_INVALID if unknown. */
+rl_err rl_node_meta(struct rl_node *n, uint64_t id, const char *node_id,
+                    struct rl_meta *out);
 /* Is this node's own metadata in the replicated table and current? The
 ** gRPC side forwards rl_node_self_meta() to the leader when it is not. */
 int rl_node_meta_current(struct rl_node *n);
@@ -255,12 +269,13 @@ void rl_node_self_meta(struct rl_node *n, struct rl_meta *out);
 /* Wait until the applier's apply() returned for index or a later one (or
 ** the database already held them), at most timeout_ms. OK, TIMEOUT or
 ** SHUTDOWN. */
-int rl_node_wait_applied(struct rl_node *n, uint64_t index,
-                         unsigned timeout_ms);
+rl_err rl_node_wait_applied(struct rl_node *n, uint64_t index,
+                            unsigned timeout_ms);
 /* Wait until some node is known as leader (this one: ready), at most
 ** timeout_ms; OK or TIMEOUT. */
-int rl_node_wait_leader(struct rl_node *n, unsigned timeout_ms);
+rl_err rl_node_wait_leader(struct rl_node *n, unsigned timeout_ms);
 
-const char *rl_node_strerror(int rc);
+/* A sentence for a person reading a log line or an answer. */
+const char *rl_node_strerror(rl_err rc);
 
 #endif /* RL_NODE_H */

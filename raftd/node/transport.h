@@ -1,5 +1,5 @@
 /*
-** raftd/transport.h -- raftlite's own raft_uv_transport: libraft 0.15's
+** raftd/node/transport.h -- raftlite's own raft_uv_transport: libraft 0.15's
 ** raft_uv_tcp underneath, with a hook on every connection it dials or
 ** accepts before libraft sees the stream.
 **

@@ -1,5 +1,5 @@
 /*
-** raftd/entry.c -- encoders and decoders of raftlite's Raft formats (log
+** raftd/node/entry.c -- encoders and decoders of raftlite's Raft formats (log
 ** entries, node metadata, snapshot manifests); see entry.h for the layouts.
 **
 ** Decoders must never read outside [buf, buf+len), never trust a length
@@ -14,43 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 16-bit little-endian (the version field); wider ones are lib/bytes.h's. */
 static void put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint16_t get16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
@@ -167,22 +140,22 @@ int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
         (h->payload_len > 0 && payload == NULL))
         return RL_EFMT_ARG;
     uint8_t *p = out;
-    put32(p, RL_ENTRY_MAGIC);
+    rl_put_le32(p, RL_ENTRY_MAGIC);
     put16(p + 4, RL_ENTRY_VERSION);
     p[6] = h->kind;
     p[7] = h->flags;
-    put64(p + 8, h->base);
-    put64(p + 16, h->origin_node);
-    put64(p + 24, h->origin_txn);
-    put32(p + 32, h->origin_pid);
-    put32(p + 36, 0);
-    put64(p + 40, h->payload_len);
+    rl_put_le64(p + 8, h->base);
+    rl_put_le64(p + 16, h->origin_node);
+    rl_put_le64(p + 24, h->origin_txn);
+    rl_put_le32(p + 32, h->origin_pid);
+    rl_put_le32(p + 36, 0);
+    rl_put_le64(p + 40, h->payload_len);
     if (h->payload_len > 0)
         memcpy(p + RL_ENTRY_HDR_SIZE, payload, (size_t)h->payload_len);
     uint64_t padded = pad8(h->payload_len);
     memset(p + RL_ENTRY_HDR_SIZE + h->payload_len, 0,
            (size_t)(padded - h->payload_len));
-    put64(p + 48, entry_checksum(p, p + RL_ENTRY_HDR_SIZE, padded));
+    rl_put_le64(p + 48, entry_checksum(p, p + RL_ENTRY_HDR_SIZE, padded));
     return 0;
 }
 
@@ -194,10 +167,10 @@ int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,
         return fail(RL_EFMT_SHORT, err, errlen,
                     "entry of %zu bytes is shorter than the %d-byte header",
                     len, RL_ENTRY_HDR_SIZE);
-    if (get32(p) != RL_ENTRY_MAGIC)
+    if (rl_get_le32(p) != RL_ENTRY_MAGIC)
         return fail(RL_EFMT_MAGIC, err, errlen,
                     "bad entry magic 0x%08x: not a raftlite log entry",
-                    get32(p));
+                    rl_get_le32(p));
     if (get16(p + 4) != RL_ENTRY_VERSION)
         return fail(RL_EFMT_VERSION, err, errlen,
                     "entry format version %u unknown to this build (knows "
@@ -206,12 +179,12 @@ int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,
     uint8_t kind = p[6];
     if (kind < 1 || kind > RL_ENTRY_KIND_MAX)
         return fail(RL_EFMT_KIND, err, errlen, "unknown entry kind %u", kind);
-    if (p[7] != 0 || get32(p + 36) != 0)
+    if (p[7] != 0 || rl_get_le32(p + 36) != 0)
         return fail(RL_EFMT_FLAGS, err, errlen,
                     "entry flags 0x%02x / reserved 0x%08x set: written by a "
                     "newer raftlite?",
-                    p[7], get32(p + 36));
-    uint64_t plen = get64(p + 40);
+                    p[7], rl_get_le32(p + 36));
+    uint64_t plen = rl_get_le64(p + 40);
     uint64_t body = len - RL_ENTRY_HDR_SIZE;
     if (plen > RL_ENTRY_MAX_PAYLOAD || pad8(plen) != body)
         return fail(RL_EFMT_LENGTH, err, errlen,
@@ -224,7 +197,7 @@ int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,
             return fail(RL_EFMT_PADDING, err, errlen,
                         "nonzero padding byte at payload offset %llu",
                         (unsigned long long)i);
-    uint64_t want = get64(p + 48);
+    uint64_t want = rl_get_le64(p + 48);
     uint64_t got = entry_checksum(p, payload, body);
     if (want != got)
         return fail(RL_EFMT_CHECKSUM, err, errlen,
@@ -234,10 +207,10 @@ int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,
     if (e) {
         e->h.kind = kind;
         e->h.flags = 0;
-        e->h.base = get64(p + 8);
-        e->h.origin_node = get64(p + 16);
-        e->h.origin_txn = get64(p + 24);
-        e->h.origin_pid = get32(p + 32);
+        e->h.base = rl_get_le64(p + 8);
+        e->h.origin_node = rl_get_le64(p + 16);
+        e->h.origin_txn = rl_get_le64(p + 24);
+        e->h.origin_pid = rl_get_le32(p + 32);
         e->h.payload_len = plen;
         e->payload = payload;
         e->checksum = want;
@@ -268,7 +241,7 @@ size_t rl_meta_encode(const struct rl_meta *m, void *out, size_t out_len)
     if (need == 0 || out_len < need)
         return 0;
     uint8_t *p = out;
-    put64(p, m->raft_id);
+    rl_put_le64(p, m->raft_id);
     p += 8;
     const char *s[3] = {m->node_id, m->raft_addr, m->grpc_addr};
     for (int i = 0; i < 3; i++) {
@@ -288,7 +261,7 @@ int rl_meta_decode(const void *buf, size_t len, struct rl_meta *m, char *err,
     if (p == NULL || len < 8)
         return fail(RL_EFMT_SHORT, err, errlen,
                     "metadata of %zu bytes is shorter than 8", len);
-    uint64_t id = get64(p);
+    uint64_t id = rl_get_le64(p);
     if (id == 0)
         return fail(RL_EFMT_ARG, err, errlen, "metadata has raft id 0");
     char *dst[3] = {m->node_id, m->raft_addr, m->grpc_addr};
@@ -358,20 +331,20 @@ int rl_manifest_encode(const struct rl_manifest *m, void *(*malloc_fn)(size_t),
     if (p == NULL)
         return RL_EFMT_NOMEM;
     memset(p, 0, total);
-    put32(p, RL_MANIFEST_MAGIC);
+    rl_put_le32(p, RL_MANIFEST_MAGIC);
     put16(p + 4, RL_MANIFEST_VERSION);
-    put64(p + 8, m->S);
-    put64(p + 16, m->A);
-    put64(p + 24, m->L);
-    put64(p + 32, m->db_size);
-    put32(p + 40, m->n_members);
+    rl_put_le64(p + 8, m->S);
+    rl_put_le64(p + 16, m->A);
+    rl_put_le64(p + 24, m->L);
+    rl_put_le64(p + 32, m->db_size);
+    rl_put_le32(p + 40, m->n_members);
     size_t off = MANIFEST_HDR;
     for (uint32_t i = 0; i < m->n_members; i++) {
         size_t n = rl_meta_encode(&m->members[i], p + off + 4, total - off - 4);
-        put32(p + off, (uint32_t)n);
+        rl_put_le32(p + off, (uint32_t)n);
         off += pad8(4 + n);
     }
-    put64(p + off, rl_checksum64(0, p, off));
+    rl_put_le64(p + off, rl_checksum64(0, p, off));
     *out = p;
     *len = total;
     return 0;
@@ -385,32 +358,33 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
     if (p == NULL || len < MANIFEST_HDR + 8)
         return fail(RL_EFMT_SHORT, err, errlen,
                     "snapshot manifest of %zu bytes is too short", len);
-    if (get32(p) != RL_MANIFEST_MAGIC)
+    if (rl_get_le32(p) != RL_MANIFEST_MAGIC)
         return fail(RL_EFMT_MAGIC, err, errlen,
                     "bad manifest magic 0x%08x: not a raftlite snapshot",
-                    get32(p));
+                    rl_get_le32(p));
     if (get16(p + 4) != RL_MANIFEST_VERSION)
         return fail(RL_EFMT_VERSION, err, errlen,
                     "manifest version %u unknown to this build: upgrade "
                     "raftlite",
                     get16(p + 4));
-    if (get16(p + 6) != 0 || get32(p + 44) != 0)
+    if (get16(p + 6) != 0 || rl_get_le32(p + 44) != 0)
         return fail(RL_EFMT_FLAGS, err, errlen, "manifest reserved fields set");
     if (len % 8 != 0)
         return fail(RL_EFMT_LENGTH, err, errlen,
                     "manifest length %zu is not a multiple of 8", len);
-    uint64_t want = get64(p + len - 8);
+    uint64_t want = rl_get_le64(p + len - 8);
     uint64_t got = rl_checksum64(0, p, len - 8);
     if (want != got)
         return fail(RL_EFMT_CHECKSUM, err, errlen,
                     "manifest checksum mismatch: corrupted snapshot");
-    uint64_t S = get64(p + 8), A = get64(p + 16), L = get64(p + 24);
+    uint64_t S = rl_get_le64(p + 8), A = rl_get_le64(p + 16),
+             L = rl_get_le64(p + 24);
     if (L > A || A > S)
         return fail(RL_EFMT_ARG, err, errlen,
                     "manifest indexes out of order: L %llu, A %llu, S %llu",
                     (unsigned long long)L, (unsigned long long)A,
                     (unsigned long long)S);
-    uint32_t n = get32(p + 40);
+    uint32_t n = rl_get_le32(p + 40);
     if (n > RL_MANIFEST_MAX_MEMBERS)
         return fail(RL_EFMT_LENGTH, err, errlen,
                     "manifest lists %u members (at most %d)", n,
@@ -432,7 +406,7 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
             return fail(RL_EFMT_SHORT, err, errlen,
                         "manifest truncated at member %u", i);
         }
-        uint32_t ml = get32(p + off);
+        uint32_t ml = rl_get_le32(p + off);
         if (ml > end - off - 4 || pad8(4 + (uint64_t)ml) > end - off) {
             free(mem);
             return fail(RL_EFMT_LENGTH, err, errlen,
@@ -461,7 +435,7 @@ int rl_manifest_decode(const void *buf, size_t len, struct rl_manifest *m,
     m->S = S;
     m->A = A;
     m->L = L;
-    m->db_size = get64(p + 32);
+    m->db_size = rl_get_le64(p + 32);
     m->n_members = n;
     m->members = mem;
     return 0;
@@ -477,9 +451,16 @@ int rl_manifest_patch_db_size(void *buf, size_t len, uint64_t db_size)
 {
     uint8_t *p = buf;
     if (p == NULL || len < MANIFEST_HDR + 8 || len % 8 != 0 ||
-        get32(p) != RL_MANIFEST_MAGIC)
+        rl_get_le32(p) != RL_MANIFEST_MAGIC)
         return RL_EFMT_SHORT;
-    put64(p + 32, db_size);
-    put64(p + len - 8, rl_checksum64(0, p, len - 8));
+    rl_put_le64(p + 32, db_size);
+    rl_put_le64(p + len - 8, rl_checksum64(0, p, len - 8));
     return 0;
+}
+
+uint64_t rl_entry_checksum(const void *buf, size_t len)
+{
+    if (len < RL_ENTRY_HDR_SIZE)
+        return 0;
+    return rl_get_le64((const uint8_t *)buf + 48);
 }

@@ -1,5 +1,5 @@
 /*
-** vfs/timing.c -- see timing.h: per-commit timing points, on only with
+** lib/timing.c -- see timing.h: per-commit timing points, on only with
 ** RAFTLITE_TIMING=DIR. Never fails a commit: errors drop the line.
 */
 #include "timing.h"

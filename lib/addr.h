@@ -1,5 +1,5 @@
 /*
-** raftd/addr.h -- checks of the addresses and node ids a user gives
+** lib/addr.h -- checks of the addresses and node ids a user gives
 ** (raftd flags, the raft_bootstrap/raft_join arguments) before anything
 ** starts with them.
 **

@@ -1,0 +1,339 @@
+/*
+** raftd/node/loop.c -- the node's loop thread: sets up the uv loop and
+** raft (raftio.c), takes the commands other threads queue (request.c,
+** membership.c), ticks (lost proposals, leadership, warnings), publishes
+** raft's state under n->mu, and closes everything at stop.
+**
+** Runs on the loop thread only. It must never block on anything but
+** n->mu for a few instructions (a stalled loop misses heartbeats and
+** deposes leaders), never hold n->mu across a raft_* call, and never call
+** the applier or SQLite.
+*/
+#include "node_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Append r to a list of requests, keeping arrival order. */
+static void list_append(struct req **list, struct req *r)
+{
+    while (*list)
+        list = &(*list)->next;
+    r->next = NULL;
+    *list = r;
+}
+
+/* Run one command taken off the queue. */
+static void run_req(struct rl_node *n, struct req *r)
+{
+    struct raft *raft = &n->raft;
+    if (n->closing) {
+        node_req_finish(n, r, RL_ERR_SHUTDOWN, "node is stopping");
+        return;
+    }
+    if (r->type == REQ_SNAPCFG) { /* any node: the config is local */
+        struct rl_node_config *c = &n->cfg;
+        if (r->threshold)
+            c->snapshot_threshold = r->threshold;
+        if (r->trailing)
+            c->snapshot_trailing = r->trailing;
+        if (r->threshold_bytes)
+            c->snapshot_threshold_bytes = r->threshold_bytes;
+        if (r->trailing_bytes)
+            c->snapshot_trailing_bytes = r->trailing_bytes;
+        if (!n->threshold_lowered)
+            raft_set_snapshot_threshold(raft, c->snapshot_threshold);
+        raft_set_snapshot_trailing(raft, c->snapshot_trailing);
+        node_req_finish(n, r, RL_OK, NULL);
+        return;
+    }
+    if (raft_state(raft) != RAFT_LEADER) {
+        node_req_finish(n, r, RL_ERR_NOTLEADER, "not the leader");
+        return;
+    }
+    switch (r->type) {
+    case REQ_PROPOSE:
+        if (node_ready(n)) {
+            node_submit_propose(n, r);
+        } else {
+            /* Admitted once this term's barrier applied (DESIGN 4), in
+            ** arrival order. */
+            list_append(&n->pending, r);
+            node_check_leader(n);
+        }
+        return;
+    case REQ_READ:
+        list_append(&n->readers, r);
+        node_read_flush(n);
+        return;
+    default:
+        node_member_submit(n, r);
+    }
+}
+
+void node_publish(struct rl_node *n)
+{
+    struct raft *r = &n->raft;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(r, &lid, &laddr);
+    unsigned nm = r->configuration.n;
+    struct rl_member *mem = nm ? calloc(nm, sizeof *mem) : NULL;
+    int leader = raft_state(r) == RAFT_LEADER;
+    for (unsigned i = 0; mem && i < nm; i++) {
+        const struct raft_server *s = &r->configuration.servers[i];
+        mem[i].raft_id = s->id;
+        mem[i].role = s->role;
+        mem[i].is_leader = s->id == lid;
+        node_copy_str(mem[i].raft_addr, sizeof mem[i].raft_addr, s->address);
+        mem[i].recent_contact = -1;
+        if (leader && r->leader_state.progress) {
+            mem[i].match_index = r->leader_state.progress[i].match_index;
+            mem[i].recent_contact =
+                s->id == r->id ? 1 : r->leader_state.progress[i].recent_recv;
+        }
+    }
+    raft_time now = r->io->time(r->io);
+    pthread_mutex_lock(&n->mu);
+    struct rl_node_status *st = &n->pub;
+    int changed = st->state != raft_state(r) || st->term != r->current_term;
+    st->state = raft_state(r);
+    st->ready = node_ready(n);
+    st->term = r->current_term;
+    st->leader_id = lid;
+    node_copy_str(st->leader_addr, sizeof st->leader_addr, laddr);
+    st->commit_index = r->commit_index;
+    st->last_index = raft_last_index(r);
+    st->fsm_applied = raft_last_applied(r);
+    st->fsm_index = n->sm.A;
+    st->L = n->sm.L;
+    if (r->log.snapshot.last_index > st->snapshot_index)
+        st->snapshot_index = r->log.snapshot.last_index;
+    st->leader_contact_ms =
+        st->state == RL_STATE_FOLLOWER && now >= r->election_timer_start
+            ? (unsigned)(now - r->election_timer_start)
+            : 0;
+    for (unsigned i = 0; mem && i < nm; i++) {
+        const struct rl_meta *m =
+            node_meta_find_locked(n, mem[i].raft_id, NULL);
+        if (m) {
+            mem[i].has_meta = 1;
+            mem[i].meta = *m;
+        }
+    }
+    if (mem || nm == 0) {
+        free(n->members);
+        n->members = mem;
+        n->n_members = nm;
+    }
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    if (changed) { /* logged outside mu: the sink may call us */
+        struct rl_meta lm;
+        int st = raft_state(r);
+        const char *who = NULL;
+        if (lid && rl_node_meta(n, lid, NULL, &lm) == RL_OK && lm.node_id[0])
+            who = lm.node_id;
+        node_log(n, 2, "%s in term %llu, leader %s",
+                 st == RAFT_LEADER      ? "leader"
+                 : st == RAFT_CANDIDATE ? "candidate"
+                 : st == RAFT_FOLLOWER  ? "follower"
+                                        : "unavailable",
+                 (unsigned long long)r->current_term,
+                 who   ? who
+                 : lid ? "(a node whose id is not known yet)"
+                       : "unknown");
+    }
+}
+
+void node_handle_close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct rl_node *n = r->data;
+    uv_close((uv_handle_t *)&n->async, node_handle_close_cb);
+}
+
+static void begin_close(struct rl_node *n)
+{
+    n->closing = 1;
+    pthread_mutex_lock(&n->mu);
+    struct req *q = n->cmd_head;
+    n->cmd_head = n->cmd_tail = NULL;
+    for (struct req *r = q; r; r = r->next)
+        r->taken = 1;
+    pthread_mutex_unlock(&n->mu);
+    while (q) {
+        struct req *next = q->next;
+        node_req_finish(n, q, RL_ERR_SHUTDOWN, "node is stopping");
+        q = next;
+    }
+    node_flush_pending(n, RL_ERR_SHUTDOWN, "node is stopping");
+    while (n->readers) {
+        struct req *r = n->readers;
+        n->readers = r->next;
+        node_req_finish(n, r, RL_ERR_SHUTDOWN, "node is stopping");
+    }
+    while (n->lost) {
+        struct req *r = n->lost;
+        n->lost = r->next;
+        node_req_finish(
+            n, r, RL_ERR_UNKNOWN,
+            "node stopped after leadership was lost: outcome unknown");
+    }
+    uv_timer_stop(&n->tick);
+    uv_close((uv_handle_t *)&n->tick, node_handle_close_cb);
+    uv_timer_stop(&n->reload_timer);
+    if (n->reload == RELOAD_NONE) {
+        uv_close((uv_handle_t *)&n->reload_timer, node_handle_close_cb);
+        raft_close(&n->raft, raft_closed_cb);
+    } else if (n->reload == RELOAD_CLOSING) {
+        /* reload_closed_cb, then the timer, finish the close. */
+    } else {
+        if (n->reload == RELOAD_CLOSED) {
+            raft_uv_close(&n->io);
+            rl_transport_close(&n->transport);
+            n->reload = RELOAD_FREED;
+        }
+        uv_close((uv_handle_t *)&n->reload_timer, node_handle_close_cb);
+        uv_close((uv_handle_t *)&n->async, node_handle_close_cb);
+    }
+}
+
+static void async_cb(uv_async_t *h)
+{
+    struct rl_node *n = h->data;
+    if (n->closing)
+        return;
+    pthread_mutex_lock(&n->mu);
+    int stopping = n->stopping;
+    if (n->reload && !stopping) {
+        /* Commands wait for raft to be open again (reload_timer_cb). */
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    struct req *q = stopping ? NULL : n->cmd_head;
+    if (!stopping) {
+        n->cmd_head = n->cmd_tail = NULL;
+        for (struct req *r = q; r; r = r->next)
+            r->taken = 1;
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (stopping) {
+        begin_close(n);
+        return;
+    }
+    while (q) {
+        struct req *next = q->next;
+        q->next = NULL;
+        run_req(n, q);
+        q = next;
+    }
+    node_publish(n);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct rl_node *n = t->data;
+    if (n->reload)
+        return; /* raft is closed: nothing to sweep or node_publish */
+    if (n->io_failed && node_reload_check(n))
+        return;
+    if (n->lost)
+        node_lost_sweep(n);
+    if (n->transport.nodelay_failed > n->nodelay_failed_said) {
+        n->nodelay_failed_said = n->transport.nodelay_failed;
+        node_log(n, 1,
+                 "TCP_NODELAY refused on %lu Raft connection(s): commits "
+                 "may wait ~40 ms for delayed ACKs",
+                 n->nodelay_failed_said);
+    }
+    /* A stalled loop misses heartbeats and deposes leaders: say so. */
+    uint64_t now = uv_now(&n->loop);
+    if (n->last_tick && now - n->last_tick > n->cfg.heartbeat_timeout_ms * 5)
+        node_log(n, 1, "loop thread stalled for %llu ms",
+                 (unsigned long long)(now - n->last_tick));
+    n->last_tick = now;
+    node_check_leader(n);
+    node_publish(n);
+}
+
+static void init_close_cb(struct raft *r)
+{
+    (void)r;
+}
+
+static int loop_setup(struct rl_node *n)
+{
+    int rc, stage = 0;
+    if ((rc = uv_loop_init(&n->loop)) != 0) {
+        snprintf(n->start_err, sizeof n->start_err, "uv_loop_init: %s",
+                 uv_strerror(rc));
+        return -1;
+    }
+    if (node_raft_setup(n, &stage) != 0)
+        goto fail;
+    pthread_mutex_lock(&n->mu);
+    n->pub.start_index = raft_last_index(&n->raft);
+    pthread_mutex_unlock(&n->mu);
+    n->async.data = n;
+    n->tick.data = n;
+    n->reload_timer.data = n;
+    uv_async_init(&n->loop, &n->async, async_cb);
+    uv_timer_init(&n->loop, &n->tick);
+    uv_timer_init(&n->loop, &n->reload_timer);
+    uv_timer_start(&n->tick, tick_cb, 0, TICK_MS);
+    return 0;
+fail:
+    if (stage >= 4) {
+        raft_close(&n->raft, init_close_cb);
+        uv_run(&n->loop, UV_RUN_DEFAULT);
+    }
+    if (stage >= 3)
+        raft_uv_close(&n->io);
+    if (stage >= 2)
+        rl_transport_close(&n->transport);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    return -1;
+}
+
+void *node_loop_main(void *arg)
+{
+    struct rl_node *n = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    /* libuv writes without MSG_NOSIGNAL: a dead peer must not kill the
+    ** host process (DESIGN 7). */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int rc = loop_setup(n);
+    pthread_mutex_lock(&n->mu);
+    n->started = rc == 0 ? 1 : -1;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    if (rc != 0)
+        return NULL;
+    node_publish(n);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    if (n->reload != RELOAD_FREED) { /* a reload may have freed them */
+        raft_uv_close(&n->io);
+        rl_transport_close(&n->transport);
+    }
+    /* Handles raft_uv_close may still have to close. */
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&n->loop);
+    if (rc != 0)
+        node_log(n, 1, "uv_loop_close: %s", uv_strerror(rc));
+    pthread_mutex_lock(&n->mu);
+    n->pub.state = RL_STATE_UNAVAILABLE;
+    n->pub.ready = 0;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
