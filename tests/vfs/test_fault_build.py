@@ -2,8 +2,8 @@
 """tests/vfs/test_fault_build.py -- fault points are absent from release
 builds (issue #6).
 
-The point names are read from the sources (every RL_FAULT("name") in vfs/
-and raftd/), so a new point is checked without editing this test. The test
+The point names are read from the sources (every RL_FAULT("name") in vfs/,
+raftd/ and their subfolders, and lib/), so a new point is checked without editing this test. The test
 build build/fault/raftlite.so (-DRL_FAULTS) must hold every name and the
 facility's RAFTLITE_FAULT variable; the release build build/raftlite.so
 (and build/raftd) must hold none of them: there RL_FAULT() compiles to
@@ -25,8 +25,11 @@ def strings(path):
 
 def test():
     names = set()
-    for src in glob.glob(os.path.join(ROOT, "vfs", "*.c")) + \
-            glob.glob(os.path.join(ROOT, "raftd", "*.c")):
+    for src in glob.glob(os.path.join(ROOT, "vfs", "**", "*.c"),
+                         recursive=True) + \
+            glob.glob(os.path.join(ROOT, "raftd", "**", "*.c"),
+                      recursive=True) + \
+            glob.glob(os.path.join(ROOT, "lib", "*.c")):
         with open(src) as f:
             names |= set(re.findall(r'RL_FAULT\("([a-z0-9-]+)"\)', f.read()))
     check(len(names) >= 10, "only %d fault points found in the sources: %s"
