@@ -25,6 +25,7 @@
 #include "addr.h"
 #include "auth.h"
 #include "host.h"
+#include "sidecar.h"
 #include "rpc.h"
 #include "service.h"
 #include "vfs.h"
@@ -459,6 +460,7 @@ static int host_main(const opts *o, const char *path, sigset_t *set)
     cfg.auth_file = o->auth ? o->auth : "";
     cfg.insecure = o->insecure ? 1 : -1;
     cfg.db_path = sqlite3_db_filename(db, "main");
+    cfg.serve = rl_sidecar_start; /* the daemon's gRPC sidecar */
     r = rl_identity_read(cfg.db_path, &id, err, sizeof err);
     if (r < 0) {
         logf_(3, "%s", err);
