@@ -290,7 +290,7 @@ static const rl_port *resolve_port(const char *db_path)
             fprintf(stderr, "raftlite: cannot restart the node of %s: %s\n",
                     db_path, err);
     }
-    return rl_host_port();
+    return rl_host_port(db_path);
 }
 
 /*

@@ -3,8 +3,9 @@
 ** shell. It parses the node's flags and opens the node's database
 ** (<data>/<id>/<db>, as the PoC's data/<nodeID>/sqlite.db). With
 ** -bootstrap or -join, or when the database already is a node, it hosts
-** the node (raftd/host.h: Raft, applier, gRPC sidecar); restarting with the
-** same flags resumes it. Without either it serves the gRPC API on the
+** the node (raftd/host/host.h: Raft, applier) with its gRPC sidecar
+** (raftd/api/sidecar.h); restarting with the same flags resumes it. Without
+*either it serves the gRPC API on the
 ** local database alone (standalone).
 **
 ** Flags are Go-style, like the PoC's: "-flag value", "-flag=value", and the
@@ -402,8 +403,7 @@ static int private_path(const char *path, int must_exist)
 
 static const struct rl_port *raftd_resolver(const char *db_path)
 {
-    (void)db_path;
-    return rl_host_port();
+    return rl_host_port(db_path);
 }
 
 /*

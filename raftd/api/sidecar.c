@@ -63,19 +63,6 @@ static void sidecar_stop(void *arg)
     free(s);
 }
 
-/* The server's TLS settings from the identity: NULL for plaintext. */
-static const rl_rpc_tls *server_tls(const rl_identity *id, rl_rpc_tls *t)
-{
-    if (!id->tls_cert[0] && !id->tls_ca[0])
-        return NULL;
-    memset(t, 0, sizeof *t);
-    t->cert_file = id->tls_cert[0] ? id->tls_cert : NULL;
-    t->key_file = id->tls_key[0] ? id->tls_key : NULL;
-    t->ca_file = id->tls_ca[0] ? id->tls_ca : NULL;
-    t->client_auth = id->tls_client_auth;
-    return t;
-}
-
 int rl_sidecar_start(rl_host *h, char *err, size_t errlen)
 {
     rl_host_sidecar hc;
@@ -131,7 +118,7 @@ int rl_sidecar_start(rl_host *h, char *err, size_t errlen)
     }
     memset(&rc, 0, sizeof rc);
     rc.addr = addr;
-    rc.tls = server_tls(id, &tls);
+    rc.tls = rl_host_tls(h, &tls, 1);
     rc.max_msg_bytes = hc.max_msg_bytes;
     rc.max_workers = hc.workers;
     rc.max_call_ms = hc.max_call_ms;

@@ -101,8 +101,8 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
             }
             break;
         }
-        if (rc == SQLITE_MISUSE && strstr(err, "already applied"))
-            break;
+        if (rc == RL_VFS_APPLIED)
+            break; /* RL_ERR_APPLIED: its writer (or an earlier try) wrote it */
         if (rc == SQLITE_BUSY_RECOVERY)
             rl_host_applier_read(h);
         if (rl_host_stopping(h))

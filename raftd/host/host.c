@@ -137,6 +137,72 @@ rl_host *rl_host_find(const char *db_path)
     return h;
 }
 
+/*
+** A database's port slot: the port connections to it keep (ctx = the
+** slot), and the host of this process serving it now. One per database
+** path, made at its first resolve or host open, kept for the process's
+** life: a connection may outlive a host and see the next one.
+*/
+struct rl_host_port {
+    rl_port port;
+    char *db_path;
+    rl_host *h; /* written under reg_mu, read with __atomic_load_n */
+    struct rl_host_port *next;
+};
+static struct rl_host_port *ports; /* under reg_mu */
+
+/* The slot of db_path, made if needed; reg_mu held. */
+static struct rl_host_port *port_slot(const char *db_path)
+{
+    struct rl_host_port *p;
+    for (p = ports; p; p = p->next)
+        if (strcmp(p->db_path, db_path) == 0)
+            return p;
+    p = calloc(1, sizeof *p);
+    if (!p || !(p->db_path = strdup(db_path))) {
+        free(p);
+        return NULL;
+    }
+    rl_host_port_init(&p->port, p);
+    p->next = ports;
+    ports = p;
+    return p;
+}
+
+const rl_port *rl_host_port(const char *db_path)
+{
+    struct rl_host_port *p;
+    if (!db_path)
+        return NULL;
+    pthread_mutex_lock(&reg_mu);
+    p = port_slot(db_path);
+    pthread_mutex_unlock(&reg_mu);
+    return p ? &p->port : NULL;
+}
+
+rl_host *rl_host_port_host(void *slot)
+{
+    return __atomic_load_n(&((struct rl_host_port *)slot)->h, __ATOMIC_ACQUIRE);
+}
+
+/* Registers h and makes its database's port serve it: 0, or -1 (no
+** memory for the slot). */
+static int reg_add(rl_host *h)
+{
+    pthread_mutex_lock(&reg_mu);
+    h->port = port_slot(h->db_path);
+    if (h->port) {
+        h->next = hosts;
+        hosts = h;
+        __atomic_store_n(&h->port->h, h, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return h->port ? 0 : -1;
+}
+
+/* Unregisters h: its port serves no host from now on (a writer between
+** its commit and its end finds none and leaves its ticket alone: the
+** host's close frees it). */
 static void reg_remove(rl_host *h)
 {
     pthread_mutex_lock(&reg_mu);
@@ -145,6 +211,8 @@ static void reg_remove(rl_host *h)
             *pp = h->next;
             break;
         }
+    if (h->port && __atomic_load_n(&h->port->h, __ATOMIC_RELAXED) == h)
+        __atomic_store_n(&h->port->h, NULL, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&reg_mu);
 }
 
@@ -352,12 +420,13 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     if (host_lock(h, err, errlen) != 0)
         goto fail;
 
-    /* Registered before the applier opens its connection: the VFS's port
-    ** lookups by path find it. */
-    pthread_mutex_lock(&reg_mu);
-    h->next = hosts;
-    hosts = h;
-    pthread_mutex_unlock(&reg_mu);
+    /* Registered before the applier opens its connection: connections
+    ** opened from now on (the applier's, the sidecar's) resolve to a
+    ** port that serves h. */
+    if (reg_add(h) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
 
     if (rl_host_open_applier(h, err, errlen) != 0)
         goto fail_reg;

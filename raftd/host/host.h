@@ -101,11 +101,15 @@ rl_rpc_client *rl_host_client(rl_host *h);
 /* Highest index the database reflects (entries applied or skipped). */
 uint64_t rl_host_applied(rl_host *h);
 
-/* The replicator port of hosted databases (the VFS resolver returns it
-** for every replicated database: it finds the host by path at each call
-** and refuses writes when this process does not host the database). */
+/* The replicator port of db_path (the VFS resolver returns it for every
+** replicated database). Its ctx is the database's slot in this process,
+** which names the host serving it here when there is one (set by
+** rl_host_open, cleared at close): a connection keeps its port for life,
+** and it serves the host of the moment. Without a host here the port
+** works through the host of another process, or refuses writes. NULL only
+** when out of memory. Slots are never freed (connections keep them). */
 struct rl_port;
-const struct rl_port *rl_host_port(void);
+const struct rl_port *rl_host_port(const char *db_path);
 
 /* What the sidecar of h serves with (raftd/api/sidecar.c): the identity
 ** (addresses, TLS, auth file) and the limits h was opened with. Pointers
@@ -120,6 +124,11 @@ typedef struct rl_host_sidecar {
     int max_client_calls;
 } rl_host_sidecar;
 void rl_host_sidecar_config(const rl_host *h, rl_host_sidecar *out);
+/* The sidecar's TLS settings from h's identity, filled into *t: the
+** server's (server 1: cert/key, and ca with client_auth for mutual TLS)
+** or a client's to call peers (ca to verify, cert/key to present); NULL
+** for plaintext. */
+const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
 
 /* The sidecar's write_done hook, on the writer's thread after its COMMIT
 ** returned rc: the write's RL_OUTCOME_* with why for anything but

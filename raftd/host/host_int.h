@@ -94,16 +94,19 @@ struct rl_host {
     ** while the node still runs. */
     void (*on_close)(void *arg);
     void *on_close_arg;
-    rl_host *next; /* registry */
+    struct rl_host_port *port; /* its database's port slot (host.c) */
+    rl_host *next;             /* registry */
 };
 
 /* "<a><b>" into out: 0, or -1 when it does not fit. */
 int rl_host_path(char *out, size_t n, const char *a, const char *b);
-/* The sidecar's TLS settings from the identity (server: as served;
-** client: to call peers), or NULL for plaintext. */
-const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
+
+/* host.c: the host a port slot names now (NULL: none in this process). */
+rl_host *rl_host_port_host(void *slot);
 
 /* replicator.c */
+/* Fills port with the replicator's functions, with ctx (a port slot). */
+void rl_host_port_init(rl_port *port, void *ctx);
 /* What this thread's writer learnt about its write transaction (the port
 ** fills it, fresh.c's write_done reads it). */
 struct rl_writer_state {

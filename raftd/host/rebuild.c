@@ -59,7 +59,7 @@ int rl_host_rebuild_apply(rl_host *h, const struct rl_applied *e)
 }
 
 /* Fetches an image at index >= min_index from a peer and installs it
-** (raftd/image_fetch.h), on the applier thread with the applier's
+** (image_fetch.h), on the applier thread with the applier's
 ** connection. The known leader is asked first (most likely up to date),
 ** then every other member with a gRPC address. 0 once installed; the file
 ** then reflects the image's index, recorded as database-changing. */

@@ -8,7 +8,9 @@
 ** Write path: a local writer commits (VFS capture) -> port_commit proposes
 ** the transaction as a TXN entry with the writer's base -> the FSM decides
 ** (effective iff base == L) -> only then may the commit frame reach the
-** file, and the VFS records the index; port_end says whether it did.
+** file, and the VFS records the index; port_end(ticket) says whether it
+** did. The port's ctx is its database's slot (host.c rl_host_port), which
+** names the host of this process serving it, if any: no lookup by path.
 **
 ** Invariants relied on:
 **   - at most one local writer per database holds the write lock, so at
@@ -68,7 +70,7 @@ void rl_host_leader_text(rl_host *h, char *out, size_t n)
 
 /*
 ** What the writer's thread learnt about its current write transaction, for
-** the sidecar's write_done hook (svc_write_done): the applied index its
+** the sidecar's write_done hook (rl_host_write_done): the applied index its
 ** write lock saw and the commit's verdict with its reason. SQLite itself
 ** only reports "disk I/O error" for a refused commit.
 */
@@ -113,11 +115,18 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
     return 1;
 }
 
+/* The host a port serves (its ctx, host.c rl_host_port), or NULL when no
+** host of this process runs its database now: then the port works as a
+** client process's does (client.c). */
+static rl_host *port_host(void *ctx)
+{
+    return rl_host_port_host(ctx);
+}
+
 static int port_begin(void *ctx, const char *db_path, uint64_t applied)
 {
-    rl_host *h = rl_host_find(db_path);
+    rl_host *h = port_host(ctx);
     struct rl_node_status st;
-    (void)ctx;
     rl_host_writer.began = 1;
     rl_host_writer.base = applied;
     rl_host_writer.committed = 0;
@@ -180,7 +189,7 @@ static int log_has_room(rl_host *h, size_t n, char *err, size_t errlen)
 ** What a proposal's result means for the writer that made it: an SQLite
 ** code (SQLITE_OK: it took effect) with err, and *outcome (RL_OUTCOME_*).
 ** Shared by the leader's own writers and the transactions followers
-** forward (svc_propose_txn), so both say the same thing.
+** forward (rl_host_propose_txn), so both say the same thing.
 */
 static int proposal_result(rl_host *h, int rc, const struct rl_result *res,
                            uint64_t base, int *outcome, char *err,
@@ -374,6 +383,7 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
     if (rc == SQLITE_OK) {
         local_settle(h, lt, index, 0);
         ci->index = index;
+        ci->ticket = lt; /* port_end settles it */
     } else {
         local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
     }
@@ -383,7 +393,7 @@ static int commit_forward(rl_host *h, const struct rl_node_status *st,
 static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
                            rl_commit_info *ci, char *err, size_t errlen)
 {
-    rl_host *h = rl_host_find(db_path);
+    rl_host *h = port_host(ctx);
     struct rl_node_status st;
     struct rl_proposal p;
     struct rl_result res;
@@ -393,7 +403,6 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     int rc, outcome;
     char who[600];
     rl_identity id;
-    (void)ctx;
 
     if (!h) {
         long pid = 0;
@@ -474,6 +483,7 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     if (rc == SQLITE_OK) {
         local_settle(h, lt, res.index, 0);
         ci->index = res.index;
+        ci->ticket = lt; /* port_end settles it */
         return SQLITE_OK;
     }
     local_settle(h, lt, 0, outcome != RL_OUTCOME_UNKNOWN);
@@ -568,21 +578,26 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
     return rc;
 }
 
-static void port_end(void *ctx, const char *db_path, int ok)
+/*
+** The commit frame of the transaction behind ticket (the local_txn its
+** commit returned) was written (ok) or not. The applier, waiting for that
+** entry while it is LT_PROPOSING (applier.c host_apply), then skips it or
+** writes it. The ticket stays alive until here: the applier never drops
+** a transaction that is still proposing. A host that closed meanwhile
+** freed its tickets: nothing is left to settle.
+*/
+static void port_end(void *ctx, const char *db_path, void *ticket, int ok)
 {
-    rl_host *h = rl_host_find(db_path);
-    (void)ctx;
-    if (!h)
+    rl_host *h = port_host(ctx);
+    struct local_txn *t = ticket;
+    (void)db_path;
+    if (!h || !t)
         return;
     pthread_mutex_lock(&h->mu);
-    /* The one proposal of this process whose writer holds the lock. */
-    for (struct local_txn *t = h->local; t; t = t->next) {
-        if (t->state == LT_PROPOSING && t->index) {
-            t->state = ok ? LT_WRITTEN : LT_NOT_WRITTEN;
-            if (ok && t->index > h->db_index)
-                h->db_index = t->index;
-            break;
-        }
+    if (t->state == LT_PROPOSING && t->index) {
+        t->state = ok ? LT_WRITTEN : LT_NOT_WRITTEN;
+        if (ok && t->index > h->db_index)
+            h->db_index = t->index;
     }
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
@@ -591,17 +606,17 @@ static void port_end(void *ctx, const char *db_path, int ok)
 static int port_read_point(void *ctx, const char *db_path, uint64_t *wait_index,
                            char *err, size_t errlen)
 {
-    rl_host *h = rl_host_find(db_path);
-    (void)ctx;
+    rl_host *h = port_host(ctx);
     if (!h)
         return rl_host_client_read_point(db_path, wait_index, err, errlen);
     return rl_host_read_point(h, wait_index, err, errlen);
 }
 
-static const rl_port host_port = {NULL, port_begin, port_commit, port_end,
-                                  port_read_point};
-
-const rl_port *rl_host_port(void)
+void rl_host_port_init(rl_port *port, void *ctx)
 {
-    return &host_port;
+    port->ctx = ctx;
+    port->begin = port_begin;
+    port->commit = port_commit;
+    port->end = port_end;
+    port->read_point = port_read_point;
 }

@@ -122,6 +122,7 @@ static int join_page_size(sqlite3 *db, const rl_host_config *cfg, char *err,
     uint32_t ps = 0;
     char why[1024];
     int code;
+    rl_err local;
     if (cfg->tls) {
         t = *cfg->tls;
         t.client_auth = 0;
@@ -130,11 +131,13 @@ static int join_page_size(sqlite3 *db, const rl_host_config *cfg, char *err,
                            errlen);
     if (!cl)
         return -1;
-    code =
-        rl_image_prepare_joiner(cl, cfg->join, db, 10000, &ps, why, sizeof why);
+    code = rl_image_prepare_joiner(cl, cfg->join, db, 10000, &ps, &local, why,
+                                   sizeof why);
     rl_rpc_client_free(cl);
-    if (code == RL_RPC_INTERNAL || code == RL_RPC_RESOURCE_EXHAUSTED ||
-        (code == RL_RPC_FAILED_PRECONDITION && strstr(why, "holds data"))) {
+    /* The joiner's own database failed (not empty, unreadable), or the
+    ** call could not even be made: the join cannot go on. */
+    if (local != RL_OK || code == RL_RPC_INTERNAL ||
+        code == RL_RPC_RESOURCE_EXHAUSTED) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }

@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_image_fetch.c -- the image client (raftd/image_fetch.c)
+** tests/unit/test_image_fetch.c -- the image client (raftd/host/image_fetch.c)
 ** against the real FetchImage "@image" service (raftd/service_rpc.c over
 ** the gRPC wrapper) in this process, and against a fake peer that breaks
 ** the stream in each way a network or a bad peer can.
@@ -36,6 +36,7 @@
 #include "vfs.h"
 
 #include "lib/check.h"
+#include "lib/vfsdb.h"
 
 /* ---------------------------------------------------------------- port */
 
@@ -78,48 +79,6 @@ static void cleanup(void)
 static void path_of(char *out, size_t n, const char *name)
 {
     snprintf(out, n, "%s/%s", tmpdir, name);
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = 0;
-    int rc = sqlite3_exec(db, sql, 0, 0, &msg);
-    CHECK(rc == SQLITE_OK, "%s: %s (%s)", sql, msg ? msg : "",
-          rl_vfs_last_error(0));
-    sqlite3_free(msg);
-}
-
-static sqlite3 *open_raft(const char *path)
-{
-    sqlite3 *db = 0;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "raft");
-    CHECK(rc == SQLITE_OK, "open %s: %s", path, sqlite3_errmsg(db));
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static void make_replicated(const char *path)
-{
-    char dir[600];
-    sqlite3 *db = open_raft(path);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
-    sqlite3_close(db);
-    snprintf(dir, sizeof dir, "%s-raft", path);
-    CHECK(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK, "%s: %s", sql,
-          sqlite3_errmsg(db));
-    CHECK(sqlite3_step(st) == SQLITE_ROW, "%s: no row: %s", sql,
-          sqlite3_errmsg(db));
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 static int exists(const char *p)
