@@ -47,45 +47,9 @@ static uint32_t rnd(void)
     return rl_rng_u32(&rng);
 }
 
-/* ---------------------------------------------------------------- port */
-
-static uint64_t next_index;
-static unsigned commits;
-
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
-{
-    (void)ctx;
-    (void)db_path;
-    (void)txn;
-    (void)err;
-    (void)errlen;
-    ci->index = ++next_index;
-    commits++;
-    return SQLITE_OK;
-}
-
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path)
-{
-    (void)db_path;
-    return &test_port;
-}
-
 /* ------------------------------------------------------------- helpers */
 
-static char tmpdir[256];
-
-static void cleanup(void)
-{
-    char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
+/* The port, tmpdir and cleanup: lib/vfsdb.h. */
 
 static char *path_of(const char *name)
 {

@@ -38,43 +38,9 @@
 #include "lib/check.h"
 #include "lib/vfsdb.h"
 
-/* ---------------------------------------------------------------- port */
-
-static uint64_t next_index; /* under the database write lock */
-
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
-{
-    (void)ctx;
-    (void)db_path;
-    (void)txn;
-    (void)err;
-    (void)errlen;
-    ci->index = __atomic_add_fetch(&next_index, 1, __ATOMIC_SEQ_CST);
-    return SQLITE_OK;
-}
-
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path)
-{
-    (void)db_path;
-    return &test_port;
-}
-
 /* ------------------------------------------------------------- helpers */
 
-static char tmpdir[256];
-
-static void cleanup(void)
-{
-    char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
+/* The port, tmpdir and cleanup: lib/vfsdb.h. */
 
 static void path_of(char *out, size_t n, const char *name)
 {

@@ -1,8 +1,9 @@
 /*
 ** tests/unit/lib/vfsdb.h -- the database helpers of the unit tests that
-** drive the raft VFS through SQLite (test_image, test_image_fetch): run a
-** statement that must succeed, open through "raft", make a database
-** replicated, read one integer.
+** drive the raft VFS through SQLite (test_image, test_image_fetch): a port
+** that numbers commits (no Raft), the scratch directory, run a statement
+** that must succeed, open through "raft", make a database replicated, read
+** one integer.
 **
 ** Header-only, after lib/check.h (a failure is a CHECK) and vfs.h. Test
 ** code only; nothing under raftd/, vfs/ or ext/ may include it.
@@ -13,10 +14,52 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
+
+/* The port of every replicated database (resolver): each commit takes the
+** next index (commits counts them), under the database write lock. */
+static uint64_t next_index __attribute__((unused));
+static unsigned commits __attribute__((unused));
+
+static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
+                       rl_commit_info *ci, char *err, size_t errlen)
+{
+    (void)ctx;
+    (void)db_path;
+    (void)txn;
+    (void)err;
+    (void)errlen;
+    ci->index = __atomic_add_fetch(&next_index, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&commits, 1, __ATOMIC_SEQ_CST);
+    return SQLITE_OK;
+}
+
+static const rl_port test_port = {0, 0, port_commit, 0, 0};
+
+static const rl_port *resolver(const char *db_path) __attribute__((unused));
+static const rl_port *resolver(const char *db_path)
+{
+    (void)db_path;
+    return &test_port;
+}
+
+/* The test's scratch directory, removed by cleanup() unless RL_KEEP. */
+static char tmpdir[256];
+
+static void cleanup(void) __attribute__((unused));
+static void cleanup(void)
+{
+    char cmd[300];
+    if (tmpdir[0] && !getenv("RL_KEEP")) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+}
 
 static void exec_ok(sqlite3 *db, const char *sql) __attribute__((unused));
 static void exec_ok(sqlite3 *db, const char *sql)
