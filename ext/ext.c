@@ -22,6 +22,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "ext.h"
 #include "host.h"
+#include "sidecar.h"
 #include "sql.h"
 #include "vfs.h"
 
@@ -284,11 +285,12 @@ static const rl_port *resolve_port(const char *db_path)
         rl_uri_config(db_path, &cfg, &tls);
         cfg.db_path = db_path;
         cfg.log_level = rl_log_level();
+        cfg.serve = rl_sidecar_start; /* its gRPC sidecar */
         if (rl_host_open(&cfg, &h, err, sizeof err) != 0)
             fprintf(stderr, "raftlite: cannot restart the node of %s: %s\n",
                     db_path, err);
     }
-    return rl_host_port();
+    return rl_host_port(db_path);
 }
 
 /*
@@ -326,6 +328,7 @@ static void takeover_once(void)
         memset(&cfg, 0, sizeof cfg);
         cfg.db_path = p;
         cfg.log_level = rl_log_level();
+        cfg.serve = rl_sidecar_start; /* its gRPC sidecar */
         if (rl_host_open(&cfg, &h, err, sizeof err) == 0)
             fprintf(stderr,
                     "raftlite: %s: its host exited; this process (pid %ld) "

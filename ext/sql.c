@@ -27,6 +27,7 @@
 #include "cluster.h"
 #include "ext.h"
 #include "host.h"
+#include "sidecar.h"
 #include "node.h"
 #include "sqlite3ext.h"
 #include "vfs.h"
@@ -269,6 +270,7 @@ static void bootstrap_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     cfg.grpc_addr = grpc;
     cfg.bootstrap = 1;
     cfg.log_level = rl_log_level();
+    cfg.serve = rl_sidecar_start; /* its gRPC sidecar */
     err[0] = 0;
     /* Starts the node, waits until it leads and proposes the database's
     ** data as the initial state (GENESIS) if it holds any. */
@@ -347,6 +349,7 @@ static void join_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     cfg.grpc_addr = grpc;
     cfg.join = peer;
     cfg.log_level = rl_log_level();
+    cfg.serve = rl_sidecar_start; /* its gRPC sidecar */
     err[0] = 0;
     /* Starts the node, asks the peer to add it (a follower forwards to the
     ** leader) and waits until it applied the leader's commit index. */

@@ -3,8 +3,9 @@
 ** shell. It parses the node's flags and opens the node's database
 ** (<data>/<id>/<db>, as the PoC's data/<nodeID>/sqlite.db). With
 ** -bootstrap or -join, or when the database already is a node, it hosts
-** the node (raftd/host.h: Raft, applier, gRPC sidecar); restarting with the
-** same flags resumes it. Without either it serves the gRPC API on the
+** the node (raftd/host/host.h: Raft, applier) with its gRPC sidecar
+** (raftd/api/sidecar.h); restarting with the same flags resumes it. Without
+*either it serves the gRPC API on the
 ** local database alone (standalone).
 **
 ** Flags are Go-style, like the PoC's: "-flag value", "-flag=value", and the
@@ -25,6 +26,7 @@
 #include "addr.h"
 #include "auth.h"
 #include "host.h"
+#include "sidecar.h"
 #include "rpc.h"
 #include "service.h"
 #include "vfs.h"
@@ -401,8 +403,7 @@ static int private_path(const char *path, int must_exist)
 
 static const struct rl_port *raftd_resolver(const char *db_path)
 {
-    (void)db_path;
-    return rl_host_port();
+    return rl_host_port(db_path);
 }
 
 /*
@@ -459,6 +460,7 @@ static int host_main(const opts *o, const char *path, sigset_t *set)
     cfg.auth_file = o->auth ? o->auth : "";
     cfg.insecure = o->insecure ? 1 : -1;
     cfg.db_path = sqlite3_db_filename(db, "main");
+    cfg.serve = rl_sidecar_start; /* the daemon's gRPC sidecar */
     r = rl_identity_read(cfg.db_path, &id, err, sizeof err);
     if (r < 0) {
         logf_(3, "%s", err);

@@ -5,17 +5,18 @@ RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/s
               raftd/reqcheck.c raftd/service_rpc.c raftd/main.c
 RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
-# The hosted node (host.c) and its sidecar also live in the extension: the
-# stock shell process hosts the node and serves gRPC. cluster.c: Join,
+# The hosted node (raftd/host/, HOST_ROOM_SRCS) and its sidecar
+# (raftd/api/sidecar.c) also live in the extension: the stock shell
+# process hosts the node and serves gRPC. cluster.c: Join,
 # Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
 # node (service_rpc.c offers it every unary call when there is a host).
-HOST_SRCS := raftd/host.c raftd/rpc.c raftd/rpc_util.c \
-             raftd/service.c raftd/group.c raftd/sqlguard.c raftd/identity.c \
+HOST_SRCS := $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/rpc.c \
+             raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
              raftd/service_rpc.c raftd/cluster.c raftd/reqcheck.c \
              raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
-RAFTD_SRCS += raftd/host.c raftd/identity.c raftd/cluster.c \
+RAFTD_SRCS += $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/cluster.c \
               raftd/auth.c \
               vfs/vfs.c vfs/walfmt.c vfs/txn.c
 
@@ -40,8 +41,8 @@ define seeded_fuzzer
 $$(FUZZ_DIR)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $(3)
 	@mkdir -p $$(@D)
 	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
+	    -Iraftd/host -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
 
 test test-long: $$(FUZZ_DIR)/fuzz_$(1)
 
@@ -53,31 +54,30 @@ fuzz-$(1): $$(FUZZ_DIR)/fuzz_$(1)
 	    $$(FUZZ_DIR)/corpus_$(1) tests/fuzz/seeds/fuzz_$(1)
 endef
 
-# The identity-file parser (raftd/identity.c) and the auth-file parser
+# The identity-file parser (raftd/host/identity.c) and the auth-file parser
 # with its verdicts (raftd/auth.c).
-$(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
+$(eval $(call seeded_fuzzer,identity,raftd/host/identity.c,raftd/host/host.h,))
 $(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
-# "@image"; image_fetch.c is the client that downloads and verifies one.
-RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
-              raftd/image_fetch.c raftd/image_rx.c
-LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
+# "@image"; raftd/host/image_fetch.c is the client that downloads and
+# verifies one (in HOST_ROOM_SRCS).
+RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c
 
 # Flags of the libFuzzer builds below (pure raftd code with the generated
 # protobuf-c code).
 FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
-    -Ilib -Iraftd -Iraftd/node -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -Ilib -Iraftd -Iraftd/node -Iraftd/host -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
 
 # libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
 # by tests/fuzz/test_fuzz_image_rx.sh, seeded with test_image's images.
-$(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/image_rx.c \
-		raftd/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
+$(FUZZ_DIR)/fuzz_image_rx: tests/fuzz/fuzz_image_rx.c raftd/host/image_rx.c \
+		raftd/host/image_rx.h vfs/imagefmt.c vfs/image.h vfs/txn.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
 	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_image_rx.c \
-	    raftd/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
+	    raftd/host/image_rx.c vfs/imagefmt.c vfs/txn.c $(PROTO_GEN_C) \
 	    -lprotobuf-c -lz -lpthread
 
 test test-long: $(FUZZ_DIR)/fuzz_image_rx
@@ -95,11 +95,11 @@ fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
 # Join, Remove, Transfer, ..., FetchImage), run by
 # tests/fuzz/test_fuzz_cluster_req.sh from tests/fuzz/seeds/fuzz_cluster_req.
 $(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
-		raftd/reqcheck.h lib/addr.c raftd/identity.c raftd/node/entry.c \
+		raftd/reqcheck.h lib/addr.c raftd/host/identity.c raftd/node/entry.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
 	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
-	    raftd/reqcheck.c lib/addr.c raftd/identity.c raftd/node/entry.c \
+	    raftd/reqcheck.c lib/addr.c raftd/host/identity.c raftd/node/entry.c \
 	    $(PROTO_GEN_C) -lprotobuf-c
 
 test test-long: $(FUZZ_DIR)/fuzz_cluster_req

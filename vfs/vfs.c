@@ -110,6 +110,7 @@ struct rl_file {
     uint64_t applied_at_lock; /* applied index when the write lock was taken */
     rl_applied_rec rec;       /* the record as resolved under the write lock */
     uint64_t pending;   /* index the commit in progress records (0 none) */
+    void *ticket;       /* its port ticket (rl_commit_info), for end() */
     int rec_unresolved; /* lock taken for WAL recovery with an intent left
                            unresolved (see rec_load) */
     int holds_write;    /* this connection holds the substituted slot 0 */
@@ -848,10 +849,12 @@ static int capture_commit(rl_file *w, uint32_t commit_fn)
             RL_FAULT("writer-intent-before");
             rc = rec_intent(m, &next);
             RL_FAULT("writer-intent-after");
-            if (rc == SQLITE_OK)
+            if (rc == SQLITE_OK) {
                 m->pending = ci.index;
-            else if (m->port->end)
-                m->port->end(m->port->ctx, m->path, 0);
+                m->ticket = ci.ticket;
+            } else if (m->port->end) {
+                m->port->end(m->port->ctx, m->path, ci.ticket, 0);
+            }
         }
     }
     rl_txn_free(&t);
@@ -961,7 +964,8 @@ static int wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
         RL_FAULT("writer-settle-after");
         (void)idx;
         if (m->port && m->port->end)
-            m->port->end(m->port->ctx, m->path, ok);
+            m->port->end(m->port->ctx, m->path, m->ticket, ok);
+        m->ticket = NULL;
         if (rl_timing_on)
             rl_timing_mark(RL_T_FRAMED);
     }
@@ -2050,7 +2054,7 @@ int rl_vfs_apply_stream(sqlite3_file *f, const rl_page_stream *s,
                      "%llu)",
                      m->path, (unsigned long long)index,
                      (unsigned long long)m->rec.next.index);
-            rc = SQLITE_MISUSE;
+            rc = RL_VFS_APPLIED;
             goto out;
         }
     }

@@ -38,12 +38,17 @@ struct sqlite3_file;
 ** (rl_vfs_last_error) says what happened and what to do.
 */
 #define RL_ERR_GUARD SQLITE_READONLY /* a write a replica must refuse */
+/* rl_vfs_apply[_stream]: the entry is already in the file (not an error;
+** the host reads it as lib/err.h RL_ERR_APPLIED). */
+#define RL_VFS_APPLIED SQLITE_DONE
 
 /* What a port's commit() is told and answers. */
 typedef struct rl_commit_info {
     uint64_t base;  /* in: the applied index when the write lock was taken */
     uint64_t index; /* out: the Raft index that took effect (0: no applied
                        record is written, e.g. the test mirror) */
+    void *ticket;   /* out: the port's handle of this transaction, handed
+                       back to end() (NULL: none) */
 } rl_commit_info;
 
 /* A replicator port: where committed transactions go. commit() is called
@@ -54,15 +59,17 @@ typedef struct rl_commit_info {
 ** (optional) runs when a connection takes the write lock, with the index
 ** the database holds, and may answer SQLITE_BUSY to make the writer retry
 ** later. end() (optional) runs after commit() returned OK with an index,
-** once the commit frame's write returned: ok says whether it reached the
-** file (if not, the entry is committed in the log but not in this file).
+** once the commit frame's write returned, with the ticket that commit()
+** returned: ok says whether it reached the file (if not, the entry is
+** committed in the log but not in this file). It settles exactly that
+** transaction and runs once per such commit.
 */
 typedef struct rl_port {
     void *ctx;
     int (*begin)(void *ctx, const char *db_path, uint64_t applied);
     int (*commit)(void *ctx, const char *db_path, const rl_txn *txn,
                   rl_commit_info *ci, char *err, size_t errlen);
-    void (*end)(void *ctx, const char *db_path, int ok);
+    void (*end)(void *ctx, const char *db_path, void *ticket, int ok);
     /* A read transaction of a connection at raft_consistency
     ** linearizable is about to take its snapshot: returns SQLITE_OK once
     ** it has an index a quorum confirmed after this call began (DESIGN 8)
@@ -119,7 +126,9 @@ void rl_vfs_paths_free(char **paths, int n);
 ** database is refused with SQLITE_ERROR and a message, touching nothing.
 ** index (nonzero) is recorded in "<db>-raft/applied" with the commit
 ** frame's position; 0 writes no record (the test mirror). *frames
-** receives the number of frames appended. */
+** receives the number of frames appended. An index at or below the one
+** the file's record holds is already in the file: RL_VFS_APPLIED, nothing
+** written (a local writer wrote it, or an earlier attempt did). */
 int rl_vfs_apply(struct sqlite3_file *f, const rl_txn *txn, uint64_t index,
                  int timeout_ms, uint32_t *frames, char *err, size_t errlen);
 

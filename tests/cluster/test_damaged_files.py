@@ -2,7 +2,7 @@
 # asan: yes
 """Issue #6: a node whose local files were damaged while it was down
 notices it at start, says why in its log, rebuilds its database from a
-peer's image (raftd/host.c rebuild_*), never serves the damaged file
+peer's image (raftd/host/rebuild.c), never serves the damaged file
 meanwhile (the read gate), and converges; nothing acknowledged is lost.
 
 A follower of a 3-node cluster of stock shells is killed (-9) after

@@ -27,7 +27,7 @@ reached the disk, the WAL's tail did not (the case the record-first sync
 order of rl_vfs_sync avoids, but a WAL restart between the two syncs, or a
 disk that reorders writes, produces). The node must notice (the record
 does not describe the WAL), say so, discard its database and rebuild it
-from a peer's image (raftd/host.c rebuild_begin/rebuild_apply), and
+from a peer's image (raftd/host/rebuild.c), and
 converge; no acknowledged write lost. Its first start is armed to die
 (fault point image-install) while it installs that image: the next start
 must find the rebuild marker and rebuild again.
@@ -149,7 +149,7 @@ def restart_checked(c, victim, acked, ans, what):
     log("%s restarted after %s: first answer max(id) = %d, last before "
         "the crash %s" % (victim.name, what, first, before))
     # The crash took the WAL's unsynced tail, but the node's reads wait
-    # (raftd/host.c gate_main) until it has applied what its log held:
+    # (raftd/host/gate.c rl_host_gate_main) until it has applied what its log held:
     # never an older answer than before.
     ans.add(victim.name, first, "first answer after %s" % what)
     k = max(acked or {0}) + 500

@@ -1,7 +1,7 @@
 # budget: 150
 # asan: yes
 """Issue #6: a node never serves a file it cannot vouch for (the read
-gate, raftd/host.c gate_main and vfs.c gate_closed).
+gate, raftd/host/gate.c rl_host_gate_main and vfs.c gate_closed).
 
 Case "restart without a majority": a follower is killed (-9) after writes
 it applied and answered; both other nodes are stopped (SIGSTOP); the

@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_identity.c -- libFuzzer target for the identity-file
-** parser (raftd/identity.c): any bytes, and the checks that an accepted
+** parser (raftd/host/identity.c): any bytes, and the checks that an accepted
 ** identity names node_id and raft_addr, that every field is a
 ** NUL-terminated string inside its array and that the parse of the same
 ** bytes is deterministic.

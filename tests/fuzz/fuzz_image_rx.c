@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_image_rx.c -- libFuzzer target for the receiving half of
-** an image fetch (raftd/image_rx.c): what a joining or catching-up node
+** an image fetch (raftd/host/image_rx.c): what a joining or catching-up node
 ** does with the ImageChunks a peer streams. The peer is hostile.
 **
 ** The first input byte picks a mode:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # budget: 30
 # tests/fuzz/test_fuzz_identity.sh -- a short libFuzzer run (6 s; 60 s
-# under make test-long) of the identity-file parser (raftd/identity.c),
+# under make test-long) of the identity-file parser (raftd/host/identity.c),
 # build/fuzz/fuzz_identity, from the committed seeds. `make fuzz` runs it
 # longer.
 set -eu

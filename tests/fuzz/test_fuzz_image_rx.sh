@@ -2,7 +2,7 @@
 # budget: 60
 # tests/fuzz/test_fuzz_image_rx.sh -- a short libFuzzer run (8 s; 60 s
 # under make test-long) of the chunk checks of an image fetch
-# (raftd/image_rx.c), build/fuzz/fuzz_image_rx: a hostile peer's garbage,
+# (raftd/host/image_rx.c), build/fuzz/fuzz_image_rx: a hostile peer's garbage,
 # truncated, oversize, out-of-order and lying chunks. Seeded with honest
 # streams of test_image's valid images (seed_image_rx.sh). `make fuzz`
 # runs it longer.

@@ -27,11 +27,11 @@ UNIT_SRCS_test_image := lib/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/wa
 
 # The image client against the real FetchImage service and a fake peer.
 UNIT_TESTS += test_image_fetch
-UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/image_rx.c raftd/rpc.c \
+UNIT_SRCS_test_image_fetch := $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
     vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c \
+    raftd/cluster.c raftd/reqcheck.c \
     $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
     -lssl -lcrypto -lcrypt

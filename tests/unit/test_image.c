@@ -36,6 +36,7 @@
 #include "vfs.h"
 
 #include "lib/check.h"
+#include "lib/vfsdb.h"
 #include "lib/rng.h"
 
 /* Deterministic, so a failure reproduces (tests/unit/lib/rng.h). */
@@ -46,45 +47,9 @@ static uint32_t rnd(void)
     return rl_rng_u32(&rng);
 }
 
-/* ---------------------------------------------------------------- port */
-
-static uint64_t next_index;
-static unsigned commits;
-
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
-{
-    (void)ctx;
-    (void)db_path;
-    (void)txn;
-    (void)err;
-    (void)errlen;
-    ci->index = ++next_index;
-    commits++;
-    return SQLITE_OK;
-}
-
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path)
-{
-    (void)db_path;
-    return &test_port;
-}
-
 /* ------------------------------------------------------------- helpers */
 
-static char tmpdir[256];
-
-static void cleanup(void)
-{
-    char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
+/* The port, tmpdir and cleanup: lib/vfsdb.h. */
 
 static char *path_of(const char *name)
 {
@@ -93,50 +58,6 @@ static char *path_of(const char *name)
     char *p = buf[k++ % 8];
     snprintf(p, 512, "%s/%s", tmpdir, name);
     return p;
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = 0;
-    int rc = sqlite3_exec(db, sql, 0, 0, &msg);
-    CHECK(rc == SQLITE_OK, "%s: %s (%s)", sql, msg ? msg : "",
-          rl_vfs_last_error(0));
-    sqlite3_free(msg);
-}
-
-static sqlite3 *open_raft(const char *path)
-{
-    sqlite3 *db = 0;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "raft");
-    CHECK(rc == SQLITE_OK, "open %s: %s", path, sqlite3_errmsg(db));
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-/* A new replicated database: WAL mode set while it is plain, then
-** "<db>-raft/" made (as raft_bootstrap does). */
-static void make_replicated(const char *path)
-{
-    char dir[600];
-    sqlite3 *db = open_raft(path);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
-    sqlite3_close(db);
-    snprintf(dir, sizeof dir, "%s-raft", path);
-    CHECK(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK, "%s: %s", sql,
-          sqlite3_errmsg(db));
-    CHECK(sqlite3_step(st) == SQLITE_ROW, "%s: no row: %s", sql,
-          sqlite3_errmsg(db));
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 /* Fingerprint of a database's whole content as db's current read sees it:

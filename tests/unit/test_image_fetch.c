@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_image_fetch.c -- the image client (raftd/image_fetch.c)
+** tests/unit/test_image_fetch.c -- the image client (raftd/host/image_fetch.c)
 ** against the real FetchImage "@image" service (raftd/service_rpc.c over
 ** the gRPC wrapper) in this process, and against a fake peer that breaks
 ** the stream in each way a network or a bad peer can.
@@ -36,90 +36,15 @@
 #include "vfs.h"
 
 #include "lib/check.h"
-
-/* ---------------------------------------------------------------- port */
-
-static uint64_t next_index; /* under the database write lock */
-
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
-{
-    (void)ctx;
-    (void)db_path;
-    (void)txn;
-    (void)err;
-    (void)errlen;
-    ci->index = __atomic_add_fetch(&next_index, 1, __ATOMIC_SEQ_CST);
-    return SQLITE_OK;
-}
-
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path)
-{
-    (void)db_path;
-    return &test_port;
-}
+#include "lib/vfsdb.h"
 
 /* ------------------------------------------------------------- helpers */
 
-static char tmpdir[256];
-
-static void cleanup(void)
-{
-    char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
+/* The port, tmpdir and cleanup: lib/vfsdb.h. */
 
 static void path_of(char *out, size_t n, const char *name)
 {
     snprintf(out, n, "%s/%s", tmpdir, name);
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = 0;
-    int rc = sqlite3_exec(db, sql, 0, 0, &msg);
-    CHECK(rc == SQLITE_OK, "%s: %s (%s)", sql, msg ? msg : "",
-          rl_vfs_last_error(0));
-    sqlite3_free(msg);
-}
-
-static sqlite3 *open_raft(const char *path)
-{
-    sqlite3 *db = 0;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "raft");
-    CHECK(rc == SQLITE_OK, "open %s: %s", path, sqlite3_errmsg(db));
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static void make_replicated(const char *path)
-{
-    char dir[600];
-    sqlite3 *db = open_raft(path);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
-    sqlite3_close(db);
-    snprintf(dir, sizeof dir, "%s-raft", path);
-    CHECK(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK, "%s: %s", sql,
-          sqlite3_errmsg(db));
-    CHECK(sqlite3_step(st) == SQLITE_ROW, "%s: no row: %s", sql,
-          sqlite3_errmsg(db));
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 static int exists(const char *p)

@@ -1,5 +1,5 @@
 /*
-** raftd/image_fetch.c -- downloads a consistent database image from a peer
+** raftd/host/image_fetch.c -- downloads a consistent database image from a peer
 ** (see image_fetch.h) and verifies it whole before anyone may install it.
 ** Each chunk is checked by image_rx.c (pure, fuzzed) before its bytes
 ** reach the temporary file.
@@ -12,35 +12,26 @@
 */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "errbuf.h"
 #include "fault.h"
 #include "fsio.h"
 #include "image.h"
 #include "image_fetch.h"
 #include "image_rx.h"
 #include "raftlite.pb-c.h"
-#include "service.h"
+#include "service.h" /* RL_SVC_INTERNAL only: the method names */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
+/* The message into (err, errlen), and the status code code. */
+#define fail(err, errlen, code, ...)                                           \
+    (rl_seterr(err, errlen, __VA_ARGS__), (code))
 
 /* The server's default ImageChunk size (service_rpc.c, reqcheck.c). */
 #define FETCH_CHUNK (1u << 20)
@@ -272,13 +263,15 @@ static int64_t query_int64(sqlite3 *db, const char *sql)
 
 int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
                             sqlite3 *db, int64_t timeout_ms,
-                            uint32_t *page_size, char *err, size_t errlen)
+                            uint32_t *page_size, rl_err *local, char *err,
+                            size_t errlen)
 {
     rl_image_info info;
     char *sql, *msg = NULL;
     int64_t cur, pages, tables;
     int code, rc;
     *page_size = 0;
+    *local = RL_OK;
     code = rl_image_probe(cl, peer_grpc, timeout_ms, &info, err, errlen);
     if (code != RL_RPC_OK)
         return code;
@@ -286,23 +279,30 @@ int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
     cur = query_int64(db, "PRAGMA main.page_size");
     pages = query_int64(db, "PRAGMA main.page_count");
     tables = query_int64(db, "SELECT count(*) FROM main.sqlite_schema");
+    *local = RL_ERR_IO; /* from here on, failures are the database's */
     if (cur < 0 || pages < 0 || tables < 0)
         return fail(err, errlen, RL_RPC_INTERNAL, "cannot read %s: %s",
                     sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
-    if (cur == (int64_t)info.page_size)
+    if (cur == (int64_t)info.page_size) {
+        *local = RL_OK;
         return RL_RPC_OK;
-    if (pages > 1 || tables != 0)
+    }
+    if (pages > 1 || tables != 0) {
+        *local = RL_ERR_HOLDS_DATA;
         return fail(err, errlen, RL_RPC_FAILED_PRECONDITION,
                     "%s holds data: a joining node needs an empty database",
                     sqlite3_db_filename(db, "main"));
+    }
     /* An empty file takes the page size at once; a one-page database
     ** (WAL mode was set, or an empty schema was written) is rebuilt by
     ** VACUUM, which cannot change the page size in WAL mode. */
     sql = sqlite3_mprintf("%sPRAGMA main.page_size=%u;%s",
                           pages ? "PRAGMA main.journal_mode=DELETE;" : "",
                           info.page_size, pages ? "VACUUM main;" : "");
-    if (!sql)
+    if (!sql) {
+        *local = RL_ERR_NOMEM;
         return fail(err, errlen, RL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
     rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     sqlite3_free(sql);
     if (rc != SQLITE_OK) {
@@ -319,5 +319,6 @@ int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
                     "%s kept page size %lld (the cluster's is %u)",
                     sqlite3_db_filename(db, "main"), (long long)cur,
                     info.page_size);
+    *local = RL_OK;
     return RL_RPC_OK;
 }

@@ -1,13 +1,15 @@
 /*
-** raftd/host.h -- a replicated database's Raft node, hosted in this process
-** (the stock shell with the extension loaded, or raftd).
+** raftd/host/host.h -- a replicated database's Raft node, hosted in this
+** process (the stock shell with the extension loaded, or raftd).
 **
 ** A host owns, for one database file: its stored identity
 ** ("<db>-raft/identity"), the host lock ("<db>-raft/host": one host per
 ** database on the machine), the Raft node (raftd/node.h) with its data in
 ** "<db>-raft/raft/", the applier (a private SQLite connection that writes
-** committed entries through rl_vfs_apply), the replicator port the VFS
-** calls when a local writer commits, and the gRPC sidecar (service.h).
+** committed entries through rl_vfs_apply), and the replicator port the VFS
+** calls when a local writer commits. The gRPC sidecar is not the host's:
+** ext/ and raftd/main.c start it after rl_host_open (raftd/api/sidecar.h),
+** with the hooks below (rl_host_write_done, rl_host_propose_txn).
 **
 ** The host must never let a local commit reach the file unless its entry
 ** took effect in the Raft log, and never apply an entry twice.
@@ -54,17 +56,32 @@ typedef struct rl_host_config {
     ** private network: raftd -insecure, URI raft_insecure=1), -1 refused,
     ** 0 as stored (refused when never given). */
     int insecure;
+    /* Starts what serves the node (the gRPC sidecar: raftd/api/sidecar.h
+    ** rl_sidecar_start), called by rl_host_open once the node runs; its
+    ** failure fails the open. NULL: nothing. The host never starts a
+    ** sidecar of its own. */
+    int (*serve)(rl_host *h, char *err, size_t errlen);
 } rl_host_config;
+
+struct rl_forward_txn;
 
 /* Starts hosting cfg->db_path in this process. Fails with a message
 ** naming the cause (another process hosts it, no identity and no
 ** bootstrap/join, address in use, join refused...). */
 int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
                  size_t errlen);
-/* Stops the sidecar and the node and frees the host. */
+/* Stops the sidecar (rl_host_on_close) and the node and frees the host. */
 void rl_host_close(rl_host *h);
+/* fn(arg) runs first when h closes, while its node still runs (the
+** sidecar's stop). One per host; NULL removes it. */
+void rl_host_on_close(rl_host *h, void (*fn)(void *arg), void *arg);
 /* Stops every host of this process (atexit). */
 void rl_host_close_all(void);
+
+/* A log line of h (NULL: of no host) on stderr, at level 0 error ..
+** 3 debug, shown when the host's log level allows it. */
+void rl_host_log(const rl_host *h, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The host of db_path in this process, or NULL. */
 rl_host *rl_host_find(const char *db_path);
@@ -84,11 +101,48 @@ rl_rpc_client *rl_host_client(rl_host *h);
 /* Highest index the database reflects (entries applied or skipped). */
 uint64_t rl_host_applied(rl_host *h);
 
-/* The replicator port of hosted databases (the VFS resolver returns it
-** for every replicated database: it finds the host by path at each call
-** and refuses writes when this process does not host the database). */
+/* The replicator port of db_path (the VFS resolver returns it for every
+** replicated database). Its ctx is the database's slot in this process,
+** which names the host serving it here when there is one (set by
+** rl_host_open, cleared at close): a connection keeps its port for life,
+** and it serves the host of the moment. Without a host here the port
+** works through the host of another process, or refuses writes. NULL only
+** when out of memory. Slots are never freed (connections keep them). */
 struct rl_port;
-const struct rl_port *rl_host_port(void);
+const struct rl_port *rl_host_port(const char *db_path);
+
+/* What the sidecar of h serves with (raftd/api/sidecar.c): the identity
+** (addresses, TLS, auth file) and the limits h was opened with. Pointers
+** live as long as h. */
+typedef struct rl_host_sidecar {
+    const struct rl_identity *id;
+    const char *db_path;
+    const char *grpc_adv; /* the gRPC address peers dial */
+    size_t max_msg_bytes;
+    int workers, grace_ms;
+    int64_t max_call_ms, max_stream_ms, stream_idle_ms;
+    int max_client_calls;
+} rl_host_sidecar;
+void rl_host_sidecar_config(const rl_host *h, rl_host_sidecar *out);
+/* The sidecar's TLS settings from h's identity, filled into *t: the
+** server's (server 1: cert/key, and ca with client_auth for mutual TLS)
+** or a client's to call peers (ca to verify, cert/key to present); NULL
+** for plaintext. */
+const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
+
+/* The sidecar's write_done hook, on the writer's thread after its COMMIT
+** returned rc: the write's RL_OUTCOME_* with why for anything but
+** APPLIED. A transaction that changed no page is confirmed with a read
+** index first (DESIGN 8). */
+int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
+                       size_t whylen);
+/* The sidecar's propose_txn hook: a transaction forwarded to this node
+** (ForwardTxn), proposed with its origin (or relayed to the leader when
+** this node does not lead). Returns an RL_OUTCOME_* with *index (0 if
+** never appended) and why. */
+int rl_host_propose_txn(rl_host *h, const struct rl_forward_txn *f,
+                        int64_t remaining_ms, uint64_t *index, char *why,
+                        size_t whylen);
 
 /* Whether db_path is being set up by rl_host_bootstrap/join right now (a
 ** resolver must not restart its node meanwhile). */
@@ -134,6 +188,9 @@ typedef struct rl_identity {
 /* 0 read, 1 none stored, -1 unreadable (err says why). */
 int rl_identity_read(const char *db_path, rl_identity *id, char *err,
                      size_t errlen);
+/* Writes id as db_path's identity (atomically, 0600): 0, or -1 with err. */
+int rl_identity_write(const char *db_path, const rl_identity *id, char *err,
+                      size_t errlen);
 /* Parses the identity file's text (identity.c): 0, or -1 with err. */
 int rl_identity_parse(const char *text, size_t len, rl_identity *id, char *err,
                       size_t errlen);

@@ -1,5 +1,5 @@
 /*
-** raftd/image_fetch.h -- fetching a consistent database image from a peer
+** raftd/host/image_fetch.h -- fetching a consistent database image from a peer
 ** over gRPC (RaftliteInternal.FetchImage with name RL_IMAGE_FETCH_NAME),
 ** the client side of DESIGN 6's out-of-band image transfer.
 **
@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "image.h"
 #include "rpc.h"
 
@@ -65,11 +66,15 @@ int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
 ** back in rollback mode for the change; the caller sets WAL mode after.
 ** Returns 0 (also when the page size already matches), or a status code
 ** with err: the peer serves no image (then the joiner may go on with its
-** default page size and rely on the cluster's database having it).
+** default page size and rely on the cluster's database having it). *local
+** says whether a failure is the joiner's own database's (RL_ERR_HOLDS_DATA:
+** not empty; RL_ERR_IO, RL_ERR_NOMEM: it could not be read or changed) or
+** not (RL_OK: the peer's answer, or none).
 */
 int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
                             struct sqlite3 *db, int64_t timeout_ms,
-                            uint32_t *page_size, char *err, size_t errlen);
+                            uint32_t *page_size, rl_err *local, char *err,
+                            size_t errlen);
 
 /*
 ** The need_image step in one call: tries peers[0..n) in order (NULL or

@@ -1,5 +1,5 @@
 /*
-** raftd/image_rx.c -- checks the ImageChunks of an image fetch as they
+** raftd/host/image_rx.c -- checks the ImageChunks of an image fetch as they
 ** arrive (see image_rx.h). The peer is not trusted: every field of every
 ** chunk is checked before a byte reaches the sink, and the image's own
 ** format and checksums (rl_image_check) are checked on the same bytes.

@@ -1,5 +1,5 @@
 /*
-** raftd/image_rx.h -- the receiving half of an image fetch: checks each
+** raftd/host/image_rx.h -- the receiving half of an image fetch: checks each
 ** encoded ImageChunk a peer streams for "@image" (framing, chunk CRC-32,
 ** total size, order, stream CRC-32, then the image format and checksums
 ** through vfs/image.h's rl_image_check) and hands accepted bytes, in
