@@ -17,7 +17,7 @@ LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 RAFTD_SRCS += raftd/host.c raftd/addr.c raftd/identity.c raftd/cluster.c \
               raftd/certid.c raftd/auth.c \
-              vfs/vfs.c vfs/walfmt.c vfs/txn.c
+              $(VFS_SRCS) vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc
@@ -106,7 +106,7 @@ fuzz-entry: $(FUZZ_DIR)/fuzz_entry $(BUILD)/tests/unit/test_entry
 
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; image_fetch.c is the client that downloads and verifies one.
-RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
+RAFTD_SRCS += $(VFS_SRCS) vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c \
               raftd/image_fetch.c raftd/image_rx.c
 LIB_SRCS   += raftd/image_fetch.c raftd/image_rx.c
 

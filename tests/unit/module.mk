@@ -22,7 +22,7 @@ UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
-UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
+UNIT_SRCS_test_image := vfs/timing.c vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c \
                         vfs/txn.c
 
 # The image client against the real FetchImage service and a fake peer.
@@ -30,7 +30,7 @@ UNIT_TESTS += test_image_fetch
 UNIT_SRCS_test_image_fetch := raftd/image_fetch.c raftd/image_rx.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
-    vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
+    vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c vfs/txn.c \
     raftd/cluster.c raftd/reqcheck.c raftd/host.c raftd/identity.c \
     $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
