@@ -36,6 +36,7 @@
 #include "vfs.h"
 
 #include "lib/check.h"
+#include "lib/vfsdb.h"
 #include "lib/rng.h"
 
 /* Deterministic, so a failure reproduces (tests/unit/lib/rng.h). */
@@ -46,97 +47,15 @@ static uint32_t rnd(void)
     return rl_rng_u32(&rng);
 }
 
-/* ---------------------------------------------------------------- port */
-
-static uint64_t next_index;
-static unsigned commits;
-
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
-{
-    (void)ctx;
-    (void)db_path;
-    (void)txn;
-    (void)err;
-    (void)errlen;
-    ci->index = ++next_index;
-    commits++;
-    return SQLITE_OK;
-}
-
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path)
-{
-    (void)db_path;
-    return &test_port;
-}
-
 /* ------------------------------------------------------------- helpers */
-
-static char tmpdir[256];
-
-static void cleanup(void)
-{
-    char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
 
 static char *path_of(const char *name)
 {
     static char buf[8][512];
     static int k;
     char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
+    snprintf(p, 512, "%s/%s", rl_db_dir, name);
     return p;
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = 0;
-    int rc = sqlite3_exec(db, sql, 0, 0, &msg);
-    CHECK(rc == SQLITE_OK, "%s: %s (%s)", sql, msg ? msg : "",
-          rl_vfs_last_error(0));
-    sqlite3_free(msg);
-}
-
-static sqlite3 *open_raft(const char *path)
-{
-    sqlite3 *db = 0;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "raft");
-    CHECK(rc == SQLITE_OK, "open %s: %s", path, sqlite3_errmsg(db));
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-/* A new replicated database: WAL mode set while it is plain, then
-** "<db>-raft/" made (as raft_bootstrap does). */
-static void make_replicated(const char *path)
-{
-    char dir[600];
-    sqlite3 *db = open_raft(path);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
-    sqlite3_close(db);
-    snprintf(dir, sizeof dir, "%s-raft", path);
-    CHECK(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK, "%s: %s", sql,
-          sqlite3_errmsg(db));
-    CHECK(sqlite3_step(st) == SQLITE_ROW, "%s: no row: %s", sql,
-          sqlite3_errmsg(db));
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 /* Fingerprint of a database's whole content as db's current read sees it:
@@ -197,7 +116,7 @@ static uint64_t applied(sqlite3 *db)
     uint64_t idx = 0;
     char err[256];
     /* rl_vfs_applied needs the connection's shm open: read once. */
-    one_int(db, "SELECT count(*) FROM sqlite_schema");
+    rl_db_int(db, "SELECT count(*) FROM sqlite_schema");
     CHECK(sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) ==
               SQLITE_OK,
           "file pointer");
@@ -233,24 +152,24 @@ static void write_file(const char *path, const uint8_t *b, size_t n)
 static void workload_init(sqlite3 *db)
 {
     int i;
-    exec_ok(db, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
-                "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);"
-                "CREATE TABLE log(t TEXT, n INT);"
-                "CREATE INDEX log_n ON log(n);");
+    rl_db_exec(db, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
+                   "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);"
+                   "CREATE TABLE log(t TEXT, n INT);"
+                   "CREATE INDEX log_n ON log(n);");
     for (i = 0; i < 20; i++) {
         char sql[256];
-        exec_ok(db, "BEGIN");
+        rl_db_exec(db, "BEGIN");
         snprintf(sql, sizeof sql,
                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM "
                  "c WHERE x < 100) INSERT INTO kv(v) SELECT "
                  "hex(randomblob(100 + %d)) FROM c",
                  i);
-        exec_ok(db, sql);
-        exec_ok(db, "INSERT INTO blobs(b) VALUES (randomblob(200000))");
-        exec_ok(db, "INSERT INTO log VALUES ('init', abs(random()) % 1000)");
-        exec_ok(db, "COMMIT");
+        rl_db_exec(db, sql);
+        rl_db_exec(db, "INSERT INTO blobs(b) VALUES (randomblob(200000))");
+        rl_db_exec(db, "INSERT INTO log VALUES ('init', abs(random()) % 1000)");
+        rl_db_exec(db, "COMMIT");
         if (i == 9)
-            exec_ok(db, "PRAGMA wal_checkpoint(PASSIVE)");
+            rl_db_exec(db, "PRAGMA wal_checkpoint(PASSIVE)");
     }
 }
 
@@ -283,9 +202,9 @@ static void workload_step(sqlite3 *db, int k)
                  "random() LIMIT 20)");
         break;
     }
-    exec_ok(db, sql);
+    rl_db_exec(db, sql);
     if (k % 7 == 3)
-        exec_ok(db, "PRAGMA wal_checkpoint(PASSIVE)");
+        rl_db_exec(db, "PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 /* ------------------------------------------------------------- scenarios */
@@ -299,13 +218,13 @@ static void workload_step(sqlite3 *db, int k)
 static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
                                    int writes, content *snap)
 {
-    sqlite3 *s = open_raft(src);
+    sqlite3 *s = rl_db_open_raft(src);
     rl_image_src *img;
     rl_image_check chk;
     char err[512];
     uint8_t buf[3000]; /* not a page multiple: reads straddle pages */
     size_t got;
-    uint64_t idx, before = next_index, produced = 0;
+    uint64_t idx, before = rl_db_next_index, produced = 0;
     FILE *f;
     int rc, k = 0;
 
@@ -337,7 +256,7 @@ static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
     CHECK(produced == rl_image_size(rl_image_src_info(img)),
           "produced %llu bytes", (unsigned long long)produced);
     CHECK(k == writes, "only %d of %d writes ran during the image", k, writes);
-    CHECK(next_index > idx || writes == 0, "writers committed meanwhile");
+    CHECK(rl_db_next_index > idx || writes == 0, "writers committed meanwhile");
     {
         /* The snapshot's view did not move while writers committed. */
         content again;
@@ -351,7 +270,7 @@ static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
 
 static void check_installed(const char *dst, const content *want, uint64_t idx)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     content got;
     sqlite3_stmt *st;
     content_of(d, &got);
@@ -375,7 +294,7 @@ static void check_installed(const char *dst, const content *want, uint64_t idx)
 
 static void install_ok(const char *dst, const char *image, uint64_t idx)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     uint64_t got = 0;
     char err[512];
     int rc = rl_image_install_ex(d, image, 5000, &got, err, sizeof err);
@@ -389,7 +308,7 @@ static void install_ok(const char *dst, const char *image, uint64_t idx)
 static void install_refused(const char *dst, const char *image, int want_rc,
                             const char *what)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     content before, after;
     uint64_t a0 = applied(d);
     char err[512] = "";
@@ -407,7 +326,7 @@ static void install_refused(const char *dst, const char *image, int want_rc,
 
 static void checkpoint_truncate(const char *path)
 {
-    sqlite3 *d = open_raft(path);
+    sqlite3 *d = rl_db_open_raft(path);
     sqlite3_stmt *st;
     CHECK(sqlite3_prepare_v2(d, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st,
                              0) == SQLITE_OK,
@@ -450,22 +369,24 @@ static void test_images(void)
     char err[512];
     int k;
 
-    make_replicated(src);
-    make_replicated(dst);
-    w = open_raft(src);
+    rl_db_make_replicated(src);
+    rl_db_make_replicated(dst);
+    w = rl_db_open_raft(src);
     /* Keep SQLite's automatic checkpoints out: the test places them. */
-    exec_ok(w, "PRAGMA wal_autocheckpoint=0");
+    rl_db_exec(w, "PRAGMA wal_autocheckpoint=0");
     workload_init(w);
-    CHECK(one_int(w, "PRAGMA page_count") > 1000, "workload too small");
-    CHECK(commits >= 20 && next_index == commits, "port saw the commits");
+    CHECK(rl_db_int(w, "PRAGMA page_count") > 1000, "workload too small");
+    CHECK(rl_db_next_index >= 20, "port saw the commits");
 
     /* 1: frames not yet backfilled (writes after a partial checkpoint),
     ** more than the 4062 frames the first wal-index block indexes, so page
     ** lookups cross hash blocks. */
-    exec_ok(w, "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 2 = 0");
+    rl_db_exec(w,
+               "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 2 = 0");
     for (k = 0; k < 4; k++)
-        exec_ok(w, "UPDATE blobs SET b = randomblob(length(b))");
-    exec_ok(w, "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 3 = 0");
+        rl_db_exec(w, "UPDATE blobs SET b = randomblob(length(b))");
+    rl_db_exec(w,
+               "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 3 = 0");
     CHECK(wal_size(src) > 4200ull * (4096 + 24), "WAL of %llu bytes",
           (unsigned long long)wal_size(src));
     i1 = image_under_writes(src, w, img1, 60, &c1);
@@ -474,18 +395,18 @@ static void test_images(void)
 
     /* 2: every frame backfilled, WAL not reset: the writers that follow
     ** restart it and overwrite the frames the snapshot would have used. */
-    exec_ok(w, "PRAGMA wal_checkpoint(PASSIVE)");
+    rl_db_exec(w, "PRAGMA wal_checkpoint(PASSIVE)");
     i2 = image_under_writes(src, w, img2, 60, &c2);
     install_ok(dst, img2, i2);
     check_installed(dst, &c2, i2);
 
     /* 3: no WAL frame at all (TRUNCATE), then a shrink (VACUUM) before
     ** the writes during the image. */
-    exec_ok(w, "DELETE FROM blobs WHERE id % 3 = 0");
+    rl_db_exec(w, "DELETE FROM blobs WHERE id % 3 = 0");
     checkpoint_truncate(src);
     CHECK(wal_size(src) == 0, "WAL truncated");
     i3 = image_under_writes(src, w, img3, 40, &c3);
-    exec_ok(w, "DELETE FROM blobs WHERE id % 2 = 0; VACUUM");
+    rl_db_exec(w, "DELETE FROM blobs WHERE id % 2 = 0; VACUUM");
     install_ok(dst, img3, i3);
     check_installed(dst, &c3, i3);
 
@@ -576,9 +497,9 @@ static void test_images(void)
 
     /* Not replicated: no image, no install. */
     {
-        sqlite3 *p = open_raft(path_of("plain.db"));
+        sqlite3 *p = rl_db_open_raft(path_of("plain.db"));
         rl_image_src *s;
-        exec_ok(p, "CREATE TABLE t(x)");
+        rl_db_exec(p, "CREATE TABLE t(x)");
         CHECK(rl_image_src_open(p, 100, &s, err, sizeof err) == RL_IMAGE_EARG &&
                   strstr(err, "not a replicated"),
               "plain source: %s", err);
@@ -588,12 +509,12 @@ static void test_images(void)
     }
     /* A source connection inside a transaction is refused. */
     {
-        sqlite3 *s = open_raft(src);
+        sqlite3 *s = rl_db_open_raft(src);
         rl_image_src *img;
-        exec_ok(s, "BEGIN; SELECT 1 FROM kv LIMIT 1");
+        rl_db_exec(s, "BEGIN; SELECT 1 FROM kv LIMIT 1");
         CHECK(rl_image_src_open(s, 100, &img, err, sizeof err) == RL_IMAGE_EARG,
               "source in a transaction: %s", err);
-        exec_ok(s, "COMMIT");
+        rl_db_exec(s, "COMMIT");
         sqlite3_close(s);
     }
     printf("images: indexes %llu %llu %llu %llu, %llu rows at the end\n",
@@ -730,14 +651,9 @@ static int write_seeds(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *base = getenv("TMPDIR");
     if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
         return write_seeds(argv[2]);
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_image.XXXXXX",
-             base ? base : "/tmp");
-    CHECK(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
-    atexit(cleanup);
-    CHECK(rl_vfs_register(0, resolver) == SQLITE_OK, "register");
+    rl_db_setup("test_image");
     test_format();
     test_images();
     printf("test_image: %d checks passed\n", rl_checks);

@@ -30,6 +30,7 @@
 ** the same way anyway, for uniformity.
 */
 #include "walfmt.h"
+#include "bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "lib/check.h"
+#include "lib/mem.h"
 
 static int rl_checks;
 static char tmp_root[256];
@@ -62,16 +64,6 @@ static void cleanup(void)
 {
     if (tmp_root[0])
         nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
 }
 
 static void path_of(char *out, size_t n, const char *dir, const char *name)
@@ -128,7 +120,7 @@ static uint8_t *read_file(const char *path, size_t *len)
     CHECK(fstat(fd, &st) == 0, "fstat");
     cap = ((size_t)st.st_size + RL_SHM_REGION_SIZE - 1) / RL_SHM_REGION_SIZE *
           RL_SHM_REGION_SIZE;
-    buf = xmalloc(cap);
+    buf = rl_xmalloc(cap);
     memset(buf, 0, cap);
     while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
@@ -227,7 +219,7 @@ static volatile void *mem_region(void *arg, int i)
     if (i < 0 || i >= MAX_REGIONS)
         return NULL;
     if (m->r[i] == NULL) {
-        m->r[i] = xmalloc(RL_SHM_REGION_SIZE);
+        m->r[i] = rl_xmalloc(RL_SHM_REGION_SIZE);
         memset(m->r[i], 0, RL_SHM_REGION_SIZE);
     }
     return m->r[i];
@@ -294,9 +286,9 @@ static void wal_decode_x(const uint8_t *buf, size_t len, wal *w, int strict)
     fsz = (size_t)w->hdr.page_size + RL_WAL_FRAME_HDR_SIZE;
     CHECK((len - RL_WAL_HDR_SIZE) % fsz == 0, "WAL length %zu not whole", len);
     w->n_frames = (uint32_t)((len - RL_WAL_HDR_SIZE) / fsz);
-    w->pgno = xmalloc((w->n_frames + 1) * sizeof(uint32_t));
-    w->commit = xmalloc((w->n_frames + 1) * sizeof(uint32_t));
-    w->cksum = xmalloc((w->n_frames + 1) * sizeof(*w->cksum));
+    w->pgno = rl_xmalloc((w->n_frames + 1) * sizeof(uint32_t));
+    w->commit = rl_xmalloc((w->n_frames + 1) * sizeof(uint32_t));
+    w->cksum = rl_xmalloc((w->n_frames + 1) * sizeof(*w->cksum));
     w->last_commit = 0;
     ck[0] = w->hdr.cksum1;
     ck[1] = w->hdr.cksum2;
@@ -330,7 +322,7 @@ static void wal_free(wal *w)
 static uint8_t *wal_reencode(const uint8_t *buf, size_t len, const wal *w,
                              uint32_t magic)
 {
-    uint8_t *out = xmalloc(len);
+    uint8_t *out = rl_xmalloc(len);
     rl_wal_hdr h = w->hdr;
     uint32_t f, ck[2];
     memcpy(out, buf, len);
@@ -394,7 +386,7 @@ static void write_scenario(sqlite3 *db, const scenario *s)
 static uint32_t *scan_latest(const wal *w, uint32_t min, uint32_t mx,
                              uint32_t max_pgno)
 {
-    uint32_t *last = xmalloc((max_pgno + 1) * sizeof(uint32_t));
+    uint32_t *last = rl_xmalloc((max_pgno + 1) * sizeof(uint32_t));
     uint32_t f;
     memset(last, 0, (max_pgno + 1) * sizeof(uint32_t));
     for (f = min ? min : 1; f <= mx; f++) {
@@ -918,11 +910,24 @@ static void test_hdr_codecs(void)
           "szPage encoding");
 }
 
+/* Writes g into both copies of r0's header with a valid checksum, whatever
+** its fields say: a header only the field under test makes wrong. */
+static void shm_hdr_forge(uint32_t *r0, rl_shm_hdr *g)
+{
+    uint8_t bytes[48];
+    uint32_t ck[2];
+    memcpy(bytes, g, 48);
+    rl_wal_cksum(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__, bytes, 40, NULL, ck);
+    g->aCksum[0] = ck[0];
+    g->aCksum[1] = ck[1];
+    memcpy(r0, g, 48);
+    memcpy(r0 + 12, g, 48);
+}
+
 static void test_shm_hdr_copies(void)
 {
     uint32_t r0[RL_SHM_REGION_SIZE / 4];
     rl_shm_hdr h, g;
-    uint32_t ck[2];
 
     memset(r0, 0, sizeof(r0));
     CHECK(rl_shm_hdr_read(r0, &g) == RL_WALFMT_ENOTINIT, "all zero");
@@ -949,32 +954,14 @@ static void test_shm_hdr_copies(void)
     CHECK(rl_shm_hdr_read(r0, &g) == 0, "restored");
     /* isInit 0 in both copies (checksum recomputed: only isInit is wrong) */
     g.isInit = 0;
-    {
-        uint8_t bytes[48];
-        memcpy(bytes, &g, 48);
-        rl_wal_cksum(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__, bytes, 40, NULL,
-                     ck);
-        g.aCksum[0] = ck[0];
-        g.aCksum[1] = ck[1];
-        memcpy(r0, &g, 48);
-        memcpy(r0 + 12, &g, 48);
-    }
+    shm_hdr_forge(r0, &g);
     CHECK(rl_shm_hdr_read(r0, &g) == RL_WALFMT_ENOTINIT, "isInit 0");
     /* wrong version with a valid checksum */
     h.isInit = 1;
     rl_shm_hdr_write(r0, &h);
     rl_shm_hdr_read(r0, &g);
     g.iVersion = 3007001;
-    {
-        uint8_t bytes[48];
-        memcpy(bytes, &g, 48);
-        rl_wal_cksum(__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__, bytes, 40, NULL,
-                     ck);
-        g.aCksum[0] = ck[0];
-        g.aCksum[1] = ck[1];
-        memcpy(r0, &g, 48);
-        memcpy(r0 + 12, &g, 48);
-    }
+    shm_hdr_forge(r0, &g);
     CHECK(rl_shm_hdr_read(r0, &g) == RL_WALFMT_EVERSION, "version");
     /* checkpoint info offsets */
     CHECK((uint8_t *)rl_shm_nbackfill(r0) == (uint8_t *)r0 + 96 &&
@@ -1053,7 +1040,7 @@ static void test_apply_live(void)
     CHECK(t1_first <= wb.n_frames && wb.last_commit == wb.n_frames,
           "T1 frames in B");
     db_size = wb.commit[wb.last_commit];
-    pg_frame = xmalloc((db_size + 1) * sizeof(uint32_t));
+    pg_frame = rl_xmalloc((db_size + 1) * sizeof(uint32_t));
     memset(pg_frame, 0, (db_size + 1) * sizeof(uint32_t));
     for (f = t1_first; f <= wb.n_frames; f++)
         if (wb.pgno[f] <= db_size)
@@ -1180,12 +1167,6 @@ static void test_apply_live(void)
 
 /* ---- a new WAL generation, started by walfmt ---- */
 
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-           ((uint32_t)p[2] << 8) | p[3];
-}
-
 static void test_restart_live(void)
 {
     char dir[512], p[600], tmp[700], got[256], want[256], dbcopy[600];
@@ -1259,9 +1240,9 @@ static void test_restart_live(void)
         CHECK(nw.salt1 == wcur.salt1 + 1 && nw.salt2 == rnd[1] &&
                   nw.ckpt_seq == wcur.ckpt_seq + 1 &&
                   nw.magic == w0.hdr.magic && ns.mxFrame == 0 &&
-                  be32(ns.aSalt) == nw.salt1 &&
-                  be32(ns.aSalt + 4) == nw.salt2 && ns.nPage == cur.nPage &&
-                  ns.iChange == cur.iChange,
+                  rl_get_be32(ns.aSalt) == nw.salt1 &&
+                  rl_get_be32(ns.aSalt + 4) == nw.salt2 &&
+                  ns.nPage == cur.nPage && ns.iChange == cur.iChange,
               "new generation follows SQLite's rule");
     }
     /* Page 1 as last written, with user_version (offset 60) = 1234. */
