@@ -1378,7 +1378,7 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
             }
             break;
         }
-        if (rc == SQLITE_MISUSE && strstr(err, "already applied"))
+        if (rc == RL_VFS_APPLIED)
             break;
         if (rc == SQLITE_BUSY_RECOVERY)
             applier_read(h);

@@ -263,7 +263,7 @@ int rl_vfs_apply_stream(sqlite3_file *f, const rl_page_stream *s,
                      "%llu)",
                      m->path, (unsigned long long)index,
                      (unsigned long long)m->rec.next.index);
-            rc = SQLITE_MISUSE;
+            rc = RL_VFS_APPLIED;
             goto out;
         }
     }

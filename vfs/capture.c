@@ -361,12 +361,12 @@ int rlv_wal_write(rl_file *w, const void *buf, int amt, sqlite3_int64 off)
     if (off == 0)
         RL_FAULT("wal-restart"); /* SQLite's writer starts a generation */
     if (!m->holds_write) {
-        rlv_ferr(m, RL_ERR_GUARD,
+        rlv_ferr(m, RL_VFS_GUARD,
                  "raftlite: refused a WAL write to replicated database "
                  "%s without the write lock (locking_mode=EXCLUSIVE is "
                  "not supported on replicated databases)",
                  m->path);
-        return RL_ERR_GUARD;
+        return RL_VFS_GUARD;
     }
     if (off == 0)
         rlv_rec_mark_backfilled(m); /* a restart: everything was backfilled */

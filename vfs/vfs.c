@@ -97,7 +97,7 @@ static int rl_write(sqlite3_file *f, const void *buf, int amt,
     if (p->kind == KIND_WAL && p->main && p->main->replicated)
         return rlv_wal_write(p, buf, amt, off);
     if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
-        return guard(p, RL_ERR_GUARD,
+        return guard(p, RL_VFS_GUARD,
                      "raftlite: refused a write to the main file of "
                      "replicated database %s outside a checkpoint",
                      p->path);
@@ -112,12 +112,12 @@ static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
     rl_file *p = (rl_file *)f;
     if (p->kind == KIND_WAL && p->main && p->main->replicated &&
         !p->main->holds_write && !p->main->holds_ckpt)
-        return guard(p->main, RL_ERR_GUARD,
+        return guard(p->main, RL_VFS_GUARD,
                      "raftlite: refused to truncate the WAL of replicated "
                      "database %s without the write lock",
                      p->main->path);
     if (p->kind == KIND_MAIN && p->replicated && !p->holds_ckpt)
-        return guard(p, RL_ERR_GUARD,
+        return guard(p, RL_VFS_GUARD,
                      "raftlite: refused to truncate replicated database %s "
                      "outside a checkpoint",
                      p->path);
@@ -230,7 +230,7 @@ static int rl_lock(sqlite3_file *f, int level)
         ** wait out its timeout first). Otherwise it is a close or an
         ** attempt to leave WAL mode: "locked" skips or refuses it. */
         if (!p->shm_mapped)
-            return guard(p, RL_ERR_GUARD,
+            return guard(p, RL_VFS_GUARD,
                          "raftlite: replicated database %s cannot be used "
                          "with locking_mode=EXCLUSIVE",
                          p->path);

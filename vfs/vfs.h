@@ -37,7 +37,12 @@ struct sqlite3_file;
 ** something broke. A VFS cannot set SQLite's error text: raft_last_error()
 ** (rl_vfs_last_error) says what happened and what to do.
 */
-#define RL_ERR_GUARD SQLITE_READONLY /* a write a replica must refuse */
+#define RL_VFS_GUARD SQLITE_READONLY /* a write a replica must refuse */
+/* rl_vfs_apply's answer for an entry the file already holds (its index is
+** not above the applied record's): nothing was written. An extended code
+** of SQLITE_MISUSE, so that a caller decides on the code, never on the
+** message. */
+#define RL_VFS_APPLIED (SQLITE_MISUSE | (1 << 8))
 
 /* What a port's commit() is told and answers. */
 typedef struct rl_commit_info {
@@ -116,7 +121,8 @@ void rl_vfs_paths_free(char **paths, int n);
 ** connection has read once) and publishes it in the wal-index, under the
 ** database write lock, taken ahead of waiting writers; waits at most
 ** timeout_ms for it. A malformed record or one that does not fit the
-** database is refused with SQLITE_ERROR and a message, touching nothing.
+** database is refused with SQLITE_ERROR and a message, touching nothing;
+** an index the file already reflects with RL_VFS_APPLIED.
 ** index (nonzero) is recorded in "<db>-raft/applied" with the commit
 ** frame's position; 0 writes no record (the test mirror). *frames
 ** receives the number of frames appended. */
