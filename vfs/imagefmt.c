@@ -133,6 +133,19 @@ static int check_page1(rl_image_check *c, const uint8_t *p, size_t n)
     return RL_IMAGE_OK;
 }
 
+/* Takes into c->buf what of the n bytes at p belongs to a part of `size`
+** bytes (the header or the trailer) that c->buf holds c->have of: the
+** count taken. */
+static size_t gather(rl_image_check *c, const uint8_t *p, size_t n,
+                     uint32_t size)
+{
+    size_t k = size - c->have;
+    k = k < n ? k : n;
+    memcpy(c->buf + c->have, p, k);
+    c->have += (uint32_t)k;
+    return k;
+}
+
 int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
                         char *err, size_t errlen)
 {
@@ -144,10 +157,7 @@ int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
         size_t k;
         switch (c->state) {
         case ST_HDR:
-            k = RL_IMAGE_HDR_SIZE - c->have;
-            k = k < n ? k : n;
-            memcpy(c->buf + c->have, p, k);
-            c->have += (uint32_t)k;
+            k = gather(c, p, n, RL_IMAGE_HDR_SIZE);
             if (c->have == RL_IMAGE_HDR_SIZE) {
                 rc = rl_image_hdr_decode(c->buf, &c->info, c->msg,
                                          sizeof c->msg);
@@ -168,10 +178,7 @@ int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
                 c->state = ST_TRAILER;
             break;
         case ST_TRAILER:
-            k = RL_IMAGE_TRAILER_SIZE - c->have;
-            k = k < n ? k : n;
-            memcpy(c->buf + c->have, p, k);
-            c->have += (uint32_t)k;
+            k = gather(c, p, n, RL_IMAGE_TRAILER_SIZE);
             if (c->have == RL_IMAGE_TRAILER_SIZE) {
                 if (memcmp(c->buf, RL_IMAGE_END_MAGIC, 8) != 0 ||
                     rl_get_le32(c->buf + 12) != c->info.n_pages) {
