@@ -3,8 +3,9 @@
 # extra libraries.
 UNIT_TESTS += test_smoke
 UNIT_SRCS_test_smoke :=
-UNIT_TESTS += test_walfmt test_txn
+UNIT_TESTS += test_walfmt test_walfmt_live test_txn
 UNIT_SRCS_test_walfmt := vfs/walfmt.c
+UNIT_SRCS_test_walfmt_live := vfs/walfmt.c
 UNIT_SRCS_test_txn := vfs/txn.c
 
 UNIT_TESTS += test_entry
