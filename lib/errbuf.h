@@ -12,19 +12,38 @@
 #include <stdio.h>
 #include <string.h>
 
+static inline void rl_vseterr(char *err, size_t errlen, const char *fmt,
+                              va_list ap)
+{
+    int n;
+    if (!err || errlen == 0)
+        return;
+    n = vsnprintf(err, errlen, fmt, ap);
+    if (n >= (int)errlen && errlen > 4)
+        memcpy(err + errlen - 4, "...", 4);
+}
+
 static inline void rl_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inline void rl_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
-    int n;
-    if (!err || errlen == 0)
-        return;
     va_start(ap, fmt);
-    n = vsnprintf(err, errlen, fmt, ap);
+    rl_vseterr(err, errlen, fmt, ap);
     va_end(ap);
-    if (n >= (int)errlen && errlen > 4)
-        memcpy(err + errlen - 4, "...", 4);
+}
+
+/* rl_seterr, answering rc: `return rl_fail(err, errlen, CODE, ...);`. */
+static inline int rl_fail(char *err, size_t errlen, int rc, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+static inline int rl_fail(char *err, size_t errlen, int rc, const char *fmt,
+                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rl_vseterr(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 #endif

@@ -18,7 +18,7 @@ LIB_SRCS   += $(HOST_SRCS)
 LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 RAFTD_SRCS += $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/cluster.c \
               raftd/auth.c \
-              vfs/vfs.c vfs/walfmt.c vfs/txn.c
+              $(VFS_SRCS) vfs/walfmt.c vfs/txn.c
 
 # Unit test of the wrapper alone (tests/unit/test_rpc.c).
 UNIT_TESTS += test_rpc
@@ -62,7 +62,7 @@ $(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; raftd/host/image_fetch.c is the client that downloads and
 # verifies one (in HOST_ROOM_SRCS).
-RAFTD_SRCS += vfs/vfs.c vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c
+RAFTD_SRCS += $(VFS_SRCS) vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c
 
 # Flags of the libFuzzer builds below (pure raftd code with the generated
 # protobuf-c code).

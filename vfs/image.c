@@ -36,6 +36,7 @@
 */
 #include "sqlite3ext.h"
 #include "bytes.h"
+#include "errbuf.h"
 #include "fsio.h"
 SQLITE_EXTENSION_INIT3
 
@@ -72,19 +73,6 @@ struct rl_image_src {
     uint32_t page_no; /* page held in page[], 0 none */
 };
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static sqlite3_file *main_file(sqlite3 *db)
 {
     sqlite3_file *f = 0;
@@ -112,8 +100,9 @@ static int warm(sqlite3 *db, int target, char *err, size_t errlen)
         return RL_IMAGE_OK;
     }
     if (rc != SQLITE_OK) {
-        fail(err, errlen, RL_IMAGE_EDB, "%s: cannot read the database: %s",
-             sqlite3_db_filename(db, "main"), msg ? msg : sqlite3_errstr(rc));
+        rl_fail(err, errlen, RL_IMAGE_EDB, "%s: cannot read the database: %s",
+                sqlite3_db_filename(db, "main"),
+                msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         return RL_IMAGE_EDB;
     }
@@ -133,9 +122,9 @@ static int src_page(rl_image_src *s, uint32_t pgno, char *err, size_t errlen)
     if (s->mx_frame) {
         int e = rl_shm_find(region_cb, s->f, 1, s->mx_frame, pgno, &frame);
         if (e != 0)
-            return fail(err, errlen, RL_IMAGE_EDB,
-                        "wal-index lookup of page %u failed: %s", pgno,
-                        rl_walfmt_errstr(e));
+            return rl_fail(err, errlen, RL_IMAGE_EDB,
+                           "wal-index lookup of page %u failed: %s", pgno,
+                           rl_walfmt_errstr(e));
     }
     if (frame) {
         rc = s->wal->pMethods->xRead(
@@ -143,18 +132,18 @@ static int src_page(rl_image_src *s, uint32_t pgno, char *err, size_t errlen)
             (sqlite3_int64)rl_wal_frame_offset(ps, frame) +
                 RL_WAL_FRAME_HDR_SIZE);
         if (rc != SQLITE_OK)
-            return fail(err, errlen, RL_IMAGE_EIO,
-                        "reading WAL frame %u (page %u): %s", frame, pgno,
-                        sqlite3_errstr(rc));
+            return rl_fail(err, errlen, RL_IMAGE_EIO,
+                           "reading WAL frame %u (page %u): %s", frame, pgno,
+                           sqlite3_errstr(rc));
     } else {
         rc = s->dbf->pMethods->xRead(s->dbf, s->page, (int)ps,
                                      (sqlite3_int64)(pgno - 1) * ps);
         /* A page past the file's end reads as zeros, as SQLite's pager
         ** reads it (the unix VFS zero-fills a short read). */
         if (rc != SQLITE_OK && rc != SQLITE_IOERR_SHORT_READ)
-            return fail(err, errlen, RL_IMAGE_EIO,
-                        "reading page %u of the database file: %s", pgno,
-                        sqlite3_errstr(rc));
+            return rl_fail(err, errlen, RL_IMAGE_EIO,
+                           "reading page %u of the database file: %s", pgno,
+                           sqlite3_errstr(rc));
     }
     s->page_no = pgno;
     return RL_IMAGE_OK;
@@ -182,15 +171,15 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
     rc = rl_vfs_shm_header(s->f, &h0);
     if (rc != SQLITE_OK) {
         rl_vfs_unlock_write(s->f);
-        return fail(err, errlen, RL_IMAGE_EBUSY,
-                    "%s: the wal-index header is not valid (%s)", path,
-                    sqlite3_errstr(rc));
+        return rl_fail(err, errlen, RL_IMAGE_EBUSY,
+                       "%s: the wal-index header is not valid (%s)", path,
+                       sqlite3_errstr(rc));
     }
     rc = sqlite3_exec(s->db, "BEGIN; SELECT count(*) FROM sqlite_schema", 0, 0,
                       &msg);
     if (rc != SQLITE_OK) {
-        fail(err, errlen, RL_IMAGE_EDB, "%s: cannot begin a read: %s", path,
-             msg ? msg : sqlite3_errstr(rc));
+        rl_fail(err, errlen, RL_IMAGE_EDB, "%s: cannot begin a read: %s", path,
+                msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         rl_vfs_unlock_write(s->f);
         return RL_IMAGE_EDB;
@@ -198,11 +187,11 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
     s->in_txn = !sqlite3_get_autocommit(s->db);
     rc = rl_vfs_applied_locked(s->f, &index, err, errlen);
     if (rc == SQLITE_OK && (rc = rl_vfs_shm_header(s->f, &h)) != SQLITE_OK)
-        fail(err, errlen, 0, "%s: the wal-index header is not valid (%s)", path,
-             sqlite3_errstr(rc));
+        rl_fail(err, errlen, 0, "%s: the wal-index header is not valid (%s)",
+                path, sqlite3_errstr(rc));
     r0 = rc == SQLITE_OK ? rl_vfs_shm_region(s->f, 0) : 0;
     if (rc == SQLITE_OK && !r0) {
-        fail(err, errlen, 0, "%s: cannot map the wal-index", path);
+        rl_fail(err, errlen, 0, "%s: cannot map the wal-index", path);
         rc = SQLITE_IOERR_SHMMAP;
     }
     nbackfill = r0 ? *rl_shm_nbackfill(r0) : 0;
@@ -214,13 +203,13 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
     ** differ. */
     if (h.mxFrame != h0.mxFrame || h.iChange != h0.iChange ||
         memcmp(h.aSalt, h0.aSalt, 8) != 0)
-        return fail(err, errlen, RL_IMAGE_EBUSY,
-                    "%s: the WAL changed while the image's snapshot was "
-                    "taken",
-                    path);
+        return rl_fail(err, errlen, RL_IMAGE_EBUSY,
+                       "%s: the WAL changed while the image's snapshot was "
+                       "taken",
+                       path);
     if (!s->in_txn)
-        return fail(err, errlen, RL_IMAGE_EDB,
-                    "%s: the read transaction did not stay open", path);
+        return rl_fail(err, errlen, RL_IMAGE_EDB,
+                       "%s: the read transaction did not stay open", path);
 
     s->info.index = index;
     s->info.n_pages = h.nPage;
@@ -231,14 +220,14 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
             uint8_t salt[8];
             s->wal = rl_vfs_wal_file(s->f);
             if (!s->wal)
-                return fail(err, errlen, RL_IMAGE_EDB,
-                            "%s: the connection has no open WAL", path);
+                return rl_fail(err, errlen, RL_IMAGE_EDB,
+                               "%s: the connection has no open WAL", path);
             /* The WAL on disk must be the generation the header names. */
             rc = s->wal->pMethods->xRead(s->wal, salt, 8, 16);
             if (rc != SQLITE_OK || memcmp(salt, h.aSalt, 8) != 0)
-                return fail(err, errlen, RL_IMAGE_EDB,
-                            "%s: the WAL header does not match the wal-index",
-                            path);
+                return rl_fail(
+                    err, errlen, RL_IMAGE_EDB,
+                    "%s: the WAL header does not match the wal-index", path);
             s->mx_frame = h.mxFrame;
         }
     }
@@ -248,18 +237,18 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
         sqlite3_int64 sz = 0;
         rc = s->dbf->pMethods->xFileSize(s->dbf, &sz);
         if (rc != SQLITE_OK)
-            return fail(err, errlen, RL_IMAGE_EIO, "%s: cannot stat: %s", path,
-                        sqlite3_errstr(rc));
+            return rl_fail(err, errlen, RL_IMAGE_EIO, "%s: cannot stat: %s",
+                           path, sqlite3_errstr(rc));
         if (sz < 100)
-            return fail(err, errlen, RL_IMAGE_EDB,
-                        "%s: the database is empty: there is no image to "
-                        "serve (write to it first)",
-                        path);
+            return rl_fail(err, errlen, RL_IMAGE_EDB,
+                           "%s: the database is empty: there is no image to "
+                           "serve (write to it first)",
+                           path);
         rc = s->dbf->pMethods->xRead(s->dbf, b, sizeof b, 0);
         if (rc != SQLITE_OK)
-            return fail(err, errlen, RL_IMAGE_EIO,
-                        "%s: cannot read the database header: %s", path,
-                        sqlite3_errstr(rc));
+            return rl_fail(err, errlen, RL_IMAGE_EIO,
+                           "%s: cannot read the database header: %s", path,
+                           sqlite3_errstr(rc));
         if (!s->info.page_size) {
             uint32_t v = rl_get_be16(b + 16);
             s->info.page_size = v == 1 ? 65536 : v;
@@ -269,10 +258,10 @@ static int src_snapshot(rl_image_src *s, int timeout_ms, char *err,
                 (uint32_t)((sz + s->info.page_size - 1) / s->info.page_size);
     }
     if (rl_image_hdr_encode(&s->info, s->hdr) != RL_IMAGE_OK)
-        return fail(err, errlen, RL_IMAGE_EDB,
-                    "%s: cannot image a database of page size %u and %u "
-                    "pages",
-                    path, s->info.page_size, s->info.n_pages);
+        return rl_fail(err, errlen, RL_IMAGE_EDB,
+                       "%s: cannot image a database of page size %u and %u "
+                       "pages",
+                       path, s->info.page_size, s->info.n_pages);
     s->size = rl_image_size(&s->info);
     return RL_IMAGE_OK;
 }
@@ -284,21 +273,21 @@ int rl_image_src_open(sqlite3 *db, int timeout_ms, rl_image_src **out,
     int rc, tries;
     *out = 0;
     if (!sqlite3_get_autocommit(db))
-        return fail(err, errlen, RL_IMAGE_EARG,
-                    "image source: the connection has a transaction open; "
-                    "use a connection of its own");
+        return rl_fail(err, errlen, RL_IMAGE_EARG,
+                       "image source: the connection has a transaction open; "
+                       "use a connection of its own");
     s = sqlite3_malloc64(sizeof *s);
     if (!s)
-        return fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
+        return rl_fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
     memset(s, 0, sizeof *s);
     s->db = db;
     s->f = main_file(db);
     if (!rl_vfs_is_replicated(s->f)) {
         sqlite3_free(s);
-        return fail(err, errlen, RL_IMAGE_EARG,
-                    "%s is not a replicated database opened with the raft "
-                    "VFS: no image can be taken of it",
-                    sqlite3_db_filename(db, "main"));
+        return rl_fail(err, errlen, RL_IMAGE_EARG,
+                       "%s is not a replicated database opened with the raft "
+                       "VFS: no image can be taken of it",
+                       sqlite3_db_filename(db, "main"));
     }
     /* A snapshot that found the wal-index being recovered or changing is
     ** taken again (recovery runs in warm(), outside the lock). */
@@ -319,7 +308,7 @@ int rl_image_src_open(sqlite3 *db, int timeout_ms, rl_image_src **out,
     if (rc == RL_IMAGE_OK) {
         s->page = sqlite3_malloc64(s->info.page_size);
         if (!s->page)
-            rc = fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
+            rc = rl_fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
     }
     if (rc != RL_IMAGE_OK) {
         rl_image_src_close(s);
@@ -416,13 +405,13 @@ int rl_image_save(sqlite3 *db, const char *path, int timeout_ms,
         return rc;
     buf = sqlite3_malloc(IO_CHUNK);
     if (!buf) {
-        rc = fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
+        rc = rl_fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
         goto out;
     }
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = fail(err, errlen, RL_IMAGE_EIO, "cannot create %s: %s", path,
-                  strerror(errno));
+        rc = rl_fail(err, errlen, RL_IMAGE_EIO, "cannot create %s: %s", path,
+                     strerror(errno));
         goto out;
     }
     for (;;) {
@@ -430,14 +419,14 @@ int rl_image_save(sqlite3 *db, const char *path, int timeout_ms,
         if (rc != RL_IMAGE_OK || got == 0)
             break;
         if (rl_write_all(fd, buf, got) != 0) {
-            rc = fail(err, errlen, RL_IMAGE_EIO, "writing %s: %s", path,
-                      strerror(errno));
+            rc = rl_fail(err, errlen, RL_IMAGE_EIO, "writing %s: %s", path,
+                         strerror(errno));
             break;
         }
     }
     if (rc == RL_IMAGE_OK && fsync(fd) != 0)
-        rc = fail(err, errlen, RL_IMAGE_EIO, "fsync %s: %s", path,
-                  strerror(errno));
+        rc = rl_fail(err, errlen, RL_IMAGE_EIO, "fsync %s: %s", path,
+                     strerror(errno));
     if (rc == RL_IMAGE_OK && info)
         *info = s->info;
 out:
@@ -460,12 +449,12 @@ int rl_image_verify_file(const char *path, rl_image_info *info, char *err,
     int fd, rc = RL_IMAGE_OK;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s", path,
-                    strerror(errno));
+        return rl_fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s",
+                       path, strerror(errno));
     buf = sqlite3_malloc(IO_CHUNK);
     if (!buf) {
         close(fd);
-        return fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
+        return rl_fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
     }
     rl_image_check_init(&c);
     while ((r = read_full(fd, buf, IO_CHUNK)) > 0) {
@@ -474,8 +463,8 @@ int rl_image_verify_file(const char *path, rl_image_info *info, char *err,
             break;
     }
     if (r < 0)
-        rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", path,
-                  strerror(errno));
+        rc = rl_fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", path,
+                     strerror(errno));
     else if (rc == RL_IMAGE_OK)
         rc = rl_image_check_finish(&c, err, errlen);
     if (rc == RL_IMAGE_OK && info)
@@ -510,8 +499,8 @@ static int install_next(void *arg, uint32_t *pgno, const uint8_t **data,
     ssize_t r = read_full(is->fd, is->page, is->page_size);
     int rc;
     if (r < 0) {
-        is->rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
-                      is->path, strerror(errno));
+        is->rc = rl_fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
+                         is->path, strerror(errno));
         return SQLITE_IOERR_READ;
     }
     rc = rl_image_check_feed(&is->c, is->page, (size_t)r, err, errlen);
@@ -521,8 +510,8 @@ static int install_next(void *arg, uint32_t *pgno, const uint8_t **data,
         uint8_t tail[RL_IMAGE_TRAILER_SIZE + 1];
         r = read_full(is->fd, tail, sizeof tail);
         if (r < 0) {
-            is->rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
-                          is->path, strerror(errno));
+            is->rc = rl_fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
+                             is->path, strerror(errno));
             return SQLITE_IOERR_READ;
         }
         rc = rl_image_check_feed(&is->c, tail, (size_t)r, err, errlen);
@@ -554,25 +543,25 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
     int rc;
 
     if (!rl_vfs_is_replicated(f))
-        return fail(err, errlen, RL_IMAGE_EARG,
-                    "%s is not a replicated database opened with the raft "
-                    "VFS: cannot install an image into it",
-                    path);
+        return rl_fail(err, errlen, RL_IMAGE_EARG,
+                       "%s is not a replicated database opened with the raft "
+                       "VFS: cannot install an image into it",
+                       path);
     if (!sqlite3_get_autocommit(db))
-        return fail(err, errlen, RL_IMAGE_EARG,
-                    "%s: the installing connection has a transaction open",
-                    path);
+        return rl_fail(err, errlen, RL_IMAGE_EARG,
+                       "%s: the installing connection has a transaction open",
+                       path);
     memset(&is, 0, sizeof is);
     is.path = image_path;
     is.fd = open(image_path, O_RDONLY | O_CLOEXEC);
     if (is.fd < 0)
-        return fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s",
-                    image_path, strerror(errno));
+        return rl_fail(err, errlen, RL_IMAGE_EIO, "cannot open image %s: %s",
+                       image_path, strerror(errno));
     rl_image_check_init(&is.c);
     r = read_full(is.fd, hdr, sizeof hdr);
     if (r < 0) {
-        rc = fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s", image_path,
-                  strerror(errno));
+        rc = rl_fail(err, errlen, RL_IMAGE_EIO, "reading image %s: %s",
+                     image_path, strerror(errno));
         goto out;
     }
     rc = rl_image_check_feed(&is.c, hdr, (size_t)r, err, errlen);
@@ -584,25 +573,25 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
     ** anything is written. */
     if (fstat(is.fd, &st) != 0 ||
         (uint64_t)st.st_size != rl_image_size(&is.c.info)) {
-        rc = fail(err, errlen, RL_IMAGE_ESHORT,
-                  "image %s is %lld bytes, its header announces %llu: "
-                  "truncated or corrupted; fetch it again",
-                  image_path, (long long)st.st_size,
-                  (unsigned long long)rl_image_size(&is.c.info));
+        rc = rl_fail(err, errlen, RL_IMAGE_ESHORT,
+                     "image %s is %lld bytes, its header announces %llu: "
+                     "truncated or corrupted; fetch it again",
+                     image_path, (long long)st.st_size,
+                     (unsigned long long)rl_image_size(&is.c.info));
         goto out;
     }
     rc = warm(db, 1, err, errlen);
     if (rc != RL_IMAGE_OK)
         goto out;
     if (!rl_vfs_wal_file(f)) {
-        rc = fail(err, errlen, RL_IMAGE_EDB,
-                  "%s is not in WAL mode: a replicated database must be "
-                  "(PRAGMA journal_mode=WAL before it became replicated)",
-                  path);
+        rc = rl_fail(err, errlen, RL_IMAGE_EDB,
+                     "%s is not in WAL mode: a replicated database must be "
+                     "(PRAGMA journal_mode=WAL before it became replicated)",
+                     path);
         goto out;
     }
     if (rl_vfs_applied(f, timeout_ms, &cur, e2, sizeof e2) != SQLITE_OK) {
-        rc = fail(err, errlen, RL_IMAGE_EDB, "%s", e2);
+        rc = rl_fail(err, errlen, RL_IMAGE_EDB, "%s", e2);
         goto out;
     }
     if (is.c.info.index == cur && cur != 0) {
@@ -614,11 +603,11 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
         goto out;
     }
     if (is.c.info.index <= cur) {
-        rc = fail(err, errlen, RL_IMAGE_EDB,
-                  "%s already reflects index %llu; the image is at %llu: "
-                  "fetch a newer image",
-                  path, (unsigned long long)cur,
-                  (unsigned long long)is.c.info.index);
+        rc = rl_fail(err, errlen, RL_IMAGE_EDB,
+                     "%s already reflects index %llu; the image is at %llu: "
+                     "fetch a newer image",
+                     path, (unsigned long long)cur,
+                     (unsigned long long)is.c.info.index);
         goto out;
     }
     is.page_size = is.c.info.page_size;
@@ -626,7 +615,7 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
     is.next = 1;
     is.page = sqlite3_malloc64(is.page_size);
     if (!is.page) {
-        rc = fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
+        rc = rl_fail(err, errlen, RL_IMAGE_ENOMEM, "out of memory");
         goto out;
     }
     ps.page_size = is.page_size;
@@ -640,11 +629,12 @@ int rl_image_install_ex(sqlite3 *db, const char *image_path, int timeout_ms,
     if (rc != SQLITE_OK) {
         /* An image fault's message is the image's own. */
         if (is.rc != RL_IMAGE_OK)
-            rc = fail(err, errlen, is.rc, "image %s refused: %s", image_path,
-                      e2);
+            rc = rl_fail(err, errlen, is.rc, "image %s refused: %s", image_path,
+                         e2);
         else
-            rc = fail(err, errlen, RL_IMAGE_EDB, "installing image at %llu: %s",
-                      (unsigned long long)is.c.info.index, e2);
+            rc = rl_fail(err, errlen, RL_IMAGE_EDB,
+                         "installing image at %llu: %s",
+                         (unsigned long long)is.c.info.index, e2);
         goto out;
     }
     if (index)

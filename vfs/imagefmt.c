@@ -11,53 +11,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bytes.h"
+#include "errbuf.h"
 #include "image.h"
 #include "txn.h"
 
 enum { ST_HDR = 0, ST_BODY, ST_TRAILER, ST_DONE };
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
-}
-
-static int page_size_ok(uint32_t ps)
-{
-    return ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0;
-}
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 uint64_t rl_image_size(const rl_image_info *info)
 {
@@ -68,16 +27,16 @@ uint64_t rl_image_size(const rl_image_info *info)
 int rl_image_hdr_encode(const rl_image_info *info,
                         uint8_t out[RL_IMAGE_HDR_SIZE])
 {
-    if (!page_size_ok(info->page_size) || info->n_pages == 0 ||
+    if (!rl_page_size_ok(info->page_size) || info->n_pages == 0 ||
         info->n_pages > RL_IMAGE_MAX_PAGES)
         return RL_IMAGE_EARG;
     memset(out, 0, RL_IMAGE_HDR_SIZE);
     memcpy(out, RL_IMAGE_MAGIC, 8);
-    put32(out + 8, RL_IMAGE_VERSION);
-    put32(out + 12, info->page_size);
-    put32(out + 16, info->n_pages);
-    put64(out + 24, info->index);
-    put32(out + 44, rl_crc32c(0, out, 44));
+    rl_put_le32(out + 8, RL_IMAGE_VERSION);
+    rl_put_le32(out + 12, info->page_size);
+    rl_put_le32(out + 16, info->n_pages);
+    rl_put_le64(out + 24, info->index);
+    rl_put_le32(out + 44, rl_crc32c(0, out, 44));
     return RL_IMAGE_OK;
 }
 
@@ -85,8 +44,8 @@ void rl_image_trailer_encode(uint32_t body_crc, uint32_t n_pages,
                              uint8_t out[RL_IMAGE_TRAILER_SIZE])
 {
     memcpy(out, RL_IMAGE_END_MAGIC, 8);
-    put32(out + 8, body_crc);
-    put32(out + 12, n_pages);
+    rl_put_le32(out + 8, body_crc);
+    rl_put_le32(out + 12, n_pages);
 }
 
 int rl_image_hdr_decode(const uint8_t in[RL_IMAGE_HDR_SIZE],
@@ -95,37 +54,38 @@ int rl_image_hdr_decode(const uint8_t in[RL_IMAGE_HDR_SIZE],
     uint32_t v, ps, n;
     memset(info, 0, sizeof *info);
     if (memcmp(in, RL_IMAGE_MAGIC, 8) != 0)
-        return fail(err, errlen, RL_IMAGE_EFORMAT,
-                    "not a raftlite database image (bad magic): the peer "
-                    "sent something else; fetch it again from a raftlite "
-                    "node");
-    if (get32(in + 44) != rl_crc32c(0, in, 44))
-        return fail(err, errlen, RL_IMAGE_ECKSUM,
-                    "image header checksum mismatch: the image is "
-                    "corrupted; fetch it again");
-    v = get32(in + 8);
+        return rl_fail(err, errlen, RL_IMAGE_EFORMAT,
+                       "not a raftlite database image (bad magic): the peer "
+                       "sent something else; fetch it again from a raftlite "
+                       "node");
+    if (rl_get_le32(in + 44) != rl_crc32c(0, in, 44))
+        return rl_fail(err, errlen, RL_IMAGE_ECKSUM,
+                       "image header checksum mismatch: the image is "
+                       "corrupted; fetch it again");
+    v = rl_get_le32(in + 8);
     if (v != RL_IMAGE_VERSION)
-        return fail(err, errlen, RL_IMAGE_EFORMAT,
-                    "image format version %u is not supported (this build "
-                    "reads version %u): upgrade this node",
-                    v, RL_IMAGE_VERSION);
-    ps = get32(in + 12);
-    n = get32(in + 16);
-    if (!page_size_ok(ps))
-        return fail(err, errlen, RL_IMAGE_EFORMAT,
-                    "image page size %u is not a power of two in 512..65536",
-                    ps);
+        return rl_fail(err, errlen, RL_IMAGE_EFORMAT,
+                       "image format version %u is not supported (this build "
+                       "reads version %u): upgrade this node",
+                       v, RL_IMAGE_VERSION);
+    ps = rl_get_le32(in + 12);
+    n = rl_get_le32(in + 16);
+    if (!rl_page_size_ok(ps))
+        return rl_fail(err, errlen, RL_IMAGE_EFORMAT,
+                       "image page size %u is not a power of two in 512..65536",
+                       ps);
     if (n == 0 || n > RL_IMAGE_MAX_PAGES)
-        return fail(err, errlen, RL_IMAGE_EFORMAT,
-                    "image page count %u is out of range (1..%u)", n,
-                    RL_IMAGE_MAX_PAGES);
-    if (get32(in + 20) != 0 || get64(in + 32) != 0 || get32(in + 40) != 0)
-        return fail(err, errlen, RL_IMAGE_EFORMAT,
-                    "image header has reserved fields set: written by a "
-                    "newer raftlite; upgrade this node");
+        return rl_fail(err, errlen, RL_IMAGE_EFORMAT,
+                       "image page count %u is out of range (1..%u)", n,
+                       RL_IMAGE_MAX_PAGES);
+    if (rl_get_le32(in + 20) != 0 || rl_get_le64(in + 32) != 0 ||
+        rl_get_le32(in + 40) != 0)
+        return rl_fail(err, errlen, RL_IMAGE_EFORMAT,
+                       "image header has reserved fields set: written by a "
+                       "newer raftlite; upgrade this node");
     info->page_size = ps;
     info->n_pages = n;
-    info->index = get64(in + 24);
+    info->index = rl_get_le64(in + 24);
     return RL_IMAGE_OK;
 }
 
@@ -143,7 +103,7 @@ int rl_image_check_has_header(const rl_image_check *c)
 static int check_fail(rl_image_check *c, int rc, char *err, size_t errlen)
 {
     c->rc = rc;
-    return fail(err, errlen, rc, "%s", c->msg);
+    return rl_fail(err, errlen, rc, "%s", c->msg);
 }
 
 /* Page 1 must be an SQLite database header of the image's page size; the
@@ -173,21 +133,31 @@ static int check_page1(rl_image_check *c, const uint8_t *p, size_t n)
     return RL_IMAGE_OK;
 }
 
+/* Takes into c->buf what of the n bytes at p belongs to a part of `size`
+** bytes (the header or the trailer) that c->buf holds c->have of: the
+** count taken. */
+static size_t gather(rl_image_check *c, const uint8_t *p, size_t n,
+                     uint32_t size)
+{
+    size_t k = size - c->have;
+    k = k < n ? k : n;
+    memcpy(c->buf + c->have, p, k);
+    c->have += (uint32_t)k;
+    return k;
+}
+
 int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
                         char *err, size_t errlen)
 {
     const uint8_t *p = data;
     int rc;
     if (c->rc)
-        return fail(err, errlen, c->rc, "%s", c->msg);
+        return rl_fail(err, errlen, c->rc, "%s", c->msg);
     while (n > 0) {
         size_t k;
         switch (c->state) {
         case ST_HDR:
-            k = RL_IMAGE_HDR_SIZE - c->have;
-            k = k < n ? k : n;
-            memcpy(c->buf + c->have, p, k);
-            c->have += (uint32_t)k;
+            k = gather(c, p, n, RL_IMAGE_HDR_SIZE);
             if (c->have == RL_IMAGE_HDR_SIZE) {
                 rc = rl_image_hdr_decode(c->buf, &c->info, c->msg,
                                          sizeof c->msg);
@@ -208,25 +178,22 @@ int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
                 c->state = ST_TRAILER;
             break;
         case ST_TRAILER:
-            k = RL_IMAGE_TRAILER_SIZE - c->have;
-            k = k < n ? k : n;
-            memcpy(c->buf + c->have, p, k);
-            c->have += (uint32_t)k;
+            k = gather(c, p, n, RL_IMAGE_TRAILER_SIZE);
             if (c->have == RL_IMAGE_TRAILER_SIZE) {
                 if (memcmp(c->buf, RL_IMAGE_END_MAGIC, 8) != 0 ||
-                    get32(c->buf + 12) != c->info.n_pages) {
+                    rl_get_le32(c->buf + 12) != c->info.n_pages) {
                     snprintf(c->msg, sizeof c->msg,
                              "image trailer is malformed (after %llu body "
                              "bytes): the image is corrupted or truncated",
                              (unsigned long long)c->body);
                     return check_fail(c, RL_IMAGE_EFORMAT, err, errlen);
                 }
-                if (get32(c->buf + 8) != c->crc) {
+                if (rl_get_le32(c->buf + 8) != c->crc) {
                     snprintf(c->msg, sizeof c->msg,
                              "image pages checksum mismatch (crc32c %08x, "
                              "trailer says %08x): the image is corrupted; "
                              "fetch it again",
-                             c->crc, get32(c->buf + 8));
+                             c->crc, rl_get_le32(c->buf + 8));
                     return check_fail(c, RL_IMAGE_ECKSUM, err, errlen);
                 }
                 c->state = ST_DONE;
@@ -246,7 +213,7 @@ int rl_image_check_feed(rl_image_check *c, const void *data, size_t n,
 int rl_image_check_finish(rl_image_check *c, char *err, size_t errlen)
 {
     if (c->rc)
-        return fail(err, errlen, c->rc, "%s", c->msg);
+        return rl_fail(err, errlen, c->rc, "%s", c->msg);
     if (c->state == ST_DONE)
         return RL_IMAGE_OK;
     if (c->state == ST_HDR)

@@ -1,5 +1,10 @@
-# vfs/: the replicating VFS
-LIB_SRCS += vfs/vfs.c
+# vfs/: the replicating VFS, one mechanism per file (vfs/vfs_int.h):
+# the shim and guards, the error channel, the lock protocol and read gate,
+# the port's calls, capture, the applied record, apply. Other rooms link
+# $(VFS_SRCS) rather than naming the files.
+VFS_SRCS := vfs/vfs.c vfs/error.c vfs/lock.c vfs/port.c vfs/capture.c \
+            vfs/record.c vfs/apply.c
+LIB_SRCS += $(VFS_SRCS)
 
 # WAL / wal-index formats and the replicated transaction record (pure code).
 LIB_SRCS += vfs/walfmt.c vfs/txn.c

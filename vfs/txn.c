@@ -16,6 +16,7 @@
 */
 #include "txn.h"
 #include "bytes.h"
+#include "errbuf.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -96,24 +97,6 @@ uint32_t rl_crc32c(uint32_t crc, const void *data, size_t n)
 
 /* ---- helpers ---- */
 
-/* Formats the message into err (when given) and returns rc. */
-__attribute__((format(printf, 4, 5))) static int
-fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
-static int page_size_ok(uint32_t sz)
-{
-    return sz >= 512 && sz <= 65536 && (sz & (sz - 1)) == 0;
-}
-
 #define OFF_VERSION  4
 #define OFF_PAGESIZE 8
 #define OFF_DBPAGES  12
@@ -129,40 +112,42 @@ int rl_txn_validate(const rl_txn *t, char *err, size_t errlen)
     uint32_t i, prev = 0;
 
     if (t == NULL)
-        return fail(RL_TXN_EINVAL, err, errlen, "no transaction");
-    if (!page_size_ok(t->page_size))
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "page size %u is not a power of two between 512 and "
-                    "65536",
-                    t->page_size);
+        return rl_fail(err, errlen, RL_TXN_EINVAL, "no transaction");
+    if (!rl_page_size_ok(t->page_size))
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "page size %u is not a power of two between 512 and "
+                       "65536",
+                       t->page_size);
     if (t->n_pages == 0)
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "transaction has no pages: a commit writes at least one "
-                    "page");
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "transaction has no pages: a commit writes at least one "
+                       "page");
     if (t->pages == NULL)
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "transaction of %u pages has no page array", t->n_pages);
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "transaction of %u pages has no page array", t->n_pages);
     for (i = 0; i < t->n_pages; i++) {
         uint32_t pg = t->pages[i].pgno;
         if (pg == 0)
-            return fail(RL_TXN_EINVAL, err, errlen,
-                        "page entry %u has page number 0: page numbers start "
-                        "at 1",
-                        i);
+            return rl_fail(
+                err, errlen, RL_TXN_EINVAL,
+                "page entry %u has page number 0: page numbers start "
+                "at 1",
+                i);
         if (pg > t->db_pages)
-            return fail(RL_TXN_EINVAL, err, errlen,
-                        "page entry %u: page %u is beyond the database size "
-                        "after commit (%u pages): pages above that size must "
-                        "be dropped",
-                        i, pg, t->db_pages);
+            return rl_fail(
+                err, errlen, RL_TXN_EINVAL,
+                "page entry %u: page %u is beyond the database size "
+                "after commit (%u pages): pages above that size must "
+                "be dropped",
+                i, pg, t->db_pages);
         if (pg <= prev)
-            return fail(RL_TXN_EINVAL, err, errlen,
-                        "page entry %u: page %u follows page %u: pages must "
-                        "be sorted ascending without duplicates",
-                        i, pg, prev);
+            return rl_fail(err, errlen, RL_TXN_EINVAL,
+                           "page entry %u: page %u follows page %u: pages must "
+                           "be sorted ascending without duplicates",
+                           i, pg, prev);
         if (t->pages[i].data == NULL)
-            return fail(RL_TXN_EINVAL, err, errlen,
-                        "page entry %u (page %u) has no data", i, pg);
+            return rl_fail(err, errlen, RL_TXN_EINVAL,
+                           "page entry %u (page %u) has no data", i, pg);
         prev = pg;
     }
     return RL_TXN_OK;
@@ -193,25 +178,25 @@ int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
     int rc;
 
     memset(t, 0, sizeof(*t));
-    if (!page_size_ok(page_size))
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "page size %u is not a power of two between 512 and "
-                    "65536",
-                    page_size);
+    if (!rl_page_size_ok(page_size))
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "page size %u is not a power of two between 512 and "
+                       "65536",
+                       page_size);
     if (n_frames == 0 || frames == NULL)
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "transaction has no frames: a commit writes at least "
-                    "one page");
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "transaction has no frames: a commit writes at least "
+                       "one page");
     for (i = 0; i < n_frames; i++) {
         if (frames[i].pgno == 0 || frames[i].data == NULL)
-            return fail(RL_TXN_EINVAL, err, errlen,
-                        "frame %u has %s: capture lost a frame", i,
-                        frames[i].pgno == 0 ? "page number 0" : "no data");
+            return rl_fail(err, errlen, RL_TXN_EINVAL,
+                           "frame %u has %s: capture lost a frame", i,
+                           frames[i].pgno == 0 ? "page number 0" : "no data");
     }
     keys = malloc((size_t)n_frames * sizeof(*keys));
     if (keys == NULL)
-        return fail(RL_TXN_ENOMEM, err, errlen,
-                    "out of memory sorting %u frames", n_frames);
+        return rl_fail(err, errlen, RL_TXN_ENOMEM,
+                       "out of memory sorting %u frames", n_frames);
     for (i = 0; i < n_frames; i++) {
         keys[i].pgno = frames[i].pgno;
         keys[i].pos = i;
@@ -225,10 +210,10 @@ int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
     }
     if (m == 0) {
         free(keys);
-        return fail(RL_TXN_EINVAL, err, errlen,
-                    "no page of the transaction lies within its database "
-                    "size (%u pages)",
-                    db_pages);
+        return rl_fail(err, errlen, RL_TXN_EINVAL,
+                       "no page of the transaction lies within its database "
+                       "size (%u pages)",
+                       db_pages);
     }
     t->pages = malloc((size_t)m * sizeof(rl_page));
     data = malloc((size_t)m * page_size);
@@ -237,8 +222,8 @@ int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
         free(data);
         free(keys);
         memset(t, 0, sizeof(*t));
-        return fail(RL_TXN_ENOMEM, err, errlen,
-                    "out of memory copying %u pages", m);
+        return rl_fail(err, errlen, RL_TXN_ENOMEM,
+                       "out of memory copying %u pages", m);
     }
     for (i = 0; i < m; i++) {
         memcpy(data + (size_t)i * page_size, frames[keys[i].pos].data,
@@ -326,15 +311,15 @@ int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
 
     memset(t, 0, sizeof(*t));
     if (buf == NULL || buflen < RL_TXN_HDR_SIZE)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record truncated: %zu bytes, its header "
-                    "alone is %d",
-                    buf ? buflen : 0, RL_TXN_HDR_SIZE);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record truncated: %zu bytes, its header "
+                       "alone is %d",
+                       buf ? buflen : 0, RL_TXN_HDR_SIZE);
     if (memcmp(buf, RL_TXN_MAGIC, 4) != 0)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "bad magic %02x %02x %02x %02x (want \"RLTX\"): not a "
-                    "raftlite transaction record",
-                    buf[0], buf[1], buf[2], buf[3]);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "bad magic %02x %02x %02x %02x (want \"RLTX\"): not a "
+                       "raftlite transaction record",
+                       buf[0], buf[1], buf[2], buf[3]);
     version = rl_get_le32(buf + OFF_VERSION);
     page_size = rl_get_le32(buf + OFF_PAGESIZE);
     db_pages = rl_get_le32(buf + OFF_DBPAGES);
@@ -343,71 +328,72 @@ int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
     reserved = rl_get_le32(buf + OFF_RESERVED);
     crc = rl_get_le32(buf + OFF_CRC);
     if (version != RL_TXN_VERSION)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record version %u is not supported (this "
-                    "build reads version %u): run the same raftlite version "
-                    "on every node",
-                    version, RL_TXN_VERSION);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record version %u is not supported (this "
+                       "build reads version %u): run the same raftlite version "
+                       "on every node",
+                       version, RL_TXN_VERSION);
     if (flags != 0 || reserved != 0)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record reserved header fields are set "
-                    "(0x%x, 0x%x): written by a newer raftlite or corrupt",
-                    flags, reserved);
-    if (!page_size_ok(page_size))
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record page size %u is not a power of two "
-                    "between 512 and 65536",
-                    page_size);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record reserved header fields are set "
+                       "(0x%x, 0x%x): written by a newer raftlite or corrupt",
+                       flags, reserved);
+    if (!rl_page_size_ok(page_size))
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record page size %u is not a power of two "
+                       "between 512 and 65536",
+                       page_size);
     if (n_pages == 0)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record holds no pages: a commit writes at "
-                    "least one");
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record holds no pages: a commit writes at "
+                       "least one");
     /* No overflow: 2^32 * (8 + 65536) < 2^49. */
     pad_from = RL_TXN_HDR_SIZE +
                (uint64_t)n_pages * (RL_TXN_ENTRY_SIZE + (uint64_t)page_size);
     want = (pad_from + 7) & ~(uint64_t)7;
     if ((uint64_t)buflen < want)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record truncated: %zu bytes, but %u pages "
-                    "of %u bytes need %llu",
-                    buflen, n_pages, page_size, (unsigned long long)want);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record truncated: %zu bytes, but %u pages "
+                       "of %u bytes need %llu",
+                       buflen, n_pages, page_size, (unsigned long long)want);
     if ((uint64_t)buflen > want)
-        return fail(RL_TXN_EFORMAT, err, errlen,
-                    "transaction record has %llu trailing bytes after %llu "
-                    "bytes of %u pages of %u bytes: pass the exact entry "
-                    "payload",
-                    (unsigned long long)(buflen - want),
-                    (unsigned long long)want, n_pages, page_size);
+        return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                       "transaction record has %llu trailing bytes after %llu "
+                       "bytes of %u pages of %u bytes: pass the exact entry "
+                       "payload",
+                       (unsigned long long)(buflen - want),
+                       (unsigned long long)want, n_pages, page_size);
     for (k = pad_from; k < want; k++) {
         if (buf[k] != 0)
-            return fail(RL_TXN_EFORMAT, err, errlen,
-                        "transaction record padding byte %llu is 0x%02x, not "
-                        "zero",
-                        (unsigned long long)k, buf[k]);
+            return rl_fail(
+                err, errlen, RL_TXN_EFORMAT,
+                "transaction record padding byte %llu is 0x%02x, not "
+                "zero",
+                (unsigned long long)k, buf[k]);
     }
     if (rl_txn_checksum(buf, buflen) != crc)
-        return fail(RL_TXN_ECKSUM, err, errlen,
-                    "transaction record checksum mismatch (stored 0x%08x, "
-                    "computed 0x%08x): the record is corrupt",
-                    crc, rl_txn_checksum(buf, buflen));
+        return rl_fail(err, errlen, RL_TXN_ECKSUM,
+                       "transaction record checksum mismatch (stored 0x%08x, "
+                       "computed 0x%08x): the record is corrupt",
+                       crc, rl_txn_checksum(buf, buflen));
 
     tab = buf + RL_TXN_HDR_SIZE;
     data = tab + (size_t)n_pages * RL_TXN_ENTRY_SIZE;
     for (i = 0; i < n_pages; i++) {
         uint32_t r = rl_get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE + 4);
         if (r != 0)
-            return fail(RL_TXN_EFORMAT, err, errlen,
-                        "transaction record page entry %u has reserved "
-                        "field 0x%x set: written by a newer raftlite or "
-                        "corrupt",
-                        i, r);
+            return rl_fail(err, errlen, RL_TXN_EFORMAT,
+                           "transaction record page entry %u has reserved "
+                           "field 0x%x set: written by a newer raftlite or "
+                           "corrupt",
+                           i, r);
     }
     /* The length check above bounds n_pages by buflen / 520, so this
     ** allocation is proportional to the input. */
     pages = malloc((size_t)n_pages * sizeof(*pages));
     if (pages == NULL)
-        return fail(RL_TXN_ENOMEM, err, errlen,
-                    "out of memory decoding %u pages", n_pages);
+        return rl_fail(err, errlen, RL_TXN_ENOMEM,
+                       "out of memory decoding %u pages", n_pages);
     for (i = 0; i < n_pages; i++) {
         pages[i].pgno = rl_get_le32(tab + (size_t)i * RL_TXN_ENTRY_SIZE);
         pages[i].data = data + (size_t)i * page_size;

@@ -48,6 +48,13 @@
 #define RL_TXN_ECKSUM  (-4) /* record checksum mismatch */
 #define RL_TXN_ENOMEM  (-5) /* allocation failed */
 
+/* Whether ps is a page size SQLite can have: a power of two, 512..65536.
+** Every format that carries one (WAL, record, image) checks it so. */
+static inline int rl_page_size_ok(uint32_t ps)
+{
+    return ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0;
+}
+
 typedef struct rl_page {
     uint32_t pgno;
     const uint8_t *data; /* page_size bytes */

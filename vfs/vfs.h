@@ -37,10 +37,12 @@ struct sqlite3_file;
 ** something broke. A VFS cannot set SQLite's error text: raft_last_error()
 ** (rl_vfs_last_error) says what happened and what to do.
 */
-#define RL_ERR_GUARD SQLITE_READONLY /* a write a replica must refuse */
-/* rl_vfs_apply[_stream]: the entry is already in the file (not an error;
-** the host reads it as lib/err.h RL_ERR_APPLIED). */
-#define RL_VFS_APPLIED SQLITE_DONE
+#define RL_VFS_GUARD SQLITE_READONLY /* a write a replica must refuse */
+/* rl_vfs_apply's answer for an entry the file already holds (its index is
+** not above the applied record's): nothing was written. An extended code
+** of SQLITE_MISUSE, so that a caller decides on the code, never on the
+** message. */
+#define RL_VFS_APPLIED (SQLITE_MISUSE | (1 << 8))
 
 /* What a port's commit() is told and answers. */
 typedef struct rl_commit_info {

@@ -3,8 +3,9 @@
 # extra libraries.
 UNIT_TESTS += test_smoke
 UNIT_SRCS_test_smoke :=
-UNIT_TESTS += test_walfmt test_txn
+UNIT_TESTS += test_walfmt test_walfmt_live test_txn
 UNIT_SRCS_test_walfmt := vfs/walfmt.c
+UNIT_SRCS_test_walfmt_live := vfs/walfmt.c
 UNIT_SRCS_test_txn := vfs/txn.c
 
 UNIT_TESTS += test_entry
@@ -22,7 +23,7 @@ UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
 UNIT_TESTS += test_image
-UNIT_SRCS_test_image := lib/timing.c vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c \
+UNIT_SRCS_test_image := lib/timing.c vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c \
                         vfs/txn.c
 
 # The image client against the real FetchImage service and a fake peer.
@@ -30,7 +31,7 @@ UNIT_TESTS += test_image_fetch
 UNIT_SRCS_test_image_fetch := $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/rpc.c \
     raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
     $(PROTO_GEN_C) \
-    vfs/image.c vfs/imagefmt.c vfs/vfs.c vfs/walfmt.c vfs/txn.c \
+    vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c vfs/txn.c \
     raftd/cluster.c raftd/reqcheck.c \
     $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \

@@ -49,14 +49,12 @@ static uint32_t rnd(void)
 
 /* ------------------------------------------------------------- helpers */
 
-/* The port, tmpdir and cleanup: lib/vfsdb.h. */
-
 static char *path_of(const char *name)
 {
     static char buf[8][512];
     static int k;
     char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
+    snprintf(p, 512, "%s/%s", rl_db_dir, name);
     return p;
 }
 
@@ -118,7 +116,7 @@ static uint64_t applied(sqlite3 *db)
     uint64_t idx = 0;
     char err[256];
     /* rl_vfs_applied needs the connection's shm open: read once. */
-    one_int(db, "SELECT count(*) FROM sqlite_schema");
+    rl_db_int(db, "SELECT count(*) FROM sqlite_schema");
     CHECK(sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) ==
               SQLITE_OK,
           "file pointer");
@@ -154,24 +152,24 @@ static void write_file(const char *path, const uint8_t *b, size_t n)
 static void workload_init(sqlite3 *db)
 {
     int i;
-    exec_ok(db, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
-                "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);"
-                "CREATE TABLE log(t TEXT, n INT);"
-                "CREATE INDEX log_n ON log(n);");
+    rl_db_exec(db, "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
+                   "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);"
+                   "CREATE TABLE log(t TEXT, n INT);"
+                   "CREATE INDEX log_n ON log(n);");
     for (i = 0; i < 20; i++) {
         char sql[256];
-        exec_ok(db, "BEGIN");
+        rl_db_exec(db, "BEGIN");
         snprintf(sql, sizeof sql,
                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM "
                  "c WHERE x < 100) INSERT INTO kv(v) SELECT "
                  "hex(randomblob(100 + %d)) FROM c",
                  i);
-        exec_ok(db, sql);
-        exec_ok(db, "INSERT INTO blobs(b) VALUES (randomblob(200000))");
-        exec_ok(db, "INSERT INTO log VALUES ('init', abs(random()) % 1000)");
-        exec_ok(db, "COMMIT");
+        rl_db_exec(db, sql);
+        rl_db_exec(db, "INSERT INTO blobs(b) VALUES (randomblob(200000))");
+        rl_db_exec(db, "INSERT INTO log VALUES ('init', abs(random()) % 1000)");
+        rl_db_exec(db, "COMMIT");
         if (i == 9)
-            exec_ok(db, "PRAGMA wal_checkpoint(PASSIVE)");
+            rl_db_exec(db, "PRAGMA wal_checkpoint(PASSIVE)");
     }
 }
 
@@ -204,9 +202,9 @@ static void workload_step(sqlite3 *db, int k)
                  "random() LIMIT 20)");
         break;
     }
-    exec_ok(db, sql);
+    rl_db_exec(db, sql);
     if (k % 7 == 3)
-        exec_ok(db, "PRAGMA wal_checkpoint(PASSIVE)");
+        rl_db_exec(db, "PRAGMA wal_checkpoint(PASSIVE)");
 }
 
 /* ------------------------------------------------------------- scenarios */
@@ -220,13 +218,13 @@ static void workload_step(sqlite3 *db, int k)
 static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
                                    int writes, content *snap)
 {
-    sqlite3 *s = open_raft(src);
+    sqlite3 *s = rl_db_open_raft(src);
     rl_image_src *img;
     rl_image_check chk;
     char err[512];
     uint8_t buf[3000]; /* not a page multiple: reads straddle pages */
     size_t got;
-    uint64_t idx, before = next_index, produced = 0;
+    uint64_t idx, before = rl_db_next_index, produced = 0;
     FILE *f;
     int rc, k = 0;
 
@@ -258,7 +256,7 @@ static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
     CHECK(produced == rl_image_size(rl_image_src_info(img)),
           "produced %llu bytes", (unsigned long long)produced);
     CHECK(k == writes, "only %d of %d writes ran during the image", k, writes);
-    CHECK(next_index > idx || writes == 0, "writers committed meanwhile");
+    CHECK(rl_db_next_index > idx || writes == 0, "writers committed meanwhile");
     {
         /* The snapshot's view did not move while writers committed. */
         content again;
@@ -272,7 +270,7 @@ static uint64_t image_under_writes(const char *src, sqlite3 *w, const char *out,
 
 static void check_installed(const char *dst, const content *want, uint64_t idx)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     content got;
     sqlite3_stmt *st;
     content_of(d, &got);
@@ -296,7 +294,7 @@ static void check_installed(const char *dst, const content *want, uint64_t idx)
 
 static void install_ok(const char *dst, const char *image, uint64_t idx)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     uint64_t got = 0;
     char err[512];
     int rc = rl_image_install_ex(d, image, 5000, &got, err, sizeof err);
@@ -310,7 +308,7 @@ static void install_ok(const char *dst, const char *image, uint64_t idx)
 static void install_refused(const char *dst, const char *image, int want_rc,
                             const char *what)
 {
-    sqlite3 *d = open_raft(dst);
+    sqlite3 *d = rl_db_open_raft(dst);
     content before, after;
     uint64_t a0 = applied(d);
     char err[512] = "";
@@ -328,7 +326,7 @@ static void install_refused(const char *dst, const char *image, int want_rc,
 
 static void checkpoint_truncate(const char *path)
 {
-    sqlite3 *d = open_raft(path);
+    sqlite3 *d = rl_db_open_raft(path);
     sqlite3_stmt *st;
     CHECK(sqlite3_prepare_v2(d, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st,
                              0) == SQLITE_OK,
@@ -371,22 +369,24 @@ static void test_images(void)
     char err[512];
     int k;
 
-    make_replicated(src);
-    make_replicated(dst);
-    w = open_raft(src);
+    rl_db_make_replicated(src);
+    rl_db_make_replicated(dst);
+    w = rl_db_open_raft(src);
     /* Keep SQLite's automatic checkpoints out: the test places them. */
-    exec_ok(w, "PRAGMA wal_autocheckpoint=0");
+    rl_db_exec(w, "PRAGMA wal_autocheckpoint=0");
     workload_init(w);
-    CHECK(one_int(w, "PRAGMA page_count") > 1000, "workload too small");
-    CHECK(commits >= 20 && next_index == commits, "port saw the commits");
+    CHECK(rl_db_int(w, "PRAGMA page_count") > 1000, "workload too small");
+    CHECK(rl_db_next_index >= 20, "port saw the commits");
 
     /* 1: frames not yet backfilled (writes after a partial checkpoint),
     ** more than the 4062 frames the first wal-index block indexes, so page
     ** lookups cross hash blocks. */
-    exec_ok(w, "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 2 = 0");
+    rl_db_exec(w,
+               "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 2 = 0");
     for (k = 0; k < 4; k++)
-        exec_ok(w, "UPDATE blobs SET b = randomblob(length(b))");
-    exec_ok(w, "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 3 = 0");
+        rl_db_exec(w, "UPDATE blobs SET b = randomblob(length(b))");
+    rl_db_exec(w,
+               "UPDATE blobs SET b = randomblob(length(b)) WHERE id % 3 = 0");
     CHECK(wal_size(src) > 4200ull * (4096 + 24), "WAL of %llu bytes",
           (unsigned long long)wal_size(src));
     i1 = image_under_writes(src, w, img1, 60, &c1);
@@ -395,18 +395,18 @@ static void test_images(void)
 
     /* 2: every frame backfilled, WAL not reset: the writers that follow
     ** restart it and overwrite the frames the snapshot would have used. */
-    exec_ok(w, "PRAGMA wal_checkpoint(PASSIVE)");
+    rl_db_exec(w, "PRAGMA wal_checkpoint(PASSIVE)");
     i2 = image_under_writes(src, w, img2, 60, &c2);
     install_ok(dst, img2, i2);
     check_installed(dst, &c2, i2);
 
     /* 3: no WAL frame at all (TRUNCATE), then a shrink (VACUUM) before
     ** the writes during the image. */
-    exec_ok(w, "DELETE FROM blobs WHERE id % 3 = 0");
+    rl_db_exec(w, "DELETE FROM blobs WHERE id % 3 = 0");
     checkpoint_truncate(src);
     CHECK(wal_size(src) == 0, "WAL truncated");
     i3 = image_under_writes(src, w, img3, 40, &c3);
-    exec_ok(w, "DELETE FROM blobs WHERE id % 2 = 0; VACUUM");
+    rl_db_exec(w, "DELETE FROM blobs WHERE id % 2 = 0; VACUUM");
     install_ok(dst, img3, i3);
     check_installed(dst, &c3, i3);
 
@@ -497,9 +497,9 @@ static void test_images(void)
 
     /* Not replicated: no image, no install. */
     {
-        sqlite3 *p = open_raft(path_of("plain.db"));
+        sqlite3 *p = rl_db_open_raft(path_of("plain.db"));
         rl_image_src *s;
-        exec_ok(p, "CREATE TABLE t(x)");
+        rl_db_exec(p, "CREATE TABLE t(x)");
         CHECK(rl_image_src_open(p, 100, &s, err, sizeof err) == RL_IMAGE_EARG &&
                   strstr(err, "not a replicated"),
               "plain source: %s", err);
@@ -509,12 +509,12 @@ static void test_images(void)
     }
     /* A source connection inside a transaction is refused. */
     {
-        sqlite3 *s = open_raft(src);
+        sqlite3 *s = rl_db_open_raft(src);
         rl_image_src *img;
-        exec_ok(s, "BEGIN; SELECT 1 FROM kv LIMIT 1");
+        rl_db_exec(s, "BEGIN; SELECT 1 FROM kv LIMIT 1");
         CHECK(rl_image_src_open(s, 100, &img, err, sizeof err) == RL_IMAGE_EARG,
               "source in a transaction: %s", err);
-        exec_ok(s, "COMMIT");
+        rl_db_exec(s, "COMMIT");
         sqlite3_close(s);
     }
     printf("images: indexes %llu %llu %llu %llu, %llu rows at the end\n",
@@ -651,14 +651,9 @@ static int write_seeds(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *base = getenv("TMPDIR");
     if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
         return write_seeds(argv[2]);
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_image.XXXXXX",
-             base ? base : "/tmp");
-    CHECK(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
-    atexit(cleanup);
-    CHECK(rl_vfs_register(0, resolver) == SQLITE_OK, "register");
+    rl_db_setup("test_image");
     test_format();
     test_images();
     printf("test_image: %d checks passed\n", rl_checks);

@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_image_fetch.c -- the image client (raftd/host/image_fetch.c)
+** tests/unit/test_image_fetch.c -- the image client (raftd/image_fetch.c)
 ** against the real FetchImage "@image" service (raftd/service_rpc.c over
 ** the gRPC wrapper) in this process, and against a fake peer that breaks
 ** the stream in each way a network or a bad peer can.
@@ -40,11 +40,9 @@
 
 /* ------------------------------------------------------------- helpers */
 
-/* The port, tmpdir and cleanup: lib/vfsdb.h. */
-
 static void path_of(char *out, size_t n, const char *name)
 {
-    snprintf(out, n, "%s/%s", tmpdir, name);
+    snprintf(out, n, "%s/%s", rl_db_dir, name);
 }
 
 static int exists(const char *p)
@@ -112,10 +110,10 @@ typedef struct writer {
 static void *writer_main(void *arg)
 {
     writer *w = arg;
-    sqlite3 *db = open_raft(w->path);
+    sqlite3 *db = rl_db_open_raft(w->path);
     while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
-        exec_ok(db, "INSERT INTO seq(n, pad) VALUES ((SELECT "
-                    "coalesce(max(n), 0) + 1 FROM seq), randomblob(3000))");
+        rl_db_exec(db, "INSERT INTO seq(n, pad) VALUES ((SELECT "
+                       "coalesce(max(n), 0) + 1 FROM seq), randomblob(3000))");
         w->done++;
     }
     sqlite3_close(db);
@@ -204,7 +202,6 @@ static int add_service(rl_rpc_server *s, void *arg)
 
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
     char src[512], dst[512], tmp[512], saved[512], target[64], fake[64],
         err[1024];
     rl_service_config sc = {0};
@@ -218,27 +215,24 @@ int main(void)
     rl_image_info info;
     int code, port, i;
 
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_image_fetch.XXXXXX",
-             base ? base : "/tmp");
-    CHECK(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
-    atexit(cleanup);
-    CHECK(rl_vfs_register(0, resolver) == SQLITE_OK, "register");
+    rl_db_setup("test_image_fetch");
     path_of(src, sizeof src, "src.db");
     path_of(dst, sizeof dst, "dst.db");
     path_of(tmp, sizeof tmp, "fetch.img");
     path_of(saved, sizeof saved, "saved.img");
-    make_replicated(src);
-    make_replicated(dst);
+    rl_db_make_replicated(src);
+    rl_db_make_replicated(dst);
 
-    w = open_raft(src);
-    exec_ok(w, "CREATE TABLE seq(n INTEGER PRIMARY KEY, pad BLOB);"
-               "CREATE TABLE big(b BLOB);"
-               "INSERT INTO big SELECT randomblob(100000) FROM "
-               "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL "
-               "SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL "
-               "SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9 UNION ALL "
-               "SELECT 10)");
-    base_idx = next_index; /* seq row n is committed at index base_idx + n */
+    w = rl_db_open_raft(src);
+    rl_db_exec(w, "CREATE TABLE seq(n INTEGER PRIMARY KEY, pad BLOB);"
+                  "CREATE TABLE big(b BLOB);"
+                  "INSERT INTO big SELECT randomblob(100000) FROM "
+                  "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL "
+                  "SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL "
+                  "SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9 UNION ALL "
+                  "SELECT 10)");
+    base_idx =
+        rl_db_next_index; /* seq row n is committed at index base_idx + n */
 
     sc.node_id = "n1";
     sc.grpc_addr = "127.0.0.1:1";
@@ -265,39 +259,42 @@ int main(void)
     }
     __atomic_store_n(&wr.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, 0);
-    CHECK(idx > base_idx + 19 && idx < next_index,
+    CHECK(idx > base_idx + 19 && idx < rl_db_next_index,
           "image index %llu within the writes (%llu..%llu)",
           (unsigned long long)idx, (unsigned long long)base_idx,
-          (unsigned long long)next_index);
+          (unsigned long long)rl_db_next_index);
     CHECK(rl_image_verify_file(tmp, &info, err, sizeof err) == 0 &&
               info.index == idx,
           "verify: %s", err);
-    d = open_raft(dst);
+    d = rl_db_open_raft(dst);
     CHECK(rl_image_install(d, tmp, err, sizeof err) == RL_IMAGE_OK,
           "install: %s", err);
-    rows = (uint64_t)one_int(d, "SELECT count(*) FROM seq");
+    rows = (uint64_t)rl_db_int(d, "SELECT count(*) FROM seq");
     CHECK(rows == idx - base_idx &&
-              one_int(d, "SELECT max(n) FROM seq") == (int64_t)rows,
+              rl_db_int(d, "SELECT max(n) FROM seq") == (int64_t)rows,
           "image at %llu holds %llu rows, want %llu", (unsigned long long)idx,
           (unsigned long long)rows, (unsigned long long)(idx - base_idx));
-    CHECK(one_int(d, "SELECT count(*) FROM big WHERE length(b) = 100000") == 10,
+    CHECK(rl_db_int(d, "SELECT count(*) FROM big WHERE length(b) = 100000") ==
+              10,
           "blobs");
-    CHECK(one_int(d, "SELECT count(*) FROM pragma_integrity_check WHERE "
-                     "integrity_check = 'ok'") == 1,
+    CHECK(rl_db_int(d, "SELECT count(*) FROM pragma_integrity_check WHERE "
+                       "integrity_check = 'ok'") == 1,
           "integrity_check");
     sqlite3_close(d);
     printf("fetched image at index %llu with %llu rows while %d writes ran\n",
            (unsigned long long)idx, (unsigned long long)rows, wr.done);
 
     /* Too old for the caller: refused before streaming, no file left. */
-    code =
-        rl_image_fetch(cl, target, tmp, next_index + 1, &idx, err, sizeof err);
+    code = rl_image_fetch(cl, target, tmp, rl_db_next_index + 1, &idx, err,
+                          sizeof err);
     CHECK(code == RL_RPC_FAILED_PRECONDITION && strstr(err, "below") &&
               !exists(tmp),
           "min_index: %d %s", code, err);
     /* Exactly current: accepted. */
-    code = rl_image_fetch(cl, target, tmp, next_index, &idx, err, sizeof err);
-    CHECK(code == RL_RPC_OK && idx == next_index, "current: %d %s", code, err);
+    code = rl_image_fetch(cl, target, tmp, rl_db_next_index, &idx, err,
+                          sizeof err);
+    CHECK(code == RL_RPC_OK && idx == rl_db_next_index, "current: %d %s", code,
+          err);
 
     /* The header alone: a 48-byte transfer naming index and page size. */
     {
@@ -305,7 +302,7 @@ int main(void)
         CHECK(rl_image_verify_file(tmp, &info, err, sizeof err) == 0, "%s",
               err);
         code = rl_image_probe(cl, target, 5000, &pi, err, sizeof err);
-        CHECK(code == RL_RPC_OK && pi.index == next_index &&
+        CHECK(code == RL_RPC_OK && pi.index == rl_db_next_index &&
                   pi.page_size == 4096 && pi.n_pages == info.n_pages &&
                   pi.index == info.index,
               "probe: %d %s (index %llu, %u pages)", code, err,
@@ -359,14 +356,14 @@ int main(void)
         const char *peers[] = {NULL, "", "127.0.0.1:1", fake, target};
         sqlite3 *d2;
         path_of(dst2, sizeof dst2, "dst2.db");
-        make_replicated(dst2);
-        d2 = open_raft(dst2);
+        rl_db_make_replicated(dst2);
+        d2 = rl_db_open_raft(dst2);
         fake_mode = FAKE_FLIP;
-        code = rl_image_restore(cl, peers, 5, d2, tmp, next_index, &idx, err,
-                                sizeof err);
-        CHECK(code == RL_RPC_OK && idx == next_index && !exists(tmp),
+        code = rl_image_restore(cl, peers, 5, d2, tmp, rl_db_next_index, &idx,
+                                err, sizeof err);
+        CHECK(code == RL_RPC_OK && idx == rl_db_next_index && !exists(tmp),
               "restore: %d %s", code, err);
-        CHECK(one_int(d2, "SELECT count(*) FROM seq") == (int64_t)wr.done,
+        CHECK(rl_db_int(d2, "SELECT count(*) FROM seq") == (int64_t)wr.done,
               "restored rows");
         code =
             rl_image_restore(cl, peers, 4, d2, tmp, 0, &idx, err, sizeof err);
@@ -377,11 +374,11 @@ int main(void)
         code = rl_image_restore(cl, peers + 4, 1, d2, tmp, 0, &idx, err,
                                 sizeof err);
         CHECK(code == RL_RPC_OK, "same index again is a no-op: %s", err);
-        exec_ok(w, "INSERT INTO big VALUES (1)");
+        rl_db_exec(w, "INSERT INTO big VALUES (1)");
         code = rl_image_restore(cl, peers + 4, 1, d2, tmp, 0, &idx, err,
                                 sizeof err);
-        CHECK(code == RL_RPC_OK && idx == next_index, "newer: %d %s", code,
-              err);
+        CHECK(code == RL_RPC_OK && idx == rl_db_next_index, "newer: %d %s",
+              code, err);
         sqlite3_close(d2);
     }
     /* A good image the database refuses (another page size): INTERNAL,
@@ -391,19 +388,19 @@ int main(void)
         const char *peers[] = {target};
         sqlite3 *d3;
         path_of(dst3, sizeof dst3, "dst3.db");
-        d3 = open_raft(dst3);
-        exec_ok(d3, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL;"
-                    "CREATE TABLE keep(x); INSERT INTO keep VALUES (42)");
+        d3 = rl_db_open_raft(dst3);
+        rl_db_exec(d3, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL;"
+                       "CREATE TABLE keep(x); INSERT INTO keep VALUES (42)");
         sqlite3_close(d3);
         snprintf(dir, sizeof dir, "%s-raft", dst3);
         CHECK(mkdir(dir, 0755) == 0, "mkdir");
-        d3 = open_raft(dst3);
+        d3 = rl_db_open_raft(dst3);
         code =
             rl_image_restore(cl, peers, 1, d3, tmp, 0, &idx, err, sizeof err);
         CHECK(code == RL_RPC_INTERNAL && strstr(err, "page size") &&
                   !exists(tmp),
               "page size mismatch: %d %s", code, err);
-        CHECK(one_int(d3, "SELECT x FROM keep") == 42, "untouched");
+        CHECK(rl_db_int(d3, "SELECT x FROM keep") == 42, "untouched");
         sqlite3_close(d3);
         printf("install refused: %s\n", err);
     }

@@ -9,6 +9,7 @@
 **   test_txn --write-seeds DIR    write a seed corpus for tests/fuzz/fuzz_txn
 */
 #include "txn.h"
+#include "bytes.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "lib/check.h"
+#include "lib/mem.h"
 #include "lib/rng.h"
 
 /* Deterministic, so a failure reproduces (tests/unit/lib/rng.h). */
@@ -27,29 +29,12 @@ static uint32_t rnd(void)
     return rl_rng_u32(&rng);
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
-static uint8_t *dup_exact(const uint8_t *src, size_t n)
-{
-    uint8_t *p = xmalloc(n);
-    memcpy(p, src, n);
-    return p;
-}
-
 /* A test transaction: n pages of page_size random bytes with the given
 ** page numbers; data owned by t->owned. */
 static void make_txn(rl_txn *t, uint32_t page_size, uint32_t db_pages,
                      uint32_t n, const uint32_t *pgnos)
 {
-    uint8_t *data = xmalloc((size_t)n * page_size);
+    uint8_t *data = rl_xmalloc((size_t)n * page_size);
     uint32_t i;
     size_t k;
     for (k = 0; k < (size_t)n * page_size; k++)
@@ -57,7 +42,7 @@ static void make_txn(rl_txn *t, uint32_t page_size, uint32_t db_pages,
     t->page_size = page_size;
     t->db_pages = db_pages;
     t->n_pages = n;
-    t->pages = xmalloc((size_t)n * sizeof(rl_page));
+    t->pages = rl_xmalloc((size_t)n * sizeof(rl_page));
     t->owned = data;
     for (i = 0; i < n; i++) {
         t->pages[i].pgno = pgnos ? pgnos[i] : i + 1;
@@ -70,23 +55,15 @@ static uint8_t *encode(const rl_txn *t, size_t *len)
     uint8_t *buf;
     int rc;
     *len = rl_txn_encoded_size(t);
-    buf = xmalloc(*len);
+    buf = rl_xmalloc(*len);
     rc = rl_txn_encode(t, buf, *len);
     CHECK(rc == RL_TXN_OK, "encode rc %d", rc);
     return buf;
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 static void reseal(uint8_t *buf, size_t len)
 {
-    put_le32(buf + 28, rl_txn_checksum(buf, len));
+    rl_put_le32(buf + 28, rl_txn_checksum(buf, len));
 }
 
 /* Decodes an exact-size copy of buf and requires rejection with rc and a
@@ -94,7 +71,7 @@ static void reseal(uint8_t *buf, size_t len)
 static void expect_reject(const char *what, const uint8_t *buf, size_t len,
                           int want_rc, const char *want)
 {
-    uint8_t *copy = dup_exact(buf, len);
+    uint8_t *copy = rl_xmemdup(buf, len);
     rl_txn t;
     char err[300] = "";
     int rc = rl_txn_decode(copy, len, &t, err, sizeof(err));
@@ -213,7 +190,7 @@ static void round_trip(uint32_t page_size, uint32_t db_pages, uint32_t n,
     len = rl_txn_encoded_size(&t);
     CHECK(len == 32 + (size_t)n * (8 + page_size), "size %zu", len);
     CHECK(len % 8 == 0, "size multiple of 8");
-    small = xmalloc(len - 1);
+    small = rl_xmalloc(len - 1);
     CHECK(rl_txn_encode(&t, small, len - 1) == RL_TXN_ESHORT, "short buffer");
     free(small);
     buf = encode(&t, &len);
@@ -247,99 +224,69 @@ static void test_round_trips(void)
     round_trip(4096, 4000000000u, 5, sparse);
     round_trip(65536, 1, 1, NULL);
     /* a large one: 20000 pages of 512 bytes (10 MB) */
-    many = xmalloc(20000 * sizeof(uint32_t));
+    many = rl_xmalloc(20000 * sizeof(uint32_t));
     for (i = 0; i < 20000; i++)
         many[i] = 3 * i + 2;
     round_trip(512, 70000, 20000, many);
     free(many);
 }
 
+/* One 32-bit field of a good record changed: where, to what, whether the
+** record's checksum is recomputed, and the refusal expected. */
+typedef struct mutation {
+    const char *what;
+    uint32_t off, val;
+    int reseal;
+    int rc;
+    const char *msg;
+} mutation;
+
 static void test_malformed(void)
 {
+    static const mutation muts[] = {
+        {"version 2", 4, 2, 1, RL_TXN_EFORMAT, "version 2"},
+        {"version 0 unsealed", 4, 0, 0, RL_TXN_EFORMAT, "version 0"},
+        {"flags", 20, 1, 1, RL_TXN_EFORMAT, "reserved"},
+        {"reserved", 24, 0x100, 1, RL_TXN_EFORMAT, "reserved"},
+        {"page size 513", 8, 513, 1, RL_TXN_EFORMAT, "page size 513"},
+        {"page size 0", 8, 0, 0, RL_TXN_EFORMAT, "page size 0"},
+        /* a valid page size that does not match the data: the length betrays it
+         */
+        {"page size 1024 on 512 data", 8, 1024, 1, RL_TXN_EFORMAT, "truncated"},
+        {"page size 256", 8, 256, 1, RL_TXN_EFORMAT, "page size 256"},
+        {"no pages", 16, 0, 1, RL_TXN_EFORMAT, "no pages"},
+        {"n_pages too small", 16, 2, 1, RL_TXN_EFORMAT, "trailing"},
+        {"n_pages huge", 16, 0xffffffffu, 1, RL_TXN_EFORMAT, "truncated"},
+        /* semantic errors behind a good checksum */
+        {"pgno 0", 32, 0, 1, RL_TXN_EINVAL, "page number 0"},
+        {"pgno > db_pages", 32 + 16, 7, 1, RL_TXN_EINVAL,
+         "beyond the database size"},
+        {"db_pages shrunk", 12, 5, 1, RL_TXN_EINVAL,
+         "beyond the database size"},
+        {"duplicate", 32 + 8, 1, 1, RL_TXN_EINVAL, "sorted ascending"},
+        {"descending", 32 + 16, 3, 1, RL_TXN_EINVAL, "sorted ascending"},
+        {"entry reserved", 32 + 4, 9, 1, RL_TXN_EFORMAT, "reserved field"},
+    };
     rl_txn t;
     uint32_t pg[3] = {1, 4, 6};
     uint8_t *buf, *b;
-    size_t len, cut;
+    size_t len, cut, i;
 
     make_txn(&t, 512, 6, 3, pg);
     buf = encode(&t, &len);
-    b = xmalloc(len + 16);
+    b = rl_xmalloc(len + 16);
 
 #define FRESH() memcpy(b, buf, len)
     FRESH();
     b[0] = 'X';
     expect_reject("magic", b, len, RL_TXN_EFORMAT, "bad magic");
-    FRESH();
-    put_le32(b + 4, 2);
-    reseal(b, len);
-    expect_reject("version 2", b, len, RL_TXN_EFORMAT, "version 2");
-    FRESH();
-    put_le32(b + 4, 0);
-    expect_reject("version 0 unsealed", b, len, RL_TXN_EFORMAT, "version 0");
-    FRESH();
-    put_le32(b + 20, 1);
-    reseal(b, len);
-    expect_reject("flags", b, len, RL_TXN_EFORMAT, "reserved");
-    FRESH();
-    put_le32(b + 24, 0x100);
-    reseal(b, len);
-    expect_reject("reserved", b, len, RL_TXN_EFORMAT, "reserved");
-    FRESH();
-    put_le32(b + 8, 513);
-    reseal(b, len);
-    expect_reject("page size 513", b, len, RL_TXN_EFORMAT, "page size 513");
-    FRESH();
-    put_le32(b + 8, 0);
-    expect_reject("page size 0", b, len, RL_TXN_EFORMAT, "page size 0");
-    /* a valid page size that does not match the data: the length betrays it */
-    FRESH();
-    put_le32(b + 8, 1024);
-    reseal(b, len);
-    expect_reject("page size 1024 on 512 data", b, len, RL_TXN_EFORMAT,
-                  "truncated");
-    FRESH();
-    put_le32(b + 8, 256);
-    reseal(b, len);
-    expect_reject("page size 256", b, len, RL_TXN_EFORMAT, "page size 256");
-    FRESH();
-    put_le32(b + 16, 0);
-    reseal(b, len);
-    expect_reject("no pages", b, len, RL_TXN_EFORMAT, "no pages");
-    FRESH();
-    put_le32(b + 16, 2);
-    reseal(b, len);
-    expect_reject("n_pages too small", b, len, RL_TXN_EFORMAT, "trailing");
-    FRESH();
-    put_le32(b + 16, 0xffffffffu);
-    reseal(b, len);
-    expect_reject("n_pages huge", b, len, RL_TXN_EFORMAT, "truncated");
-    /* semantic errors behind a good checksum */
-    FRESH();
-    put_le32(b + 32, 0);
-    reseal(b, len);
-    expect_reject("pgno 0", b, len, RL_TXN_EINVAL, "page number 0");
-    FRESH();
-    put_le32(b + 32 + 16, 7);
-    reseal(b, len);
-    expect_reject("pgno > db_pages", b, len, RL_TXN_EINVAL,
-                  "beyond the database size");
-    FRESH();
-    put_le32(b + 12, 5);
-    reseal(b, len);
-    expect_reject("db_pages shrunk", b, len, RL_TXN_EINVAL,
-                  "beyond the database size");
-    FRESH();
-    put_le32(b + 32 + 8, 1);
-    reseal(b, len);
-    expect_reject("duplicate", b, len, RL_TXN_EINVAL, "sorted ascending");
-    FRESH();
-    put_le32(b + 32 + 16, 3);
-    reseal(b, len);
-    expect_reject("descending", b, len, RL_TXN_EINVAL, "sorted ascending");
-    FRESH();
-    put_le32(b + 32 + 4, 9);
-    reseal(b, len);
-    expect_reject("entry reserved", b, len, RL_TXN_EFORMAT, "reserved field");
+    for (i = 0; i < sizeof muts / sizeof muts[0]; i++) {
+        FRESH();
+        rl_put_le32(b + muts[i].off, muts[i].val);
+        if (muts[i].reseal)
+            reseal(b, len);
+        expect_reject(muts[i].what, b, len, muts[i].rc, muts[i].msg);
+    }
     /* checksum: the field itself, the header, the table, the data */
     FRESH();
     b[28] ^= 1;

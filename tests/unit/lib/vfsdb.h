@@ -1,68 +1,80 @@
 /*
-** tests/unit/lib/vfsdb.h -- the database helpers of the unit tests that
-** drive the raft VFS through SQLite (test_image, test_image_fetch): a port
-** that numbers commits (no Raft), the scratch directory, run a statement
-** that must succeed, open through "raft", make a database replicated, read
-** one integer.
+** tests/unit/lib/vfsdb.h -- databases of the raft VFS for unit tests: open
+** one, make one replicated, run SQL that must succeed, read one integer.
+** Every failure ends the test through CHECK (check.h), with SQLite's
+** message and the VFS's (rl_vfs_last_error).
 **
-** Header-only, after lib/check.h (a failure is a CHECK) and vfs.h. Test
-** code only; nothing under raftd/, vfs/ or ext/ may include it.
+** rl_db_setup(name) first: a scratch directory (removed at exit unless
+** RL_KEEP is set) and the VFS registered with a port whose commit accepts
+** every transaction and hands out increasing indexes (rl_db_next_index),
+** so local writes pass and the applied record advances as under a node.
+**
+** Test code only; nothing under raftd/, vfs/ or ext/ may include it.
 */
 #ifndef RL_TEST_VFSDB_H
 #define RL_TEST_VFSDB_H
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <sqlite3.h>
+#include "check.h"
+#include "vfs.h"
 
-/* The port of every replicated database (resolver): each commit takes the
-** next index (commits counts them), under the database write lock. */
-static uint64_t next_index __attribute__((unused));
-static unsigned commits __attribute__((unused));
+/* The last index the test port handed out (atomic: writers may run on
+** several threads). */
+static uint64_t rl_db_next_index __attribute__((unused));
+/* The scratch directory of rl_db_setup. */
+static char rl_db_dir[256] __attribute__((unused));
 
-static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
-                       rl_commit_info *ci, char *err, size_t errlen)
+static inline int rl_db_port_commit(void *ctx, const char *db_path,
+                                    const rl_txn *txn, rl_commit_info *ci,
+                                    char *err, size_t errlen)
 {
     (void)ctx;
     (void)db_path;
     (void)txn;
     (void)err;
     (void)errlen;
-    ci->index = __atomic_add_fetch(&next_index, 1, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&commits, 1, __ATOMIC_SEQ_CST);
+    ci->index = __atomic_add_fetch(&rl_db_next_index, 1, __ATOMIC_SEQ_CST);
     return SQLITE_OK;
 }
 
-static const rl_port test_port = {0, 0, port_commit, 0, 0};
-
-static const rl_port *resolver(const char *db_path) __attribute__((unused));
-static const rl_port *resolver(const char *db_path)
+static inline const rl_port *rl_db_resolver(const char *db_path)
 {
+    static const rl_port port = {0, 0, rl_db_port_commit, 0, 0};
     (void)db_path;
-    return &test_port;
+    return &port;
 }
 
-/* The test's scratch directory, removed by cleanup() unless RL_KEEP. */
-static char tmpdir[256];
-
-static void cleanup(void) __attribute__((unused));
-static void cleanup(void)
+static inline void rl_db_cleanup(void)
 {
     char cmd[300];
-    if (tmpdir[0] && !getenv("RL_KEEP")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (rl_db_dir[0] && !getenv("RL_KEEP")) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", rl_db_dir);
         if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", tmpdir);
+            fprintf(stderr, "could not remove %s\n", rl_db_dir);
     }
 }
 
-static void exec_ok(sqlite3 *db, const char *sql) __attribute__((unused));
-static void exec_ok(sqlite3 *db, const char *sql)
+/* A scratch directory "$TMPDIR/<name>.XXXXXX" in rl_db_dir, removed at
+** a normal exit (a failing CHECK leaves it for a look), and the VFS "raft"
+** with the test port. */
+static inline void rl_db_setup(const char *name)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(rl_db_dir, sizeof rl_db_dir, "%s/%s.XXXXXX", base ? base : "/tmp",
+             name);
+    CHECK(mkdtemp(rl_db_dir), "mkdtemp: %s", strerror(errno));
+    atexit(rl_db_cleanup);
+    CHECK(rl_vfs_register(0, rl_db_resolver) == SQLITE_OK, "register");
+}
+
+static inline void rl_db_exec(sqlite3 *db, const char *sql)
 {
     char *msg = 0;
     int rc = sqlite3_exec(db, sql, 0, 0, &msg);
@@ -71,9 +83,9 @@ static void exec_ok(sqlite3 *db, const char *sql)
     sqlite3_free(msg);
 }
 
-/* A connection of the raft VFS to path (created if missing). */
-static sqlite3 *open_raft(const char *path) __attribute__((unused));
-static sqlite3 *open_raft(const char *path)
+/* A connection of the raft VFS, created if need be, waiting up to 10 s
+** on locks. */
+static inline sqlite3 *rl_db_open_raft(const char *path)
 {
     sqlite3 *db = 0;
     int rc = sqlite3_open_v2(
@@ -85,20 +97,18 @@ static sqlite3 *open_raft(const char *path)
 
 /* A new replicated database: WAL mode set while it is plain, then
 ** "<db>-raft/" made (as raft_bootstrap does). */
-static void make_replicated(const char *path) __attribute__((unused));
-static void make_replicated(const char *path)
+static inline void rl_db_make_replicated(const char *path)
 {
     char dir[600];
-    sqlite3 *db = open_raft(path);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
+    sqlite3 *db = rl_db_open_raft(path);
+    rl_db_exec(db, "PRAGMA journal_mode=WAL");
     sqlite3_close(db);
     snprintf(dir, sizeof dir, "%s-raft", path);
     CHECK(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
 }
 
-/* The one integer sql answers. */
-static int64_t one_int(sqlite3 *db, const char *sql) __attribute__((unused));
-static int64_t one_int(sqlite3 *db, const char *sql)
+/* The first column of the first row of sql, which must have one. */
+static inline int64_t rl_db_int(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st;
     int64_t v;
