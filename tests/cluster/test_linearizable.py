@@ -22,8 +22,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
-from rltest import check, check_eq, log, main  # noqa: E402
-from rlcluster import Cluster, NodeShell  # noqa: E402
+from rltest import Shell, check, check_eq, log, main  # noqa: E402
+from rlcluster import Cluster  # noqa: E402
 
 
 def test():
@@ -81,8 +81,8 @@ def test():
     # The URI parameter, in a client process (a second shell on a
     # follower's file): its read point comes from the leader through its
     # host, and it waits for its file; it reads the leader's write at once.
-    sh = NodeShell("file:%s?raft_consistency=linearizable" % fols[1].db,
-                   env=c.env, ext_path=c.ext)
+    sh = Shell("file:%s?raft_consistency=linearizable" % fols[1].db,
+               env=c.env, ext_path=c.ext)
     out = sh.sql("PRAGMA raft_consistency;")
     check_eq(out.strip(), "linearizable", "the URI parameter's level")
     for i in range(20):

@@ -8,6 +8,8 @@ the leader removes itself and the rest elect a new leader and keep taking
 writes. raft_nodes, raft_leader() and PRAGMA raft_status say so at every
 step, and the members converge to the same bytes. RL_LONG=1: 20,000
 transactions."""
+import functools
+
 from rltest import *
 from rlcluster import *
 
@@ -16,15 +18,8 @@ def ids(node):
     return [x["id"] for x in node.nodes()]
 
 
-def wait_for(what, fn, timeout=30):
-    deadline = time.time() + timeout * SLOW
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.time() > deadline:
-            fail("%s: not within %ds" % (what, timeout * SLOW))
-        time.sleep(0.1)
+# Membership changes wait for elections and catch-up: 30 s (x SLOW).
+wait_for = functools.partial(wait_for, timeout=30)
 
 
 def test():

@@ -26,10 +26,9 @@ def visible_anywhere(c):
 
 def test():
     c = Cluster(3)
-    lead = c.leader()
-    lead.sql("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
-             "INSERT INTO kv VALUES (1, 'before');")
-    c.wait_all("SELECT v FROM kv WHERE k = 1;", "before")
+    lead = c.seed("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
+                  "INSERT INTO kv VALUES (1, 'before');",
+                  "SELECT v FROM kv WHERE k = 1;", "before")
     c.wait_converged()
     followers = [n for n in c.nodes if n is not lead]
     for f in followers:

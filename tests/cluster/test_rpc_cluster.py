@@ -32,32 +32,6 @@ def addr():
     return "127.0.0.1:%d" % free_port()
 
 
-def finish(shell, name):
-    """Ends a shell and fails on a sanitizer report (ASan runs exit 86) or
-    a crash; exit 1 is the stock shell's answer to an earlier SQL error."""
-    rc = shell.close()
-    tail = []
-    while True:
-        try:
-            line = shell.q.get(timeout=10)
-        except Exception:
-            break
-        if line is None:
-            break
-        tail.append(line)
-    text = "".join(tail)
-    if (rc == 86 and "LeakSanitizer has encountered a fatal error" in text
-            and "ERROR:" not in text and "runtime error" not in text):
-        # LSan's own tracer crashed while stopping the exiting process's
-        # threads (seen with grpc's threads at exit): no check happened,
-        # nothing was reported. Say so rather than fail or hide it.
-        log("shell %s: LeakSanitizer could not run at exit (tracer "
-            "crash); no leak check for it" % name)
-        return
-    check("Sanitizer" not in text and "runtime error" not in text and
-          rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc, text[-3000:]))
-
-
 def test():
     pb, pbg = project_stubs()
     d = scratch("rlrpcc-")
@@ -161,7 +135,7 @@ def test():
     # A leader without its quorum: STRONG refused, EVENTUAL answers.
     lead = pub["n3"].Leader(pb.LeaderRequest(), timeout=T).node_id
     other = "n2" if lead == "n3" else "n3"
-    finish(b if other == "n2" else c, other)
+    (b if other == "n2" else c).finish(other)
     t0 = time.time()
     r = pub[lead].ExecuteRead(pb.ReadRequest(sql="SELECT count(*) FROM t",
                                              consistency=pb.STRONG),
@@ -179,7 +153,7 @@ def test():
         ch.close()
     for sh, name in ((a, "n1"), (b, "n2"), (c, "n3")):
         if sh.p.poll() is None:
-            finish(sh, name)
+            sh.finish(name)
 
 
 main(test)

@@ -29,10 +29,9 @@ ROUNDS = 40 if LONG else 10
 
 def test():
     c = Cluster(3)
-    lead = c.leader()
-    lead.sql("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
-             "INSERT INTO kv VALUES (1, 'v0');")
-    c.wait_all("SELECT v FROM kv WHERE k=1;", "v0")
+    lead = c.seed("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT);"
+                  "INSERT INTO kv VALUES (1, 'v0');",
+                  "SELECT v FROM kv WHERE k=1;", "v0")
     # On the leader a no-row write transaction commits (after its read
     # index) and says 0 rows.
     out = lead.sql("UPDATE kv SET v='z' WHERE k=1 AND v='nomatch';"

@@ -19,9 +19,7 @@ must fail, the rest of their file must pass).
 """
 import argparse
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import slt  # noqa: E402
+from rltest import free_port  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -59,21 +59,6 @@ def stubs(workdir):
     import raftlite_pb2
     import raftlite_pb2_grpc
     return raftlite_pb2, raftlite_pb2_grpc
-
-
-def free_port():
-    """A free port on 127.0.0.1 below 32768 (outside the ephemeral range)."""
-    for _ in range(1000):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise RuntimeError("no free port below 32768")
 
 
 def quote_value(v):

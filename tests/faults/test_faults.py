@@ -188,37 +188,7 @@ class Case:
         L = self.leader()
         followers = [i for i in range(3) if i != L]
         now = time.monotonic
-        if f == "kill-follower":
-            i = self.rnd.choice(followers)
-            self.kill9(i)
-            t0 = now()
-            time.sleep(down)
-            self.start(i)
-        elif f == "kill-leader":
-            i = L
-            self.kill9(i)
-            t0 = now()
-            time.sleep(down)
-            self.start(i)
-        elif f == "pause-leader":
-            i = L
-            self.nodes[i].pause()
-            t0 = now()
-            time.sleep(hold)
-            self.nodes[i].resume()
-        elif f == "partition-leader":
-            i = L
-            self.net.isolate(i)
-            t0 = now()
-            time.sleep(hold)
-            self.net.heal(i)
-        elif f == "partition-follower":
-            i = self.rnd.choice(followers)
-            self.net.isolate(i)
-            t0 = now()
-            time.sleep(hold)
-            self.net.heal(i)
-        elif f == "kill-all":
+        if f == "kill-all":
             i = None
             for j in range(3):
                 self.kill9(j)
@@ -229,7 +199,22 @@ class Case:
             for j in range(3):
                 self.nodes[j].wait_serving(60 * SLOW)
         else:
-            fail("unknown fault %r" % f)
+            # KIND-WHO: KIND starts the fault on the leader or a follower,
+            # its pair heals it after secs.
+            kind, _, who = f.partition("-")
+            begin, heal, secs = {
+                "kill": (self.kill9, self.start, down),
+                "pause": (lambda j: self.nodes[j].pause(),
+                          lambda j: self.nodes[j].resume(), hold),
+                "partition": (self.net.isolate, self.net.heal, hold),
+            }.get(kind, (None, None, None))
+            check(begin is not None and who in ("leader", "follower"),
+                  "unknown fault %r" % f)
+            i = L if who == "leader" else self.rnd.choice(followers)
+            begin(i)
+            t0 = now()
+            time.sleep(secs)
+            heal(i)
         t1 = now()
         name = "all" if i is None else self.nodes[i].name
         log("  cycle %d: %s of %s (leader was %s), healed after %.1fs" % (

@@ -1,15 +1,23 @@
 #!/bin/sh
-# tests/fuzz/run_fuzz.sh NAME SECONDS [SEED_DIR] -- runs build/fuzz/NAME (a
+# tests/fuzz/run_fuzz.sh NAME SECONDS [SEEDS] -- the one runner of the
+# test_fuzz_*.sh scripts (not a test itself): runs build/fuzz/NAME (a
 # libFuzzer binary built with clang -fsanitize=fuzzer,address,undefined)
-# for SECONDS on a fresh corpus (seeded from SEED_DIR if given), in a
-# temporary directory removed at exit. Fails on any crash, sanitizer report
-# or broken invariant (artifact written), or if the run did too little.
-# Used by the test_fuzz_*.sh scripts; not a test itself.
+# for SECONDS (60 under make test-long, RL_LONG=1) on a fresh corpus, in a
+# temporary directory removed at exit. SEEDS, if given, is either
+#   --dir DIR                 the committed seed corpus DIR (relative to
+#                             the checkout), or
+#   --write MIN CMD [ARG...]  a corpus that `CMD ARG... OUTDIR` writes
+#                             (the real encoders); fewer than MIN files
+#                             written fails the run.
+# Fails on any crash, sanitizer report or broken invariant (artifact
+# written), or if the run did too little. Must never leave files behind.
 set -eu
 NAME=$1
 SECS=$2
-SEEDS=${3:-}
+shift 2
+[ "${RL_LONG:-0}" = 1 ] && SECS=60
 ROOT=${RL_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$ROOT"
 FUZZ="$ROOT/build/fuzz/$NAME"
 if [ ! -x "$FUZZ" ]; then
     echo "missing $FUZZ: run make test (or make $FUZZ)" >&2
@@ -18,6 +26,34 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 mkdir "$TMP/corpus" "$TMP/art"
+SEEDS=
+case "${1:-}" in
+"") ;;
+--dir)
+    SEEDS="$ROOT/$2"
+    [ -d "$SEEDS" ] || { echo "missing seed corpus $SEEDS" >&2; exit 1; }
+    ;;
+--write)
+    MIN=$2
+    shift 2
+    # The seeder is a build product (a unit test): say which one is missing.
+    case "$1" in
+    */*) [ -x "$1" ] || { echo "missing $1: run make test" >&2; exit 1; } ;;
+    esac
+    SEEDS="$TMP/seeds"
+    mkdir "$SEEDS"
+    "$@" "$SEEDS"
+    n=$(ls "$SEEDS" | wc -l)
+    [ "$n" -ge "$MIN" ] || {
+        echo "seed corpus not written ($n files, want $MIN)" >&2
+        exit 1
+    }
+    ;;
+*)
+    echo "run_fuzz.sh: unknown seeds option $1" >&2
+    exit 2
+    ;;
+esac
 rc=0
 # Stop at the first error and make it fail the run.
 ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \

@@ -6,6 +6,7 @@
 set -eu
 SEEDER=$1
 OUT=$2
+[ -x "$SEEDER" ] || { echo "missing $SEEDER: run make test" >&2; exit 1; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/seed_image_rx.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 "$SEEDER" --write-seeds "$TMP"

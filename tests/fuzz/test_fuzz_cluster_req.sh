@@ -5,9 +5,5 @@
 # (raftd/reqcheck.c: Join, Remove, Transfer, Leader, Nodes, Status,
 # ReadIndex, ExecuteRead, FetchImage), build/fuzz/fuzz_cluster_req, from
 # the committed seeds of valid requests. `make fuzz` runs it longer.
-set -eu
-ROOT=${RL_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SECS=6
-[ "${RL_LONG:-0}" = 1 ] && SECS=60
-sh "$ROOT/tests/fuzz/run_fuzz.sh" fuzz_cluster_req "$SECS" \
-    "$ROOT/tests/fuzz/seeds/fuzz_cluster_req"
+exec sh "$(dirname "$0")/run_fuzz.sh" fuzz_cluster_req 6 \
+    --dir tests/fuzz/seeds/fuzz_cluster_req

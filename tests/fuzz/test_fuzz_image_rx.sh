@@ -6,15 +6,5 @@
 # truncated, oversize, out-of-order and lying chunks. Seeded with honest
 # streams of test_image's valid images (seed_image_rx.sh). `make fuzz`
 # runs it longer.
-set -eu
-ROOT=${RL_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SEEDER="$ROOT/build/tests/unit/test_image"
-SECS=8
-[ "${RL_LONG:-0}" = 1 ] && SECS=60
-[ -x "$SEEDER" ] || { echo "missing $SEEDER: run make test" >&2; exit 1; }
-SEEDS=$(mktemp -d "${TMPDIR:-/tmp}/fuzz_image_rx_seeds.XXXXXX")
-trap 'rm -rf "$SEEDS"' EXIT INT TERM
-sh "$ROOT/tests/fuzz/seed_image_rx.sh" "$SEEDER" "$SEEDS"
-n=$(ls "$SEEDS" | wc -l)
-[ "$n" -ge 3 ] || { echo "seed corpus not written ($n files)" >&2; exit 1; }
-sh "$ROOT/tests/fuzz/run_fuzz.sh" fuzz_image_rx "$SECS" "$SEEDS"
+exec sh "$(dirname "$0")/run_fuzz.sh" fuzz_image_rx 8 --write 3 \
+    sh tests/fuzz/seed_image_rx.sh build/tests/unit/test_image

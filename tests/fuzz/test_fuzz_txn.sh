@@ -4,15 +4,5 @@
 # make test-long) of the transaction-record decoder, build/fuzz/fuzz_txn.
 # The seed corpus is written by the real encoder (test_txn --write-seeds).
 # `make fuzz` runs it longer.
-set -eu
-ROOT=${RL_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SEEDER="$ROOT/build/tests/unit/test_txn"
-SECS=15
-[ "${RL_LONG:-0}" = 1 ] && SECS=60
-[ -x "$SEEDER" ] || { echo "missing $SEEDER: run make test" >&2; exit 1; }
-SEEDS=$(mktemp -d "${TMPDIR:-/tmp}/fuzz_txn_seeds.XXXXXX")
-trap 'rm -rf "$SEEDS"' EXIT INT TERM
-"$SEEDER" --write-seeds "$SEEDS"
-n=$(ls "$SEEDS" | wc -l)
-[ "$n" -ge 4 ] || { echo "seed corpus not written ($n files)" >&2; exit 1; }
-sh "$ROOT/tests/fuzz/run_fuzz.sh" fuzz_txn "$SECS" "$SEEDS"
+exec sh "$(dirname "$0")/run_fuzz.sh" fuzz_txn 15 --write 4 \
+    build/tests/unit/test_txn --write-seeds

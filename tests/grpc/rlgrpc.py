@@ -109,6 +109,15 @@ def channel(addr, creds=None, max_recv=None):
     return ch
 
 
+def standalone(pbg, **kw):
+    """A standalone raftd (Raftd(**kw)) and a channel to it: (raftd,
+    channel, DistributedSqlite stub, RaftliteInternal stub)."""
+    d = Raftd(**kw)
+    ch = channel(d.addr)
+    return (d, ch, pbg.DistributedSqliteStub(ch),
+            pbg.RaftliteInternalStub(ch))
+
+
 def expect_rpc_error(fn, code, needle=None, what=""):
     """Calls fn(); it must raise grpc.RpcError with this status code (and a
     details text containing needle). Returns the details."""

@@ -40,10 +40,7 @@ print("poc client ok")
 
 def test():
     pb, pbg = project_stubs()
-    d = Raftd()
-    ch = channel(d.addr)
-    s = pbg.DistributedSqliteStub(ch)
-    internal = pbg.RaftliteInternalStub(ch)
+    d, ch, s, internal = standalone(pbg)
     T = 20 * SAN_SLOW
 
     def alive(what):

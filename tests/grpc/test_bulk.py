@@ -15,10 +15,7 @@ from rlgrpc import *  # noqa: F401,F403
 
 def test():
     pb, pbg = project_stubs()
-    d = Raftd()
-    ch = channel(d.addr)
-    s = pbg.DistributedSqliteStub(ch)
-    internal = pbg.RaftliteInternalStub(ch)
+    d, ch, s, internal = standalone(pbg)
     T = 120 * SAN_SLOW
 
     # 50 MB transaction in 1 MiB chunks.

@@ -33,9 +33,7 @@ def hold_lock(db, seconds, started):
 
 def test():
     pb, pbg = project_stubs()
-    d = Raftd()
-    ch = channel(d.addr)
-    s = pbg.DistributedSqliteStub(ch)
+    d, ch, s, _ = standalone(pbg)
     T = 30 * SAN_SLOW
     w = s.ExecuteWrite(pb.WriteRequest(
         sql="CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT); "

@@ -15,7 +15,6 @@ try_sql() also returns `SELECT raft_last_error()`.
 """
 import json
 import os
-import queue
 import re
 import signal
 import socket
@@ -23,84 +22,10 @@ import subprocess
 import time
 
 import rltest
-from rltest import (EXT, SAN, SQLITE3, Shell, check, check_eq, fail,
+from rltest import (EXT, SAN, SLOW, SQLITE3, Shell, check, check_eq, fail,
                     file_bytes, free_port, is_error, log, san_env, scratch)
 
-# ASan makes everything slower: waits scale by SLOW.
-SLOW = 3 if SAN else 1
 HOST = "127.0.0.1"
-
-
-class NodeShell(Shell):
-    """rltest.Shell that survives its own timeouts (a late answer to an
-    earlier call is skipped, not taken for the next one's) and offers
-    partial(): the output of a call during which the shell may die."""
-
-    def _run(self, text, timeout):
-        """Sends text; returns (output, how): how is "ok", "exited" or
-        "timeout"."""
-        self.n += 1
-        mark = "__rl_mark_%d__" % self.n
-        try:
-            self.p.stdin.write(text.rstrip() + "\n.print " + mark + "\n")
-            self.p.stdin.flush()
-        except (BrokenPipeError, OSError):
-            # Died: what it printed before is still queued.
-            out = []
-            while True:
-                try:
-                    line = self.q.get(timeout=10)
-                except queue.Empty:
-                    break
-                if line is None:
-                    self.q.put(None)
-                    break
-                out.append(line)
-            return "".join(out), "exited"
-        out = []
-        deadline = time.time() + timeout
-        while True:
-            try:
-                line = self.q.get(timeout=max(0.01, deadline - time.time()))
-            except queue.Empty:
-                return "".join(out), "timeout"
-            if line is None:
-                self.q.put(None)  # every later call sees the end too
-                return "".join(out), "exited"
-            s = line.rstrip("\n")
-            if s == mark:
-                return "".join(out), "ok"
-            if s.startswith("__rl_mark_") and s.endswith("__"):
-                out = []  # the end of an earlier call that timed out
-                continue
-            out.append(line)
-
-    # The stock shell's exit status at .exit or end of input is 1 if any
-    # statement of its input failed, 0 otherwise: expected_rc() tracks it.
-    had_error = False
-
-    def expected_rc(self):
-        return 1 if self.had_error else 0
-
-    def sql(self, text, timeout=120):
-        out, how = self._run(text, timeout)
-        if is_error(out):
-            self.had_error = True
-        if how == "timeout":
-            fail("shell did not answer within %ds: %r; output so far:\n%s" %
-                 (timeout, text[:300], out))
-        if how == "exited":
-            fail("shell exited (%s) while running %r; output:\n%s" %
-                 (self.p.wait(), text[:300], out))
-        return out
-
-    def partial(self, text, timeout=120):
-        """(output, finished): finished is False if the shell exited or
-        did not answer in time before the end of text."""
-        out, how = self._run(text, timeout)
-        if is_error(out):
-            self.had_error = True
-        return out, how == "ok"
 
 
 def _ports(used):
@@ -158,7 +83,7 @@ class Node:
         name = self.db
         if self.c.uri:
             name = "file:%s?%s" % (self.db, self.c.uri)
-        self.sh = NodeShell(name, env=e, ext_path=self.c.ext)
+        self.sh = Shell(name, env=e, ext_path=self.c.ext)
         self.state = "up"
         return self
 
@@ -206,20 +131,8 @@ class Node:
         self.state = "exited"
         if rc != 0:
             # What it printed last (an ASan leak report, say) says why.
-            out = []
-            while True:
-                try:
-                    line = self.sh.q.get(timeout=1)
-                except queue.Empty:
-                    break
-                if line is None:
-                    break
-                out.append(line)
-            self.exit_output = "".join(out)[-6000:]
-            text = self.exit_output
-            if (rc == 86 and
-                    "LeakSanitizer has encountered a fatal error" in text and
-                    "ERROR:" not in text and "runtime error" not in text):
+            self.exit_output = self.sh.rest(timeout=1)[-6000:]
+            if rltest.lsan_tracer_crashed(rc, self.exit_output):
                 # LSan's own tracer crashed while stopping the exiting
                 # process's threads (grpc's, at exit): no check ran and
                 # nothing was reported. Said, and the shell's own status
@@ -402,6 +315,14 @@ class Cluster:
                 fail("%s: %r gives %r, want %r (after %ds)" %
                      (node.name, text, got, want, timeout * SLOW))
             time.sleep(0.05)
+
+    def seed(self, sql, query, want):
+        """Runs sql on the leader and waits until every live member answers
+        query with want (a test's first data); returns the leader."""
+        lead = self.leader()
+        lead.sql(sql)
+        self.wait_all(query, want)
+        return lead
 
     def wait_all(self, text, want, nodes=None, timeout=20):
         for n in nodes or self.live():

@@ -18,8 +18,8 @@ import threading
 import time
 
 import rltest
-from rlcluster import NodeShell, SLOW
-from rltest import check, fail, log
+from rlcluster import SLOW
+from rltest import Shell, check, fail, log
 
 TABLE = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB);"
 
@@ -156,12 +156,12 @@ def answers_next_id(c):
     return best + 1000
 
 
-class LoggedShell(NodeShell):
-    """A NodeShell that keeps everything its shell printed in .printed
+class LoggedShell(Shell):
+    """A Shell that keeps everything its shell printed in .printed
     (the node's log lines arrive in whichever call reads them)."""
 
     def _run(self, text, timeout):
-        out, how = NodeShell._run(self, text, timeout)
+        out, how = Shell._run(self, text, timeout)
         self.printed = getattr(self, "printed", "") + out
         return out, how
 

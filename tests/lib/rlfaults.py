@@ -37,9 +37,8 @@ import grpc  # noqa: E402
 
 import lincheck  # noqa: E402
 from lincheck import INFO, Op  # noqa: E402
-from rltest import SAN, SQLITE3, fail  # noqa: E402
+from rltest import SAN, SLOW, SQLITE3, fail  # noqa: E402,F401
 
-SLOW = 3 if SAN else 1
 REFUSED = "refused"
 RPC_TIMEOUT = 3.0 * SLOW
 
@@ -49,6 +48,14 @@ DEFINITE = re.compile(
     r"|cannot begin the write transaction"
     r"|statement( \d+:| failed)"
     r"|deadline exceeded while waiting for the writer)")
+
+
+def outcomes(calls):
+    """"ok=N info=N refused=N" of calls whose third field is True (done),
+    INFO (outcome unknown) or anything else (refused)."""
+    ok = sum(1 for c in calls if c[2] is True)
+    info = sum(1 for c in calls if c[2] == INFO)
+    return "ok=%d info=%d refused=%d" % (ok, info, len(calls) - ok - info)
 
 
 def classify_error(text):
@@ -301,10 +308,8 @@ class Bank:
         return bad
 
     def summary(self):
-        ok = sum(1 for t in self.transfers if t[2] is True)
-        info = sum(1 for t in self.transfers if t[2] == INFO)
-        return "transfers ok=%d info=%d refused=%d, reads=%d" % (
-            ok, info, len(self.transfers) - ok - info, len(self.reads))
+        return "transfers %s, reads=%d" % (outcomes(self.transfers),
+                                           len(self.reads))
 
 
 # ------------------------------------------------------------------ set
@@ -389,10 +394,7 @@ class SetW:
         return bad
 
     def summary(self):
-        ok = sum(1 for a in self.adds if a[2] is True)
-        info = sum(1 for a in self.adds if a[2] == INFO)
-        return "adds ok=%d info=%d refused=%d, reads=%d" % (
-            ok, info, len(self.adds) - ok - info, len(self.reads))
+        return "adds %s, reads=%d" % (outcomes(self.adds), len(self.reads))
 
 
 # ------------------------------------------------------------- sampling

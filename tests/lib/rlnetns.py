@@ -173,7 +173,7 @@ def allow_cores():
     resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
 
 
-class NsNode:
+class NsNode(rltest.RunLog):
     """One raftd in namespace ns: gRPC at ip:7000, Raft at ip:7001, data in
     data/<name>, output appended to data/<name>.log, cwd data/cwd-<name>
     (where a core file would land). Tracks every exit: an exit that no
@@ -199,16 +199,13 @@ class NsNode:
         self.p = None
         self.paused = False
         self.exits = []  # (rc, expected)
-        self.mark = 0
 
     def start(self):
         check(self.p is None, "%s already running" % self.name)
-        self.mark = (os.path.getsize(self.logpath)
-                     if os.path.exists(self.logpath) else 0)
         env = {k: v for k, v in os.environ.items()
                if "proxy" not in k.lower()}
         env.update(self.env)
-        with open(self.logpath, "a") as f:
+        with self.new_run() as f:
             # ip netns exec execs raftd: the pid is raftd's own.
             self.p = subprocess.Popen(
                 self.argv, cwd=self.cwd, stdout=f, stderr=subprocess.STDOUT,
@@ -217,10 +214,8 @@ class NsNode:
         return self
 
     def log(self, all_runs=True):
-        with open(self.logpath, errors="replace") as f:
-            if not all_runs:
-                f.seek(self.mark)
-            return f.read()
+        """Every run's output by default (a crash report wants it all)."""
+        return rltest.RunLog.log(self, all_runs)
 
     def wait_serving(self, timeout=30):
         deadline = time.time() + timeout

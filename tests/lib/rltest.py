@@ -53,6 +53,23 @@ def log(*a):
     print(*a, flush=True)
 
 
+# ASan makes everything slower: waits scale by SLOW.
+SLOW = 3 if SAN else 1
+
+
+def wait_for(what, fn, timeout=20, step=0.1):
+    """Polls fn() every step seconds until it returns something true, and
+    returns that; fails the test after timeout (x SLOW) seconds."""
+    deadline = time.time() + timeout * SLOW
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            fail("timed out after %ds waiting for %s" % (timeout * SLOW, what))
+        time.sleep(step)
+
+
 def _cleanup():
     for p in _procs:
         try:
@@ -120,6 +137,27 @@ def spawn(argv, env=None, **kw):
     return p
 
 
+class RunLog:
+    """The output of a process started again and again, appended to one
+    file, self.logpath: new_run() opens it for the next run's output and
+    marks where that begins; log() is the current run's output (all_runs:
+    every run's). Mixed into the raftd process classes of tests/poc and
+    tests/lib/rlnetns.py."""
+
+    mark = 0
+
+    def new_run(self):
+        self.mark = (os.path.getsize(self.logpath)
+                     if os.path.exists(self.logpath) else 0)
+        return open(self.logpath, "a")
+
+    def log(self, all_runs=False):
+        with open(self.logpath, errors="replace") as f:
+            if not all_runs:
+                f.seek(self.mark)
+            return f.read()
+
+
 def run_sql(db, sql, ext=True, env=None, check_rc=True, timeout=120):
     """Runs sql through a fresh stock shell; returns (rc, stdout+stderr)."""
     # With the extension the database is opened after .load, so that it
@@ -143,7 +181,9 @@ def run_sql(db, sql, ext=True, env=None, check_rc=True, timeout=120):
 class Shell:
     """A long-lived stock sqlite3 shell driven through pipes. sql() sends
     statements and returns everything printed (stdout and stderr) up to a
-    marker, so a transaction can stay open across calls."""
+    marker, so a transaction can stay open across calls. It survives its
+    own timeouts (partial(): the output of a call during which the shell
+    may die) and knows the exit status the shell owes (expected_rc())."""
 
     def __init__(self, db, ext=True, env=None, args=(), ext_path=None):
         e = {}
@@ -170,28 +210,64 @@ class Shell:
             self.q.put(line)
         self.q.put(None)
 
-    def sql(self, text, timeout=120):
+    def _run(self, text, timeout):
+        """Sends text; returns (output, how): how is "ok", "exited" or
+        "timeout". A late answer to an earlier call that timed out is
+        skipped, not taken for this one's."""
         self.n += 1
         mark = "__rl_mark_%d__" % self.n
         try:
             self.p.stdin.write(text.rstrip() + "\n.print " + mark + "\n")
             self.p.stdin.flush()
-        except BrokenPipeError:
-            fail("shell died (exit %s)" % self.p.poll())
+        except (BrokenPipeError, OSError):
+            # Died: what it printed before is still queued.
+            return self.rest(), "exited"
         out = []
         deadline = time.time() + timeout
         while True:
             try:
                 line = self.q.get(timeout=max(0.01, deadline - time.time()))
             except queue.Empty:
-                fail("shell did not answer within %ds: %r" % (timeout,
-                                                              text[:300]))
+                return "".join(out), "timeout"
             if line is None:
-                fail("shell exited (%s) while running %r; output:\n%s" %
-                     (self.p.wait(), text[:300], "".join(out)))
-            if line.rstrip("\n") == mark:
-                return "".join(out)
+                self.q.put(None)  # every later call sees the end too
+                return "".join(out), "exited"
+            s = line.rstrip("\n")
+            if s == mark:
+                return "".join(out), "ok"
+            if s.startswith("__rl_mark_") and s.endswith("__"):
+                out = []  # the end of an earlier call that timed out
+                continue
             out.append(line)
+
+    def sql(self, text, timeout=120):
+        """Everything text printed; fails the test if the shell did not
+        answer within timeout or exited."""
+        out, how = self._run(text, timeout)
+        if is_error(out):
+            self.had_error = True
+        if how == "timeout":
+            fail("shell did not answer within %ds: %r; output so far:\n%s" %
+                 (timeout, text[:300], out))
+        if how == "exited":
+            fail("shell exited (%s) while running %r; output:\n%s" %
+                 (self.p.wait(), text[:300], out))
+        return out
+
+    def partial(self, text, timeout=120):
+        """(output, finished): finished is False if the shell exited or
+        did not answer in time before the end of text."""
+        out, how = self._run(text, timeout)
+        if is_error(out):
+            self.had_error = True
+        return out, how == "ok"
+
+    # The stock shell's exit status at .exit or end of input is 1 if any
+    # statement of its input failed, 0 otherwise: expected_rc() tracks it.
+    had_error = False
+
+    def expected_rc(self):
+        return 1 if self.had_error else 0
 
     def sql_ok(self, text, timeout=120):
         out = self.sql(text, timeout)
@@ -213,6 +289,45 @@ class Shell:
         except BrokenPipeError:
             pass
         return self.p.wait(timeout=timeout)
+
+    def rest(self, timeout=10):
+        """What the shell printed after the last answer, up to its end (or
+        until nothing more came for timeout seconds)."""
+        out = []
+        while True:
+            try:
+                line = self.q.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if line is None:
+                self.q.put(None)  # every later call sees the end too
+                break
+            out.append(line)
+        return "".join(out)
+
+    def finish(self, name):
+        """Ends the shell (close()) and fails on a sanitizer report (ASan
+        runs exit 86) or a crash; exit 1 is the stock shell's answer to an
+        earlier SQL error."""
+        rc = self.close()
+        text = self.rest()
+        if lsan_tracer_crashed(rc, text):
+            log("shell %s: LeakSanitizer could not run at exit (tracer "
+                "crash); no leak check for it" % name)
+            return
+        check("Sanitizer" not in text and "runtime error" not in text and
+              rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc,
+                                                        text[-3000:]))
+
+
+def lsan_tracer_crashed(rc, text):
+    """Whether exit status 86 with output text (the end of what an ASan
+    build printed) means LeakSanitizer's own tracer crashed while stopping
+    the exiting process's threads (seen with grpc's threads at exit): no
+    check ran and nothing was reported, which a test says rather than fail
+    or hide."""
+    return (rc == 86 and "LeakSanitizer has encountered a fatal error" in text
+            and "ERROR:" not in text and "runtime error" not in text)
 
 
 def is_error(out):
@@ -289,6 +404,30 @@ def mirror_records(log, start=0):
         out.append((pos, npages, ps, dbp))
         pos += 16 + ln
     return out, pos
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data, crc=0):
+    """CRC-32C (Castagnoli) of data, continuing crc: the checksum of
+    transaction records and database images, to check what the code wrote
+    and to craft input its checks accept (so that it is the content that
+    gets refused)."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
 
 
 def file_bytes(path):

@@ -19,14 +19,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 
-from rltest import (BUILD, ROOT, SAN, LONG, check, check_eq, fail,  # noqa
-                    free_port, log, scratch, spawn)
+from rltest import (BUILD, ROOT, SAN, SLOW, LONG, check, check_eq,  # noqa
+                    fail, free_port, log, scratch, spawn, wait_for,
+                    RunLog)
 from rlgrpc import POC_PROTO, PY, RAFTD  # noqa: F401
 
 CLIENT = os.path.join(ROOT, "demo", "client.py")
 POC_README = os.path.join(os.path.dirname(POC_PROTO),
                           "distributed-sqlite-poc.md")
-SLOW = 3 if SAN else 1  # waits scale under ASan
 
 
 class PortMap:
@@ -55,10 +55,11 @@ class PortMap:
                       lambda m: str(self.port(m.group(1))), text)
 
 
-class Raftd:
+class Raftd(RunLog):
     """One raftd started from argv in directory cwd (argv[0] is replaced
     by the build's raftd unless as_written); its output goes to a log file.
-    restart() starts it again with the same argv."""
+    restart() starts it again with the same argv; log() is this run's
+    output (all_runs: every run's)."""
 
     def __init__(self, argv, cwd, name, logdir=None, start=True,
                  as_written=False):
@@ -67,29 +68,18 @@ class Raftd:
         self.name = name
         self.logpath = os.path.join(logdir or cwd, "%s.log" % name)
         self.p = None
-        self.mark = 0
         if start:
             self.start()
 
     def start(self):
         check(self.p is None or self.p.poll() is not None,
               "%s is already running" % self.name)
-        self.mark = (os.path.getsize(self.logpath)
-                     if os.path.exists(self.logpath) else 0)
-        self.logf = open(self.logpath, "a")
-        self.p = spawn(self.argv, cwd=self.cwd, stdout=self.logf,
-                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.logf.close()
+        with self.new_run() as f:
+            self.p = spawn(self.argv, cwd=self.cwd, stdout=f,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 
     restart = start
-
-    def log(self, all_runs=False):
-        """Output of this run (of every run with all_runs)."""
-        with open(self.logpath, errors="replace") as f:
-            if not all_runs:
-                f.seek(self.mark)
-            return f.read()
 
     def wait_serving(self, timeout=30):
         """Waits for the 'serving gRPC' line raftd prints once the node is
@@ -126,6 +116,19 @@ class Raftd:
     def kill9(self):
         os.killpg(self.p.pid, signal.SIGKILL)
         self.p.wait()
+
+
+def restart_all(nodes, sig):
+    """Stops every node with sig (each must exit cleanly), starts them
+    again with the same commands, and checks that each resumed its node."""
+    for n in nodes:
+        n.stop(sig)
+    for n in nodes:
+        n.start()
+    for n in nodes:
+        n.wait_serving()
+        check("resuming node" in n.log(), "%s resumed:\n%s" % (n.name,
+                                                              n.log()))
 
 
 def run_raftd(argv, cwd, timeout=60):
@@ -165,17 +168,6 @@ def port_free(port):
         return False
     finally:
         s.close()
-
-
-def wait_for(what, fn, timeout=20, step=0.1):
-    deadline = time.time() + timeout * SLOW
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > deadline:
-            fail("timed out after %ds waiting for %s" % (timeout * SLOW, what))
-        time.sleep(step)
 
 
 class Api:

@@ -21,7 +21,7 @@ import subprocess
 import time
 
 from rlpoc import (LONG, SLOW, Api, Raftd, check, check_eq, fail, free_port,
-                   log, scratch, wait_for)
+                   log, restart_all, scratch, wait_for)
 from rltest import SQLITE3
 from rlgrpc import project_stubs
 
@@ -138,14 +138,7 @@ def test():
 
     # Stop the whole cluster; restart it with the same commands.
     api.close()
-    for n in nodes:
-        n.stop(signal.SIGTERM)
-    for n in nodes:
-        n.restart()
-    for n in nodes:
-        n.wait_serving()
-        check("resuming node" in n.log(), "%s resumed:\n%s" % (n.name,
-                                                              n.log()))
+    restart_all(nodes, signal.SIGTERM)
     lead = wait_for("a leader after the full restart",
                     lambda: api.status(g[1]).leader_id)
     # Until a restarted node replayed its log (after the election) it

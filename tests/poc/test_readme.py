@@ -23,7 +23,8 @@ import signal
 import subprocess
 import time
 
-from rlpoc import BUILD, ROOT, SLOW, PortMap, Raftd, check, fail, log, scratch
+from rlpoc import (BUILD, ROOT, SLOW, PortMap, Raftd, check, fail, log,
+                   restart_all, scratch)
 
 README = os.path.join(ROOT, "README.md")
 
@@ -104,13 +105,7 @@ def test():
     check(nodes_cmd, "the quickstart shows -nodes")
 
     # Ctrl-C stops a node cleanly; the same command resumes it.
-    for n in servers:
-        n.stop(signal.SIGINT)
-    for n in servers:
-        n.start()
-    for n in servers:
-        n.wait_serving()
-        check("resuming node" in n.log(), "restart resumes:\n%s" % n.log())
+    restart_all(servers, signal.SIGINT)
     # Members are known by id once the restarted nodes elected a leader
     # and applied their log again (a moment): poll for the same members
     # with one leader (not necessarily node1).

@@ -15,25 +15,6 @@ from rltest import *
 REC_MAGIC = 0x524d4c52
 
 
-def crc32c(data, crc=0):
-    """CRC-32C (Castagnoli), to craft records the decoder's checksum
-    accepts, so that it is the record's content that gets refused."""
-    global _T
-    try:
-        _T
-    except NameError:
-        _T = []
-        for i in range(256):
-            c = i
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _T.append(c)
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = _T[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
 def encode_record(page_size, db_pages, pages):
     """A version-1 record (vfs/txn.h) for [(pgno, bytes)]."""
     hdr = struct.pack("<4sIIIIII", b"RLTX", 1, page_size, db_pages,

@@ -54,19 +54,19 @@ static void rl_check_fail(const char *file, int line, const char *cond,
 }
 
 /* The message is optional: " " __VA_ARGS__ is " " alone without one, so
-** the format is never empty (-Wformat-zero-length). */
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        rl_checks++;                                                           \
-        if (!(c))                                                              \
-            rl_check_fail(__FILE__, __LINE__, #c, 1, " " __VA_ARGS__);         \
-    } while (0)
+** the format is never empty (-Wformat-zero-length). The condition's text
+** is taken here, before its macros are expanded, so that a failure
+** quotes the source as written. */
+#define CHECK(c, ...)  RL_CHECK_AT(c, #c, 1, " " __VA_ARGS__)
+#define EXPECT(c, ...) RL_CHECK_AT(c, #c, 0, " " __VA_ARGS__)
 
-#define EXPECT(c, ...)                                                         \
+/* fatal: CHECK ends the test at the first failure, EXPECT counts it and
+** goes on. */
+#define RL_CHECK_AT(c, text, fatal, ...)                                       \
     do {                                                                       \
         rl_checks++;                                                           \
         if (!(c))                                                              \
-            rl_check_fail(__FILE__, __LINE__, #c, 0, " " __VA_ARGS__);         \
+            rl_check_fail(__FILE__, __LINE__, text, fatal, __VA_ARGS__);       \
     } while (0)
 
 static int rl_check_report(const char *name) __attribute__((unused));
