@@ -155,7 +155,7 @@ int rlv_shm_latest(rl_file *m, rl_shm_hdr *h)
 ** record says, since recovery commits nothing and refusing it would lock
 ** the database for good. The record is then dealt with at the next lock:
 ** an intent left by a crash is resolved; a damaged record is reported to
-** whoever asks (the host rebuilds the database, raftd/host.c). */
+** whoever asks (the host rebuilds the database, raftd/host/rebuild.c). */
 int rlv_rec_load(rl_file *m)
 {
     rl_shm_hdr h;
@@ -512,7 +512,7 @@ int rl_vfs_sync(sqlite3_file *f)
     ** record must never claim a commit frame the durable WAL lacks (the
     ** WAL synced second holds every frame the record synced first names,
     ** unless the WAL restarted in between: then the start finds the
-    ** mismatch and rebuilds, see raftd/host.c). */
+    ** mismatch and rebuilds, see raftd/host/rebuild.c). */
     if (m->rec_fd >= 0 && fdatasync(m->rec_fd) != 0)
         rc = SQLITE_IOERR_FSYNC;
 #ifdef RL_FAULTS

@@ -12,7 +12,7 @@ rec_check):
 - the WAL removed: "the WAL was lost" (its frames were never
   checkpointed, so the database file lacks them);
 - the database file removed (the WAL kept): "it was removed" (the host
-  makes an empty WAL database in its place, host.c recreate_removed_db);
+  makes an empty WAL database in its place, raftd/host/rebuild.c recreate_removed_db);
 - the database file truncated to half, its WAL empty (after a TRUNCATE
   checkpoint): the same;
 - the WAL cut inside its last transaction: "its tail was lost";
@@ -23,7 +23,7 @@ and three restarts that must NOT rebuild: after kill -9 with frames in
 the WAL; after a TRUNCATE checkpoint emptied the WAL (the applied record
 marks that its frames were backfilled, RL_REC_BACKFILLED); after a stock
 sqlite3 read the file as its last connection, whose close checkpoints and
-removes the WAL and -shm (host.c open_applier takes that as a clean
+removes the WAL and -shm (raftd/host/rebuild.c rl_host_open_applier takes that as a clean
 checkpoint; a stock *write* followed by such a close cannot be told
 apart, a documented limit).
 """

@@ -42,7 +42,7 @@ request vouched for. The old leader keeps its own uncommitted 30 MB entry,
 its successor (which lacks it) takes that answer for a match, ignores the
 rejections that follow and never replaces the entry: the old leader
 applied nothing until the next change of leader, and its writer answered
-UNKNOWN at its time limit. raftd/node.c caps such answers (recv_wrapped,
+UNKNOWN at its time limit. raftd/node/raftio.c caps such answers (recv_wrapped,
 send_guarded; docs/ARCHITECTURE.md, "raft 0.15 facts measured here"). The
 build without that cap failed this test in each of 3 runs of 16 rounds.
 

@@ -27,7 +27,7 @@ def make_cert(d, ca, name, server, client=None, uri=None):
     """server: serverAuth with SANs for 127.0.0.1 and localhost; client
     (default: not server): clientAuth. Both for a node. uri: a
     subjectAltName URI (raftlite:node:<id> marks a node, see
-    raftd/certid.h)."""
+    lib/certid.h)."""
     if client is None:
         client = not server
     ext = os.path.join(d, name + ".ext")
