@@ -24,7 +24,8 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 #include <unistd.h>
 
-#include "ext.h"
+#include "config.h"
+#include "mirror.h"
 #include "txn.h"
 #include "vfs.h"
 

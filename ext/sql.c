@@ -25,7 +25,8 @@
 
 #include "addr.h"
 #include "cluster.h"
-#include "ext.h"
+#include "config.h"
+#include "conn.h"
 #include "host.h"
 #include "sidecar.h"
 #include "node.h"
