@@ -34,9 +34,6 @@
 
 /* Pause between retries of a request that met no leader. */
 #define RETRY_MS 100
-/* How long a join retries a peer that does not answer at all (it may be
-** starting at the same moment); after that the address is reported. */
-#define UNREACHABLE_GRACE_MS 3000
 /* Pause before retrying a join that raft refused because another
 ** configuration change is in progress. */
 #define JOIN_BUSY_RETRY_MS 200
@@ -82,17 +79,6 @@ static const char *role_name(int role)
     default:
         return "?";
     }
-}
-
-static int role_of(const char *name)
-{
-    if (strcmp(name, "voter") == 0) {
-        return RL_ROLE_VOTER;
-    }
-    if (strcmp(name, "standby") == 0) {
-        return RL_ROLE_STANDBY;
-    }
-    return RL_ROLE_SPARE;
 }
 
 /* ---- JSON ---- */
@@ -182,8 +168,6 @@ char *rl_cluster_status_json(const rl_cluster_status *s, char *out,
     return out;
 }
 
-/* ---- client calls ---- */
-
 static int pack_msg(const ProtobufCMessage *m, rl_rpc_buf *out)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -193,420 +177,6 @@ static int pack_msg(const ProtobufCMessage *m, rl_rpc_buf *out)
         return -1;
     }
     out->len = protobuf_c_message_pack(m, out->data);
-    return 0;
-}
-
-/* One unary call; 0 with *reply, or -1 with err naming target. */
-static int call(rl_rpc_client *cl, const char *target, const char *method,
-                const ProtobufCMessage *req, int64_t timeout_ms,
-                rl_rpc_buf *reply, char *err, size_t errlen)
-{
-    rl_rpc_buf rb;
-    char e[RL_RPC_ERRMAX];
-    int code;
-    reply->data = NULL;
-    reply->len = 0;
-    if (!target || !*target) {
-        rl_seterr(err, errlen, "no gRPC address to send %s to",
-                  strrchr(method, '/') + 1);
-        return -1;
-    }
-    if (pack_msg(req, &rb) != 0) {
-        rl_seterr(err, errlen, "out of memory");
-        return -1;
-    }
-    e[0] = 0;
-    code = rl_rpc_unary(cl, target, method, rb.data, rb.len,
-                        timeout_ms > 0 ? timeout_ms : 1, reply, e, sizeof(e));
-    rl_rpc_buf_free(&rb);
-    if (code == RL_RPC_OK) {
-        return 0;
-    }
-    if (code == RL_RPC_UNAVAILABLE) {
-        rl_seterr(err, errlen,
-                  "cannot reach the node at %s (%s): is a raftlite node "
-                  "serving gRPC there?",
-                  target, e);
-    } else if (code == RL_RPC_DEADLINE_EXCEEDED) {
-        rl_seterr(err, errlen,
-                  "the node at %s did not answer %s in %lld ms: %s", target,
-                  strrchr(method, '/') + 1, (long long)timeout_ms, e);
-    } else {
-        rl_seterr(err, errlen, "%s at %s failed (gRPC status %d): %s",
-                  strrchr(method, '/') + 1, target, code, e);
-    }
-    return -1;
-}
-
-static void malformed(char *err, size_t errlen, const char *what,
-                      const char *target)
-{
-    rl_seterr(err, errlen,
-              "malformed %s from %s: not a raftlite node of this version?",
-              what, target);
-}
-
-/* One Join attempt. 0 ok, 1 no leader yet (err says), 2 peer unreachable,
-** -1 error. */
-static int join_once(rl_rpc_client *cl, const char *peer,
-                     const struct rl_meta *self, int64_t timeout_ms,
-                     char *leader_grpc, size_t leader_len, char *err,
-                     size_t errlen)
-{
-    Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
-    Proto__JoinResponse *r;
-    rl_rpc_buf reply;
-    int rc;
-    req.node_id = (char *)self->node_id;
-    req.raft_addr = (char *)self->raft_addr;
-    req.grpc_addr = (char *)self->grpc_addr;
-    if (call(cl, peer, PUB("Join"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return strstr(err, "cannot reach") == err ? 2 : -1;
-    }
-    r = proto__join_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "JoinResponse", peer);
-        return -1;
-    }
-    if (r->success) {
-        copystr(leader_grpc, leader_len,
-                r->leader_grpc_addr[0] ? r->leader_grpc_addr : peer);
-        rc = 0;
-    } else {
-        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "join refused");
-        rc = strncmp(r->error, RL_CLUSTER_NO_LEADER,
-                     strlen(RL_CLUSTER_NO_LEADER)) == 0
-                 ? 1
-                 : -1;
-    }
-    proto__join_response__free_unpacked(r, NULL);
-    return rc;
-}
-
-int rl_cluster_join(rl_rpc_client *cl, const char *peer_grpc,
-                    const struct rl_meta *self, unsigned timeout_ms,
-                    char *leader_grpc, size_t leader_len, char *err,
-                    size_t errlen)
-{
-    int64_t start = rl_rpc_now_ms();
-    int64_t deadline = start + (timeout_ms ? timeout_ms : 1);
-    char e[RL_RPC_ERRMAX + 256];
-    int rc, tries = 0;
-    for (;;) {
-        e[0] = 0;
-        tries++;
-        rc = join_once(cl, peer_grpc, self, left_ms(deadline), leader_grpc,
-                       leader_len, e, sizeof(e));
-        if (rc <= 0 ||
-            (rc == 2 && rl_rpc_now_ms() - start >= UNREACHABLE_GRACE_MS)) {
-            break;
-        }
-        if (left_ms(deadline) <= RETRY_MS) {
-            rc = -1;
-            break;
-        }
-        rl_sleep_ms(RETRY_MS);
-    }
-    if (rc != 0) {
-        rl_seterr(err, errlen, "joining through %s failed%s: %s", peer_grpc,
-                  tries > 1 ? " (retried)" : "", e);
-    }
-    return rc == 0 ? 0 : -1;
-}
-
-int rl_cluster_remove(rl_rpc_client *cl, const char *target,
-                      const char *node_id, unsigned timeout_ms, char *err,
-                      size_t errlen)
-{
-    Proto__RemoveRequest req = PROTO__REMOVE_REQUEST__INIT;
-    Proto__RemoveResponse *r;
-    rl_rpc_buf reply;
-    int rc;
-    req.node_id = (char *)node_id;
-    if (call(cl, target, PUB("Remove"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__remove_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "RemoveResponse", target);
-        return -1;
-    }
-    rc = r->success ? 0 : -1;
-    if (!r->success) {
-        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "remove refused");
-    }
-    proto__remove_response__free_unpacked(r, NULL);
-    return rc;
-}
-
-int rl_cluster_transfer(rl_rpc_client *cl, const char *target,
-                        const char *node_id, unsigned timeout_ms,
-                        char *leader_id, size_t leader_len, char *err,
-                        size_t errlen)
-{
-    Proto__TransferRequest req = PROTO__TRANSFER_REQUEST__INIT;
-    Proto__TransferResponse *r;
-    rl_rpc_buf reply;
-    int rc;
-    req.node_id = (char *)(node_id ? node_id : "");
-    if (call(cl, target, PUB("Transfer"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__transfer_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "TransferResponse", target);
-        return -1;
-    }
-    rc = r->success ? 0 : -1;
-    if (r->success) {
-        copystr(leader_id, leader_len, r->leader_id);
-    } else {
-        rl_seterr(err, errlen, "%s",
-                  r->error[0] ? r->error : "transfer refused");
-    }
-    proto__transfer_response__free_unpacked(r, NULL);
-    return rc;
-}
-
-int rl_cluster_leader(rl_rpc_client *cl, const char *target,
-                      unsigned timeout_ms, struct rl_meta *out, char *err,
-                      size_t errlen)
-{
-    Proto__LeaderRequest req = PROTO__LEADER_REQUEST__INIT;
-    Proto__LeaderResponse *r;
-    rl_rpc_buf reply;
-    int rc;
-    memset(out, 0, sizeof(*out));
-    if (call(cl, target, PUB("Leader"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__leader_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "LeaderResponse", target);
-        return -1;
-    }
-    rc = r->known ? 1 : 0;
-    if (r->known) {
-        out->raft_id = rl_raft_id_of(r->node_id[0] ? r->node_id : "?");
-        copystr(out->node_id, sizeof(out->node_id), r->node_id);
-        copystr(out->raft_addr, sizeof(out->raft_addr), r->raft_addr);
-        copystr(out->grpc_addr, sizeof(out->grpc_addr), r->grpc_addr);
-    }
-    proto__leader_response__free_unpacked(r, NULL);
-    return rc;
-}
-
-int rl_cluster_nodes(rl_rpc_client *cl, const char *target, unsigned timeout_ms,
-                     struct rl_member **out, unsigned *count, char *err,
-                     size_t errlen)
-{
-    Proto__NodesRequest req = PROTO__NODES_REQUEST__INIT;
-    Proto__NodesResponse *r;
-    rl_rpc_buf reply;
-    struct rl_member *ms;
-    size_t i;
-    *out = NULL;
-    *count = 0;
-    if (call(cl, target, PUB("Nodes"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__nodes_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "NodesResponse", target);
-        return -1;
-    }
-    if (r->error[0]) {
-        rl_seterr(err, errlen, "%s", r->error);
-        proto__nodes_response__free_unpacked(r, NULL);
-        return -1;
-    }
-    ms = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*ms));
-    if (!ms) {
-        rl_seterr(err, errlen, "out of memory");
-        proto__nodes_response__free_unpacked(r, NULL);
-        return -1;
-    }
-    for (i = 0; i < r->n_nodes; i++) {
-        const Proto__NodeInfo *ni = r->nodes[i];
-        struct rl_member *m = &ms[i];
-        m->raft_id = ni->raft_id;
-        m->role = role_of(ni->role);
-        m->is_leader = ni->is_leader;
-        copystr(m->raft_addr, sizeof(m->raft_addr), ni->raft_addr);
-        m->has_meta = ni->node_id[0] != 0;
-        m->meta.raft_id = ni->raft_id;
-        copystr(m->meta.node_id, sizeof(m->meta.node_id), ni->node_id);
-        copystr(m->meta.raft_addr, sizeof(m->meta.raft_addr), ni->raft_addr);
-        copystr(m->meta.grpc_addr, sizeof(m->meta.grpc_addr), ni->grpc_addr);
-        m->match_index = ni->match_index;
-        m->recent_contact = ni->on_leader ? (ni->last_contact ? 1 : 0) : -1;
-    }
-    *out = ms;
-    *count = (unsigned)r->n_nodes;
-    proto__nodes_response__free_unpacked(r, NULL);
-    return 0;
-}
-
-int rl_cluster_get_status(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, rl_cluster_status *out,
-                          char *err, size_t errlen)
-{
-    Proto__StatusRequest req = PROTO__STATUS_REQUEST__INIT;
-    Proto__StatusResponse *r;
-    rl_rpc_buf reply;
-    memset(out, 0, sizeof(*out));
-    if (call(cl, target, PUB("Status"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__status_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "StatusResponse", target);
-        return -1;
-    }
-    copystr(out->id, sizeof(out->id), r->node_id);
-    out->raft_id = r->raft_id;
-    out->state = strcmp(r->state, "leader") == 0      ? "leader"
-                 : strcmp(r->state, "follower") == 0  ? "follower"
-                 : strcmp(r->state, "candidate") == 0 ? "candidate"
-                                                      : "unavailable";
-    out->term = r->term;
-    out->leader_known = r->leader_id[0] != 0;
-    copystr(out->leader, sizeof(out->leader), r->leader_id);
-    copystr(out->leader_grpc, sizeof(out->leader_grpc), r->leader_grpc);
-    out->commit_index = r->commit_index;
-    out->applied_index = r->applied_index;
-    out->last_index = r->last_index;
-    out->snapshot_index = r->snapshot_index;
-    proto__status_response__free_unpacked(r, NULL);
-    return 0;
-}
-
-int rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                          unsigned timeout_ms, uint64_t *index,
-                          uint64_t *last_effective, char *err, size_t errlen)
-{
-    return rl_cluster_read_hint(cl, target, timeout_ms, 0, index,
-                                last_effective, err, errlen);
-}
-
-int rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
-                         unsigned timeout_ms, int hint_only, uint64_t *index,
-                         uint64_t *last_effective, char *err, size_t errlen)
-{
-    Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
-    Proto__ReadIndexResponse *r;
-    rl_rpc_buf reply;
-    int rc;
-    req.hint_only = hint_only;
-    if (call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply, err,
-             errlen) != 0) {
-        return -1;
-    }
-    r = proto__read_index_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "ReadIndexResponse", target);
-        return -1;
-    }
-    rc = r->error[0] ? -1 : 0;
-    if (rc) {
-        rl_seterr(err, errlen, "%s", r->error);
-    } else {
-        *index = r->index;
-        if (last_effective)
-            *last_effective = r->last_effective;
-    }
-    proto__read_index_response__free_unpacked(r, NULL);
-    return rc;
-}
-
-/* Bytes of a transaction per TxnChunk: well under every message limit. */
-#define FWD_CHUNK (1u << 20)
-
-int rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
-                           const rl_forward_txn *f, unsigned timeout_ms,
-                           int *outcome, uint64_t *index, int *sent, char *err,
-                           size_t errlen)
-{
-    rl_rpc_stream *st;
-    rl_rpc_buf reply = {0};
-    Proto__ForwardTxnResponse *r = NULL;
-    size_t off = 0;
-    int ok = 1, got, code;
-    char e[RL_RPC_ERRMAX] = "";
-    *outcome = RL_OUTCOME_UNKNOWN;
-    *index = 0;
-    *sent = 0;
-    st = rl_rpc_stream_open(cl, target, INTL("ForwardTxn"), timeout_ms, e,
-                            sizeof e);
-    if (!st) {
-        rl_seterr(err, errlen, "cannot call ForwardTxn on %s: %s", target, e);
-        return -1;
-    }
-    do {
-        Proto__TxnChunk ch = PROTO__TXN_CHUNK__INIT;
-        size_t n = f->len - off < FWD_CHUNK ? f->len - off : FWD_CHUNK;
-        rl_rpc_buf m;
-        ch.offset = off;
-        ch.data.data = (uint8_t *)f->payload + off;
-        ch.data.len = n;
-        ch.last = off + n == f->len;
-        if (off == 0) {
-            ch.total_length = f->len;
-            ch.txn_base = f->base;
-            ch.origin_node = f->origin_node;
-            ch.origin_txn = f->origin_txn;
-            ch.origin_pid = f->origin_pid;
-        }
-        if (pack_msg(&ch.base, &m) != 0) {
-            ok = 0;
-            break;
-        }
-        ok = rl_rpc_stream_send(st, m.data, m.len) == 0;
-        rl_rpc_buf_free(&m);
-        off += n;
-    } while (ok && off < f->len);
-    if (ok && rl_rpc_stream_close_send(st) == 0) {
-        *sent = 1; /* the leader may act on it from now on */
-        got = rl_rpc_stream_recv(st, &reply);
-        if (got == 1)
-            r = proto__forward_txn_response__unpack(NULL, reply.len,
-                                                    reply.data);
-        rl_rpc_buf_free(&reply);
-    }
-    if (!r)
-        rl_rpc_stream_cancel(st);
-    code = rl_rpc_stream_finish(st, e, sizeof e);
-    if (!r && !*sent)
-        *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
-    if (!r) {
-        rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
-                  code != RL_RPC_OK ? e : "malformed or missing response");
-        if (code == RL_RPC_FAILED_PRECONDITION ||
-            code == RL_RPC_INVALID_ARGUMENT ||
-            code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
-            *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
-        return -1;
-    }
-    *outcome = r->outcome   ? (int)r->outcome
-               : r->success ? RL_OUTCOME_APPLIED
-                            : RL_OUTCOME_UNKNOWN;
-    *index = r->index;
-    if (*outcome != RL_OUTCOME_APPLIED)
-        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
-    proto__forward_txn_response__free_unpacked(r, NULL);
     return 0;
 }
 
@@ -769,14 +339,15 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
-        rc = join_once(rl_host_client(h), leader.grpc_addr, m, timeout_ms,
-                       leader_grpc, leader_len, e, sizeof(e));
-        if (rc == 2) {
+        rc = rl_cluster_join_once(rl_host_client(h), leader.grpc_addr, m,
+                                  timeout_ms, leader_grpc, leader_len, e,
+                                  sizeof(e));
+        if (rc == RL_ERR_UNREACHABLE) {
             forward_failed(&leader, e, err, errlen);
-        } else if (rc != 0) {
+        } else if (rc != RL_OK) {
             rl_seterr(err, errlen, "%s", e);
         }
-        return rc == 0 ? 0 : -1;
+        return rc == RL_OK ? 0 : -1;
     }
     deadline = rl_rpc_now_ms() + timeout_ms;
 again:
@@ -916,6 +487,7 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     unsigned cnt = 0;
     int64_t deadline;
     int rc;
+    rl_err frc;
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
@@ -923,9 +495,10 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
-        if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
-                              timeout_ms, e, sizeof(e)) != 0) {
-            if (strstr(e, "cannot reach") == e) {
+        if ((frc = rl_cluster_remove(rl_host_client(h), leader.grpc_addr,
+                                     node_id, timeout_ms, e, sizeof(e))) !=
+            RL_OK) {
+            if (frc == RL_ERR_UNREACHABLE) {
                 forward_failed(&leader, e, err, errlen);
             } else {
                 rl_seterr(err, errlen, "%s", e);
@@ -999,6 +572,7 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     uint64_t to = 0;
     int64_t deadline;
     int rc;
+    rl_err frc;
     char e[RL_RPC_ERRMAX + 256];
     timeout_ms = clamp_timeout(timeout_ms);
     deadline = rl_rpc_now_ms() + timeout_ms;
@@ -1006,10 +580,10 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
-        if (rl_cluster_transfer(rl_host_client(h), leader.grpc_addr, node_id,
-                                timeout_ms, leader_id, leader_len, e,
-                                sizeof(e)) != 0) {
-            if (strstr(e, "cannot reach") == e) {
+        if ((frc = rl_cluster_transfer(rl_host_client(h), leader.grpc_addr,
+                                       node_id, timeout_ms, leader_id,
+                                       leader_len, e, sizeof(e))) != RL_OK) {
+            if (frc == RL_ERR_UNREACHABLE) {
                 forward_failed(&leader, e, err, errlen);
             } else {
                 rl_seterr(err, errlen, "%s", e);

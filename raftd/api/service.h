@@ -19,21 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peers.h"
 #include "rpc.h"
 
 struct rl_host;
 struct rl_txn_asm;
 
-#define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
-#define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
-
-/* Write outcomes, the numbers of proto WriteOutcome. */
-#define RL_OUTCOME_UNSPECIFIED 0
-#define RL_OUTCOME_NOT_APPLIED 1
-#define RL_OUTCOME_APPLIED     2
-#define RL_OUTCOME_UNKNOWN     3
-#define RL_OUTCOME_NOT_LEADER  4
-#define RL_OUTCOME_CONFLICT    5
+/* RL_SVC_PUBLIC, RL_SVC_INTERNAL and RL_OUTCOME_* (the numbers of proto
+** WriteOutcome) are in peers.h, shared with the calls to other nodes. */
 
 /* What a hosted node adds to a write (host.c fills it; NULL: standalone).
 ** write_done runs on the writer's thread right after its COMMIT returned

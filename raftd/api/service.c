@@ -71,7 +71,7 @@ struct rl_service {
     uint64_t served;
     struct rl_host *host;
     rl_stop_reason_fn stop_reason;
-    rl_service_hooks hooks; /* zero when standalone */
+    rl_service_hooks hooks;     /* zero when standalone */
     const struct rl_auth *auth; /* service_rpc.c checks calls with it */
     int auth_mtls;
 };
