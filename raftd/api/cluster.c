@@ -297,6 +297,22 @@ static void node_err(int rc, const struct rl_result *res, const char *what,
     }
 }
 
+/* Whether the node refused a membership change because another one is
+** under way (raft takes one at a time). Decided on the node's code once
+** it has one for it (RL_NODE_CANTCHANGE, an alias of RL_ERR_CANTCHANGE);
+** until then the node reports RL_NODE_ERROR with raft's message, and
+** this is the one place that reads it. */
+static int change_in_progress(int nrc, const struct rl_result *res)
+{
+#ifdef RL_NODE_CANTCHANGE
+    if (nrc == RL_NODE_CANTCHANGE) {
+        return 1;
+    }
+#endif
+    return nrc == RL_NODE_ERROR &&
+           strstr(res->msg, raft_strerror(RAFT_CANTCHANGE)) != NULL;
+}
+
 static int propose_meta(struct rl_node *n, const struct rl_meta *m,
                         unsigned timeout_ms, char *err, size_t errlen)
 {
@@ -395,8 +411,7 @@ again:
         ** up) raft_add refuses at once and nothing changed. Nodes started
         ** together join together, so wait for that change and check
         ** again (the configuration may have changed meanwhile). */
-        if (nrc == RL_NODE_ERROR &&
-            strstr(res.msg, raft_strerror(RAFT_CANTCHANGE)) &&
+        if (change_in_progress(nrc, &res) &&
             left_ms(deadline) > JOIN_BUSY_RETRY_MS) {
             free(ms);
             ms = NULL;
@@ -1117,6 +1132,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
     int64_t resend_until =
         deadline ? deadline : rl_rpc_now_ms() + RL_CLUSTER_TIMEOUT_MS;
     uint64_t tried = 0; /* raft id of a leader that answered NOT_LEADER */
+    int unsent;         /* the forward failed before its request left */
     struct fwd_watch watch;
     for (;;) {
         int64_t now_left = deadline ? deadline - rl_rpc_now_ms() : 0;
@@ -1146,10 +1162,10 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
             watch.h = h;
             watch.to = leader.raft_id;
             watch.cancelled = 0;
-            code =
-                rl_rpc_unary_watch(rl_host_client(h), leader.grpc_addr, full,
-                                   req, len, deadline ? left_ms(deadline) : 0,
-                                   fwd_stop, &watch, reply, e, sizeof(e));
+            code = rl_rpc_unary_watch(
+                rl_host_client(h), leader.grpc_addr, full, req, len,
+                deadline ? left_ms(deadline) : 0, fwd_stop, &watch, reply,
+                &unsent, e, sizeof(e));
             if (watch.cancelled && code != RL_RPC_OK) {
                 /* It may have reached the old leader's log: its fate is
                 ** unknown, and sending it again could apply it twice. */
@@ -1161,8 +1177,7 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
                           leader.node_id, leader.grpc_addr);
                 return unknown_reply(svc, method, msg, reply, err, errlen);
             }
-            if (code == RL_RPC_UNAVAILABLE &&
-                strstr(e, "failed to connect") == NULL) {
+            if (code == RL_RPC_UNAVAILABLE && !unsent) {
                 /* The connection broke after the request went out (the
                 ** leader died holding it: "Socket closed"): it may be in
                 ** the leader's log, so its fate is unknown (a gRPC error
