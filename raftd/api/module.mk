@@ -5,7 +5,8 @@
 # reqcheck.c are pure checks (fuzzed: fuzz_auth, fuzz_cluster_req).
 API_SVC_SRCS := raftd/api/service.c raftd/api/group.c raftd/api/sqlguard.c
 API_SRCS := $(API_SVC_SRCS) raftd/api/service_rpc.c raftd/api/reqcheck.c \
-            raftd/api/auth.c raftd/api/cluster.c
+            raftd/api/auth.c raftd/api/cluster.c raftd/api/cluster_rpc.c \
+            raftd/api/status_json.c
 
 # The auth file, the method table and the verdicts (tests/unit/test_auth.c).
 UNIT_TESTS += test_auth
