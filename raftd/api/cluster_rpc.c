@@ -10,6 +10,7 @@
 ** never forward without the caller's deadline.
 */
 #include "cluster_int.h"
+#include "msg.h"
 #include "errbuf.h"
 #include "fsio.h"
 
@@ -23,18 +24,6 @@
 #include "raftlite.pb-c.h"
 #include "reqcheck.h"
 
-static int pack_msg(const ProtobufCMessage *m, rl_rpc_buf *out)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    out->data = malloc(n ? n : 1);
-    if (!out->data) {
-        out->len = 0;
-        return -1;
-    }
-    out->len = protobuf_c_message_pack(m, out->data);
-    return 0;
-}
-
 /* ---- the sidecar's cluster RPCs ---- */
 
 static unsigned call_timeout(rl_remaining_fn rem, void *ctx)
@@ -45,33 +34,6 @@ static unsigned call_timeout(rl_remaining_fn rem, void *ctx)
     }
     return left > 0 ? (unsigned)left : 1;
 }
-
-static int reply_msg(const ProtobufCMessage *m, size_t max, rl_rpc_buf *reply,
-                     char *err, size_t errlen)
-{
-    if (pack_msg(m, reply) != 0) {
-        rl_seterr(err, errlen, "out of memory");
-        return RL_RPC_RESOURCE_EXHAUSTED;
-    }
-    if (reply->len > max) {
-        rl_rpc_buf_free(reply);
-        rl_seterr(err, errlen,
-                  "response exceeds the message limit of %zu bytes", max);
-        return RL_RPC_RESOURCE_EXHAUSTED;
-    }
-    return RL_RPC_OK;
-}
-
-#define DECODE(type, fn, var, what)                                            \
-    type *var = fn(NULL, len, req);                                            \
-    if (!var) {                                                                \
-        rl_seterr(                                                             \
-            err, errlen,                                                       \
-            "malformed %s: the bytes are not a valid protobuf message of "     \
-            "that type",                                                       \
-            what);                                                             \
-        return RL_RPC_INVALID_ARGUMENT;                                        \
-    }
 
 static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
                       size_t len, unsigned tmo, rl_rpc_buf *reply, char *err,
@@ -94,7 +56,7 @@ static int serve_join(rl_service *svc, struct rl_host *h, const uint8_t *req,
     if (!resp.success) {
         resp.error = msg;
     }
-    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
@@ -116,7 +78,7 @@ static int serve_remove(rl_service *svc, struct rl_host *h, const uint8_t *req,
     if (!resp.success) {
         resp.error = msg;
     }
-    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_transfer(rl_service *svc, struct rl_host *h,
@@ -139,14 +101,14 @@ static int serve_transfer(rl_service *svc, struct rl_host *h,
     } else {
         resp.error = msg;
     }
-    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 static int serve_leader(rl_service *svc, struct rl_host *h, const uint8_t *req,
                         size_t len, rl_rpc_buf *reply, char *err, size_t errlen)
 {
-    DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
-           "LeaderRequest");
+    RL_API_DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
+                  "LeaderRequest");
     Proto__LeaderResponse resp = PROTO__LEADER_RESPONSE__INIT;
     struct rl_meta m;
     int code;
@@ -160,15 +122,15 @@ static int serve_leader(rl_service *svc, struct rl_host *h, const uint8_t *req,
         resp.error = (char *)RL_CLUSTER_NO_LEADER
             ": an election may be running (a majority of voters must run)";
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    code = rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
     return code;
 }
 
 static int serve_nodes(rl_service *svc, struct rl_host *h, const uint8_t *req,
                        size_t len, rl_rpc_buf *reply, char *err, size_t errlen)
 {
-    DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
-           "NodesRequest");
+    RL_API_DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
+                  "NodesRequest");
     Proto__NodesResponse resp = PROTO__NODES_RESPONSE__INIT;
     struct rl_node *n = rl_host_node(h);
     struct rl_node_status st;
@@ -204,7 +166,7 @@ static int serve_nodes(rl_service *svc, struct rl_host *h, const uint8_t *req,
         resp.n_nodes = cnt;
         resp.nodes = pp;
     }
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    code = rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
     free(ni);
     free(pp);
     free(ms);
@@ -248,7 +210,7 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
     resp.applied_index = cs.applied_index;
     resp.last_index = cs.last_index;
     resp.snapshot_index = cs.snapshot_index;
-    code = reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    code = rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
     proto__status_response__free_unpacked(base, NULL);
     return code;
 }
@@ -257,8 +219,8 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
                             const uint8_t *req, size_t len, unsigned tmo,
                             rl_rpc_buf *reply, char *err, size_t errlen)
 {
-    DECODE(Proto__ReadIndexRequest, proto__read_index_request__unpack, r,
-           "ReadIndexRequest");
+    RL_API_DECODE(Proto__ReadIndexRequest, proto__read_index_request__unpack, r,
+                  "ReadIndexRequest");
     Proto__ReadIndexResponse resp = PROTO__READ_INDEX_RESPONSE__INIT;
     struct rl_result res;
     char msg[512];
@@ -307,7 +269,7 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
                   rl_node_strerror(rc), res.msg[0] ? ": " : "", res.msg);
         resp.error = msg;
     }
-    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 /* STRONG read: wait until this node applied a quorum-confirmed commit
@@ -376,7 +338,7 @@ static int serve_read(rl_service *svc, struct rl_host *h, const uint8_t *req,
         return RL_CLUSTER_PASS;
     }
     resp.error = msg;
-    return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
+    return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 /* A forwarded write in flight is watched (rl_rpc_unary_watch): once the
@@ -409,15 +371,15 @@ static int unknown_reply(rl_service *svc, const char *method, char *msg,
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
         resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
         resp.error = msg;
-        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
-                         errlen);
+        return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err,
+                           errlen);
     } else {
         Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
         resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_UNKNOWN;
         resp.error = msg;
         resp.failed_statement = -1;
-        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
-                         errlen);
+        return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err,
+                           errlen);
     }
 }
 
@@ -548,15 +510,15 @@ static int serve_write(rl_service *svc, struct rl_host *h, const char *method,
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
         resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_NOT_LEADER;
         resp.error = msg;
-        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
-                         errlen);
+        return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err,
+                           errlen);
     } else {
         Proto__TransactionResponse resp = PROTO__TRANSACTION_RESPONSE__INIT;
         resp.outcome = PROTO__WRITE_OUTCOME__OUTCOME_NOT_LEADER;
         resp.error = msg;
         resp.failed_statement = -1;
-        return reply_msg(&resp.base, rl_service_max_msg(svc), reply, err,
-                         errlen);
+        return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err,
+                           errlen);
     }
 }
 
