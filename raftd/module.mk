@@ -74,7 +74,7 @@ endef
 # The identity-file parser (raftd/identity.c) and the auth-file parser
 # with its verdicts (raftd/api/auth.c).
 $(eval $(call seeded_fuzzer,identity,raftd/identity.c,raftd/host.h,))
-$(eval $(call seeded_fuzzer,auth,raftd/api/auth.c,raftd/api/auth.h,-lcrypt -lcrypto))
+$(eval $(call seeded_fuzzer,auth,raftd/api/auth.c raftd/api/methods.c,raftd/api/auth.h raftd/api/methods.h,-lcrypt -lcrypto))
 
 .PHONY: fuzz-entry
 fuzz: fuzz-entry

@@ -487,33 +487,6 @@ int rl_auth_password_ok(const char *hash, const char *password)
     return ok;
 }
 
-/* ---------------------------------------------------------- the table */
-
-static const rl_auth_method methods[] = {
-    {"ExecuteRead", RL_RULE_CLIENT, RL_PERM_READ},
-    {"ExecuteWrite", RL_RULE_CLIENT, RL_PERM_WRITE},
-    {"ExecuteTransaction", RL_RULE_CLIENT, RL_PERM_WRITE},
-    {"Status", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Leader", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Nodes", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Join", RL_RULE_JOIN, RL_PERM_ADMIN},
-    {"Remove", RL_RULE_NODE_OR, RL_PERM_ADMIN},
-    {"Transfer", RL_RULE_NODE_OR, RL_PERM_ADMIN},
-    {"FetchImage", RL_RULE_NODE_OR, RL_PERM_BACKUP},
-    /* FetchImage "@image" of the header alone: page size and index. */
-    {"FetchImageHeader", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"ReadIndex", RL_RULE_NODE, RL_PERM_NODE},
-    {"ForwardTxn", RL_RULE_NODE, RL_PERM_NODE},
-};
-
-const rl_auth_method *rl_auth_method_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (!strcmp(methods[i].name, name))
-            return &methods[i];
-    return NULL;
-}
-
 /* ---------------------------------------------------------- one call */
 
 int rl_auth_decide(const rl_auth_server *s, const char *method,

@@ -10,6 +10,7 @@
 ** never forward without the caller's deadline.
 */
 #include "cluster_int.h"
+#include "methods.h"
 #include "msg.h"
 #include "errbuf.h"
 #include "fsio.h"
@@ -526,37 +527,33 @@ int rl_cluster_serve(rl_service *svc, struct rl_host *h, const char *method,
                      const uint8_t *req, size_t len, rl_remaining_fn rem,
                      void *ctx, rl_rpc_buf *reply, char *err, size_t errlen)
 {
+    const rl_api_method *m = rl_api_method_find(method);
     unsigned tmo = call_timeout(rem, ctx);
     reply->data = NULL;
     reply->len = 0;
-    if (strcmp(method, "ExecuteWrite") == 0 ||
-        strcmp(method, "ExecuteTransaction") == 0) {
+    switch (m ? (int)m->id : -1) {
+    case RL_M_EXECUTE_WRITE:
+    case RL_M_EXECUTE_TXN:
         return serve_write(svc, h, method, req, len, rem, ctx, reply, err,
                            errlen);
-    }
-    if (strcmp(method, "ExecuteRead") == 0) {
+    case RL_M_EXECUTE_READ:
         return serve_read(svc, h, req, len, tmo, reply, err, errlen);
-    }
-    if (strcmp(method, "Join") == 0) {
+    case RL_M_JOIN:
         return serve_join(svc, h, req, len, tmo, reply, err, errlen);
-    }
-    if (strcmp(method, "Remove") == 0) {
+    case RL_M_REMOVE:
         return serve_remove(svc, h, req, len, tmo, reply, err, errlen);
-    }
-    if (strcmp(method, "Transfer") == 0) {
+    case RL_M_TRANSFER:
         return serve_transfer(svc, h, req, len, tmo, reply, err, errlen);
-    }
-    if (strcmp(method, "Leader") == 0) {
+    case RL_M_LEADER:
         return serve_leader(svc, h, req, len, reply, err, errlen);
-    }
-    if (strcmp(method, "Nodes") == 0) {
+    case RL_M_NODES:
         return serve_nodes(svc, h, req, len, reply, err, errlen);
-    }
-    if (strcmp(method, "Status") == 0) {
+    case RL_M_STATUS:
         return serve_status(svc, h, req, len, rem, ctx, reply, err, errlen);
-    }
-    if (strcmp(method, "ReadIndex") == 0) {
+    case RL_M_READ_INDEX:
         return serve_read_index(svc, h, req, len, tmo, reply, err, errlen);
+    default:
+        break;
     }
     return RL_CLUSTER_PASS;
 }

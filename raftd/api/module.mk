@@ -3,7 +3,7 @@
 # (tests/fuzz/fuzz_proto_*). service_rpc.c binds it to an rl_rpc_server;
 # cluster*.c serve the cluster operations of a hosted node; auth.c and
 # reqcheck.c are pure checks (fuzzed: fuzz_auth, fuzz_cluster_req).
-API_SVC_SRCS := raftd/api/service.c raftd/api/service_read.c \
+API_SVC_SRCS := raftd/api/service.c raftd/api/service_read.c raftd/api/methods.c \
                 raftd/api/service_write.c raftd/api/txnasm.c raftd/api/msg.c \
                 raftd/api/group.c raftd/api/sqlguard.c
 API_SRCS := $(API_SVC_SRCS) raftd/api/service_rpc.c raftd/api/reqcheck.c \
@@ -12,7 +12,7 @@ API_SRCS := $(API_SVC_SRCS) raftd/api/service_rpc.c raftd/api/reqcheck.c \
 
 # The auth file, the method table and the verdicts (tests/unit/test_auth.c).
 UNIT_TESTS += test_auth
-UNIT_SRCS_test_auth := raftd/api/auth.c
+UNIT_SRCS_test_auth := raftd/api/auth.c raftd/api/methods.c
 UNIT_LIBS_test_auth := -lcrypt -lcrypto
 
 # The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).

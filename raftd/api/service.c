@@ -21,6 +21,7 @@
 ** handler and the progress handler give up when it passes.
 */
 #include "service_int.h"
+#include "methods.h"
 #include "errbuf.h"
 #include "fsio.h"
 
@@ -489,33 +490,46 @@ int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
                      size_t len, rl_remaining_fn rem, void *ctx,
                      rl_rpc_buf *reply, char *err, size_t errlen)
 {
+    const rl_api_method *m = rl_api_method_find(method);
     int code;
     reply->data = NULL;
     reply->len = 0;
     err[0] = 0;
-    if (strcmp(method, "ExecuteWrite") == 0) {
+    switch (m ? (int)m->id : -1) {
+    case RL_M_EXECUTE_WRITE:
         code = rl_svc_write(svc, req, len, rem, ctx, reply, err, errlen);
-    } else if (strcmp(method, "ExecuteRead") == 0) {
+        break;
+    case RL_M_EXECUTE_READ:
         code = rl_svc_read(svc, req, len, rem, ctx, reply, err, errlen);
-    } else if (strcmp(method, "ExecuteTransaction") == 0) {
+        break;
+    case RL_M_EXECUTE_TXN:
         code = rl_svc_txn(svc, req, len, rem, ctx, reply, err, errlen);
-    } else if (strcmp(method, "Join") == 0) {
+        break;
+    case RL_M_JOIN:
         code = do_join(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "Remove") == 0) {
+        break;
+    case RL_M_REMOVE:
         code = do_remove(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "Status") == 0) {
+        break;
+    case RL_M_STATUS:
         code = do_status(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "Leader") == 0) {
+        break;
+    case RL_M_LEADER:
         code = do_leader(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "Transfer") == 0) {
+        break;
+    case RL_M_TRANSFER:
         code = do_transfer(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "Nodes") == 0) {
+        break;
+    case RL_M_NODES:
         code = do_nodes(svc, req, len, reply, err, errlen);
-    } else if (strcmp(method, "ReadIndex") == 0) {
+        break;
+    case RL_M_READ_INDEX:
         code = do_read_index(svc, req, len, err, errlen);
-    } else {
+        break;
+    default: /* unknown, or not unary */
         rl_seterr(err, errlen, "unknown method %s", method);
         code = RL_RPC_UNIMPLEMENTED;
+        break;
     }
     pthread_mutex_lock(&svc->smu);
     svc->served++;

@@ -39,6 +39,7 @@
 #include "host.h"
 #include "image.h"
 #include "image_fetch.h"
+#include "methods.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
 #include "reqcheck.h"
@@ -134,6 +135,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
 {
     rl_service *svc = arg;
     const char *m = strrchr(rl_rpc_call_method(call), '/');
+    const rl_api_method *am = rl_api_method_find(m + 1);
     rl_rpc_buf req, reply;
     char err[RL_RPC_ERRMAX];
     int code, got = rl_rpc_call_recv(call, &req);
@@ -147,7 +149,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
                                  "no request message: %s is unary",
                                  rl_rpc_call_method(call));
     }
-    if (strcmp(m + 1, "Join") == 0) {
+    if (am && am->id == RL_M_JOIN) {
         /* The check needs the id the node joins as. */
         Proto__JoinRequest *jr =
             proto__join_request__unpack(NULL, req.len, req.data);
@@ -170,7 +172,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     if (code == RL_CLUSTER_PASS) {
         code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining,
                                 call, &reply, err, sizeof(err));
-    } else if (strcmp(m + 1, "Status") != 0) {
+    } else if (!am || am->id != RL_M_STATUS) {
         rl_service_count_call(svc); /* Status counted itself (service.c) */
     }
     rl_rpc_buf_free(&req);
@@ -497,11 +499,6 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
 
 int rl_service_register(rl_service *svc, rl_rpc_server *srv)
 {
-    static const char *const pub[] = {
-        "ExecuteWrite", "ExecuteRead", "Join",   "ExecuteTransaction",
-        "Remove",       "Status",      "Leader", "Transfer",
-        "Nodes",
-    };
     char name[128];
     size_t i;
     /* FetchImage "@image" reads through the raft VFS; a host registers it
@@ -511,22 +508,22 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
         return -1;
     }
     rl_service_set_stop_reason(svc, call_stop_reason);
-    for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
-        snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
-        /* Status answers from memory: a client at its concurrent-call
-        ** cap (or an operator beside it) can still ask for it. */
-        if (rl_rpc_server_add_flags(
-                srv, name, unary_cb, svc,
-                strcmp(pub[i], "Status") == 0 ? RL_RPC_UNCAPPED : 0) != 0) {
+    /* Every method of the table (methods.h), with its flags. */
+    for (i = 0; i < rl_api_nmethods; i++) {
+        const rl_api_method *m = &rl_api_methods[i];
+        rl_rpc_handler_fn fn = unary_cb;
+        if (!m->service) {
+            continue; /* a permission, not a method */
+        }
+        if (m->id == RL_M_FORWARD_TXN) {
+            fn = forward_txn_cb;
+        } else if (m->id == RL_M_FETCH_IMAGE) {
+            fn = fetch_image_cb;
+        }
+        snprintf(name, sizeof(name), "%s%s", m->service, m->name);
+        if (rl_rpc_server_add_flags(srv, name, fn, svc, m->rpc_flags) != 0) {
             return -1;
         }
-    }
-    if (rl_rpc_server_add(srv, RL_SVC_INTERNAL "ReadIndex", unary_cb, svc) ||
-        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "ForwardTxn",
-                                forward_txn_cb, svc, RL_RPC_STREAMING) ||
-        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "FetchImage",
-                                fetch_image_cb, svc, RL_RPC_STREAMING)) {
-        return -1;
     }
     return 0;
 }
