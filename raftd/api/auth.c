@@ -1,6 +1,7 @@
 /*
-** raftd/auth.c -- the auth file, the method table and the verdict on one
-** call (see auth.h). Pure but for rl_auth_load (one file read) and
+** raftd/api/auth.c -- the auth file and the verdict on one call by the
+** rules of the API's method table (see auth.h, methods.h). Pure but for
+*rl_auth_load (one file read) and
 ** crypt_r: no gRPC, no globals, so it is fuzzed and unit-tested alone.
 **
 ** It must never accept a password over plaintext, never let a client

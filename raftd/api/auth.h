@@ -1,5 +1,5 @@
 /*
-** raftd/auth.h -- who may call which gRPC method of a node (issue 16).
+** raftd/api/auth.h -- who may call which gRPC method of a node (issue 16).
 **
 ** Three parts, all without gRPC:
 **   - the auth file (`-auth FILE`, URI `raft_auth=FILE`): lines

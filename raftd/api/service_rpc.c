@@ -1,5 +1,5 @@
 /*
-** raftd/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
+** raftd/api/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
 ** (rpc.h): the unary RPCs of both services and the two streaming internal
 ** RPCs, ForwardTxn and FetchImage.
 **
@@ -20,7 +20,7 @@
 ** FetchImage must never serve any other path: the request may only name
 ** the database file's own base name or the image.
 **
-** Every call passes authorize (raftd/auth.h: who the caller is, and the
+** Every call passes authorize (raftd/api/auth.h: who the caller is, and the
 ** permission its method needs) before any handler runs: nothing is
 ** decoded beyond the request the check needs, nothing served before it.
 */
@@ -81,7 +81,7 @@ static int is_member(void *ctx, const char *node_id)
 }
 
 /*
-** The one permission check of every call (raftd/auth.h has the table):
+** The one permission check of every call (raftd/api/auth.h has the table):
 ** who the caller is (the verified certificate's identity, or a user whose
 ** password matches), and whether the method allows it. join_id: the id a
 ** JoinRequest names; method: the table entry to check, if not the

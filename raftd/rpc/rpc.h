@@ -151,7 +151,7 @@ const char *rl_rpc_call_peer(rl_rpc_call *c);
 int64_t rl_rpc_call_deadline(rl_rpc_call *c);
 const char *rl_rpc_call_method(rl_rpc_call *c);
 /* What the transport knows of the caller, for the permission check
-** (raftd/auth.h): whether the connection is TLS, and the peer certificate
+** (raftd/api/auth.h): whether the connection is TLS, and the peer certificate
 ** TLS verified against the CA, as PEM text (NULL if none; valid until the
 ** handler returns). */
 int rl_rpc_call_tls(rl_rpc_call *c);

@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_rpc.c -- the gRPC wrapper (raftd/rpc.c) end to end in one
+** tests/unit/test_rpc.c -- the gRPC wrapper (raftd/rpc/) end to end in one
 ** process: its client against its server on 127.0.0.1. Unary and streaming
 ** calls both ways, payloads over one message limit in chunks, UNIMPLEMENTED
 ** for unknown methods, deadlines seen by client and handler, channel reuse,
