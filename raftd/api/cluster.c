@@ -154,15 +154,26 @@ static unsigned clamp_timeout(unsigned t)
     return t ? t : RL_CLUSTER_TIMEOUT_MS;
 }
 
-/* A forward that failed in transport: the leader may be gone, so the
-** request may succeed once another is elected. */
-static void forward_failed(const struct rl_meta *leader, const char *e,
-                           char *err, size_t errlen)
+/* The answer to a request forwarded to the leader (rc from peers.h, e its
+** text): 0, or -1 with err. A forward that failed in transport reads as
+** "no leader" (the leader may be gone, so the request may succeed once
+** another is elected); otherwise the leader's reason. */
+static int forwarded(const struct rl_meta *leader, rl_err rc, const char *e,
+                     char *err, size_t errlen)
 {
-    rl_seterr(err, errlen,
-              RL_CLUSTER_NO_LEADER " reachable: forwarding to the leader '%s' "
-                                   "(gRPC %s) failed: %s",
-              leader->node_id, leader->grpc_addr, e);
+    if (rc == RL_OK) {
+        return 0;
+    }
+    if (rc == RL_ERR_UNREACHABLE) {
+        rl_seterr(err, errlen,
+                  RL_CLUSTER_NO_LEADER
+                  " reachable: forwarding to the leader '%s' "
+                  "(gRPC %s) failed: %s",
+                  leader->node_id, leader->grpc_addr, e);
+    } else {
+        rl_seterr(err, errlen, "%s", e);
+    }
+    return -1;
 }
 
 static void node_err(int rc, const struct rl_result *res, const char *what,
@@ -239,12 +250,7 @@ int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
         rc = rl_cluster_join_once(rl_host_client(h), leader.grpc_addr, m,
                                   timeout_ms, leader_grpc, leader_len, e,
                                   sizeof(e));
-        if (rc == RL_ERR_UNREACHABLE) {
-            forward_failed(&leader, e, err, errlen);
-        } else if (rc != RL_OK) {
-            rl_seterr(err, errlen, "%s", e);
-        }
-        return rc == RL_OK ? 0 : -1;
+        return forwarded(&leader, rc, e, err, errlen);
     }
     deadline = rl_rpc_now_ms() + timeout_ms;
 again:
@@ -391,17 +397,9 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
-        if ((frc = rl_cluster_remove(rl_host_client(h), leader.grpc_addr,
-                                     node_id, timeout_ms, e, sizeof(e))) !=
-            RL_OK) {
-            if (frc == RL_ERR_UNREACHABLE) {
-                forward_failed(&leader, e, err, errlen);
-            } else {
-                rl_seterr(err, errlen, "%s", e);
-            }
-            return -1;
-        }
-        return 0;
+        frc = rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
+                                timeout_ms, e, sizeof(e));
+        return forwarded(&leader, frc, e, err, errlen);
     }
     if (find_member(n, node_id, &target, &cnt, err, errlen) != 0) {
         return -1;
@@ -476,17 +474,10 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     case ROUTE_NONE:
         return -1;
     case ROUTE_FORWARD:
-        if ((frc = rl_cluster_transfer(rl_host_client(h), leader.grpc_addr,
-                                       node_id, timeout_ms, leader_id,
-                                       leader_len, e, sizeof(e))) != RL_OK) {
-            if (frc == RL_ERR_UNREACHABLE) {
-                forward_failed(&leader, e, err, errlen);
-            } else {
-                rl_seterr(err, errlen, "%s", e);
-            }
-            return -1;
-        }
-        return 0;
+        frc = rl_cluster_transfer(rl_host_client(h), leader.grpc_addr, node_id,
+                                  timeout_ms, leader_id, leader_len, e,
+                                  sizeof(e));
+        return forwarded(&leader, frc, e, err, errlen);
     }
     rl_node_status(n, &st);
     if (node_id && *node_id) {

@@ -20,6 +20,23 @@
 
 SQLITE_EXTENSION_INIT3
 
+/* The proto column type of an SQLite value type. */
+static Proto__ColumnType column_type(int t)
+{
+    switch (t) {
+    case SQLITE_INTEGER:
+        return PROTO__COLUMN_TYPE__COLUMN_TYPE_INTEGER;
+    case SQLITE_FLOAT:
+        return PROTO__COLUMN_TYPE__COLUMN_TYPE_REAL;
+    case SQLITE_TEXT:
+        return PROTO__COLUMN_TYPE__COLUMN_TYPE_TEXT;
+    case SQLITE_BLOB:
+        return PROTO__COLUMN_TYPE__COLUMN_TYPE_BLOB;
+    default:
+        return PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL;
+    }
+}
+
 /* Result rows built for ExecuteRead; freed with free_unpacked since every
 ** pointer in it is malloc'd. */
 static int read_rows(rl_service *svc, conn *c, sqlite3_stmt *st,
@@ -135,21 +152,9 @@ static int read_rows(rl_service *svc, conn *c, sqlite3_stmt *st,
                 approx += (size_t)n + 12;
             }
             if (qr->n_rows == 1) {
-                qr->column_types[i] =
-                    t == SQLITE_INTEGER
-                        ? PROTO__COLUMN_TYPE__COLUMN_TYPE_INTEGER
-                    : t == SQLITE_FLOAT ? PROTO__COLUMN_TYPE__COLUMN_TYPE_REAL
-                    : t == SQLITE_TEXT  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_TEXT
-                    : t == SQLITE_BLOB  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_BLOB
-                                        : PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL;
+                qr->column_types[i] = column_type(t);
             } else {
-                Proto__ColumnType now =
-                    t == SQLITE_INTEGER
-                        ? PROTO__COLUMN_TYPE__COLUMN_TYPE_INTEGER
-                    : t == SQLITE_FLOAT ? PROTO__COLUMN_TYPE__COLUMN_TYPE_REAL
-                    : t == SQLITE_TEXT  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_TEXT
-                    : t == SQLITE_BLOB  ? PROTO__COLUMN_TYPE__COLUMN_TYPE_BLOB
-                                        : PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL;
+                Proto__ColumnType now = column_type(t);
                 Proto__ColumnType was = qr->column_types[i];
                 if (was == PROTO__COLUMN_TYPE__COLUMN_TYPE_NULL) {
                     qr->column_types[i] = now;

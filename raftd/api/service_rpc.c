@@ -259,6 +259,25 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
                : rl_rpc_call_error(call, RL_RPC_CANCELLED, "response not sent");
 }
 
+/* Fills the next ImageChunk of a stream with buf[0..n) at *off (advanced
+** by n): its CRC-32, the stream's running CRC-32 (*scrc, sent with the
+** last chunk, the one that reaches end) and the total size. */
+static void fill_chunk(Proto__ImageChunk *ic, uint64_t *off, const uint8_t *buf,
+                       size_t n, uint64_t total, uint64_t end, uint32_t *scrc)
+{
+    ic->offset = *off;
+    ic->data.data = (uint8_t *)buf;
+    ic->data.len = n;
+    ic->crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)n);
+    *scrc = (uint32_t)crc32(*scrc, buf, (uInt)n);
+    ic->total_size = total;
+    *off += n;
+    ic->last = *off >= end;
+    if (ic->last) {
+        ic->stream_crc32 = *scrc;
+    }
+}
+
 /* Streams [off, end) of fd as ImageChunks. */
 static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
                         uint64_t end, size_t chunk)
@@ -295,17 +314,7 @@ static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
                 (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
-        ic.offset = off;
-        ic.data.data = buf;
-        ic.data.len = want;
-        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)want);
-        scrc = (uint32_t)crc32(scrc, buf, (uInt)want);
-        ic.total_size = size;
-        off += want;
-        ic.last = off >= end;
-        if (ic.last) {
-            ic.stream_crc32 = scrc;
-        }
+        fill_chunk(&ic, &off, buf, want, size, end, &scrc);
         size_t n = proto__image_chunk__pack(&ic, out);
         if (rl_rpc_call_send(call, out, n) != 0) {
             code = rl_rpc_call_error(call, RL_RPC_CANCELLED,
@@ -412,16 +421,7 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
                 (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
-        ic.offset = off;
-        ic.data.data = buf;
-        ic.data.len = got;
-        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)got);
-        scrc = (uint32_t)crc32(scrc, buf, (uInt)got);
-        ic.total_size = total;
-        off += got;
-        ic.last = off >= end;
-        if (ic.last)
-            ic.stream_crc32 = scrc;
+        fill_chunk(&ic, &off, buf, got, total, end, &scrc);
         n = proto__image_chunk__pack(&ic, out);
         if (rl_rpc_call_send(call, out, n) != 0) {
             code = rl_rpc_call_error(call, RL_RPC_CANCELLED,

@@ -134,6 +134,26 @@ static rl_err refusal(const char *msg)
                : RL_ERR_REMOTE;
 }
 
+/* One call whose answer decodes as d: RL_OK with *out (free it with
+** protobuf_c_message_free_unpacked), or a code with err. */
+static rl_err ask(rl_rpc_client *cl, const char *target, const char *method,
+                  const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *d, int64_t timeout_ms,
+                  void *out, char *err, size_t errlen)
+{
+    ProtobufCMessage **msg = out;
+    rl_rpc_buf reply;
+    rl_err rc;
+    *msg = NULL;
+    if ((rc = call(cl, target, method, req, timeout_ms, &reply, err, errlen)) !=
+        RL_OK) {
+        return rc;
+    }
+    *msg = protobuf_c_message_unpack(d, NULL, reply.len, reply.data);
+    rl_rpc_buf_free(&reply);
+    return *msg ? RL_OK : malformed(err, errlen, d->short_name, target);
+}
+
 rl_err rl_cluster_join_once(rl_rpc_client *cl, const char *peer,
                             const struct rl_meta *self, int64_t timeout_ms,
                             char *leader_grpc, size_t leader_len, char *err,
@@ -141,19 +161,14 @@ rl_err rl_cluster_join_once(rl_rpc_client *cl, const char *peer,
 {
     Proto__JoinRequest req = PROTO__JOIN_REQUEST__INIT;
     Proto__JoinResponse *r;
-    rl_rpc_buf reply;
     rl_err rc;
     req.node_id = (char *)self->node_id;
     req.raft_addr = (char *)self->raft_addr;
     req.grpc_addr = (char *)self->grpc_addr;
-    if ((rc = call(cl, peer, PUB("Join"), &req.base, timeout_ms, &reply, err,
-                   errlen)) != RL_OK) {
+    if ((rc = ask(cl, peer, PUB("Join"), &req.base,
+                  &proto__join_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__join_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "JoinResponse", peer);
     }
     if (r->success) {
         copystr(leader_grpc, leader_len,
@@ -207,17 +222,12 @@ rl_err rl_cluster_remove(rl_rpc_client *cl, const char *target,
 {
     Proto__RemoveRequest req = PROTO__REMOVE_REQUEST__INIT;
     Proto__RemoveResponse *r;
-    rl_rpc_buf reply;
     rl_err rc;
     req.node_id = (char *)node_id;
-    if ((rc = call(cl, target, PUB("Remove"), &req.base, timeout_ms, &reply,
-                   err, errlen)) != RL_OK) {
+    if ((rc = ask(cl, target, PUB("Remove"), &req.base,
+                  &proto__remove_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__remove_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "RemoveResponse", target);
     }
     rc = r->success ? RL_OK : refusal(r->error);
     if (!r->success) {
@@ -234,17 +244,12 @@ rl_err rl_cluster_transfer(rl_rpc_client *cl, const char *target,
 {
     Proto__TransferRequest req = PROTO__TRANSFER_REQUEST__INIT;
     Proto__TransferResponse *r;
-    rl_rpc_buf reply;
     rl_err rc;
     req.node_id = (char *)(node_id ? node_id : "");
-    if ((rc = call(cl, target, PUB("Transfer"), &req.base, timeout_ms, &reply,
-                   err, errlen)) != RL_OK) {
+    if ((rc = ask(cl, target, PUB("Transfer"), &req.base,
+                  &proto__transfer_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__transfer_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "TransferResponse", target);
     }
     rc = r->success ? RL_OK : refusal(r->error);
     if (r->success) {
@@ -263,17 +268,11 @@ int rl_cluster_leader(rl_rpc_client *cl, const char *target,
 {
     Proto__LeaderRequest req = PROTO__LEADER_REQUEST__INIT;
     Proto__LeaderResponse *r;
-    rl_rpc_buf reply;
     int rc;
     memset(out, 0, sizeof(*out));
-    if (call(cl, target, PUB("Leader"), &req.base, timeout_ms, &reply, err,
-             errlen) != RL_OK) {
-        return -1;
-    }
-    r = proto__leader_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        malformed(err, errlen, "LeaderResponse", target);
+    if (ask(cl, target, PUB("Leader"), &req.base,
+            &proto__leader_response__descriptor, timeout_ms, &r, err,
+            errlen) != RL_OK) {
         return -1;
     }
     rc = r->known ? 1 : 0;
@@ -293,20 +292,15 @@ rl_err rl_cluster_nodes(rl_rpc_client *cl, const char *target,
 {
     Proto__NodesRequest req = PROTO__NODES_REQUEST__INIT;
     Proto__NodesResponse *r;
-    rl_rpc_buf reply;
     struct rl_member *ms;
     size_t i;
     rl_err rc;
     *out = NULL;
     *count = 0;
-    if ((rc = call(cl, target, PUB("Nodes"), &req.base, timeout_ms, &reply, err,
-                   errlen)) != RL_OK) {
+    if ((rc = ask(cl, target, PUB("Nodes"), &req.base,
+                  &proto__nodes_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__nodes_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "NodesResponse", target);
     }
     if (r->error[0]) {
         rl_seterr(err, errlen, "%s", r->error);
@@ -347,17 +341,12 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 {
     Proto__StatusRequest req = PROTO__STATUS_REQUEST__INIT;
     Proto__StatusResponse *r;
-    rl_rpc_buf reply;
     rl_err rc;
     memset(out, 0, sizeof(*out));
-    if ((rc = call(cl, target, PUB("Status"), &req.base, timeout_ms, &reply,
-                   err, errlen)) != RL_OK) {
+    if ((rc = ask(cl, target, PUB("Status"), &req.base,
+                  &proto__status_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__status_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "StatusResponse", target);
     }
     copystr(out->id, sizeof(out->id), r->node_id);
     out->raft_id = r->raft_id;
@@ -391,17 +380,12 @@ rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
-    rl_rpc_buf reply;
     rl_err rc;
     req.hint_only = hint_only;
-    if ((rc = call(cl, target, INTL("ReadIndex"), &req.base, timeout_ms, &reply,
-                   err, errlen)) != RL_OK) {
+    if ((rc = ask(cl, target, INTL("ReadIndex"), &req.base,
+                  &proto__read_index_response__descriptor, timeout_ms, &r, err,
+                  errlen)) != RL_OK) {
         return rc;
-    }
-    r = proto__read_index_response__unpack(NULL, reply.len, reply.data);
-    rl_rpc_buf_free(&reply);
-    if (!r) {
-        return malformed(err, errlen, "ReadIndexResponse", target);
     }
     rc = r->error[0] ? refusal(r->error) : RL_OK;
     if (rc) {
