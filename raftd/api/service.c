@@ -390,47 +390,48 @@ int rl_svc_has_more(sqlite3 *db, const char *tail, int *more)
     "so it belongs to no cluster: ask a cluster member, or restart this node " \
     "with -bootstrap to start a cluster"
 
-static int do_join(rl_service *svc, const uint8_t *req, size_t len,
-                   rl_rpc_buf *reply, char *err, size_t errlen)
+/* A cluster request a standalone node refuses (reqd: its request, respd:
+** its response, whose `error` field gets why, formatted with the request's
+** node_id if why has a %s). INVALID_ARGUMENT if the request does not
+** decode, as for every method. */
+static int refuse(rl_service *svc, const ProtobufCMessageDescriptor *reqd,
+                  const ProtobufCMessageDescriptor *respd, const char *why,
+                  const uint8_t *req, size_t len, rl_rpc_buf *reply, char *err,
+                  size_t errlen)
 {
-    RL_API_DECODE(Proto__JoinRequest, proto__join_request__unpack, r,
-                  "JoinRequest");
-    Proto__JoinResponse resp = PROTO__JOIN_RESPONSE__INIT;
+    const ProtobufCFieldDescriptor *ef =
+        protobuf_c_message_descriptor_get_field_by_name(respd, "error");
+    const ProtobufCFieldDescriptor *nf =
+        protobuf_c_message_descriptor_get_field_by_name(reqd, "node_id");
+    ProtobufCMessage *r = protobuf_c_message_unpack(reqd, NULL, len, req);
+    const char *id = "";
     char msg[512];
+    void *resp;
     int code;
-    rl_seterr(msg, sizeof(msg), "cannot add node '%s': %s", r->node_id,
-              STANDALONE);
-    resp.error = msg;
-    code = rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
-    proto__join_request__free_unpacked(r, NULL);
+    if (!r) {
+        rl_seterr(err, errlen,
+                  "malformed %s: the bytes are not a valid protobuf message "
+                  "of that type",
+                  reqd->short_name);
+        return RL_RPC_INVALID_ARGUMENT;
+    }
+    if (nf) {
+        id = *(const char *const *)((const char *)r + nf->offset);
+    }
+    rl_seterr(msg, sizeof(msg), why, id);
+    resp = calloc(1, respd->sizeof_message);
+    if (!resp || !ef) {
+        free(resp);
+        protobuf_c_message_free_unpacked(r, NULL);
+        rl_seterr(err, errlen, "out of memory");
+        return RL_RPC_RESOURCE_EXHAUSTED;
+    }
+    respd->message_init(resp);
+    *(char **)((char *)resp + ef->offset) = msg;
+    code = rl_api_pack(resp, svc->max_msg, reply, err, errlen);
+    free(resp);
+    protobuf_c_message_free_unpacked(r, NULL);
     return code;
-}
-
-static int do_remove(rl_service *svc, const uint8_t *req, size_t len,
-                     rl_rpc_buf *reply, char *err, size_t errlen)
-{
-    RL_API_DECODE(Proto__RemoveRequest, proto__remove_request__unpack, r,
-                  "RemoveRequest");
-    Proto__RemoveResponse resp = PROTO__REMOVE_RESPONSE__INIT;
-    char msg[512];
-    int code;
-    rl_seterr(msg, sizeof(msg), "cannot remove node '%s': %s", r->node_id,
-              STANDALONE);
-    resp.error = msg;
-    code = rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
-    proto__remove_request__free_unpacked(r, NULL);
-    return code;
-}
-
-static int do_leader(rl_service *svc, const uint8_t *req, size_t len,
-                     rl_rpc_buf *reply, char *err, size_t errlen)
-{
-    RL_API_DECODE(Proto__LeaderRequest, proto__leader_request__unpack, r,
-                  "LeaderRequest");
-    Proto__LeaderResponse resp = PROTO__LEADER_RESPONSE__INIT;
-    resp.error = (char *)"no leader: " STANDALONE;
-    proto__leader_request__free_unpacked(r, NULL);
-    return rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
 
 static int do_status(rl_service *svc, const uint8_t *req, size_t len,
@@ -450,28 +451,6 @@ static int do_status(rl_service *svc, const uint8_t *req, size_t len,
     resp.calls_served = svc->served;
     pthread_mutex_unlock(&svc->smu);
     proto__status_request__free_unpacked(r, NULL);
-    return rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
-}
-
-static int do_transfer(rl_service *svc, const uint8_t *req, size_t len,
-                       rl_rpc_buf *reply, char *err, size_t errlen)
-{
-    RL_API_DECODE(Proto__TransferRequest, proto__transfer_request__unpack, r,
-                  "TransferRequest");
-    Proto__TransferResponse resp = PROTO__TRANSFER_RESPONSE__INIT;
-    resp.error = (char *)"cannot transfer leadership: " STANDALONE;
-    proto__transfer_request__free_unpacked(r, NULL);
-    return rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
-}
-
-static int do_nodes(rl_service *svc, const uint8_t *req, size_t len,
-                    rl_rpc_buf *reply, char *err, size_t errlen)
-{
-    RL_API_DECODE(Proto__NodesRequest, proto__nodes_request__unpack, r,
-                  "NodesRequest");
-    Proto__NodesResponse resp = PROTO__NODES_RESPONSE__INIT;
-    resp.error = (char *)"no cluster nodes: " STANDALONE;
-    proto__nodes_request__free_unpacked(r, NULL);
     return rl_api_pack(&resp.base, svc->max_msg, reply, err, errlen);
 }
 
@@ -506,22 +485,36 @@ int rl_service_unary(rl_service *svc, const char *method, const uint8_t *req,
         code = rl_svc_txn(svc, req, len, rem, ctx, reply, err, errlen);
         break;
     case RL_M_JOIN:
-        code = do_join(svc, req, len, reply, err, errlen);
+        code = refuse(svc, &proto__join_request__descriptor,
+                      &proto__join_response__descriptor,
+                      "cannot add node '%s': " STANDALONE, req, len, reply, err,
+                      errlen);
         break;
     case RL_M_REMOVE:
-        code = do_remove(svc, req, len, reply, err, errlen);
+        code = refuse(svc, &proto__remove_request__descriptor,
+                      &proto__remove_response__descriptor,
+                      "cannot remove node '%s': " STANDALONE, req, len, reply,
+                      err, errlen);
         break;
     case RL_M_STATUS:
         code = do_status(svc, req, len, reply, err, errlen);
         break;
     case RL_M_LEADER:
-        code = do_leader(svc, req, len, reply, err, errlen);
+        code = refuse(svc, &proto__leader_request__descriptor,
+                      &proto__leader_response__descriptor,
+                      "no leader: " STANDALONE, req, len, reply, err, errlen);
         break;
     case RL_M_TRANSFER:
-        code = do_transfer(svc, req, len, reply, err, errlen);
+        code = refuse(svc, &proto__transfer_request__descriptor,
+                      &proto__transfer_response__descriptor,
+                      "cannot transfer leadership: " STANDALONE, req, len,
+                      reply, err, errlen);
         break;
     case RL_M_NODES:
-        code = do_nodes(svc, req, len, reply, err, errlen);
+        code = refuse(svc, &proto__nodes_request__descriptor,
+                      &proto__nodes_response__descriptor,
+                      "no cluster nodes: " STANDALONE, req, len, reply, err,
+                      errlen);
         break;
     case RL_M_READ_INDEX:
         code = do_read_index(svc, req, len, err, errlen);
