@@ -1044,8 +1044,8 @@ static int port_commit(void *ctx, const char *db_path, const rl_txn *txn,
 ** is acknowledged only after a read index proves this node still leads and
 ** no entry took effect after the index it read (DESIGN 8).
 */
-static int confirm_unchanged(rl_host *h, int began, uint64_t base,
-                             unsigned tmo, char *why, size_t whylen);
+static int confirm_unchanged(rl_host *h, int began, uint64_t base, unsigned tmo,
+                             char *why, size_t whylen);
 
 static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
                           size_t whylen)
@@ -1082,8 +1082,8 @@ static int svc_write_done(void *ctx, int rc, int64_t remaining_ms, char *why,
 ** no entry took effect after base (the index its write lock saw; began 0:
 ** unknown, the index the file reflects is taken).
 */
-static int confirm_unchanged(rl_host *h, int began, uint64_t base,
-                             unsigned tmo, char *why, size_t whylen)
+static int confirm_unchanged(rl_host *h, int began, uint64_t base, unsigned tmo,
+                             char *why, size_t whylen)
 {
     struct rl_result res;
     struct rl_node_status st;
@@ -1209,8 +1209,8 @@ static void port_end(void *ctx, const char *db_path, int ok)
 ** older than a write acknowledged anywhere.
 */
 #define READ_POINT_MS 2000
-static int port_read_point(void *ctx, const char *db_path,
-                           uint64_t *wait_index, char *err, size_t errlen)
+static int port_read_point(void *ctx, const char *db_path, uint64_t *wait_index,
+                           char *err, size_t errlen)
 {
     rl_host *h = rl_host_find(db_path);
     struct rl_node_status st;

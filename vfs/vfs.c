@@ -167,9 +167,9 @@ static const sqlite3_io_methods rl_io_methods;
 */
 static _Thread_local int tl_code;
 static _Thread_local char tl_msg[1024];
-static _Thread_local uint64_t tl_seq;    /* number of tl_msg */
+static _Thread_local uint64_t tl_seq;     /* number of tl_msg */
 static _Thread_local const void *tl_file; /* the file it concerns, if open */
-static uint64_t err_seq_next;            /* __atomic */
+static uint64_t err_seq_next;             /* __atomic */
 
 static void set_error_v(int code, const char *fmt, va_list ap)
 {
@@ -2336,7 +2336,8 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
         wal->pMethods->xRead(wal, fh, sizeof fh,
                              (sqlite3_int64)rl_wal_frame_offset(
                                  rl_shm_page_size(h), s->frame)) != SQLITE_OK ||
-        rl_get_be32(fh + 16) != s->cksum[0] || rl_get_be32(fh + 20) != s->cksum[1]) {
+        rl_get_be32(fh + 16) != s->cksum[0] ||
+        rl_get_be32(fh + 20) != s->cksum[1]) {
         snprintf(err, errlen,
                  "%s: WAL frame %u is not the commit frame the applied record "
                  "(index %llu) describes",

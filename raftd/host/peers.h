@@ -75,8 +75,10 @@ typedef struct rl_cluster_status {
 ** Raft. RL_OK: answered, *outcome (RL_OUTCOME_*) and *index (0 if never
 ** appended), err for anything but APPLIED. Otherwise the call failed, err
 ** says how; *outcome is NOT_APPLIED if the leader refused it before Raft
-** or never saw its end, else UNKNOWN when *sent (every byte left: the
-** leader may have committed it). Waits at most timeout_ms. */
+** or never saw its end, else UNKNOWN (when *sent every byte left: the
+** leader may have committed it; a call that could not even be opened,
+** RL_ERR_INTERNAL, also leaves UNKNOWN, as before). Waits at most
+** timeout_ms. */
 rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                               const rl_forward_txn *f, unsigned timeout_ms,
                               int *outcome, uint64_t *index, int *sent,
