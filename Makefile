@@ -20,7 +20,7 @@ PYTHON   ?= /usr/bin/python3
 
 CFLAGS_COMMON = -std=gnu11 -Wall -Wextra -Werror -g -fPIC -D_GNU_SOURCE \
                 $(OPT) $(SAN) -Ilib -Ivfs -Iext -Iraftd -Iraftd/node \
-                -Iraftd/host -Iraftd/api -I$(BUILD)/gen
+                -Iraftd/host -Iraftd/api -Iraftd/rpc -I$(BUILD)/gen
 # Objects linked into the extension call SQLite through sqlite3_api;
 # objects of unit tests and raftd link libsqlite3 directly (SQLITE_CORE).
 CFLAGS_EXT  = $(CFLAGS_COMMON)
@@ -39,6 +39,8 @@ include vfs/module.mk
 include ext/module.mk
 include raftd/node/module.mk
 include raftd/host/module.mk
+include raftd/rpc/module.mk
+include raftd/api/module.mk
 include raftd/module.mk
 include proto/module.mk
 include tests/unit/module.mk

@@ -25,12 +25,12 @@ FUZZ_PROTO   := fuzz_proto_requests fuzz_proto_txnchunks
 FUZZ_PROTO_BINS := $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_PROTO))
 FUZZ_PROTO_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -D_GNU_SOURCE -DSQLITE_CORE \
-                -Ilib -Iraftd -I$(BUILD)/gen
+                -Ilib -Iraftd -Iraftd/node -Iraftd/api -Iraftd/rpc -Iraftd/host -I$(BUILD)/gen
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/rpc_util.c \
-		$(PROTO_GEN_C) $(PROTO_GEN_H) raftd/service.h raftd/sqlguard.h raftd/rpc.h
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(API_SVC_SRCS) $(RPC_PURE_SRCS) \
+		$(PROTO_GEN_C) $(PROTO_GEN_H) $(wildcard raftd/api/*.h) raftd/rpc/rpc.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_PROTO_CFLAGS) -o $@ $< raftd/service.c raftd/group.c raftd/sqlguard.c raftd/rpc_util.c $(PROTO_GEN_C) \
+	$(FUZZ_CC) $(FUZZ_PROTO_CFLAGS) -o $@ $< $(API_SVC_SRCS) $(RPC_PURE_SRCS) $(PROTO_GEN_C) \
 	    -lprotobuf-c -lsqlite3 -lz -lpthread
 
 .PHONY: fuzz-bins fuzz-proto

@@ -1,38 +1,18 @@
-# raftd/: the node and the gRPC sidecar.
-# rpc.c is the only file that calls the gRPC C core (see rpc.h); service.c
-# runs the API on the node's database; service_rpc.c binds the two.
-RAFTD_SRCS += raftd/rpc.c raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
-              raftd/reqcheck.c raftd/service_rpc.c raftd/main.c
-RAFTD_LIBS += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
+# raftd/: the node, the host and the daemon. The gRPC wrapper
+# (raftd/rpc/module.mk: RPC_SRCS) and the API served over it
+# (raftd/api/module.mk: API_SRCS) list their own sources.
+RAFTD_SRCS += $(RPC_SRCS) $(API_SRCS) raftd/main.c
+RAFTD_LIBS += $(RPC_LIBS) -lprotobuf-c -lz -lssl -lcrypto -lcrypt
 
-# The hosted node (raftd/host/, HOST_ROOM_SRCS) and its sidecar
-# (raftd/api/sidecar.c) also live in the extension: the stock shell
-# process hosts the node and serves gRPC. cluster.c: Join,
-# Remove, Transfer, Leader, Nodes, ReadIndex and forwarding of a hosted
-# node (service_rpc.c offers it every unary call when there is a host).
-HOST_SRCS := $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/rpc.c \
-             raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c \
-             raftd/service_rpc.c raftd/cluster.c raftd/reqcheck.c \
-             raftd/auth.c $(BUILD)/gen/raftlite.pb-c.c
+# The hosted node (raftd/host/, HOST_ROOM_SRCS, with host/peers.c: the
+# calls a node makes to its peers' sidecars) and its sidecar (raftd/api/,
+# sidecar.c) also live in the extension: the stock shell process hosts the
+# node and serves gRPC.
+HOST_SRCS := $(HOST_ROOM_SRCS) $(RPC_SRCS) $(API_SRCS) \
+             $(BUILD)/gen/raftlite.pb-c.c
 LIB_SRCS   += $(HOST_SRCS)
-LIB_LIBS   += -lgrpc -lgpr -lprotobuf-c -lz -lssl -lcrypto -lcrypt
-RAFTD_SRCS += $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/cluster.c \
-              raftd/auth.c \
-              $(VFS_SRCS) vfs/walfmt.c vfs/txn.c
-
-# Unit test of the wrapper alone (tests/unit/test_rpc.c).
-UNIT_TESTS += test_rpc
-UNIT_SRCS_test_rpc := raftd/rpc.c raftd/rpc_util.c
-UNIT_LIBS_test_rpc := -lgrpc -lgpr
-
-# The auth file, the method table and the verdicts (tests/unit/test_auth.c).
-UNIT_TESTS += test_auth
-UNIT_SRCS_test_auth := raftd/auth.c
-UNIT_LIBS_test_auth := -lcrypt -lcrypto
-
-# The remote-SQL allow-list alone (tests/unit/test_sqlguard.c).
-UNIT_TESTS += test_sqlguard
-UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
+LIB_LIBS   += $(RPC_LIBS) -lprotobuf-c -lz -lssl -lcrypto -lcrypt
+RAFTD_SRCS += $(HOST_ROOM_SRCS) $(VFS_SRCS) vfs/walfmt.c vfs/txn.c
 
 # A libFuzzer target of a parser seeded from tests/fuzz/seeds/fuzz_NAME,
 # built for make test (tests/fuzz/test_fuzz_NAME.sh runs it briefly) and
@@ -40,8 +20,8 @@ UNIT_SRCS_test_sqlguard := raftd/sqlguard.c
 define seeded_fuzzer
 $$(FUZZ_DIR)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(2) $(3)
 	@mkdir -p $$(@D)
-	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd \
-	    -Iraftd/host -fsanitize=fuzzer,address,undefined \
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Ilib -Iraftd -Iraftd/node -Iraftd/host -Iraftd/api -Iraftd/rpc \
+	    -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $$@ tests/fuzz/fuzz_$(1).c $(2) $(4)
 
 test test-long: $$(FUZZ_DIR)/fuzz_$(1)
@@ -55,9 +35,9 @@ fuzz-$(1): $$(FUZZ_DIR)/fuzz_$(1)
 endef
 
 # The identity-file parser (raftd/host/identity.c) and the auth-file parser
-# with its verdicts (raftd/auth.c).
+# with its verdicts (raftd/api/auth.c).
 $(eval $(call seeded_fuzzer,identity,raftd/host/identity.c,raftd/host/host.h,))
-$(eval $(call seeded_fuzzer,auth,raftd/auth.c,raftd/auth.h,-lcrypt -lcrypto))
+$(eval $(call seeded_fuzzer,auth,raftd/api/auth.c raftd/api/methods.c,raftd/api/auth.h raftd/api/methods.h,-lcrypt -lcrypto))
 
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage
 # "@image"; raftd/host/image_fetch.c is the client that downloads and
@@ -67,7 +47,7 @@ RAFTD_SRCS += $(VFS_SRCS) vfs/walfmt.c vfs/txn.c vfs/imagefmt.c vfs/image.c
 # Flags of the libFuzzer builds below (pure raftd code with the generated
 # protobuf-c code).
 FUZZ_RAFTD_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE \
-    -Ilib -Iraftd -Iraftd/node -Iraftd/host -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
+    -Ilib -Iraftd -Iraftd/node -Iraftd/host -Iraftd/api -Iraftd/rpc -Ivfs -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
 
 # libFuzzer build of the chunk checks of an image fetch (image_rx.c), run
@@ -94,12 +74,12 @@ fuzz-image-rx: $(FUZZ_DIR)/fuzz_image_rx $(BUILD)/tests/unit/test_image
 # libFuzzer build of the cluster and internal request checks (reqcheck.c:
 # Join, Remove, Transfer, ..., FetchImage), run by
 # tests/fuzz/test_fuzz_cluster_req.sh from tests/fuzz/seeds/fuzz_cluster_req.
-$(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/reqcheck.c \
-		raftd/reqcheck.h lib/addr.c raftd/host/identity.c raftd/node/entry.c \
+$(FUZZ_DIR)/fuzz_cluster_req: tests/fuzz/fuzz_cluster_req.c raftd/api/reqcheck.c \
+		raftd/api/reqcheck.h lib/addr.c raftd/host/identity.c raftd/node/entry.c \
 		$(PROTO_GEN_C) $(PROTO_GEN_H)
 	@mkdir -p $(@D)
 	clang $(FUZZ_RAFTD_CFLAGS) -o $@ tests/fuzz/fuzz_cluster_req.c \
-	    raftd/reqcheck.c lib/addr.c raftd/host/identity.c raftd/node/entry.c \
+	    raftd/api/reqcheck.c lib/addr.c raftd/host/identity.c raftd/node/entry.c \
 	    $(PROTO_GEN_C) -lprotobuf-c
 
 test test-long: $(FUZZ_DIR)/fuzz_cluster_req

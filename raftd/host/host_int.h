@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "cluster.h" /* the calls to peers: peers.h once raftd/rpc has it */
+#include "peers.h" /* the calls to peers */
 #include "host.h"
 #include "node.h"
 #include "transport.h"

@@ -25,7 +25,7 @@
 #include "image_fetch.h"
 #include "image_rx.h"
 #include "raftlite.pb-c.h"
-#include "service.h" /* RL_SVC_INTERNAL only: the method names */
+#include "peers.h" /* RL_SVC_INTERNAL only: the method names */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 

@@ -7,4 +7,5 @@ HOST_ROOM_SRCS := raftd/host/host.c raftd/host/identity.c \
                   raftd/host/replicator.c raftd/host/client.c \
                   raftd/host/fresh.c raftd/host/applier.c \
                   raftd/host/rebuild.c raftd/host/gate.c raftd/host/setup.c \
-                  raftd/host/image_fetch.c raftd/host/image_rx.c
+                  raftd/host/image_fetch.c raftd/host/image_rx.c \
+                  raftd/host/peers.c

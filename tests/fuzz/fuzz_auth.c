@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_auth.c -- libFuzzer target for the auth-file parser
-** (raftd/auth.c): any bytes. An accepted file must answer lookups for the
+** (raftd/api/auth.c): any bytes. An accepted file must answer lookups for the
 ** names it holds, a refused one must say FILE:LINE and why, the parse must
 ** be deterministic, and rl_auth_decide over the parsed file must give an
 ** allowed verdict or PERMISSION_DENIED/UNAUTHENTICATED with a message for

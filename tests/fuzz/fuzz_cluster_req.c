@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_cluster_req.c -- libFuzzer target for the checks of the
-** cluster and internal requests (raftd/reqcheck.c): what a node's Join,
+** cluster and internal requests (raftd/api/reqcheck.c): what a node's Join,
 ** Remove, Transfer, Leader, Nodes, Status, ReadIndex, ExecuteRead and
 ** FetchImage handlers do with the bytes a hostile client sends before
 ** they act, without a running node.

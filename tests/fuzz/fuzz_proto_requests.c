@@ -33,6 +33,17 @@ static const char *const methods[] = {
 ** keep their meaning so that older seeds still aim where they did). */
 static const char *const methods2[] = {"Transfer", "Nodes"};
 
+/* The bare unpacks, by selector (9..17 but 14 and 15). */
+static const ProtobufCMessageDescriptor *const bare[18] = {
+    [9] = &proto__fetch_image_request__descriptor,
+    [10] = &proto__image_chunk__descriptor,
+    [11] = &proto__forward_txn_response__descriptor,
+    [12] = &proto__read_response__descriptor,
+    [13] = &proto__txn_chunk__descriptor,
+    [16] = &proto__nodes_response__descriptor, /* rl_cluster_nodes decodes */
+    [17] = &proto__join_response__descriptor,  /* rl_cluster_join decodes */
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[512];
@@ -45,36 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     if (sel >= 9 && sel != 14 && sel != 15) {
-        ProtobufCMessage *m = NULL;
-        switch (sel) {
-        case 9:
-            m = (ProtobufCMessage *)proto__fetch_image_request__unpack(
-                NULL, size, data);
-            break;
-        case 10:
-            m = (ProtobufCMessage *)proto__image_chunk__unpack(NULL, size,
-                                                               data);
-            break;
-        case 11:
-            m = (ProtobufCMessage *)proto__forward_txn_response__unpack(
-                NULL, size, data);
-            break;
-        case 12:
-            m = (ProtobufCMessage *)proto__read_response__unpack(NULL, size,
-                                                                 data);
-            break;
-        case 16: /* what rl_cluster_nodes decodes */
-            m = (ProtobufCMessage *)proto__nodes_response__unpack(NULL, size,
-                                                                  data);
-            break;
-        case 17: /* what rl_cluster_join decodes */
-            m = (ProtobufCMessage *)proto__join_response__unpack(NULL, size,
-                                                                 data);
-            break;
-        default:
-            m = (ProtobufCMessage *)proto__txn_chunk__unpack(NULL, size, data);
-            break;
-        }
+        ProtobufCMessage *m =
+            protobuf_c_message_unpack(bare[sel], NULL, size, data);
         if (m) {
             /* A decoded message must encode again without trouble. */
             size_t n = protobuf_c_message_get_packed_size(m);

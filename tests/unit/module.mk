@@ -28,12 +28,9 @@ UNIT_SRCS_test_image := lib/timing.c vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/
 
 # The image client against the real FetchImage service and a fake peer.
 UNIT_TESTS += test_image_fetch
-UNIT_SRCS_test_image_fetch := $(HOST_ROOM_SRCS) raftd/api/sidecar.c raftd/rpc.c \
-    raftd/rpc_util.c raftd/service.c raftd/group.c raftd/sqlguard.c raftd/service_rpc.c \
-    $(PROTO_GEN_C) \
-    vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c vfs/txn.c \
-    raftd/cluster.c raftd/reqcheck.c \
-    $(NODE_SRCS) $(NODE_TLS_SRCS) raftd/auth.c
+UNIT_SRCS_test_image_fetch := $(HOST_ROOM_SRCS) $(RPC_SRCS) $(API_SRCS) \
+    $(PROTO_GEN_C) vfs/image.c vfs/imagefmt.c $(VFS_SRCS) vfs/walfmt.c \
+    vfs/txn.c $(NODE_SRCS) $(NODE_TLS_SRCS)
 UNIT_LIBS_test_image_fetch := -lgrpc -lgpr -lprotobuf-c -lz -lraft -luv \
     -lssl -lcrypto -lcrypt
 
@@ -56,5 +53,5 @@ unit-bins: $(BUILD)/tests/tools/raft_forge
 
 # Group commit's queue and combiner alone (tests/unit/test_group.c).
 UNIT_TESTS += test_group
-UNIT_SRCS_test_group := raftd/group.c
+UNIT_SRCS_test_group := raftd/api/group.c
 UNIT_LIBS_test_group := -lpthread

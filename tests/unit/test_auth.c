@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_auth.c -- raftd/auth.c alone: the auth file's format and
+** tests/unit/test_auth.c -- raftd/api/auth.c alone: the auth file's format and
 ** every refusal (FILE:LINE and the reason), the file-mode check, crypt(3)
 ** passwords (yescrypt and sha512 hashes made here), and the verdicts of the
 ** method table for each kind of caller: anonymous, client certificate,

@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_group.c -- raftd/group.c alone: 8 threads submit 200
+** tests/unit/test_group.c -- raftd/api/group.c alone: 8 threads submit 200
 ** jobs each against a run() that takes a millisecond; every job runs
 ** exactly once, batches never overlap or exceed max_batch, and concurrent
 ** jobs share batches. A job whose deadline passes while it is queued

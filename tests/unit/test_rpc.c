@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_rpc.c -- the gRPC wrapper (raftd/rpc.c) end to end in one
+** tests/unit/test_rpc.c -- the gRPC wrapper (raftd/rpc/) end to end in one
 ** process: its client against its server on 127.0.0.1. Unary and streaming
 ** calls both ways, payloads over one message limit in chunks, UNIMPLEMENTED
 ** for unknown methods, deadlines seen by client and handler, channel reuse,
@@ -150,6 +150,24 @@ static int make_certs(const char *dir)
 }
 
 /* Mutual TLS through the wrapper on both sides. */
+/* One Echo to target with a new client of settings t (NULL: plaintext):
+** the status code (-1: no client). */
+static int echo_once(const rl_rpc_tls *t, const char *target)
+{
+    char err[RL_RPC_ERRMAX];
+    rl_rpc_buf r = {0};
+    rl_rpc_client *cl = rl_rpc_client_new(t, 0, err, sizeof(err));
+    int code;
+    if (!cl) {
+        return -1;
+    }
+    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
+                        sizeof(err));
+    rl_rpc_buf_free(&r);
+    rl_rpc_client_free(cl);
+    return code;
+}
+
 static void tls_checks(const char *dir)
 {
     char cert[512], key[512], ca[512], ccert[512], ckey[512], other[512];
@@ -188,26 +206,15 @@ static void tls_checks(const char *dir)
     rl_rpc_client_free(cl);
 
     ctls = (rl_rpc_tls){NULL, NULL, ca, 0};
-    cl = rl_rpc_client_new(&ctls, 0, err, sizeof(err));
-    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
-                        sizeof(err));
+    code = echo_once(&ctls, target);
     EXPECT(code == RL_RPC_UNAVAILABLE, "no client certificate refused: %d",
            code);
-    rl_rpc_client_free(cl);
-
     ctls = (rl_rpc_tls){ccert, ckey, other, 0};
-    cl = rl_rpc_client_new(&ctls, 0, err, sizeof(err));
-    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
-                        sizeof(err));
+    code = echo_once(&ctls, target);
     EXPECT(code == RL_RPC_UNAVAILABLE, "server from another CA refused: %d",
            code);
-    rl_rpc_client_free(cl);
-
-    cl = rl_rpc_client_new(NULL, 0, err, sizeof(err));
-    code = rl_rpc_unary(cl, target, "/t.S/Echo", "tls", 3, 5000, &r, err,
-                        sizeof(err));
+    code = echo_once(NULL, target);
     EXPECT(code == RL_RPC_UNAVAILABLE, "plaintext to mTLS refused: %d", code);
-    rl_rpc_client_free(cl);
     rl_rpc_server_free(srv, 100);
 }
 

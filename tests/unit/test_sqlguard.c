@@ -1,5 +1,5 @@
 /*
-** tests/unit/test_sqlguard.c -- raftd/sqlguard.c alone on a real SQLite
+** tests/unit/test_sqlguard.c -- raftd/api/sqlguard.c alone on a real SQLite
 ** connection: ordinary SQL (DML, DDL on main, FTS5, R-Tree, JSON, window
 ** functions, informational PRAGMAs) passes; every escape of issue 15 is
 ** refused with a reason (fts3_tokenizer with text and with a bound blob,

@@ -1,5 +1,5 @@
 /*
-** raftd/reqcheck.h -- the checks that turn the bytes of a cluster or
+** raftd/api/reqcheck.h -- the checks that turn the bytes of a cluster or
 ** internal request (Join, Remove, Transfer, Leader, Nodes, Status,
 ** ReadIndex, ExecuteRead's consistency, FetchImage) into an action or a
 ** refusal, before anything touches the node, the Raft configuration or a

@@ -1,6 +1,7 @@
 /*
-** raftd/auth.c -- the auth file, the method table and the verdict on one
-** call (see auth.h). Pure but for rl_auth_load (one file read) and
+** raftd/api/auth.c -- the auth file and the verdict on one call by the
+** rules of the API's method table (see auth.h, methods.h). Pure but for
+*rl_auth_load (one file read) and
 ** crypt_r: no gRPC, no globals, so it is fuzzed and unit-tested alone.
 **
 ** It must never accept a password over plaintext, never let a client
@@ -485,33 +486,6 @@ int rl_auth_password_ok(const char *hash, const char *password)
     explicit_bzero(cd, sizeof *cd);
     free(cd);
     return ok;
-}
-
-/* ---------------------------------------------------------- the table */
-
-static const rl_auth_method methods[] = {
-    {"ExecuteRead", RL_RULE_CLIENT, RL_PERM_READ},
-    {"ExecuteWrite", RL_RULE_CLIENT, RL_PERM_WRITE},
-    {"ExecuteTransaction", RL_RULE_CLIENT, RL_PERM_WRITE},
-    {"Status", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Leader", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Nodes", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"Join", RL_RULE_JOIN, RL_PERM_ADMIN},
-    {"Remove", RL_RULE_NODE_OR, RL_PERM_ADMIN},
-    {"Transfer", RL_RULE_NODE_OR, RL_PERM_ADMIN},
-    {"FetchImage", RL_RULE_NODE_OR, RL_PERM_BACKUP},
-    /* FetchImage "@image" of the header alone: page size and index. */
-    {"FetchImageHeader", RL_RULE_CLIENT, RL_PERM_STATUS},
-    {"ReadIndex", RL_RULE_NODE, RL_PERM_NODE},
-    {"ForwardTxn", RL_RULE_NODE, RL_PERM_NODE},
-};
-
-const rl_auth_method *rl_auth_method_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (!strcmp(methods[i].name, name))
-            return &methods[i];
-    return NULL;
 }
 
 /* ---------------------------------------------------------- one call */

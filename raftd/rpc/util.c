@@ -1,5 +1,5 @@
 /*
-** raftd/rpc_util.c -- the parts of rpc.h that need no gRPC (byte buffers,
+** raftd/rpc/util.c -- the parts of rpc.h that need no gRPC (byte buffers,
 ** the clock of call deadlines), so that grpc-free code such as service.c
 ** and its fuzz targets can link them. It must never include a grpc header.
 */

@@ -1,5 +1,5 @@
 /*
-** raftd/reqcheck.c -- decoding and checking of cluster and internal
+** raftd/api/reqcheck.c -- decoding and checking of cluster and internal
 ** requests (see reqcheck.h). Every byte comes from the network: a message
 ** that does not decode is INVALID_ARGUMENT, a field that cannot be acted
 ** on is a refusal naming the field and the fix.

@@ -1,5 +1,5 @@
 /*
-** raftd/sqlguard.c -- the allow-list authorizer and connection options for
+** raftd/api/sqlguard.c -- the allow-list authorizer and connection options for
 ** SQL sent by remote clients (see sqlguard.h).
 **
 ** It must never permit by default: every list here names what a client

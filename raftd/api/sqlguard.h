@@ -1,5 +1,5 @@
 /*
-** raftd/sqlguard.h -- the allow-list that SQL from a remote client runs
+** raftd/api/sqlguard.h -- the allow-list that SQL from a remote client runs
 ** under (issue 15).
 **
 ** rl_sqlguard_install() hardens one connection: DEFENSIVE on, untrusted
@@ -9,7 +9,7 @@
 ** R-Tree tables) and denies everything else, so that no call can leave
 ** state (temp objects, settings) on a shared connection for the next one.
 **
-** It knows no gRPC and no service: raftd/service.c installs it on every
+** It knows no gRPC and no service: raftd/api/service.c installs it on every
 ** connection that runs remote SQL; ext/ may install it on others. It must
 ** never allow by default: an action, PRAGMA, function or module it does
 ** not name is denied.

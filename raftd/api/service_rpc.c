@@ -1,5 +1,5 @@
 /*
-** raftd/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
+** raftd/api/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
 ** (rpc.h): the unary RPCs of both services and the two streaming internal
 ** RPCs, ForwardTxn and FetchImage.
 **
@@ -20,7 +20,7 @@
 ** FetchImage must never serve any other path: the request may only name
 ** the database file's own base name or the image.
 **
-** Every call passes authorize (raftd/auth.h: who the caller is, and the
+** Every call passes authorize (raftd/api/auth.h: who the caller is, and the
 ** permission its method needs) before any handler runs: nothing is
 ** decoded beyond the request the check needs, nothing served before it.
 */
@@ -39,6 +39,7 @@
 #include "host.h"
 #include "image.h"
 #include "image_fetch.h"
+#include "methods.h"
 #include "node.h"
 #include "raftlite.pb-c.h"
 #include "reqcheck.h"
@@ -80,7 +81,7 @@ static int is_member(void *ctx, const char *node_id)
 }
 
 /*
-** The one permission check of every call (raftd/auth.h has the table):
+** The one permission check of every call (raftd/api/auth.h has the table):
 ** who the caller is (the verified certificate's identity, or a user whose
 ** password matches), and whether the method allows it. join_id: the id a
 ** JoinRequest names; method: the table entry to check, if not the
@@ -134,6 +135,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
 {
     rl_service *svc = arg;
     const char *m = strrchr(rl_rpc_call_method(call), '/');
+    const rl_api_method *am = rl_api_method_find(m + 1);
     rl_rpc_buf req, reply;
     char err[RL_RPC_ERRMAX];
     int code, got = rl_rpc_call_recv(call, &req);
@@ -147,7 +149,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
                                  "no request message: %s is unary",
                                  rl_rpc_call_method(call));
     }
-    if (strcmp(m + 1, "Join") == 0) {
+    if (am && am->id == RL_M_JOIN) {
         /* The check needs the id the node joins as. */
         Proto__JoinRequest *jr =
             proto__join_request__unpack(NULL, req.len, req.data);
@@ -170,7 +172,7 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     if (code == RL_CLUSTER_PASS) {
         code = rl_service_unary(svc, m + 1, req.data, req.len, call_remaining,
                                 call, &reply, err, sizeof(err));
-    } else if (strcmp(m + 1, "Status") != 0) {
+    } else if (!am || am->id != RL_M_STATUS) {
         rl_service_count_call(svc); /* Status counted itself (service.c) */
     }
     rl_rpc_buf_free(&req);
@@ -257,6 +259,25 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
                : rl_rpc_call_error(call, RL_RPC_CANCELLED, "response not sent");
 }
 
+/* Fills the next ImageChunk of a stream with buf[0..n) at *off (advanced
+** by n): its CRC-32, the stream's running CRC-32 (*scrc, sent with the
+** last chunk, the one that reaches end) and the total size. */
+static void fill_chunk(Proto__ImageChunk *ic, uint64_t *off, const uint8_t *buf,
+                       size_t n, uint64_t total, uint64_t end, uint32_t *scrc)
+{
+    ic->offset = *off;
+    ic->data.data = (uint8_t *)buf;
+    ic->data.len = n;
+    ic->crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)n);
+    *scrc = (uint32_t)crc32(*scrc, buf, (uInt)n);
+    ic->total_size = total;
+    *off += n;
+    ic->last = *off >= end;
+    if (ic->last) {
+        ic->stream_crc32 = *scrc;
+    }
+}
+
 /* Streams [off, end) of fd as ImageChunks. */
 static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
                         uint64_t end, size_t chunk)
@@ -293,17 +314,7 @@ static int stream_image(rl_rpc_call *call, int fd, uint64_t size, uint64_t off,
                 (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
-        ic.offset = off;
-        ic.data.data = buf;
-        ic.data.len = want;
-        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)want);
-        scrc = (uint32_t)crc32(scrc, buf, (uInt)want);
-        ic.total_size = size;
-        off += want;
-        ic.last = off >= end;
-        if (ic.last) {
-            ic.stream_crc32 = scrc;
-        }
+        fill_chunk(&ic, &off, buf, want, size, end, &scrc);
         size_t n = proto__image_chunk__pack(&ic, out);
         if (rl_rpc_call_send(call, out, n) != 0) {
             code = rl_rpc_call_error(call, RL_RPC_CANCELLED,
@@ -410,16 +421,7 @@ static int serve_image(rl_rpc_call *call, rl_service *svc,
                 (unsigned long long)off, rl_rpc_call_stop_reason(call));
             goto out;
         }
-        ic.offset = off;
-        ic.data.data = buf;
-        ic.data.len = got;
-        ic.crc32 = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)got);
-        scrc = (uint32_t)crc32(scrc, buf, (uInt)got);
-        ic.total_size = total;
-        off += got;
-        ic.last = off >= end;
-        if (ic.last)
-            ic.stream_crc32 = scrc;
+        fill_chunk(&ic, &off, buf, got, total, end, &scrc);
         n = proto__image_chunk__pack(&ic, out);
         if (rl_rpc_call_send(call, out, n) != 0) {
             code = rl_rpc_call_error(call, RL_RPC_CANCELLED,
@@ -497,11 +499,6 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
 
 int rl_service_register(rl_service *svc, rl_rpc_server *srv)
 {
-    static const char *const pub[] = {
-        "ExecuteWrite", "ExecuteRead", "Join",   "ExecuteTransaction",
-        "Remove",       "Status",      "Leader", "Transfer",
-        "Nodes",
-    };
     char name[128];
     size_t i;
     /* FetchImage "@image" reads through the raft VFS; a host registers it
@@ -511,22 +508,22 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
         return -1;
     }
     rl_service_set_stop_reason(svc, call_stop_reason);
-    for (i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
-        snprintf(name, sizeof(name), "%s%s", RL_SVC_PUBLIC, pub[i]);
-        /* Status answers from memory: a client at its concurrent-call
-        ** cap (or an operator beside it) can still ask for it. */
-        if (rl_rpc_server_add_flags(
-                srv, name, unary_cb, svc,
-                strcmp(pub[i], "Status") == 0 ? RL_RPC_UNCAPPED : 0) != 0) {
+    /* Every method of the table (methods.h), with its flags. */
+    for (i = 0; i < rl_api_nmethods; i++) {
+        const rl_api_method *m = &rl_api_methods[i];
+        rl_rpc_handler_fn fn = unary_cb;
+        if (!m->service) {
+            continue; /* a permission, not a method */
+        }
+        if (m->id == RL_M_FORWARD_TXN) {
+            fn = forward_txn_cb;
+        } else if (m->id == RL_M_FETCH_IMAGE) {
+            fn = fetch_image_cb;
+        }
+        snprintf(name, sizeof(name), "%s%s", m->service, m->name);
+        if (rl_rpc_server_add_flags(srv, name, fn, svc, m->rpc_flags) != 0) {
             return -1;
         }
-    }
-    if (rl_rpc_server_add(srv, RL_SVC_INTERNAL "ReadIndex", unary_cb, svc) ||
-        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "ForwardTxn",
-                                forward_txn_cb, svc, RL_RPC_STREAMING) ||
-        rl_rpc_server_add_flags(srv, RL_SVC_INTERNAL "FetchImage",
-                                fetch_image_cb, svc, RL_RPC_STREAMING)) {
-        return -1;
     }
     return 0;
 }

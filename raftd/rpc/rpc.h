@@ -1,7 +1,7 @@
 /*
-** raftd/rpc.h -- the one narrow wrapper around the gRPC C core.
+** raftd/rpc/rpc.h -- the one narrow wrapper around the gRPC C core.
 **
-** Every direct grpc_* / gpr_* call of raftlite lives in rpc.c: the C core
+** Every direct grpc_* / gpr_* call of raftlite lives in raftd/rpc/: the C core
 ** API changes between versions, so nothing else may include a grpc header.
 ** This interface speaks in bytes (serialized protobuf messages), full
 ** method names ("/package.Service/Method") and status codes.
@@ -151,7 +151,7 @@ const char *rl_rpc_call_peer(rl_rpc_call *c);
 int64_t rl_rpc_call_deadline(rl_rpc_call *c);
 const char *rl_rpc_call_method(rl_rpc_call *c);
 /* What the transport knows of the caller, for the permission check
-** (raftd/auth.h): whether the connection is TLS, and the peer certificate
+** (raftd/api/auth.h): whether the connection is TLS, and the peer certificate
 ** TLS verified against the CA, as PEM text (NULL if none; valid until the
 ** handler returns). */
 int rl_rpc_call_tls(rl_rpc_call *c);
@@ -194,11 +194,14 @@ int rl_rpc_unary(rl_rpc_client *cl, const char *target, const char *method,
 
 /* rl_rpc_unary, but while it waits, stop(arg) is asked every 50 ms; once
 ** it returns nonzero the call is cancelled (status CANCELLED; the server
-** may have acted on the request or not). */
+** may have acted on the request or not). *unsent (if not NULL) is set to
+** 1 when the call failed before its request left (UNAVAILABLE because no
+** connection could be made: the server never saw it), else 0. */
 int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
                        const char *method, const void *req, size_t len,
                        int64_t timeout_ms, int (*stop)(void *), void *arg,
-                       rl_rpc_buf *reply, char *err, size_t errlen);
+                       rl_rpc_buf *reply, int *unsent, char *err,
+                       size_t errlen);
 /* A streaming call (client, server or bidirectional streaming). */
 rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                   const char *method, int64_t timeout_ms,

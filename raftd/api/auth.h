@@ -1,5 +1,5 @@
 /*
-** raftd/auth.h -- who may call which gRPC method of a node (issue 16).
+** raftd/api/auth.h -- who may call which gRPC method of a node (issue 16).
 **
 ** Three parts, all without gRPC:
 **   - the auth file (`-auth FILE`, URI `raft_auth=FILE`): lines
@@ -12,8 +12,9 @@
 **     PERMS: a comma list of read, write, admin, status, backup, or all,
 **     or none. rl_auth_parse is pure (fuzzed: tests/fuzz/fuzz_auth.c);
 **     rl_auth_load reads a file and refuses one group/world can read;
-**   - the method table: the permission each method needs, and which
-**     methods are node-to-node (they need a member node's certificate);
+**   - the permission each method needs, and which methods are
+**     node-to-node (they need a member node's certificate): the API's
+**     method table (methods.h), read here;
 **   - rl_auth_decide: one call's verdict from what the transport knows
 **     of the caller (TLS or not, the verified certificate's identity, the
 **     user/password metadata).
@@ -32,6 +33,7 @@
 #include <stddef.h>
 
 #include "certid.h"
+#include "methods.h"
 
 /* Permissions (rqlite-style). */
 #define RL_PERM_READ   1u
@@ -91,19 +93,10 @@ void rl_perm_list(unsigned perms, char *out, size_t outlen);
 
 /* ---- the method table ---- */
 
-enum rl_auth_rule {
-    RL_RULE_CLIENT = 0, /* needs perm; member nodes may call it too */
-    RL_RULE_NODE,       /* node-to-node only: a member (or this) node */
-    RL_RULE_NODE_OR,    /* a member node, or a client with perm */
-    RL_RULE_JOIN        /* the joining node itself, a member, or admin */
-};
-typedef struct rl_auth_method {
-    const char *name; /* bare method name, e.g. "ExecuteWrite" */
-    enum rl_auth_rule rule;
-    unsigned perm; /* RL_PERM_* a client needs (NODE: RL_PERM_NODE) */
-} rl_auth_method;
-/* The entry of a bare method name, or NULL (unknown: refused). */
-const rl_auth_method *rl_auth_method_find(const char *name);
+/* The rule and permission of each method are in the API's one method
+** table (methods.h: enum rl_auth_rule, rl_api_method_find). */
+typedef rl_api_method rl_auth_method;
+#define rl_auth_method_find rl_api_method_find
 
 /* ---- one call ---- */
 

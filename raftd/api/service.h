@@ -1,5 +1,5 @@
 /*
-** raftd/service.h -- the handlers of raftlite's gRPC API
+** raftd/api/service.h -- the handlers of raftlite's gRPC API
 *(proto/raftlite.proto).
 **
 ** service.c decodes requests, runs them against the node's local SQLite
@@ -10,7 +10,7 @@
 ** Standalone (config host NULL): ExecuteWrite/ExecuteRead/ExecuteTransaction
 ** run on the local database and Join/Remove/Leader/Transfer/Nodes answer
 ** that the node is standalone. With a host, service_rpc.c first offers
-** every unary call to the cluster layer (raftd/cluster.h), which forwards
+** every unary call to the cluster layer (raftd/api/cluster.h), which forwards
 ** to the leader, serves the cluster RPCs and hands the rest back here.
 */
 #ifndef RL_SERVICE_H
@@ -19,21 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peers.h"
 #include "rpc.h"
 
 struct rl_host;
 struct rl_txn_asm;
 
-#define RL_SVC_PUBLIC   "/proto.DistributedSqlite/"
-#define RL_SVC_INTERNAL "/proto.RaftliteInternal/"
-
-/* Write outcomes, the numbers of proto WriteOutcome. */
-#define RL_OUTCOME_UNSPECIFIED 0
-#define RL_OUTCOME_NOT_APPLIED 1
-#define RL_OUTCOME_APPLIED     2
-#define RL_OUTCOME_UNKNOWN     3
-#define RL_OUTCOME_NOT_LEADER  4
-#define RL_OUTCOME_CONFLICT    5
+/* RL_SVC_PUBLIC, RL_SVC_INTERNAL and RL_OUTCOME_* (the numbers of proto
+** WriteOutcome) are in peers.h, shared with the calls to other nodes. */
 
 /* What a hosted node adds to a write (host.c fills it; NULL: standalone).
 ** write_done runs on the writer's thread right after its COMMIT returned
@@ -113,7 +106,7 @@ const char *rl_service_db_path(rl_service *svc);
 struct rl_host *rl_service_host(rl_service *svc);
 size_t rl_service_max_msg(rl_service *svc);
 const char *rl_service_node_id(rl_service *svc);
-/* Who may call what (raftd/auth.h): the auth file (NULL: none; the caller
+/* Who may call what (raftd/api/auth.h): the auth file (NULL: none; the caller
 ** keeps it alive while the service serves) and whether the server requires
 ** client certificates. service_rpc.c checks every call against them
 ** before any handler runs. */

@@ -1,5 +1,5 @@
 /*
-** raftd/group.c -- group commit's queue and combiner (see group.h).
+** raftd/api/group.c -- group commit's queue and combiner (see group.h).
 **
 ** Invariants, under mu: a job is in the list iff its state is QUEUED;
 ** `running` is 1 from the moment a combiner takes a batch until it marked

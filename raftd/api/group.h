@@ -1,5 +1,5 @@
 /*
-** raftd/group.h -- group commit: concurrent requests that queue for the one
+** raftd/api/group.h -- group commit: concurrent requests that queue for the one
 ** writer run together, in one batch, by whichever of their threads finds
 ** the writer free (the "combiner"); the others sleep until their request
 ** is done. service.c runs each batch as one SQLite transaction (one Raft
