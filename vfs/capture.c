@@ -10,10 +10,12 @@
 ** complete frame whose header carries a non-zero "database size after
 ** commit" is the commit frame: the record is built (last image per page
 ** number, frames after the commit frame and pages above the new size
-** dropped) and handed to the port before the commit frame's page data
-** reaches the file. Padding frames and checksum rewrites that follow pass
-** through. Releasing slot 0 discards whatever was captured, so a
-** rolled-back transaction yields no record.
+** dropped; the record borrows the frame buffers, it copies no page) and
+** handed to the port before the commit frame's page data reaches the
+** file. The port encodes it into the entry it proposes: the one copy of
+** the pages between capture and the Raft log. Padding frames and
+** checksum rewrites that follow pass through. Releasing slot 0 discards
+** whatever was captured, so a rolled-back transaction yields no record.
 **
 ** What it must never do: let a transaction the port refused become
 ** visible, locally or to stock readers, now or after a crash (a refused
@@ -202,7 +204,10 @@ static int capture_write(rl_file *w, const uint8_t *buf, int amt,
 ** the frames [first, commit_fn] in WAL order; rl_txn_build keeps the last
 ** image of each page and drops pages above the new database size. Frames
 ** after the commit frame (padding, or leftovers of a savepoint rollback)
-** are not part of the transaction.
+** are not part of the transaction. t borrows the frames' page data
+** (rl_txn_build copies none): it is valid while c holds them, i.e. until
+** rlv_capture_reset (slot 0 taken or released, the file closed), which
+** cannot run on this connection while capture_commit, which frees t, runs.
 */
 static int capture_build(rl_capture *c, uint32_t commit_fn, rl_txn *t,
                          char *err, size_t errlen)

@@ -1,6 +1,7 @@
 /*
-** vfs/txn.c -- the replicated transaction record: validation, encoding and
-** a zero-copy decoder (format in txn.h).
+** vfs/txn.c -- the replicated transaction record: validation, a zero-copy
+** builder (from capture's frames), encoding and a zero-copy decoder (format
+** in txn.h).
 **
 ** What it is for: turning the pages capture collected into the bytes a Raft
 ** entry carries, and those bytes back into pages for apply, on every node.
@@ -8,8 +9,10 @@
 ** What it must never do: read outside the buffer it was given, trust any
 ** field before the length and checksum are proven, or accept a record that
 ** apply could not write (rl_txn_validate's invariants hold for every record
-** decode returns). Input may come from a corrupt log or a hostile peer;
-** tests/fuzz/fuzz_txn.c fuzzes the decoder.
+** decode returns); copy page data anywhere but into the encoded record
+** (build and decode borrow it: the write path copies pages once). Input
+** may come from a corrupt log or a hostile peer; tests/fuzz/fuzz_txn.c
+** fuzzes the decoder.
 **
 ** The only static state is the CRC table and the CPU feature flag, written
 ** once under pthread_once and read-only afterwards.
@@ -174,7 +177,6 @@ int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
 {
     frame_key *keys;
     uint32_t i, m = 0;
-    uint8_t *data;
     int rc;
 
     memset(t, 0, sizeof(*t));
@@ -216,26 +218,21 @@ int rl_txn_build(rl_txn *t, uint32_t page_size, uint32_t db_pages,
                        db_pages);
     }
     t->pages = malloc((size_t)m * sizeof(rl_page));
-    data = malloc((size_t)m * page_size);
-    if (t->pages == NULL || data == NULL) {
-        free(t->pages);
-        free(data);
+    if (t->pages == NULL) {
         free(keys);
-        memset(t, 0, sizeof(*t));
         return rl_fail(err, errlen, RL_TXN_ENOMEM,
-                       "out of memory copying %u pages", m);
+                       "out of memory listing %u pages", m);
     }
+    /* Borrowed, not copied (txn.h): the caller's frames outlive t. */
     for (i = 0; i < m; i++) {
-        memcpy(data + (size_t)i * page_size, frames[keys[i].pos].data,
-               page_size);
         t->pages[i].pgno = keys[i].pgno;
-        t->pages[i].data = data + (size_t)i * page_size;
+        t->pages[i].data = frames[keys[i].pos].data;
     }
     free(keys);
     t->page_size = page_size;
     t->db_pages = db_pages;
     t->n_pages = m;
-    t->owned = data;
+    t->owned = NULL;
     rc = rl_txn_validate(t, err, errlen);
     if (rc)
         rl_txn_free(t);

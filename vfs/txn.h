@@ -64,8 +64,10 @@ typedef struct rl_txn {
     uint32_t page_size;
     uint32_t db_pages; /* database size in pages after commit */
     uint32_t n_pages;
-    rl_page *pages; /* sorted by pgno ascending, unique */
-    void *owned;    /* buffer owning pages' data, or NULL */
+    rl_page *pages; /* sorted by pgno ascending, unique; owned by t */
+    void *owned;    /* buffer owning pages' data, or NULL: then the data
+                       is borrowed (capture's frames, a decoded buffer)
+                       and must outlive t */
 } rl_txn;
 
 /*
@@ -80,8 +82,12 @@ int rl_txn_validate(const rl_txn *t, char *err, size_t errlen);
 ** Builds a record from the frames of one WAL transaction as capture saw
 ** them, in WAL order (frames[i] is the image last written at the i-th frame
 ** slot; a page may occur several times): keeps the last image of each page,
-** drops pages above db_pages (the database shrank), sorts by page number
-** and copies the data into one buffer owned by t (free with rl_txn_free).
+** drops pages above db_pages (the database shrank) and sorts by page
+** number. The page data is NOT copied: t->pages point at the frames' data
+** (t->owned = NULL), which must stay unchanged until rl_txn_free(t). Capture
+** relies on it (its frame buffers live until the write lock is released,
+** after the port's commit returned), so that the one copy of the pages on
+** their way to Raft is rl_txn_encode's, into the entry the host proposes.
 ** Returns 0, RL_TXN_EINVAL (bad page size, a pgno 0 or NULL data, or no
 ** page within db_pages) or RL_TXN_ENOMEM, with a message in err.
 */
@@ -107,7 +113,8 @@ int rl_txn_encode(const rl_txn *t, uint8_t *buf, size_t buflen);
 */
 int rl_txn_decode(const uint8_t *buf, size_t buflen, rl_txn *t, char *err,
                   size_t errlen);
-/* Frees t->pages and t->owned (if set) and zeroes t. NULL-safe. */
+/* Frees t->pages and t->owned (if set; borrowed data is left alone) and
+** zeroes t. NULL-safe. */
 void rl_txn_free(rl_txn *t);
 
 /*

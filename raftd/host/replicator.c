@@ -398,7 +398,8 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     struct rl_proposal p;
     struct rl_result res;
     struct local_txn *lt;
-    uint8_t *buf;
+    void *entry;
+    uint8_t *payload;
     size_t n;
     int rc, outcome;
     char who[600];
@@ -447,25 +448,38 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     n = rl_txn_encoded_size(txn);
     if (st.state == RL_STATE_LEADER && !log_has_room(h, n, err, errlen))
         return SQLITE_FULL;
-    buf = n ? malloc(n) : NULL;
-    if (!buf) {
+    /* The one copy of the pages between capture and the Raft log: txn
+    ** borrows capture's frames (vfs/txn.h rl_txn_build), and rl_txn_encode
+    ** writes them straight into the entry that raft will own. Until
+    ** rl_node_propose_entry, this function owns entry and frees it on
+    ** every path; a follower forwards its payload and frees it unused. */
+    entry = n ? rl_node_entry_alloc(n) : NULL;
+    if (!entry) {
+        if (n > RL_ENTRY_MAX_PAYLOAD) {
+            snprintf(err, errlen,
+                     "the transaction's %zu bytes exceed the %llu-byte "
+                     "limit of a Raft entry; nothing was written",
+                     n, (unsigned long long)RL_ENTRY_MAX_PAYLOAD);
+            return SQLITE_IOERR;
+        }
         snprintf(err, errlen, "out of memory encoding a %zu-byte transaction",
                  n);
         return SQLITE_IOERR_NOMEM;
     }
-    if (rl_txn_encode(txn, buf, n) != 0) {
-        free(buf);
+    payload = rl_node_entry_payload(entry);
+    if (rl_txn_encode(txn, payload, n) != 0) {
+        rl_node_entry_free(entry);
         snprintf(err, errlen, "cannot encode the transaction");
         return SQLITE_IOERR;
     }
     if (st.state != RL_STATE_LEADER) {
-        rc = commit_forward(h, &st, buf, n, ci, err, errlen);
-        free(buf);
+        rc = commit_forward(h, &st, payload, n, ci, err, errlen);
+        rl_node_entry_free(entry);
         return rc;
     }
     lt = local_add(h);
     if (!lt) {
-        free(buf);
+        rl_node_entry_free(entry);
         snprintf(err, errlen, "out of memory");
         return SQLITE_IOERR_NOMEM;
     }
@@ -474,10 +488,9 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     p.base = ci->base;
     p.origin_txn = lt->origin_txn;
     p.origin_pid = (uint32_t)getpid();
-    p.payload = buf;
-    p.len = n;
-    rc = rl_node_propose(h->node, &p, COMMIT_TIMEOUT_MS, &res);
-    free(buf);
+    p.len = n; /* the payload is in entry already */
+    /* entry is the node's from here, whatever the answer. */
+    rc = rl_node_propose_entry(h->node, &p, entry, COMMIT_TIMEOUT_MS, &res);
     rc = proposal_result(h, rc, &res, ci->base, &outcome, err, errlen);
     rl_host_writer.outcome = outcome;
     if (rc == SQLITE_OK) {

@@ -131,13 +131,19 @@ static uint64_t entry_checksum(const uint8_t *hdr, const uint8_t *payload,
     return rl_checksum64(h, payload, (size_t)padded);
 }
 
-int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
-                    void *out, size_t out_len)
+/* Whether h can head an entry of out_len bytes (RL_EFMT_ARG if not). */
+static int entry_hdr_check(const struct rl_entry_hdr *h, size_t out_len)
 {
     size_t need = rl_entry_size(h->payload_len);
     if (need == 0 || out_len < need || h->kind < 1 ||
-        h->kind > RL_ENTRY_KIND_MAX || h->flags != 0 ||
-        (h->payload_len > 0 && payload == NULL))
+        h->kind > RL_ENTRY_KIND_MAX || h->flags != 0)
+        return RL_EFMT_ARG;
+    return 0;
+}
+
+int rl_entry_seal(const struct rl_entry_hdr *h, void *out, size_t out_len)
+{
+    if (out == NULL || entry_hdr_check(h, out_len) != 0)
         return RL_EFMT_ARG;
     uint8_t *p = out;
     rl_put_le32(p, RL_ENTRY_MAGIC);
@@ -150,13 +156,23 @@ int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
     rl_put_le32(p + 32, h->origin_pid);
     rl_put_le32(p + 36, 0);
     rl_put_le64(p + 40, h->payload_len);
-    if (h->payload_len > 0)
-        memcpy(p + RL_ENTRY_HDR_SIZE, payload, (size_t)h->payload_len);
     uint64_t padded = pad8(h->payload_len);
     memset(p + RL_ENTRY_HDR_SIZE + h->payload_len, 0,
            (size_t)(padded - h->payload_len));
     rl_put_le64(p + 48, entry_checksum(p, p + RL_ENTRY_HDR_SIZE, padded));
     return 0;
+}
+
+int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
+                    void *out, size_t out_len)
+{
+    if (out == NULL || entry_hdr_check(h, out_len) != 0 ||
+        (h->payload_len > 0 && payload == NULL))
+        return RL_EFMT_ARG;
+    if (h->payload_len > 0)
+        memcpy((uint8_t *)out + RL_ENTRY_HDR_SIZE, payload,
+               (size_t)h->payload_len);
+    return rl_entry_seal(h, out, out_len);
 }
 
 int rl_entry_decode(const void *buf, size_t len, struct rl_entry *e, char *err,

@@ -86,6 +86,13 @@ size_t rl_entry_size(uint64_t payload_len);
 int rl_entry_encode(const struct rl_entry_hdr *h, const void *payload,
                     void *out, size_t out_len);
 
+/* Seal an entry whose payload (h->payload_len bytes) the caller already
+** wrote at out + RL_ENTRY_HDR_SIZE: writes the header, the zero padding
+** and the checksum, leaving the payload in place (no copy). out must hold
+** rl_entry_size(h->payload_len) bytes. Returns 0 or RL_EFMT_ARG. The bytes
+** are those rl_entry_encode writes for the same header and payload. */
+int rl_entry_seal(const struct rl_entry_hdr *h, void *out, size_t out_len);
+
 /* Decode buf[0..len). On success fills *e (payload points into buf) and
 ** returns 0; otherwise returns an RL_EFMT_* code and, if err is not NULL,
 ** writes a message naming the cause into err[0..errlen). */

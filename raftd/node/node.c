@@ -286,17 +286,30 @@ void rl_node_stop(struct rl_node *n)
     node_unref(n);
 }
 
-rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
-                       unsigned timeout_ms, struct rl_result *res)
+void *rl_node_entry_alloc(size_t payload_len)
 {
-    memset(res, 0, sizeof *res);
-    if (p->kind < 1 || p->kind > RL_ENTRY_KIND_MAX ||
-        (p->len > 0 && p->payload == NULL)) {
+    size_t size = rl_entry_size(payload_len);
+    return size ? raft_malloc(size) : NULL;
+}
+
+void rl_node_entry_free(void *entry)
+{
+    if (entry)
+        raft_free(entry);
+}
+
+/* What a proposal is checked for before its entry goes to the loop: kind,
+** size, and a node that leads and is not stopping (raced: the loop checks
+** again). RL_OK, or the error with res->msg (and the leader as known, for
+** NOTLEADER). Owns nothing. */
+static rl_err propose_check(struct rl_node *n, const struct rl_proposal *p,
+                            struct rl_result *res)
+{
+    if (p->kind < 1 || p->kind > RL_ENTRY_KIND_MAX) {
         node_copy_str(res->msg, sizeof res->msg, "bad entry kind or payload");
         return RL_ERR_INVALID;
     }
-    size_t size = rl_entry_size(p->len);
-    if (size == 0) {
+    if (rl_entry_size(p->len) == 0) {
         snprintf(res->msg, sizeof res->msg,
                  "payload of %zu bytes exceeds the %llu-byte limit", p->len,
                  (unsigned long long)RL_ENTRY_MAX_PAYLOAD);
@@ -318,6 +331,21 @@ rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
     }
     res->leader_id = 0;
     res->leader_addr[0] = 0;
+    return RL_OK;
+}
+
+/*
+** Seals entry (its payload already in place, p checked by propose_check)
+** and hands it to the loop in a request. Takes entry over on every path:
+** freed here if no request can carry it; once in the request, the request
+** owns it (r->buf, freed with the request by node_req_unref_locked) until
+** raft_apply accepts it, and raft owns it from then on.
+*/
+static rl_err propose_submit(struct rl_node *n, const struct rl_proposal *p,
+                             void *entry, unsigned timeout_ms,
+                             struct rl_result *res)
+{
+    size_t size = rl_entry_size(p->len);
     struct rl_entry_hdr h = {.kind = p->kind,
                              .base = p->base,
                              .origin_node = p->origin_node ? p->origin_node
@@ -325,24 +353,64 @@ rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
                              .origin_txn = p->origin_txn,
                              .origin_pid = p->origin_pid,
                              .payload_len = p->len};
-    void *buf = raft_malloc(size);
+    if (rl_entry_seal(&h, entry, size) != 0) {
+        rl_node_entry_free(entry); /* not expected: p was checked */
+        node_copy_str(res->msg, sizeof res->msg, "bad entry header");
+        return RL_ERR_INVALID;
+    }
     struct req *r = node_req_new(REQ_PROPOSE);
-    if (buf == NULL || r == NULL) {
-        raft_free(buf);
-        free(r);
+    if (r == NULL) {
+        rl_node_entry_free(entry);
         node_copy_str(res->msg, sizeof res->msg, "out of memory");
         return RL_ERR_NOMEM;
     }
-    rl_entry_encode(&h, p->payload, buf, size);
     if (rl_timing_on)
         r->tm[RL_T_PROPOSE] = rl_timing_now();
     r->node = n;
-    r->buf.base = buf;
+    r->buf.base = entry;
     r->buf.len = size;
     r->kind = p->kind;
     /* The checksum identifies the entry if leadership is lost. */
-    r->checksum = rl_entry_checksum(buf, size);
+    r->checksum = rl_entry_checksum(entry, size);
     return node_req_run(n, r, timeout_ms, res);
+}
+
+rl_err rl_node_propose_entry(struct rl_node *n, const struct rl_proposal *p,
+                             void *entry, unsigned timeout_ms,
+                             struct rl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (entry == NULL) {
+        node_copy_str(res->msg, sizeof res->msg, "no entry buffer");
+        return RL_ERR_INVALID;
+    }
+    rl_err rc = propose_check(n, p, res);
+    if (rc != RL_OK) {
+        rl_node_entry_free(entry);
+        return rc;
+    }
+    return propose_submit(n, p, entry, timeout_ms, res);
+}
+
+rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
+                       unsigned timeout_ms, struct rl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (p->len > 0 && p->payload == NULL) {
+        node_copy_str(res->msg, sizeof res->msg, "bad entry kind or payload");
+        return RL_ERR_INVALID;
+    }
+    rl_err rc = propose_check(n, p, res);
+    if (rc != RL_OK)
+        return rc;
+    void *entry = rl_node_entry_alloc(p->len);
+    if (entry == NULL) {
+        node_copy_str(res->msg, sizeof res->msg, "out of memory");
+        return RL_ERR_NOMEM;
+    }
+    if (p->len > 0)
+        memcpy(rl_node_entry_payload(entry), p->payload, p->len);
+    return propose_submit(n, p, entry, timeout_ms, res);
 }
 
 rl_err rl_node_set_snapshot(struct rl_node *n, unsigned threshold,

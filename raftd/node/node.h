@@ -177,9 +177,37 @@ struct rl_result {
 /* Propose an entry (origin node = this node) and wait until the FSM applied
 ** it, at most timeout_ms. Returns OK (see res->effective), NOTLEADER,
 ** UNKNOWN, SHUTDOWN, TIMEOUT (not taken by the loop in time: definitely not
-** appended), INVALID, NOMEM or ERROR. */
+** appended), INVALID, NOMEM or ERROR. Copies p->payload into the entry
+** once; a caller that can write the payload itself proposes with
+** rl_node_propose_entry instead, copying nothing. */
 rl_err rl_node_propose(struct rl_node *n, const struct rl_proposal *p,
                        unsigned timeout_ms, struct rl_result *res);
+
+/*
+** An entry whose payload the caller writes in place: a buffer for a payload
+** of payload_len bytes, at rl_node_entry_payload(entry), from Raft's
+** allocator (raft_apply takes such buffers over). NULL when out of memory
+** or above RL_ENTRY_MAX_PAYLOAD. The caller owns it until it hands it to
+** rl_node_propose_entry, or frees it with rl_node_entry_free.
+*/
+void *rl_node_entry_alloc(size_t payload_len);
+void rl_node_entry_free(void *entry); /* NULL-safe */
+static inline uint8_t *rl_node_entry_payload(void *entry)
+{
+    return (uint8_t *)entry + RL_ENTRY_HDR_SIZE;
+}
+
+/*
+** rl_node_propose for an entry from rl_node_entry_alloc(p->len) whose
+** payload the caller wrote (p->payload is ignored): the node writes the
+** header, padding and checksum around it and proposes it; same answers.
+** Takes entry over on every path, success or failure: it is freed exactly
+** once, by the node or by raft; the caller must not touch it after the
+** call.
+*/
+rl_err rl_node_propose_entry(struct rl_node *n, const struct rl_proposal *p,
+                             void *entry, unsigned timeout_ms,
+                             struct rl_result *res);
 
 /* Membership, on the leader. add: raft_add then raft_assign(role) unless
 ** the role is spare; if meta is not NULL also propose it as a META entry.

@@ -25,7 +25,8 @@ static int decode_copy(const uint8_t *b, size_t len, struct rl_entry *e,
     return rc;
 }
 
-static uint8_t *make(uint8_t kind, uint64_t plen, size_t *len)
+/* The header every entry of these tests carries. */
+static struct rl_entry_hdr test_hdr(uint8_t kind, uint64_t plen)
 {
     struct rl_entry_hdr h = {.kind = kind,
                              .base = 41,
@@ -33,6 +34,12 @@ static uint8_t *make(uint8_t kind, uint64_t plen, size_t *len)
                              .origin_txn = 99,
                              .origin_pid = 1234,
                              .payload_len = plen};
+    return h;
+}
+
+static uint8_t *make(uint8_t kind, uint64_t plen, size_t *len)
+{
+    struct rl_entry_hdr h = test_hdr(kind, plen);
     uint8_t *payload = malloc(plen ? plen : 1);
     for (uint64_t i = 0; i < plen; i++)
         payload[i] = (uint8_t)(i * 7 + 1);
@@ -159,6 +166,33 @@ static void test_malformed(void)
     EXPECT(rl_entry_size(RL_ENTRY_MAX_PAYLOAD + 1) == 0);
     free(c);
     free(b);
+}
+
+/* Sealing a payload written in place gives the bytes encode writes, over
+** whatever the buffer held around it (raft_malloc'd memory is not zeroed). */
+static void test_seal(void)
+{
+    for (uint64_t plen = 0; plen < 40; plen++) {
+        size_t len;
+        uint8_t *want = make(RL_ENTRY_TXN, plen, &len);
+        uint8_t *b = malloc(len);
+        memset(b, 0xa5, len);
+        for (uint64_t i = 0; i < plen; i++)
+            b[RL_ENTRY_HDR_SIZE + i] = (uint8_t)(i * 7 + 1);
+        struct rl_entry_hdr h = test_hdr(RL_ENTRY_TXN, plen);
+        EXPECT(rl_entry_seal(&h, b, len) == 0);
+        EXPECT(memcmp(b, want, len) == 0);
+        EXPECT(rl_entry_decode(b, len, NULL, NULL, 0) == 0);
+        EXPECT(rl_entry_seal(&h, b, len - 1) == RL_EFMT_ARG); /* too small */
+        h.kind = 0;
+        EXPECT(rl_entry_seal(&h, b, len) == RL_EFMT_ARG);
+        h.kind = RL_ENTRY_TXN;
+        h.flags = 1;
+        EXPECT(rl_entry_seal(&h, b, len) == RL_EFMT_ARG);
+        EXPECT(memcmp(b, want, len) == 0); /* a refusal writes nothing */
+        free(b);
+        free(want);
+    }
 }
 
 static void test_meta(void)
@@ -297,6 +331,7 @@ int main(int argc, char **argv)
         return write_seeds(argv[2]) == 0 ? 0 : 1;
     test_roundtrip();
     test_malformed();
+    test_seal();
     test_meta();
     test_manifest();
     return rl_check_report("test_entry");
