@@ -17,10 +17,10 @@
 **   apply.c    the WAL writer of replicated transactions (rl_vfs_apply)
 **   record_api.c the applied record's calls that take the write lock
 **              (rl_vfs_applied, rl_vfs_set_applied, ...)
-**   capture.c  a committing transaction's WAL frames -> one rl_txn
-**   port.c     the only calls of the replicator port (rl_port)
 **   lock.c     the lock protocol (slot 0 on "<db>-raft/lock", the
 **              applier's intent) and the read gate: the shm methods
+**   capture.c  a committing transaction's WAL frames -> one rl_txn
+**   port.c     the only calls of the replicator port (rl_port)
 **   record.c   the applied record "<db>-raft/applied" and its checks
 **   error.c    the error channel (raft_last_error's source)
 **   file.c     the base: which file is ours, its page size and WAL, the
