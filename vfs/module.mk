@@ -1,9 +1,10 @@
 # vfs/: the replicating VFS, one mechanism per file (vfs/vfs_int.h):
-# the shim and guards, the error channel, the lock protocol and read gate,
-# the port's calls, capture, the applied record, apply. Other rooms link
-# $(VFS_SRCS) rather than naming the files.
-VFS_SRCS := vfs/vfs.c vfs/error.c vfs/lock.c vfs/port.c vfs/capture.c \
-            vfs/record.c vfs/apply.c
+# the shim and guards, the file object's base, the error channel, the lock
+# protocol and read gate, the port's calls, capture, the applied record and
+# its locked calls, apply. Other rooms link $(VFS_SRCS) rather than naming
+# the files.
+VFS_SRCS := vfs/vfs.c vfs/file.c vfs/error.c vfs/lock.c vfs/port.c \
+            vfs/capture.c vfs/record.c vfs/record_api.c vfs/apply.c
 LIB_SRCS += $(VFS_SRCS)
 
 # WAL / wal-index formats and the replicated transaction record (pure code).

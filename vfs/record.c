@@ -94,7 +94,7 @@ int rlv_rec_read(rl_file *m, rl_applied_rec *r, char *err, size_t errlen)
     return SQLITE_OK;
 }
 
-static int rec_write(rl_file *m, const rl_applied_rec *r)
+int rlv_rec_write(rl_file *m, const rl_applied_rec *r)
 {
     uint8_t b[REC_SIZE];
     memset(b, 0, sizeof b);
@@ -182,7 +182,7 @@ int rlv_rec_load(rl_file *m)
         if (rc != SQLITE_OK)
             return rc;
         rlv_rec_resolve(&m->rec, &h);
-        rc = rec_write(m, &m->rec);
+        rc = rlv_rec_write(m, &m->rec);
         if (rc != SQLITE_OK)
             return rc;
     }
@@ -204,7 +204,7 @@ int rlv_rec_intent(rl_file *m, uint64_t index, const uint8_t salt[8],
     r.next.cksum[0] = cksum[0];
     r.next.cksum[1] = cksum[1];
     m->rec = r;
-    return rec_write(m, &r);
+    return rlv_rec_write(m, &r);
 }
 
 /* The WAL is about to be emptied (truncated to 0) or restarted by this
@@ -222,7 +222,7 @@ void rlv_rec_mark_backfilled(rl_file *m)
         return;
     m->rec.prev.flags |= RL_REC_BACKFILLED;
     m->rec.next.flags |= RL_REC_BACKFILLED;
-    if (rec_write(m, &m->rec) != SQLITE_OK) {
+    if (rlv_rec_write(m, &m->rec) != SQLITE_OK) {
         /* Not fatal: the next start finds an empty WAL without the mark and
         ** rebuilds from a peer, which is safe. */
         m->rec.prev.flags &= ~RL_REC_BACKFILLED;
@@ -234,7 +234,7 @@ void rlv_rec_mark_backfilled(rl_file *m)
 int rlv_rec_settle(rl_file *m)
 {
     m->rec.prev = m->rec.next;
-    return rec_write(m, &m->rec);
+    return rlv_rec_write(m, &m->rec);
 }
 
 volatile void *rlv_shm_region(void *arg, int i)
@@ -406,35 +406,18 @@ static int rec_check(rl_file *m, const rl_shm_hdr *h, char *err, size_t errlen)
     return frames_after(m, wal, h, fh, err, errlen);
 }
 
-/* The prologue of the record's API calls: the write lock (as apply takes
-** it) and the latest wal-index header. On an error nothing is held. */
-static int lock_latest(sqlite3_file *f, int timeout_ms, rl_shm_hdr *h,
-                       char *err, size_t errlen)
-{
-    rl_file *m = (rl_file *)f;
-    int rc = rl_vfs_lock_write(f, timeout_ms, err, errlen);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = rlv_shm_latest(m, h);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: the wal-index header is not valid", m->path);
-        rl_vfs_unlock_write(f);
-    }
-    return rc;
-}
-
 /* The record resolved against the latest wal-index header h and checked
 ** against the WAL and database file (write lock held): its index in
 ** *index, or SQLITE_CORRUPT (or an I/O error) with err. */
-static int rec_current(rl_file *m, const rl_shm_hdr *h, uint64_t *index,
-                       char *err, size_t errlen)
+int rlv_rec_current(rl_file *m, const rl_shm_hdr *h, uint64_t *index, char *err,
+                    size_t errlen)
 {
     int rc = rlv_rec_read(m, &m->rec, err, errlen);
     if (rc != SQLITE_OK)
         return rc;
     if (!pos_equal(&m->rec.prev, &m->rec.next)) {
         rlv_rec_resolve(&m->rec, h);
-        rc = rec_write(m, &m->rec);
+        rc = rlv_rec_write(m, &m->rec);
         if (rc != SQLITE_OK)
             return rl_fail(err, errlen, rc, "%s", rl_vfs_last_error(0));
     }
@@ -442,63 +425,6 @@ static int rec_current(rl_file *m, const rl_shm_hdr *h, uint64_t *index,
         return SQLITE_CORRUPT;
     *index = m->rec.next.index;
     return SQLITE_OK;
-}
-
-int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
-                   size_t errlen)
-{
-    rl_shm_hdr h;
-    int rc;
-    *index = 0;
-    rc = lock_latest(f, timeout_ms, &h, err, errlen);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = rec_current((rl_file *)f, &h, index, err, errlen);
-    rl_vfs_unlock_write(f);
-    return rc;
-}
-
-int rl_vfs_mark_backfilled(sqlite3_file *f, int timeout_ms, char *err,
-                           size_t errlen)
-{
-    rl_file *m = (rl_file *)f;
-    rl_shm_hdr h;
-    int rc = lock_latest(f, timeout_ms, &h, err, errlen);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = rlv_rec_read(m, &m->rec, err, errlen);
-    if (rc == SQLITE_OK) {
-        m->rec_unresolved = 0;
-        rlv_rec_resolve(&m->rec, &h);
-        rlv_rec_mark_backfilled(m);
-    }
-    rl_vfs_unlock_write(f);
-    return rc;
-}
-
-int rl_vfs_set_applied(sqlite3_file *f, uint64_t index, int timeout_ms,
-                       char *err, size_t errlen)
-{
-    rl_file *m = (rl_file *)f;
-    rl_shm_hdr h;
-    int rc = lock_latest(f, timeout_ms, &h, err, errlen);
-    if (rc != SQLITE_OK)
-        return rc;
-    {
-        rl_applied_pos pos;
-        memset(&pos, 0, sizeof pos);
-        pos.index = index;
-        memcpy(pos.salt, h.aSalt, 8);
-        pos.frame = h.mxFrame;
-        pos.cksum[0] = h.aFrameCksum[0];
-        pos.cksum[1] = h.aFrameCksum[1];
-        m->rec.prev = m->rec.next = pos;
-        rc = rec_write(m, &m->rec);
-        if (rc != SQLITE_OK)
-            snprintf(err, errlen, "%s", rl_vfs_last_error(0));
-    }
-    rl_vfs_unlock_write(f);
-    return rc;
 }
 
 int rl_vfs_sync(sqlite3_file *f)
@@ -552,5 +478,5 @@ int rl_vfs_applied_locked(sqlite3_file *f, uint64_t *index, char *err,
     if (rc != SQLITE_OK)
         return rl_fail(err, errlen, rc, "%s: the wal-index header is not valid",
                        m->path);
-    return rec_current(m, &h, index, err, errlen);
+    return rlv_rec_current(m, &h, index, err, errlen);
 }

@@ -37,15 +37,6 @@ static rl_port_resolver port_resolver;
 static pthread_mutex_t mains_mu = PTHREAD_MUTEX_INITIALIZER;
 static rl_file *mains;
 static sqlite3_vfs rl_vfs_obj;
-static const sqlite3_io_methods rl_io_methods;
-
-rl_file *rlv_main_file(sqlite3_file *f)
-{
-    if (!f || f->pMethods != &rl_io_methods ||
-        ((rl_file *)f)->kind != KIND_MAIN)
-        return NULL;
-    return (rl_file *)f;
-}
 
 /* A refusal of misuse: the error on file f, and its code for SQLite. */
 static int guard(rl_file *f, int code, const char *fmt, const char *path)
@@ -126,31 +117,6 @@ static int rl_truncate(sqlite3_file *f, sqlite3_int64 size)
         rlv_rec_mark_backfilled(p->main); /* wal_checkpoint(TRUNCATE) */
     return p->sub->pMethods->xTruncate(p->sub, size);
 }
-
-#ifdef RL_FAULTS
-/* Fault builds only (fault.h): a copy of a file just synced, read through
-** its own sqlite3_file (another descriptor's close() would drop this
-** process's POSIX locks on it). */
-void rlv_fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name)
-{
-    sqlite3_int64 sz = 0, off;
-    uint8_t *buf;
-    if (!rl_fault_synced_on() || !m || !m->path ||
-        sub->pMethods->xFileSize(sub, &sz) != SQLITE_OK)
-        return;
-    buf = malloc(sz ? (size_t)sz : 1);
-    if (!buf)
-        return;
-    for (off = 0; off < sz; off += 65536) {
-        int k = sz - off < 65536 ? (int)(sz - off) : 65536;
-        if (sub->pMethods->xRead(sub, buf + off, k, off) != SQLITE_OK)
-            break;
-    }
-    if (off >= sz)
-        rl_fault_save(m->path, name, buf, (size_t)sz);
-    free(buf);
-}
-#endif
 
 /*
 ** synchronous on a replicated database defaults to NORMAL (DESIGN.md
@@ -249,17 +215,6 @@ static int rl_check_reserved(sqlite3_file *f, int *out)
 {
     rl_file *p = (rl_file *)f;
     return p->sub->pMethods->xCheckReservedLock(p->sub, out);
-}
-
-/* Page size of the database file from its header (0 if it has none). */
-uint32_t rlv_file_page_size(rl_file *p)
-{
-    uint8_t b[2];
-    uint32_t v;
-    if (p->sub->pMethods->xRead(p->sub, b, 2, 16) != SQLITE_OK)
-        return 0;
-    v = ((uint32_t)b[0] << 8) | b[1];
-    return v == 1 ? 65536 : v;
 }
 
 static int pragma_refuse(char **a, const char *fmt, rl_file *p, const char *val)
@@ -403,7 +358,7 @@ static int rl_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page)
     return p->sub->pMethods->xUnfetch(p->sub, off, page);
 }
 
-static const sqlite3_io_methods rl_io_methods = {
+const sqlite3_io_methods rlv_io_methods = {
     3,
     rl_close,
     rl_read,
@@ -441,7 +396,7 @@ static rl_file *owner_of(const char *zName)
     if (!zName)
         return 0;
     mf = sqlite3_database_file_object(zName);
-    if (!mf || mf->pMethods != &rl_io_methods)
+    if (!mf || mf->pMethods != &rlv_io_methods)
         return 0;
     return ((rl_file *)mf)->kind == KIND_MAIN ? (rl_file *)mf : 0;
 }
@@ -535,7 +490,7 @@ static int rl_open(sqlite3_vfs *vfs, sqlite3_filename zName, sqlite3_file *f,
         p->base.pMethods = 0;
         return rc;
     }
-    p->base.pMethods = &rl_io_methods;
+    p->base.pMethods = &rlv_io_methods;
     if (p->kind == KIND_MAIN) {
         pthread_mutex_lock(&mains_mu);
         p->next_main = mains;
@@ -644,30 +599,6 @@ int rl_vfs_register(int make_default, rl_port_resolver resolver)
     }
     port_resolver = resolver;
     return sqlite3_vfs_register(&rl_vfs_obj, make_default);
-}
-
-int rl_vfs_is_replicated(sqlite3_file *f)
-{
-    return f && f->pMethods == &rl_io_methods &&
-           ((rl_file *)f)->kind == KIND_MAIN && ((rl_file *)f)->replicated;
-}
-
-const char *rl_vfs_path(sqlite3_file *f)
-{
-    return rl_vfs_is_replicated(f) ? ((rl_file *)f)->path : 0;
-}
-
-sqlite3_file *rl_vfs_db_file(sqlite3_file *f)
-{
-    return rl_vfs_is_replicated(f) ? ((rl_file *)f)->sub : 0;
-}
-
-sqlite3_file *rl_vfs_wal_file(sqlite3_file *f)
-{
-    rl_file *m = (rl_file *)f;
-    if (!rl_vfs_is_replicated(f) || !m->wal || !m->wal->sub->pMethods)
-        return 0;
-    return m->wal->sub;
 }
 
 char **rl_vfs_replicated_paths(int *n)

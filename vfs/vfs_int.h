@@ -9,16 +9,22 @@
 ** the extension's exported symbols. What it must never do: grow into a
 ** second interface; a function only one file uses stays static there.
 **
-** The files, one mechanism each:
+** The files, one mechanism each, from the top down (a file calls only
+** files below it; tests/tree/test_no_circles.py checks no two call each
+** other):
 **   vfs.c      the shim: xOpen, the forwarding methods, the guards that
 **              refuse misuse, PRAGMAs, the list of open main files
-**   error.c    the error channel (raft_last_error's source)
+**   apply.c    the WAL writer of replicated transactions (rl_vfs_apply)
+**   record_api.c the applied record's calls that take the write lock
+**              (rl_vfs_applied, rl_vfs_set_applied, ...)
 **   lock.c     the lock protocol (slot 0 on "<db>-raft/lock", the
 **              applier's intent) and the read gate: the shm methods
 **   capture.c  a committing transaction's WAL frames -> one rl_txn
 **   port.c     the only calls of the replicator port (rl_port)
 **   record.c   the applied record "<db>-raft/applied" and its checks
-**   apply.c    the WAL writer of replicated transactions (rl_vfs_apply)
+**   error.c    the error channel (raft_last_error's source)
+**   file.c     the base: which file is ours, its page size and WAL, the
+**              accessors of vfs.h
 */
 #ifndef RL_VFS_INT_H
 #define RL_VFS_INT_H
@@ -107,12 +113,17 @@ struct rl_file {
     int linearizable;
 };
 
-/* vfs.c: f as a main database file of this VFS (replicated or not), or
+/* vfs.c: the methods of every file this VFS opens (a file is ours when
+** its pMethods is this table). */
+extern const sqlite3_io_methods rlv_io_methods;
+
+/* file.c: f as a main database file of this VFS (replicated or not), or
 ** NULL when it is none. */
 rl_file *rlv_main_file(sqlite3_file *f);
-/* vfs.c: the page size in the database file's header (0 if none). */
+/* file.c: the page size in the database file's header (0 if none). */
 uint32_t rlv_file_page_size(rl_file *p);
 #ifdef RL_FAULTS
+/* file.c: fault builds only: a copy of a file just synced (fault.h). */
 void rlv_fault_keep_synced(rl_file *m, sqlite3_file *sub, const char *name);
 #endif
 
@@ -159,6 +170,12 @@ int rlv_rec_intent(rl_file *m, uint64_t index, const uint8_t salt[8],
                    uint32_t frame, const uint32_t cksum[2]);
 void rlv_rec_mark_backfilled(rl_file *m);
 int rlv_rec_settle(rl_file *m);
+/* The record as written to "<db>-raft/applied" (an I/O error set with
+** rlv_ferr), and the record resolved against h and checked against the
+** WAL and database file: its index (both with the write lock held). */
+int rlv_rec_write(rl_file *m, const rl_applied_rec *r);
+int rlv_rec_current(rl_file *m, const rl_shm_hdr *h, uint64_t *index, char *err,
+                    size_t errlen);
 
 #pragma GCC visibility pop
 

@@ -3,7 +3,8 @@
 # (tests/fuzz/fuzz_proto_*). service_rpc.c binds it to an rl_rpc_server;
 # cluster*.c serve the cluster operations of a hosted node; auth.c and
 # reqcheck.c are pure checks (fuzzed: fuzz_auth, fuzz_cluster_req).
-API_SVC_SRCS := raftd/api/service.c raftd/api/service_read.c raftd/api/methods.c \
+API_SVC_SRCS := raftd/api/service.c raftd/api/service_conn.c \
+                raftd/api/service_read.c raftd/api/methods.c \
                 raftd/api/service_write.c raftd/api/txnasm.c raftd/api/msg.c \
                 raftd/api/group.c raftd/api/sqlguard.c
 API_SRCS := $(API_SVC_SRCS) raftd/api/service_rpc.c raftd/api/reqcheck.c \

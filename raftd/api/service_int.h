@@ -2,6 +2,9 @@
 ** raftd/api/service_int.h -- what the files of the SQL service share and
 ** nothing else may see: a connection, the service's state, and the
 ** helpers the reads (service_read.c) and writes (service_write.c) use.
+** The files from the top down (each calls only files below it):
+** service.c (open, close, dispatch), service_read.c and service_write.c,
+** service_conn.c (connections and statement helpers).
 **
 ** Only raftd/api/service*.c may include it. Like service.h, it knows no
 ** gRPC and no host.
@@ -62,8 +65,12 @@ static inline char *errdup(const char *s)
     return strdup(s);
 }
 
-/* ---- service.c ---- */
+/* ---- service_conn.c: the service's base (calls no other service file) ---- */
 
+/* A connection to the service's database under the allow-list (readonly:
+** a reader), with the call's deadline handlers; NULL with err. */
+conn *rl_svc_conn_open(rl_service *svc, int readonly, char *err, size_t errlen);
+void rl_svc_conn_close(conn *c);
 /* A read-only connection from the pool (or a new one); NULL with err. */
 conn *rl_svc_reader_get(rl_service *svc, char *err, size_t errlen);
 /* Gives it back (closed if the pool is full or it is unusable). */

@@ -9,7 +9,8 @@
 ** R-Tree tables) and denies everything else, so that no call can leave
 ** state (temp objects, settings) on a shared connection for the next one.
 **
-** It knows no gRPC and no service: raftd/api/service.c installs it on every
+** It knows no gRPC and no service: raftd/api/service_conn.c installs it on
+*every
 ** connection that runs remote SQL; ext/ may install it on others. It must
 ** never allow by default: an action, PRAGMA, function or module it does
 ** not name is denied.

@@ -25,37 +25,6 @@
 
 SQLITE_EXTENSION_INIT3
 
-void rl_host_advance(rl_host *h, uint64_t index, int db_changed)
-{
-    pthread_mutex_lock(&h->mu);
-    if (db_changed && index > h->db_index)
-        h->db_index = index;
-    if (index > h->applied)
-        h->applied = index;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-}
-
-/* A read on the applier connection: opens the WAL, runs recovery. */
-int rl_host_applier_read(rl_host *h)
-{
-    int rc = sqlite3_exec(h->adb, "SELECT count(*) FROM sqlite_schema", NULL,
-                          NULL, NULL);
-    if (rc != SQLITE_OK)
-        rl_host_log(h, 1, "read on %s failed: %s", h->db_path,
-                    sqlite3_errmsg(h->adb));
-    return rc;
-}
-
-int rl_host_stopping(rl_host *h)
-{
-    int s;
-    pthread_mutex_lock(&h->mu);
-    s = h->stopping;
-    pthread_mutex_unlock(&h->mu);
-    return s;
-}
-
 /* Frames the applier appends between its checkpoints: the same as
 ** SQLite's auto-checkpoint, which never runs for frames it did not write. */
 #define APPLIER_CKPT_FRAMES 1000
@@ -134,20 +103,6 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
         rl_sleep_ms(APPLY_RETRY_MS);
     }
     rl_txn_free(&t);
-}
-
-/* The applier thread may need the node (a restore at start finding the file
-** behind) before rl_node_start has returned it to us: 1 once h->node is
-** set, 0 if the host stops first. */
-int rl_host_wait_node(rl_host *h)
-{
-    int ready;
-    pthread_mutex_lock(&h->mu);
-    while (!h->node_ready && !h->stopping)
-        pthread_cond_wait(&h->cv, &h->mu);
-    ready = h->node_ready;
-    pthread_mutex_unlock(&h->mu);
-    return ready;
 }
 
 static void host_apply(void *ctx, const struct rl_applied *e)

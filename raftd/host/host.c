@@ -1,7 +1,9 @@
 /*
 ** raftd/host/host.c -- a replicated database's Raft node hosted in this
 ** process (see host.h): open and close, the registry of this process's
-** hosts, the host lock, and the settings a host keeps (identity, TLS).
+** hosts and the port slots, taking the host lock, and the settings a host
+** keeps (identity, TLS). What every file of the room uses about a host
+** (its log, paths, accessors) is base.c.
 **
 ** A host is opened in this order: identity, host lock, registry, the
 ** applier's connection (rebuild.c), the read gate closed (gate.c), the
@@ -32,63 +34,12 @@ SQLITE_EXTENSION_INIT3
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static rl_host *hosts;
 
-int rl_host_path(char *out, size_t n, const char *a, const char *b)
-{
-    return snprintf(out, n, "%s%s", a, b) < (int)n ? 0 : -1;
-}
-
-/* ------------------------------------------------------------- logging */
-
-void rl_host_log(const rl_host *h, int level, const char *fmt, ...)
-{
-    static const char *names[] = {"error", "warning", "info", "debug"};
-    char msg[1024];
-    va_list ap;
-    if (level > (h ? h->log_level : 1))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "raftlite[%s] %s: %s\n", h ? h->id.node_id : "-",
-            names[level < 0   ? 0
-                  : level > 3 ? 3
-                              : level],
-            msg);
-}
-
 static void node_log(void *ctx, int level, const char *msg)
 {
     rl_host_log(ctx, level, "%s", msg);
 }
 
 /* ----------------------------------------------------------- host lock */
-
-int rl_host_running(const char *db_path, long *pid, char *grpc, size_t grpc_len)
-{
-    char path[PATH_MAX], buf[600];
-    int fd, held = 0;
-    if (rl_host_path(path, sizeof path, db_path, "-raft/host") != 0)
-        return 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
-        held = 1;
-    if (held && (pid || grpc)) {
-        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-        long p = 0;
-        char g[512] = "";
-        buf[n > 0 ? n : 0] = 0;
-        if (sscanf(buf, "%ld %511s", &p, g) < 1)
-            p = 0;
-        if (pid)
-            *pid = p;
-        if (grpc)
-            snprintf(grpc, grpc_len, "%s", g);
-    }
-    close(fd);
-    return held;
-}
 
 static int host_lock(rl_host *h, char *err, size_t errlen)
 {
@@ -137,18 +88,6 @@ rl_host *rl_host_find(const char *db_path)
     return h;
 }
 
-/*
-** A database's port slot: the port connections to it keep (ctx = the
-** slot), and the host of this process serving it now. One per database
-** path, made at its first resolve or host open, kept for the process's
-** life: a connection may outlive a host and see the next one.
-*/
-struct rl_host_port {
-    rl_port port;
-    char *db_path;
-    rl_host *h; /* written under reg_mu, read with __atomic_load_n */
-    struct rl_host_port *next;
-};
 static struct rl_host_port *ports; /* under reg_mu */
 
 /* The slot of db_path, made if needed; reg_mu held. */
@@ -180,11 +119,6 @@ const rl_port *rl_host_port(const char *db_path)
     return p ? &p->port : NULL;
 }
 
-rl_host *rl_host_port_host(void *slot)
-{
-    return __atomic_load_n(&((struct rl_host_port *)slot)->h, __ATOMIC_ACQUIRE);
-}
-
 /* Registers h and makes its database's port serve it: 0, or -1 (no
 ** memory for the slot). */
 static int reg_add(rl_host *h)
@@ -214,31 +148,6 @@ static void reg_remove(rl_host *h)
     if (h->port && __atomic_load_n(&h->port->h, __ATOMIC_RELAXED) == h)
         __atomic_store_n(&h->port->h, NULL, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&reg_mu);
-}
-
-struct rl_node *rl_host_node(rl_host *h)
-{
-    return h->node;
-}
-const char *rl_host_db_path(const rl_host *h)
-{
-    return h->db_path;
-}
-rl_rpc_client *rl_host_client(rl_host *h)
-{
-    return h->cl;
-}
-void rl_host_self(const rl_host *h, struct rl_meta *out)
-{
-    rl_meta_set(out, h->raft_id, h->id.node_id, h->id.raft_addr, h->grpc_adv);
-}
-uint64_t rl_host_applied(rl_host *h)
-{
-    uint64_t a;
-    pthread_mutex_lock(&h->mu);
-    a = h->applied;
-    pthread_mutex_unlock(&h->mu);
-    return a;
 }
 
 static void host_free(rl_host *h)

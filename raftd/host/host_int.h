@@ -4,7 +4,9 @@
 ** another. Private to raftd/host/: nothing outside the room may include
 ** it (host.h is the interface).
 **
-** The files: host.c (open, close, registry, host lock), identity.c (the
+** The files: base.c (the room's base: log, paths, accessors, the state
+** under h->mu; it calls no other file here), host.c (open, close,
+** registry, host lock), identity.c (the
 ** stored identity), replicator.c (the port: begin, commit, end; a
 ** follower's transaction forwarded to the leader; the sidecar's
 ** propose hook), client.c (the port in a process that does not host the
@@ -98,11 +100,33 @@ struct rl_host {
     rl_host *next;             /* registry */
 };
 
+/* ---- base.c: the room's base (calls no other file of the room) ---- */
+
 /* "<a><b>" into out: 0, or -1 when it does not fit. */
 int rl_host_path(char *out, size_t n, const char *a, const char *b);
 
-/* host.c: the host a port slot names now (NULL: none in this process). */
+/*
+** A database's port slot: the port connections to it keep (ctx = the
+** slot), and the host of this process serving it now. One per database
+** path, made at its first resolve or host open, kept for the process's
+** life: a connection may outlive a host and see the next one.
+*/
+struct rl_host_port {
+    rl_port port;
+    char *db_path;
+    rl_host *h; /* written under host.c's reg_mu, read with __atomic_load_n */
+    struct rl_host_port *next;
+};
+
+/* The host a port slot names now (NULL: none in this process). */
 rl_host *rl_host_port_host(void *slot);
+/* The database reflects index (db_changed: a database-changing one). */
+void rl_host_advance(rl_host *h, uint64_t index, int db_changed);
+int rl_host_stopping(rl_host *h);
+/* 1 once h->node is set, 0 if the host stops first. */
+int rl_host_wait_node(rl_host *h);
+/* A read on the applier connection: opens the WAL, runs recovery. */
+int rl_host_applier_read(rl_host *h);
 
 /* replicator.c */
 /* Fills port with the replicator's functions, with ctx (a port slot). */
@@ -153,13 +177,6 @@ int rl_host_read_point(rl_host *h, uint64_t *wait_index, char *err,
 /* applier.c */
 /* Fills the node's applier callbacks with h's. */
 void rl_host_applier_init(rl_host *h, struct rl_applier *a);
-/* The database reflects index (db_changed: a database-changing one). */
-void rl_host_advance(rl_host *h, uint64_t index, int db_changed);
-int rl_host_stopping(rl_host *h);
-/* 1 once h->node is set, 0 if the host stops first. */
-int rl_host_wait_node(rl_host *h);
-/* A read on the applier connection: opens the WAL, runs recovery. */
-int rl_host_applier_read(rl_host *h);
 
 /* rebuild.c */
 /* Opens the applier's connection and reads the applied index, or starts

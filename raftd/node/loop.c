@@ -1,8 +1,9 @@
 /*
 ** raftd/node/loop.c -- the node's loop thread: sets up the uv loop and
 ** raft (raftio.c), takes the commands other threads queue (request.c,
-** membership.c), ticks (lost proposals, leadership, warnings), publishes
-** raft's state under n->mu, and closes everything at stop.
+** membership.c), ticks (lost proposals, leadership, warnings), has
+** raft's state published under n->mu (status.c), and closes everything at
+** stop.
 **
 ** Runs on the loop thread only. It must never block on anything but
 ** n->mu for a few instructions (a stalled loop misses heartbeats and
@@ -70,81 +71,6 @@ static void run_req(struct rl_node *n, struct req *r)
         return;
     default:
         node_member_submit(n, r);
-    }
-}
-
-void node_publish(struct rl_node *n)
-{
-    struct raft *r = &n->raft;
-    raft_id lid = 0;
-    const char *laddr = NULL;
-    raft_leader(r, &lid, &laddr);
-    unsigned nm = r->configuration.n;
-    struct rl_member *mem = nm ? calloc(nm, sizeof *mem) : NULL;
-    int leader = raft_state(r) == RAFT_LEADER;
-    for (unsigned i = 0; mem && i < nm; i++) {
-        const struct raft_server *s = &r->configuration.servers[i];
-        mem[i].raft_id = s->id;
-        mem[i].role = s->role;
-        mem[i].is_leader = s->id == lid;
-        node_copy_str(mem[i].raft_addr, sizeof mem[i].raft_addr, s->address);
-        mem[i].recent_contact = -1;
-        if (leader && r->leader_state.progress) {
-            mem[i].match_index = r->leader_state.progress[i].match_index;
-            mem[i].recent_contact =
-                s->id == r->id ? 1 : r->leader_state.progress[i].recent_recv;
-        }
-    }
-    raft_time now = r->io->time(r->io);
-    pthread_mutex_lock(&n->mu);
-    struct rl_node_status *st = &n->pub;
-    int changed = st->state != raft_state(r) || st->term != r->current_term;
-    st->state = raft_state(r);
-    st->ready = node_ready(n);
-    st->term = r->current_term;
-    st->leader_id = lid;
-    node_copy_str(st->leader_addr, sizeof st->leader_addr, laddr);
-    st->commit_index = r->commit_index;
-    st->last_index = raft_last_index(r);
-    st->fsm_applied = raft_last_applied(r);
-    st->fsm_index = n->sm.A;
-    st->L = n->sm.L;
-    if (r->log.snapshot.last_index > st->snapshot_index)
-        st->snapshot_index = r->log.snapshot.last_index;
-    st->leader_contact_ms =
-        st->state == RL_STATE_FOLLOWER && now >= r->election_timer_start
-            ? (unsigned)(now - r->election_timer_start)
-            : 0;
-    for (unsigned i = 0; mem && i < nm; i++) {
-        const struct rl_meta *m =
-            node_meta_find_locked(n, mem[i].raft_id, NULL);
-        if (m) {
-            mem[i].has_meta = 1;
-            mem[i].meta = *m;
-        }
-    }
-    if (mem || nm == 0) {
-        free(n->members);
-        n->members = mem;
-        n->n_members = nm;
-    }
-    pthread_cond_broadcast(&n->cv);
-    pthread_mutex_unlock(&n->mu);
-    if (changed) { /* logged outside mu: the sink may call us */
-        struct rl_meta lm;
-        int st = raft_state(r);
-        const char *who = NULL;
-        if (lid && rl_node_meta(n, lid, NULL, &lm) == RL_OK && lm.node_id[0])
-            who = lm.node_id;
-        node_log(n, 2, "%s in term %llu, leader %s",
-                 st == RAFT_LEADER      ? "leader"
-                 : st == RAFT_CANDIDATE ? "candidate"
-                 : st == RAFT_FOLLOWER  ? "follower"
-                                        : "unavailable",
-                 (unsigned long long)r->current_term,
-                 who   ? who
-                 : lid ? "(a node whose id is not known yet)"
-                       : "unknown");
     }
 }
 

@@ -9,8 +9,8 @@
 NODE_PURE_SRCS := raftd/node/fsm.c raftd/node/entry.c
 NODE_SRCS := $(NODE_PURE_SRCS) raftd/node/node.c raftd/node/request.c \
              raftd/node/membership.c raftd/node/raftfsm.c \
-             raftd/node/applier.c raftd/node/loop.c raftd/node/raftio.c \
-             raftd/node/reload.c raftd/node/transport.c \
+             raftd/node/applier.c raftd/node/loop.c raftd/node/status.c \
+             raftd/node/raftio.c raftd/node/reload.c raftd/node/transport.c \
              raftd/node/tls_transport.c raftd/node/tls_conn.c
 # The lib/ files the node links (the extension and raftd have them from
 # lib/module.mk; unit tests and the benchmark add them), and its libraries.

@@ -268,10 +268,13 @@ int node_raft_setup(struct rl_node *n, int *stage);
 ** once the disk has room. Returns 1 if a reload began (raft is closing). */
 int node_reload_check(struct rl_node *n);
 
-/* ---- loop.c (loop thread) ---- */
+/* ---- status.c (loop thread) ---- */
 
 /* Publish raft's state under mu for other threads (status, members). */
 void node_publish(struct rl_node *n);
+
+/* ---- loop.c (loop thread) ---- */
+
 void node_handle_close_cb(uv_handle_t *h);
 /* The loop thread's body (started by rl_node_start). */
 void *node_loop_main(void *arg);

@@ -128,6 +128,14 @@ int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len)
     return rc;
 }
 
+/* Sets an error the handler cannot replace (a limit the wrapper hit). */
+void rl_rpc_lock_error(rl_rpc_call *c, int code, const char *msg)
+{
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
+    c->errcode = code;
+    c->locked = 1;
+}
+
 int rl_rpc_call_error(rl_rpc_call *c, int code, const char *fmt, ...)
 {
     va_list ap;

@@ -109,7 +109,7 @@ struct rl_rpc_server {
 };
 
 /* Sets a call's status for a limit the wrapper enforces: kept by later
-** rl_rpc_call_error calls (server.c). */
+** rl_rpc_call_error calls (call.c; server.c uses it too). */
 void rl_rpc_lock_error(rl_rpc_call *c, int code, const char *msg);
 
 /* ---- helpers (core.c) ---- */

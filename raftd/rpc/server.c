@@ -189,14 +189,6 @@ static void peer_leave(rl_rpc_server *s, rl_rpc_call *c)
     pthread_cond_broadcast(&s->work_cv);
 }
 
-/* Sets an error the handler cannot replace (a limit the wrapper hit). */
-void rl_rpc_lock_error(rl_rpc_call *c, int code, const char *msg)
-{
-    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
-    c->errcode = code;
-    c->locked = 1;
-}
-
 /* On arrival (dispatcher): the method, the server's deadline cap and the
 ** client identity, which the pool needs to pick calls. */
 static void prepare_call(rl_rpc_server *s, rl_rpc_call *c)
