@@ -1,7 +1,8 @@
 /*
 ** raftd/host/base.c -- what every file of raftd/host/ uses about a host:
 ** its log, its paths, whether a host holds a database's host lock, the
-** host a port slot names, the accessors of host.h, and the state the
+** host a port slot names, who leads (in words, for messages), the
+** accessors of host.h, and the state the
 ** applier publishes under h->mu (applied, stopping, the node's arrival).
 **
 ** The room's base: every other file of the room may call it, and it calls
@@ -145,4 +146,20 @@ int rl_host_applier_read(rl_host *h)
         rl_host_log(h, 1, "read on %s failed: %s", h->db_path,
                     sqlite3_errmsg(h->adb));
     return rc;
+}
+
+/* Who leads, in words, for messages ("the leader is n1 (gRPC ...)"). */
+void rl_host_leader_text(rl_host *h, char *out, size_t n)
+{
+    struct rl_node_status st;
+    struct rl_meta m;
+    rl_node_status(h->node, &st);
+    if (st.leader_id == 0)
+        snprintf(out, n, "no leader is known right now (election?)");
+    else if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK)
+        snprintf(out, n, "the leader is %s (gRPC %s)", m.node_id,
+                 m.grpc_addr[0] ? m.grpc_addr : "?");
+    else
+        snprintf(out, n, "the leader is raft id %llu at %s",
+                 (unsigned long long)st.leader_id, st.leader_addr);
 }

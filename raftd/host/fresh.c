@@ -24,9 +24,6 @@ SQLITE_EXTENSION_INIT3
 ** is acknowledged only after a read index proves this node still leads and
 ** no entry took effect after the index it read (DESIGN 8).
 */
-static int confirm_unchanged(rl_host *h, int began, uint64_t base, unsigned tmo,
-                             char *why, size_t whylen);
-
 int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
                        size_t whylen)
 {
@@ -52,7 +49,7 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
     tmo = remaining_ms > COMMIT_TIMEOUT_MS ? COMMIT_TIMEOUT_MS
           : remaining_ms > 0               ? (unsigned)remaining_ms
                                            : 1;
-    return confirm_unchanged(h, began, base, tmo, why, whylen);
+    return rl_host_fresh_confirm(h, began, base, tmo, why, whylen);
 }
 
 /*
@@ -61,7 +58,7 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
 ** no entry took effect after base (the index its write lock saw; began 0:
 ** unknown, the index the file reflects is taken).
 */
-static int confirm_unchanged(rl_host *h, int began, uint64_t base, unsigned tmo,
+int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
                              char *why, size_t whylen)
 {
     struct rl_result res;
@@ -131,32 +128,6 @@ static int confirm_unchanged(rl_host *h, int began, uint64_t base, unsigned tmo,
     return RL_OUTCOME_APPLIED;
 }
 
-int rl_host_confirm_unchanged(const char *db_path, char *why, size_t whylen)
-{
-    rl_host *h = rl_host_find(db_path);
-    long pid = 0;
-    char grpc[512] = "";
-    int began = rl_host_writer.began;
-    uint64_t base = rl_host_writer.base;
-    why[0] = 0;
-    if (h)
-        return confirm_unchanged(h, began, base, COMMIT_TIMEOUT_MS, why,
-                                 whylen) == RL_OUTCOME_APPLIED
-                   ? 0
-                   : -1;
-    if (rl_host_setting_up(db_path))
-        return 0;
-    if (rl_host_running(db_path, &pid, grpc, sizeof grpc))
-        snprintf(why, whylen,
-                 "%s is hosted by process %ld (gRPC %s): this process cannot "
-                 "prove that a transaction which changed nothing read the "
-                 "latest state; nothing was written: write through that node",
-                 db_path, pid, grpc[0] ? grpc : "?");
-    else
-        return 0; /* no node runs anywhere: nothing newer to be stale
-                     against (a write with pages is refused by the port) */
-    return -1;
-}
 
 /*
 ** rl_port.read_point (DESIGN 8): a quorum-confirmed commit index taken

@@ -10,7 +10,8 @@
 ** stored identity), replicator.c (the port: begin, commit, end; a
 ** follower's transaction forwarded to the leader; the sidecar's
 ** propose hook), client.c (the port in a process that does not host the
-** node), fresh.c (read points and the confirmation of a write that
+** node), forward.c (a writer's way to the leader: the hint before its
+** write lock, ForwardTxn), fresh.c (read points and the confirmation of a write that
 ** changed nothing), applier.c (the node's applier callbacks), rebuild.c
 ** (open of the applier connection, rebuild, image install), gate.c (the
 ** read gate thread), setup.c (bootstrap and join), image_fetch.c and
@@ -145,9 +146,11 @@ struct rl_writer_state {
     uint64_t target;
     int64_t target_at; /* rl_rpc_now_ms() when asked */
 };
-extern _Thread_local struct rl_writer_state rl_host_writer;
-/* Who leads, in words, for messages. */
+/* base.c: who leads, in words, for messages. */
 void rl_host_leader_text(rl_host *h, char *out, size_t n);
+
+/* forward.c: a writer's way to the leader (a follower's, a client's). */
+extern _Thread_local struct rl_writer_state rl_host_writer;
 /* Whether a writer must wait for the leader's L before its write lock. */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
                           uint64_t local_L, uint64_t applied);
@@ -171,6 +174,11 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
                               char *err, size_t errlen);
 
 /* fresh.c */
+/* Whether a write transaction that changed nothing may be acknowledged:
+** RL_OUTCOME_APPLIED when a read index proves the node still leads and no
+** entry took effect after base; else another RL_OUTCOME_* with why. */
+int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
+                          char *why, size_t whylen);
 int rl_host_read_point(rl_host *h, uint64_t *wait_index, char *err,
                        size_t errlen);
 

@@ -8,4 +8,4 @@ HOST_ROOM_SRCS := raftd/host/base.c raftd/host/host.c raftd/host/identity.c \
                   raftd/host/fresh.c raftd/host/applier.c \
                   raftd/host/rebuild.c raftd/host/gate.c raftd/host/setup.c \
                   raftd/host/image_fetch.c raftd/host/image_rx.c \
-                  raftd/host/peers.c
+                  raftd/host/peers.c raftd/host/forward.c

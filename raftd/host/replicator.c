@@ -2,7 +2,7 @@
 ** raftd/host/replicator.c -- the replicator port of hosted databases (vfs.h
 ** rl_port): a local writer's begin, commit and end. The leader proposes its
 ** own writers' transactions; a follower forwards them to the leader's
-** sidecar (ForwardTxn), and the leader proposes those it receives
+** sidecar (ForwardTxn, through forward.c), and the leader proposes those it receives
 ** (rl_host_propose_txn).
 **
 ** Write path: a local writer commits (VFS capture) -> port_commit proposes
@@ -53,67 +53,8 @@ void rl_host_local_drop(rl_host *h, struct local_txn *lt)
 
 /* --------------------------------------------------------------- port */
 
-void rl_host_leader_text(rl_host *h, char *out, size_t n)
-{
-    struct rl_node_status st;
-    struct rl_meta m;
-    rl_node_status(h->node, &st);
-    if (st.leader_id == 0)
-        snprintf(out, n, "no leader is known right now (election?)");
-    else if (rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK)
-        snprintf(out, n, "the leader is %s (gRPC %s)", m.node_id,
-                 m.grpc_addr[0] ? m.grpc_addr : "?");
-    else
-        snprintf(out, n, "the leader is raft id %llu at %s",
-                 (unsigned long long)st.leader_id, st.leader_addr);
-}
 
-/*
-** What the writer's thread learnt about its current write transaction, for
-** the sidecar's write_done hook (rl_host_write_done): the applied index its
-** write lock saw and the commit's verdict with its reason. SQLite itself
-** only reports "disk I/O error" for a refused commit.
-*/
-_Thread_local struct rl_writer_state rl_host_writer;
 
-/* How long a remembered target stays the one to wait for. */
-#define TARGET_KEEP_MS 2000
-
-/*
-** Whether a writer on a node that is not the leader (a follower, or a
-** client process through its host at target_grpc) must wait before its
-** write lock: its base (applied) is behind the L the leader had when the
-** writer first asked. The first ask of a write lock costs one round trip
-** (ReadIndex hint_only, no quorum); the busy handler's retries compare
-** with the remembered L only. A leader that cannot be asked is not held
-** against the writer: its commit decides.
-*/
-int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          uint64_t local_L, uint64_t applied)
-{
-    int64_t now = rl_rpc_now_ms();
-    uint64_t ci = 0, L = 0;
-    char e[256];
-    if (rl_host_writer.target &&
-        now - rl_host_writer.target_at < TARGET_KEEP_MS) {
-        if (applied < rl_host_writer.target)
-            return 1;
-        rl_host_writer.target = 0;
-        return 0;
-    }
-    rl_host_writer.target = 0;
-    if (!cl || !target_grpc ||
-        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e, sizeof e) !=
-            0)
-        L = 0;
-    if (L < local_L)
-        L = local_L; /* what this node's own log already decided */
-    if (applied >= L)
-        return 0;
-    rl_host_writer.target = L;
-    rl_host_writer.target_at = now;
-    return 1;
-}
 
 /* The host a port serves (its ctx, host.c rl_host_port), or NULL when no
 ** host of this process runs its database now: then the port works as a
@@ -295,47 +236,6 @@ static void local_settle(rl_host *h, struct local_txn *lt, uint64_t index,
 ** (host_apply skips entries the file has). The applier, reaching the
 ** entry, finds it written (or waits for the writer, as on the leader).
 */
-/*
-** Sends f to the sidecar at target (the leader's, or this node's host's
-** for a client process) and maps the answer to the writer's SQLite code:
-** SQLITE_OK when it took effect as *index; *outcome is RL_OUTCOME_*.
-** who names the receiver in messages.
-*/
-int rl_host_forward_send(rl_rpc_client *cl, const char *who, const char *target,
-                         const rl_forward_txn *f, uint64_t *index, int *outcome,
-                         char *err, size_t errlen)
-{
-    int sent = 0;
-    char e[1024];
-    *index = 0;
-    if (rl_cluster_forward_txn(cl, target, f, COMMIT_TIMEOUT_MS, outcome, index,
-                               &sent, e, sizeof e) != 0) {
-        if (*outcome == RL_OUTCOME_NOT_APPLIED) {
-            snprintf(err, errlen,
-                     "%s (gRPC %s) did not take the transaction: %s; nothing "
-                     "was written: retry",
-                     who, target, e);
-            return SQLITE_BUSY;
-        }
-        snprintf(err, errlen,
-                 "outcome unknown: the transaction was sent to %s (gRPC %s) "
-                 "but no answer came back (%s); it may still commit (every "
-                 "node will then apply it): check before retrying",
-                 who, target, e);
-        return SQLITE_IOERR;
-    }
-    if (*outcome == RL_OUTCOME_APPLIED)
-        return SQLITE_OK;
-    snprintf(err, errlen, "%s", e);
-    switch (*outcome) {
-    case RL_OUTCOME_CONFLICT:
-        return SQLITE_BUSY_SNAPSHOT;
-    case RL_OUTCOME_UNKNOWN:
-        return SQLITE_IOERR;
-    default: /* not leader any more, full, timeout: nothing written */
-        return SQLITE_BUSY;
-    }
-}
 
 static int commit_forward(rl_host *h, const struct rl_node_status *st,
                           const uint8_t *buf, size_t n, rl_commit_info *ci,

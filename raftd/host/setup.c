@@ -289,3 +289,32 @@ fail:
     set_setup(NULL);
     return -1;
 }
+
+/* host.h: the path-taking entry of fresh.c's confirmation (ext/'s commit
+** hook asks it for a write transaction that changed nothing). */
+int rl_host_confirm_unchanged(const char *db_path, char *why, size_t whylen)
+{
+    rl_host *h = rl_host_find(db_path);
+    long pid = 0;
+    char grpc[512] = "";
+    int began = rl_host_writer.began;
+    uint64_t base = rl_host_writer.base;
+    why[0] = 0;
+    if (h)
+        return rl_host_fresh_confirm(h, began, base, COMMIT_TIMEOUT_MS, why,
+                                     whylen) == RL_OUTCOME_APPLIED
+                   ? 0
+                   : -1;
+    if (rl_host_setting_up(db_path))
+        return 0;
+    if (rl_host_running(db_path, &pid, grpc, sizeof grpc))
+        snprintf(why, whylen,
+                 "%s is hosted by process %ld (gRPC %s): this process cannot "
+                 "prove that a transaction which changed nothing read the "
+                 "latest state; nothing was written: write through that node",
+                 db_path, pid, grpc[0] ? grpc : "?");
+    else
+        return 0; /* no node runs anywhere: nothing newer to be stale
+                     against (a write with pages is refused by the port) */
+    return -1;
+}

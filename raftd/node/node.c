@@ -19,46 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void node_log(struct rl_node *n, int level, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (n->cfg.log)
-        n->cfg.log(n->cfg.log_ctx, level, msg);
-    else if (level <= 1)
-        fprintf(stderr, "raftlite node %llu: %s\n",
-                (unsigned long long)n->cfg.raft_id, msg);
-}
-
-void node_copy_str(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
-struct timespec node_deadline_in(unsigned ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-unsigned node_ms_left(const struct timespec *dl)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long long ms = (long long)(dl->tv_sec - now.tv_sec) * 1000 +
-                   (dl->tv_nsec - now.tv_nsec) / 1000000L;
-    return ms > 0 ? (unsigned)ms : 0;
-}
 
 static void cond_init_mono(pthread_cond_t *c)
 {
@@ -95,36 +55,6 @@ const char *rl_node_strerror(rl_err rc)
     return rl_err_name(rc);
 }
 
-/* Free a node once its owner and its applier thread are both done. */
-void node_free(struct rl_node *n)
-{
-    struct item *it = n->q_head;
-    while (it) {
-        struct item *next = it->next;
-        rl_manifest_clear(&it->m);
-        free(it);
-        it = next;
-    }
-    rl_fsm_clear(&n->sm);
-    free(n->members);
-    free(n->dir);
-    free(n->raft_addr);
-    free(n->node_id);
-    free(n->grpc_addr);
-    pthread_cond_destroy(&n->cv);
-    pthread_cond_destroy(&n->qcv);
-    pthread_mutex_destroy(&n->mu);
-    free(n);
-}
-
-void node_unref(struct rl_node *n)
-{
-    pthread_mutex_lock(&n->mu);
-    int left = --n->refs;
-    pthread_mutex_unlock(&n->mu);
-    if (left == 0)
-        node_free(n);
-}
 
 static int mkdir_p(const char *path, char *err, size_t errlen)
 {

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Prints pairs of source files that call each other (a circle between
-files): for each non-static rl_/rlv_/node_/host_ function, the file
-defining it; then every pair a.c -> b.c and b.c -> a.c. Run from a
-checkout's root (tests/tree/test_no_circles.py runs it); the last line
-is "N circles".
+"""Prints the circles between source files: for each non-static
+rl_/rlv_/node_/host_ function, the file defining it; then every pair
+a.c -> b.c and b.c -> a.c, and every longer loop (a.c -> b.c -> c.c ->
+a.c: files of one strongly connected set of the call graph, printed as
+"loop: a.c b.c c.c" when no pair explains it). Run from a checkout's root
+(tests/tree/test_no_circles.py runs it); the last line is "N circles".
 
 Files under tests/, bench/ and demo/ are left out. The scan is textual
 (a regex over each file, no preprocessor), so a name in a comment
@@ -33,4 +34,42 @@ for a in sorted(calls):
             pairs.add((a, b))
             print(a, '->', b, sorted(calls[a][b]))
             print('   ', b, '->', a, sorted(calls[b][a]))
-print(len(pairs), "circles")
+
+
+def loops(graph):
+    """Strongly connected sets of more than one file (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, {})):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+n = len(pairs)
+for comp in loops(calls):
+    if not any(a in comp and b in comp for a, b in pairs):
+        print("loop:", " ".join(comp))
+        n += 1
+print(n, "circles")
