@@ -1,1 +1,2 @@
-LIB_SRCS += ext/ext.c ext/config.c ext/conn.c ext/mirror.c ext/sql.c
+LIB_SRCS += ext/ext.c ext/config.c ext/conn.c ext/mirror.c ext/sql.c \
+            ext/client.c ext/tables.c

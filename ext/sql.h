@@ -1,7 +1,7 @@
 /*
 ** ext/sql.h -- raftlite's cluster SQL surface (ext/sql.c): raft_bootstrap,
-** raft_join, raft_remove, raft_transfer, raft_leader, the raft_nodes
-** table-valued function and PRAGMA raft_status.
+** raft_join, raft_remove, raft_transfer, raft_leader; it registers the
+** tables of ext/tables.c too.
 */
 #ifndef RL_SQL_H
 #define RL_SQL_H
@@ -13,14 +13,8 @@ struct sqlite3;
 ** an SQLite error code. */
 int rl_sql_register(struct sqlite3 *db);
 
-/* Process-wide setup, once at load: installs rl_sql_pragma as the VFS's
+/* Process-wide setup, once at load: installs rl_tables_pragma as the VFS's
 ** PRAGMA raft_* handler. */
 void rl_sql_init(void);
-
-/* The PRAGMA handler (vfs.h rl_pragma_fn): serves "raft_status" and
-** answers SQLITE_NOTFOUND for any other name, so that a handler of more
-** pragmas can call it for the rest. */
-int rl_sql_pragma(const char *db_path, int replicated, const char *name,
-                  const char *arg, char **result);
 
 #endif /* RL_SQL_H */
