@@ -248,8 +248,7 @@ int rl_image_probe(rl_rpc_client *cl, const char *peer_grpc, int64_t timeout_ms,
     return RL_RPC_OK;
 }
 
-/* One integer from a PRAGMA or query on db; -1 on error. */
-static int64_t query_int64(sqlite3 *db, const char *sql)
+int64_t rl_image_query_int(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st;
     int64_t v = -1;
@@ -276,9 +275,9 @@ int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
     if (code != RL_RPC_OK)
         return code;
     *page_size = info.page_size;
-    cur = query_int64(db, "PRAGMA main.page_size");
-    pages = query_int64(db, "PRAGMA main.page_count");
-    tables = query_int64(db, "SELECT count(*) FROM main.sqlite_schema");
+    cur = rl_image_query_int(db, "PRAGMA main.page_size");
+    pages = rl_image_query_int(db, "PRAGMA main.page_count");
+    tables = rl_image_query_int(db, "SELECT count(*) FROM main.sqlite_schema");
     *local = RL_ERR_IO; /* from here on, failures are the database's */
     if (cur < 0 || pages < 0 || tables < 0)
         return fail(err, errlen, RL_RPC_INTERNAL, "cannot read %s: %s",
@@ -314,7 +313,7 @@ int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
         return code;
     }
     if (pages &&
-        query_int64(db, "PRAGMA main.page_size") != (int64_t)info.page_size)
+        rl_image_query_int(db, "PRAGMA main.page_size") != (int64_t)info.page_size)
         return fail(err, errlen, RL_RPC_INTERNAL,
                     "%s kept page size %lld (the cluster's is %u)",
                     sqlite3_db_filename(db, "main"), (long long)cur,

@@ -91,4 +91,8 @@ int rl_image_restore(rl_rpc_client *cl, const char *const *peers, size_t n,
                      uint64_t min_index, uint64_t *index, char *err,
                      size_t errlen);
 
+/* One integer from a PRAGMA or a one-value query on db; -1 on error (the
+** joiner's checks here, and setup.c's). */
+int64_t rl_image_query_int(struct sqlite3 *db, const char *sql);
+
 #endif /* RL_IMAGE_FETCH_H */

@@ -65,19 +65,6 @@ static void set_setup(const char *path)
     pthread_mutex_unlock(&setup_mu);
 }
 
-/* Integer result of a one-value query on db, or -1. */
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* Removes what a failed setup created: "<db>-raft/" and everything the
 ** node wrote in it (all flat files). */
 static void remove_dir_files(const char *dir)
@@ -196,8 +183,8 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         return -1;
     }
     if (cfg->join) {
-        v = query_int(db, "SELECT count(*) FROM main.sqlite_schema");
-        if (v != 0 || query_int(db, "PRAGMA main.page_count") > 1) {
+        v = rl_image_query_int(db, "SELECT count(*) FROM main.sqlite_schema");
+        if (v != 0 || rl_image_query_int(db, "PRAGMA main.page_count") > 1) {
             snprintf(err, errlen,
                      "%s already holds data; a joining node receives the "
                      "cluster's database: join with an empty database file",
@@ -210,7 +197,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
     /* WAL mode first, while the file is still an ordinary database. */
     if (sqlite3_exec(db, "PRAGMA main.journal_mode=WAL", NULL, NULL, NULL) !=
             SQLITE_OK ||
-        query_int(db, "SELECT count(*) FROM main.sqlite_schema") < 0) {
+        rl_image_query_int(db, "SELECT count(*) FROM main.sqlite_schema") < 0) {
         snprintf(err, errlen, "cannot put %s in WAL mode: %s", path,
                  sqlite3_errmsg(db));
         return -1;
@@ -241,9 +228,9 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* A database that holds data (or has a page size others would not
         ** guess) becomes the initial state through a genesis entry:
         ** joiners receive it as an image. */
-        v = query_int(h->adb, "SELECT count(*) FROM sqlite_schema");
-        if (v != 0 || query_int(h->adb, "PRAGMA page_count") > 1 ||
-            query_int(h->adb, "PRAGMA page_size") != 4096) {
+        v = rl_image_query_int(h->adb, "SELECT count(*) FROM sqlite_schema");
+        if (v != 0 || rl_image_query_int(h->adb, "PRAGMA page_count") > 1 ||
+            rl_image_query_int(h->adb, "PRAGMA page_size") != 4096) {
             if (host_genesis(h, err, errlen) != 0)
                 goto fail;
         }
