@@ -100,49 +100,42 @@ static void test_malformed(void)
     expect(b, len - 8, RL_EFMT_LENGTH, "truncated payload");
     EXPECT(rl_entry_decode(NULL, 0, NULL, NULL, 0) == RL_EFMT_SHORT);
 
-    memcpy(c, b, len);
-    c[0] ^= 1;
-    expect(c, len, RL_EFMT_MAGIC, "bad magic");
-
-    memcpy(c, b, len);
-    c[4] = 2;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_VERSION, "bad version");
-
-    memcpy(c, b, len);
-    c[6] = 0;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_KIND, "kind 0");
-    c[6] = RL_ENTRY_KIND_MAX + 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_KIND, "kind too big");
-
-    memcpy(c, b, len);
-    c[7] = 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_FLAGS, "flags set");
-    memcpy(c, b, len);
-    c[37] = 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_FLAGS, "reserved set");
-
-    memcpy(c, b, len);
-    c[40] = 21; /* 21 pads to 24, buffer holds 16 */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length too big");
-    memcpy(c, b, len);
-    c[40] = 5; /* 5 pads to 8, buffer holds 16 */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length too small");
-    memcpy(c, b, len);
-    c[47] = 0x80; /* absurd length: no overflow in the comparison */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length huge");
-
-    memcpy(c, b, len);
-    c[len - 1] = 1; /* a padding byte (13 bytes of payload in 16) */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_PADDING, "nonzero padding");
+    /* One byte of a valid entry changed (resealed unless the checksum is
+    ** what must catch it), and the code it is refused with. */
+    static const struct {
+        int off; /* < 0: from the end */
+        uint8_t val;
+        int flip;   /* 1: xor val in; 0: set the byte to val */
+        int reseal; /* recompute the header checksum after */
+        int code;
+        const char *what;
+    } bad[] = {
+        {0, 1, 1, 0, RL_EFMT_MAGIC, "bad magic"},
+        {4, 2, 0, 1, RL_EFMT_VERSION, "bad version"},
+        {6, 0, 0, 1, RL_EFMT_KIND, "kind 0"},
+        {6, RL_ENTRY_KIND_MAX + 1, 0, 1, RL_EFMT_KIND, "kind too big"},
+        {7, 1, 0, 1, RL_EFMT_FLAGS, "flags set"},
+        {37, 1, 0, 1, RL_EFMT_FLAGS, "reserved set"},
+        /* 21 pads to 24, the buffer holds 16 */
+        {40, 21, 0, 1, RL_EFMT_LENGTH, "length too big"},
+        /* 5 pads to 8, the buffer holds 16 */
+        {40, 5, 0, 1, RL_EFMT_LENGTH, "length too small"},
+        /* absurd length: no overflow in the comparison */
+        {47, 0x80, 0, 1, RL_EFMT_LENGTH, "length huge"},
+        /* a padding byte (13 bytes of payload in 16) */
+        {-1, 1, 0, 1, RL_EFMT_PADDING, "nonzero padding"},
+        {RL_ENTRY_HDR_SIZE + 2, 4, 1, 0, RL_EFMT_CHECKSUM, "payload bit flip"},
+        {9, 4, 1, 0, RL_EFMT_CHECKSUM, "base bit flip"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        size_t at =
+            bad[k].off < 0 ? len - (size_t)-bad[k].off : (size_t)bad[k].off;
+        memcpy(c, b, len);
+        c[at] = bad[k].flip ? (uint8_t)(c[at] ^ bad[k].val) : bad[k].val;
+        if (bad[k].reseal)
+            rl_test_entry_reseal(c, len);
+        expect(c, len, bad[k].code, bad[k].what);
+    }
 
     for (size_t i = 0; i < len; i++) {
         memcpy(c, b, len);
@@ -150,12 +143,6 @@ static void test_malformed(void)
         struct rl_entry e;
         EXPECT(decode_copy(c, len, &e, NULL) != 0);
     }
-    memcpy(c, b, len);
-    c[RL_ENTRY_HDR_SIZE + 2] ^= 4;
-    expect(c, len, RL_EFMT_CHECKSUM, "payload bit flip");
-    memcpy(c, b, len);
-    c[9] ^= 4;
-    expect(c, len, RL_EFMT_CHECKSUM, "base bit flip");
 
     /* Encoder refuses bad arguments. */
     struct rl_entry_hdr h = {.kind = 9, .payload_len = 0};
