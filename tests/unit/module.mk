@@ -26,7 +26,8 @@ UNIT_LIBS_test_node_start := $(NODE_LIB_LIBS)
 # The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
 # partitions, drops, delays, disk faults, kills, snapshots, many seeds.
 UNIT_TESTS += test_fsm_fixture
-UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c
+UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c \
+    tests/unit/lib/fsm_canon.c
 UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.
