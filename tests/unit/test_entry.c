@@ -218,21 +218,35 @@ static void test_meta(void)
     EXPECT(rl_meta_set(&m, 3, longs, "a:1", "") == RL_EFMT_STRING);
 }
 
-static void test_manifest(void)
+/* Three members: 1 "a", 2 "bb" (no gRPC address), 3 "ccc". */
+static void members(struct rl_meta mem[3])
 {
-    struct rl_meta mem[3];
     rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
     rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
     rl_meta_set(&mem[2], 3, "ccc", "127.0.0.1:3", "h:3");
-    struct rl_manifest m = {.S = 100,
-                            .A = 98,
-                            .L = 97,
+}
+
+/* A manifest of mem[0..n) at S, A, L with a 4096-byte database, encoded
+** into *buf (malloc). Returns rl_manifest_encode's code. */
+static int encode_manifest(struct rl_meta *mem, uint32_t n, uint64_t S,
+                           uint64_t A, uint64_t L, void **buf, size_t *len)
+{
+    struct rl_manifest m = {.S = S,
+                            .A = A,
+                            .L = L,
                             .db_size = 4096,
-                            .n_members = 3,
+                            .n_members = n,
                             .members = mem};
+    return rl_manifest_encode(&m, malloc, buf, len);
+}
+
+static void test_manifest(void)
+{
+    struct rl_meta mem[3];
+    members(mem);
     void *buf;
     size_t len;
-    EXPECT(rl_manifest_encode(&m, malloc, &buf, &len) == 0);
+    EXPECT(encode_manifest(mem, 3, 100, 98, 97, &buf, &len) == 0);
     EXPECT(len % 8 == 0);
     struct rl_manifest d;
     char err[200];
@@ -280,9 +294,8 @@ static int write_seeds(const char *dir)
         free(b);
         n++;
     }
-    struct rl_meta mem[2];
-    rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
-    rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
+    struct rl_meta mem[3];
+    members(mem);
     uint8_t mb[1024];
     size_t ml = rl_meta_encode(&mem[0], mb, sizeof mb);
     snprintf(path, sizeof path, "%s/meta", dir);
@@ -291,15 +304,9 @@ static int write_seeds(const char *dir)
         return -1;
     fclose(f);
     n++;
-    struct rl_manifest m = {.S = 9,
-                            .A = 8,
-                            .L = 7,
-                            .db_size = 4096,
-                            .n_members = 2,
-                            .members = mem};
     void *buf;
     size_t len;
-    if (rl_manifest_encode(&m, malloc, &buf, &len) != 0)
+    if (encode_manifest(mem, 2, 9, 8, 7, &buf, &len) != 0)
         return -1;
     snprintf(path, sizeof path, "%s/manifest", dir);
     f = fopen(path, "wb");
