@@ -11,14 +11,23 @@ UNIT_SRCS_test_txn := vfs/txn.c
 UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/node/entry.c
 
-UNIT_TESTS += test_node
-UNIT_SRCS_test_node := $(NODE_SRCS) $(NODE_LIB_SRCS) tests/unit/lib/fake_applier.c
+# The Raft node on real nodes in one process (tests/unit/lib/node_cluster.c):
+# proposals and verdicts; membership and restarts; a solo node, stop, start.
+NODE_CLUSTER_SRCS := $(NODE_SRCS) $(NODE_LIB_SRCS) \
+    tests/unit/lib/fake_applier.c tests/unit/lib/node_cluster.c
+UNIT_TESTS += test_node test_node_membership test_node_start
+UNIT_SRCS_test_node := $(NODE_CLUSTER_SRCS)
 UNIT_LIBS_test_node := $(NODE_LIB_LIBS)
+UNIT_SRCS_test_node_membership := $(NODE_CLUSTER_SRCS)
+UNIT_LIBS_test_node_membership := $(NODE_LIB_LIBS)
+UNIT_SRCS_test_node_start := $(NODE_CLUSTER_SRCS)
+UNIT_LIBS_test_node_start := $(NODE_LIB_LIBS)
 
 # The pure FSM (raftd/node/) under raft's deterministic in-memory fixture:
 # partitions, drops, delays, disk faults, kills, snapshots, many seeds.
 UNIT_TESTS += test_fsm_fixture
-UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c
+UNIT_SRCS_test_fsm_fixture := $(NODE_PURE_SRCS) tests/unit/lib/fixture_shim.c \
+    tests/unit/lib/fsm_canon.c
 UNIT_LIBS_test_fsm_fixture := -lraft
 
 # Consistent images: source under concurrent writes, install, refusals.

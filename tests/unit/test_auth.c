@@ -50,6 +50,17 @@ static void refused(const char *text, const char *want)
     }
 }
 
+/* fmt with its two %s filled with the yescrypt hash, then the sha512
+** one: an auth file that must be accepted, parsed into *a. */
+static void parse_accepted(rl_auth **a, const char *fmt)
+{
+    char text[2048], err[512] = "";
+    snprintf(text, sizeof text, fmt, yes_hash, sha_hash);
+    EXPECT(rl_auth_parse(text, strlen(text), "auth.conf", a, err, sizeof err) ==
+               0,
+           "%s", err);
+}
+
 static void test_parse(void)
 {
     char text[2048];
@@ -65,17 +76,13 @@ static void test_parse(void)
              yes_hash, sha_hash);
     /* Trailing words after PERMS are refused (a typo must not pass). */
     refused(text, "auth.conf:4: unexpected '# not a comment");
-    snprintf(text, sizeof text,
-             "# the operators\r\n"
-             "user alice %s read,write\n"
-             "user bob %s all\n"
-             "cert app read,status\n"
-             "cert ops admin,backup,status\n"
-             "cert nobody none\n"
-             "anonymous status\n",
-             yes_hash, sha_hash);
-    EXPECT(rl_auth_parse(text, strlen(text), "auth.conf", &a, err,
-                         sizeof err) == 0);
+    parse_accepted(&a, "# the operators\r\n"
+                       "user alice %s read,write\n"
+                       "user bob %s all\n"
+                       "cert app read,status\n"
+                       "cert ops admin,backup,status\n"
+                       "cert nobody none\n"
+                       "anonymous status\n");
     EXPECT(rl_auth_user(a, "alice", &h, &p) &&
            p == (RL_PERM_READ | RL_PERM_WRITE) && !strcmp(h, yes_hash));
     EXPECT(rl_auth_user(a, "bob", &h, &p) && p == RL_PERM_ALL);
@@ -222,7 +229,6 @@ static void test_decide(void)
                          n1 = cert(RL_CERT_NODE, "n1"),
                          n9 = cert(RL_CERT_NODE, "n9"), u;
     rl_auth *a = NULL;
-    char text[1024], err[256];
     memset(&anon, 0, sizeof anon);
 
     /* No auth file, no mutual TLS: nothing can be checked. */
@@ -276,15 +282,11 @@ static void test_decide(void)
     anon.cert_err = NULL;
 
     /* An auth file. */
-    snprintf(text, sizeof text,
-             "user alice %s read,status\n"
-             "user bob %s read,write\n"
-             "cert app read\n"
-             "cert ops admin,backup\n"
-             "anonymous status\n",
-             yes_hash, sha_hash);
-    EXPECT(rl_auth_parse(text, strlen(text), "auth.conf", &a, err,
-                         sizeof err) == 0);
+    parse_accepted(&a, "user alice %s read,status\n"
+                       "user bob %s read,write\n"
+                       "cert app read\n"
+                       "cert ops admin,backup\n"
+                       "anonymous status\n");
     withfile.auth = a;
     V(&withfile, "ExecuteRead", cl, NULL, 0, "", "");
     V(&withfile, "ExecuteWrite", cl, NULL, DENIED, "permission 'write'",

@@ -100,49 +100,42 @@ static void test_malformed(void)
     expect(b, len - 8, RL_EFMT_LENGTH, "truncated payload");
     EXPECT(rl_entry_decode(NULL, 0, NULL, NULL, 0) == RL_EFMT_SHORT);
 
-    memcpy(c, b, len);
-    c[0] ^= 1;
-    expect(c, len, RL_EFMT_MAGIC, "bad magic");
-
-    memcpy(c, b, len);
-    c[4] = 2;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_VERSION, "bad version");
-
-    memcpy(c, b, len);
-    c[6] = 0;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_KIND, "kind 0");
-    c[6] = RL_ENTRY_KIND_MAX + 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_KIND, "kind too big");
-
-    memcpy(c, b, len);
-    c[7] = 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_FLAGS, "flags set");
-    memcpy(c, b, len);
-    c[37] = 1;
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_FLAGS, "reserved set");
-
-    memcpy(c, b, len);
-    c[40] = 21; /* 21 pads to 24, buffer holds 16 */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length too big");
-    memcpy(c, b, len);
-    c[40] = 5; /* 5 pads to 8, buffer holds 16 */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length too small");
-    memcpy(c, b, len);
-    c[47] = 0x80; /* absurd length: no overflow in the comparison */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_LENGTH, "length huge");
-
-    memcpy(c, b, len);
-    c[len - 1] = 1; /* a padding byte (13 bytes of payload in 16) */
-    rl_test_entry_reseal(c, len);
-    expect(c, len, RL_EFMT_PADDING, "nonzero padding");
+    /* One byte of a valid entry changed (resealed unless the checksum is
+    ** what must catch it), and the code it is refused with. */
+    static const struct {
+        int off; /* < 0: from the end */
+        uint8_t val;
+        int flip;   /* 1: xor val in; 0: set the byte to val */
+        int reseal; /* recompute the header checksum after */
+        int code;
+        const char *what;
+    } bad[] = {
+        {0, 1, 1, 0, RL_EFMT_MAGIC, "bad magic"},
+        {4, 2, 0, 1, RL_EFMT_VERSION, "bad version"},
+        {6, 0, 0, 1, RL_EFMT_KIND, "kind 0"},
+        {6, RL_ENTRY_KIND_MAX + 1, 0, 1, RL_EFMT_KIND, "kind too big"},
+        {7, 1, 0, 1, RL_EFMT_FLAGS, "flags set"},
+        {37, 1, 0, 1, RL_EFMT_FLAGS, "reserved set"},
+        /* 21 pads to 24, the buffer holds 16 */
+        {40, 21, 0, 1, RL_EFMT_LENGTH, "length too big"},
+        /* 5 pads to 8, the buffer holds 16 */
+        {40, 5, 0, 1, RL_EFMT_LENGTH, "length too small"},
+        /* absurd length: no overflow in the comparison */
+        {47, 0x80, 0, 1, RL_EFMT_LENGTH, "length huge"},
+        /* a padding byte (13 bytes of payload in 16) */
+        {-1, 1, 0, 1, RL_EFMT_PADDING, "nonzero padding"},
+        {RL_ENTRY_HDR_SIZE + 2, 4, 1, 0, RL_EFMT_CHECKSUM, "payload bit flip"},
+        {9, 4, 1, 0, RL_EFMT_CHECKSUM, "base bit flip"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        size_t at =
+            bad[k].off < 0 ? len - (size_t)-bad[k].off : (size_t)bad[k].off;
+        memcpy(c, b, len);
+        c[at] = bad[k].flip ? (uint8_t)(c[at] ^ bad[k].val) : bad[k].val;
+        if (bad[k].reseal)
+            rl_test_entry_reseal(c, len);
+        expect(c, len, bad[k].code, bad[k].what);
+    }
 
     for (size_t i = 0; i < len; i++) {
         memcpy(c, b, len);
@@ -150,12 +143,6 @@ static void test_malformed(void)
         struct rl_entry e;
         EXPECT(decode_copy(c, len, &e, NULL) != 0);
     }
-    memcpy(c, b, len);
-    c[RL_ENTRY_HDR_SIZE + 2] ^= 4;
-    expect(c, len, RL_EFMT_CHECKSUM, "payload bit flip");
-    memcpy(c, b, len);
-    c[9] ^= 4;
-    expect(c, len, RL_EFMT_CHECKSUM, "base bit flip");
 
     /* Encoder refuses bad arguments. */
     struct rl_entry_hdr h = {.kind = 9, .payload_len = 0};
@@ -231,21 +218,35 @@ static void test_meta(void)
     EXPECT(rl_meta_set(&m, 3, longs, "a:1", "") == RL_EFMT_STRING);
 }
 
-static void test_manifest(void)
+/* Three members: 1 "a", 2 "bb" (no gRPC address), 3 "ccc". */
+static void members(struct rl_meta mem[3])
 {
-    struct rl_meta mem[3];
     rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
     rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
     rl_meta_set(&mem[2], 3, "ccc", "127.0.0.1:3", "h:3");
-    struct rl_manifest m = {.S = 100,
-                            .A = 98,
-                            .L = 97,
+}
+
+/* A manifest of mem[0..n) at S, A, L with a 4096-byte database, encoded
+** into *buf (malloc). Returns rl_manifest_encode's code. */
+static int encode_manifest(struct rl_meta *mem, uint32_t n, uint64_t S,
+                           uint64_t A, uint64_t L, void **buf, size_t *len)
+{
+    struct rl_manifest m = {.S = S,
+                            .A = A,
+                            .L = L,
                             .db_size = 4096,
-                            .n_members = 3,
+                            .n_members = n,
                             .members = mem};
+    return rl_manifest_encode(&m, malloc, buf, len);
+}
+
+static void test_manifest(void)
+{
+    struct rl_meta mem[3];
+    members(mem);
     void *buf;
     size_t len;
-    EXPECT(rl_manifest_encode(&m, malloc, &buf, &len) == 0);
+    EXPECT(encode_manifest(mem, 3, 100, 98, 97, &buf, &len) == 0);
     EXPECT(len % 8 == 0);
     struct rl_manifest d;
     char err[200];
@@ -293,9 +294,8 @@ static int write_seeds(const char *dir)
         free(b);
         n++;
     }
-    struct rl_meta mem[2];
-    rl_meta_set(&mem[0], 1, "a", "127.0.0.1:1", "127.0.0.1:11");
-    rl_meta_set(&mem[1], 2, "bb", "127.0.0.1:2", "");
+    struct rl_meta mem[3];
+    members(mem);
     uint8_t mb[1024];
     size_t ml = rl_meta_encode(&mem[0], mb, sizeof mb);
     snprintf(path, sizeof path, "%s/meta", dir);
@@ -304,15 +304,9 @@ static int write_seeds(const char *dir)
         return -1;
     fclose(f);
     n++;
-    struct rl_manifest m = {.S = 9,
-                            .A = 8,
-                            .L = 7,
-                            .db_size = 4096,
-                            .n_members = 2,
-                            .members = mem};
     void *buf;
     size_t len;
-    if (rl_manifest_encode(&m, malloc, &buf, &len) != 0)
+    if (encode_manifest(mem, 2, 9, 8, 7, &buf, &len) != 0)
         return -1;
     snprintf(path, sizeof path, "%s/manifest", dir);
     f = fopen(path, "wb");

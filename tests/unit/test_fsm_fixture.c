@@ -18,11 +18,12 @@
 **     timeouts changed so other servers win;
 **   - snapshots taken (small thresholds and trailing counts) and installed
 **     on servers that fell behind.
-** tests/unit/lib/fixture_shim.c makes the fixture restartable. raft 0.15
-** fails under some schedules by itself (docs/ARCHITECTURE.md, "raftd/node",
-** Tests): they are out of the default schedule; --raft-bugs puts them
-** back (one-way drops, cut links, paused servers, no cap on raft's match
-** index), to show them.
+** tests/unit/lib/fixture_shim.c makes the fixture restartable;
+** tests/unit/lib/fsm_canon.c keeps the canonical record and the model.
+** raft 0.15 fails under some schedules by itself (docs/ARCHITECTURE.md,
+** "raftd/node", Tests): they are out of the default schedule;
+** --raft-bugs puts them back (one-way drops, cut links, paused servers,
+** no cap on raft's match index), to show them.
 ** After every fixture event every server's state (L, last FSM index A,
 ** metadata table) must equal the canonical state at its A; every apply
 ** must give the verdict the first applier of that index gave, and that
@@ -51,6 +52,7 @@
 
 #include "lib/check.h"
 #include "lib/fixture_shim.h"
+#include "lib/fsm_canon.h"
 #include "lib/rng.h"
 #include "fsm.h"
 
@@ -73,22 +75,6 @@ struct srv {
     struct rl_shim sh; /* its raft_io, made restartable */
 };
 
-/* What the first server to apply an index decided, and the state after. */
-struct canon {
-    int set;
-    int kind; /* 0: malformed */
-    int effective;
-    uint64_t sum; /* the entry's checksum, or of the raw bytes */
-    uint64_t L;
-    uint64_t meta_hash;
-};
-
-/* A manifest seen at S (taken or restored). */
-struct snapcanon {
-    int set;
-    uint64_t A, L, meta_hash;
-};
-
 /* The run. */
 static struct raft_fixture F;
 static struct srv S[MAXN];
@@ -96,15 +82,8 @@ static unsigned N;
 static struct rl_rng rng;
 static uint64_t seed;
 static unsigned steps_total, step_no;
-static struct canon *canon;
-static struct snapcanon *snaps;
-static uint64_t cap;      /* of canon and snaps */
-static uint64_t frontier; /* highest canonical index */
-/* The model: the state at the frontier, computed independently of
-** raftd/node/fsm.c from the rule itself. */
-static uint64_t model_L;
-static struct rl_meta model_metas[64];
-static unsigned model_n;
+/* The canonical record and the model of the rules (lib/fsm_canon.h). */
+static struct rl_canon cn;
 /* Links: cut (disconnect) and dropping (saturate), per direction. */
 static int cut[MAXN][MAXN], drop[MAXN][MAXN], part[MAXN][MAXN];
 /* --raft-bugs: also the faults raft 0.15 itself fails under (see main). */
@@ -163,71 +142,10 @@ static void on_abort(int sig)
 
 /* ---- helpers ---- */
 
-static uint64_t hash_metas(const struct rl_meta *m, unsigned n)
-{
-    uint64_t h = rl_checksum64(0x6d657461, NULL, 0) ^ n;
-    for (unsigned i = 0; i < n; i++) {
-        h = rl_checksum64(h, &m[i].raft_id, sizeof m[i].raft_id);
-        h = rl_checksum64(h, m[i].node_id, strlen(m[i].node_id) + 1);
-        h = rl_checksum64(h, m[i].raft_addr, strlen(m[i].raft_addr) + 1);
-        h = rl_checksum64(h, m[i].grpc_addr, strlen(m[i].grpc_addr) + 1);
-    }
-    return h;
-}
-
-static uint64_t empty_meta_hash(void)
-{
-    return hash_metas(NULL, 0);
-}
-
 static void grow(uint64_t index)
 {
-    if (index < cap)
-        return;
-    uint64_t ncap = cap ? cap : 1024;
-    while (ncap <= index)
-        ncap *= 2;
-    canon = realloc(canon, ncap * sizeof *canon);
-    snaps = realloc(snaps, ncap * sizeof *snaps);
-    CHECK(canon && snaps);
-    memset(canon + cap, 0, (ncap - cap) * sizeof *canon);
-    memset(snaps + cap, 0, (ncap - cap) * sizeof *snaps);
-    cap = ncap;
-}
-
-/* The last FSM index at or below S: what a manifest at S must call A. */
-static uint64_t canon_A(uint64_t S_)
-{
-    uint64_t i = S_ < frontier ? S_ : frontier;
-    while (i > 0 && !canon[i].set)
-        i--;
-    return i;
-}
-
-static uint64_t canon_L(uint64_t A)
-{
-    return A ? canon[A].L : 0;
-}
-
-static uint64_t canon_meta(uint64_t A)
-{
-    return A ? canon[A].meta_hash : empty_meta_hash();
-}
-
-/* The model's metadata rule: one entry per raft id and per string id, the
-** newest wins and goes last. */
-static void model_meta_put(const struct rl_meta *m)
-{
-    unsigned j = 0;
-    for (unsigned i = 0; i < model_n; i++) {
-        if (model_metas[i].raft_id == m->raft_id ||
-            strcmp(model_metas[i].node_id, m->node_id) == 0)
-            continue;
-        model_metas[j++] = model_metas[i];
-    }
-    model_n = j;
-    CHECK(model_n < sizeof model_metas / sizeof model_metas[0]);
-    model_metas[model_n++] = *m;
+    CHECK(rl_canon_grow(&cn, index) == 0, "out of memory at %llu",
+          (unsigned long long)index);
 }
 
 /* ---- the FSM callbacks: raftd/node/raftfsm.c's, minus threads, logs ---- */
@@ -244,66 +162,39 @@ static int fx_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     rl_fsm_decide(&s->sm, index, buf->base, buf->len, &v);
     CHECK(rl_fsm_take(&s->sm, &v) == 0);
     if (v.decoded && v.e.h.kind == RL_ENTRY_META && v.effective)
-        s->meta_hash = hash_metas(s->sm.metas, s->sm.n_metas);
+        s->meta_hash = rl_canon_hash_metas(s->sm.metas, s->sm.n_metas);
     tot.applies++;
     grow(index);
-    struct canon *c = &canon[index];
+    struct rl_canon_entry *c = &cn.at[index];
     uint64_t sum =
         v.decoded ? v.e.checksum : rl_checksum64(1, buf->base, buf->len);
     if (!c->set) {
         /* First apply of this index: every FSM index below it has been
         ** applied somewhere, so the model stands at the previous one. */
-        CHECK(index > frontier,
+        CHECK(index > cn.frontier,
               "index %llu first applied below the "
               "frontier %llu",
-              (unsigned long long)index, (unsigned long long)frontier);
+              (unsigned long long)index, (unsigned long long)cn.frontier);
         struct rl_entry e;
-        int ok = rl_entry_decode(buf->base, buf->len, &e, NULL, 0) == 0;
-        int eff = 0;
-        if (ok) {
-            switch (e.h.kind) {
-            case RL_ENTRY_TXN:
-                eff = e.h.base == model_L;
-                if (eff)
-                    model_L = index;
-                break;
-            case RL_ENTRY_GENESIS:
-                eff = 1;
-                model_L = index;
-                break;
-            case RL_ENTRY_META: {
-                struct rl_meta m;
-                eff = rl_meta_decode(e.payload, (size_t)e.h.payload_len, &m,
-                                     NULL, 0) == 0;
-                if (eff)
-                    model_meta_put(&m);
-                break;
-            }
-            default:
-                eff = 1;
-            }
-        }
+        int ok;
+        int eff = rl_canon_model(&cn, index, buf->base, buf->len, &ok, &e);
+        CHECK(eff >= 0, "index %llu: the model's metadata table is full",
+              (unsigned long long)index);
         CHECK(v.decoded == ok && v.effective == eff,
               "index %llu kind %d base %llu: server %u's verdict %d, the "
               "rule's %d (model L %llu)",
               (unsigned long long)index, ok ? e.h.kind : 0,
               ok ? (unsigned long long)e.h.base : 0ull, s->i, v.effective, eff,
-              (unsigned long long)model_L);
-        CHECK(s->sm.L == model_L,
+              (unsigned long long)cn.L);
+        CHECK(s->sm.L == cn.L,
               "index %llu: server %u's L %llu, the "
               "rule's %llu",
               (unsigned long long)index, s->i, (unsigned long long)s->sm.L,
-              (unsigned long long)model_L);
-        CHECK(s->meta_hash == hash_metas(model_metas, model_n),
+              (unsigned long long)cn.L);
+        CHECK(s->meta_hash == rl_canon_hash_metas(cn.metas, cn.n_metas),
               "index %llu: server %u's metadata differs from the rule's",
               (unsigned long long)index, s->i);
-        c->set = 1;
-        c->kind = ok ? e.h.kind : 0;
-        c->effective = eff;
-        c->sum = sum;
-        c->L = model_L;
-        c->meta_hash = s->meta_hash;
-        frontier = index;
+        rl_canon_set(&cn, index, ok ? e.h.kind : 0, eff, sum);
         if (ok && e.h.kind == RL_ENTRY_TXN) {
             if (eff)
                 tot.txn_ok++;
@@ -340,23 +231,19 @@ static int fx_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 static void check_manifest(const char *what, unsigned i,
                            const struct rl_manifest *m)
 {
-    uint64_t A = canon_A(m->S);
-    uint64_t mh = hash_metas(m->members, m->n_members);
-    CHECK(m->A == A && m->L == canon_L(A) && mh == canon_meta(A),
+    uint64_t A = rl_canon_A(&cn, m->S);
+    uint64_t mh = rl_canon_hash_metas(m->members, m->n_members);
+    CHECK(m->A == A && m->L == rl_canon_L(&cn, A) &&
+              mh == rl_canon_meta(&cn, A),
           "%s by server %u at S=%llu: A %llu L %llu, canonical A %llu L %llu "
           "(or metadata differs)",
           what, i, (unsigned long long)m->S, (unsigned long long)m->A,
           (unsigned long long)m->L, (unsigned long long)A,
-          (unsigned long long)canon_L(A));
+          (unsigned long long)rl_canon_L(&cn, A));
     grow(m->S);
-    struct snapcanon *sc = &snaps[m->S];
-    if (!sc->set) {
-        *sc = (struct snapcanon){1, m->A, m->L, mh};
-    } else {
-        CHECK(sc->A == m->A && sc->L == m->L && sc->meta_hash == mh,
-              "%s by server %u at S=%llu differs from an earlier one", what, i,
-              (unsigned long long)m->S);
-    }
+    CHECK(rl_canon_snap_agrees(&cn, m->S, m->A, m->L, mh),
+          "%s by server %u at S=%llu differs from an earlier one", what, i,
+          (unsigned long long)m->S);
 }
 
 static int fx_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
@@ -410,7 +297,7 @@ static int fx_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     char err[200];
     int rc = rl_fsm_restore(&s->sm, buf->base, buf->len, &m, err, sizeof err);
     CHECK(rc == 0, "server %u restores: %s", s->i, err);
-    s->meta_hash = hash_metas(s->sm.metas, s->sm.n_metas);
+    s->meta_hash = rl_canon_hash_metas(s->sm.metas, s->sm.n_metas);
     check_manifest("restore", s->i, &m);
     CHECK(m.db_size == m.A * DB_PER_A + 1,
           "restored manifest at S=%llu "
@@ -456,7 +343,7 @@ static void restart(unsigned i)
     raft_close(r, NULL);
     rl_shim_reset_faults(&s->sh);
     rl_fsm_clear(&s->sm);
-    s->meta_hash = empty_meta_hash();
+    s->meta_hash = rl_canon_hash_metas(NULL, 0);
     s->snap_A = 0;
     /* raft_init refuses snapshot_async with the fixture's io (see run). */
     s->fsm.snapshot_async = NULL;
@@ -490,15 +377,15 @@ static void check_all(void)
                   "server %u has state but applied nothing", i);
             continue;
         }
-        CHECK(A < cap && canon[A].set,
+        CHECK(A < cn.cap && cn.at[A].set,
               "server %u at A=%llu: no canonical "
               "entry there",
               i, (unsigned long long)A);
-        CHECK(s->sm.L == canon[A].L && s->meta_hash == canon[A].meta_hash,
+        CHECK(s->sm.L == cn.at[A].L && s->meta_hash == cn.at[A].meta_hash,
               "server %u at A=%llu: L %llu, canonical %llu (or metadata "
               "differs)",
               i, (unsigned long long)A, (unsigned long long)s->sm.L,
-              (unsigned long long)canon[A].L);
+              (unsigned long long)cn.at[A].L);
     }
 }
 
@@ -521,12 +408,12 @@ static void prop_cb(struct raft_apply *req, int status, void *result)
     struct prop *p = req->data;
     if (status == 0) {
         /* The proposer learns the verdict every server applies. */
-        CHECK(req->index < cap && canon[req->index].set);
-        CHECK((result == VERDICT_OK) == canon[req->index].effective,
+        CHECK(req->index < cn.cap && cn.at[req->index].set);
+        CHECK((result == VERDICT_OK) == cn.at[req->index].effective,
               "server %u answered %s for index %llu, replicated %s", p->server,
               result == VERDICT_OK ? "effective" : "no-op",
               (unsigned long long)req->index,
-              canon[req->index].effective ? "effective" : "no-op");
+              cn.at[req->index].effective ? "effective" : "no-op");
         tot.answers++;
     }
     free(p);
@@ -585,7 +472,7 @@ static int propose(int kind_hint, int to)
                 Ls[(n_Ls - 1 - rl_rng_below(&rng, n_Ls < 256 ? n_Ls : 256)) %
                    256];
         else
-            h.base = rl_rng_below(&rng, (uint32_t)frontier + 3);
+            h.base = rl_rng_below(&rng, (uint32_t)cn.frontier + 3);
         break;
     case 2: {
         struct rl_meta m;
@@ -860,20 +747,14 @@ static void run(uint64_t sd, unsigned n, unsigned steps)
     memset(cut, 0, sizeof cut);
     memset(drop, 0, sizeof drop);
     memset(part, 0, sizeof part);
-    if (cap) {
-        memset(canon, 0, cap * sizeof *canon);
-        memset(snaps, 0, cap * sizeof *snaps);
-    }
-    frontier = 0;
-    model_L = 0;
-    model_n = 0;
+    rl_canon_reset(&cn);
     n_Ls = 0;
     CHECK(raft_fixture_initialize(&F) == 0);
     for (unsigned i = 0; i < n; i++) {
         struct srv *s = &S[i];
         s->i = i;
         rl_fsm_init(&s->sm);
-        s->meta_hash = empty_meta_hash();
+        s->meta_hash = rl_canon_hash_metas(NULL, 0);
         s->trailing = 1 + rl_rng_below(&rng, 8);
         s->trailing_bytes = 256 + rl_rng_below(&rng, 4096);
         s->fsm.version = 3;
@@ -991,8 +872,7 @@ int main(int argc, char **argv)
         run(sd, n, steps);
         total_steps += steps;
     }
-    free(canon);
-    free(snaps);
+    rl_canon_free(&cn);
     printf("test_fsm_fixture: %u seeds, %lu steps: %lu applies, TXN %lu "
            "effective / %lu refused, %lu META, %lu malformed, %lu snapshots, "
            "%lu restores, %lu answers, %lu partitions, %lu kills, %lu "

@@ -96,6 +96,16 @@ static void expect_invalid(const char *what, const rl_txn *t, const char *want)
           "%s: encode accepted an invalid txn", what);
 }
 
+/* expect_invalid with one field of t set to v, then put back. */
+static void expect_invalid_with(const char *what, rl_txn *t, uint32_t *field,
+                                uint32_t v, const char *want)
+{
+    uint32_t keep = *field;
+    *field = v;
+    expect_invalid(what, t, want);
+    *field = keep;
+}
+
 static void test_crc32c(void)
 {
     static const char *digits = "123456789";
@@ -138,27 +148,20 @@ static void test_validate(void)
 
     make_txn(&t, 1024, 9, 3, pg);
     CHECK(rl_txn_validate(&t, NULL, 0) == RL_TXN_OK, "valid txn");
-    t.page_size = 1000;
-    expect_invalid("page size 1000", &t, "page size 1000");
-    t.page_size = 256;
-    expect_invalid("page size 256", &t, "page size 256");
-    t.page_size = 131072;
-    expect_invalid("page size 128K", &t, "page size 131072");
-    t.page_size = 1024;
-    t.n_pages = 0;
-    expect_invalid("no pages", &t, "no pages");
-    t.n_pages = 3;
-    t.pages[0].pgno = 0;
-    expect_invalid("pgno 0", &t, "page number 0");
-    t.pages[0].pgno = 2;
-    t.db_pages = 8;
-    expect_invalid("pgno > db_pages", &t, "beyond the database size");
-    t.db_pages = 9;
-    t.pages[1].pgno = 2;
-    expect_invalid("duplicate", &t, "sorted ascending");
-    t.pages[1].pgno = 1;
-    expect_invalid("descending", &t, "sorted ascending");
-    t.pages[1].pgno = 5;
+    expect_invalid_with("page size 1000", &t, &t.page_size, 1000,
+                        "page size 1000");
+    expect_invalid_with("page size 256", &t, &t.page_size, 256,
+                        "page size 256");
+    expect_invalid_with("page size 128K", &t, &t.page_size, 131072,
+                        "page size 131072");
+    expect_invalid_with("no pages", &t, &t.n_pages, 0, "no pages");
+    expect_invalid_with("pgno 0", &t, &t.pages[0].pgno, 0, "page number 0");
+    expect_invalid_with("pgno > db_pages", &t, &t.db_pages, 8,
+                        "beyond the database size");
+    expect_invalid_with("duplicate", &t, &t.pages[1].pgno, 2,
+                        "sorted ascending");
+    expect_invalid_with("descending", &t, &t.pages[1].pgno, 1,
+                        "sorted ascending");
     keep = t.pages[2].data;
     t.pages[2].data = NULL;
     expect_invalid("null data", &t, "no data");

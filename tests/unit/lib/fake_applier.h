@@ -1,7 +1,7 @@
 /*
 ** tests/unit/lib/fake_applier.h -- a fake database behind a Raft node
-** (struct rl_applier of node.h), shared by tests/unit/test_node.c and
-** bench/bench_node.c.
+** (struct rl_applier of node.h), shared by the tests/unit/test_node*.c
+** programs (through node_cluster.c) and bench/bench_node.c.
 **
 ** It records (index, kind, verdict, payload checksum, length, base) per
 ** entry as "the database" (or, with keep = 0, only the applied index),
