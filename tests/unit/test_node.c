@@ -266,7 +266,7 @@ int main(void)
                 CHECK(res.effective);
                 bi = res.index;
                 rl_tc_L = bi;
-            } else if (rc == RL_NODE_UNKNOWN && attempt < 3) {
+            } else if (rc == RL_NODE_UNKNOWN && attempt < 5) {
                 /* Appended, then the leader fell while 50 MB moved: the
                 ** log decides. Make the cluster progress, then look. */
                 int l2 = rl_tc_wait_leader(15);
@@ -284,7 +284,7 @@ int main(void)
                 struct rl_node_status st;
                 rl_node_status(rl_tc_nodes[l2], &st);
                 rl_tc_L = st.L;
-            } else if (rc != RL_NODE_NOTLEADER || attempt == 3) {
+            } else if (rc != RL_NODE_NOTLEADER || attempt == 5) {
                 rl_tc_die("50 MB proposal: %s: %s", rl_node_strerror(rc),
                           res.msg);
             }
