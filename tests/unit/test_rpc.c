@@ -16,6 +16,21 @@
 #include "rpc.h"
 
 #include "lib/check.h"
+#include "lib/ports.h"
+
+/* "127.0.0.1:PORT" with a free port below 32768 (tests never bind the
+** ephemeral range, as port 0 would), into buf. */
+static const char *free_addr(char *buf, size_t n)
+{
+    int port = 0;
+    static int seeded;
+    if (!seeded++)
+        srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    if (rl_test_pick_ports(&port, 1, 0) != 0)
+        port = 0; /* start fails and the test says so */
+    snprintf(buf, n, "127.0.0.1:%d", port);
+    return buf;
+}
 
 static int echo_cb(rl_rpc_call *c, void *arg)
 {
@@ -171,7 +186,7 @@ static int echo_once(const rl_rpc_tls *t, const char *target)
 static void tls_checks(const char *dir)
 {
     char cert[512], key[512], ca[512], ccert[512], ckey[512], other[512];
-    char err[512], target[64];
+    char err[512], target[64], laddr[64];
     rl_rpc_tls stls, ctls;
     rl_rpc_server_config cfg = {0};
     rl_rpc_server *srv;
@@ -185,7 +200,7 @@ static void tls_checks(const char *dir)
     snprintf(ckey, sizeof(ckey), "%s/c.key", dir);
     snprintf(other, sizeof(other), "%s/other.pem", dir);
     stls = (rl_rpc_tls){cert, key, ca, 1};
-    cfg.addr = "127.0.0.1:0";
+    cfg.addr = free_addr(laddr, sizeof(laddr));
     cfg.tls = &stls;
     srv = rl_rpc_server_new(&cfg, err, sizeof(err));
     EXPECT(srv != NULL, "mTLS server: %s", err);
@@ -225,7 +240,7 @@ int main(void)
     rl_rpc_server_config cfg = {0};
     rl_rpc_server *srv;
     rl_rpc_client *cl;
-    char err[512], target[64], target2[64];
+    char err[512], target[64], target2[64], laddr[64];
     rl_rpc_buf r;
     int port, code, i;
 
@@ -240,7 +255,7 @@ int main(void)
                strcmp(target, "127.0.0.1:7") == 0,
            "HOST:PORT kept: %s", target);
 
-    cfg.addr = "127.0.0.1:0";
+    cfg.addr = free_addr(laddr, sizeof(laddr));
     cfg.max_msg_bytes = 1 << 20;
     cfg.max_workers = 8;
     srv = rl_rpc_server_new(&cfg, err, sizeof(err));
