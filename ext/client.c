@@ -79,14 +79,6 @@ void rl_ext_client_put(rl_rpc_client *cl)
     }
 }
 
-/* Whether a failed cluster call may succeed if retried: no leader was
-** known or reachable, so nothing changed. */
-int rl_ext_no_leader(const char *err)
-{
-    return strncmp(err, RL_CLUSTER_NO_LEADER, strlen(RL_CLUSTER_NO_LEADER)) ==
-           0;
-}
-
 /* Pause before retrying such a call, while time is left. 1 to retry. */
 int rl_ext_retry_pause(int64_t deadline)
 {

@@ -1,6 +1,8 @@
 /*
 ** ext/client.h -- the gRPC client of a process that does not host the
-** database (ext/client.c), for the raft_* functions and tables.
+** database (ext/client.c), for the raft_* functions and tables, and
+** the pause between retries of a membership call that met no leader
+** (the caller retries on RL_ERR_NOLEADER).
 */
 #ifndef RL_EXT_CLIENT_H
 #define RL_EXT_CLIENT_H
@@ -16,11 +18,6 @@
 rl_rpc_client *rl_ext_client_get(const char *db_path, char *err,
                                  size_t errlen);
 void rl_ext_client_put(rl_rpc_client *cl);
-
-/* Whether a failed cluster call may succeed if retried: no leader was
-** known or reachable, so nothing changed (the protocol's "no leader yet"
-** refusal: Join, Remove and Transfer answer only with text). */
-int rl_ext_no_leader(const char *err);
 
 /* Pause before retrying such a call, while time is left before deadline
 ** (rl_rpc_now_ms). 1 to retry. */

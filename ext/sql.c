@@ -357,7 +357,7 @@ static void remove_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             rc = rl_cluster_remove(cl, grpc, id, left, err, sizeof(err));
             rl_ext_client_put(cl);
         }
-    } while (rc != 0 && rl_ext_no_leader(err) && rl_ext_retry_pause(deadline));
+    } while (rc == RL_ERR_NOLEADER && rl_ext_retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;
@@ -397,7 +397,7 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                                      sizeof(err));
             rl_ext_client_put(cl);
         }
-    } while (rc != 0 && rl_ext_no_leader(err) && rl_ext_retry_pause(deadline));
+    } while (rc == RL_ERR_NOLEADER && rl_ext_retry_pause(deadline));
     if (rc != 0) {
         errorf(ctx, "%s: %s", fn, err);
         return;

@@ -155,7 +155,7 @@ static unsigned clamp_timeout(unsigned t)
 }
 
 /* The answer to a request forwarded to the leader (rc from peers.h, e its
-** text): 0, or -1 with err. A forward that failed in transport reads as
+** text): RL_OK, or a code with err (RL_ERR_NOLEADER: may succeed later). A forward that failed in transport reads as
 ** "no leader" (the leader may be gone, so the request may succeed once
 ** another is elected); otherwise the leader's reason. */
 static int forwarded(const struct rl_meta *leader, rl_err rc, const char *e,
@@ -173,20 +173,23 @@ static int forwarded(const struct rl_meta *leader, rl_err rc, const char *e,
     } else {
         rl_seterr(err, errlen, "%s", e);
     }
-    return -1;
+    return rc == RL_ERR_UNREACHABLE ? RL_ERR_NOLEADER : rc;
 }
 
-static void node_err(int rc, const struct rl_result *res, const char *what,
-                     char *err, size_t errlen)
+/* A node call's failure as the caller's code, with err: RL_ERR_NOLEADER
+** when leadership moved (a retry may succeed), else RL_ERR_RAFT. */
+static rl_err node_err(int rc, const struct rl_result *res, const char *what,
+                       char *err, size_t errlen)
 {
     if (rc == RL_NODE_NOTLEADER) {
         rl_seterr(err, errlen,
                   RL_CLUSTER_NO_LEADER ": leadership moved while %s; retry",
                   what);
-    } else {
-        rl_seterr(err, errlen, "%s failed: %s%s%s", what, rl_node_strerror(rc),
-                  res->msg[0] ? ": " : "", res->msg);
+        return RL_ERR_NOLEADER;
     }
+    rl_seterr(err, errlen, "%s failed: %s%s%s", what, rl_node_strerror(rc),
+              res->msg[0] ? ": " : "", res->msg);
+    return RL_ERR_RAFT;
 }
 
 /* Whether the node refused a membership change because another one is
@@ -373,7 +376,7 @@ static int find_member(struct rl_node *n, const char *node_id,
     return rc;
 }
 
-int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
+rl_err rl_cluster_node_remove(struct rl_host *h, const char *node_id,
                            unsigned timeout_ms, char *err, size_t errlen)
 {
     struct rl_node *n = rl_host_node(h);
@@ -390,14 +393,14 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
     deadline = rl_rpc_now_ms() + timeout_ms;
     switch (rl_cluster_route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
-        return -1;
+        return RL_ERR_NOLEADER;
     case ROUTE_FORWARD:
         frc = rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
                                 timeout_ms, e, sizeof(e));
         return forwarded(&leader, frc, e, err, errlen);
     }
     if (find_member(n, node_id, &target, &cnt, err, errlen) != 0) {
-        return -1;
+        return RL_ERR_INVALID;
     }
     memset(&res, 0, sizeof(res));
     rl_node_status(n, &st);
@@ -406,10 +409,9 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
         if (rc != RL_NODE_OK) {
             char what[RL_META_STR_MAX + 32];
             snprintf(what, sizeof(what), "removing node '%s'", node_id);
-            node_err(rc, &res, what, err, errlen);
-            return -1;
+            return node_err(rc, &res, what, err, errlen);
         }
-        return 0;
+        return RL_OK;
     }
     /* Removing the leader itself: hand leadership to another voter, then
     ** ask the new leader to remove this node. */
@@ -418,13 +420,13 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
                   "cannot remove '%s': it is the cluster's only node; nothing "
                   "changed",
                   node_id);
-        return -1;
+        return RL_ERR_INVALID;
     }
     rc = rl_node_transfer(n, 0, timeout_ms, &res);
     if (rc != RL_NODE_OK) {
-        node_err(rc, &res, "handing leadership over before removing the leader",
-                 err, errlen);
-        return -1;
+        return node_err(rc, &res,
+                        "handing leadership over before removing the leader",
+                        err, errlen);
     }
     if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0 ||
         !leader.grpc_addr[0]) {
@@ -434,22 +436,22 @@ int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
                   "leader is not known yet; retry "
                   "raft_remove('%s')",
                   node_id);
-        return -1;
+        return RL_ERR_NOLEADER;
     }
-    if (rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
-                          (unsigned)(left_ms(deadline) + 1), e,
-                          sizeof(e)) != 0) {
+    if ((frc = rl_cluster_remove(rl_host_client(h), leader.grpc_addr, node_id,
+                                 (unsigned)(left_ms(deadline) + 1), e,
+                                 sizeof(e))) != RL_OK) {
         /* Keep the "no leader yet" prefix: a retry (this node is now a
         ** follower) forwards the Remove to whoever leads then. */
         rl_seterr(err, errlen,
                   "%s (leadership had moved to '%s' to remove '%s')", e,
                   leader.node_id, node_id);
-        return -1;
+        return frc;
     }
-    return 0;
+    return RL_OK;
 }
 
-int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
+rl_err rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
                              unsigned timeout_ms, char *leader_id,
                              size_t leader_len, char *err, size_t errlen)
 {
@@ -467,7 +469,7 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     deadline = rl_rpc_now_ms() + timeout_ms;
     switch (rl_cluster_route_wait(h, &leader, timeout_ms, err, errlen)) {
     case ROUTE_NONE:
-        return -1;
+        return RL_ERR_NOLEADER;
     case ROUTE_FORWARD:
         frc = rl_cluster_transfer(rl_host_client(h), leader.grpc_addr, node_id,
                                   timeout_ms, leader_id, leader_len, e,
@@ -477,35 +479,34 @@ int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
     rl_node_status(n, &st);
     if (node_id && *node_id) {
         if (find_member(n, node_id, &target, NULL, err, errlen) != 0) {
-            return -1;
+            return RL_ERR_INVALID;
         }
         if (target.role != RL_ROLE_VOTER) {
             rl_seterr(err, errlen,
                       "node '%s' is a %s, not a voter: only a voter can lead; "
                       "nothing changed",
                       node_id, rl_cluster_role_name(target.role));
-            return -1;
+            return RL_ERR_INVALID;
         }
         if (target.raft_id == st.raft_id) {
             copystr(leader_id, leader_len, node_id); /* leads already */
-            return 0;
+            return RL_OK;
         }
         to = target.raft_id;
     }
     memset(&res, 0, sizeof(res));
     rc = rl_node_transfer(n, to, timeout_ms, &res);
     if (rc != RL_NODE_OK) {
-        node_err(rc, &res, "transferring leadership", err, errlen);
-        return -1;
+        return node_err(rc, &res, "transferring leadership", err, errlen);
     }
     if (wait_new_leader(n, st.raft_id, deadline, &leader) != 0) {
         rl_seterr(err, errlen,
                   "leadership was handed over but no new leader is known yet; "
                   "SELECT raft_leader() shows it once elected");
-        return -1;
+        return RL_ERR_TIMEOUT;
     }
     copystr(leader_id, leader_len, leader.node_id);
-    return 0;
+    return RL_OK;
 }
 
 int rl_cluster_node_leader(struct rl_host *h, struct rl_meta *out)

@@ -41,12 +41,15 @@ const char *rl_cluster_state_name(int state);
 int rl_cluster_node_join(struct rl_host *h, const struct rl_meta *m,
                          unsigned timeout_ms, char *leader_grpc,
                          size_t leader_len, char *err, size_t errlen);
-/* Removes node_id; removing the leader transfers leadership first. */
-int rl_cluster_node_remove(struct rl_host *h, const char *node_id,
-                           unsigned timeout_ms, char *err, size_t errlen);
-int rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
-                             unsigned timeout_ms, char *leader_id,
-                             size_t leader_len, char *err, size_t errlen);
+/* Removes node_id; removing the leader transfers leadership first.
+** RL_OK, or a code with err: RL_ERR_NOLEADER when no leader was known or
+** reachable, or leadership moved (nothing changed: a retry may succeed). */
+rl_err rl_cluster_node_remove(struct rl_host *h, const char *node_id,
+                              unsigned timeout_ms, char *err, size_t errlen);
+/* Moves leadership to node_id ("" or NULL: any voter); codes as remove. */
+rl_err rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
+                                unsigned timeout_ms, char *leader_id,
+                                size_t leader_len, char *err, size_t errlen);
 /* 1 with *out if a leader is known (node_id "" if its metadata is not
 ** known yet), else 0. */
 int rl_cluster_node_leader(struct rl_host *h, struct rl_meta *out);
