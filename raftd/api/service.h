@@ -138,7 +138,7 @@ typedef struct rl_txn_asm {
 } rl_txn_asm;
 
 /* Largest transaction a follower may forward for commit: the payload
-** bound of a Raft entry (raftd/entry.h). */
+** bound of a Raft entry (raftd/node/entry.h). */
 #define RL_TXN_COMMIT_MAX ((uint64_t)1 << 31)
 
 void rl_txn_asm_init(rl_txn_asm *a);

@@ -82,7 +82,7 @@ conn *rl_svc_conn_open(rl_service *svc, int readonly, char *err, size_t errlen)
     }
     /* A hosted database is WAL already (the VFS refuses any other mode),
     ** and a read here would wait at the node's read gate while it starts
-    ** (raftd/host.c gate_main): only a standalone database is set. */
+    ** (raftd/host/gate.c): only a standalone database is set. */
     if (!readonly && !svc->host) {
         char *msg = NULL;
         rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);

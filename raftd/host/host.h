@@ -4,7 +4,7 @@
 **
 ** A host owns, for one database file: its stored identity
 ** ("<db>-raft/identity"), the host lock ("<db>-raft/host": one host per
-** database on the machine), the Raft node (raftd/node.h) with its data in
+** database on the machine), the Raft node (raftd/node/node.h) with its data in
 ** "<db>-raft/raft/", the applier (a private SQLite connection that writes
 ** committed entries through rl_vfs_apply), and the replicator port the VFS
 ** calls when a local writer commits. The gRPC sidecar is not the host's:
@@ -49,7 +49,7 @@ typedef struct rl_host_config {
     /* Sidecar call limits (rl_rpc_server_config): 0 = default. */
     int64_t max_call_ms, max_stream_ms, stream_idle_ms;
     int max_client_calls;
-    /* Who may call what on the sidecar (raftd/auth.h): the auth file's
+    /* Who may call what on the sidecar (raftd/api/auth.h): the auth file's
     ** path; NULL: the stored one, "": none. Stored with the identity. */
     const char *auth_file;
     /* Binding a non-loopback address without TLS: 1 allowed (a trusted
@@ -182,7 +182,7 @@ typedef struct rl_identity {
     char tls_key[512];
     char tls_ca[512];
     int tls_client_auth;
-    char auth_file[512]; /* "" = none (raftd/auth.h) */
+    char auth_file[512]; /* "" = none (raftd/api/auth.h) */
     int insecure;        /* non-loopback addresses without TLS allowed */
 } rl_identity;
 /* 0 read, 1 none stored, -1 unreadable (err says why). */

@@ -2,7 +2,7 @@
 """tests/conformance/slt_grpc.py -- the sqllogictest runner (slt.py) over
 gRPC: every record goes to a raftd's ExecuteRead (queries, and statements
 that only read) or ExecuteWrite instead of a shell, so the corpus checks
-that the remote-SQL allow-list (raftd/sqlguard.c) refuses no ordinary SQL
+that the remote-SQL allow-list (raftd/api/sqlguard.c) refuses no ordinary SQL
 and that results travel exactly (typed values).
 
 Usage: slt_grpc.py [--raftd PATH] [--data DIR] [--only REL...] CORPUS

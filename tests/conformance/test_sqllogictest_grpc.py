@@ -5,7 +5,7 @@ language-evidence files, select1 and select5: DDL, DML, triggers, views,
 REINDEX, REPLACE, aggregates, 1,700 queries) runs through raftd's
 ExecuteRead/ExecuteWrite with slt_grpc.py, checked exactly as the shell
 runner checks it. It proves that the remote-SQL allow-list
-(raftd/sqlguard.c) refuses no ordinary SQL: only the records listed in
+(raftd/api/sqlguard.c) refuses no ordinary SQL: only the records listed in
 slt_grpc.BY_DESIGN (TEMP objects) may fail, and they must. The whole
 corpus over gRPC: tests/conformance/slt_grpc.py CORPUS (about 3 minutes).
 """

@@ -1,6 +1,6 @@
 /*
 ** tests/unit/test_image_fetch.c -- the image client (raftd/host/image_fetch.c)
-** against the real FetchImage "@image" service (raftd/service_rpc.c over
+** against the real FetchImage "@image" service (raftd/api/service_rpc.c over
 ** the gRPC wrapper) in this process, and against a fake peer that breaks
 ** the stream in each way a network or a bad peer can.
 **
