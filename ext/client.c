@@ -90,4 +90,3 @@ int rl_ext_retry_pause(int64_t deadline)
     }
     return 1;
 }
-

@@ -15,8 +15,7 @@
 /* A client for the sidecar of db_path's host: with the TLS settings the
 ** identity stores, else the process's shared plaintext client. NULL with
 ** err on failure. Release with rl_ext_client_put. */
-rl_rpc_client *rl_ext_client_get(const char *db_path, char *err,
-                                 size_t errlen);
+rl_rpc_client *rl_ext_client_get(const char *db_path, char *err, size_t errlen);
 void rl_ext_client_put(rl_rpc_client *cl);
 
 /* Pause before retrying such a call, while time is left before deadline

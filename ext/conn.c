@@ -50,10 +50,10 @@ struct rl_conn {
     uint64_t seen; /* errors numbered up to this are accounted for */
     char *fn_err;  /* the last raft_* function error, and its number */
     uint64_t fn_seq;
-    int rows;      /* a row changed since the last commit/rollback (the
-                      update hook; total_changes counts an autocommit
-                      statement's rows only after its commit hook ran) */
-    int bypassed;  /* replicated main opened before .load: refuse commits */
+    int rows;     /* a row changed since the last commit/rollback (the
+                     update hook; total_changes counts an autocommit
+                     statement's rows only after its commit hook ran) */
+    int bypassed; /* replicated main opened before .load: refuse commits */
     /* Schema names ("main", "aux"...) whose rows the transaction changed
     ** (the update hook), up to RL_CONN_DBS; ndbs counts them all. */
     char dbs[4][64];

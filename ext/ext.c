@@ -34,7 +34,6 @@ SQLITE_EXTENSION_INIT1
 ** replicated database's writers wait for each other and for the applier. */
 #define RL_DEFAULT_BUSY_MS 10000
 
-
 static void version_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;
@@ -73,7 +72,6 @@ static void test_stats_func(sqlite3_context *ctx, int argc,
     }
     sqlite3_result_error(ctx, "raft_test_stats: unknown counter", -1);
 }
-
 
 /*
 ** Which port serves a replicated database opened in this process: the
@@ -216,7 +214,6 @@ static int register_functions(sqlite3 *db, char **pzErr,
                                      test_stats_func, 0, 0);
     return rc;
 }
-
 
 int sqlite3_raftlite_init(sqlite3 *db, char **pzErrMsg,
                           const sqlite3_api_routines *pApi)

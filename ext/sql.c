@@ -350,7 +350,8 @@ static void remove_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         err[0] = 0;
         if (h) {
             rc = rl_cluster_node_remove(h, id, left, err, sizeof(err));
-        } else if (!(cl = rl_ext_client_get(main_path(ctx, fn), err, sizeof(err)))) {
+        } else if (!(cl = rl_ext_client_get(main_path(ctx, fn), err,
+                                            sizeof(err)))) {
             rc = -1;
             break;
         } else {
@@ -389,7 +390,8 @@ static void transfer_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         if (h) {
             rc = rl_cluster_node_transfer(h, id, left, lid, sizeof(lid), err,
                                           sizeof(err));
-        } else if (!(cl = rl_ext_client_get(main_path(ctx, fn), err, sizeof(err)))) {
+        } else if (!(cl = rl_ext_client_get(main_path(ctx, fn), err,
+                                            sizeof(err)))) {
             rc = -1;
             break;
         } else {
@@ -422,7 +424,8 @@ static void leader_func(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     err[0] = 0;
     if (h) {
         rc = rl_cluster_node_leader(h, &m);
-    } else if (!(cl = rl_ext_client_get(main_path(ctx, fn), err, sizeof(err)))) {
+    } else if (!(cl =
+                     rl_ext_client_get(main_path(ctx, fn), err, sizeof(err)))) {
         rc = -1;
     } else {
         rc = rl_cluster_leader(cl, grpc, RL_CLUSTER_TIMEOUT_MS, &m, err,

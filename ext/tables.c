@@ -360,7 +360,7 @@ static int status_get(const char *db_path, int replicated,
 ** columns (name, value).
 */
 int rl_tables_pragma(const char *db_path, int replicated, const char *name,
-                  const char *arg, char **result)
+                     const char *arg, char **result)
 {
     char json[8192];
     rl_cluster_status cs;
@@ -546,7 +546,6 @@ static const sqlite3_module status_module = {
     .xColumn = status_column,
     .xRowid = status_rowid,
 };
-
 
 int rl_tables_register(sqlite3 *db)
 {

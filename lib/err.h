@@ -44,27 +44,48 @@ typedef enum rl_err {
 static inline const char *rl_err_name(rl_err e)
 {
     switch (e) {
-    case RL_OK: return "RL_OK";
-    case RL_ERR_NOTLEADER: return "RL_ERR_NOTLEADER";
-    case RL_ERR_UNKNOWN: return "RL_ERR_UNKNOWN";
-    case RL_ERR_SHUTDOWN: return "RL_ERR_SHUTDOWN";
-    case RL_ERR_TIMEOUT: return "RL_ERR_TIMEOUT";
-    case RL_ERR_INVALID: return "RL_ERR_INVALID";
-    case RL_ERR_NOMEM: return "RL_ERR_NOMEM";
-    case RL_ERR_RAFT: return "RL_ERR_RAFT";
-    case RL_ERR_CANTCHANGE: return "RL_ERR_CANTCHANGE";
-    case RL_ERR_UNREACHABLE: return "RL_ERR_UNREACHABLE";
-    case RL_ERR_APPLIED: return "RL_ERR_APPLIED";
-    case RL_ERR_CONFLICT: return "RL_ERR_CONFLICT";
-    case RL_ERR_HOLDS_DATA: return "RL_ERR_HOLDS_DATA";
-    case RL_ERR_FULL: return "RL_ERR_FULL";
-    case RL_ERR_IO: return "RL_ERR_IO";
-    case RL_ERR_PERM: return "RL_ERR_PERM";
-    case RL_ERR_BUSY: return "RL_ERR_BUSY";
-    case RL_ERR_NOLEADER: return "RL_ERR_NOLEADER";
-    case RL_ERR_REMOTE: return "RL_ERR_REMOTE";
-    case RL_ERR_CORRUPT: return "RL_ERR_CORRUPT";
-    case RL_ERR_INTERNAL: return "RL_ERR_INTERNAL";
+    case RL_OK:
+        return "RL_OK";
+    case RL_ERR_NOTLEADER:
+        return "RL_ERR_NOTLEADER";
+    case RL_ERR_UNKNOWN:
+        return "RL_ERR_UNKNOWN";
+    case RL_ERR_SHUTDOWN:
+        return "RL_ERR_SHUTDOWN";
+    case RL_ERR_TIMEOUT:
+        return "RL_ERR_TIMEOUT";
+    case RL_ERR_INVALID:
+        return "RL_ERR_INVALID";
+    case RL_ERR_NOMEM:
+        return "RL_ERR_NOMEM";
+    case RL_ERR_RAFT:
+        return "RL_ERR_RAFT";
+    case RL_ERR_CANTCHANGE:
+        return "RL_ERR_CANTCHANGE";
+    case RL_ERR_UNREACHABLE:
+        return "RL_ERR_UNREACHABLE";
+    case RL_ERR_APPLIED:
+        return "RL_ERR_APPLIED";
+    case RL_ERR_CONFLICT:
+        return "RL_ERR_CONFLICT";
+    case RL_ERR_HOLDS_DATA:
+        return "RL_ERR_HOLDS_DATA";
+    case RL_ERR_FULL:
+        return "RL_ERR_FULL";
+    case RL_ERR_IO:
+        return "RL_ERR_IO";
+    case RL_ERR_PERM:
+        return "RL_ERR_PERM";
+    case RL_ERR_BUSY:
+        return "RL_ERR_BUSY";
+    case RL_ERR_NOLEADER:
+        return "RL_ERR_NOLEADER";
+    case RL_ERR_REMOTE:
+        return "RL_ERR_REMOTE";
+    case RL_ERR_CORRUPT:
+        return "RL_ERR_CORRUPT";
+    case RL_ERR_INTERNAL:
+        return "RL_ERR_INTERNAL";
     }
     return "RL_ERR_?";
 }

@@ -155,7 +155,8 @@ static unsigned clamp_timeout(unsigned t)
 }
 
 /* The answer to a request forwarded to the leader (rc from peers.h, e its
-** text): RL_OK, or a code with err (RL_ERR_NOLEADER: may succeed later). A forward that failed in transport reads as
+** text): RL_OK, or a code with err (RL_ERR_NOLEADER: may succeed later). A
+*forward that failed in transport reads as
 ** "no leader" (the leader may be gone, so the request may succeed once
 ** another is elected); otherwise the leader's reason. */
 static int forwarded(const struct rl_meta *leader, rl_err rc, const char *e,
@@ -377,7 +378,7 @@ static int find_member(struct rl_node *n, const char *node_id,
 }
 
 rl_err rl_cluster_node_remove(struct rl_host *h, const char *node_id,
-                           unsigned timeout_ms, char *err, size_t errlen)
+                              unsigned timeout_ms, char *err, size_t errlen)
 {
     struct rl_node *n = rl_host_node(h);
     struct rl_meta leader;
@@ -452,8 +453,8 @@ rl_err rl_cluster_node_remove(struct rl_host *h, const char *node_id,
 }
 
 rl_err rl_cluster_node_transfer(struct rl_host *h, const char *node_id,
-                             unsigned timeout_ms, char *leader_id,
-                             size_t leader_len, char *err, size_t errlen)
+                                unsigned timeout_ms, char *leader_id,
+                                size_t leader_len, char *err, size_t errlen)
 {
     struct rl_node *n = rl_host_node(h);
     struct rl_meta leader;

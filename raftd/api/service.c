@@ -38,8 +38,8 @@
 #include "fault.h"
 SQLITE_EXTENSION_INIT3
 
-#define RL_VERSION       "0.1.0"
-#define DEFAULT_MAX_MSG  (4u << 20)
+#define RL_VERSION      "0.1.0"
+#define DEFAULT_MAX_MSG (4u << 20)
 /* Requests per group commit: bounds the entry a batch makes and the wait of
 ** its last request behind the others' statements. */
 #define GROUP_MAX 32

@@ -59,7 +59,7 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
 ** unknown, the index the file reflects is taken).
 */
 int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
-                             char *why, size_t whylen)
+                          char *why, size_t whylen)
 {
     struct rl_result res;
     struct rl_node_status st;
@@ -127,7 +127,6 @@ int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
     }
     return RL_OUTCOME_APPLIED;
 }
-
 
 /*
 ** rl_port.read_point (DESIGN 8): a quorum-confirmed commit index taken

@@ -11,7 +11,8 @@
 ** follower's transaction forwarded to the leader; the sidecar's
 ** propose hook), client.c (the port in a process that does not host the
 ** node), forward.c (a writer's way to the leader: the hint before its
-** write lock, ForwardTxn), fresh.c (read points and the confirmation of a write that
+** write lock, ForwardTxn), fresh.c (read points and the confirmation of a write
+*that
 ** changed nothing), applier.c (the node's applier callbacks), rebuild.c
 ** (open of the applier connection, rebuild, image install), gate.c (the
 ** read gate thread), setup.c (bootstrap and join), image_fetch.c and

@@ -312,8 +312,8 @@ int rl_image_prepare_joiner(rl_rpc_client *cl, const char *peer_grpc,
         sqlite3_free(msg);
         return code;
     }
-    if (pages &&
-        rl_image_query_int(db, "PRAGMA main.page_size") != (int64_t)info.page_size)
+    if (pages && rl_image_query_int(db, "PRAGMA main.page_size") !=
+                     (int64_t)info.page_size)
         return fail(err, errlen, RL_RPC_INTERNAL,
                     "%s kept page size %lld (the cluster's is %u)",
                     sqlite3_db_filename(db, "main"), (long long)cur,

@@ -2,7 +2,8 @@
 ** raftd/host/replicator.c -- the replicator port of hosted databases (vfs.h
 ** rl_port): a local writer's begin, commit and end. The leader proposes its
 ** own writers' transactions; a follower forwards them to the leader's
-** sidecar (ForwardTxn, through forward.c), and the leader proposes those it receives
+** sidecar (ForwardTxn, through forward.c), and the leader proposes those it
+*receives
 ** (rl_host_propose_txn).
 **
 ** Write path: a local writer commits (VFS capture) -> port_commit proposes
@@ -52,9 +53,6 @@ void rl_host_local_drop(rl_host *h, struct local_txn *lt)
 }
 
 /* --------------------------------------------------------------- port */
-
-
-
 
 /* The host a port serves (its ctx, host.c rl_host_port), or NULL when no
 ** host of this process runs its database now: then the port works as a

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 static void cond_init_mono(pthread_cond_t *c)
 {
     pthread_condattr_t a;
@@ -54,7 +53,6 @@ const char *rl_node_strerror(rl_err rc)
     }
     return rl_err_name(rc);
 }
-
 
 static int mkdir_p(const char *path, char *err, size_t errlen)
 {

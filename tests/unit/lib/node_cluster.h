@@ -39,7 +39,7 @@ void rl_tc_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rl_tc_cleanup(void); /* remove the scratch dir (RL_KEEP=1 keeps it) */
 /* 1 under the ASan build (tests/run.py sets RL_SAN=1): slower timeouts. */
 int rl_tc_slow(void);
-double rl_tc_now(void);   /* seconds, monotonic */
+double rl_tc_now(void);                                /* seconds, monotonic */
 void rl_tc_log(void *ctx, int level, const char *msg); /* node log */
 
 void rl_tc_start(int id, int bootstrap); /* data dir rl_tc_dir/n<id> */
