@@ -177,6 +177,9 @@ def direct_only(a, b, ga, members):
     q(a, "CREATE VIEW lead AS SELECT raft_leader(); CREATE TABLE trg(x); "
          "CREATE TRIGGER rm AFTER INSERT ON trg BEGIN "
          "SELECT raft_remove('n2'); END;")
+    # b reads its own node's file: wait until the view has reached it.
+    wait_for("the view on b's node", lambda: q(
+        b, "SELECT count(*) FROM sqlite_schema WHERE name = 'lead';") == "1")
     err_has(b, "SELECT * FROM lead;", "unsafe use of raft_leader()")
     err_has(a, "INSERT INTO trg VALUES (1);", "unsafe use of raft_remove()")
     check_eq(q(a, "SELECT count(*) FROM trg;"), "0", "the trigger's insert")
