@@ -395,13 +395,15 @@ enum {
     ST_APPLIED,
     ST_LAST,
     ST_SNAPSHOT,
+    ST_READ_POINTS,
+    ST_READ_ROUNDS,
     ST_COUNT
 };
 
 static const char *const status_names[ST_COUNT] = {
-    "id",         "raft_id",       "state",        "term",
-    "leader",     "leader_grpc",   "commit_index", "applied_index",
-    "last_index", "snapshot_index"};
+    "id",         "raft_id",        "state",        "term",
+    "leader",     "leader_grpc",    "commit_index", "applied_index",
+    "last_index", "snapshot_index", "read_points",  "read_rounds"};
 
 typedef struct status_cursor {
     sqlite3_vtab_cursor base;
@@ -520,8 +522,14 @@ static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
     case ST_LAST:
         sqlite3_result_int64(ctx, (sqlite3_int64)s->last_index);
         break;
-    default:
+    case ST_SNAPSHOT:
         sqlite3_result_int64(ctx, (sqlite3_int64)s->snapshot_index);
+        break;
+    case ST_READ_POINTS:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->read_points);
+        break;
+    default:
+        sqlite3_result_int64(ctx, (sqlite3_int64)s->read_rounds);
         break;
     }
     return SQLITE_OK;

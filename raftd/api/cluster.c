@@ -568,4 +568,10 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
         out->last_index = out->commit_index;
     }
     out->snapshot_index = st.snapshot_index;
+    {
+        struct rl_host_counts k;
+        rl_host_counts(h, &k);
+        out->read_points = k.read_points;
+        out->read_rounds = k.read_rounds;
+    }
 }

@@ -211,11 +211,22 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
     resp.applied_index = cs.applied_index;
     resp.last_index = cs.last_index;
     resp.snapshot_index = cs.snapshot_index;
+    resp.read_points = cs.read_points;
+    resp.read_rounds = cs.read_rounds;
     code = rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
     proto__status_response__free_unpacked(base, NULL);
     return code;
 }
 
+/*
+** ReadIndex: a read point (the leader's read barrier), or with hint_only
+** the commit index and L as this node knows them, at once. A request with
+** relay comes from a client process of this host: a host that does not
+** lead answers from a round it asks the leader for (rl_host_read_index,
+** shared with its other readers) or, for a hint, what its own log proves
+** or the leader says. Without relay, only the leader answers: a request
+** never travels further than one hop.
+*/
 static int serve_read_index(rl_service *svc, struct rl_host *h,
                             const uint8_t *req, size_t len, unsigned tmo,
                             rl_rpc_buf *reply, char *err, size_t errlen)
@@ -223,101 +234,49 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     RL_API_DECODE(Proto__ReadIndexRequest, proto__read_index_request__unpack, r,
                   "ReadIndexRequest");
     Proto__ReadIndexResponse resp = PROTO__READ_INDEX_RESPONSE__INIT;
-    struct rl_result res;
-    char msg[512];
-    int rc;
-    int hint_only = r->hint_only;
+    struct rl_node_status st;
+    char msg[768], e[640] = "";
+    uint64_t index = 0, L = 0;
+    int hint_only = r->hint_only, relay = r->relay, ok = 0;
     proto__read_index_request__free_unpacked(r, NULL);
-    memset(&res, 0, sizeof(res));
-    if (hint_only) {
-        struct rl_node_status st;
-        struct rl_meta m;
-        rl_node_status(rl_host_node(h), &st);
-        rc = st.state == RL_STATE_LEADER ? RL_NODE_OK : RL_NODE_NOTLEADER;
-        res.index = st.commit_index;
-        resp.last_effective = st.L;
-        if (rc == RL_NODE_NOTLEADER && st.leader_id != 0 &&
-            st.leader_id != st.raft_id &&
-            rl_node_meta(rl_host_node(h), st.leader_id, NULL, &m) ==
-                RL_NODE_OK &&
-            m.grpc_addr[0]) {
-            /* A client process asks its host, a follower: the leader's. */
-            uint64_t ci = 0, L = 0;
-            char e[256];
-            if (rl_cluster_read_hint(rl_host_client(h), m.grpc_addr, tmo, 1,
-                                     &ci, &L, e, sizeof e) == 0) {
-                rc = RL_NODE_OK;
-                res.index = ci;
-                resp.last_effective = L;
-            }
-        }
-    } else {
-        rc = rl_node_read_index(rl_host_node(h), tmo, &res);
-    }
-    if (rc == RL_NODE_OK && hint_only) {
-        resp.index = res.index;
-    } else if (rc == RL_NODE_OK) {
-        struct rl_node_status st;
-        rl_node_status(rl_host_node(h), &st);
-        resp.index = res.index;
-        resp.last_effective = st.L;
-    } else if (rc == RL_NODE_NOTLEADER) {
+    rl_node_status(rl_host_node(h), &st);
+    if (st.state != RL_STATE_LEADER && !relay) {
         rl_seterr(msg, sizeof(msg),
                   "not the leader: ReadIndex is served by the leader only");
         resp.error = msg;
+    } else if (hint_only) {
+        ok = rl_host_leader_L(h, tmo, &index, &L, e, sizeof(e)) == 0;
     } else {
-        rl_seterr(msg, sizeof(msg), "no read index: %s%s%s",
-                  rl_node_strerror(rc), res.msg[0] ? ": " : "", res.msg);
+        ok = rl_host_read_index(h, tmo, &index, &L, e, sizeof(e)) == 0;
+    }
+    if (ok) {
+        resp.index = index;
+        resp.last_effective = L;
+    } else if (!resp.error) {
+        rl_seterr(msg, sizeof(msg), "no read index: %s", e);
         resp.error = msg;
     }
     return rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
 }
 
 /* STRONG read: wait until this node applied a quorum-confirmed commit
-** index taken after the call began. 0, or -1 with msg. */
+** index taken after the call began: the same read point as a
+** linearizable read in SQL (rl_host_read_point). 0, or -1 with msg. */
 static int strong_read_point(struct rl_host *h, unsigned tmo, char *msg,
                              size_t msglen)
 {
-    struct rl_node *n = rl_host_node(h);
     struct rl_meta leader;
-    struct rl_result res;
-    uint64_t index = 0;
     int64_t deadline = rl_rpc_now_ms() + tmo;
     char e[RL_RPC_ERRMAX + 256];
-    int rc;
-    switch (rl_cluster_route_wait(h, &leader, tmo, e, sizeof(e))) {
-    case ROUTE_NONE:
+    /* During an election, wait for a leader rather than refuse at once. */
+    if (rl_cluster_route_wait(h, &leader, tmo, e, sizeof(e)) == ROUTE_NONE) {
         rl_seterr(msg, msglen, "STRONG read refused: %s", e);
         return -1;
-    case ROUTE_SELF:
-        memset(&res, 0, sizeof(res));
-        rc = rl_node_read_index(n, tmo, &res);
-        if (rc != RL_NODE_OK) {
-            rl_seterr(
-                msg, msglen,
-                "STRONG read refused: the leader could not confirm its "
-                "commit index with a quorum (%s); retry, or read EVENTUAL",
-                rl_node_strerror(rc));
-            return -1;
-        }
-        index = res.index;
-        break;
-    default:
-        if (rl_cluster_read_index(rl_host_client(h), leader.grpc_addr, tmo,
-                                  &index, NULL, e, sizeof(e)) != 0) {
-            rl_seterr(msg, msglen,
-                      "STRONG read refused: no read index from the leader '%s' "
-                      "(gRPC %s): %s",
-                      leader.node_id, leader.grpc_addr, e);
-            return -1;
-        }
     }
-    rc = rl_node_wait_applied(n, index, (unsigned)(left_ms(deadline) + 1));
-    if (rc != RL_NODE_OK) {
+    if (rl_host_read_point(h, (unsigned)(left_ms(deadline) + 1), e,
+                           sizeof(e)) != 0) { /* SQLITE_BUSY */
         rl_seterr(msg, msglen,
-                  "STRONG read refused: this node did not apply index %" PRIu64
-                  " in time (%s); retry, or read on the leader",
-                  index, rl_node_strerror(rc));
+                  "STRONG read refused: %s; retry, or read EVENTUAL", e);
         return -1;
     }
     return 0;

@@ -93,6 +93,8 @@ char *rl_cluster_status_json(const rl_cluster_status *s, char *out,
     jfmt(&b, ",\"commit_index\":%" PRIu64, s->commit_index);
     jfmt(&b, ",\"applied_index\":%" PRIu64, s->applied_index);
     jfmt(&b, ",\"last_index\":%" PRIu64, s->last_index);
-    jfmt(&b, ",\"snapshot_index\":%" PRIu64 "}", s->snapshot_index);
+    jfmt(&b, ",\"snapshot_index\":%" PRIu64, s->snapshot_index);
+    jfmt(&b, ",\"read_points\":%" PRIu64, s->read_points);
+    jfmt(&b, ",\"read_rounds\":%" PRIu64 "}", s->read_rounds);
     return out;
 }

@@ -103,6 +103,20 @@ uint64_t rl_host_applied(rl_host *h)
     return a;
 }
 
+/* Read rounds are the ReadIndex calls this host asked of the leader plus
+** the read barriers its node ran while leading (for its own readers and
+** the followers' ReadIndex calls). */
+void rl_host_counts(rl_host *h, struct rl_host_counts *out)
+{
+    struct rl_node_status st;
+    memset(&st, 0, sizeof st);
+    if (h->node)
+        rl_node_status(h->node, &st);
+    out->read_points = __atomic_load_n(&h->read_points, __ATOMIC_RELAXED);
+    out->read_rounds =
+        __atomic_load_n(&h->read_rounds, __ATOMIC_RELAXED) + st.read_barriers;
+}
+
 void rl_host_advance(rl_host *h, uint64_t index, int db_changed)
 {
     pthread_mutex_lock(&h->mu);

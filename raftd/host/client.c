@@ -16,9 +16,6 @@
 
 SQLITE_EXTENSION_INIT3
 
-/* How long a read point may take (see rl_host_read_point). */
-#define READ_POINT_MS 2000
-
 /*
 ** A client process (the node is hosted by another process on this
 ** machine): its transaction goes to the host's sidecar, which commits it
@@ -138,7 +135,7 @@ int rl_host_client_begin(const char *db_path, uint64_t applied)
     if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0] &&
         rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
         (cl = rl_host_client_get(&id, &owned, e, sizeof e)) != NULL) {
-        behind = rl_host_behind_leader(cl, grpc, 0, applied);
+        behind = rl_host_behind_leader(cl, grpc, 1, 0, applied);
         if (owned)
             rl_rpc_client_free(cl);
     }
@@ -165,23 +162,15 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
                  e[0] ? ": " : "", e);
         return SQLITE_BUSY;
     }
-    {
-        /* The leader's read point: its host says who leads. */
-        struct rl_meta lm;
-        rc = rl_cluster_leader(cl, grpc, READ_POINT_MS, &lm, e, sizeof e);
-        if (rc == 1 && lm.grpc_addr[0])
-            rc = rl_cluster_read_index(cl, lm.grpc_addr, READ_POINT_MS, &index,
-                                       NULL, e, sizeof e);
-        else if (rc == 0 || (rc == 1 && !lm.grpc_addr[0])) {
-            snprintf(e, sizeof e, "its host knows no leader");
-            rc = -1;
-        }
-    }
+    /* One call: the host answers from its read barrier when it leads,
+    ** else from a round it asks the leader for (shared with its other
+    ** readers: RL_READ_RELAY). */
+    rc = rl_cluster_read_hint(cl, grpc, READ_POINT_MS, RL_READ_RELAY, &index,
+                              NULL, e, sizeof e);
     if (owned)
         rl_rpc_client_free(cl);
     if (rc != 0) {
-        snprintf(err, errlen,
-                 "no read point from the leader (its host: gRPC %s): %s", grpc,
+        snprintf(err, errlen, "no read point from its host (gRPC %s): %s", grpc,
                  e);
         return SQLITE_BUSY;
     }

@@ -29,7 +29,8 @@ _Thread_local struct rl_writer_state rl_host_writer;
 
 /*
 ** Whether a writer on a node that is not the leader (a follower, or a
-** client process through its host at target_grpc) must wait before its
+** client process through its host at target_grpc: via_host) must wait
+** before its
 ** write lock: its base (applied) is behind the L the leader had when the
 ** writer first asked. The first ask of a write lock costs one round trip
 ** (ReadIndex hint_only, no quorum); the busy handler's retries compare
@@ -37,7 +38,7 @@ _Thread_local struct rl_writer_state rl_host_writer;
 ** against the writer: its commit decides.
 */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          uint64_t local_L, uint64_t applied)
+                          int via_host, uint64_t local_L, uint64_t applied)
 {
     int64_t now = rl_rpc_now_ms();
     uint64_t ci = 0, L = 0;
@@ -51,8 +52,9 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
     }
     rl_host_writer.target = 0;
     if (!cl || !target_grpc ||
-        rl_cluster_read_hint(cl, target_grpc, 1000, 1, &ci, &L, e, sizeof e) !=
-            0)
+        rl_cluster_read_hint(cl, target_grpc, 1000,
+                             RL_READ_HINT | (via_host ? RL_READ_RELAY : 0), &ci,
+                             &L, e, sizeof e) != 0)
         L = 0;
     if (L < local_L)
         L = local_L; /* what this node's own log already decided */
@@ -61,6 +63,38 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
     rl_host_writer.target = L;
     rl_host_writer.target_at = now;
     return 1;
+}
+
+/* rl_host_leader_L (host.h): a client process's hint, answered by its
+** host (cluster_rpc.c serve_read_index with relay). */
+int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
+                     char *err, size_t errlen)
+{
+    struct rl_node_status st;
+    struct rl_meta m;
+    char who[600];
+    if (!h->node) {
+        snprintf(err, errlen, "its node is not running in this process");
+        return -1;
+    }
+    rl_node_status(h->node, &st);
+    *commit = st.commit_index;
+    if (st.state == RL_STATE_LEADER) {
+        *L = st.L;
+        return 0;
+    }
+    if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+        rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+        !m.grpc_addr[0] || !h->cl) {
+        rl_host_leader_text(h, who, sizeof who);
+        snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
+                 st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+        return -1;
+    }
+    return rl_cluster_read_hint(h->cl, m.grpc_addr, tmo, RL_READ_HINT, commit,
+                                L, err, errlen) == 0
+               ? 0
+               : -1;
 }
 
 /*

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 SQLITE_EXTENSION_INIT3
 
@@ -128,67 +129,157 @@ int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
     return RL_OUTCOME_APPLIED;
 }
 
+/* ------------------------------------------------------- read points */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
-** rl_port.read_point (DESIGN 8): a quorum-confirmed commit index taken
-** after the read began (the leader's raft barrier, shared by the reads
-** waiting at that moment; a follower asks the leader's ReadIndex), then
-** wait until this node's file reflects it. Each step is bounded: the
-** VFS refuses the read and the busy handler retries, so a node cut off
-** from a quorum answers "database is locked" with the reason, never data
-** older than a write acknowledged anywhere.
+** A follower's read index: the leader's ReadIndex (a quorum-confirmed
+** commit index taken after the request reached it), asked one round at a
+** time for all of this process's readers. A reader needs a round that
+** started after it began (one already under way may have been answered
+** before this reader's call, which would not be linearizable): it waits
+** for the next one, which it starts itself if none runs. Readers that
+** arrive while a round runs thus share the following one: N concurrent
+** readers cost about two rounds, not N.
 */
-#define READ_POINT_MS 2000
-int rl_host_read_point(rl_host *h, uint64_t *wait_index, char *err,
-                       size_t errlen)
+static int read_round(rl_host *h, const struct rl_meta *leader, unsigned tmo,
+                      uint64_t *index, uint64_t *L, char *err, size_t errlen)
+{
+    int64_t deadline = mono_ms() + tmo;
+    uint64_t want;
+    int rc;
+    pthread_mutex_lock(&h->rr_mu);
+    want = h->rr_started + 1;
+    while (h->rr_done < want) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            pthread_mutex_unlock(&h->rr_mu);
+            snprintf(err, errlen,
+                     "no read point from the leader %s within %u ms (the "
+                     "round before this read's did not end)",
+                     leader->node_id, tmo);
+            return -1;
+        }
+        if (!h->rr_running) {
+            uint64_t mine = ++h->rr_started, idx = 0, l = 0;
+            char e[512] = "";
+            h->rr_running = 1;
+            pthread_mutex_unlock(&h->rr_mu);
+            __atomic_add_fetch(&h->read_rounds, 1, __ATOMIC_RELAXED);
+            rc = rl_cluster_read_index(h->cl, leader->grpc_addr, (unsigned)left,
+                                       &idx, &l, e, sizeof e);
+            pthread_mutex_lock(&h->rr_mu);
+            h->rr_running = 0;
+            h->rr_done = mine;
+            h->rr_rc = rc == 0 ? 0 : -1;
+            h->rr_index = idx;
+            h->rr_L = l;
+            if (rc != 0)
+                snprintf(h->rr_err, sizeof h->rr_err,
+                         "no read point from the leader %s (gRPC %s): %s",
+                         leader->node_id, leader->grpc_addr, e);
+            pthread_cond_broadcast(&h->rr_cv);
+        } else {
+            struct timespec ts;
+            int64_t at = deadline;
+            ts.tv_sec = at / 1000;
+            ts.tv_nsec = (at % 1000) * 1000000;
+            pthread_cond_timedwait(&h->rr_cv, &h->rr_mu, &ts);
+        }
+    }
+    /* The last round ended after this reader began: its answer (or its
+    ** failure) is this reader's. */
+    rc = h->rr_rc;
+    *index = h->rr_index;
+    *L = h->rr_L;
+    if (rc != 0)
+        snprintf(err, errlen, "%s", h->rr_err);
+    pthread_mutex_unlock(&h->rr_mu);
+    return rc;
+}
+
+/*
+** rl_host_read_index (host.h): a quorum-confirmed commit index taken after
+** the call began, with the leader's L as of it. Leading: the node's read
+** barrier, shared by the reads waiting at once (rl_node_read_index); else
+** a round of read_round.
+*/
+int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
+                       char *err, size_t errlen)
 {
     struct rl_node_status st;
     struct rl_result res;
-    uint64_t index = 0;
+    struct rl_meta m;
+    uint64_t l = 0;
     int rc;
-    char e[512] = "", who[600];
-    *wait_index = 0;
+    char who[600];
+    *index = 0;
     if (!h->node) {
         snprintf(err, errlen, "its node is not running in this process");
-        return SQLITE_BUSY;
+        return -1;
     }
+    __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
     rl_node_status(h->node, &st);
     if (st.state == RL_STATE_LEADER) {
         memset(&res, 0, sizeof res);
-        rc = rl_node_read_index(h->node, READ_POINT_MS, &res);
+        rc = rl_node_read_index(h->node, tmo, &res);
         if (rc != RL_NODE_OK) {
             snprintf(err, errlen,
                      "node %s could not confirm with a quorum that it still "
                      "leads (%s%s%s)",
                      h->id.node_id, rl_node_strerror(rc),
                      res.msg[0] ? ": " : "", res.msg);
-            return SQLITE_BUSY;
+            return -1;
         }
-        index = res.index;
-    } else {
-        struct rl_meta m;
-        if (st.leader_id == 0 || st.leader_id == st.raft_id ||
-            rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
-            !m.grpc_addr[0] || !h->cl) {
-            rl_host_leader_text(h, who, sizeof who);
-            snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
-                     st.state == RL_STATE_FOLLOWER ? "follower" : "candidate",
-                     who);
-            return SQLITE_BUSY;
-        }
-        if (rl_cluster_read_index(h->cl, m.grpc_addr, READ_POINT_MS, &index,
-                                  NULL, e, sizeof e) != 0) {
-            snprintf(err, errlen,
-                     "no read point from the leader %s (gRPC %s): %s",
-                     m.node_id, m.grpc_addr, e);
-            return SQLITE_BUSY;
-        }
+        rl_node_status(h->node, &st);
+        *index = res.index;
+        if (L)
+            *L = st.L;
+        return 0;
     }
-    rc = rl_node_wait_applied(h->node, index, READ_POINT_MS);
+    if (st.leader_id == 0 || st.leader_id == st.raft_id ||
+        rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
+        !m.grpc_addr[0] || !h->cl) {
+        rl_host_leader_text(h, who, sizeof who);
+        snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
+                 st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+        return -1;
+    }
+    if (read_round(h, &m, tmo, index, &l, err, errlen) != 0)
+        return -1;
+    if (L)
+        *L = l;
+    return 0;
+}
+
+/*
+** rl_host_read_point (host.h; the port's read_point, gRPC STRONG reads):
+** rl_host_read_index, then wait until this node's file reflects it. Each
+** step is bounded: the VFS refuses the read and the busy handler retries,
+** so a node cut off from a quorum answers "database is locked" with the
+** reason, never data older than a write acknowledged anywhere.
+*/
+int rl_host_read_point(rl_host *h, unsigned tmo, char *err, size_t errlen)
+{
+    int64_t deadline = mono_ms() + tmo;
+    uint64_t index = 0;
+    int64_t left;
+    int rc;
+    if (rl_host_read_index(h, tmo, &index, NULL, err, errlen) != 0)
+        return SQLITE_BUSY;
+    left = deadline - mono_ms();
+    rc = rl_node_wait_applied(h->node, index, left > 0 ? (unsigned)left : 1);
     if (rc != RL_NODE_OK) {
         snprintf(err, errlen,
                  "node %s has not applied index %llu, the read point, within "
-                 "%d ms (%s)",
-                 h->id.node_id, (unsigned long long)index, READ_POINT_MS,
+                 "%u ms (%s)",
+                 h->id.node_id, (unsigned long long)index, tmo,
                  rl_node_strerror(rc));
         return SQLITE_BUSY;
     }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -176,6 +177,8 @@ static void host_free(rl_host *h)
     }
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->rr_mu);
+    pthread_cond_destroy(&h->rr_cv);
     free(h->db_path);
     free(h->dir);
     free(h);
@@ -272,6 +275,14 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     h->grace_ms = cfg->grace_ms > 0 ? cfg->grace_ms : 1000;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
+    pthread_mutex_init(&h->rr_mu, NULL);
+    {
+        pthread_condattr_t a;
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->rr_cv, &a);
+        pthread_condattr_destroy(&a);
+    }
     h->db_path = strdup(cfg->db_path);
     h->dir = malloc(strlen(cfg->db_path) + 6);
     if (!h->db_path || !h->dir) {

@@ -134,6 +134,27 @@ const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
 ** returned rc: the write's RL_OUTCOME_* with why for anything but
 ** APPLIED. A transaction that changed no page is confirmed with a read
 ** index first (DESIGN 8). */
+/* A linearizable read's point for this node's readers (DESIGN 8): a
+** quorum-confirmed commit index taken after the call began (*index) and
+** the leader's L as of it (*L, may be NULL). Leading: the node's read
+** barrier; else one ReadIndex round to the leader at a time, shared by
+** this process's readers waiting when it starts. 0, or -1 with err. */
+int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
+                       char *err, size_t errlen);
+/* rl_host_read_index, then wait until this node applied it: SQLITE_OK, or
+** SQLITE_BUSY with err (retry: the node is cut off, or behind). */
+int rl_host_read_point(rl_host *h, unsigned tmo, char *err, size_t errlen);
+/* The leader's commit index and L as this node can tell at once (a
+** hint, not a read point): its own when it leads, else asked of the
+** leader (ReadIndex hint_only). 0, or -1 with err. */
+int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
+                     char *err, size_t errlen);
+/* What PRAGMA raft_status counts for this host's readers and writers. */
+struct rl_host_counts {
+    uint64_t read_points; /* linearizable read points served */
+    uint64_t read_rounds; /* ReadIndex rounds asked of the leader for them */
+};
+void rl_host_counts(rl_host *h, struct rl_host_counts *out);
 int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
                        size_t whylen);
 /* The sidecar's propose_txn hook: a transaction forwarded to this node

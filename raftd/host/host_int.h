@@ -78,6 +78,19 @@ struct rl_host {
     uint64_t db_index; /* last database-changing index in the file */
     struct local_txn *local;
     uint64_t next_txn;
+    /* Linearizable read points served and the ReadIndex rounds asked of
+    ** the leader for them (fresh.c): PRAGMA raft_status; atomics. */
+    uint64_t read_points, read_rounds;
+    /* Read rounds of a host that does not lead (fresh.c read_round): one
+    ** ReadIndex to the leader at a time, its answer shared by every reader
+    ** that was waiting when it started. rr_cv uses CLOCK_MONOTONIC. */
+    pthread_mutex_t rr_mu;
+    pthread_cond_t rr_cv;
+    uint64_t rr_started, rr_done; /* rounds begun, rounds ended */
+    int rr_running;
+    int rr_rc;               /* the last ended round's: 0 or -1 */
+    uint64_t rr_index, rr_L; /* its read point and the leader's L */
+    char rr_err[1400];       /* its reason when it failed */
     uint32_t ckpt_frames; /* applier thread only */
     /* Applier thread only: CLOCK_MONOTONIC seconds since an image has
     ** been needed with no peer address known, 0 when not. */
@@ -152,9 +165,10 @@ void rl_host_leader_text(rl_host *h, char *out, size_t n);
 
 /* forward.c: a writer's way to the leader (a follower's, a client's). */
 extern _Thread_local struct rl_writer_state rl_host_writer;
-/* Whether a writer must wait for the leader's L before its write lock. */
+/* Whether a writer must wait for the leader's L before its write lock
+** (via_host: a client process asking its host). */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          uint64_t local_L, uint64_t applied);
+                          int via_host, uint64_t local_L, uint64_t applied);
 /* Sends f to the sidecar at target; the writer's SQLite code. */
 int rl_host_forward_send(rl_rpc_client *cl, const char *who, const char *target,
                          const rl_forward_txn *f, uint64_t *index, int *outcome,
@@ -175,13 +189,13 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
                               char *err, size_t errlen);
 
 /* fresh.c */
+/* How long a linearizable read's point may take (rl_host_read_point). */
+#define READ_POINT_MS 2000
 /* Whether a write transaction that changed nothing may be acknowledged:
 ** RL_OUTCOME_APPLIED when a read index proves the node still leads and no
 ** entry took effect after base; else another RL_OUTCOME_* with why. */
 int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
                           char *why, size_t whylen);
-int rl_host_read_point(rl_host *h, uint64_t *wait_index, char *err,
-                       size_t errlen);
 
 /* applier.c */
 /* Fills the node's applier callbacks with h's. */

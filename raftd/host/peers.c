@@ -362,6 +362,8 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
     out->applied_index = r->applied_index;
     out->last_index = r->last_index;
     out->snapshot_index = r->snapshot_index;
+    out->read_points = r->read_points;
+    out->read_rounds = r->read_rounds;
     proto__status_response__free_unpacked(r, NULL);
     return RL_OK;
 }
@@ -375,13 +377,14 @@ rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
 }
 
 rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
-                            unsigned timeout_ms, int hint_only, uint64_t *index,
+                            unsigned timeout_ms, int flags, uint64_t *index,
                             uint64_t *last_effective, char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_err rc;
-    req.hint_only = hint_only;
+    req.hint_only = (flags & RL_READ_HINT) != 0;
+    req.relay = (flags & RL_READ_RELAY) != 0;
     if ((rc = ask(cl, target, INTL("ReadIndex"), &req.base,
                   &proto__read_index_response__descriptor, timeout_ms, &r, err,
                   errlen)) != RL_OK) {

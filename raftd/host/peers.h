@@ -67,6 +67,7 @@ typedef struct rl_cluster_status {
     char leader[RL_META_STR_MAX + 1]; /* leader's node id ("" unknown) */
     char leader_grpc[RL_META_STR_MAX + 1];
     uint64_t commit_index, applied_index, last_index, snapshot_index;
+    uint64_t read_points, read_rounds; /* rl_host_counts */
 } rl_cluster_status;
 
 /* ---- calls (peer/target: a node's gRPC address) ---- */
@@ -131,10 +132,14 @@ rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
                              unsigned timeout_ms, uint64_t *index,
                              uint64_t *last_effective, char *err,
                              size_t errlen);
-/* rl_cluster_read_index, or with hint_only the leader's commit index and L
-** as it knows them, at once (no quorum round: a hint, not a read point). */
+/* rl_cluster_read_index with flags: RL_READ_HINT, the leader's commit
+** index and L as it knows them, at once (no quorum round: a hint, not a
+** read point); RL_READ_RELAY, target is this process's host, which asks
+** the leader when it does not lead (a client process's request). */
+#define RL_READ_HINT  1
+#define RL_READ_RELAY 2
 rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
-                            unsigned timeout_ms, int hint_only, uint64_t *index,
+                            unsigned timeout_ms, int flags, uint64_t *index,
                             uint64_t *last_effective, char *err, size_t errlen);
 
 #endif /* RL_PEERS_H */

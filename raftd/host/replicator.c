@@ -84,12 +84,16 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
         /* A follower learns a commit only with the leader's next message:
         ** a transaction begun now on a base the leader already passed
         ** would conflict with a write that finished before it began.
-        ** Wait for the leader's L (rl_host_behind_leader). */
+        ** Wait for the leader's L (rl_host_behind_leader). Its own log
+        ** cannot tell: an entry the leader committed with the other
+        ** followers may not have reached this node yet (measured: a
+        ** leader's write acknowledged to its shell, then a follower's
+        ** write begun at once, found the follower's log without it). */
         struct rl_meta m;
         int known =
             rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
             m.grpc_addr[0];
-        return rl_host_behind_leader(h->cl, known ? m.grpc_addr : NULL, st.L,
+        return rl_host_behind_leader(h->cl, known ? m.grpc_addr : NULL, 0, st.L,
                                      applied)
                    ? SQLITE_BUSY
                    : SQLITE_OK;
@@ -520,7 +524,8 @@ static int port_read_point(void *ctx, const char *db_path, uint64_t *wait_index,
     rl_host *h = port_host(ctx);
     if (!h)
         return rl_host_client_read_point(db_path, wait_index, err, errlen);
-    return rl_host_read_point(h, wait_index, err, errlen);
+    *wait_index = 0; /* rl_host_read_point waited for the node's apply */
+    return rl_host_read_point(h, READ_POINT_MS, err, errlen);
 }
 
 void rl_host_port_init(rl_port *port, void *ctx)

@@ -80,7 +80,7 @@ def test():
     client = Shell(lead.db, env=c.env)
     out = client.sql("INSERT INTO c(id, w) VALUES (-1, -1);")
     check(not is_error(out), "a client shell's write: %r" % out)
-    check_eq(client.close(), 0, "client shell exit")
+    client.finish("client shell exit", 0)
     c.wait_all("SELECT w FROM c WHERE id = -1;", "-1")
 
     stop = threading.Event()

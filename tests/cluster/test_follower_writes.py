@@ -72,7 +72,7 @@ def clients(c, leader, f):
                                                           out[-2000:]))
         check_eq(out.strip().splitlines()[-1], str(count),
                  "the client of %s reads its writes at once" % node.name)
-        check_eq(sh.close(), 0, "client shell exit")
+        sh.finish("client shell exit", 0)
         secs = time.time() - t0
         log("%d writes from a client process of %s in %.1fs (%.0f/s)" %
             (count, node.name, secs, count / secs))
@@ -232,9 +232,8 @@ def bank(c):
     check_eq(origins, set(range(1, len(nodes) + 1)),
              "every node's shell and the client process had transfers "
              "acknowledged")
-    check_eq(client.sh.close(), 1 if any(
-        e.startswith(client.name + ":") for e in errors) else 0,
-        "client process exit")
+    client.sh.finish("client process", 1 if any(
+        e.startswith(client.name + ":") for e in errors) else 0)
 
 
 def test():

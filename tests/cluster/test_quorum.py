@@ -72,7 +72,7 @@ def test():
     lead.try_sql("ROLLBACK;")
     check_eq(lead.val(PROBE), "0", "the failed COMMIT's row on the leader")
     check_eq(other.sql_ok(PROBE).strip(), "0", "a second shell on the leader")
-    check_eq(other.close(), 0, "second shell's exit")
+    other.finish("second shell's exit", 0)
     check(not visible_anywhere(c), "row visible after the failed COMMIT")
     time.sleep(1)
     check(not visible_anywhere(c), "row visible while followers stopped")

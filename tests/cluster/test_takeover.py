@@ -68,7 +68,7 @@ def test():
                      ",".join(str(i) for i in sorted(ids))).strip()
     check_eq(got, str(len(ids)), "the client's own file holds its writes")
     log("every acknowledged write is on every node")
-    check_eq(client.close(), 1 if failed else 0, "client shell exit")
+    client.finish("client", 1 if failed else 0)
     c.close(check_rc=False)
 
 

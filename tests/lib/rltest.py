@@ -305,19 +305,23 @@ class Shell:
             out.append(line)
         return "".join(out)
 
-    def finish(self, name):
+    def finish(self, name, want=None):
         """Ends the shell (close()) and fails on a sanitizer report (ASan
         runs exit 86) or a crash; exit 1 is the stock shell's answer to an
-        earlier SQL error."""
+        earlier SQL error. With want, the exit status must be exactly that
+        (0: no statement failed; 1: one did). A failure shows what the
+        shell printed last, so a leak report is in the test's log."""
         rc = self.close()
         text = self.rest()
         if lsan_tracer_crashed(rc, text):
             log("shell %s: LeakSanitizer could not run at exit (tracer "
                 "crash); no leak check for it" % name)
             return
-        check("Sanitizer" not in text and "runtime error" not in text and
-              rc in (0, 1), "shell %s exit %s:\n%s" % (name, rc,
-                                                        text[-3000:]))
+        ok = rc in (0, 1) if want is None else rc == want
+        check("Sanitizer" not in text and "runtime error" not in text and ok,
+              "shell %s exit %s%s:\n%s" % (
+                  name, rc, "" if want is None else " (want %d)" % want,
+                  text[-3000:]))
 
 
 def lsan_tracer_crashed(rc, text):

@@ -137,7 +137,7 @@ def test():
              "raft_nodes in a client shell of node3's raftd")
     check_eq(sh.sql_ok("SELECT count(*) FROM demo;").strip(), str(n),
              "the client shell reads node3's file")
-    check_eq(sh.close(), 0, "the client shell's exit status")
+    sh.finish("the client shell's exit status", 0)
     log("stock shell on a raftd database: ok")
     api.close()
 

@@ -60,8 +60,8 @@ class Case:
               what + ": files differ after checkpoint")
 
     def close(self):
-        check_eq(self.A.close(), 0, "A exits 0")
-        check_eq(self.B.close(), 0, "B exits 0")
+        self.A.finish("A exits 0", 0)
+        self.B.finish("B exits 0", 0)
 
 
 BIG = "INSERT INTO t(a, b) SELECT value, randomblob(%d) FROM generate_series(1, %d);"
@@ -222,7 +222,7 @@ def case_no_port():
     check("no raft node serves it" in why and "raft_bootstrap" in why,
           "message names cause and fix: %r" % why)
     # The shell exits 1 after an error in batch mode, as stock SQLite does.
-    check_eq(sh.close(), 1, "shell exit status after the refused write")
+    sh.finish("shell exit status after the refused write", 1)
 
 
 def test():

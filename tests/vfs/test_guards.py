@@ -45,7 +45,7 @@ def case_pragmas_direct():
     sh.sql_ok("INSERT INTO t VALUES (2);")
     check_eq(records(d), 3, "writes still replicate after the refusals")
     check_eq(sh.sql_ok("SELECT count(*) FROM t;").strip(), "2", "rows")
-    check_eq(sh.close(), 1, "shell exit status after errors")
+    sh.finish("shell exit status after errors", 1)
 
 
 def case_attached():
@@ -112,7 +112,7 @@ def case_stock_processes():
     _, out = run_sql(a, "SELECT group_concat(x) FROM t;", ext=False)
     check_eq(out.strip(), "1,2", "stock reader sees replicated writes only")
     # The raftlite process's own close keeps the WAL too (persistent WAL).
-    check_eq(sh.close(), 0, "shell exit")
+    sh.finish("shell exit", 0)
     check(os.path.exists(a + "-wal"), "WAL kept after the raftlite close")
 
 

@@ -226,8 +226,8 @@ def test():
     check(len(fa) == len(fb) and fa == fb,
           "A.db and B.db differ after checkpoint (%d vs %d bytes)" %
           (len(fa), len(fb)))
-    check_eq(A.close(), 0, "A shell exit")
-    check_eq(B.close(), 0, "B shell exit")
+    A.finish("A shell exit", 0)
+    B.finish("B shell exit", 0)
 
 
 main(test)

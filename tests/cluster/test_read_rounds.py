@@ -1,0 +1,128 @@
+# budget: 90
+"""Concurrent linearizable reads share their quorum rounds (issue 17,
+"Reads"). A follower's node is hosted by this test process (Python's
+sqlite3 module with the extension loaded, as the README shows), with 8
+connections at raft_consistency = linearizable, each in its own thread.
+
+- Five times: the leader's shell commits a row, then the 8 threads read
+  max(id) 25 times each at once: every read sees the row (it was
+  acknowledged before the reads began).
+- PRAGMA raft_status counts the read points (one per read transaction:
+  at least 1,000; SQLite may begin one twice, after a schema change) and
+  the ReadIndex rounds this follower asked of the leader for them: at
+  most half as many as the reads (readers waiting together share the
+  next round), and at least one.
+- A gRPC STRONG read on that node takes the same path: read_points grows
+  (at least one more).
+"""
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
+from rltest import EXT, check, check_eq, fail, log, main  # noqa: E402
+from rlcluster import Cluster  # noqa: E402
+
+THREADS = 8
+READS = 25
+ROWS = 5
+
+
+def status(c):
+    return json.loads(c.execute("PRAGMA raft_status").fetchone()[0])
+
+
+def test():
+    c = Cluster(3)
+    lead = c.leader()
+    f = next(n for n in c.nodes if n is not lead)
+    lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY);")
+    lead.sql("INSERT INTO t VALUES (1);")
+    c.wait_all("SELECT count(*) FROM t;", "1")
+    check_eq(f.exit(), 0, "%s's shell exit" % f.name)
+
+    # This process hosts f's node from its first connection on.
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(EXT)
+    conns = [sqlite3.connect(f.db, isolation_level=None, timeout=10,
+                             check_same_thread=False)
+             for _ in range(THREADS)]
+    try:
+        deadline = time.time() + 30
+        while True:
+            st = status(conns[0])
+            if st["state"] == "follower" and st["leader"] == lead.name:
+                break
+            if time.time() > deadline:
+                fail("this process's node did not follow %s: %r" %
+                     (lead.name, st))
+            time.sleep(0.05)
+        for cn in conns:
+            check_eq(cn.execute("PRAGMA raft_consistency = linearizable")
+                     .fetchone()[0], "linearizable", "the level set")
+        before = status(conns[0])
+        stale = []
+
+        def reader(cn, want):
+            for _ in range(READS):
+                got = cn.execute("SELECT max(id) FROM t").fetchone()[0]
+                if got < want:
+                    stale.append((want, got))
+
+        t0 = time.time()
+        for k in range(2, 2 + ROWS):
+            lead.sql("INSERT INTO t VALUES (%d);" % k)
+            ths = [threading.Thread(target=reader, args=(cn, k))
+                   for cn in conns]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join(120)
+        secs = time.time() - t0
+        check(not stale, "reads began after an acknowledged write and "
+              "missed it (want, got): %r" % stale[:10])
+        after = status(conns[0])
+        points = after["read_points"] - before["read_points"]
+        rounds = after["read_rounds"] - before["read_rounds"]
+        reads = THREADS * READS * ROWS
+        log("%d linearizable reads in %d threads (%.1fs): %d read points, "
+            "%d rounds asked of the leader (%.1f reads per round)" %
+            (reads, THREADS, secs, points, rounds,
+             points / float(max(rounds, 1))))
+        check(points >= reads, "a read point for every read: %d for %d "
+              "reads" % (points, reads))
+        check(1 <= rounds <= reads // 2,
+              "concurrent reads share rounds: %d rounds for %d reads" %
+              (rounds, reads))
+
+        # A gRPC STRONG read on this node takes the same read point.
+        import grpc
+        from rlgrpc import project_stubs
+        pb, pbg = project_stubs()
+        ch = grpc.insecure_channel(f.grpc_addr)
+        stub = pbg.DistributedSqliteStub(ch)
+        r = stub.ExecuteRead(pb.ReadRequest(sql="SELECT max(id) FROM t",
+                                            consistency=pb.STRONG),
+                             timeout=20)
+        check(not r.error, "STRONG read: %r" % r)
+        check_eq(r.result.rows[0].typed[0].integer, 1 + ROWS,
+                 "the STRONG read sees the last row")
+        ch.close()
+        more = status(conns[0])["read_points"] - after["read_points"]
+        check(more >= 1, "a STRONG read takes a read point: %d" % more)
+        log("a gRPC STRONG read on the same node: one read point more")
+    finally:
+        for cn in conns:
+            cn.close()
+        boot.close()
+    c.close(check_rc=False)
+
+
+if __name__ == "__main__":
+    main(test)
