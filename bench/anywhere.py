@@ -9,13 +9,21 @@ a client process on the leader's file (a second shell: through the host's
 sidecar), then N point reads on the follower at raft_consistency local
 (the read baseline) and at linearizable (a read point from the leader per
 read transaction), and 8 client processes on the follower's file reading
-at once at linearizable (their read points share the leader's barrier). Printed: per-operation median latency over the rounds
-(each round's total time / N), and the ratios to the baselines.
+at once at linearizable (their read points share the leader's barrier).
+Then the follower's shell exits and a Python process hosts its node
+(bench/hostreads.py): linearizable point reads from one of its
+connections alone, and from 8 of its connections at once (their read
+points share one ReadIndex round to the leader at a time). Printed:
+per-operation median latency over the rounds (each round's total time /
+N), and the ratios to the baselines.
 
 It never judges speed; it fails only when a write or read fails or the
 row counts do not add up.
 """
+import json
+import os
 import random
+import subprocess
 import threading
 import time
 
@@ -98,6 +106,19 @@ def bench_anywhere(args, results, root, table):
         check(client.close() == 0, "client shell exited nonzero")
         for r in readers:
             check(r.close() == 0, "reader shell exited nonzero")
+        # The follower's node hosted by a Python process with 8
+        # connections (bench/hostreads.py).
+        check(fol.exit() == 0, "the follower's shell exited nonzero")
+        p = subprocess.run(
+            ["/usr/bin/python3",
+             os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "hostreads.py"), rltest.EXT, fol.db,
+             str(CONCURRENT), str(max(1, n // CONCURRENT)), str(rounds)],
+            env=c.env, capture_output=True, text=True, timeout=600)
+        check(p.returncode == 0, "hostreads.py failed: %s" % p.stderr[-2000:])
+        hr = json.loads(p.stdout.strip().splitlines()[-1])
+        runs["host1"] = hr["one"]
+        runs["host8"] = hr["many"]
         med = {k: median(v) * 1e3 for k, v in runs.items()}
         res = {"n": n, "rounds": rounds, "ms_per_op": med,
                "runs_s_per_op": runs}
@@ -105,6 +126,9 @@ def bench_anywhere(args, results, root, table):
         res["client_over_leader"] = med["client"] / med["leader"]
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
         res["lin8_over_linearizable"] = med["lin8"] / med["linearizable"]
+        res["host8_over_host1"] = med["host8"] / med["host1"]
+        res["host8_reads_per_round"] = hr["points"] / float(
+            max(hr["rounds"], 1))
         results["anywhere"] = res
         rows_out = [
             ["write, leader's shell", "%.3f" % med["leader"], "1.00x (base)"],
@@ -120,6 +144,12 @@ def bench_anywhere(args, results, root, table):
             ["8 client processes reading at once, linearizable (wall "
              "time per read of one)", "%.3f" % med["lin8"],
              "%.2fx of one alone" % res["lin8_over_linearizable"]],
+            ["point read, follower's hosting process (Python), "
+             "linearizable", "%.3f" % med["host1"], "1.00x (base)"],
+            ["8 connections of that process reading at once, linearizable "
+             "(wall time per read of one)", "%.3f" % med["host8"],
+             "%.2fx of one alone; %.1f reads per round" %
+             (res["host8_over_host1"], res["host8_reads_per_round"])],
         ]
         table("anywhere: writes and reads on every node (%d rounds of %d; "
               "ms per operation, median of rounds)" % (rounds, n),
