@@ -103,6 +103,22 @@ uint64_t rl_host_applied(rl_host *h)
     return a;
 }
 
+/* The leader's metadata when this node follows one whose gRPC address it
+** knows and it has a gRPC client to call it with: 0; else -1 with why. */
+int rl_host_leader_meta(rl_host *h, const struct rl_node_status *st,
+                        struct rl_meta *m, char *err, size_t errlen)
+{
+    char who[600];
+    if (st->leader_id != 0 && st->leader_id != st->raft_id &&
+        rl_node_meta(h->node, st->leader_id, NULL, m) == RL_NODE_OK &&
+        m->grpc_addr[0] && h->cl)
+        return 0;
+    rl_host_leader_text(h, who, sizeof who);
+    snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
+             st->state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+    return -1;
+}
+
 /* Read rounds are the ReadIndex calls this host asked of the leader plus
 ** the read barriers its node ran while leading (for its own readers and
 ** the followers' ReadIndex calls). */

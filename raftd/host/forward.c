@@ -72,7 +72,6 @@ int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
 {
     struct rl_node_status st;
     struct rl_meta m;
-    char who[600];
     if (!h->node) {
         snprintf(err, errlen, "its node is not running in this process");
         return -1;
@@ -83,14 +82,8 @@ int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
         *L = st.L;
         return 0;
     }
-    if (st.leader_id == 0 || st.leader_id == st.raft_id ||
-        rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
-        !m.grpc_addr[0] || !h->cl) {
-        rl_host_leader_text(h, who, sizeof who);
-        snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
-                 st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
         return -1;
-    }
     return rl_cluster_read_hint(h->cl, m.grpc_addr, tmo, RL_READ_HINT, commit,
                                 L, err, errlen) == 0
                ? 0

@@ -218,7 +218,6 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
     struct rl_meta m;
     uint64_t l = 0;
     int rc;
-    char who[600];
     *index = 0;
     if (!h->node) {
         snprintf(err, errlen, "its node is not running in this process");
@@ -243,14 +242,8 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
             *L = st.L;
         return 0;
     }
-    if (st.leader_id == 0 || st.leader_id == st.raft_id ||
-        rl_node_meta(h->node, st.leader_id, NULL, &m) != RL_NODE_OK ||
-        !m.grpc_addr[0] || !h->cl) {
-        rl_host_leader_text(h, who, sizeof who);
-        snprintf(err, errlen, "node %s is a %s and %s", h->id.node_id,
-                 st.state == RL_STATE_FOLLOWER ? "follower" : "candidate", who);
+    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
         return -1;
-    }
     if (read_round(h, &m, tmo, index, &l, err, errlen) != 0)
         return -1;
     if (L)

@@ -162,6 +162,10 @@ struct rl_writer_state {
 };
 /* base.c: who leads, in words, for messages. */
 void rl_host_leader_text(rl_host *h, char *out, size_t n);
+/* base.c: the leader's metadata (a follower that can call it): 0, or -1
+** with why. */
+int rl_host_leader_meta(rl_host *h, const struct rl_node_status *st,
+                        struct rl_meta *m, char *err, size_t errlen);
 
 /* forward.c: a writer's way to the leader (a follower's, a client's). */
 extern _Thread_local struct rl_writer_state rl_host_writer;
