@@ -56,14 +56,20 @@ def test():
 
     # Cut off: the leader (followers stopped), then a follower.
     for victim, others in ((lead, fols), (fols[0], [lead, fols[1]])):
+        before = {n.name: n.status() for n in c.nodes}
         for o in others:
             o.stop()
         try:
             victim.sql(".timeout 1500")
+            t0 = time.time()
             ok, out, err = victim.try_sql("SELECT count(*) FROM t;")
+            if ok:  # what each node said just before the cut
+                log("states before the cut: %s" % {
+                    k: (v["state"], v["term"], v["leader"])
+                    for k, v in before.items()})
             check(not ok and "database is locked" in out,
-                  "%s cut off must refuse a linearizable read: %s" %
-                  (victim.name, out))
+                  "%s cut off must refuse a linearizable read (answered "
+                  "after %.2fs): %s" % (victim.name, time.time() - t0, out))
             check("linearizable" in err, "the reason says so: %s" % err)
             log("%s cut off: %s" % (victim.name, err))
             victim.sql("PRAGMA raft_consistency = local;")
