@@ -171,6 +171,13 @@ int rl_vfs_apply_stream(struct sqlite3_file *f, const rl_page_stream *s,
 int rl_vfs_applied(struct sqlite3_file *f, int timeout_ms, uint64_t *index,
                    char *err, size_t errlen);
 
+/* The index the file holds for certain, read without any lock: the older
+** of the record's two states (what a commit in progress cannot take back).
+** For a wait that must not compete with a writer (the applier waiting for
+** a client process to write its own entry); 0 if the record cannot be read
+** (absent, torn by a concurrent write, damaged): ask again, or lock. */
+uint64_t rl_vfs_applied_settled(struct sqlite3_file *f);
+
 /* The same for a caller that holds the write lock (rl_vfs_lock_write):
 ** neither takes nor releases it (vfs/image.c pairs an image with its index
 ** this way). */

@@ -252,7 +252,7 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     if (ok) {
         resp.index = index;
         resp.last_effective = L;
-    } else if (!resp.error) {
+    } else if (resp.error != msg) { /* INIT points it at "" */
         rl_seterr(msg, sizeof(msg), "no read index: %s", e);
         resp.error = msg;
     }

@@ -14,6 +14,7 @@
 #include "host_int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,36 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
     rl_txn_free(&t);
 }
 
+/*
+** Whether a client process of this host (origin pid, same node) wrote the
+** entry itself: it writes its frames as soon as its commit is answered,
+** while it holds the write lock, so the applier waits for the file to
+** hold the entry rather than announce itself at the lock (which would
+** make the client's next write lock wait, and SQLite's busy handler
+** sleep). It stops waiting when the client process is gone, or after
+** CLIENT_WAIT_MS: then it applies the entry under the lock, which finds
+** it already applied if it was.
+*/
+#define CLIENT_WAIT_MS 2000
+static int client_wrote(rl_host *h, const struct rl_applied *e)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (rl_vfs_applied_settled(h->af) >= e->index)
+            return 1;
+        if (rl_host_stopping(h) ||
+            (kill((pid_t)e->origin_pid, 0) != 0 && errno == ESRCH))
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1000 +
+                (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+            CLIENT_WAIT_MS)
+            return 0;
+        usleep(100);
+    }
+}
+
 static void host_apply(void *ctx, const struct rl_applied *e)
 {
     rl_host *h = ctx;
@@ -148,6 +179,10 @@ static void host_apply(void *ctx, const struct rl_applied *e)
                 rl_host_advance(h, e->index, 1);
                 return;
             }
+        } else if (e->origin_node == h->raft_id && e->origin_pid &&
+                   client_wrote(h, e)) {
+            rl_host_advance(h, e->index, 1);
+            return;
         }
         apply_txn(h, e);
         rl_host_advance(h, e->index, 1);

@@ -33,9 +33,10 @@ _Thread_local struct rl_writer_state rl_host_writer;
 ** before its
 ** write lock: its base (applied) is behind the L the leader had when the
 ** writer first asked. The first ask of a write lock costs one round trip
-** (ReadIndex hint_only, no quorum); the busy handler's retries compare
-** with the remembered L only. A leader that cannot be asked is not held
-** against the writer: its commit decides.
+** (ReadIndex hint_only, no quorum), and a second one when this node is
+** behind (see below); the busy handler's retries compare with the
+** remembered L only. A leader that cannot be asked is not held against
+** the writer: its commit decides.
 */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
                           int via_host, uint64_t local_L, uint64_t applied)
@@ -56,6 +57,18 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
                              RL_READ_HINT | (via_host ? RL_READ_RELAY : 0), &ci,
                              &L, e, sizeof e) != 0)
         L = 0;
+    if (L > local_L && applied < L) {
+        /* This node has not learnt of the leader's commits yet, and
+        ** would only with the leader's next heartbeat (up to 100 ms,
+        ** while SQLite's busy handler sleeps in steps of up to 50 ms). A
+        ** read index makes the leader replicate a barrier now, which
+        ** carries its commit index: this node applies within a round
+        ** trip. Its answer is not needed. */
+        uint64_t ri = 0;
+        rl_cluster_read_hint(cl, target_grpc, 1000,
+                             via_host ? RL_READ_RELAY : 0, &ri, NULL, e,
+                             sizeof e);
+    }
     if (L < local_L)
         L = local_L; /* what this node's own log already decided */
     if (applied >= L)
