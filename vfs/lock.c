@@ -341,6 +341,22 @@ int rlv_shm_unmap(sqlite3_file *f, int delete_flag)
     return p->sub->pMethods->xShmUnmap(p->sub, delete_flag);
 }
 
+int rl_vfs_writer_active(sqlite3_file *f)
+{
+    rl_file *m = (rl_file *)f;
+    struct flock fl;
+    if (!rl_vfs_is_replicated(f) || m->lock_fd < 0)
+        return 0;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = LOCK_BYTE_WRITE;
+    fl.l_len = 1;
+    if (fcntl(m->lock_fd, F_OFD_GETLK, &fl) != 0)
+        return 0;
+    return fl.l_type != F_UNLCK;
+}
+
 int rl_vfs_lock_write(sqlite3_file *f, int timeout_ms, char *err, size_t errlen)
 {
     rl_file *m = (rl_file *)f;

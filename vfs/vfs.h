@@ -213,6 +213,11 @@ void rl_vfs_unadopt(const char *db_path);
 int rl_vfs_lock_write(struct sqlite3_file *f, int timeout_ms, char *err,
                       size_t errlen);
 void rl_vfs_unlock_write(struct sqlite3_file *f);
+/* 1 while a writer of another open file description (another connection
+** or process) holds the write lock of f's database; 0 when none does (or
+** it cannot be asked). Takes no lock: a look, for waits that must not
+** compete with the writer. */
+int rl_vfs_writer_active(struct sqlite3_file *f);
 
 /*
 ** The read gate (DESIGN 6 and 8: a node must not serve a file it cannot

@@ -108,13 +108,15 @@ static void apply_txn(rl_host *h, const struct rl_applied *e)
 
 /*
 ** Whether a client process of this host (origin pid, same node) wrote the
-** entry itself: it writes its frames as soon as its commit is answered,
-** while it holds the write lock, so the applier waits for the file to
-** hold the entry rather than announce itself at the lock (which would
-** make the client's next write lock wait, and SQLite's busy handler
-** sleep). It stops waiting when the client process is gone, or after
-** CLIENT_WAIT_MS: then it applies the entry under the lock, which finds
-** it already applied if it was.
+** entry itself. It holds the write lock from its transaction's start until
+** it wrote its frames (or gave up), and writes them as soon as its commit
+** is answered, so the applier waits while a writer holds the lock for the
+** file to hold the entry, rather than announce itself at the lock (which
+** would make the client's next write lock yield, and SQLite's busy
+** handler sleep). It stops waiting when no writer holds the lock (the
+** client gave up: the file then still lacks the entry), the client process
+** is gone, or after CLIENT_WAIT_MS; then it applies the entry under the
+** lock, which finds it already applied if it was.
 */
 #define CLIENT_WAIT_MS 2000
 static int client_wrote(rl_host *h, const struct rl_applied *e)
@@ -124,6 +126,8 @@ static int client_wrote(rl_host *h, const struct rl_applied *e)
     for (;;) {
         if (rl_vfs_applied_settled(h->af) >= e->index)
             return 1;
+        if (!rl_vfs_writer_active(h->af)) /* wrote it just now, or gave up */
+            return rl_vfs_applied_settled(h->af) >= e->index;
         if (rl_host_stopping(h) ||
             (kill((pid_t)e->origin_pid, 0) != 0 && errno == ESRCH))
             return 0;
