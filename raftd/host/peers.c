@@ -444,11 +444,13 @@ rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
             ok = 0;
             break;
         }
-        ok = rl_rpc_stream_send(st, m.data, m.len) == 0;
+        /* The last chunk goes with the half-close: one batch. */
+        ok = (ch.last ? rl_rpc_stream_send_last(st, m.data, m.len)
+                      : rl_rpc_stream_send(st, m.data, m.len)) == 0;
         rl_rpc_buf_free(&m);
         off += n;
     } while (ok && off < f->len);
-    if (ok && rl_rpc_stream_close_send(st) == 0) {
+    if (ok) {
         *sent = 1; /* the leader may act on it from now on */
         got = rl_rpc_stream_recv(st, &reply);
         if (got == 1)

@@ -134,6 +134,7 @@ struct rl_rpc_stream {
     grpc_status_code status;
     grpc_slice details;
     int got_md;
+    int md_sent;    /* SEND_INITIAL_METADATA went with an earlier batch */
     int status_tag; /* its address is the tag of RECV_STATUS_ON_CLIENT */
 };
 
@@ -171,42 +172,68 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
         free(st);
         return NULL;
     }
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    /* A failure shows in the status that finish returns. */
-    (void)rl_rpc_run_batch(st->call, st->cq, &op, 1);
+    /* The initial metadata goes with the first batch that sends: each
+    ** batch is a wait on the completion queue, and a forwarded
+    ** transaction of one chunk then costs one send batch, not three. */
+    (void)op;
     return st;
+}
+
+/* Runs one batch of sends: the initial metadata if not sent yet, the
+** message (data, len) if data, the half-close if close. A failure shows
+** in the status that finish returns too. */
+static int stream_sends(rl_rpc_stream *st, const void *data, size_t len,
+                        int close)
+{
+    grpc_op ops[3];
+    grpc_byte_buffer *bb = NULL;
+    size_t n = 0;
+    int rc;
+    memset(ops, 0, sizeof(ops));
+    if (!st->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->md_sent = 1;
+    }
+    if (data) {
+        bb = rl_rpc_make_bb(data, len);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = bb;
+    }
+    if (close)
+        ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    rc = rl_rpc_run_batch(st->call, st->cq, ops, n);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    return rc;
 }
 
 int rl_rpc_stream_send(rl_rpc_stream *st, const void *data, size_t len)
 {
-    grpc_op op;
-    grpc_byte_buffer *bb = rl_rpc_make_bb(data, len);
-    int rc;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    rc = rl_rpc_run_batch(st->call, st->cq, &op, 1);
-    grpc_byte_buffer_destroy(bb);
-    return rc;
+    return stream_sends(st, data, len, 0);
+}
+
+int rl_rpc_stream_send_last(rl_rpc_stream *st, const void *data, size_t len)
+{
+    return stream_sends(st, data, len, 1);
 }
 
 int rl_rpc_stream_close_send(rl_rpc_stream *st)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    return rl_rpc_run_batch(st->call, st->cq, &op, 1);
+    return stream_sends(st, NULL, 0, 1);
 }
 
 int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg)
 {
-    grpc_op ops[2];
+    grpc_op ops[3];
     size_t n = 0;
     grpc_byte_buffer *bb = NULL;
     msg->data = NULL;
     msg->len = 0;
     memset(ops, 0, sizeof(ops));
+    if (!st->md_sent) { /* a call that sends nothing first */
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->md_sent = 1;
+    }
     if (!st->got_md) {
         ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
         ops[n].data.recv_initial_metadata.recv_initial_metadata = &st->init_md;

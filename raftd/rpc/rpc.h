@@ -210,6 +210,8 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
 int rl_rpc_stream_send(rl_rpc_stream *st, const void *data, size_t len);
 /* Half-closes the sending side. */
 int rl_rpc_stream_close_send(rl_rpc_stream *st);
+/* rl_rpc_stream_send then rl_rpc_stream_close_send, in one batch. */
+int rl_rpc_stream_send_last(rl_rpc_stream *st, const void *data, size_t len);
 /* 1 with *msg (caller frees), 0 at end of stream, -1 on failure. */
 int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg);
 /* Cancels the call (a client that stops reading a server stream early:

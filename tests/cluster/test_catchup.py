@@ -75,8 +75,14 @@ def case(name, uri, how):
     log("%s: %s caught up with %d transactions in %.1f s (status %s)" %
         (name, f.name, NTX, t, fs))
     if how != "kill":
-        check(fs["snapshot_index"] > 0, "%s: %s installed no snapshot" %
-              (name, f.name))
+        # The image can fill the file before raft has finished its
+        # snapshot install (and published its index): give it a moment.
+        deadline = time.time() + 20
+        while fs["snapshot_index"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+            fs = f.status()
+        check(fs["snapshot_index"] > 0, "%s: %s installed no snapshot "
+              "(status %s)" % (name, f.name, fs))
     c.wait_converged(timeout=120)
     c.integrity()
     if how != "kill":
