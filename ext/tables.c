@@ -497,15 +497,9 @@ static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
     case ST_ID:
         sqlite3_result_text(ctx, s->id, -1, SQLITE_TRANSIENT);
         break;
-    case ST_RAFT_ID: /* the same bits as raft_nodes.raft_id */
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->raft_id);
-        break;
     case ST_STATE:
         sqlite3_result_text(ctx, s->state ? s->state : "unavailable", -1,
                             SQLITE_TRANSIENT);
-        break;
-    case ST_TERM:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->term);
         break;
     case ST_LEADER:
         result_text_or_null(ctx, s->leader_known, s->leader);
@@ -513,24 +507,22 @@ static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
     case ST_LEADER_GRPC:
         result_text_or_null(ctx, s->leader_known, s->leader_grpc);
         break;
-    case ST_COMMIT:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->commit_index);
+    default: {
+        /* The integer rows. raft_id has the same bits as
+        ** raft_nodes.raft_id (a signed view of the unsigned id). */
+        const uint64_t v[ST_COUNT] = {
+            [ST_RAFT_ID] = s->raft_id,
+            [ST_TERM] = s->term,
+            [ST_COMMIT] = s->commit_index,
+            [ST_APPLIED] = s->applied_index,
+            [ST_LAST] = s->last_index,
+            [ST_SNAPSHOT] = s->snapshot_index,
+            [ST_READ_POINTS] = s->read_points,
+            [ST_READ_ROUNDS] = s->read_rounds,
+        };
+        sqlite3_result_int64(ctx, (sqlite3_int64)v[c->i]);
         break;
-    case ST_APPLIED:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->applied_index);
-        break;
-    case ST_LAST:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->last_index);
-        break;
-    case ST_SNAPSHOT:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->snapshot_index);
-        break;
-    case ST_READ_POINTS:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->read_points);
-        break;
-    default:
-        sqlite3_result_int64(ctx, (sqlite3_int64)s->read_rounds);
-        break;
+    }
     }
     return SQLITE_OK;
 }
