@@ -26,6 +26,9 @@ _Thread_local struct rl_writer_state rl_host_writer;
 
 /* How long a remembered target stays the one to wait for. */
 #define TARGET_KEEP_MS 2000
+/* How long a writer that is behind waits for the leader's barrier (see
+** rl_host_behind_leader). */
+#define NUDGE_MS 200
 
 /*
 ** Whether a writer on a node that is not the leader (a follower, or a
@@ -63,9 +66,11 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
         ** while SQLite's busy handler sleeps in steps of up to 50 ms). A
         ** read index makes the leader replicate a barrier now, which
         ** carries its commit index: this node applies within a round
-        ** trip. Its answer is not needed. */
+        ** trip. Its answer is not needed, and the writer holds the write
+        ** lock meanwhile (which this node's applier needs): a leader that
+        ** cannot confirm within NUDGE_MS is left to its heartbeat. */
         uint64_t ri = 0;
-        rl_cluster_read_hint(cl, target_grpc, 1000,
+        rl_cluster_read_hint(cl, target_grpc, NUDGE_MS,
                              via_host ? RL_READ_RELAY : 0, &ri, NULL, e,
                              sizeof e);
     }
