@@ -1,4 +1,5 @@
 # budget: 240
+# asan: yes
 """What a program sees when raftlite refuses: standard SQLite result codes
 (issue "A new user's first hour"), raft_last_error() per connection, the
 VFS's name, the raft_status table, and the address checks of the SQL
@@ -32,6 +33,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 from rltest import EXT, check, check_eq, fail, log, main, scratch  # noqa
+from rltest import san_host_process  # noqa: E402
 from rlcluster import Cluster, HOST, _ports  # noqa: E402
 
 
@@ -182,4 +184,5 @@ def test():
 
 
 if __name__ == "__main__":
+    san_host_process()  # under ASan: libasan in front of the ASan build
     main(test)

@@ -17,10 +17,10 @@ connections at raft_consistency = linearizable, each in its own thread.
   (at least one more).
 
 Under ASan (RL_SAN=1) the test process loads the ASan build, so it
-re-executes itself with libasan preloaded (tests/lib/rltest.py san_env)
-and with LeakSanitizer off for itself only: the Python interpreter keeps
-memory at exit by design. The shells of the other nodes keep the full
-check.
+re-executes itself with libasan preloaded and LeakSanitizer off for
+itself only (tests/lib/rltest.py san_host_process): the Python
+interpreter keeps memory at exit by design. The shells of the other nodes
+keep the full check.
 """
 import json
 import os
@@ -32,7 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
-from rltest import EXT, SAN, check, check_eq, fail, log, main, san_env  # noqa
+from rltest import EXT, check, check_eq, fail, log, main  # noqa: E402
+from rltest import san_host_process  # noqa: E402
 from rlcluster import Cluster  # noqa: E402
 
 THREADS = 8
@@ -134,15 +135,5 @@ def test():
 
 
 if __name__ == "__main__":
-    if SAN and "libasan" not in os.environ.get("LD_PRELOAD", ""):
-        env = san_env(dict(os.environ))
-        env["RL_SELF_ASAN"] = os.environ.get("ASAN_OPTIONS", "")
-        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:exitcode=86"
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
-    if os.environ.get("RL_SELF_ASAN") is not None:
-        # Children get the suite's own ASan settings back, and libasan
-        # only where they load the ASan build (san_env): gcc, say, must
-        # not run under the leak check.
-        os.environ["ASAN_OPTIONS"] = os.environ.pop("RL_SELF_ASAN")
-        os.environ.pop("LD_PRELOAD", None)
+    san_host_process()
     main(test)

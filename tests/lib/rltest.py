@@ -128,6 +128,24 @@ def san_env(env):
     return env
 
 
+def san_host_process():
+    """For a test whose own process loads the extension (hosts a node):
+    under ASan (RL_SAN=1) re-executes it with libasan preloaded, which the
+    ASan build needs in front of it, and LeakSanitizer off for this
+    process only (the Python interpreter keeps memory at exit by design);
+    once re-executed, its children get the suite's ASan settings back and
+    libasan only where they load the ASan build (san_env). Call first."""
+    if not SAN:
+        return
+    if os.environ.get("RL_SELF_ASAN") is None:
+        env = san_env(dict(os.environ))
+        env["RL_SELF_ASAN"] = os.environ.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:exitcode=86"
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    os.environ["ASAN_OPTIONS"] = os.environ.pop("RL_SELF_ASAN")
+    os.environ.pop("LD_PRELOAD", None)
+
+
 def spawn(argv, env=None, **kw):
     e = dict(os.environ)
     if env:
