@@ -120,11 +120,7 @@ static int read_point(rl_file *p)
         ** for certain; read without a lock, so a torn read is retried. */
         int waited = 0;
         for (;;) {
-            rl_applied_rec r;
-            char re[200];
-            if (rlv_rec_read(p, &r, re, sizeof re) == SQLITE_OK &&
-                (r.prev.index < r.next.index ? r.prev.index : r.next.index) >=
-                    want)
+            if (rl_vfs_applied_settled((sqlite3_file *)p) >= want)
                 break;
             if (waited >= 2000) {
                 snprintf(e, sizeof e,

@@ -94,6 +94,18 @@ int rlv_rec_read(rl_file *m, rl_applied_rec *r, char *err, size_t errlen)
     return SQLITE_OK;
 }
 
+/* Takes no lock (vfs.h): the older of the record's two states, which a
+** commit in progress cannot take back; 0 when the record cannot be read. */
+uint64_t rl_vfs_applied_settled(sqlite3_file *f)
+{
+    rl_applied_rec r;
+    char e[200];
+    if (!rl_vfs_is_replicated(f) ||
+        rlv_rec_read((rl_file *)f, &r, e, sizeof e) != SQLITE_OK)
+        return 0;
+    return r.prev.index < r.next.index ? r.prev.index : r.next.index;
+}
+
 int rlv_rec_write(rl_file *m, const rl_applied_rec *r)
 {
     uint8_t b[REC_SIZE];

@@ -44,16 +44,6 @@ int rl_vfs_applied(sqlite3_file *f, int timeout_ms, uint64_t *index, char *err,
     return rc;
 }
 
-uint64_t rl_vfs_applied_settled(sqlite3_file *f)
-{
-    rl_applied_rec r;
-    char e[200];
-    if (!rl_vfs_is_replicated(f) ||
-        rlv_rec_read((rl_file *)f, &r, e, sizeof e) != SQLITE_OK)
-        return 0;
-    return r.prev.index < r.next.index ? r.prev.index : r.next.index;
-}
-
 int rl_vfs_mark_backfilled(sqlite3_file *f, int timeout_ms, char *err,
                            size_t errlen)
 {

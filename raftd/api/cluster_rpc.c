@@ -223,8 +223,8 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
 ** the commit index and L as this node knows them, at once. A request with
 ** relay comes from a client process of this host: a host that does not
 ** lead answers from a round it asks the leader for (rl_host_read_index,
-** shared with its other readers) or, for a hint, what its own log proves
-** or the leader says. Without relay, only the leader answers: a request
+** shared with its other readers) or, for a hint, the leader's answer
+** (rl_host_leader_L). Without relay, only the leader answers: a request
 ** never travels further than one hop.
 */
 static int serve_read_index(rl_service *svc, struct rl_host *h,

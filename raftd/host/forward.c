@@ -31,14 +31,32 @@ _Thread_local struct rl_writer_state rl_host_writer;
 #define NUDGE_MS 200
 
 /*
+** A node whose writer learnt that the leader is ahead of what this node's
+** log decided has not heard of those commits yet, and would only with the
+** leader's next heartbeat (up to 100 ms, while SQLite's busy handler
+** sleeps in steps of up to 50 ms). A read index makes the leader
+** replicate a barrier now, which carries its commit index: the node
+** applies within a round trip. Its answer is not needed, and a writer
+** holds the write lock meanwhile (which the node's applier needs): a
+** leader that cannot confirm within NUDGE_MS is left to its heartbeat.
+*/
+static void nudge_leader(rl_rpc_client *cl, const char *leader_grpc)
+{
+    uint64_t ri = 0;
+    char e[256];
+    rl_cluster_read_hint(cl, leader_grpc, NUDGE_MS, 0, &ri, NULL, e, sizeof e);
+}
+
+/*
 ** Whether a writer on a node that is not the leader (a follower, or a
 ** client process through its host at target_grpc: via_host) must wait
 ** before its
 ** write lock: its base (applied) is behind the L the leader had when the
 ** writer first asked. The first ask of a write lock costs one round trip
 ** (ReadIndex hint_only, no quorum), and a second one when this node is
-** behind (see below); the busy handler's retries compare with the
-** remembered L only. A leader that cannot be asked is not held against
+** behind (nudge_leader; for a client process, its host nudges); the busy
+** handler's retries compare with the remembered L only. A leader that cannot be
+*asked is not held against
 ** the writer: its commit decides.
 */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
@@ -60,20 +78,8 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
                              RL_READ_HINT | (via_host ? RL_READ_RELAY : 0), &ci,
                              &L, e, sizeof e) != 0)
         L = 0;
-    if (L > local_L && applied < L) {
-        /* This node has not learnt of the leader's commits yet, and
-        ** would only with the leader's next heartbeat (up to 100 ms,
-        ** while SQLite's busy handler sleeps in steps of up to 50 ms). A
-        ** read index makes the leader replicate a barrier now, which
-        ** carries its commit index: this node applies within a round
-        ** trip. Its answer is not needed, and the writer holds the write
-        ** lock meanwhile (which this node's applier needs): a leader that
-        ** cannot confirm within NUDGE_MS is left to its heartbeat. */
-        uint64_t ri = 0;
-        rl_cluster_read_hint(cl, target_grpc, NUDGE_MS,
-                             via_host ? RL_READ_RELAY : 0, &ri, NULL, e,
-                             sizeof e);
-    }
+    if (!via_host && L > local_L && applied < L)
+        nudge_leader(cl, target_grpc);
     if (L < local_L)
         L = local_L; /* what this node's own log already decided */
     if (applied >= L)
@@ -84,7 +90,9 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
 }
 
 /* rl_host_leader_L (host.h): a client process's hint, answered by its
-** host (cluster_rpc.c serve_read_index with relay). */
+** host (cluster_rpc.c serve_read_index with relay). A host that does not
+** lead and learns that the leader is ahead of its own log nudges the
+** leader for its client, as a follower's writer does for itself. */
 int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
                      char *err, size_t errlen)
 {
@@ -100,12 +108,13 @@ int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
         *L = st.L;
         return 0;
     }
-    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
+    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0 ||
+        rl_cluster_read_hint(h->cl, m.grpc_addr, tmo, RL_READ_HINT, commit, L,
+                             err, errlen) != 0)
         return -1;
-    return rl_cluster_read_hint(h->cl, m.grpc_addr, tmo, RL_READ_HINT, commit,
-                                L, err, errlen) == 0
-               ? 0
-               : -1;
+    if (*L > st.L)
+        nudge_leader(h->cl, m.grpc_addr);
+    return 0;
 }
 
 /*

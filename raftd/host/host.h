@@ -130,10 +130,6 @@ void rl_host_sidecar_config(const rl_host *h, rl_host_sidecar *out);
 ** for plaintext. */
 const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
 
-/* The sidecar's write_done hook, on the writer's thread after its COMMIT
-** returned rc: the write's RL_OUTCOME_* with why for anything but
-** APPLIED. A transaction that changed no page is confirmed with a read
-** index first (DESIGN 8). */
 /* A linearizable read's point for this node's readers (DESIGN 8): a
 ** quorum-confirmed commit index taken after the call began (*index) and
 ** the leader's L as of it (*L, may be NULL). Leading: the node's read
@@ -149,12 +145,17 @@ int rl_host_read_point(rl_host *h, unsigned tmo, char *err, size_t errlen);
 ** leader (ReadIndex hint_only). 0, or -1 with err. */
 int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
                      char *err, size_t errlen);
-/* What PRAGMA raft_status counts for this host's readers and writers. */
+/* What PRAGMA raft_status counts for this host's readers. */
 struct rl_host_counts {
     uint64_t read_points; /* linearizable read points served */
-    uint64_t read_rounds; /* ReadIndex rounds asked of the leader for them */
+    uint64_t read_rounds; /* quorum rounds for them: ReadIndex rounds asked
+                             of the leader, read barriers run leading */
 };
 void rl_host_counts(rl_host *h, struct rl_host_counts *out);
+/* The sidecar's write_done hook, on the writer's thread after its COMMIT
+** returned rc: the write's RL_OUTCOME_* with why for anything but
+** APPLIED. A transaction that changed no page is confirmed with a read
+** index first (DESIGN 8). */
 int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
                        size_t whylen);
 /* The sidecar's propose_txn hook: a transaction forwarded to this node

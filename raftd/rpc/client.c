@@ -145,7 +145,6 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
     grpc_channel *ch = get_channel(cl, target);
     rl_rpc_stream *st;
     grpc_slice msl;
-    grpc_op op;
     if (!ch) {
         rl_seterr(err, errlen, "cannot create a channel to %s", target);
         return NULL;
@@ -175,7 +174,6 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
     /* The initial metadata goes with the first batch that sends: each
     ** batch is a wait on the completion queue, and a forwarded
     ** transaction of one chunk then costs one send batch, not three. */
-    (void)op;
     return st;
 }
 
