@@ -206,6 +206,7 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     rl_service *svc = arg;
     if ((code = authorize(call, arg, NULL, NULL)) != 0)
         return code;
+    rl_service_count_call(svc);
     rl_txn_asm_init(&a);
     while ((got = rl_rpc_call_recv(call, &msg)) == 1) {
         code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
@@ -473,6 +474,7 @@ static int fetch_image_cb(rl_rpc_call *call, void *arg)
     if (code != 0) {
         return code;
     }
+    rl_service_count_call(svc);
     if (plan.image) {
         return serve_image(call, svc, &plan);
     }

@@ -9,6 +9,7 @@
 */
 #include "host_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,16 +125,26 @@ int rl_host_client_commit(const char *db_path, const char *grpc,
 }
 
 /* The port's begin in a client process: wait for what the leader already
-** committed, as a follower's writer does, asking through its host. */
+** committed, as a follower's writer does. A host that leads posts its L
+** on its board (raftd/node/board.c) before any of its writers hears of
+** it: the client reads it there, as the host's own writer would from its
+** node, with no call. Otherwise it asks through its host. */
 int rl_host_client_begin(const char *db_path, uint64_t applied)
 {
     long pid = 0;
-    char grpc[512] = "", e[256];
+    char grpc[512] = "", e[256], board[PATH_MAX];
     rl_identity id;
     rl_rpc_client *cl;
+    struct rl_node_board b;
     int owned = 0, behind = 0;
-    if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0] &&
-        rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
+    if (!rl_host_running(db_path, &pid, grpc, sizeof grpc) || !grpc[0])
+        return SQLITE_OK; /* no host: the commit says why */
+    if (rl_host_path(board, sizeof board, db_path, "-raft/board") == 0 &&
+        rl_node_board_read(board, &b) == 0 && b.state == RL_STATE_LEADER) {
+        rl_host_writer.target = 0;
+        return applied < b.L ? SQLITE_BUSY : SQLITE_OK;
+    }
+    if (rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
         (cl = rl_host_client_get(&id, &owned, e, sizeof e)) != NULL) {
         behind = rl_host_behind_leader(cl, grpc, 1, 0, applied);
         if (owned)

@@ -246,7 +246,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     rl_host *h;
     struct rl_node_config nc;
     rl_rpc_tls tls;
-    char raftdir[PATH_MAX];
+    char raftdir[PATH_MAX], boardpath[PATH_MAX];
     int rc;
 
     *out = NULL;
@@ -360,7 +360,8 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     if (!h->cl)
         goto fail_reg;
 
-    if (rl_host_path(raftdir, sizeof raftdir, h->dir, "/raft") != 0) {
+    if (rl_host_path(raftdir, sizeof raftdir, h->dir, "/raft") != 0 ||
+        rl_host_path(boardpath, sizeof boardpath, h->dir, "/board") != 0) {
         snprintf(err, errlen, "path too long");
         goto fail_reg;
     }
@@ -382,6 +383,9 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
     rl_host_applier_init(h, &nc.applier);
     nc.log = node_log;
     nc.log_ctx = h;
+    /* Where a client process reads whether this node leads, and its L,
+    ** without a call (rl_host_client_begin). */
+    nc.board_path = boardpath;
     /* Raft traffic in mutual TLS whenever the node has a certificate, its
     ** key and the CA: the same files as the sidecar (README "Security"). */
     if (h->id.tls_cert[0] && h->id.tls_key[0] && h->id.tls_ca[0]) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 void node_log(struct rl_node *n, int level, const char *fmt, ...)
 {

@@ -261,5 +261,6 @@ void *node_loop_main(void *arg)
     n->pub.ready = 0;
     pthread_cond_broadcast(&n->cv);
     pthread_mutex_unlock(&n->mu);
+    node_board_post(n); /* no longer leading: readers ask */
     return NULL;
 }

@@ -135,7 +135,22 @@ struct rl_node_config {
     struct rl_applier applier;
     rl_node_log_fn log;
     void *log_ctx;
+    /* The board (board.c): a file where the loop posts this node's role
+    ** and L for the other processes of this machine, before any writer
+    ** hears of that L; rl_node_board_read reads it. NULL: none. */
+    const char *board_path;
 };
+
+/* What a board says: RL_STATE_* and L as the node last published them. */
+struct rl_node_board {
+    int state;
+    uint64_t L;
+};
+
+/* Reads the board at path (any process, no node needed): 0, or -1 when
+** there is none or it cannot be read whole (the reader then asks the
+** node's host instead). */
+int rl_node_board_read(const char *path, struct rl_node_board *out);
 
 /* Start a node; returns RL_OK and *out, or an error with a message in
 ** err. The node runs until rl_node_stop(). */

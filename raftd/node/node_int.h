@@ -173,6 +173,12 @@ struct rl_node {
 
     /* Published (under mu). */
     struct rl_node_status pub;
+    /* The board (board.c; loop thread): its file, -1 if none, and what
+    ** it says. */
+    int board_fd;
+    int board_state;
+    int board_failed;
+    uint64_t board_L;
     struct rl_member *members;
     unsigned n_members;
 
@@ -272,6 +278,16 @@ int node_reload_check(struct rl_node *n);
 
 /* Publish raft's state under mu for other threads (status, members). */
 void node_publish(struct rl_node *n);
+
+/* ---- board.c ---- */
+
+/* Opens cfg.board_path (emptied, then posting "unavailable"); 0 when
+** there is none. -1 with err: the node runs without a board. */
+int node_board_open(struct rl_node *n, char *err, size_t errlen);
+/* Loop thread: posts pub's role and L if they changed since the last
+** post. Call it after every change of either, before anything answers a
+** writer. */
+void node_board_post(struct rl_node *n);
 
 /* ---- loop.c (loop thread) ---- */
 

@@ -122,6 +122,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     n->pub.fsm_applied = index;
     n->pub.L = n->sm.L;
     pthread_mutex_unlock(&n->mu);
+    /* Before raft's apply callback answers the proposal: a client process
+    ** reading the board must not find an L older than one its host's
+    ** writers were told of. */
+    node_board_post(n);
     *result = effective ? VERDICT_EFFECT : VERDICT_NOOP;
     uint64_t us = (uv_hrtime() - t0) / 1000;
     if (us > 100000)
@@ -224,6 +228,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         n->pub.snapshot_index = it->m.S;
     }
     pthread_mutex_unlock(&n->mu);
+    node_board_post(n);
     if (rc != 0) {
         free(it);
         if (rc == RL_EFMT_NOMEM)

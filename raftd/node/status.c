@@ -69,6 +69,7 @@ void node_publish(struct rl_node *n)
     }
     pthread_cond_broadcast(&n->cv);
     pthread_mutex_unlock(&n->mu);
+    node_board_post(n);
     if (changed) { /* logged outside mu: the sink may call us */
         struct rl_meta lm;
         int st = raft_state(r);

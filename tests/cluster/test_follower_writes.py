@@ -8,7 +8,10 @@ writer once its node applied the entry.
   follower reads each of its writes at once (read-your-writes).
 - Client processes: 1,000 writes from a second stock shell on the
   leader's file, then 300 from one on a follower's file (its host relays
-  them to the leader): none fails, each reads back at once.
+  them to the leader): none fails, each reads back at once. On the
+  leader's file a write costs its host one call (ForwardTxn), not two:
+  the client reads whether its host leads, and its L, from the host's
+  board (gRPC Status calls_served counts the calls).
 - One client writing on each node in turn (60 writes): none conflicts,
   since a follower's writer first waits for the leader's L.
 - A write that changes nothing on a follower (an UPDATE matching no row)
@@ -31,10 +34,14 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "lib"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 from rltest import LONG, Shell, check, check_eq, fail, is_error, log, main  # noqa
 from rlcluster import Cluster, SLOW  # noqa: E402
+from rlgrpc import project_stubs  # noqa: E402
+
+import grpc  # noqa: E402
 
 ACCOUNTS = 10
 START = 1000
@@ -60,7 +67,14 @@ def clients(c, leader, f):
     its own) write through their host: 1,000 on the leader's file, then
     300 on a follower's (relayed to the leader); none fails, each reads
     its own writes at once, every node gets them."""
+    pb, pbg = project_stubs()
     for node, count in ((leader, 1000), (f, 300)):
+        ch = grpc.insecure_channel(node.grpc_addr)
+        stub = pbg.DistributedSqliteStub(ch)
+
+        def served():
+            return stub.Status(pb.StatusRequest(), timeout=20).calls_served
+        before = served()
         sh = Shell(node.db, env=c.env)
         t0 = time.time()
         out = sh.sql("".join(
@@ -74,8 +88,17 @@ def clients(c, leader, f):
                  "the client of %s reads its writes at once" % node.name)
         sh.finish("client shell exit", 0)
         secs = time.time() - t0
-        log("%d writes from a client process of %s in %.1fs (%.0f/s)" %
-            (count, node.name, secs, count / secs))
+        calls = served() - before - 1  # less the Status call itself
+        ch.close()
+        log("%d writes from a client process of %s in %.1fs (%.0f/s), "
+            "%d calls to its host" % (count, node.name, secs, count / secs,
+                                      calls))
+        if node is leader:
+            # One ForwardTxn per write (the ask made it two).
+            check(count <= calls <= count + count // 10,
+                  "a client process of the leader's host makes one call "
+                  "per write (the board replaces the write lock's ask): "
+                  "%d calls for %d writes" % (calls, count))
     c.wait_all("SELECT count(*) FROM c;", "1300")
 
 

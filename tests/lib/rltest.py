@@ -97,20 +97,29 @@ def scratch(prefix="rltest-"):
     return d
 
 
+_given_ports = set()
+
+
 def free_port():
     """A free TCP port on 127.0.0.1 below 32768 (outside Linux's ephemeral
     range, so no outgoing connection can take it meanwhile), from the range
     RL_PORTS ("LO-HI") that tests/run.py gives each test running beside
-    another, so two tests never pick the same port."""
+    another, so two tests never pick the same port. Never the same port
+    twice in one process: a port handed out is free only until its user
+    binds it, so a second draw could pick it again meanwhile (seen: a
+    raftd's Raft port drawn twice, its start failed "address in use")."""
     lo, hi = 20000, 32000
     m = re.match(r"^(\d+)-(\d+)$", os.environ.get("RL_PORTS", ""))
     if m and 1024 <= int(m.group(1)) < int(m.group(2)) < 32768:
         lo, hi = int(m.group(1)), int(m.group(2))
     for _ in range(1000):
         port = random.randint(lo, hi)
+        if port in _given_ports:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
+            _given_ports.add(port)
             return port
         except OSError:
             continue

@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -175,6 +176,59 @@ int main(void)
                                    5000, &res);
         CHECK(rc == RL_NODE_INVALID);
         CHECK(rl_node_entry_alloc((size_t)RL_ENTRY_MAX_PAYLOAD + 1) == NULL);
+    }
+
+    printf("the board: each node posts its role and L; damage reads as none\n");
+    {
+        char path[300];
+        struct rl_node_board b;
+        struct rl_node_status st;
+        for (int id = 1; id <= 3; id++) {
+            /* The applier may hand an entry over a moment before the loop
+            ** posts it (fsm_apply queues the entry, then publishes). */
+            rl_tc_board_path(path, sizeof path, id);
+            for (int i = 0; i < 200; i++) {
+                if (rl_node_board_read(path, &b) == 0 && b.L == rl_tc_L)
+                    break;
+                usleep(10000);
+            }
+            rl_node_status(rl_tc_nodes[id], &st);
+            printf("  node %d: state %d, L %llu\n", id, b.state,
+                   (unsigned long long)b.L);
+            CHECK(b.state == (id == 1 ? RL_STATE_LEADER : RL_STATE_FOLLOWER));
+            CHECK(b.L == st.L && b.L == rl_tc_L);
+        }
+        /* The leader posts a new L before its proposer hears of it. */
+        uint64_t next = rl_tc_txn(1, 101);
+        rl_tc_board_path(path, sizeof path, 1);
+        CHECK(rl_node_board_read(path, &b) == 0 && b.L == next);
+        /* Damaged, short, empty or absent: no board (readers then ask). */
+        {
+            char copy[300];
+            uint8_t raw[24];
+            int fd;
+            rl_tc_board_path(path, sizeof path, 3);
+            fd = open(path, O_RDONLY);
+            CHECK(fd >= 0 && pread(fd, raw, sizeof raw, 0) == 24);
+            close(fd);
+            snprintf(copy, sizeof copy, "%s/board-copy", rl_tc_dir);
+            for (int i = 0; i < 24; i++) {
+                raw[i] ^= 0x40;
+                fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                CHECK(fd >= 0 && pwrite(fd, raw, 24, 0) == 24);
+                close(fd);
+                CHECK(rl_node_board_read(copy, &b) == -1);
+                raw[i] ^= 0x40;
+            }
+            fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            CHECK(fd >= 0 && pwrite(fd, raw, 23, 0) == 23);
+            close(fd);
+            CHECK(rl_node_board_read(copy, &b) == -1);
+            CHECK(truncate(copy, 0) == 0);
+            CHECK(rl_node_board_read(copy, &b) == -1);
+            CHECK(unlink(copy) == 0);
+            CHECK(rl_node_board_read(copy, &b) == -1);
+        }
     }
 
     printf("metadata visible on every node\n");
@@ -376,6 +430,15 @@ int main(void)
         rl_tc_compare(1, 3);
     }
 
+    printf("a stopped node's board says it serves nothing\n");
+    {
+        char path[300];
+        struct rl_node_board b;
+        rl_tc_stop(3);
+        rl_tc_board_path(path, sizeof path, 3);
+        CHECK(rl_node_board_read(path, &b) == 0 &&
+              b.state == RL_STATE_UNAVAILABLE);
+    }
     rl_tc_close();
     printf("test_node: all passed in %.1f s\n", rl_tc_now() - t0);
     return 0;

@@ -148,10 +148,16 @@ void rl_tc_log(void *ctx, int level, const char *msg)
                 (int)(intptr_t)ctx, msg);
 }
 
+void rl_tc_board_path(char *out, size_t n, int id)
+{
+    snprintf(out, n, "%s/board%d", rl_tc_dir, id);
+}
+
 void rl_tc_start(int id, int bootstrap)
 {
-    char dir[300], addr[64], nid[16], grpc[64];
+    char dir[300], addr[64], nid[16], grpc[64], board[300];
     snprintf(dir, sizeof dir, "%s/n%d", rl_tc_dir, id);
+    rl_tc_board_path(board, sizeof board, id);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", rl_tc_ports[id]);
     snprintf(nid, sizeof nid, "node-%d", id);
     snprintf(grpc, sizeof grpc, "127.0.0.1:%d", rl_tc_grpc_base + id);
@@ -178,6 +184,7 @@ void rl_tc_start(int id, int bootstrap)
         .applier = rl_fake_applier(&rl_tc_fakes[id]),
         .log = rl_tc_log,
         .log_ctx = (void *)(intptr_t)id,
+        .board_path = board,
     };
     char err[512];
     int rc = rl_node_start(&c, &rl_tc_nodes[id], err, sizeof err);

@@ -43,6 +43,8 @@ double rl_tc_now(void);                                /* seconds, monotonic */
 void rl_tc_log(void *ctx, int level, const char *msg); /* node log */
 
 void rl_tc_start(int id, int bootstrap); /* data dir rl_tc_dir/n<id> */
+/* Where node id posts its board (cfg.board_path): rl_tc_dir/board<id>. */
+void rl_tc_board_path(char *out, size_t n, int id);
 void rl_tc_stop(int id);
 /* Node 1 bootstraps and proposes GENESIS, nodes 2 and 3 join: returns
 ** the GENESIS index. */
