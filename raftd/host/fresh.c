@@ -9,6 +9,7 @@
 ** took effect, the caller is refused with the reason.
 */
 #include "host_int.h"
+#include "fsio.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -207,9 +208,14 @@ static int read_round(rl_host *h, const struct rl_meta *leader, unsigned tmo,
 /*
 ** rl_host_read_index (host.h): a quorum-confirmed commit index taken after
 ** the call began, with the leader's L as of it. Leading: the node's read
-** barrier, shared by the reads waiting at once (rl_node_read_index); else
-** a round of read_round.
+** barrier, shared by the reads waiting at once (rl_node_read_index); else,
+** or when the node turns out deposed and knows its successor, a round of
+** read_round.
 */
+/* How long a deposed leader waits to learn its successor (a heartbeat,
+** or an election) before it refuses a read it could relay. */
+#define DEPOSED_WAIT_MS 1000
+
 int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                        char *err, size_t errlen)
 {
@@ -226,9 +232,36 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
     __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
     rl_node_status(h->node, &st);
     if (st.state == RL_STATE_LEADER) {
+        int64_t deadline = mono_ms() + tmo, left;
         memset(&res, 0, sizeof res);
         rc = rl_node_read_index(h->node, tmo, &res);
-        if (rc != RL_NODE_OK) {
+        if (rc == RL_NODE_OK) {
+            rl_node_status(h->node, &st);
+            *index = res.index;
+            if (L)
+                *L = st.L;
+            return 0;
+        }
+        /* Deposed meanwhile (a leader back from a pause learns of its
+        ** successor only now, from a higher term in an answer, and of
+        ** who it is with the successor's next heartbeat): the leader it
+        ** knows then serves the read, as for a follower. None known
+        ** within DEPOSED_WAIT_MS: refused, and the caller retries. */
+        if (rc == RL_NODE_NOTLEADER) { /* published a loop step later */
+            int64_t until = mono_ms() + DEPOSED_WAIT_MS;
+            for (;;) {
+                rl_node_status(h->node, &st);
+                if ((st.state != RL_STATE_LEADER && st.leader_id != 0 &&
+                     st.leader_id != st.raft_id) ||
+                    mono_ms() >= until || mono_ms() >= deadline)
+                    break;
+                rl_sleep_ms(10);
+            }
+        }
+        rl_node_status(h->node, &st);
+        left = deadline - mono_ms();
+        if (rc != RL_NODE_NOTLEADER || st.state == RL_STATE_LEADER ||
+            st.leader_id == 0 || st.leader_id == st.raft_id || left <= 0) {
             snprintf(err, errlen,
                      "node %s could not confirm with a quorum that it still "
                      "leads (%s%s%s)",
@@ -236,11 +269,7 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                      res.msg[0] ? ": " : "", res.msg);
             return -1;
         }
-        rl_node_status(h->node, &st);
-        *index = res.index;
-        if (L)
-            *L = st.L;
-        return 0;
+        tmo = (unsigned)left;
     }
     if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
         return -1;

@@ -14,15 +14,21 @@ state; a read barrier issued from that callback crashed raftd
 requires: the leader process still runs, every waiting read ended with an
 `error` (never rows) well before the client deadline, and after SIGCONT
 the cluster serves STRONG reads and writes again.
+
+Then PAUSES times: the leader is paused (SIGSTOP) until another node
+leads and wrote; the STRONG read sent to it as soon as it resumes is
+served, through its successor, and sees that write (a deposed leader that
+knows its successor relays the read instead of refusing it).
 """
 import threading
 import time
 
-from rlfault import SLOW, Cluster3, check, log
+from rlfault import SLOW, Cluster3, check, check_eq, log
 from rltest import LONG, main
 
 ROUNDS = 12 if LONG else 4
 CLIENTS = 6
+PAUSES = 3  # leaders paused, deposed, then asked a STRONG read at once
 DEADLINE = 8  # seconds, per STRONG read
 
 
@@ -130,8 +136,37 @@ def test():
             c.alive_check()
         log("%d rounds: no crash, waiting STRONG reads refused at step-down"
             % ROUNDS)
+        deposed(c)
     finally:
         c.close()
+
+
+def deposed(c):
+    """A leader back from a pause serves a STRONG read sent to it at once
+    through its successor: it learns it was deposed (a higher term in an
+    answer) and who leads (the next heartbeat), and relays the read rather
+    than refusing it. Every read sees the write its successor made."""
+    api = c.api
+    for rnd in range(PAUSES):
+        old = c.leader()
+        c.stop(old)
+        new = c.leader(not_i=old, timeout=20)
+        v = "p%d" % rnd
+        check(api.write(c.g[new], "UPDATE t SET v='%s' WHERE k = 1" % v)
+              .success, "write on the new leader node%d" % (new + 1))
+        c.cont(old)
+        t0 = time.time()
+        r = api.stub(c.g[old]).ExecuteRead(api.pb.ReadRequest(
+            sql="SELECT v FROM t WHERE k = 1", consistency=api.pb.STRONG),
+            timeout=DEADLINE * SLOW)
+        check(not r.error, "pause %d: STRONG read on node%d, deposed while "
+              "paused: %s" % (rnd + 1, old + 1, r.error))
+        rows = [[x.decode() for x in row.values] for row in r.result.rows]
+        check_eq(rows, [[v]], "pause %d: STRONG read on the deposed node%d"
+                 % (rnd + 1, old + 1))
+        log("pause %d: node%d deposed while paused served a STRONG read "
+            "through node%d in %.2fs" % (rnd + 1, old + 1, new + 1,
+                                         time.time() - t0))
 
 
 if __name__ == "__main__":
