@@ -205,6 +205,34 @@ static int read_round(rl_host *h, const struct rl_meta *leader, unsigned tmo,
     return rc;
 }
 
+/* How long a deposed leader waits to learn its successor (a heartbeat,
+** or an election) before it refuses a read it could relay. */
+#define DEPOSED_WAIT_MS 1000
+
+/*
+** A node that took a read as leader and whose barrier was refused
+** NOTLEADER: deposed meanwhile (a leader back from a pause learns of its
+** successor only now, from a higher term in an answer, and of who it is
+** with the successor's next heartbeat; the published state follows raft's
+** a loop step later). Waits until the node knows a leader other than
+** itself, at most DEPOSED_WAIT_MS and until deadline: 1 with *st then
+** (the read goes through that leader, as a follower's), 0 if none.
+*/
+static int deposed_knows_leader(rl_host *h, int64_t deadline,
+                                struct rl_node_status *st)
+{
+    int64_t until = mono_ms() + DEPOSED_WAIT_MS;
+    for (;;) {
+        rl_node_status(h->node, st);
+        if (st->state != RL_STATE_LEADER && st->leader_id != 0 &&
+            st->leader_id != st->raft_id)
+            return 1;
+        if (mono_ms() >= until || mono_ms() >= deadline)
+            return 0;
+        rl_sleep_ms(10);
+    }
+}
+
 /*
 ** rl_host_read_index (host.h): a quorum-confirmed commit index taken after
 ** the call began, with the leader's L as of it. Leading: the node's read
@@ -212,10 +240,6 @@ static int read_round(rl_host *h, const struct rl_meta *leader, unsigned tmo,
 ** or when the node turns out deposed and knows its successor, a round of
 ** read_round.
 */
-/* How long a deposed leader waits to learn its successor (a heartbeat,
-** or an election) before it refuses a read it could relay. */
-#define DEPOSED_WAIT_MS 1000
-
 int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                        char *err, size_t errlen)
 {
@@ -232,7 +256,7 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
     __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
     rl_node_status(h->node, &st);
     if (st.state == RL_STATE_LEADER) {
-        int64_t deadline = mono_ms() + tmo, left;
+        int64_t deadline = mono_ms() + tmo, left = 0;
         memset(&res, 0, sizeof res);
         rc = rl_node_read_index(h->node, tmo, &res);
         if (rc == RL_NODE_OK) {
@@ -242,26 +266,11 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                 *L = st.L;
             return 0;
         }
-        /* Deposed meanwhile (a leader back from a pause learns of its
-        ** successor only now, from a higher term in an answer, and of
-        ** who it is with the successor's next heartbeat): the leader it
-        ** knows then serves the read, as for a follower. None known
-        ** within DEPOSED_WAIT_MS: refused, and the caller retries. */
-        if (rc == RL_NODE_NOTLEADER) { /* published a loop step later */
-            int64_t until = mono_ms() + DEPOSED_WAIT_MS;
-            for (;;) {
-                rl_node_status(h->node, &st);
-                if ((st.state != RL_STATE_LEADER && st.leader_id != 0 &&
-                     st.leader_id != st.raft_id) ||
-                    mono_ms() >= until || mono_ms() >= deadline)
-                    break;
-                rl_sleep_ms(10);
-            }
-        }
-        rl_node_status(h->node, &st);
-        left = deadline - mono_ms();
-        if (rc != RL_NODE_NOTLEADER || st.state == RL_STATE_LEADER ||
-            st.leader_id == 0 || st.leader_id == st.raft_id || left <= 0) {
+        /* Deposed: the leader it knows now serves the read. None known:
+        ** refused, and the caller retries. */
+        if (rc != RL_NODE_NOTLEADER ||
+            !deposed_knows_leader(h, deadline, &st) ||
+            (left = deadline - mono_ms()) <= 0) {
             snprintf(err, errlen,
                      "node %s could not confirm with a quorum that it still "
                      "leads (%s%s%s)",

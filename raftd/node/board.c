@@ -65,7 +65,8 @@ int node_board_open(struct rl_node *n, char *err, size_t errlen)
     return 0;
 }
 
-/* Loop thread only. Posts n->pub's role and L when they changed. */
+/* Loop thread only, never under n->mu (node_log). Posts n->pub's role and
+** L when they changed. */
 void node_board_post(struct rl_node *n)
 {
     uint8_t b[BOARD_SIZE];
@@ -75,12 +76,16 @@ void node_board_post(struct rl_node *n)
         return;
     board_encode(b, state, L);
     if (pwrite(n->board_fd, b, sizeof b, 0) != (ssize_t)sizeof b) {
+        int e = errno;
         /* Never leave a stale claim: readers of an empty board ask. */
         if (ftruncate(n->board_fd, 0) != 0)
             unlink(n->cfg.board_path);
         close(n->board_fd);
         n->board_fd = -1;
-        n->board_failed = 1;
+        node_log(n, 1,
+                 "cannot write the board %s: %s; client processes will ask "
+                 "the host instead",
+                 n->cfg.board_path, strerror(e));
         return;
     }
     n->board_state = state;

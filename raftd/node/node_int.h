@@ -177,7 +177,6 @@ struct rl_node {
     ** it says. */
     int board_fd;
     int board_state;
-    int board_failed;
     uint64_t board_L;
     struct rl_member *members;
     unsigned n_members;
