@@ -106,8 +106,8 @@ def free_port():
     RL_PORTS ("LO-HI") that tests/run.py gives each test running beside
     another, so two tests never pick the same port. Never the same port
     twice in one process: a port handed out is free only until its user
-    binds it, so a second draw could pick it again meanwhile (seen: a
-    raftd's Raft port drawn twice, its start failed "address in use")."""
+    binds it, so a second draw could pick it again meanwhile (the likely
+    cause of a raftd whose Raft port was "in use" at start, seen once)."""
     lo, hi = 20000, 32000
     m = re.match(r"^(\d+)-(\d+)$", os.environ.get("RL_PORTS", ""))
     if m and 1024 <= int(m.group(1)) < int(m.group(2)) < 32768:
