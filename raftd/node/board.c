@@ -1,8 +1,8 @@
 /*
 ** raftd/node/board.c -- the board: a small file in which the loop posts
-** this node's role and L for the other processes of this machine (a
-** client process of the node's host, vfs-side), so that they learn them
-** without a call to the host.
+** this node's role and L for the other processes of this machine (the
+** client processes of the node's host: raftd/host/client.c), so that they
+** learn them without a call to the host.
 **
 ** Written by the loop thread only, whenever the role or L it publishes
 ** changes, and before any writer can hear of that L (fsm_apply posts it
@@ -39,30 +39,28 @@ static void board_encode(uint8_t *b, int state, uint64_t L)
     rl_put_le64(b + 16, rl_checksum64(0, b, 16));
 }
 
-int node_board_open(struct rl_node *n, char *err, size_t errlen)
+void node_board_open(struct rl_node *n)
 {
     uint8_t b[BOARD_SIZE];
+    int fd;
     n->board_fd = -1;
     if (!n->cfg.board_path)
-        return 0;
-    int fd =
-        open(n->cfg.board_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open the board %s: %s", n->cfg.board_path,
-                 strerror(errno));
-        return -1;
-    }
+        return;
     board_encode(b, RL_STATE_UNAVAILABLE, 0);
-    if (pwrite(fd, b, sizeof b, 0) != (ssize_t)sizeof b) {
-        snprintf(err, errlen, "cannot write the board %s: %s",
-                 n->cfg.board_path, strerror(errno));
-        close(fd);
-        return -1;
+    fd = open(n->cfg.board_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || pwrite(fd, b, sizeof b, 0) != (ssize_t)sizeof b) {
+        /* Without a board, readers ask the host: slower, not wrong. */
+        node_log(n, 1,
+                 "cannot %s the board %s: %s; client processes will ask the "
+                 "host instead",
+                 fd < 0 ? "open" : "write", n->cfg.board_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
     }
     n->board_fd = fd;
     n->board_state = RL_STATE_UNAVAILABLE;
     n->board_L = 0;
-    return 0;
 }
 
 /* Loop thread only, never under n->mu (node_log). Posts n->pub's role and

@@ -152,12 +152,7 @@ rl_err rl_node_start(const struct rl_node_config *cfg, struct rl_node **out,
         node_free(n);
         return RL_ERR_RAFT;
     }
-    {
-        char e[PATH_MAX + 128];
-        /* Without a board, readers ask the host: slower, not wrong. */
-        if (node_board_open(n, e, sizeof e) != 0)
-            node_log(n, 1, "%s; client processes will ask the host instead", e);
-    }
+    node_board_open(n); /* none, or one it could not make: logged */
     if (pthread_create(&n->loop_thread, NULL, node_loop_main, n) != 0) {
         snprintf(err, errlen, "cannot create the loop thread");
         node_free(n);

@@ -280,9 +280,9 @@ void node_publish(struct rl_node *n);
 
 /* ---- board.c ---- */
 
-/* Opens cfg.board_path (emptied, then posting "unavailable"); 0 when
-** there is none. -1 with err: the node runs without a board. */
-int node_board_open(struct rl_node *n, char *err, size_t errlen);
+/* Opens cfg.board_path, emptied, then posting "unavailable". One that
+** cannot be made is logged and the node runs without (readers ask). */
+void node_board_open(struct rl_node *n);
 /* Loop thread: posts pub's role and L if they changed since the last
 ** post. Call it after every change of either, before anything answers a
 ** writer. */
