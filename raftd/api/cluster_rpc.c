@@ -238,6 +238,8 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     char msg[768], e[640] = "";
     uint64_t index = 0, L = 0;
     int hint_only = r->hint_only, relay = r->relay, ok = 0;
+    uint64_t lease_for = r->lease_for;
+    unsigned lease_ms = 0;
     proto__read_index_request__free_unpacked(r, NULL);
     rl_node_status(rl_host_node(h), &st);
     if (st.state != RL_STATE_LEADER && !relay) {
@@ -245,6 +247,12 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
                   "not the leader: ReadIndex is served by the leader only");
         resp.error = msg;
     } else if (hint_only) {
+        /* The lease is granted before L is read: a write answered after
+        ** the grant waits for the holder (raftd/node/lease.c), one answered
+        ** before is at most the L answered. */
+        if (lease_for && !relay &&
+            rl_node_lease_grant(rl_host_node(h), lease_for, &lease_ms) != RL_OK)
+            lease_ms = 0;
         ok = rl_host_leader_L(h, tmo, &index, &L, e, sizeof(e)) == 0;
     } else {
         ok = rl_host_read_index(h, tmo, &index, &L, e, sizeof(e)) == 0;
@@ -252,6 +260,7 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     if (ok) {
         resp.index = index;
         resp.last_effective = L;
+        resp.lease_ms = lease_ms;
     } else if (resp.error != msg) { /* INIT points it at "" */
         rl_seterr(msg, sizeof(msg), "no read index: %s", e);
         resp.error = msg;

@@ -146,7 +146,7 @@ int rl_host_client_begin(const char *db_path, uint64_t applied)
     }
     if (rl_identity_read(db_path, &id, e, sizeof e) == 0 &&
         (cl = rl_host_client_get(&id, &owned, e, sizeof e)) != NULL) {
-        behind = rl_host_behind_leader(cl, grpc, 1, 0, applied);
+        behind = rl_host_behind_leader(cl, grpc, applied);
         if (owned)
             rl_rpc_client_free(cl);
     }

@@ -48,23 +48,25 @@ static void nudge_leader(rl_rpc_client *cl, const char *leader_grpc)
 }
 
 /*
-** Whether a writer on a node that is not the leader (a follower, or a
-** client process through its host at target_grpc: via_host) must wait
-** before its
-** write lock: its base (applied) is behind the L the leader had when the
-** writer first asked. The first ask of a write lock costs one round trip
-** (ReadIndex hint_only, no quorum), and a second one when this node is
-** behind (nudge_leader; for a client process, its host nudges); the busy
-** handler's retries compare with the remembered L only. A leader that cannot be
-*asked is not held against
-** the writer: its commit decides.
+** The ask's answer L against what the writer's file has (applied), where
+** local_L is what this node's own log already decided: 1 (wait: the busy
+** handler retries, and compares with the remembered L only) or 0.
 */
-int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          int via_host, uint64_t local_L, uint64_t applied)
+static int behind_L(uint64_t L, uint64_t local_L, uint64_t applied, int64_t now)
 {
-    int64_t now = rl_rpc_now_ms();
-    uint64_t ci = 0, L = 0;
-    char e[256];
+    if (L < local_L)
+        L = local_L;
+    if (applied >= L)
+        return 0;
+    rl_host_writer.target = L;
+    rl_host_writer.target_at = now;
+    return 1;
+}
+
+/* The L a writer of this thread remembers from its last ask, while it
+** still holds: 1 (wait), 0 (reached: go), -1 (none: look further). */
+static int behind_target(uint64_t applied, int64_t now)
+{
     if (rl_host_writer.target &&
         now - rl_host_writer.target_at < TARGET_KEEP_MS) {
         if (applied < rl_host_writer.target)
@@ -73,31 +75,133 @@ int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
         return 0;
     }
     rl_host_writer.target = 0;
+    return -1;
+}
+
+/*
+** Whether a client process's writer must wait before its write lock: its
+** base (applied) is behind the L its host answered (for a host that does
+** not lead, the leader's L, or its own when its write lease covers it).
+** The first ask of a write lock costs one round trip; the busy handler's
+** retries compare with the remembered L only. A host that cannot be asked
+** is not held against the writer: its commit decides.
+*/
+int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
+                          uint64_t applied)
+{
+    int64_t now = rl_rpc_now_ms();
+    uint64_t ci = 0, L = 0;
+    int b = behind_target(applied, now);
+    char e[256];
+    if (b >= 0)
+        return b;
     if (!cl || !target_grpc ||
         rl_cluster_read_hint(cl, target_grpc, 1000,
-                             RL_READ_HINT | (via_host ? RL_READ_RELAY : 0), &ci,
-                             &L, e, sizeof e) != 0)
+                             RL_READ_HINT | RL_READ_RELAY, &ci, &L, e,
+                             sizeof e) != 0)
         L = 0;
-    if (!via_host && L > local_L && applied < L)
-        nudge_leader(cl, target_grpc);
-    if (L < local_L)
-        L = local_L; /* what this node's own log already decided */
-    if (applied >= L)
-        return 0;
-    rl_host_writer.target = L;
-    rl_host_writer.target_at = now;
-    return 1;
+    return behind_L(L, 0, applied, now);
+}
+
+/*
+** Whether this node's write lease (raftd/node/lease.c) shows that the
+** writer's file has every write acknowledged anywhere, so that it needs no
+** ask: the lease is live, from the leader and term this node follows now,
+** and not in its second half (the writer then asks, which renews it); and
+** the file reflects every entry of this node's log, which holds every
+** write the leader acknowledged since it granted the lease. What was
+** acknowledged before is up to lease_L: *need is the index a writer's
+** file must have reached (that, or the file's own last change). st is
+** this node's status, read before.
+*/
+static int lease_covers(rl_host *h, const struct rl_node_status *st,
+                        uint64_t *need)
+{
+    int64_t now = rl_rpc_now_ms();
+    uint64_t covered;
+    int live;
+    pthread_mutex_lock(&h->mu);
+    live = h->lease_until && now < h->lease_renew &&
+           st->leader_id == h->lease_leader && st->term == h->lease_term;
+    /* Every entry the FSM applied is in the file once the applier has
+    ** the last one it was handed; every entry up to the last write this
+    ** host acknowledged is, once the file has that one (*need). */
+    covered = h->own_index;
+    if (h->applied >= st->fsm_index && st->fsm_applied > covered)
+        covered = st->fsm_applied;
+    *need = h->db_index > h->lease_L ? h->db_index : h->lease_L;
+    if (h->own_index > *need)
+        *need = h->own_index;
+    pthread_mutex_unlock(&h->mu);
+    return live && covered >= st->last_index;
+}
+
+/* Keeps the lease the leader granted for lease_ms from sent_at (when the
+** ask left): the leader counts from its grant, later; a tenth less covers
+** clocks that drift. */
+static void lease_keep(rl_host *h, const struct rl_node_status *st,
+                       int64_t sent_at, unsigned lease_ms, uint64_t L)
+{
+    pthread_mutex_lock(&h->mu);
+    if (lease_ms) {
+        h->lease_until = sent_at + lease_ms - lease_ms / 10;
+        h->lease_renew = sent_at + lease_ms / 2;
+        h->lease_leader = st->leader_id;
+        h->lease_term = st->term;
+        h->lease_L = L;
+    } else {
+        h->lease_until = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+/*
+** Whether a follower's writer must wait before its write lock: its base
+** (applied) is behind the L the leader had when the writer first asked.
+** A live write lease that covers the file answers with no call
+** (lease_covers); otherwise the writer asks the leader (ReadIndex
+** hint_only, no quorum; it asks for a lease with it), and a second time
+** when this node is behind (nudge_leader). The busy handler's retries
+** compare with the remembered L only. A leader that cannot be asked is not
+** held against the writer: its commit decides. leader_grpc is NULL when
+** the leader's address is not known.
+*/
+int rl_host_follower_behind(rl_host *h, const struct rl_node_status *st,
+                            const char *leader_grpc, uint64_t applied)
+{
+    int64_t now = rl_rpc_now_ms();
+    uint64_t ci = 0, L = 0, need = 0;
+    unsigned lease_ms = 0;
+    int b = behind_target(applied, now);
+    char e[256];
+    if (b >= 0)
+        return b;
+    if (lease_covers(h, st, &need))
+        return behind_L(need, 0, applied, now);
+    if (!h->cl || !leader_grpc ||
+        rl_cluster_lease_hint(h->cl, leader_grpc, 1000, h->raft_id, &ci, &L,
+                              &lease_ms, e, sizeof e) != 0)
+        L = 0;
+    else
+        lease_keep(h, st, now, lease_ms, L);
+    if (L > st->L && applied < L)
+        nudge_leader(h->cl, leader_grpc);
+    return behind_L(L, st->L, applied, now);
 }
 
 /* rl_host_leader_L (host.h): a client process's hint, answered by its
 ** host (cluster_rpc.c serve_read_index with relay). A host that does not
-** lead and learns that the leader is ahead of its own log nudges the
-** leader for its client, as a follower's writer does for itself. */
+** lead answers from its write lease when that covers its file, else asks
+** the leader (for a lease too); learning that the leader is ahead of its
+** own log, it nudges the leader for its client, as a follower's writer
+** does for itself. */
 int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
                      char *err, size_t errlen)
 {
     struct rl_node_status st;
     struct rl_meta m;
+    int64_t sent_at;
+    unsigned lease_ms = 0;
     if (!h->node) {
         snprintf(err, errlen, "its node is not running in this process");
         return -1;
@@ -108,10 +212,14 @@ int rl_host_leader_L(rl_host *h, unsigned tmo, uint64_t *commit, uint64_t *L,
         *L = st.L;
         return 0;
     }
+    if (lease_covers(h, &st, L))
+        return 0;
+    sent_at = rl_rpc_now_ms();
     if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0 ||
-        rl_cluster_read_hint(h->cl, m.grpc_addr, tmo, RL_READ_HINT, commit, L,
-                             err, errlen) != 0)
+        rl_cluster_lease_hint(h->cl, m.grpc_addr, tmo, h->raft_id, commit, L,
+                              &lease_ms, err, errlen) != 0)
         return -1;
+    lease_keep(h, &st, sent_at, lease_ms, *L);
     if (*L > st.L)
         nudge_leader(h->cl, m.grpc_addr);
     return 0;

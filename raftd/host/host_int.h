@@ -76,6 +76,18 @@ struct rl_host {
     pthread_cond_t cv;
     uint64_t applied;  /* highest index the database reflects */
     uint64_t db_index; /* last database-changing index in the file */
+    /* The highest index of the writes this host acknowledged itself: its
+    ** own writers' (once they wrote their frames) and those it relayed for
+    ** its client processes (whose writers write them next). Once the file
+    ** has it, it has every entry up to it (their verdicts: nothing took
+    ** effect between their bases and them). Under mu. */
+    uint64_t own_index;
+    /* This node's write lease from the leader (forward.c, lease_covers):
+    ** valid until lease_until (CLOCK_MONOTONIC ms, 0 = none) while the
+    ** leader and term are the same; asked again from lease_renew on. The
+    ** writes acknowledged before it was granted are those up to lease_L. */
+    int64_t lease_until, lease_renew;
+    uint64_t lease_leader, lease_term, lease_L;
     struct local_txn *local;
     uint64_t next_txn;
     /* Linearizable read points served and the ReadIndex rounds asked of
@@ -169,10 +181,13 @@ int rl_host_leader_meta(rl_host *h, const struct rl_node_status *st,
 
 /* forward.c: a writer's way to the leader (a follower's, a client's). */
 extern _Thread_local struct rl_writer_state rl_host_writer;
-/* Whether a writer must wait for the leader's L before its write lock
-** (via_host: a client process asking its host). */
+/* Whether a writer must wait for the leader's L before its write lock:
+** a client process's (asking its host at target_grpc), a follower's (st:
+** its node's status; leader_grpc NULL when not known). 1 = wait. */
 int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          int via_host, uint64_t local_L, uint64_t applied);
+                          uint64_t applied);
+int rl_host_follower_behind(rl_host *h, const struct rl_node_status *st,
+                            const char *leader_grpc, uint64_t applied);
 /* Sends f to the sidecar at target; the writer's SQLite code. */
 int rl_host_forward_send(rl_rpc_client *cl, const char *who, const char *target,
                          const rl_forward_txn *f, uint64_t *index, int *outcome,

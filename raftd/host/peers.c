@@ -376,15 +376,18 @@ rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
                                 last_effective, err, errlen);
 }
 
-rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
-                            unsigned timeout_ms, int flags, uint64_t *index,
-                            uint64_t *last_effective, char *err, size_t errlen)
+static rl_err read_index_call(rl_rpc_client *cl, const char *target,
+                              unsigned timeout_ms, int flags,
+                              uint64_t lease_for, uint64_t *index,
+                              uint64_t *last_effective, unsigned *lease_ms,
+                              char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_err rc;
     req.hint_only = (flags & RL_READ_HINT) != 0;
     req.relay = (flags & RL_READ_RELAY) != 0;
+    req.lease_for = lease_for;
     if ((rc = ask(cl, target, INTL("ReadIndex"), &req.base,
                   &proto__read_index_response__descriptor, timeout_ms, &r, err,
                   errlen)) != RL_OK) {
@@ -397,9 +400,29 @@ rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
         *index = r->index;
         if (last_effective)
             *last_effective = r->last_effective;
+        if (lease_ms)
+            *lease_ms = r->lease_ms;
     }
     proto__read_index_response__free_unpacked(r, NULL);
     return rc;
+}
+
+rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
+                            unsigned timeout_ms, int flags, uint64_t *index,
+                            uint64_t *last_effective, char *err, size_t errlen)
+{
+    return read_index_call(cl, target, timeout_ms, flags, 0, index,
+                           last_effective, NULL, err, errlen);
+}
+
+rl_err rl_cluster_lease_hint(rl_rpc_client *cl, const char *target,
+                             unsigned timeout_ms, uint64_t lease_for,
+                             uint64_t *index, uint64_t *last_effective,
+                             unsigned *lease_ms, char *err, size_t errlen)
+{
+    *lease_ms = 0;
+    return read_index_call(cl, target, timeout_ms, RL_READ_HINT, lease_for,
+                           index, last_effective, lease_ms, err, errlen);
 }
 
 /* Bytes of a transaction per TxnChunk: well under every message limit. */

@@ -141,5 +141,12 @@ rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
 rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
                             unsigned timeout_ms, int flags, uint64_t *index,
                             uint64_t *last_effective, char *err, size_t errlen);
+/* rl_cluster_read_hint(RL_READ_HINT) that also asks the leader for a
+** write lease for this node, raft id lease_for (raftd/node/lease.c):
+** *lease_ms is what it granted, 0 for none. */
+rl_err rl_cluster_lease_hint(rl_rpc_client *cl, const char *target,
+                             unsigned timeout_ms, uint64_t lease_for,
+                             uint64_t *index, uint64_t *last_effective,
+                             unsigned *lease_ms, char *err, size_t errlen);
 
 #endif /* RL_PEERS_H */

@@ -93,8 +93,8 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
         int known =
             rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
             m.grpc_addr[0];
-        return rl_host_behind_leader(h->cl, known ? m.grpc_addr : NULL, 0, st.L,
-                                     applied)
+        return rl_host_follower_behind(h, &st, known ? m.grpc_addr : NULL,
+                                       applied)
                    ? SQLITE_BUSY
                    : SQLITE_OK;
     }
@@ -459,6 +459,12 @@ int rl_host_propose_txn(rl_host *h, const rl_forward_txn *a,
         snprintf(who, sizeof who, "the leader %s", m.node_id);
         rl_host_forward_send(h->cl, who, m.grpc_addr, &f, index, &outcome, why,
                              whylen);
+        if (outcome == RL_OUTCOME_APPLIED) {
+            pthread_mutex_lock(&h->mu);
+            if (*index > h->own_index)
+                h->own_index = *index; /* forward.c lease_covers */
+            pthread_mutex_unlock(&h->mu);
+        }
         return outcome;
     }
     if (!log_has_room(h, a->len, why, whylen))
@@ -513,6 +519,8 @@ static void port_end(void *ctx, const char *db_path, void *ticket, int ok)
         t->state = ok ? LT_WRITTEN : LT_NOT_WRITTEN;
         if (ok && t->index > h->db_index)
             h->db_index = t->index;
+        if (ok && t->index > h->own_index)
+            h->own_index = t->index;
     }
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);

@@ -244,6 +244,14 @@ rl_err rl_node_set_snapshot(struct rl_node *n, unsigned threshold,
                             unsigned trailing, uint64_t threshold_bytes,
                             uint64_t trailing_bytes, unsigned timeout_ms);
 
+/* A write lease for follower raft_id (raftd/node/lease.c), on the leader:
+** until *ms from now (the follower counts it from when it asked), the
+** leader answers no proposal before raft_id stored its entry. NOTLEADER
+** on a node that does not lead (or not yet ready), INVALID for a member
+** that is not a voter or standby near the commit index, NOMEM when every
+** slot holds a live lease. Any thread. */
+rl_err rl_node_lease_grant(struct rl_node *n, uint64_t raft_id, unsigned *ms);
+
 /* Linearizable read point (DESIGN 8), on the leader: a raft barrier that
 ** a quorum confirmed, issued after this call began and shared by the calls
 ** waiting at that moment. On OK, res->index is at least the commit index
@@ -281,6 +289,8 @@ struct rl_node_status {
     uint64_t need_image_A;
     uint64_t queue_bytes;       /* payload bytes waiting for the applier */
     unsigned leader_contact_ms; /* follower: ms since the leader was heard */
+    uint64_t leases_granted;    /* leader: write leases granted (lease.c) */
+    uint64_t lease_waits;       /* leader: answers that waited for a holder */
 };
 void rl_node_status(struct rl_node *n, struct rl_node_status *st);
 

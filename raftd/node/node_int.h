@@ -109,6 +109,16 @@ struct item {
     uint8_t data[];       /* the entry's payload copy */
 };
 
+/* A follower's write lease as its leader holds it (lease.c): until_ms is
+** CLOCK_MONOTONIC; raft_id 0 = a free slot. */
+#define RL_LEASE_MAX 16
+/* How far behind the commit index a follower may be and get a lease. */
+#define RL_LEASE_LAG 64
+struct rl_lease {
+    uint64_t raft_id;
+    int64_t until_ms;
+};
+
 struct rl_node {
     struct rl_node_config cfg; /* strings point to the copies below */
     char *dir, *raft_addr, *node_id, *grpc_addr;
@@ -144,6 +154,10 @@ struct rl_node {
     int barrier_inflight;
     int meta_inflight;
     struct req *readers; /* loop only: waiting for the next read barrier */
+    /* Write leases (lease.c): the holders under mu, the proposals whose
+    ** answer waits for them loop only. */
+    struct rl_lease leases[RL_LEASE_MAX];
+    struct req *gated, *gated_tail;
     int read_inflight;   /* a read barrier is in flight */
     uint64_t last_tick;  /* uv_now of the last tick */
 
@@ -287,6 +301,20 @@ void node_board_open(struct rl_node *n);
 ** post. Call it after every change of either, before anything answers a
 ** writer. */
 void node_board_post(struct rl_node *n);
+
+/* ---- lease.c (loop thread) ---- */
+
+/* How long a lease lasts: one election timeout. */
+unsigned node_lease_ms(const struct rl_node *n);
+/* apply_cb, a proposal that committed: 1 if its answer waits for a
+** lease holder (node_lease_recheck answers it), 0 to answer it now. */
+int node_lease_hold(struct rl_node *n, struct req *r);
+/* Answers what no live holder holds any more: after raft handled a
+** message (a holder's progress) and every tick (leases that ended). */
+void node_lease_recheck(struct rl_node *n);
+/* Leadership lost, log reload, close: every lease is void; answer every
+** held proposal (each committed). */
+void node_lease_end_all(struct rl_node *n);
 
 /* ---- loop.c (loop thread) ---- */
 

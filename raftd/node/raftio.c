@@ -67,6 +67,14 @@ static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
     w->n = n;
     w->tm_last = rl_timing_on && n->tm_next ? n->tm_next + n_ent - 1 : 0;
     req->cb = cb;
+    /* A follower's writer trusting its write lease (lease.c) compares its
+    ** file with this node's last log index: publish it before raft can
+    ** tell the leader the entries are stored (after this append), so that
+    ** no answer the leader gives can precede it. raft has put the entries
+    ** in its log before it asks for their write. */
+    pthread_mutex_lock(&n->mu);
+    n->pub.last_index = raft_last_index(&n->raft);
+    pthread_mutex_unlock(&n->mu);
     rv = n->io_append(io, &w->mine, entries, n_ent, append_done);
     if (rv != 0) {
         free(w);
@@ -137,6 +145,8 @@ static void recv_wrapped(struct raft_io *io, struct raft_message *m)
     }
     n->raft_recv(io, m);
     n->ae_active = 0;
+    if (n->gated)
+        node_lease_recheck(n); /* a holder's progress may have moved */
 }
 
 static int start_wrapped(struct raft_io *io, unsigned msecs,

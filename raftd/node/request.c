@@ -158,6 +158,8 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
                 r->tm[RL_T_COMMITTED] = n->tm_fsm_at;
             r->tm[RL_T_APPLIED] = rl_timing_now();
         }
+        if (node_lease_hold(n, r))
+            return; /* a follower's write lease holds the answer */
         node_req_finish(n, r, RL_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
         /* It may still commit under the next leader: wait for its index
@@ -277,6 +279,7 @@ void node_check_leader(struct rl_node *n)
         return;
     struct raft *r = &n->raft;
     if (raft_state(r) != RAFT_LEADER) {
+        node_lease_end_all(n); /* leases were this leader's promise */
         if (n->pending)
             node_flush_pending(n, RL_ERR_NOTLEADER,
                                "leadership lost before the entry was appended");

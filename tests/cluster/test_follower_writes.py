@@ -48,7 +48,20 @@ START = 1000
 BANK_S = 30 if LONG else 15  # the issue's 30 s in make test-long
 
 
-def quiet(c, f):
+def calls_served(node):
+    """The gRPC calls node's sidecar has served (Status calls_served),
+    less the Status call itself."""
+    pb, pbg = project_stubs()
+    ch = grpc.insecure_channel(node.grpc_addr)
+    try:
+        return pbg.DistributedSqliteStub(ch).Status(
+            pb.StatusRequest(), timeout=20).calls_served - 1
+    finally:
+        ch.close()
+
+
+def quiet(c, leader, f):
+    before = calls_served(leader)
     t0 = time.time()
     lines = "".join("INSERT INTO q VALUES (%d, 'row %d');\n" % (i, i)
                     for i in range(1000))
@@ -57,8 +70,14 @@ def quiet(c, f):
     check_eq(out.strip().splitlines()[-1], "1000",
              "the follower reads its 1,000 writes at once")
     secs = time.time() - t0
-    log("1,000 writes from follower %s in %.1fs (%.0f/s)" %
-        (f.name, secs, 1000 / secs))
+    calls = calls_served(leader) - before - 1  # the first Status's own
+    log("1,000 writes from follower %s in %.1fs (%.0f/s), %d calls to the "
+        "leader" % (f.name, secs, 1000 / secs, calls))
+    # One ForwardTxn per write; the ask of the write lock only when the
+    # write lease needs renewing (every half lease) or does not cover.
+    check(1000 <= calls <= 1100,
+          "a follower's writer holding a write lease makes one call per "
+          "write: %d calls for 1,000 writes" % calls)
     c.wait_all("SELECT count(*) FROM q;", "1000")
 
 
@@ -67,14 +86,9 @@ def clients(c, leader, f):
     its own) write through their host: 1,000 on the leader's file, then
     300 on a follower's (relayed to the leader); none fails, each reads
     its own writes at once, every node gets them."""
-    pb, pbg = project_stubs()
     for node, count in ((leader, 1000), (f, 300)):
-        ch = grpc.insecure_channel(node.grpc_addr)
-        stub = pbg.DistributedSqliteStub(ch)
-
-        def served():
-            return stub.Status(pb.StatusRequest(), timeout=20).calls_served
-        before = served()
+        before = calls_served(node)
+        lead_before = calls_served(leader)
         sh = Shell(node.db, env=c.env)
         t0 = time.time()
         out = sh.sql("".join(
@@ -88,17 +102,29 @@ def clients(c, leader, f):
                  "the client of %s reads its writes at once" % node.name)
         sh.finish("client shell exit", 0)
         secs = time.time() - t0
-        calls = served() - before - 1  # less the Status call itself
-        ch.close()
+        calls = calls_served(node) - before - 1  # the first Status's own
         log("%d writes from a client process of %s in %.1fs (%.0f/s), "
             "%d calls to its host" % (count, node.name, secs, count / secs,
                                       calls))
         if node is leader:
-            # One ForwardTxn per write (the ask made it two).
+            # One ForwardTxn per write (the ask made it two): the host
+            # posts its L on its board.
             check(count <= calls <= count + count // 10,
                   "a client process of the leader's host makes one call "
                   "per write (the board replaces the write lock's ask): "
                   "%d calls for %d writes" % (calls, count))
+            continue
+        # A follower's host answers its client's ask from its write lease
+        # (two calls to the host per write) and relays only ForwardTxn to
+        # the leader: one call there per write, not two.
+        lead = calls_served(leader) - lead_before - 2  # the Status calls
+        log("  and %d calls to the leader" % lead)
+        check(2 * count <= calls <= 2 * count + count // 10,
+              "a client process of a follower's host makes two calls per "
+              "write: %d calls for %d writes" % (calls, count))
+        check(count <= lead <= count + count // 10,
+              "its host, holding a write lease, relays one call per write "
+              "to the leader: %d calls for %d writes" % (lead, count))
     c.wait_all("SELECT count(*) FROM c;", "1300")
 
 
@@ -267,7 +293,7 @@ def test():
                "CREATE TABLE q(id INTEGER PRIMARY KEY, v TEXT);\n"
                "CREATE TABLE c(id INTEGER PRIMARY KEY, who TEXT);")
     c.wait_all("SELECT count(*) FROM sqlite_schema;", "3")
-    quiet(c, f)
+    quiet(c, leader, f)
     clients(c, leader, f)
     alternate(c)
     noop(c, f)

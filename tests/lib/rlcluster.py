@@ -252,7 +252,18 @@ class Cluster:
         first = self.new_node().bootstrap()
         for _ in range(n - 1):
             self.new_node().join(first)
-        self.leader()
+        # n voters: a join returns before its promotion commits (raft
+        # first catches the node up), and until then a leader whose peers
+        # are not voters yet is a quorum of its own (seen: a leader cut
+        # off from both "followers" confirmed a linearizable read).
+        deadline = time.time() + 60 * SLOW
+        while True:
+            roles = [m["role"] for m in self.leader().nodes()]
+            if roles.count("voter") == n:
+                break
+            if time.time() > deadline:
+                fail("no %d voters after 60 s: %s" % (n, roles))
+            time.sleep(0.05)
         log("cluster of %d formed in %.1fs" % (n, time.time() - t0))
         return self
 
