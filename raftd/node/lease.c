@@ -8,11 +8,11 @@
 ** until the lease ends, the leader answers no proposal (to its own
 ** writers, to forwarded transactions, to gRPC writes) before that
 ** follower has stored the entry (its match index, from raft's progress):
-** apply_cb hands a committed proposal to node_lease_hold, which keeps it
-** here until every unexpired holder has it. So while a follower holds a
-** lease, every write acknowledged anywhere is in its log: a writer whose
-** file reflects its whole log is up to date and needs no call
-** (raftd/host/forward.c rl_host_lease_covers).
+** raft's apply callback holds a committed proposal's answer (request.c
+** node_held_*) while node_lease_blocks says an unexpired holder has not
+** stored it. So while a follower holds a lease, every write acknowledged
+** anywhere is in its log: a writer whose file reflects its whole log is
+** up to date and needs no call (raftd/host/forward.c lease_covers).
 **
 ** The follower counts its lease from when it sent the ask, the leader
 ** from when it granted it (later): the follower's lease always ends
@@ -23,12 +23,18 @@
 ** than the quorum, and for at most one lease after a holder stops
 ** answering. So a lease goes only to a member that replicates (voter or
 ** standby) and has nearly everything committed when it asks (at most
-** RL_LEASE_LAG entries behind), and lasts one election timeout.
+** RL_LEASE_LAG entries behind), and lasts a third of an election timeout
+** (a follower that writes asks again every half lease).
 **
-** Holders are under n->mu (granted by gRPC workers, read by the loop);
-** the held proposals are the loop's. It must never hold an answer once
-** this node does not lead (the lease is void then), nor answer one that
-** did not commit: it only delays answers raft already gave.
+** A holder's own writes (the entry's origin node) wait for nobody on its
+** account: its writer knows of them, and writes its frames once answered
+** (forward.c counts its file up to them). So a follower's write costs its
+** own store no more than without a lease.
+**
+** Holders are under n->mu (granted by gRPC workers, read by the loop).
+** A lease must never block an answer once this node does not lead (the
+** lease is void then): node_lease_blocks says no, and request.c clears
+** them.
 */
 #include "node_int.h"
 
@@ -44,7 +50,8 @@ static int64_t lease_now_ms(void)
 
 unsigned node_lease_ms(const struct rl_node *n)
 {
-    return n->cfg.election_timeout_ms;
+    unsigned ms = n->cfg.election_timeout_ms / 3;
+    return ms < 100 ? 100 : ms;
 }
 
 rl_err rl_node_lease_grant(struct rl_node *n, uint64_t raft_id, unsigned *ms)
@@ -93,9 +100,7 @@ rl_err rl_node_lease_grant(struct rl_node *n, uint64_t raft_id, unsigned *ms)
     return rc;
 }
 
-/* Whether an answer for index must wait: some live holder has not stored
-** it. Loop thread. */
-static int lease_blocks(struct rl_node *n, uint64_t index)
+int node_lease_blocks(struct rl_node *n, uint64_t index, uint64_t origin)
 {
     struct raft *r = &n->raft;
     struct rl_lease held[RL_LEASE_MAX];
@@ -106,7 +111,8 @@ static int lease_blocks(struct rl_node *n, uint64_t index)
     memcpy(held, n->leases, sizeof held);
     pthread_mutex_unlock(&n->mu);
     for (unsigned k = 0; k < RL_LEASE_MAX; k++) {
-        if (!held[k].raft_id || held[k].until_ms <= now)
+        if (!held[k].raft_id || held[k].until_ms <= now ||
+            held[k].raft_id == origin)
             continue;
         for (unsigned i = 0; i < r->configuration.n; i++) {
             const struct raft_server *s = &r->configuration.servers[i];
@@ -121,53 +127,9 @@ static int lease_blocks(struct rl_node *n, uint64_t index)
     return 0;
 }
 
-int node_lease_hold(struct rl_node *n, struct req *r)
-{
-    if (!n->gated && !lease_blocks(n, r->res.index))
-        return 0;
-    r->next = NULL;
-    if (n->gated_tail)
-        n->gated_tail->next = r;
-    else
-        n->gated = r;
-    n->gated_tail = r;
-    pthread_mutex_lock(&n->mu);
-    n->pub.lease_waits++;
-    pthread_mutex_unlock(&n->mu);
-    return 1;
-}
-
-static void release(struct rl_node *n, struct req *r)
-{
-    if (rl_timing_on)
-        r->tm[RL_T_APPLIED] = rl_timing_now();
-    node_req_finish(n, r, RL_OK, NULL);
-}
-
-/* Answers in index order: an answer waits for no later one, and a later
-** entry is stored by a holder only after every earlier one. */
-void node_lease_recheck(struct rl_node *n)
-{
-    while (n->gated && !lease_blocks(n, n->gated->res.index)) {
-        struct req *r = n->gated;
-        n->gated = r->next;
-        if (!n->gated)
-            n->gated_tail = NULL;
-        r->next = NULL;
-        release(n, r);
-    }
-}
-
-void node_lease_end_all(struct rl_node *n)
+void node_lease_clear(struct rl_node *n)
 {
     pthread_mutex_lock(&n->mu);
     memset(n->leases, 0, sizeof n->leases);
     pthread_mutex_unlock(&n->mu);
-    while (n->gated) {
-        struct req *r = n->gated;
-        n->gated = r->next;
-        r->next = NULL;
-        release(n, r);
-    }
-    n->gated_tail = NULL;
 }

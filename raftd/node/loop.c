@@ -99,7 +99,7 @@ static void begin_close(struct rl_node *n)
         node_req_finish(n, q, RL_ERR_SHUTDOWN, "node is stopping");
         q = next;
     }
-    node_lease_end_all(n);
+    node_held_release_all(n);
     node_flush_pending(n, RL_ERR_SHUTDOWN, "node is stopping");
     while (n->readers) {
         struct req *r = n->readers;
@@ -174,7 +174,7 @@ static void tick_cb(uv_timer_t *t)
     if (n->lost)
         node_lost_sweep(n);
     if (n->gated)
-        node_lease_recheck(n); /* leases that ended */
+        node_held_recheck(n); /* leases that ended */
     if (n->transport.nodelay_failed > n->nodelay_failed_said) {
         n->nodelay_failed_said = n->transport.nodelay_failed;
         node_log(n, 1,

@@ -299,6 +299,7 @@ static rl_err propose_submit(struct rl_node *n, const struct rl_proposal *p,
     r->buf.base = entry;
     r->buf.len = size;
     r->kind = p->kind;
+    r->origin_node = h.origin_node;
     /* The checksum identifies the entry if leadership is lost. */
     r->checksum = rl_entry_checksum(entry, size);
     return node_req_run(n, r, timeout_ms, res);

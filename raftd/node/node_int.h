@@ -81,6 +81,7 @@ struct req {
     struct raft_buffer buf; /* owned by us while base != NULL */
     uint64_t checksum;
     uint8_t kind;
+    uint64_t origin_node; /* whose write: a lease of its own holds nothing */
     uint64_t tm[RL_T_N]; /* timing points (rl_timing_on only) */
     /* membership */
     struct raft_change change;
@@ -254,6 +255,13 @@ void node_check_leader(struct rl_node *n);
 void node_read_flush(struct rl_node *n);
 /* Answer proposals that lost leadership once their index is decided. */
 void node_lost_sweep(struct rl_node *n);
+/* Answers held for write leases (lease.c): after raft handled a message
+** (a holder's progress) and every tick (leases that ended), answer what
+** no live holder blocks any more. */
+void node_held_recheck(struct rl_node *n);
+/* Leadership lost, log reload, close: clears the leases and answers every
+** held proposal (each committed). */
+void node_held_release_all(struct rl_node *n);
 
 /* ---- membership.c (loop thread) ---- */
 
@@ -304,17 +312,13 @@ void node_board_post(struct rl_node *n);
 
 /* ---- lease.c (loop thread) ---- */
 
-/* How long a lease lasts: one election timeout. */
+/* How long a lease lasts: a third of an election timeout, 100 ms at least. */
 unsigned node_lease_ms(const struct rl_node *n);
-/* apply_cb, a proposal that committed: 1 if its answer waits for a
-** lease holder (node_lease_recheck answers it), 0 to answer it now. */
-int node_lease_hold(struct rl_node *n, struct req *r);
-/* Answers what no live holder holds any more: after raft handled a
-** message (a holder's progress) and every tick (leases that ended). */
-void node_lease_recheck(struct rl_node *n);
-/* Leadership lost, log reload, close: every lease is void; answer every
-** held proposal (each committed). */
-void node_lease_end_all(struct rl_node *n);
+/* Whether the answer for index, origin's write, must wait: a live holder
+** other than origin has not stored it. 0 on a node that does not lead. */
+int node_lease_blocks(struct rl_node *n, uint64_t index, uint64_t origin);
+/* Leadership lost, log reload, close: every lease is void. */
+void node_lease_clear(struct rl_node *n);
 
 /* ---- loop.c (loop thread) ---- */
 

@@ -146,7 +146,7 @@ static void recv_wrapped(struct raft_io *io, struct raft_message *m)
     n->raft_recv(io, m);
     n->ae_active = 0;
     if (n->gated)
-        node_lease_recheck(n); /* a holder's progress may have moved */
+        node_held_recheck(n); /* a holder's progress may have moved */
 }
 
 static int start_wrapped(struct raft_io *io, unsigned msecs,

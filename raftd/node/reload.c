@@ -62,7 +62,7 @@ static void reload_begin(struct rl_node *n)
              "has room again",
              n->dir, n->io.errmsg[0] ? n->io.errmsg : "no detail");
     n->reload = RELOAD_CLOSING;
-    node_lease_end_all(n);
+    node_held_release_all(n);
     raft_close(&n->raft, reload_closed_cb);
 }
 

@@ -2,8 +2,9 @@
 ** raftd/node/request.c -- requests from other threads to the loop (queue,
 ** wait, result), and what the loop does with proposals and reads: the
 ** barrier that makes a new leader ready, raft_apply and its outcome,
-** proposals that lost leadership (resolved by index and checksum), and
-** linearizable read points (shared barriers).
+** proposals that lost leadership (resolved by index and checksum),
+** answers held until write-lease holders stored their entry (lease.c),
+** and linearizable read points (shared barriers).
 **
 ** node_req_run runs on a caller's thread; everything else on the loop
 ** thread. It must never report an entry as committed or not committed
@@ -143,6 +144,58 @@ struct req *node_req_new(int type)
     return r;
 }
 
+/* ---- answers held for write leases (loop thread; lease.c) ---- */
+
+/* apply_cb, a proposal that committed: 1 if its answer waits for a lease
+** holder (node_held_recheck gives it), 0 to answer it now. */
+static int held_add(struct rl_node *n, struct req *r)
+{
+    if (!node_lease_blocks(n, r->res.index, r->origin_node))
+        return 0;
+    r->next = NULL;
+    if (n->gated_tail)
+        n->gated_tail->next = r;
+    else
+        n->gated = r;
+    n->gated_tail = r;
+    pthread_mutex_lock(&n->mu);
+    n->pub.lease_waits++;
+    pthread_mutex_unlock(&n->mu);
+    return 1;
+}
+
+/* Answers the held proposals that nothing blocks any more (all: every
+** one). Answers need no order: a later one may go first (a holder's own
+** write waits for nobody on its account). */
+static void held_release(struct rl_node *n, int all)
+{
+    struct req **pp = &n->gated, *r;
+    n->gated_tail = NULL;
+    while ((r = *pp) != NULL) {
+        if (!all && node_lease_blocks(n, r->res.index, r->origin_node)) {
+            n->gated_tail = r;
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = NULL;
+        if (rl_timing_on)
+            r->tm[RL_T_APPLIED] = rl_timing_now();
+        node_req_finish(n, r, RL_OK, NULL);
+    }
+}
+
+void node_held_recheck(struct rl_node *n)
+{
+    held_release(n, 0);
+}
+
+void node_held_release_all(struct rl_node *n)
+{
+    node_lease_clear(n);
+    held_release(n, 1);
+}
+
 /* ---- proposals: leadership, barrier (loop thread) ---- */
 
 static void apply_cb(struct raft_apply *a, int status, void *result)
@@ -158,7 +211,7 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
                 r->tm[RL_T_COMMITTED] = n->tm_fsm_at;
             r->tm[RL_T_APPLIED] = rl_timing_now();
         }
-        if (node_lease_hold(n, r))
+        if (held_add(n, r))
             return; /* a follower's write lease holds the answer */
         node_req_finish(n, r, RL_OK, NULL);
     } else if (status == RAFT_LEADERSHIPLOST && !n->closing) {
@@ -279,7 +332,7 @@ void node_check_leader(struct rl_node *n)
         return;
     struct raft *r = &n->raft;
     if (raft_state(r) != RAFT_LEADER) {
-        node_lease_end_all(n); /* leases were this leader's promise */
+        node_held_release_all(n); /* leases were this leader's promise */
         if (n->pending)
             node_flush_pending(n, RL_ERR_NOTLEADER,
                                "leadership lost before the entry was appended");

@@ -87,6 +87,10 @@ def test():
           (f.db, rc, out))
     for n in others:
         n.cont()
+    # The others may first hold an election (f campaigned meanwhile) and
+    # f then catches up: more than the 1.5 s busy timeout set above on a
+    # loaded machine. The read waits for it.
+    f.sql(".timeout %d" % (20000 * SLOW))
     got = f.val("SELECT count(*) FROM t;")
     check_eq(got, str(ROWS + 1), "%s: read once the others are back" %
              f.name)
