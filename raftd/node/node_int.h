@@ -158,7 +158,7 @@ struct rl_node {
     /* Write leases (lease.c): the holders under mu, the proposals whose
     ** answer waits for them loop only. */
     struct rl_lease leases[RL_LEASE_MAX];
-    struct req *gated, *gated_tail;
+    struct req *gated;
     int read_inflight;   /* a read barrier is in flight */
     uint64_t last_tick;  /* uv_now of the last tick */
 
@@ -188,6 +188,10 @@ struct rl_node {
 
     /* Published (under mu). */
     struct rl_node_status pub;
+    /* Loop only: the role, term and leader node_publish last published. */
+    int seen_state;
+    raft_term seen_term;
+    raft_id seen_leader;
     /* The board (board.c; loop thread): its file, -1 if none, and what
     ** it says. */
     int board_fd;
@@ -299,6 +303,10 @@ int node_reload_check(struct rl_node *n);
 
 /* Publish raft's state under mu for other threads (status, members). */
 void node_publish(struct rl_node *n);
+/* node_publish if raft's role, term or leader changed since the last
+** publication: after raft handled a message (an election won or lost), so
+** that no caller routes by a leader that is gone for up to a tick. */
+void node_publish_changed(struct rl_node *n);
 
 /* ---- board.c ---- */
 

@@ -145,6 +145,7 @@ static void recv_wrapped(struct raft_io *io, struct raft_message *m)
     }
     n->raft_recv(io, m);
     n->ae_active = 0;
+    node_publish_changed(n);
     if (n->gated)
         node_held_recheck(n); /* a holder's progress may have moved */
 }

@@ -152,12 +152,8 @@ static int held_add(struct rl_node *n, struct req *r)
 {
     if (!node_lease_blocks(n, r->res.index, r->origin_node))
         return 0;
-    r->next = NULL;
-    if (n->gated_tail)
-        n->gated_tail->next = r;
-    else
-        n->gated = r;
-    n->gated_tail = r;
+    r->next = n->gated; /* in no order: see held_release */
+    n->gated = r;
     pthread_mutex_lock(&n->mu);
     n->pub.lease_waits++;
     pthread_mutex_unlock(&n->mu);
@@ -170,10 +166,8 @@ static int held_add(struct rl_node *n, struct req *r)
 static void held_release(struct rl_node *n, int all)
 {
     struct req **pp = &n->gated, *r;
-    n->gated_tail = NULL;
     while ((r = *pp) != NULL) {
         if (!all && node_lease_blocks(n, r->res.index, r->origin_node)) {
-            n->gated_tail = r;
             pp = &r->next;
             continue;
         }

@@ -4,7 +4,8 @@
 ** under n->mu, and a line in the log when the role or term changes.
 **
 ** Loop thread only (loop.c after every step that may change raft's
-** state, reload.c once the log is reopened); it calls neither of them.
+** state, reload.c once the log is reopened, raftio.c after a message
+** that changed the role, term or leader); it calls none of them.
 ** It must never hold n->mu across a raft_* call or while logging (the
 ** log sink may call the node).
 */
@@ -35,6 +36,9 @@ void node_publish(struct rl_node *n)
         }
     }
     raft_time now = r->io->time(r->io);
+    n->seen_state = raft_state(r);
+    n->seen_term = r->current_term;
+    n->seen_leader = lid;
     pthread_mutex_lock(&n->mu);
     struct rl_node_status *st = &n->pub;
     int changed = st->state != raft_state(r) || st->term != r->current_term;
@@ -86,4 +90,14 @@ void node_publish(struct rl_node *n)
                  : lid ? "(a node whose id is not known yet)"
                        : "unknown");
     }
+}
+
+void node_publish_changed(struct rl_node *n)
+{
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&n->raft, &lid, &laddr);
+    if (raft_state(&n->raft) != n->seen_state ||
+        n->raft.current_term != n->seen_term || lid != n->seen_leader)
+        node_publish(n);
 }

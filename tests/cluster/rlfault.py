@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "poc"))
 from rlpoc import (SLOW, Api, Raftd, check, check_eq, fail,  # noqa: F401
                    free_port, log, scratch, wait_for)
 from rlgrpc import project_stubs  # noqa: E402
+from rltest import sigstop  # noqa: E402
 
 
 class Cluster3:
@@ -48,7 +49,7 @@ class Cluster3:
             ["voter"] * 3)
 
     def stop(self, i):
-        os.kill(self.nodes[i].p.pid, signal.SIGSTOP)
+        sigstop(self.nodes[i].p.pid)
         self.stopped.add(i)
 
     def cont(self, i):

@@ -104,7 +104,7 @@ class Node:
         log("%s: killed (-9)" % self.name)
 
     def stop(self):
-        os.kill(self.sh.p.pid, signal.SIGSTOP)
+        rltest.sigstop(self.sh.p.pid)
         self.state = "stopped"
         log("%s: SIGSTOP" % self.name)
 

@@ -258,7 +258,7 @@ class NsNode(rltest.RunLog):
             self.reap(expected=False)
 
     def pause(self):
-        os.kill(self.p.pid, signal.SIGSTOP)
+        rltest.sigstop(self.p.pid)
         self.paused = True
 
     def resume(self):
