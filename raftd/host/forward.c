@@ -121,8 +121,8 @@ static int lease_covers(rl_host *h, const struct rl_node_status *st,
     uint64_t covered;
     int live;
     pthread_mutex_lock(&h->mu);
-    live = h->lease_until && now < h->lease_renew &&
-           st->leader_id == h->lease_leader && st->term == h->lease_term;
+    live = now < h->lease_until && st->leader_id == h->lease_leader &&
+           st->term == h->lease_term;
     /* Every entry the FSM applied is in the file once the applier has
     ** the last one it was handed; every entry up to the last write this
     ** host acknowledged is, once the file has that one (*need). */
@@ -137,15 +137,15 @@ static int lease_covers(rl_host *h, const struct rl_node_status *st,
 }
 
 /* Keeps the lease the leader granted for lease_ms from sent_at (when the
-** ask left): the leader counts from its grant, later; a tenth less covers
-** clocks that drift. */
+** ask left; the leader counts from its grant, later). Only its first half
+** is trusted: a writer asks again in the second, which renews it, and the
+** rest is ample margin for clocks that drift. */
 static void lease_keep(rl_host *h, const struct rl_node_status *st,
                        int64_t sent_at, unsigned lease_ms, uint64_t L)
 {
     pthread_mutex_lock(&h->mu);
     if (lease_ms) {
-        h->lease_until = sent_at + lease_ms - lease_ms / 10;
-        h->lease_renew = sent_at + lease_ms / 2;
+        h->lease_until = sent_at + lease_ms / 2;
         h->lease_leader = st->leader_id;
         h->lease_term = st->term;
         h->lease_L = L;

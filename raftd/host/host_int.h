@@ -83,10 +83,10 @@ struct rl_host {
     ** effect between their bases and them). Under mu. */
     uint64_t own_index;
     /* This node's write lease from the leader (forward.c, lease_covers):
-    ** valid until lease_until (CLOCK_MONOTONIC ms, 0 = none) while the
-    ** leader and term are the same; asked again from lease_renew on. The
-    ** writes acknowledged before it was granted are those up to lease_L. */
-    int64_t lease_until, lease_renew;
+    ** trusted until lease_until (CLOCK_MONOTONIC ms: half the lease; 0 =
+    ** none) while the leader and term are the same. The writes
+    ** acknowledged before it was granted are those up to lease_L. */
+    int64_t lease_until;
     uint64_t lease_leader, lease_term, lease_L;
     struct local_txn *local;
     uint64_t next_txn;
