@@ -122,7 +122,8 @@ def outcomes(c):
               timeout=10)
     dt = time.time() - t0
     if w.success:
-        # Seen in CI (cause unknown): say all there is to know.
+        # Seen when the followers had not stopped yet (kill() returns
+        # first; rltest.sigstop now waits): say all there is to know.
         def proc_states(i):
             out = []
             for f in sorted(os.listdir("/proc/%d/task" % c.nodes[i].p.pid)):
