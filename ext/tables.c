@@ -397,13 +397,15 @@ enum {
     ST_SNAPSHOT,
     ST_READ_POINTS,
     ST_READ_ROUNDS,
+    ST_LOCAL_CALLS,
     ST_COUNT
 };
 
 static const char *const status_names[ST_COUNT] = {
     "id",         "raft_id",        "state",        "term",
     "leader",     "leader_grpc",    "commit_index", "applied_index",
-    "last_index", "snapshot_index", "read_points",  "read_rounds"};
+    "last_index", "snapshot_index", "read_points",  "read_rounds",
+    "local_calls"};
 
 typedef struct status_cursor {
     sqlite3_vtab_cursor base;
@@ -519,6 +521,7 @@ static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
             [ST_SNAPSHOT] = s->snapshot_index,
             [ST_READ_POINTS] = s->read_points,
             [ST_READ_ROUNDS] = s->read_rounds,
+            [ST_LOCAL_CALLS] = s->local_calls,
         };
         sqlite3_result_int64(ctx, (sqlite3_int64)v[c->i]);
         break;

@@ -37,6 +37,8 @@ endef
 # The identity-file parser (raftd/host/identity.c) and the auth-file parser
 # with its verdicts (raftd/api/auth.c).
 $(eval $(call seeded_fuzzer,identity,raftd/host/identity.c,raftd/host/host.h,))
+# The local door's messages (raftd/host/doormsg.c).
+$(eval $(call seeded_fuzzer,door,raftd/host/doormsg.c,raftd/host/doormsg.h,))
 $(eval $(call seeded_fuzzer,auth,raftd/api/auth.c raftd/api/methods.c,raftd/api/auth.h raftd/api/methods.h,-lcrypt -lcrypto))
 
 # Consistent database images: the VFS side (vfs/image.c) serves FetchImage

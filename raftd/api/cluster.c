@@ -573,5 +573,6 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
         rl_host_counts(h, &k);
         out->read_points = k.read_points;
         out->read_rounds = k.read_rounds;
+        out->local_calls = k.local_calls;
     }
 }

@@ -131,6 +131,7 @@ void rl_host_counts(rl_host *h, struct rl_host_counts *out)
     out->read_points = __atomic_load_n(&h->read_points, __ATOMIC_RELAXED);
     out->read_rounds =
         __atomic_load_n(&h->read_rounds, __ATOMIC_RELAXED) + st.read_barriers;
+    out->local_calls = __atomic_load_n(&h->door_calls, __ATOMIC_RELAXED);
 }
 
 void rl_host_advance(rl_host *h, uint64_t index, int db_changed)

@@ -1,7 +1,8 @@
 /*
 ** raftd/host/forward.c -- a writer's way to the leader when its process
 ** does not lead: whether it must first wait for the leader's last
-** decision (rl_host_behind_leader: ReadIndex hint_only), and sending its
+** decision (rl_host_follower_behind: ReadIndex hint_only; a client
+** process's remembered L), and sending its
 ** transaction to the leader's, or its host's, sidecar (rl_host_forward_send:
 ** ForwardTxn), with the answer mapped to the writer's SQLite code.
 **
@@ -27,7 +28,7 @@ _Thread_local struct rl_writer_state rl_host_writer;
 /* How long a remembered target stays the one to wait for. */
 #define TARGET_KEEP_MS 2000
 /* How long a writer that is behind waits for the leader's barrier (see
-** rl_host_behind_leader). */
+** rl_host_follower_behind). */
 #define NUDGE_MS 200
 
 /*
@@ -83,24 +84,18 @@ static int behind_target(uint64_t applied, int64_t now)
 ** base (applied) is behind the L its host answered (for a host that does
 ** not lead, the leader's L, or its own when its write lease covers it).
 ** The first ask of a write lock costs one round trip; the busy handler's
-** retries compare with the remembered L only. A host that cannot be asked
-** is not held against the writer: its commit decides.
+** retries compare with the remembered L only (rl_host_behind_kept: 1
+** wait, 0 go, -1 ask), then rl_host_behind_answer judges the L asked (0
+** when the host could not be asked: its commit decides).
 */
-int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          uint64_t applied)
+int rl_host_behind_kept(uint64_t applied)
 {
-    int64_t now = rl_rpc_now_ms();
-    uint64_t ci = 0, L = 0;
-    int b = behind_target(applied, now);
-    char e[256];
-    if (b >= 0)
-        return b;
-    if (!cl || !target_grpc ||
-        rl_cluster_read_hint(cl, target_grpc, 1000,
-                             RL_READ_HINT | RL_READ_RELAY, &ci, &L, e,
-                             sizeof e) != 0)
-        L = 0;
-    return behind_L(L, 0, applied, now);
+    return behind_target(applied, rl_rpc_now_ms());
+}
+
+int rl_host_behind_answer(uint64_t L, uint64_t applied)
+{
+    return behind_L(L, 0, applied, rl_rpc_now_ms());
 }
 
 /*
@@ -257,7 +252,14 @@ int rl_host_forward_send(rl_rpc_client *cl, const char *who, const char *target,
     if (*outcome == RL_OUTCOME_APPLIED)
         return SQLITE_OK;
     snprintf(err, errlen, "%s", e);
-    switch (*outcome) {
+    return rl_host_outcome_rc(*outcome);
+}
+
+int rl_host_outcome_rc(int outcome)
+{
+    switch (outcome) {
+    case RL_OUTCOME_APPLIED:
+        return SQLITE_OK;
     case RL_OUTCOME_CONFLICT:
         return SQLITE_BUSY_SNAPSHOT;
     case RL_OUTCOME_UNKNOWN:

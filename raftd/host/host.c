@@ -155,6 +155,7 @@ static void host_free(rl_host *h)
 {
     if (h->on_close)
         h->on_close(h->on_close_arg); /* the sidecar: before the node stops */
+    rl_host_door_stop(h); /* likewise, and while the host lock is held */
     if (h->node) {
         pthread_mutex_lock(&h->mu);
         h->stopping = 1;
@@ -413,6 +414,7 @@ int rl_host_open(const rl_host_config *cfg, rl_host **out, char *err,
         goto fail_reg;
     }
     h->gate_started = 1;
+    rl_host_door_start(h);
     if (cfg->serve && cfg->serve(h, err, errlen) != 0)
         goto fail_reg;
     rl_host_log(h, 2, "node %s (raft %s, gRPC %s) hosts %s", h->id.node_id,

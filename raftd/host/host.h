@@ -150,6 +150,8 @@ struct rl_host_counts {
     uint64_t read_points; /* linearizable read points served */
     uint64_t read_rounds; /* quorum rounds for them: ReadIndex rounds asked
                              of the leader, read barriers run leading */
+    uint64_t local_calls; /* requests of client processes at the local
+                             door (raftd/host/door.c) */
 };
 void rl_host_counts(rl_host *h, struct rl_host_counts *out);
 /* The sidecar's write_done hook, on the writer's thread after its COMMIT

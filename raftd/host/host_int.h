@@ -10,10 +10,11 @@
 ** stored identity), replicator.c (the port: begin, commit, end; a
 ** follower's transaction forwarded to the leader; the sidecar's
 ** propose hook), client.c (the port in a process that does not host the
-** node), forward.c (a writer's way to the leader: the hint before its
-** write lock, ForwardTxn), fresh.c (read points and the confirmation of a write
-*that
-** changed nothing), applier.c (the node's applier callbacks), rebuild.c
+** node, through the host's local door or gRPC), door.c (the local door
+** a host serves its client processes on; doormsg.c its messages),
+** forward.c (a writer's way to the leader: the hint before its write
+** lock, ForwardTxn), fresh.c (read points and the confirmation of a write
+** that changed nothing), applier.c (the node's applier callbacks), rebuild.c
 ** (open of the applier connection, rebuild, image install), gate.c (the
 ** read gate thread), setup.c (bootstrap and join), image_fetch.c and
 ** image_rx.c (the FetchImage client).
@@ -93,6 +94,10 @@ struct rl_host {
     /* Linearizable read points served and the ReadIndex rounds asked of
     ** the leader for them (fresh.c): PRAGMA raft_status; atomics. */
     uint64_t read_points, read_rounds;
+    /* Requests its client processes made at the local door (door.c):
+    ** PRAGMA raft_status; atomic. */
+    uint64_t door_calls;
+    struct rl_door *door; /* the local door (door.c), NULL if none */
     /* Read rounds of a host that does not lead (fresh.c read_round): one
     ** ReadIndex to the leader at a time, its answer shared by every reader
     ** that was waiting when it started. rr_cv uses CLOCK_MONOTONIC. */
@@ -166,7 +171,7 @@ struct rl_writer_state {
     int committed; /* port commit ran */
     int outcome;   /* RL_OUTCOME_* of that commit */
     char why[768]; /* its reason when refused */
-    /* The leader's L this thread's writer waits for (see behind_leader):
+    /* The leader's L this thread's writer waits for (see forward.c behind_L):
     ** kept across the busy handler's retries of one write lock, so that a
     ** leader that keeps committing is no moving target. */
     uint64_t target;
@@ -182,12 +187,17 @@ int rl_host_leader_meta(rl_host *h, const struct rl_node_status *st,
 /* forward.c: a writer's way to the leader (a follower's, a client's). */
 extern _Thread_local struct rl_writer_state rl_host_writer;
 /* Whether a writer must wait for the leader's L before its write lock:
-** a client process's (asking its host at target_grpc), a follower's (st:
+** a client process's (the L its writer remembers: 1 wait, 0 go, -1 ask
+** its host; then the L its host answered, 0 if none), a follower's (st:
 ** its node's status; leader_grpc NULL when not known). 1 = wait. */
-int rl_host_behind_leader(rl_rpc_client *cl, const char *target_grpc,
-                          uint64_t applied);
+int rl_host_behind_kept(uint64_t applied);
+int rl_host_behind_answer(uint64_t L, uint64_t applied);
 int rl_host_follower_behind(rl_host *h, const struct rl_node_status *st,
                             const char *leader_grpc, uint64_t applied);
+/* The writer's SQLite code for a commit's RL_OUTCOME_*: SQLITE_OK
+** (applied), SQLITE_BUSY_SNAPSHOT (conflict), SQLITE_IOERR (unknown),
+** else SQLITE_BUSY (nothing written: retry). */
+int rl_host_outcome_rc(int outcome);
 /* Sends f to the sidecar at target; the writer's SQLite code. */
 int rl_host_forward_send(rl_rpc_client *cl, const char *who, const char *target,
                          const rl_forward_txn *f, uint64_t *index, int *outcome,
@@ -201,11 +211,21 @@ void rl_host_local_drop(rl_host *h, struct local_txn *lt);
 rl_rpc_client *rl_host_client_get(const rl_identity *id, int *owned, char *err,
                                   size_t errlen);
 int rl_host_client_begin(const char *db_path, uint64_t applied);
-int rl_host_client_commit(const char *db_path, const char *grpc,
+int rl_host_client_commit(const char *db_path, long host_pid, const char *grpc,
                           const rl_txn *txn, rl_commit_info *ci, char *err,
                           size_t errlen);
 int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
                               char *err, size_t errlen);
+
+/* door.c: the local door "<db>-raft/door" of a host's client processes
+** (doormsg.h). Start never fails the host: without a door (path too long
+** for a Unix socket, no socket) its clients use gRPC. Stop (before the
+** node stops, while the host lock is held) answers what is in flight and
+** joins every thread. */
+void rl_host_door_start(rl_host *h);
+void rl_host_door_stop(rl_host *h);
+/* "<db>-raft/door" into out: 0, or -1 when it does not fit. */
+int rl_host_door_path(char *out, size_t n, const char *db_path);
 
 /* fresh.c */
 /* How long a linearizable read's point may take (rl_host_read_point). */

@@ -4,6 +4,7 @@
 # FetchImage client (image_fetch.c, image_rx.c). It knows no gRPC service:
 # the sidecar (raftd/api/sidecar.c) is started by whoever opens a host.
 HOST_ROOM_SRCS := raftd/host/base.c raftd/host/host.c raftd/host/identity.c \
+                  raftd/host/door.c raftd/host/doormsg.c \
                   raftd/host/replicator.c raftd/host/client.c \
                   raftd/host/fresh.c raftd/host/applier.c \
                   raftd/host/rebuild.c raftd/host/gate.c raftd/host/setup.c \

@@ -364,6 +364,7 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
     out->snapshot_index = r->snapshot_index;
     out->read_points = r->read_points;
     out->read_rounds = r->read_rounds;
+    out->local_calls = r->local_calls;
     proto__status_response__free_unpacked(r, NULL);
     return RL_OK;
 }

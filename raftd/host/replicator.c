@@ -84,7 +84,7 @@ static int port_begin(void *ctx, const char *db_path, uint64_t applied)
         /* A follower learns a commit only with the leader's next message:
         ** a transaction begun now on a base the leader already passed
         ** would conflict with a write that finished before it began.
-        ** Wait for the leader's L (rl_host_behind_leader). Its own log
+        ** Wait for the leader's L (rl_host_follower_behind). Its own log
         ** cannot tell: an entry the leader committed with the other
         ** followers may not have reached this node yet (measured: a
         ** leader's write acknowledged to its shell, then a follower's
@@ -310,8 +310,9 @@ static int port_commit_run(void *ctx, const char *db_path, const rl_txn *txn,
     if (!h) {
         long pid = 0;
         char grpc[512] = "";
-        if (rl_host_running(db_path, &pid, grpc, sizeof grpc) && grpc[0])
-            return rl_host_client_commit(db_path, grpc, txn, ci, err, errlen);
+        if (rl_host_running(db_path, &pid, grpc, sizeof grpc))
+            return rl_host_client_commit(db_path, pid, grpc, txn, ci, err,
+                                         errlen);
     }
     if (!h || !h->node) {
         long pid = 0;

@@ -10,11 +10,13 @@ writer once its node applied the entry.
   (ForwardTxn), not two (gRPC Status calls_served counts the calls).
 - Client processes: 1,000 writes from a second stock shell on the
   leader's file, then 300 from one on a follower's file (its host relays
-  them to the leader): none fails, each reads back at once. On the
-  leader's file a write costs its host one call (ForwardTxn), not two:
-  the client reads whether its host leads, and its L, from the host's
-  board. On the follower's file it costs its host two calls (the host
-  answers the ask from its write lease) and the leader about one.
+  them to the leader): none fails, each reads back at once, and none of
+  it is a gRPC call to the host: it goes through the host's local door
+  (<db>-raft/door; raft_status local_calls counts it). On the leader's
+  file a write costs one request there (COMMIT), not two: the client
+  reads whether its host leads, and its L, from the host's board. On the
+  follower's file it costs two (the host answers the HINT from its write
+  lease) and the leader about one call.
 - One client writing on each node in turn (60 writes): none conflicts,
   since a follower's writer first waits for the leader's L.
 - A write that changes nothing on a follower (an UPDATE matching no row)
@@ -86,12 +88,13 @@ def quiet(c, leader, f):
 
 def clients(c, leader, f):
     """Client processes (a second stock shell on a hosted file, no node of
-    its own) write through their host: 1,000 on the leader's file, then
-    300 on a follower's (relayed to the leader); none fails, each reads
-    its own writes at once, every node gets them."""
+    its own) write through their host's local door: 1,000 on the leader's
+    file, then 300 on a follower's (relayed to the leader); none fails,
+    each reads its own writes at once, every node gets them."""
     for node, count in ((leader, 1000), (f, 300)):
         before = calls_served(node)
         lead_before = calls_served(leader)
+        door_before = node.status()["local_calls"]
         sh = Shell(node.db, env=c.env)
         t0 = time.time()
         out = sh.sql("".join(
@@ -106,25 +109,30 @@ def clients(c, leader, f):
         sh.finish("client shell exit", 0)
         secs = time.time() - t0
         calls = calls_served(node) - before - 1  # the first Status's own
+        door = node.status()["local_calls"] - door_before
         log("%d writes from a client process of %s in %.1fs (%.0f/s), "
-            "%d calls to its host" % (count, node.name, secs, count / secs,
-                                      calls))
+            "%d requests at its host's local door, %d gRPC calls to it" %
+            (count, node.name, secs, count / secs, door, calls))
+        # Nothing of it goes through the host's gRPC sidecar: the local
+        # door (<db>-raft/door) takes it.
+        check(calls <= 5, "a client process's writes use its host's local "
+              "door, not gRPC: %d gRPC calls for %d writes" % (calls, count))
         if node is leader:
-            # One ForwardTxn per write (the ask made it two): the host
-            # posts its L on its board.
-            check(count <= calls <= count + count // 10,
-                  "a client process of the leader's host makes one call "
+            # One COMMIT per write (the ask made it two): the host posts
+            # its L on its board.
+            check(count <= door <= count + count // 10,
+                  "a client process of the leader's host makes one request "
                   "per write (the board replaces the write lock's ask): "
-                  "%d calls for %d writes" % (calls, count))
+                  "%d requests for %d writes" % (door, count))
             continue
-        # A follower's host answers its client's ask from its write lease
-        # (two calls to the host per write) and relays only ForwardTxn to
-        # the leader: one call there per write, not two.
+        # A follower's host answers its client's ask (HINT) from its write
+        # lease and relays only the COMMIT to the leader: one call there
+        # per write, not two.
         lead = calls_served(leader) - lead_before - 2  # the Status calls
         log("  and %d calls to the leader" % lead)
-        check(2 * count <= calls <= 2 * count + count // 10,
-              "a client process of a follower's host makes two calls per "
-              "write: %d calls for %d writes" % (calls, count))
+        check(2 * count <= door <= 2 * count + count // 10,
+              "a client process of a follower's host makes two requests "
+              "per write: %d requests for %d writes" % (door, count))
         check(count <= lead <= count + count // 10,
               "its host, holding a write lease, relays one call per write "
               "to the leader: %d calls for %d writes" % (lead, count))

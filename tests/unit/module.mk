@@ -11,6 +11,10 @@ UNIT_SRCS_test_txn := vfs/txn.c
 UNIT_TESTS += test_entry
 UNIT_SRCS_test_entry := raftd/node/entry.c
 
+# The local door's messages (raftd/host/doormsg.c).
+UNIT_TESTS += test_doormsg
+UNIT_SRCS_test_doormsg := raftd/host/doormsg.c
+
 # The Raft node on real nodes in one process (tests/unit/lib/node_cluster.c):
 # proposals and verdicts; membership and restarts; a solo node, stop, start.
 NODE_CLUSTER_SRCS := $(NODE_SRCS) $(NODE_LIB_SRCS) \
