@@ -6,7 +6,9 @@ One 3-node cluster of stock shells. Each round, in order: N autocommit
 one-row INSERTs from the leader's shell (the baseline), from a follower's
 shell (the transaction goes to the leader over gRPC and comes back), from
 a client process on the leader's file (a second shell: through the host's
-sidecar), then N point reads on the follower at raft_consistency local
+local door), N loopback round trips of the gRPC stack to the leader
+(bench_rtt: ReadIndex hint calls, answered from memory; the unit of the
+issue's "one extra loopback round trip"), then N point reads on the follower at raft_consistency local
 (the read baseline) and at linearizable (a read point from the leader per
 read transaction), and 8 client processes on the follower's file reading
 at once at linearizable (their read points share the leader's barrier).
@@ -15,7 +17,8 @@ Then the follower's shell exits and a Python process hosts its node
 connections alone, and from 8 of its connections at once (their read
 points share one ReadIndex round to the leader at a time). Printed:
 per-operation median latency over the rounds (each round's total time /
-N), and the ratios to the baselines.
+N), the ratios to the baselines, and the follower's and the client's
+extra cost over the leader's write in round trips.
 
 It never judges speed; it fails only when a write or read fails or the
 row counts do not add up.
@@ -58,8 +61,11 @@ def bench_anywhere(args, results, root, table):
         readers = [Shell(fol.db, env=c.env) for _ in range(CONCURRENT)]
         for r in readers:
             r.sql_ok("PRAGMA raft_consistency = linearizable;")
-        runs = {k: [] for k in ("leader", "follower", "client", "local",
-                                "linearizable", "lin8")}
+        runs = {k: [] for k in ("leader", "follower", "client", "rtt",
+                                "local", "linearizable", "lin8")}
+        rtt_exe = os.path.join(rltest.BUILD, "bench", "bench_rtt")
+        check(os.access(rtt_exe, os.X_OK),
+              "missing %s: run make bench-bins" % rtt_exe)
         rnd = random.Random(1)
         rows = 0
         for r in range(rounds):
@@ -70,6 +76,10 @@ def bench_anywhere(args, results, root, table):
             runs["client"].append(_timed(client, INSERT * n,
                                          "client process's writes") / n)
             rows += 3 * n
+            p = subprocess.run([rtt_exe, lead.grpc_addr, str(n)],
+                               capture_output=True, text=True, timeout=600)
+            check(p.returncode == 0, "bench_rtt failed: %s" % p.stderr)
+            runs["rtt"].append(json.loads(p.stdout)["mean_ms"] / 1e3)
             c.wait_val(fol, "SELECT count(*) FROM t;", str(rows))
             ids = [rnd.randrange(1, rows + 1) for _ in range(n)]
             script = "".join("SELECT length(v) FROM t WHERE id = %d;\n" % i
@@ -125,6 +135,9 @@ def bench_anywhere(args, results, root, table):
                "runs_s_per_op": runs}
         res["follower_over_leader"] = med["follower"] / med["leader"]
         res["client_over_leader"] = med["client"] / med["leader"]
+        res["follower_extra_rtts"] = (med["follower"] -
+                                      med["leader"]) / med["rtt"]
+        res["client_extra_rtts"] = (med["client"] - med["leader"]) / med["rtt"]
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
         res["lin8_over_linearizable"] = med["lin8"] / med["linearizable"]
         res["host8_over_host1"] = med["host8"] / med["host1"]
@@ -137,6 +150,14 @@ def bench_anywhere(args, results, root, table):
              "%.2fx" % res["follower_over_leader"]],
             ["write, client process (leader's file)", "%.3f" % med["client"],
              "%.2fx" % res["client_over_leader"]],
+            ["one loopback gRPC round trip to the leader (bench_rtt)",
+             "%.3f" % med["rtt"], "1.00x (unit)"],
+            ["follower's write over the leader's", "%.3f" %
+             (med["follower"] - med["leader"]),
+             "%.2f round trips" % res["follower_extra_rtts"]],
+            ["client process's write over the leader's", "%.3f" %
+             (med["client"] - med["leader"]),
+             "%.2f round trips" % res["client_extra_rtts"]],
             ["point read, follower, local", "%.3f" % med["local"],
              "1.00x (base)"],
             ["point read, follower, linearizable",

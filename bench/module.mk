@@ -8,8 +8,17 @@ $(BUILD)/bench/bench_node: $(BENCH_NODE_OBJS)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(NODE_LIB_LIBS)
 
+# One loopback round trip of the gRPC stack (the `anywhere` benchmark's
+# unit): the raftd objects but its main, with SQLite.
+BENCH_RTT_OBJS := $(BUILD)/core/bench/bench_rtt.o \
+                  $(patsubst %.c,$(BUILD)/core/%.o,\
+                    $(filter-out raftd/main.c,$(RAFTD_SRCS)))
+$(BUILD)/bench/bench_rtt: $(BENCH_RTT_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS_SAN) $(RAFTD_LIBS) -lsqlite3
+
 .PHONY: bench-bins
-bench-bins: $(BUILD)/bench/bench_node
+bench-bins: $(BUILD)/bench/bench_node $(BUILD)/bench/bench_rtt
 bench: bench-bins
 
 # The dqlite peer of the `peers` benchmark (bench/dqlite/main.go): Go,

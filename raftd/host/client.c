@@ -82,7 +82,9 @@ rl_rpc_client *rl_host_client_get(const rl_identity *id, int *owned, char *err,
 
 struct door_idle {
     int fd;
-    long pid;
+    long pid;   /* the host's */
+    pid_t mine; /* the process that connected (a fork's child has its
+                   parent's connections: they are not its own) */
     char path[PATH_MAX];
 };
 static pthread_mutex_t door_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -224,12 +226,19 @@ static int door_take(const char *path, long pid, int *kept)
 {
     int fd = -1;
     pthread_mutex_lock(&door_mu);
-    for (int i = 0; i < door_nidle; i++) {
+    for (int i = 0; i < door_nidle;) {
+        if (door_idle[i].mine != getpid()) {
+            /* A fork's copy: its parent keeps using the connection. */
+            close(door_idle[i].fd);
+            door_idle[i] = door_idle[--door_nidle];
+            continue;
+        }
         if (door_idle[i].pid == pid && !strcmp(door_idle[i].path, path)) {
             fd = door_idle[i].fd;
             door_idle[i] = door_idle[--door_nidle];
             break;
         }
+        i++;
     }
     if (!door_atexit) {
         door_atexit = 1;
@@ -246,6 +255,7 @@ static void door_put(int fd, const char *path, long pid)
     if (door_nidle < DOOR_IDLE) {
         door_idle[door_nidle].fd = fd;
         door_idle[door_nidle].pid = pid;
+        door_idle[door_nidle].mine = getpid();
         snprintf(door_idle[door_nidle].path, PATH_MAX, "%s", path);
         door_nidle++;
         fd = -1;
@@ -274,7 +284,8 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
     uint8_t body[20 + RL_DOOR_TEXT_MAX];
     rl_door_hdr hd;
     int fd, kept, any = 0;
-    if (niov > 2 || rl_host_door_path(path, sizeof path, db_path) != 0 ||
+    if (niov > 2 ||
+        rl_host_path(path, sizeof path, db_path, DOOR_SUFFIX) != 0 ||
         (fd = door_take(path, pid, &kept)) < 0)
         return DOOR_NONE;
     for (;;) {

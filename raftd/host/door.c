@@ -89,15 +89,17 @@ static int wait_fd(struct rl_door *d, int fd, int out, int64_t deadline)
     }
 }
 
-/* Reads n bytes; the first may take forever when idle (first_idle): 0 ok,
-** -1 closed, cut, late or the door closes. */
+/* Reads n bytes within ms; with first_idle the first byte may take
+** forever (an idle connection) and the ms count from it. 0 ok, -1 closed,
+** cut, late or the door closes. */
 static int read_all(struct rl_door *d, int fd, uint8_t *buf, size_t n,
-                    int first_idle, int64_t deadline)
+                    int first_idle, int64_t ms)
 {
+    int64_t deadline = first_idle ? -1 : now_ms() + ms;
     size_t got = 0;
     while (got < n) {
         ssize_t r;
-        if (wait_fd(d, fd, 0, got == 0 && first_idle ? -1 : deadline) != 1)
+        if (wait_fd(d, fd, 0, deadline) != 1)
             return -1;
         r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
         if (r == 0)
@@ -107,6 +109,8 @@ static int read_all(struct rl_door *d, int fd, uint8_t *buf, size_t n,
                 continue;
             return -1;
         }
+        if (deadline < 0)
+            deadline = now_ms() + ms;
         got += (size_t)r;
     }
     return 0;
@@ -181,9 +185,8 @@ static void *conn_main(void *arg)
             rl_door_hdr h;
             rl_door_req r;
             uint8_t *body;
-            int64_t deadline = now_ms() + DOOR_MSG_MS;
             size_t n;
-            if (read_all(d, c->fd, hd, sizeof hd, 1, deadline) != 0)
+            if (read_all(d, c->fd, hd, sizeof hd, 1, DOOR_MSG_MS) != 0)
                 break;
             if (rl_door_hdr_get(hd, RL_DOOR_COMMIT, RL_DOOR_READ,
                                 (uint32_t)RL_ENTRY_MAX_PAYLOAD, &h, e,
@@ -195,7 +198,6 @@ static void *conn_main(void *arg)
                 break;
             }
             /* Time to copy the body too: 1 ms per 100 kB. */
-            deadline = now_ms() + DOOR_MSG_MS + h.len / 100000;
             body = malloc(h.len ? h.len : 1);
             if (!body) {
                 rl_host_log(d->h, 1,
@@ -204,7 +206,8 @@ static void *conn_main(void *arg)
                             h.len, (long)c->pid);
                 break;
             }
-            if (read_all(d, c->fd, body, h.len, 0, deadline) != 0) {
+            if (read_all(d, c->fd, body, h.len, 0,
+                         DOOR_MSG_MS + h.len / 100000) != 0) {
                 free(body);
                 break;
             }
@@ -316,17 +319,12 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
-int rl_host_door_path(char *out, size_t n, const char *db_path)
-{
-    return rl_host_path(out, n, db_path, "-raft/door");
-}
-
 void rl_host_door_start(rl_host *h)
 {
     struct rl_door *d;
     struct sockaddr_un sa;
     char path[PATH_MAX];
-    if (rl_host_door_path(path, sizeof path, h->db_path) != 0 ||
+    if (rl_host_path(path, sizeof path, h->db_path, DOOR_SUFFIX) != 0 ||
         strlen(path) >= sizeof sa.sun_path) {
         rl_host_log(h, 2,
                     "no local door: the path of %s-raft/door is longer "

@@ -224,8 +224,8 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
 ** joins every thread. */
 void rl_host_door_start(rl_host *h);
 void rl_host_door_stop(rl_host *h);
-/* "<db>-raft/door" into out: 0, or -1 when it does not fit. */
-int rl_host_door_path(char *out, size_t n, const char *db_path);
+/* The door's path: the database's path and this (rl_host_path). */
+#define DOOR_SUFFIX "-raft/door"
 
 /* fresh.c */
 /* How long a linearizable read's point may take (rl_host_read_point). */
