@@ -8,7 +8,9 @@ shell (the transaction goes to the leader over gRPC and comes back), from
 a client process on the leader's file (a second shell: through the host's
 local door), N loopback round trips of the gRPC stack to the leader
 (bench_rtt: ReadIndex hint calls, answered from memory; the unit of the
-issue's "one extra loopback round trip"), then N point reads on the follower at raft_consistency local
+issue's "one extra loopback round trip"), the same while the leader's
+shell writes N rows (the round trip under the load a write puts on the
+machine; those writes are not timed), then N point reads on the follower at raft_consistency local
 (the read baseline) and at linearizable (a read point from the leader per
 read transaction), and 8 client processes on the follower's file reading
 at once at linearizable (their read points share the leader's barrier).
@@ -62,7 +64,8 @@ def bench_anywhere(args, results, root, table):
         for r in readers:
             r.sql_ok("PRAGMA raft_consistency = linearizable;")
         runs = {k: [] for k in ("leader", "follower", "client", "rtt",
-                                "local", "linearizable", "lin8")}
+                                "rtt_loaded", "local", "linearizable",
+                                "lin8")}
         rtt_exe = os.path.join(rltest.BUILD, "bench", "bench_rtt")
         check(os.access(rtt_exe, os.X_OK),
               "missing %s: run make bench-bins" % rtt_exe)
@@ -80,6 +83,23 @@ def bench_anywhere(args, results, root, table):
                                capture_output=True, text=True, timeout=600)
             check(p.returncode == 0, "bench_rtt failed: %s" % p.stderr)
             runs["rtt"].append(json.loads(p.stdout)["mean_ms"] / 1e3)
+            # The same while the leader writes (not timed).
+            loaded = {}
+
+            def load():
+                loaded["out"] = lead.sh.sql(INSERT * n, 600)
+
+            th = threading.Thread(target=load)
+            th.start()
+            p = subprocess.run([rtt_exe, lead.grpc_addr, str(n)],
+                               capture_output=True, text=True, timeout=600)
+            th.join()
+            check(p.returncode == 0, "bench_rtt failed: %s" % p.stderr)
+            check(not is_error(loaded.get("out", "")),
+                  "leader's writes beside bench_rtt: %s" %
+                  loaded.get("out", "")[-300:])
+            rows += n
+            runs["rtt_loaded"].append(json.loads(p.stdout)["mean_ms"] / 1e3)
             c.wait_val(fol, "SELECT count(*) FROM t;", str(rows))
             ids = [rnd.randrange(1, rows + 1) for _ in range(n)]
             script = "".join("SELECT length(v) FROM t WHERE id = %d;\n" % i
@@ -138,6 +158,8 @@ def bench_anywhere(args, results, root, table):
         res["follower_extra_rtts"] = (med["follower"] -
                                       med["leader"]) / med["rtt"]
         res["client_extra_rtts"] = (med["client"] - med["leader"]) / med["rtt"]
+        res["follower_extra_loaded_rtts"] = (med["follower"] -
+                                             med["leader"]) / med["rtt_loaded"]
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
         res["lin8_over_linearizable"] = med["lin8"] / med["linearizable"]
         res["host8_over_host1"] = med["host8"] / med["host1"]
@@ -152,9 +174,13 @@ def bench_anywhere(args, results, root, table):
              "%.2fx" % res["client_over_leader"]],
             ["one loopback gRPC round trip to the leader (bench_rtt)",
              "%.3f" % med["rtt"], "1.00x (unit)"],
+            ["the same round trip while the leader writes",
+             "%.3f" % med["rtt_loaded"], "%.2fx" % (med["rtt_loaded"] /
+                                                   med["rtt"])],
             ["follower's write over the leader's", "%.3f" %
              (med["follower"] - med["leader"]),
-             "%.2f round trips" % res["follower_extra_rtts"]],
+             "%.2f round trips (%.2f while writing)" %
+             (res["follower_extra_rtts"], res["follower_extra_loaded_rtts"])],
             ["client process's write over the leader's", "%.3f" %
              (med["client"] - med["leader"]),
              "%.2f round trips" % res["client_extra_rtts"]],

@@ -326,7 +326,7 @@ void rl_host_door_start(rl_host *h)
     char path[PATH_MAX];
     if (rl_host_path(path, sizeof path, h->db_path, DOOR_SUFFIX) != 0 ||
         strlen(path) >= sizeof sa.sun_path) {
-        rl_host_log(h, 2,
+        rl_host_log(h, 1,
                     "no local door: the path of %s-raft/door is longer "
                     "than a Unix socket's; client processes use gRPC",
                     h->db_path);

@@ -21,6 +21,8 @@ would.
 - The door leaves with its host: after the hosting shell exits no door
   is left; kill -9 leaves a stale socket, which the next host replaces;
   a client process writes through the new door.
+- A database whose door path is too long for a Unix socket (108 bytes)
+  gets no door, says so, and its client processes write through gRPC.
 """
 import ctypes
 import os
@@ -33,7 +35,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 from rltest import Shell, check, check_eq, fail, is_error, log, main  # noqa
-from rlcluster import Cluster, SLOW  # noqa: E402
+from rlcluster import Cluster, Node, SLOW  # noqa: E402
 
 MAGIC = 0x31444C52
 HELLO, COMMIT, HINT, READ, ANSWER = 1, 2, 3, 4, 5
@@ -258,6 +260,29 @@ def test():
     check_eq(n.val("SELECT count(*) FROM t;"), str(int(rows) + 1),
              "rows at the end")
     c.close()
+
+    # No door where the path is too long: the client uses gRPC.
+    c2 = Cluster()
+    name = "n" + "x" * max(1, 110 - len(os.path.join(c2.dir, ".db-raft/door")))
+    node = Node(c2, name)
+    c2.nodes.append(node)
+    out = node.sh.sql("SELECT raft_bootstrap('%s', '%s', '%s');" %
+                      (name, node.raft_addr, node.grpc_addr))
+    check("no local door" in out and "client processes use gRPC" in out,
+          "the host says it has no door: %r" % out[-500:])
+    node.member = True
+    node.sql("CREATE TABLE t(v);")
+    door = node.db + "-raft/door"
+    check(len(door) > 107 and not os.path.exists(door),
+          "no door at a %d-byte path" % len(door))
+    cl = Shell(node.db, env=c2.env)
+    cl.sql_ok("INSERT INTO t VALUES ('through gRPC');")
+    cl.finish("client shell exit", 0)
+    check_eq(node.val("SELECT count(*) FROM t;"), "1", "the client's row")
+    check_eq(node.status()["local_calls"], 0, "requests at a door")
+    log("a %d-byte door path: no door, the client wrote through gRPC" %
+        len(door))
+    c2.close()
 
 
 if __name__ == "__main__":
