@@ -16,6 +16,7 @@
 
 #include "bytes.h"
 #include "lib/check.h"
+#include "lib/seeds.h"
 
 static void test_header(void)
 {
@@ -142,22 +143,6 @@ static void test_answers(void)
     CHECK(rl_door_hello_decode(&h, b + RL_DOOR_HDR, &st, e, sizeof e) == -1);
 }
 
-static int write_file(const char *dir, const char *name, const void *p,
-                      size_t n)
-{
-    char path[4096];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n) {
-        perror(path);
-        if (f)
-            fclose(f);
-        return 1;
-    }
-    return fclose(f) != 0;
-}
-
 /* Seeds: each file is a stream of messages as the fuzzer reads them. */
 static int write_seeds(const char *dir)
 {
@@ -171,14 +156,14 @@ static int write_seeds(const char *dir)
     n += RL_DOOR_HDR + 4;
     rl_door_ask_put(b + n, RL_DOOR_READ, 2000);
     n += RL_DOOR_HDR + 4;
-    bad |= write_file(dir, "seed-requests", b, n);
+    bad |= rl_seed_write(dir, "seed-requests", b, n);
     n = rl_door_ans_put(b, 2, 10, 9, "");
     n += rl_door_ans_put(b + n, 5, 0, 0, "conflict");
     rl_door_hello_put(b + n, RL_DOOR_OK);
     n += RL_DOOR_HDR + 4;
-    bad |= write_file(dir, "seed-answers", b, n);
+    bad |= rl_seed_write(dir, "seed-answers", b, n);
     rl_door_hello_put(b, RL_DOOR_REFUSED);
-    bad |= write_file(dir, "seed-hello", b, RL_DOOR_HDR + 4);
+    bad |= rl_seed_write(dir, "seed-hello", b, RL_DOOR_HDR + 4);
     return bad;
 }
 

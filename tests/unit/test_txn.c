@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lib/check.h"
+#include "lib/seeds.h"
 #include "lib/mem.h"
 #include "lib/rng.h"
 
@@ -408,29 +409,6 @@ static void test_build(void)
     CHECK(t.pages == NULL && t.owned == NULL, "t zeroed on error");
 }
 
-static int write_file(const char *dir, const char *name, const uint8_t *p,
-                      size_t n)
-{
-    char path[4096];
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "wb");
-    if (f == NULL) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    if (fwrite(p, 1, n, f) != n) {
-        fprintf(stderr, "%s: short write\n", path);
-        fclose(f);
-        return 1;
-    }
-    if (fclose(f) != 0) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    return 0;
-}
-
 /* Seeds: valid records of a few shapes, plus near-misses. */
 static int write_seeds(const char *dir)
 {
@@ -449,12 +427,12 @@ static int write_seeds(const char *dir)
                  shapes[i].n == 3 ? pg : NULL);
         buf = encode(&t, &len);
         snprintf(name, sizeof(name), "seed-valid-%zu", i);
-        bad |= write_file(dir, name, buf, len);
+        bad |= rl_seed_write(dir, name, buf, len);
         buf[len - 1] ^= 1;
         snprintf(name, sizeof(name), "seed-badcrc-%zu", i);
-        bad |= write_file(dir, name, buf, len);
+        bad |= rl_seed_write(dir, name, buf, len);
         snprintf(name, sizeof(name), "seed-short-%zu", i);
-        bad |= write_file(dir, name, buf, len / 2);
+        bad |= rl_seed_write(dir, name, buf, len / 2);
         free(buf);
         rl_txn_free(&t);
     }
