@@ -283,14 +283,20 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
     struct iovec iov[2];
     uint8_t body[20 + RL_DOOR_TEXT_MAX];
     rl_door_hdr hd;
+    size_t total = 0;
     int fd, kept, any = 0;
     if (niov > 2 ||
         rl_host_path(path, sizeof path, db_path, DOOR_SUFFIX) != 0 ||
         (fd = door_take(path, pid, &kept)) < 0)
         return DOOR_NONE;
+    for (int i = 0; i < niov; i++)
+        total += req[i].iov_len;
     for (;;) {
         memcpy(iov, req, (size_t)niov * sizeof *iov);
-        if (door_send(fd, iov, niov, rl_rpc_now_ms() + 5000, &any) == 0)
+        /* The door's own allowance (door.c): 10 s, plus 1 ms per 100 kB. */
+        if (door_send(fd, iov, niov,
+                      rl_rpc_now_ms() + 10000 + (int64_t)(total / 100000),
+                      &any) == 0)
             break;
         close(fd);
         if (!kept || any || (fd = door_connect(path)) < 0)
@@ -455,9 +461,13 @@ static int ask_host(const char *db_path, long pid, const char *grpc,
         *index = ans.index;
         *L = ans.L;
         return 0;
-    case DOOR_LOST:
-        rl_seterr(e, elen, "its host (process %ld) did not answer: %s", pid, e);
+    case DOOR_LOST: {
+        char why[256];
+        snprintf(why, sizeof why, "%s", e); /* e is the output too */
+        rl_seterr(e, elen, "its host (process %ld) did not answer: %s", pid,
+                  why);
         return -1;
+    }
     default:
         break;
     }
