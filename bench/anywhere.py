@@ -65,7 +65,7 @@ def bench_anywhere(args, results, root, table):
             r.sql_ok("PRAGMA raft_consistency = linearizable;")
         runs = {k: [] for k in ("leader", "follower", "client", "rtt",
                                 "rtt_loaded", "local", "linearizable",
-                                "lin8")}
+                                "local8", "lin8")}
         rtt_exe = os.path.join(rltest.BUILD, "bench", "bench_rtt")
         check(os.access(rtt_exe, os.X_OK),
               "missing %s: run make bench-bins" % rtt_exe)
@@ -117,22 +117,27 @@ def bench_anywhere(args, results, root, table):
             per = max(1, n // CONCURRENT)
             one = "".join("SELECT length(v) FROM t WHERE id = %d;\n" % i
                           for i in ids[:per])
-            bar = threading.Barrier(CONCURRENT)
-            secs = [0.0] * CONCURRENT
+            # The same 8 at local first: what 8 processes reading at once
+            # cost this machine without any read point (the baseline of
+            # the linearizable run's extra).
+            for level, key in (("local", "local8"), ("linearizable", "lin8")):
+                for r in readers:
+                    r.sql_ok("PRAGMA raft_consistency = %s;" % level)
+                bar = threading.Barrier(CONCURRENT)
+                secs = [0.0] * CONCURRENT
 
-            def reader(k):
-                bar.wait()
-                secs[k] = _timed(readers[k], one, "concurrent reads")
+                def reader(k):
+                    bar.wait()
+                    secs[k] = _timed(readers[k], one, "concurrent reads")
 
-            ths = [threading.Thread(target=reader, args=(k,))
-                   for k in range(CONCURRENT)]
-            for t in ths:
-                t.start()
-            for t in ths:
-                t.join()
-            # The wall time of the group per read of one reader: compare
-            # with one reader's linearizable read alone.
-            runs["lin8"].append(max(secs) / per)
+                ths = [threading.Thread(target=reader, args=(k,))
+                       for k in range(CONCURRENT)]
+                for t in ths:
+                    t.start()
+                for t in ths:
+                    t.join()
+                # The wall time of the group per read of one reader.
+                runs[key].append(max(secs) / per)
         check(client.close() == 0, "client shell exited nonzero")
         for r in readers:
             check(r.close() == 0, "reader shell exited nonzero")
@@ -150,6 +155,8 @@ def bench_anywhere(args, results, root, table):
         hr = json.loads(p.stdout.strip().splitlines()[-1])
         runs["host1"] = hr["one"]
         runs["host8"] = hr["many"]
+        runs["hostlocal1"] = hr["local_one"]
+        runs["hostlocal8"] = hr["local_many"]
         med = {k: median(v) * 1e3 for k, v in runs.items()}
         res = {"n": n, "rounds": rounds, "ms_per_op": med,
                "runs_s_per_op": runs}
@@ -163,6 +170,17 @@ def bench_anywhere(args, results, root, table):
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
         res["lin8_over_linearizable"] = med["lin8"] / med["linearizable"]
         res["host8_over_host1"] = med["host8"] / med["host1"]
+        # A read point's cost: linearizable over local, alone and 8 at once
+        # (each over its own local baseline), and the second in units of
+        # the first: "8 concurrent reads about one round together" is 1.
+        res["point_one"] = med["linearizable"] - med["local"]
+        res["point_8"] = med["lin8"] - med["local8"]
+        res["point_8_in_ones"] = res["point_8"] / max(res["point_one"], 1e-9)
+        res["host_point_one"] = med["host1"] - med["hostlocal1"]
+        res["host_point_8"] = med["host8"] - med["hostlocal8"]
+        res["host_point_8_in_ones"] = res["host_point_8"] / max(
+            res["host_point_one"], 1e-9)
+        res["point_one_in_rtts"] = res["point_one"] / med["rtt"]
         res["host8_reads_per_round"] = hr["points"] / float(
             max(hr["rounds"], 1))
         results["anywhere"] = res
@@ -189,15 +207,31 @@ def bench_anywhere(args, results, root, table):
             ["point read, follower, linearizable",
              "%.3f" % med["linearizable"],
              "%.2fx" % res["linearizable_over_local"]],
-            ["8 client processes reading at once, linearizable (wall "
-             "time per read of one)", "%.3f" % med["lin8"],
+            ["  its read point (linearizable - local)",
+             "%.3f" % res["point_one"],
+             "%.2f round trips" % res["point_one_in_rtts"]],
+            ["8 client processes reading at once, local (wall time per "
+             "read of one)", "%.3f" % med["local8"], ""],
+            ["8 client processes reading at once, linearizable",
+             "%.3f" % med["lin8"],
              "%.2fx of one alone" % res["lin8_over_linearizable"]],
+            ["  their 8 read points together (linearizable - local)",
+             "%.3f" % res["point_8"],
+             "%.2f of one alone" % res["point_8_in_ones"]],
+            ["point read, follower's hosting process (Python), local",
+             "%.3f" % med["hostlocal1"], ""],
             ["point read, follower's hosting process (Python), "
              "linearizable", "%.3f" % med["host1"], "1.00x (base)"],
+            ["8 connections of that process reading at once, local",
+             "%.3f" % med["hostlocal8"], ""],
             ["8 connections of that process reading at once, linearizable "
              "(wall time per read of one)", "%.3f" % med["host8"],
              "%.2fx of one alone; %.1f reads per round" %
              (res["host8_over_host1"], res["host8_reads_per_round"])],
+            ["  their 8 read points together (linearizable - local)",
+             "%.3f" % res["host_point_8"],
+             "%.2f of one alone (%.3f)" % (res["host_point_8_in_ones"],
+                                            res["host_point_one"])],
         ]
         table("anywhere: writes and reads on every node (%d rounds of %d; "
               "ms per operation, median of rounds)" % (rounds, n),

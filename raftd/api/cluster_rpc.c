@@ -220,8 +220,11 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
 }
 
 /*
-** ReadIndex: a read point (the leader's read barrier), or with hint_only
-** the commit index and L as this node knows them, at once. A request with
+** ReadIndex: a read point (the leader's, fresh.c), or with hint_only
+** the commit index and L as this node knows them, at once, or with
+** confirm_term this node's term (for a leader confirming its read point),
+** or with barrier a read point from a barrier (a follower's nudge). A request
+*with
 ** relay comes from a client process of this host: a host that does not
 ** lead answers from a round it asks the leader for (rl_host_read_index,
 ** shared with its other readers) or, for a hint, the leader's answer
@@ -239,11 +242,18 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     char msg[768], e[640] = "";
     uint64_t index = 0, L = 0;
     int hint_only = r->hint_only, relay = r->relay, ok = 0;
-    uint64_t lease_for = r->lease_for;
+    int barrier = r->barrier;
+    uint64_t lease_for = r->lease_for, confirm = r->confirm_term;
+    uint64_t voter_id = r->voter_id, voter_term = r->voter_term;
     unsigned lease_ms = 0;
     proto__read_index_request__free_unpacked(r, NULL);
     rl_node_status(rl_host_node(h), &st);
-    if (st.state != RL_STATE_LEADER && !relay) {
+    if (confirm) {
+        /* A leader confirming a read: this node's term, whatever its
+        ** role (raftd/node/confirm.c). */
+        resp.term = rl_node_term(rl_host_node(h));
+        ok = 1; /* index and L stay 0: not a read point */
+    } else if (st.state != RL_STATE_LEADER && !relay) {
         rl_seterr(msg, sizeof(msg),
                   "not the leader: ReadIndex is served by the leader only");
         resp.error = msg;
@@ -255,8 +265,11 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
             rl_node_lease_grant(rl_host_node(h), lease_for, &lease_ms) != RL_OK)
             lease_ms = 0;
         ok = rl_host_leader_L(h, tmo, &index, &L, e, sizeof(e)) == 0;
+    } else if (barrier && !relay) {
+        ok = rl_host_read_barrier(h, tmo, &index, &L, e, sizeof(e)) == 0;
     } else {
-        ok = rl_host_read_index(h, tmo, &index, &L, e, sizeof(e)) == 0;
+        ok = rl_host_read_index_for(h, tmo, relay ? 0 : voter_id, voter_term,
+                                    &index, &L, e, sizeof(e)) == 0;
     }
     if (ok) {
         resp.index = index;

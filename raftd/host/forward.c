@@ -35,9 +35,11 @@ _Thread_local struct rl_writer_state rl_host_writer;
 ** A node whose writer learnt that the leader is ahead of what this node's
 ** log decided has not heard of those commits yet, and would only with the
 ** leader's next heartbeat (up to 100 ms, while SQLite's busy handler
-** sleeps in steps of up to 50 ms). A read index makes the leader
-** replicate a barrier now, which carries its commit index: the node
-** applies within a round trip. Its answer is not needed, and a writer
+** sleeps in steps of up to 50 ms). A barrier read point makes the leader
+** replicate an entry now, which carries its commit index: the node
+** applies within a round trip (an ordinary read index no longer does:
+** the leader confirms those with a round of questions, raftd/node/
+** confirm.c, that replicates nothing). Its answer is not needed, and a writer
 ** holds the write lock meanwhile (which the node's applier needs): a
 ** leader that cannot confirm within NUDGE_MS is left to its heartbeat.
 */
@@ -45,7 +47,8 @@ static void nudge_leader(rl_rpc_client *cl, const char *leader_grpc)
 {
     uint64_t ri = 0;
     char e[256];
-    rl_cluster_read_hint(cl, leader_grpc, NUDGE_MS, 0, &ri, NULL, e, sizeof e);
+    rl_cluster_read_hint(cl, leader_grpc, NUDGE_MS, RL_READ_BARRIER, &ri, NULL,
+                         e, sizeof e);
 }
 
 /*

@@ -9,6 +9,7 @@
 ** took effect, the caller is refused with the reason.
 */
 #include "host_int.h"
+#include "errbuf.h"
 #include "fsio.h"
 
 #include <stdio.h>
@@ -54,6 +55,17 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
     return rl_host_fresh_confirm(h, began, base, tmo, why, whylen);
 }
 
+/* This node's word for the leader, taken now (after the read or the
+** transaction began): its raft id and the term it stored. Thread-local:
+** valid until this thread's next call. */
+static const rl_voter_stamp *voter_stamp(rl_host *h)
+{
+    static __thread rl_voter_stamp vs;
+    vs.raft_id = h->raft_id;
+    vs.term = rl_node_term(h->node);
+    return &vs;
+}
+
 /*
 ** A write transaction that changed nothing answered from this node's file:
 ** RL_OUTCOME_APPLIED only if a read index proves the node still leads and
@@ -86,8 +98,8 @@ int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
         if (h->cl &&
             rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
             m.grpc_addr[0] &&
-            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, &index, &L, e,
-                                  sizeof e) == 0) {
+            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, voter_stamp(h),
+                                  &index, &L, e, sizeof e) == 0) {
             if (L > base) {
                 snprintf(why, whylen,
                          "conflict: index %llu took effect after the "
@@ -139,84 +151,21 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
-** A follower's read index: the leader's ReadIndex (a quorum-confirmed
-** commit index taken after the request reached it), asked one round at a
-** time for all of this process's readers. A reader needs a round that
-** started after it began (one already under way may have been answered
-** before this reader's call, which would not be linearizable): it waits
-** for the next one, which it starts itself if none runs. Readers that
-** arrive while a round runs thus share the following one: N concurrent
-** readers cost about two rounds, not N.
-*/
-static int read_round(rl_host *h, const struct rl_meta *leader, unsigned tmo,
-                      uint64_t *index, uint64_t *L, char *err, size_t errlen)
-{
-    int64_t deadline = mono_ms() + tmo;
-    uint64_t want;
-    int rc;
-    pthread_mutex_lock(&h->rr_mu);
-    want = h->rr_started + 1;
-    while (h->rr_done < want) {
-        int64_t left = deadline - mono_ms();
-        if (left <= 0) {
-            pthread_mutex_unlock(&h->rr_mu);
-            snprintf(err, errlen,
-                     "no read point from the leader %s within %u ms (the "
-                     "round before this read's did not end)",
-                     leader->node_id, tmo);
-            return -1;
-        }
-        if (!h->rr_running) {
-            uint64_t mine = ++h->rr_started, idx = 0, l = 0;
-            char e[512] = "";
-            h->rr_running = 1;
-            pthread_mutex_unlock(&h->rr_mu);
-            __atomic_add_fetch(&h->read_rounds, 1, __ATOMIC_RELAXED);
-            rc = rl_cluster_read_index(h->cl, leader->grpc_addr, (unsigned)left,
-                                       &idx, &l, e, sizeof e);
-            pthread_mutex_lock(&h->rr_mu);
-            h->rr_running = 0;
-            h->rr_done = mine;
-            h->rr_rc = rc == 0 ? 0 : -1;
-            h->rr_index = idx;
-            h->rr_L = l;
-            if (rc != 0)
-                snprintf(h->rr_err, sizeof h->rr_err,
-                         "no read point from the leader %s (gRPC %s): %s",
-                         leader->node_id, leader->grpc_addr, e);
-            pthread_cond_broadcast(&h->rr_cv);
-        } else {
-            struct timespec ts;
-            int64_t at = deadline;
-            ts.tv_sec = at / 1000;
-            ts.tv_nsec = (at % 1000) * 1000000;
-            pthread_cond_timedwait(&h->rr_cv, &h->rr_mu, &ts);
-        }
-    }
-    /* The last round ended after this reader began: its answer (or its
-    ** failure) is this reader's. */
-    rc = h->rr_rc;
-    *index = h->rr_index;
-    *L = h->rr_L;
-    if (rc != 0)
-        snprintf(err, errlen, "%s", h->rr_err);
-    pthread_mutex_unlock(&h->rr_mu);
-    return rc;
-}
-
+/* How long a leader waits for a majority's terms before it confirms the
+** read with a barrier instead (a voter's sidecar down, its node not). */
+#define CONFIRM_MAX_MS 1000
 /* How long a deposed leader waits to learn its successor (a heartbeat,
 ** or an election) before it refuses a read it could relay. */
 #define DEPOSED_WAIT_MS 1000
 
 /*
-** A node that took a read as leader and whose barrier was refused
-** NOTLEADER: deposed meanwhile (a leader back from a pause learns of its
-** successor only now, from a higher term in an answer, and of who it is
-** with the successor's next heartbeat; the published state follows raft's
-** a loop step later). Waits until the node knows a leader other than
-** itself, at most DEPOSED_WAIT_MS and until deadline: 1 with *st then
-** (the read goes through that leader, as a follower's), 0 if none.
+** A node that took a read as leader and was refused NOTLEADER: deposed
+** meanwhile (a leader back from a pause learns of its successor only now,
+** from a higher term in an answer, and of who it is with the successor's
+** next heartbeat; the published state follows raft's a loop step later).
+** Waits until the node knows a leader other than itself, at most
+** DEPOSED_WAIT_MS and until deadline: 1 with *st then (the read goes
+** through that leader, as a follower's), 0 if none.
 */
 static int deposed_knows_leader(rl_host *h, int64_t deadline,
                                 struct rl_node_status *st)
@@ -234,59 +183,244 @@ static int deposed_knows_leader(rl_host *h, int64_t deadline,
 }
 
 /*
-** rl_host_read_index (host.h): a quorum-confirmed commit index taken after
-** the call began, with the leader's L as of it. Leading: the node's read
-** barrier, shared by the reads waiting at once (rl_node_read_index); else,
-** or when the node turns out deposed and knows its successor, a round of
-** read_round.
+** A read point from a read barrier (rl_node_read_index: an entry a quorum
+** stored, shared by the reads waiting at once). why: what failed before,
+** for the message. 0 with *index and *L; RL_NODE_NOTLEADER; -1.
+*/
+static int barrier_point(rl_host *h, int64_t deadline, const char *why,
+                         uint64_t *index, uint64_t *L, char *err, size_t errlen)
+{
+    struct rl_result res;
+    struct rl_node_status st;
+    int64_t left = deadline - mono_ms();
+    int rc;
+    if (left <= 0) {
+        rl_seterr(err, errlen,
+                  "node %s could not confirm with a quorum that it still "
+                  "leads (%s)",
+                  h->id.node_id, why[0] ? why : "no time left");
+        return -1;
+    }
+    memset(&res, 0, sizeof res);
+    rc = rl_node_read_index(h->node, (unsigned)left, &res);
+    if (rc == RL_NODE_OK) {
+        rl_node_status(h->node, &st);
+        *index = res.index;
+        *L = st.L;
+        return 0;
+    }
+    rl_seterr(err, errlen,
+              "node %s could not confirm with a quorum that it still leads "
+              "(%s%s%s%s%s)",
+              h->id.node_id, rl_node_strerror(rc), res.msg[0] ? ": " : "",
+              res.msg, why[0] ? "; its voters' terms: " : "", why);
+    return rc == RL_NODE_NOTLEADER ? RL_NODE_NOTLEADER : -1;
+}
+
+/* rl_host_read_barrier (host.h). */
+int rl_host_read_barrier(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
+                         char *err, size_t errlen)
+{
+    if (!h->node) {
+        rl_seterr(err, errlen, "its node is not running in this process");
+        return -1;
+    }
+    __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
+    return barrier_point(h, mono_ms() + tmo, "", index, L, err, errlen) == 0
+               ? 0
+               : -1;
+}
+
+/*
+** The leader's read point: its term confirmed by a majority of the voters
+** in one round of ReadIndex confirm_term calls (raftd/node/confirm.c says
+** why that is enough), nothing written anywhere. When that cannot be had
+** (not ready yet, a voter without a gRPC address, no majority answering
+** within CONFIRM_MAX_MS) a read barrier confirms it instead: slower, as
+** safe. 0 with *index and *L; RL_NODE_NOTLEADER when deposed; -1.
+*/
+static int leader_point(rl_host *h, int64_t deadline, uint64_t *index,
+                        uint64_t *L, char *err, size_t errlen)
+{
+    struct rl_read_begin rb;
+    struct rl_meta m[RL_READ_VOTERS];
+    const char *targets[RL_READ_VOTERS];
+    unsigned k = 0;
+    uint64_t newer = 0;
+    char e[600] = "";
+    int64_t left;
+    int rc = rl_node_read_begin(h->node, &rb);
+    if (rc == RL_NODE_NOTLEADER)
+        return RL_NODE_NOTLEADER;
+    if (rc == RL_NODE_OK && h->cl) {
+        for (unsigned i = 0; i < rb.n_voters; i++)
+            if (rl_node_meta(h->node, rb.voters[i], NULL, &m[k]) ==
+                    RL_NODE_OK &&
+                m[k].grpc_addr[0]) {
+                targets[k] = m[k].grpc_addr;
+                k++;
+            }
+        left = deadline - mono_ms();
+        if (left > CONFIRM_MAX_MS)
+            left = CONFIRM_MAX_MS;
+        __atomic_add_fetch(&h->read_rounds, 1, __ATOMIC_RELAXED);
+        rc = rl_cluster_confirm_term(h->cl, targets, k, rb.need, rb.term,
+                                     left > 0 ? (unsigned)left : 1, &newer, e,
+                                     sizeof e);
+        if (rc == 0) {
+            *index = rb.index;
+            *L = rb.L;
+            return 0;
+        }
+        if (rc == 1) {
+            rl_seterr(err, errlen, "deposed: %s", e);
+            return RL_NODE_NOTLEADER;
+        }
+        /* No majority heard: a barrier may still get one through Raft. */
+    }
+    return barrier_point(h, deadline, e, index, L, err, errlen);
+}
+
+/*
+** One read point, taken now: the leader's (leader_point), or a follower's
+** (the leader's ReadIndex, which takes one there). A leader found deposed
+** asks its successor once it knows it. 0 with *index and *L, or -1.
+*/
+static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
+                      uint64_t *L, char *err, size_t errlen)
+{
+    struct rl_node_status st;
+    struct rl_meta m;
+    char e[1024] = "";
+    int64_t left;
+    int rc;
+    rl_node_status(h->node, &st);
+    if (st.state == RL_STATE_LEADER) {
+        rc = leader_point(h, deadline, index, L, e, sizeof e);
+        if (rc == 0)
+            return 0;
+        /* Deposed: the leader it knows now serves the read. None known:
+        ** refused, and the caller retries. */
+        if (rc != RL_NODE_NOTLEADER ||
+            !deposed_knows_leader(h, deadline, &st)) {
+            rl_seterr(err, errlen, "%s", e);
+            return -1;
+        }
+    }
+    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
+        return -1;
+    left = deadline - mono_ms();
+    if (left <= 0) {
+        rl_seterr(err, errlen,
+                  "no time left to ask the leader %s for a read "
+                  "point",
+                  m.node_id);
+        return -1;
+    }
+    __atomic_add_fetch(&h->read_rounds, 1, __ATOMIC_RELAXED);
+    if (rl_cluster_read_index(h->cl, m.grpc_addr, (unsigned)left,
+                              voter_stamp(h), index, L, e, sizeof e) != 0) {
+        rl_seterr(err, errlen, "no read point from the leader %s (gRPC %s): %s",
+                  m.node_id, m.grpc_addr, e);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+** rl_host_read_index_for (host.h): a member's request. When the member's
+** word (voter_id was in the leader's term voter_term when it asked) and
+** this leader's own make a majority of the voters, the read point is
+** taken now and needs no round (raftd/node/confirm.c says why: the two
+** attest to the term after the read began). Otherwise, a shared round.
+*/
+int rl_host_read_index_for(rl_host *h, unsigned tmo, uint64_t voter_id,
+                           uint64_t voter_term, uint64_t *index, uint64_t *L,
+                           char *err, size_t errlen)
+{
+    struct rl_read_begin rb;
+    if (h->node && voter_id && voter_term &&
+        rl_node_read_begin(h->node, &rb) == RL_NODE_OK && rb.need == 1 &&
+        rb.term == voter_term) {
+        for (unsigned i = 0; i < rb.n_voters; i++) {
+            if (rb.voters[i] != voter_id)
+                continue;
+            __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
+            *index = rb.index;
+            *L = rb.L;
+            return 0;
+        }
+    }
+    return rl_host_read_index(h, tmo, index, L, err, errlen);
+}
+
+/*
+** rl_host_read_index (host.h): a quorum-confirmed read point taken after
+** the call began, with the leader's L as of it, one round at a time for
+** all of this process's readers. A reader needs a round that started after
+** it began (one already under way may have been answered before this
+** reader's call, which would not be linearizable): it waits for the next
+** one, which it starts itself if none runs. Readers that arrive while a
+** round runs thus share the following one: N concurrent readers cost about
+** two rounds, not N. (Measured: letting a second round start while one
+** runs, after gathering readers for 50 us, made 2 and 8 concurrent
+** readers slower on two cores, not faster: more rounds, more CPU.)
 */
 int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                        char *err, size_t errlen)
 {
-    struct rl_node_status st;
-    struct rl_result res;
-    struct rl_meta m;
-    uint64_t l = 0;
+    int64_t deadline = mono_ms() + tmo;
+    uint64_t want;
     int rc;
     *index = 0;
     if (!h->node) {
-        snprintf(err, errlen, "its node is not running in this process");
+        rl_seterr(err, errlen, "its node is not running in this process");
         return -1;
     }
     __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
-    rl_node_status(h->node, &st);
-    if (st.state == RL_STATE_LEADER) {
-        int64_t deadline = mono_ms() + tmo, left = 0;
-        memset(&res, 0, sizeof res);
-        rc = rl_node_read_index(h->node, tmo, &res);
-        if (rc == RL_NODE_OK) {
-            rl_node_status(h->node, &st);
-            *index = res.index;
-            if (L)
-                *L = st.L;
-            return 0;
-        }
-        /* Deposed: the leader it knows now serves the read. None known:
-        ** refused, and the caller retries. */
-        if (rc != RL_NODE_NOTLEADER ||
-            !deposed_knows_leader(h, deadline, &st) ||
-            (left = deadline - mono_ms()) <= 0) {
-            snprintf(err, errlen,
-                     "node %s could not confirm with a quorum that it still "
-                     "leads (%s%s%s)",
-                     h->id.node_id, rl_node_strerror(rc),
-                     res.msg[0] ? ": " : "", res.msg);
+    pthread_mutex_lock(&h->rr_mu);
+    want = h->rr_started + 1;
+    while (h->rr_done < want) {
+        if (deadline - mono_ms() <= 0) {
+            pthread_mutex_unlock(&h->rr_mu);
+            rl_seterr(err, errlen,
+                      "no read point within %u ms (the round before this "
+                      "read's did not end)",
+                      tmo);
             return -1;
         }
-        tmo = (unsigned)left;
+        if (!h->rr_running) {
+            uint64_t mine = ++h->rr_started, idx = 0, l = 0;
+            char e[sizeof h->rr_err];
+            h->rr_running = 1;
+            pthread_mutex_unlock(&h->rr_mu);
+            rc = point_once(h, deadline, &idx, &l, e, sizeof e);
+            pthread_mutex_lock(&h->rr_mu);
+            h->rr_running = 0;
+            h->rr_done = mine;
+            h->rr_rc = rc == 0 ? 0 : -1;
+            h->rr_index = idx;
+            h->rr_L = l;
+            if (rc != 0)
+                rl_seterr(h->rr_err, sizeof h->rr_err, "%s", e);
+            pthread_cond_broadcast(&h->rr_cv);
+        } else {
+            struct timespec ts;
+            ts.tv_sec = deadline / 1000;
+            ts.tv_nsec = (deadline % 1000) * 1000000;
+            pthread_cond_timedwait(&h->rr_cv, &h->rr_mu, &ts);
+        }
     }
-    if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
-        return -1;
-    if (read_round(h, &m, tmo, index, &l, err, errlen) != 0)
-        return -1;
+    /* The last round ended after this reader began: its answer (or its
+    ** failure) is this reader's. */
+    rc = h->rr_rc;
+    *index = h->rr_index;
     if (L)
-        *L = l;
-    return 0;
+        *L = h->rr_L;
+    if (rc != 0)
+        rl_seterr(err, errlen, "%s", h->rr_err);
+    pthread_mutex_unlock(&h->rr_mu);
+    return rc;
 }
 
 /*

@@ -137,6 +137,17 @@ const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
 ** this process's readers waiting when it starts. 0, or -1 with err. */
 int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                        char *err, size_t errlen);
+/* A read point from a barrier on the leader: an entry replicated at once,
+** which tells every follower the commit index now (a follower's writer
+** that learnt it is behind asks so: forward.c nudge_leader). 0, or -1. */
+int rl_host_read_barrier(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
+                         char *err, size_t errlen);
+/* rl_host_read_index for a member that asked (a ReadIndex with its voter
+** stamp): answered at once when the member and this leader are a
+** majority of the voters in the member's term (fresh.c). */
+int rl_host_read_index_for(rl_host *h, unsigned tmo, uint64_t voter_id,
+                           uint64_t voter_term, uint64_t *index, uint64_t *L,
+                           char *err, size_t errlen);
 /* rl_host_read_index, then wait until this node applied it: SQLITE_OK, or
 ** SQLITE_BUSY with err (retry: the node is cut off, or behind). */
 int rl_host_read_point(rl_host *h, unsigned tmo, char *err, size_t errlen);

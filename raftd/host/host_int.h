@@ -98,9 +98,10 @@ struct rl_host {
     ** PRAGMA raft_status; atomic. */
     uint64_t door_calls;
     struct rl_door *door; /* the local door (door.c), NULL if none */
-    /* Read rounds of a host that does not lead (fresh.c read_round): one
-    ** ReadIndex to the leader at a time, its answer shared by every reader
-    ** that was waiting when it started. rr_cv uses CLOCK_MONOTONIC. */
+    /* Read rounds (fresh.c rl_host_read_index): one read point at a
+    ** time (the leader's round, or a ReadIndex asked of the leader), its
+    ** answer shared by every reader that was waiting when it started.
+    ** rr_cv uses CLOCK_MONOTONIC. */
     pthread_mutex_t rr_mu;
     pthread_cond_t rr_cv;
     uint64_t rr_started, rr_done; /* rounds begun, rounds ended */

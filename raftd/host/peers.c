@@ -369,26 +369,23 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
     return RL_OK;
 }
 
-rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                             unsigned timeout_ms, uint64_t *index,
-                             uint64_t *last_effective, char *err, size_t errlen)
-{
-    return rl_cluster_read_hint(cl, target, timeout_ms, 0, index,
-                                last_effective, err, errlen);
-}
-
 static rl_err read_index_call(rl_rpc_client *cl, const char *target,
                               unsigned timeout_ms, int flags,
-                              uint64_t lease_for, uint64_t *index,
-                              uint64_t *last_effective, unsigned *lease_ms,
-                              char *err, size_t errlen)
+                              uint64_t lease_for, const rl_voter_stamp *vs,
+                              uint64_t *index, uint64_t *last_effective,
+                              unsigned *lease_ms, char *err, size_t errlen)
 {
     Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
     Proto__ReadIndexResponse *r;
     rl_err rc;
     req.hint_only = (flags & RL_READ_HINT) != 0;
     req.relay = (flags & RL_READ_RELAY) != 0;
+    req.barrier = (flags & RL_READ_BARRIER) != 0;
     req.lease_for = lease_for;
+    if (vs) {
+        req.voter_id = vs->raft_id;
+        req.voter_term = vs->term;
+    }
     if ((rc = ask(cl, target, INTL("ReadIndex"), &req.base,
                   &proto__read_index_response__descriptor, timeout_ms, &r, err,
                   errlen)) != RL_OK) {
@@ -408,11 +405,20 @@ static rl_err read_index_call(rl_rpc_client *cl, const char *target,
     return rc;
 }
 
+rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
+                             unsigned timeout_ms, const rl_voter_stamp *vs,
+                             uint64_t *index, uint64_t *last_effective,
+                             char *err, size_t errlen)
+{
+    return read_index_call(cl, target, timeout_ms, 0, 0, vs, index,
+                           last_effective, NULL, err, errlen);
+}
+
 rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
                             unsigned timeout_ms, int flags, uint64_t *index,
                             uint64_t *last_effective, char *err, size_t errlen)
 {
-    return read_index_call(cl, target, timeout_ms, flags, 0, index,
+    return read_index_call(cl, target, timeout_ms, flags, 0, NULL, index,
                            last_effective, NULL, err, errlen);
 }
 
@@ -423,7 +429,92 @@ rl_err rl_cluster_lease_hint(rl_rpc_client *cl, const char *target,
 {
     *lease_ms = 0;
     return read_index_call(cl, target, timeout_ms, RL_READ_HINT, lease_for,
-                           index, last_effective, lease_ms, err, errlen);
+                           NULL, index, last_effective, lease_ms, err, errlen);
+}
+
+/* A confirmation round asks the first `need` targets (the caller puts
+** those it heard from recently first), and the others once one of them
+** answered no or this long passed: a voter that stopped answering costs
+** a read no more than this. */
+#define CONFIRM_HEDGE_MS 2
+
+/* What a confirmation round heard (rl_cluster_confirm_term). */
+struct confirm_tally {
+    uint64_t term;
+    unsigned need, acks, failed, n;
+    uint64_t newer; /* highest term above ours answered, or 0 */
+    char *err;
+    size_t errlen;
+};
+
+static int confirm_answer(void *arg, int i, int code, const rl_rpc_buf *reply,
+                          const char *err)
+{
+    struct confirm_tally *t = arg;
+    Proto__ReadIndexResponse *r = NULL;
+    (void)i;
+    if (code == RL_RPC_OK)
+        r = proto__read_index_response__unpack(NULL, reply->len, reply->data);
+    if (r && r->term == t->term) {
+        t->acks++;
+    } else {
+        t->failed++;
+        if (r && r->term > t->term && r->term > t->newer)
+            t->newer = r->term;
+        /* The first failure's words, for the caller's message. */
+        if (t->failed == 1)
+            rl_seterr(t->err, t->errlen, "%s",
+                      r ? (r->term ? "a member is in another term"
+                                   : "a member did not answer its term")
+                        : err);
+    }
+    if (r)
+        proto__read_index_response__free_unpacked(r, NULL);
+    /* Enough: a majority, a newer term (this node is deposed), or no
+    ** majority left to hear. */
+    return t->acks >= t->need || t->newer != 0 || t->n - t->failed < t->need;
+}
+
+int rl_cluster_confirm_term(rl_rpc_client *cl, const char *const *targets,
+                            unsigned n, unsigned need, uint64_t term,
+                            unsigned timeout_ms, uint64_t *newer, char *err,
+                            size_t errlen)
+{
+    Proto__ReadIndexRequest req = PROTO__READ_INDEX_REQUEST__INIT;
+    struct confirm_tally t = {
+        .term = term, .need = need, .n = n, .err = err, .errlen = errlen};
+    rl_rpc_buf out = {NULL, 0};
+    *newer = 0;
+    if (err && errlen)
+        err[0] = 0;
+    if (need == 0)
+        return 0;
+    if (n < need) {
+        rl_seterr(err, errlen, "%u of the voters have no gRPC address known",
+                  need - n);
+        return -1;
+    }
+    req.confirm_term = term;
+    if (pack_msg(&req.base, &out) != 0) {
+        rl_seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    rl_rpc_unary_fan(cl, targets, (int)n, (int)need, CONFIRM_HEDGE_MS,
+                     INTL("ReadIndex"), out.data, out.len, timeout_ms,
+                     confirm_answer, &t);
+    rl_rpc_buf_free(&out);
+    if (t.newer) {
+        *newer = t.newer;
+        rl_seterr(err, errlen,
+                  "a member is in term %llu, after this node's %llu",
+                  (unsigned long long)t.newer, (unsigned long long)term);
+        return 1;
+    }
+    if (t.acks >= need)
+        return 0;
+    if (!err[0])
+        rl_seterr(err, errlen, "no answer within %u ms", timeout_ms);
+    return -1;
 }
 
 /* Bytes of a transaction per TxnChunk: well under every message limit. */

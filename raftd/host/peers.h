@@ -125,19 +125,28 @@ rl_err rl_cluster_nodes(rl_rpc_client *cl, const char *target,
 rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
                              unsigned timeout_ms, rl_cluster_status *out,
                              char *err, size_t errlen);
+/* A member's word that it was in `term` when it asked (raft id, and its
+** rl_node_term taken after its read began): the leader counts it towards
+** the read's majority (raftd/node/confirm.c). */
+typedef struct rl_voter_stamp {
+    uint64_t raft_id, term;
+} rl_voter_stamp;
 /* A linearizable read point from target (the leader): *index, and the
 ** leader's last database-changing entry as of its answer in
-** *last_effective (if not NULL). */
+** *last_effective (if not NULL). vs: this node's stamp, or NULL. */
 rl_err rl_cluster_read_index(rl_rpc_client *cl, const char *target,
-                             unsigned timeout_ms, uint64_t *index,
-                             uint64_t *last_effective, char *err,
-                             size_t errlen);
+                             unsigned timeout_ms, const rl_voter_stamp *vs,
+                             uint64_t *index, uint64_t *last_effective,
+                             char *err, size_t errlen);
 /* rl_cluster_read_index with flags: RL_READ_HINT, the leader's commit
 ** index and L as it knows them, at once (no quorum round: a hint, not a
 ** read point); RL_READ_RELAY, target is this process's host, which asks
 ** the leader when it does not lead (a client process's request). */
 #define RL_READ_HINT  1
 #define RL_READ_RELAY 2
+#define RL_READ_BARRIER                                                        \
+    4 /* the leader's read point from a barrier: it                            \
+         replicates its commit index now */
 rl_err rl_cluster_read_hint(rl_rpc_client *cl, const char *target,
                             unsigned timeout_ms, int flags, uint64_t *index,
                             uint64_t *last_effective, char *err, size_t errlen);
@@ -148,5 +157,17 @@ rl_err rl_cluster_lease_hint(rl_rpc_client *cl, const char *target,
                              unsigned timeout_ms, uint64_t lease_for,
                              uint64_t *index, uint64_t *last_effective,
                              unsigned *lease_ms, char *err, size_t errlen);
+
+/* A leader's confirmation of a linearizable read (raftd/node/confirm.c):
+** asks the n targets (the other voters' sidecars) for their term, the
+** first `need` at once and the rest if those fall short (peers.c
+** CONFIRM_HEDGE_MS), and returns once `need` answered `term`: 0. 1 when one
+** answered a newer term (*newer: this node is deposed), -1 when no
+** majority answered within timeout_ms (err says why; the caller may fall
+** back to a barrier). need 0 returns 0 at once. */
+int rl_cluster_confirm_term(rl_rpc_client *cl, const char *const *targets,
+                            unsigned n, unsigned need, uint64_t term,
+                            unsigned timeout_ms, uint64_t *newer, char *err,
+                            size_t errlen);
 
 #endif /* RL_PEERS_H */

@@ -247,7 +247,7 @@ int rl_host_bootstrap(sqlite3 *db, const rl_host_config *cfg, char *err,
         /* Caught up: applied the leader's read index as of now, i.e. its
         ** last FSM entry (a commit index may be a configuration entry,
         ** which never reaches the applier: waiting for it would hang). */
-        if (rl_cluster_read_index(h->cl, lg, 15000, &target, NULL, err,
+        if (rl_cluster_read_index(h->cl, lg, 15000, NULL, &target, NULL, err,
                                   errlen) != 0)
             goto fail_joined;
         if (rl_node_wait_applied(h->node, target, 60000) != RL_NODE_OK) {

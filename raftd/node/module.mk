@@ -7,7 +7,7 @@
 # consensus test runs them on raft's in-memory fixture
 # (tests/unit/test_fsm_fixture.c).
 NODE_PURE_SRCS := raftd/node/fsm.c raftd/node/entry.c
-NODE_SRCS := $(NODE_PURE_SRCS) raftd/node/base.c raftd/node/board.c raftd/node/node.c raftd/node/request.c raftd/node/lease.c \
+NODE_SRCS := $(NODE_PURE_SRCS) raftd/node/base.c raftd/node/board.c raftd/node/node.c raftd/node/request.c raftd/node/lease.c raftd/node/confirm.c \
              raftd/node/membership.c raftd/node/raftfsm.c \
              raftd/node/applier.c raftd/node/loop.c raftd/node/status.c \
              raftd/node/raftio.c raftd/node/reload.c raftd/node/transport.c \

@@ -262,6 +262,29 @@ rl_err rl_node_lease_grant(struct rl_node *n, uint64_t raft_id, unsigned *ms);
 rl_err rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
                           struct rl_result *res);
 
+/* A read start on the leader (raftd/node/confirm.c): the read is
+** linearizable at index once `need` of `voters` (the other voters of the
+** configuration) answered rl_node_term == term after this call. */
+#define RL_READ_VOTERS 16
+struct rl_read_begin {
+    uint64_t term;
+    uint64_t index; /* read point: the last FSM entry applied (wait for the
+                       database with rl_node_wait_applied) */
+    uint64_t L;     /* last database-changing entry as of the call */
+    unsigned need;  /* answers needed from the voters below */
+    unsigned n_voters;
+    uint64_t voters[RL_READ_VOTERS]; /* raft ids, this node excluded,
+                                        recently heard from first */
+};
+/* OK with *rb; NOTLEADER on a node that does not lead (or stores a newer
+** term than it led in); BUSY when the read needs the barrier path
+** (rl_node_read_index): not ready yet, not a voter itself, too many
+** voters; SHUTDOWN. Any thread; never waits. */
+rl_err rl_node_read_begin(struct rl_node *n, struct rl_read_begin *rb);
+/* The highest term this node stored (or is storing): what it answers a
+** leader confirming a read. Never older than raft's. Any thread. */
+uint64_t rl_node_term(struct rl_node *n);
+
 struct rl_node_status {
     uint64_t raft_id;
     int state; /* RL_STATE_* */

@@ -170,6 +170,10 @@ struct rl_node {
     int (*io_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                     raft_io_recv_cb);
     raft_io_recv_cb raft_recv; /* raft's own receive callback */
+    int (*io_set_term)(struct raft_io *, raft_term);
+    /* Under mu: the highest term raft stored or is storing (confirm.c);
+    ** never behind raft, so a member's answer is never stale. */
+    uint64_t term_stored;
     /* The AppendEntries raft is handling now (see recv_wrapped). */
     int ae_active;
     raft_id ae_from;
@@ -188,10 +192,12 @@ struct rl_node {
 
     /* Published (under mu). */
     struct rl_node_status pub;
-    /* Loop only: the role, term and leader node_publish last published. */
+    /* Loop only: the role, term, leader and configuration indexes
+    ** node_publish last published. */
     int seen_state;
     raft_term seen_term;
     raft_id seen_leader;
+    raft_index seen_conf, seen_conf_pending; /* configuration indexes */
     /* The board (board.c; loop thread): its file, -1 if none, and what
     ** it says. */
     int board_fd;
@@ -303,7 +309,8 @@ int node_reload_check(struct rl_node *n);
 
 /* Publish raft's state under mu for other threads (status, members). */
 void node_publish(struct rl_node *n);
-/* node_publish if raft's role, term or leader changed since the last
+/* node_publish if raft's role, term, leader or configuration changed since the
+*last
 ** publication: after raft handled a message (an election won or lost), so
 ** that no caller routes by a leader that is gone for up to a tick. */
 void node_publish_changed(struct rl_node *n);
@@ -327,6 +334,13 @@ unsigned node_lease_ms(const struct rl_node *n);
 int node_lease_blocks(struct rl_node *n, uint64_t index, uint64_t origin);
 /* Leadership lost, log reload, close: every lease is void. */
 void node_lease_clear(struct rl_node *n);
+
+/* ---- confirm.c ---- */
+
+/* Wraps io.set_term (after raft_uv_init): publishes each new term. */
+void node_confirm_setup(struct rl_node *n);
+/* After raft_start: the term raft loaded. */
+void node_confirm_started(struct rl_node *n);
 
 /* ---- loop.c (loop thread) ---- */
 

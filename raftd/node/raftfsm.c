@@ -116,12 +116,16 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                  (unsigned long long)e->h.base,
                  effective ? "effective" : "no-op",
                  (unsigned long long)n->sm.L);
-    if (n->lost)
-        lost_resolve(n, index, v.decoded ? e->checksum : 0, effective);
+    /* Published before anything answers the entry (raft's apply callback,
+    ** lost_resolve): a leader's read point (confirm.c) is never below a
+    ** write it acknowledged. */
     pthread_mutex_lock(&n->mu);
     n->pub.fsm_applied = index;
+    n->pub.fsm_index = n->sm.A;
     n->pub.L = n->sm.L;
     pthread_mutex_unlock(&n->mu);
+    if (n->lost)
+        lost_resolve(n, index, v.decoded ? e->checksum : 0, effective);
     /* Before raft's apply callback answers the proposal: a client process
     ** reading the board must not find an L older than one its host's
     ** writers were told of. */

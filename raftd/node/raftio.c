@@ -46,9 +46,13 @@ static void append_done(struct raft_io_append *req, int status)
         w->n->tm_app_last = w->tm_last;
         w->n->tm_app_at = rl_timing_now();
     }
+    struct rl_node *n = w->n;
     free(w);
     orig->cb = cb;
     cb(orig, status);
+    /* A leader's own store can commit (a configuration too). */
+    if (!n->closing && !n->reload)
+        node_publish_changed(n);
 }
 
 static int append_wrapped(struct raft_io *io, struct raft_io_append *req,
@@ -204,6 +208,7 @@ int node_raft_setup(struct rl_node *n, int *stage)
     n->io.send = send_guarded;
     n->io_start = n->io.start;
     n->io.start = start_wrapped;
+    node_confirm_setup(n);
     node_fsm_init(n);
     if ((rc = raft_init(&n->raft, &n->io, &n->fsm, c->raft_id, c->raft_addr)) !=
         0) {
@@ -252,5 +257,6 @@ int node_raft_setup(struct rl_node *n, int *stage)
                  raft_strerror(rc), why);
         return -1;
     }
+    node_confirm_started(n);
     return 0;
 }

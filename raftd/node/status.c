@@ -39,6 +39,8 @@ void node_publish(struct rl_node *n)
     n->seen_state = raft_state(r);
     n->seen_term = r->current_term;
     n->seen_leader = lid;
+    n->seen_conf = r->configuration_index;
+    n->seen_conf_pending = r->configuration_uncommitted_index;
     pthread_mutex_lock(&n->mu);
     struct rl_node_status *st = &n->pub;
     int changed = st->state != raft_state(r) || st->term != r->current_term;
@@ -97,7 +99,13 @@ void node_publish_changed(struct rl_node *n)
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&n->raft, &lid, &laddr);
+    /* A configuration appended or committed changes the members: a
+    ** joiner's caller reads them once its change is answered (which a
+    ** message or an append completes), and a leader's read start counts
+    ** its voters from them (confirm.c). */
     if (raft_state(&n->raft) != n->seen_state ||
-        n->raft.current_term != n->seen_term || lid != n->seen_leader)
+        n->raft.current_term != n->seen_term || lid != n->seen_leader ||
+        n->raft.configuration_index != n->seen_conf ||
+        n->raft.configuration_uncommitted_index != n->seen_conf_pending)
         node_publish(n);
 }

@@ -88,7 +88,7 @@ int rl_rpc_client_channels(rl_rpc_client *cl)
     return n;
 }
 
-static grpc_channel *get_channel(rl_rpc_client *cl, const char *target)
+grpc_channel *rl_rpc_client_channel(rl_rpc_client *cl, const char *target)
 {
     chan *c;
     grpc_channel *ch = NULL;
@@ -142,7 +142,7 @@ rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                   const char *method, int64_t timeout_ms,
                                   char *err, size_t errlen)
 {
-    grpc_channel *ch = get_channel(cl, target);
+    grpc_channel *ch = rl_rpc_client_channel(cl, target);
     rl_rpc_stream *st;
     grpc_slice msl;
     if (!ch) {
@@ -305,7 +305,7 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
                        int64_t timeout_ms, int (*stop)(void *), void *arg,
                        rl_rpc_buf *reply, int *unsent, char *err, size_t errlen)
 {
-    grpc_channel *ch = get_channel(cl, target);
+    grpc_channel *ch = rl_rpc_client_channel(cl, target);
     grpc_completion_queue *cq;
     grpc_call *call;
     grpc_slice msl, details = grpc_empty_slice();

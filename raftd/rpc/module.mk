@@ -2,7 +2,7 @@
 # its grpc-free part (byte buffers, the deadline clock) that code fuzzed
 # without gRPC links alone (RPC_PURE_SRCS).
 RPC_PURE_SRCS := raftd/rpc/util.c
-RPC_SRCS := raftd/rpc/server.c raftd/rpc/call.c raftd/rpc/client.c \
+RPC_SRCS := raftd/rpc/server.c raftd/rpc/call.c raftd/rpc/client.c raftd/rpc/fan.c \
             raftd/rpc/core.c raftd/rpc/tls.c $(RPC_PURE_SRCS)
 RPC_LIBS := -lgrpc -lgpr
 

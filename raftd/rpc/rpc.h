@@ -202,6 +202,23 @@ int rl_rpc_unary_watch(rl_rpc_client *cl, const char *target,
                        int64_t timeout_ms, int (*stop)(void *), void *arg,
                        rl_rpc_buf *reply, int *unsent, char *err,
                        size_t errlen);
+/* One answer of a fan: target i's status code, its response (code OK;
+** valid during the call only) or the status message. Return nonzero once
+** enough was heard: the calls still in flight are then cancelled and no
+** further answer is handed over. */
+typedef int (*rl_rpc_fan_fn)(void *arg, int i, int code,
+                             const rl_rpc_buf *reply, const char *err);
+/* The same unary request to n targets, on the caller's thread: the first
+** `first` (<= 0: all) at once, the others once hedge_ms passed without
+** enough or as soon as a call ends without it. answer() gets each outcome
+** as it arrives (a call that cannot start at once), until it returns
+** nonzero or every call ended. Every call has the deadline timeout_ms
+** from the start, and nothing of the fan is left when it returns.
+** Returns the number of answers handed over. */
+int rl_rpc_unary_fan(rl_rpc_client *cl, const char *const *targets, int n,
+                     int first, int64_t hedge_ms, const char *method,
+                     const void *req, size_t len, int64_t timeout_ms,
+                     rl_rpc_fan_fn answer, void *arg);
 /* A streaming call (client, server or bidirectional streaming). */
 rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                   const char *method, int64_t timeout_ms,

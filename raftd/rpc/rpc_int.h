@@ -112,6 +112,12 @@ struct rl_rpc_server {
 ** rl_rpc_call_error calls (call.c; server.c uses it too). */
 void rl_rpc_lock_error(rl_rpc_call *c, int code, const char *msg);
 
+/* ---- the client (client.c) ---- */
+
+/* cl's cached channel to target, created on first use; NULL if none can
+** be made. Valid until rl_rpc_client_free. */
+grpc_channel *rl_rpc_client_channel(rl_rpc_client *cl, const char *target);
+
 /* ---- helpers (core.c) ---- */
 
 /* grpc_init, once the core's log lines are silenced (see core.c). */

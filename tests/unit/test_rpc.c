@@ -3,8 +3,9 @@
 ** process: its client against its server on 127.0.0.1. Unary and streaming
 ** calls both ways, payloads over one message limit in chunks, UNIMPLEMENTED
 ** for unknown methods, deadlines seen by client and handler, channel reuse,
-** calls served concurrently, and shutdown that cancels a call which would
-** never end.
+** calls served concurrently, one request fanned out to several targets
+** (enough answers end it, a hedge delays the rest), and shutdown that
+** cancels a call which would never end.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -139,6 +140,105 @@ static void *slow_thread(void *p)
     a->secs = now_s() - t0;
     rl_rpc_buf_free(&r);
     return NULL;
+}
+
+/* A fan's answers as the test's callback saw them (rl_rpc_unary_fan). */
+typedef struct fan_tally {
+    int ok_needed; /* enough once this many OK answers came */
+    int ok, failed, order[8], codes[8], n;
+} fan_tally;
+
+static int fan_cb(void *arg, int i, int code, const rl_rpc_buf *reply,
+                  const char *err)
+{
+    fan_tally *t = arg;
+    (void)err;
+    if (t->n < 8) {
+        t->order[t->n] = i;
+        t->codes[t->n] = code;
+    }
+    t->n++;
+    if (code == RL_RPC_OK && reply && reply->len == 3 &&
+        memcmp(reply->data, "fan", 3) == 0)
+        t->ok++;
+    else
+        t->failed++;
+    return t->ok >= t->ok_needed;
+}
+
+/* The fan: targets that answer, one that never does (its handler works
+** until cancelled), one where nothing listens. */
+static void fan_checks(rl_rpc_client *cl, const char *fast, const char *slow,
+                       const char *dead)
+{
+    fan_tally t;
+    double t0;
+    int got;
+    {
+        /* All at once: the fast answer is enough; the slow call is
+        ** cancelled long before its 5 s deadline. */
+        const char *tg[3] = {dead, slow, fast};
+        memset(&t, 0, sizeof t);
+        t.ok_needed = 1;
+        t0 = now_s();
+        got = rl_rpc_unary_fan(cl, tg, 3, 0, 0, "/t.S/Echo", "fan", 3, 5000,
+                               fan_cb, &t);
+        EXPECT(t.ok == 1 && got == t.n && got <= 2,
+               "fan of 3: %d answers, %d ok", got, t.ok);
+        EXPECT(now_s() - t0 < 2.0,
+               "fan of 3 took %.2fs (the slow one is "
+               "cancelled once enough came)",
+               now_s() - t0);
+    }
+    {
+        /* Only the first at once; the second after the 200 ms hedge. */
+        const char *tg[2] = {slow, fast};
+        memset(&t, 0, sizeof t);
+        t.ok_needed = 1;
+        t0 = now_s();
+        got = rl_rpc_unary_fan(cl, tg, 2, 1, 200, "/t.S/Echo", "fan", 3, 5000,
+                               fan_cb, &t);
+        EXPECT(got == 1 && t.ok == 1 && t.order[0] == 1,
+               "hedged fan: %d answers, %d ok, first from %d", got, t.ok,
+               t.order[0]);
+        EXPECT(now_s() - t0 >= 0.19 && now_s() - t0 < 2.0,
+               "hedged fan took %.2fs: the second call waits for the hedge",
+               now_s() - t0);
+    }
+    {
+        /* The first fails at once: the rest are called then, not at the
+        ** 10 s hedge. */
+        const char *tg[2] = {dead, fast};
+        memset(&t, 0, sizeof t);
+        t.ok_needed = 1;
+        t0 = now_s();
+        got = rl_rpc_unary_fan(cl, tg, 2, 1, 10000, "/t.S/Echo", "fan", 3, 5000,
+                               fan_cb, &t);
+        EXPECT(got == 2 && t.ok == 1 && t.codes[0] == RL_RPC_UNAVAILABLE,
+               "after a failure: %d answers, %d ok, first code %d", got, t.ok,
+               t.codes[0]);
+        EXPECT(now_s() - t0 < 3.0, "a failed first call took %.2fs",
+               now_s() - t0);
+    }
+    {
+        /* Never enough: every call's outcome is handed over, the slow one
+        ** at its deadline. */
+        const char *tg[3] = {fast, dead, slow};
+        memset(&t, 0, sizeof t);
+        t.ok_needed = 2;
+        t0 = now_s();
+        got = rl_rpc_unary_fan(cl, tg, 3, 0, 0, "/t.S/Echo", "fan", 3, 500,
+                               fan_cb, &t);
+        EXPECT(got == 3 && t.ok == 1 && t.failed == 2,
+               "never enough: %d answers, %d ok", got, t.ok);
+        EXPECT(now_s() - t0 >= 0.45 && now_s() - t0 < 3.0,
+               "never enough ends at the deadline: %.2fs", now_s() - t0);
+    }
+    memset(&t, 0, sizeof t);
+    EXPECT(rl_rpc_unary_fan(cl, NULL, 0, 0, 0, "/t.S/Echo", "", 0, 100, fan_cb,
+                            &t) == 0 &&
+               t.n == 0,
+           "an empty fan answers nothing");
 }
 
 /* Makes a CA, a server certificate for 127.0.0.1 and a client certificate
@@ -301,6 +401,26 @@ int main(void)
            "a second target, a second "
            "channel: %d",
            rl_rpc_client_channels(cl));
+
+    /* One request to several targets (rl_rpc_unary_fan): a second server
+    ** whose Echo never answers, and a port where nothing listens. */
+    {
+        rl_rpc_server_config c2 = cfg;
+        char saddr[64], slow[64], dead[64];
+        rl_rpc_server *s2;
+        c2.addr = free_addr(saddr, sizeof(saddr));
+        s2 = rl_rpc_server_new(&c2, err, sizeof(err));
+        EXPECT(s2 != NULL, "second server: %s", err);
+        if (s2 && rl_rpc_server_add(s2, "/t.S/Echo", sleep_cb, NULL) == 0 &&
+            (port = rl_rpc_server_start(s2, err, sizeof(err))) > 0) {
+            snprintf(slow, sizeof(slow), "127.0.0.1:%d", port);
+            free_addr(dead, sizeof(dead));
+            fan_checks(cl, target, slow, dead);
+        } else {
+            EXPECT(0, "second server did not start: %s", err);
+        }
+        rl_rpc_server_free(s2, 100);
+    }
 
     /* Status with a message; unknown methods. */
     code = rl_rpc_unary(cl, target, "/t.S/Fail", "", 0, 5000, &r, err,

@@ -1,0 +1,103 @@
+# budget: 60
+# asan: yes
+"""A leader confirms a linearizable read with one round of questions to
+its voters, not with a log entry (issue 17, "Reads": a linearizable read
+costs about one quorum round over a local read; raftd/node/confirm.c).
+
+- 3 nodes, the leader's shell at raft_consistency = linearizable: 300
+  reads, each its own read transaction, each sees the row committed
+  before them. raft_status: read_points and read_rounds grow by at least
+  300, and last_index does not move: no barrier (a log entry written and
+  synced on a quorum) was appended for any of them.
+- One follower SIGSTOPped: the leader still serves linearizable reads
+  (itself and the other follower are a majority), still without a log
+  entry; a row committed meanwhile is seen at once.
+- The follower's shell at linearizable reads the leader's new row at once,
+  and the log still holds no entry for reads. Its ReadIndex carries its
+  term, and with the leader's that is a majority of three: the leader's
+  read_points grow with each read while its read_rounds do not (it asked
+  no one), and the follower's read_rounds grow by one per read.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from rltest import check, check_eq, log, main  # noqa: E402
+from rlcluster import Cluster  # noqa: E402
+
+READS = 300
+
+
+def reads(node, n, query):
+    """n linearizable read transactions in one shell call: their outputs."""
+    out = node.val("PRAGMA raft_consistency = linearizable;\n" +
+                   (query + "\n") * n)
+    lines = out.splitlines()
+    check_eq(lines[0], "linearizable", "%s: the level set" % node.name)
+    return lines[1:]
+
+
+def test():
+    c = Cluster(3)
+    lead = c.leader()
+    fols = [n for n in c.nodes if n is not lead]
+    lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY);")
+    lead.sql("INSERT INTO t VALUES (1);")
+    c.wait_all("SELECT count(*) FROM t;", "1")
+
+    before = lead.status()
+    got = reads(lead, READS, "SELECT count(*) FROM t;")
+    after = lead.status()
+    check_eq(got, ["1"] * READS, "every linearizable read on the leader")
+    log("leader: read_points +%d, read_rounds +%d, last_index %d -> %d" %
+        (after["read_points"] - before["read_points"],
+         after["read_rounds"] - before["read_rounds"],
+         before["last_index"], after["last_index"]))
+    check(after["read_points"] - before["read_points"] >= READS,
+          "a read point per read: %s -> %s" %
+          (before["read_points"], after["read_points"]))
+    check(after["read_rounds"] - before["read_rounds"] >= READS,
+          "a round per read taken one at a time: %s -> %s" %
+          (before["read_rounds"], after["read_rounds"]))
+    check_eq(after["last_index"], before["last_index"],
+             "no log entry appended for %d linearizable reads" % READS)
+
+    # One follower stopped: the other still makes a majority.
+    fols[0].stop()
+    try:
+        lead.sql("INSERT INTO t VALUES (2);")
+        before = lead.status()
+        got = reads(lead, 50, "SELECT count(*) FROM t;")
+        after = lead.status()
+        check_eq(got, ["2"] * 50,
+                 "linearizable reads with one follower stopped")
+        check_eq(after["last_index"], before["last_index"],
+                 "no log entry for reads with one follower stopped")
+    finally:
+        fols[0].cont()
+
+    lead.sql("INSERT INTO t VALUES (3);")
+    before, fbefore = lead.status(), fols[1].status()
+    got = reads(fols[1], 20, "SELECT count(*) FROM t;")
+    after, fafter = lead.status(), fols[1].status()
+    check_eq(got, ["3"] * 20, "a follower's linearizable reads")
+    check_eq(after["last_index"], before["last_index"],
+             "no log entry for a follower's reads")
+    # The follower's word (its term, sent with its ReadIndex) and the
+    # leader's make a majority of three: the leader answers without a
+    # round of its own.
+    check(fafter["read_rounds"] - fbefore["read_rounds"] >= 20,
+          "the follower asked the leader once per read: %s -> %s" %
+          (fbefore["read_rounds"], fafter["read_rounds"]))
+    check(after["read_points"] - before["read_points"] >= 20,
+          "the leader took a read point per read: %s -> %s" %
+          (before["read_points"], after["read_points"]))
+    check_eq(after["read_rounds"], before["read_rounds"],
+             "the leader asked no one for the follower's reads")
+    c.wait_converged()
+    c.close()
+
+
+if __name__ == "__main__":
+    main(test)
