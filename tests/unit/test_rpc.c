@@ -166,74 +166,66 @@ static int fan_cb(void *arg, int i, int code, const rl_rpc_buf *reply,
     return t->ok >= t->ok_needed;
 }
 
+/* One fan of "fan" to Echo on tg: its answers in *t, its time in *secs. */
+static int run_fan(rl_rpc_client *cl, const char *const *tg, int n, int first,
+                   int64_t hedge_ms, int64_t timeout_ms, int ok_needed,
+                   fan_tally *t, double *secs)
+{
+    double t0 = now_s();
+    int got;
+    memset(t, 0, sizeof *t);
+    t->ok_needed = ok_needed;
+    got = rl_rpc_unary_fan(cl, tg, n, first, hedge_ms, "/t.S/Echo", "fan", 3,
+                           timeout_ms, fan_cb, t);
+    *secs = now_s() - t0;
+    return got;
+}
+
 /* The fan: targets that answer, one that never does (its handler works
 ** until cancelled), one where nothing listens. */
 static void fan_checks(rl_rpc_client *cl, const char *fast, const char *slow,
                        const char *dead)
 {
+    const char *all[3] = {dead, slow, fast}, *hedged[2] = {slow, fast};
+    const char *failing[2] = {dead, fast}, *never[3] = {fast, dead, slow};
     fan_tally t;
-    double t0;
+    double secs;
     int got;
-    {
-        /* All at once: the fast answer is enough; the slow call is
-        ** cancelled long before its 5 s deadline. */
-        const char *tg[3] = {dead, slow, fast};
-        memset(&t, 0, sizeof t);
-        t.ok_needed = 1;
-        t0 = now_s();
-        got = rl_rpc_unary_fan(cl, tg, 3, 0, 0, "/t.S/Echo", "fan", 3, 5000,
-                               fan_cb, &t);
-        EXPECT(t.ok == 1 && got == t.n && got <= 2,
-               "fan of 3: %d answers, %d ok", got, t.ok);
-        EXPECT(now_s() - t0 < 2.0,
-               "fan of 3 took %.2fs (the slow one is "
-               "cancelled once enough came)",
-               now_s() - t0);
-    }
-    {
-        /* Only the first at once; the second after the 200 ms hedge. */
-        const char *tg[2] = {slow, fast};
-        memset(&t, 0, sizeof t);
-        t.ok_needed = 1;
-        t0 = now_s();
-        got = rl_rpc_unary_fan(cl, tg, 2, 1, 200, "/t.S/Echo", "fan", 3, 5000,
-                               fan_cb, &t);
-        EXPECT(got == 1 && t.ok == 1 && t.order[0] == 1,
-               "hedged fan: %d answers, %d ok, first from %d", got, t.ok,
-               t.order[0]);
-        EXPECT(now_s() - t0 >= 0.19 && now_s() - t0 < 2.0,
-               "hedged fan took %.2fs: the second call waits for the hedge",
-               now_s() - t0);
-    }
-    {
-        /* The first fails at once: the rest are called then, not at the
-        ** 10 s hedge. */
-        const char *tg[2] = {dead, fast};
-        memset(&t, 0, sizeof t);
-        t.ok_needed = 1;
-        t0 = now_s();
-        got = rl_rpc_unary_fan(cl, tg, 2, 1, 10000, "/t.S/Echo", "fan", 3, 5000,
-                               fan_cb, &t);
-        EXPECT(got == 2 && t.ok == 1 && t.codes[0] == RL_RPC_UNAVAILABLE,
-               "after a failure: %d answers, %d ok, first code %d", got, t.ok,
-               t.codes[0]);
-        EXPECT(now_s() - t0 < 3.0, "a failed first call took %.2fs",
-               now_s() - t0);
-    }
-    {
-        /* Never enough: every call's outcome is handed over, the slow one
-        ** at its deadline. */
-        const char *tg[3] = {fast, dead, slow};
-        memset(&t, 0, sizeof t);
-        t.ok_needed = 2;
-        t0 = now_s();
-        got = rl_rpc_unary_fan(cl, tg, 3, 0, 0, "/t.S/Echo", "fan", 3, 500,
-                               fan_cb, &t);
-        EXPECT(got == 3 && t.ok == 1 && t.failed == 2,
-               "never enough: %d answers, %d ok", got, t.ok);
-        EXPECT(now_s() - t0 >= 0.45 && now_s() - t0 < 3.0,
-               "never enough ends at the deadline: %.2fs", now_s() - t0);
-    }
+
+    /* All at once: the fast answer is enough; the slow call is cancelled
+    ** long before its 5 s deadline. */
+    got = run_fan(cl, all, 3, 0, 0, 5000, 1, &t, &secs);
+    EXPECT(t.ok == 1 && got == t.n && got <= 2, "fan of 3: %d answers, %d ok",
+           got, t.ok);
+    EXPECT(secs < 2.0,
+           "fan of 3 took %.2fs (the slow one is cancelled once "
+           "enough came)",
+           secs);
+
+    /* Only the first at once; the second after the 200 ms hedge. */
+    got = run_fan(cl, hedged, 2, 1, 200, 5000, 1, &t, &secs);
+    EXPECT(got == 1 && t.ok == 1 && t.order[0] == 1,
+           "hedged fan: %d answers, %d ok, first from %d", got, t.ok,
+           t.order[0]);
+    EXPECT(secs >= 0.19 && secs < 2.0,
+           "hedged fan took %.2fs: the second call waits for the hedge", secs);
+
+    /* The first fails at once: the rest are called then, not at the 10 s
+    ** hedge. */
+    got = run_fan(cl, failing, 2, 1, 10000, 5000, 1, &t, &secs);
+    EXPECT(got == 2 && t.ok == 1 && t.codes[0] == RL_RPC_UNAVAILABLE,
+           "after a failure: %d answers, %d ok, first code %d", got, t.ok,
+           t.codes[0]);
+    EXPECT(secs < 3.0, "a failed first call took %.2fs", secs);
+
+    /* Never enough: every call's outcome is handed over, the slow one at
+    ** its deadline. */
+    got = run_fan(cl, never, 3, 0, 0, 500, 2, &t, &secs);
+    EXPECT(got == 3 && t.ok == 1 && t.failed == 2,
+           "never enough: %d answers, %d ok", got, t.ok);
+    EXPECT(secs >= 0.45 && secs < 3.0,
+           "never enough ends at the deadline: %.2fs", secs);
+
     memset(&t, 0, sizeof t);
     EXPECT(rl_rpc_unary_fan(cl, NULL, 0, 0, 0, "/t.S/Echo", "", 0, 100, fan_cb,
                             &t) == 0 &&
