@@ -8,19 +8,23 @@ shell (the transaction goes to the leader over gRPC and comes back), from
 a client process on the leader's file (a second shell: through the host's
 local door), N loopback round trips of the gRPC stack to the leader
 (bench_rtt: ReadIndex hint calls, answered from memory; the unit of the
-issue's "one extra loopback round trip"), the same while the leader's
+issue's "one extra loopback round trip"), the same spaced by 200 us of
+sleep (a call made after other work: the threads on both sides went idle,
+as between a writer's or a reader's calls), the same while the leader's
 shell writes N rows (the round trip under the load a write puts on the
 machine; those writes are not timed), then N point reads on the follower at raft_consistency local
 (the read baseline) and at linearizable (a read point from the leader per
 read transaction), and 8 client processes on the follower's file reading
-at once at linearizable (their read points share the leader's barrier).
+at once, at local and then at linearizable (their read points share one
+round at a time).
 Then the follower's shell exits and a Python process hosts its node
-(bench/hostreads.py): linearizable point reads from one of its
-connections alone, and from 8 of its connections at once (their read
-points share one ReadIndex round to the leader at a time). Printed:
+(bench/hostreads.py): point reads at local and at linearizable from one
+of its connections alone, and from 8 of its connections at once (their
+read points share one ReadIndex round to the leader at a time). Printed:
 per-operation median latency over the rounds (each round's total time /
-N), the ratios to the baselines, and the follower's and the client's
-extra cost over the leader's write in round trips.
+N), the ratios to the baselines, the follower's and the client's extra
+cost over the leader's write and a read point's in round trips (back to
+back and spaced), and 8 read points at once in read points of one.
 
 It never judges speed; it fails only when a write or read fails or the
 row counts do not add up.
@@ -64,7 +68,7 @@ def bench_anywhere(args, results, root, table):
         for r in readers:
             r.sql_ok("PRAGMA raft_consistency = linearizable;")
         runs = {k: [] for k in ("leader", "follower", "client", "rtt",
-                                "rtt_loaded", "local", "linearizable",
+                                "rtt_spaced", "rtt_loaded", "local", "linearizable",
                                 "local8", "lin8")}
         rtt_exe = os.path.join(rltest.BUILD, "bench", "bench_rtt")
         check(os.access(rtt_exe, os.X_OK),
@@ -83,6 +87,10 @@ def bench_anywhere(args, results, root, table):
                                capture_output=True, text=True, timeout=600)
             check(p.returncode == 0, "bench_rtt failed: %s" % p.stderr)
             runs["rtt"].append(json.loads(p.stdout)["mean_ms"] / 1e3)
+            p = subprocess.run([rtt_exe, lead.grpc_addr, str(n), "200"],
+                               capture_output=True, text=True, timeout=600)
+            check(p.returncode == 0, "bench_rtt failed: %s" % p.stderr)
+            runs["rtt_spaced"].append(json.loads(p.stdout)["mean_ms"] / 1e3)
             # The same while the leader writes (not timed).
             loaded = {}
 
@@ -165,6 +173,8 @@ def bench_anywhere(args, results, root, table):
         res["follower_extra_rtts"] = (med["follower"] -
                                       med["leader"]) / med["rtt"]
         res["client_extra_rtts"] = (med["client"] - med["leader"]) / med["rtt"]
+        res["follower_extra_spaced_rtts"] = (med["follower"] -
+                                             med["leader"]) / med["rtt_spaced"]
         res["follower_extra_loaded_rtts"] = (med["follower"] -
                                              med["leader"]) / med["rtt_loaded"]
         res["linearizable_over_local"] = med["linearizable"] / med["local"]
@@ -181,6 +191,7 @@ def bench_anywhere(args, results, root, table):
         res["host_point_8_in_ones"] = res["host_point_8"] / max(
             res["host_point_one"], 1e-9)
         res["point_one_in_rtts"] = res["point_one"] / med["rtt"]
+        res["point_one_in_spaced_rtts"] = res["point_one"] / med["rtt_spaced"]
         res["host8_reads_per_round"] = hr["points"] / float(
             max(hr["rounds"], 1))
         results["anywhere"] = res
@@ -192,13 +203,17 @@ def bench_anywhere(args, results, root, table):
              "%.2fx" % res["client_over_leader"]],
             ["one loopback gRPC round trip to the leader (bench_rtt)",
              "%.3f" % med["rtt"], "1.00x (unit)"],
+            ["the same spaced by 200 us (threads idle between calls)",
+             "%.3f" % med["rtt_spaced"], "%.2fx" % (med["rtt_spaced"] /
+                                                   med["rtt"])],
             ["the same round trip while the leader writes",
              "%.3f" % med["rtt_loaded"], "%.2fx" % (med["rtt_loaded"] /
                                                    med["rtt"])],
             ["follower's write over the leader's", "%.3f" %
              (med["follower"] - med["leader"]),
-             "%.2f round trips (%.2f while writing)" %
-             (res["follower_extra_rtts"], res["follower_extra_loaded_rtts"])],
+             "%.2f round trips (%.2f spaced, %.2f while writing)" %
+             (res["follower_extra_rtts"], res["follower_extra_spaced_rtts"],
+              res["follower_extra_loaded_rtts"])],
             ["client process's write over the leader's", "%.3f" %
              (med["client"] - med["leader"]),
              "%.2f round trips" % res["client_extra_rtts"]],
@@ -209,7 +224,8 @@ def bench_anywhere(args, results, root, table):
              "%.2fx" % res["linearizable_over_local"]],
             ["  its read point (linearizable - local)",
              "%.3f" % res["point_one"],
-             "%.2f round trips" % res["point_one_in_rtts"]],
+             "%.2f round trips (%.2f spaced)" %
+             (res["point_one_in_rtts"], res["point_one_in_spaced_rtts"])],
             ["8 client processes reading at once, local (wall time per "
              "read of one)", "%.3f" % med["local8"], ""],
             ["8 client processes reading at once, linearizable",
