@@ -152,8 +152,11 @@ static int64_t mono_ms(void)
 }
 
 /* How long a leader waits for a majority's terms before it confirms the
-** read with a barrier instead (a voter's sidecar down, its node not). */
+** read with a barrier instead (a voter's sidecar down, its node not), and
+** how long it then takes barriers without asking (so that such a fault
+** costs one read a second, not every read). */
 #define CONFIRM_MAX_MS 1000
+#define CONFIRM_OFF_MS 5000
 /* How long a deposed leader waits to learn its successor (a heartbeat,
 ** or an election) before it refuses a read it could relay. */
 #define DEPOSED_WAIT_MS 1000
@@ -252,7 +255,8 @@ static int leader_point(rl_host *h, int64_t deadline, uint64_t *index,
     int rc = rl_node_read_begin(h->node, &rb);
     if (rc == RL_NODE_NOTLEADER)
         return RL_NODE_NOTLEADER;
-    if (rc == RL_NODE_OK && h->cl) {
+    if (rc == RL_NODE_OK && h->cl &&
+        mono_ms() >= __atomic_load_n(&h->confirm_off_until, __ATOMIC_RELAXED)) {
         for (unsigned i = 0; i < rb.n_voters; i++)
             if (rl_node_meta(h->node, rb.voters[i], NULL, &m[k]) ==
                     RL_NODE_OK &&
@@ -276,7 +280,10 @@ static int leader_point(rl_host *h, int64_t deadline, uint64_t *index,
             rl_seterr(err, errlen, "deposed: %s", e);
             return RL_NODE_NOTLEADER;
         }
-        /* No majority heard: a barrier may still get one through Raft. */
+        /* No majority heard: a barrier may still get one through Raft,
+        ** and serves the next reads too for a while. */
+        __atomic_store_n(&h->confirm_off_until, mono_ms() + CONFIRM_OFF_MS,
+                         __ATOMIC_RELAXED);
     }
     return barrier_point(h, deadline, e, index, L, err, errlen);
 }

@@ -94,6 +94,10 @@ struct rl_host {
     /* Linearizable read points served and the ReadIndex rounds asked of
     ** the leader for them (fresh.c): PRAGMA raft_status; atomics. */
     uint64_t read_points, read_rounds;
+    /* fresh.c leader_point: until when (CLOCK_MONOTONIC ms) a leader's
+    ** read points take a barrier without asking its voters first, after
+    ** a confirmation no majority answered; atomic. */
+    int64_t confirm_off_until;
     /* Requests its client processes made at the local door (door.c):
     ** PRAGMA raft_status; atomic. */
     uint64_t door_calls;

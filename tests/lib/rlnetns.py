@@ -145,6 +145,18 @@ class Net:
         sh("ip", "netns", "exec", self.nodes[i], "nft", "-f", "-",
            input=rules)
 
+    def cut_port(self, i, port):
+        """Node i takes no TCP connection to port from the other nodes
+        (their packets dropped): one service cut, the others still
+        through."""
+        others = ", ".join(ip for j, ip in enumerate(self.ips) if j != i)
+        rules = ("table inet rlfault {\n"
+                 " chain in { type filter hook input priority 0; "
+                 "policy accept; ip saddr { %s } tcp dport %d drop; }\n"
+                 "}\n" % (others, port))
+        sh("ip", "netns", "exec", self.nodes[i], "nft", "-f", "-",
+           input=rules)
+
     def heal(self, i=None):
         for j, ns in enumerate(self.nodes):
             if i is None or i == j:
