@@ -1,4 +1,4 @@
-# budget: 60
+# budget: 90
 # asan: yes
 """A leader confirms a linearizable read with one round of questions to
 its voters, not with a log entry (issue 17, "Reads": a linearizable read
@@ -17,6 +17,10 @@ costs about one quorum round over a local read; raftd/node/confirm.c).
   term, and with the leader's that is a majority of three: the leader's
   read_points grow with each read while its read_rounds do not (it asked
   no one), and the follower's read_rounds grow by one per read.
+- 5 nodes: 100 linearizable reads on the leader append nothing (it needs
+  two followers' terms); with two followers SIGSTOPped, 50 more on the
+  leader and 20 on a live follower are served, still without a log
+  entry.
 """
 import os
 import sys
@@ -95,6 +99,41 @@ def test():
           (before["read_points"], after["read_points"]))
     check_eq(after["read_rounds"], before["read_rounds"],
              "the leader asked no one for the follower's reads")
+    c.wait_converged()
+    c.close()
+
+    # Five voters: the leader needs two of four followers' terms, asks two
+    # first and the others after the hedge or a "no"; with two followers
+    # stopped the other two still make the majority.
+    c = Cluster(5)
+    lead = c.leader()
+    fols = [n for n in c.nodes if n is not lead]
+    lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY);")
+    lead.sql("INSERT INTO t VALUES (1);")
+    c.wait_all("SELECT count(*) FROM t;", "1")
+    before = lead.status()
+    got = reads(lead, 100, "SELECT count(*) FROM t;")
+    after = lead.status()
+    check_eq(got, ["1"] * 100, "five voters: linearizable reads")
+    check_eq(after["last_index"], before["last_index"],
+             "five voters: no log entry for reads")
+    fols[0].stop()
+    fols[1].stop()
+    try:
+        lead.sql("INSERT INTO t VALUES (2);")
+        before = lead.status()
+        got = reads(lead, 50, "SELECT count(*) FROM t;")
+        after = lead.status()
+        check_eq(got, ["2"] * 50,
+                 "five voters, two stopped: linearizable reads")
+        check_eq(after["last_index"], before["last_index"],
+                 "five voters, two stopped: no log entry for reads")
+        got = reads(fols[2], 20, "SELECT count(*) FROM t;")
+        check_eq(got, ["2"] * 20,
+                 "five voters, two stopped: a follower's reads")
+    finally:
+        fols[0].cont()
+        fols[1].cont()
     c.wait_converged()
     c.close()
 
