@@ -245,6 +245,7 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     int barrier = r->barrier;
     uint64_t lease_for = r->lease_for, confirm = r->confirm_term;
     uint64_t voter_id = r->voter_id, voter_term = r->voter_term;
+    uint64_t known_commit = r->known_commit;
     unsigned lease_ms = 0;
     proto__read_index_request__free_unpacked(r, NULL);
     rl_node_status(rl_host_node(h), &st);
@@ -268,8 +269,11 @@ static int serve_read_index(rl_service *svc, struct rl_host *h,
     } else if (barrier && !relay) {
         ok = rl_host_read_barrier(h, tmo, &index, &L, e, sizeof(e)) == 0;
     } else {
+        /* A client process of this host (relay) reads from this node's
+        ** file: nothing to push for it. */
         ok = rl_host_read_index_for(h, tmo, relay ? 0 : voter_id, voter_term,
-                                    &index, &L, e, sizeof(e)) == 0;
+                                    relay ? UINT64_MAX : known_commit, &index,
+                                    &L, e, sizeof(e)) == 0;
     }
     if (ok) {
         resp.index = index;

@@ -61,8 +61,14 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
 static const rl_voter_stamp *voter_stamp(rl_host *h)
 {
     static __thread rl_voter_stamp vs;
+    struct rl_node_status st;
     vs.raft_id = h->raft_id;
     vs.term = rl_node_term(h->node);
+    rl_node_status(h->node, &st);
+    /* What it applied is committed too, and is published as it applies
+    ** (the commit index only at the loop's next publication). */
+    vs.known_commit =
+        st.commit_index > st.fsm_applied ? st.commit_index : st.fsm_applied;
     return &vs;
 }
 
@@ -342,23 +348,30 @@ static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
 ** attest to the term after the read began). Otherwise, a shared round.
 */
 int rl_host_read_index_for(rl_host *h, unsigned tmo, uint64_t voter_id,
-                           uint64_t voter_term, uint64_t *index, uint64_t *L,
-                           char *err, size_t errlen)
+                           uint64_t voter_term, uint64_t known_commit,
+                           uint64_t *index, uint64_t *L, char *err,
+                           size_t errlen)
 {
     struct rl_read_begin rb;
+    int rc = -1, direct = 0;
     if (h->node && voter_id && voter_term &&
         rl_node_read_begin(h->node, &rb) == RL_NODE_OK && rb.need == 1 &&
         rb.term == voter_term) {
-        for (unsigned i = 0; i < rb.n_voters; i++) {
-            if (rb.voters[i] != voter_id)
-                continue;
-            __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
-            *index = rb.index;
-            *L = rb.L;
-            return 0;
-        }
+        for (unsigned i = 0; i < rb.n_voters && !direct; i++)
+            direct = rb.voters[i] == voter_id;
     }
-    return rl_host_read_index(h, tmo, index, L, err, errlen);
+    if (direct) {
+        __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
+        *index = rb.index;
+        *L = rb.L;
+        rc = 0;
+    } else {
+        rc = rl_host_read_index(h, tmo, index, L, err, errlen);
+    }
+    /* The asker applies the read point once it hears it committed. */
+    if (rc == 0 && known_commit < *index)
+        rl_node_push_commit(h->node);
+    return rc;
 }
 
 /*

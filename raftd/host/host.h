@@ -144,10 +144,13 @@ int rl_host_read_barrier(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                          char *err, size_t errlen);
 /* rl_host_read_index for a member that asked (a ReadIndex with its voter
 ** stamp): answered at once when the member and this leader are a
-** majority of the voters in the member's term (fresh.c). */
+** majority of the voters in the member's term (fresh.c); a read point
+** beyond known_commit (what the member knows committed) makes the node
+** push its commit index to the followers now (rl_node_push_commit). */
 int rl_host_read_index_for(rl_host *h, unsigned tmo, uint64_t voter_id,
-                           uint64_t voter_term, uint64_t *index, uint64_t *L,
-                           char *err, size_t errlen);
+                           uint64_t voter_term, uint64_t known_commit,
+                           uint64_t *index, uint64_t *L, char *err,
+                           size_t errlen);
 /* rl_host_read_index, then wait until this node applied it: SQLITE_OK, or
 ** SQLITE_BUSY with err (retry: the node is cut off, or behind). */
 int rl_host_read_point(rl_host *h, unsigned tmo, char *err, size_t errlen);

@@ -385,6 +385,7 @@ static rl_err read_index_call(rl_rpc_client *cl, const char *target,
     if (vs) {
         req.voter_id = vs->raft_id;
         req.voter_term = vs->term;
+        req.known_commit = vs->known_commit;
     }
     if ((rc = ask(cl, target, INTL("ReadIndex"), &req.base,
                   &proto__read_index_response__descriptor, timeout_ms, &r, err,

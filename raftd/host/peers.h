@@ -130,6 +130,8 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
 ** the read's majority (raftd/node/confirm.c). */
 typedef struct rl_voter_stamp {
     uint64_t raft_id, term;
+    uint64_t known_commit; /* its commit index: a read point beyond it
+                              makes the leader push its commit index */
 } rl_voter_stamp;
 /* A linearizable read point from target (the leader): *index, and the
 ** leader's last database-changing entry as of its answer in

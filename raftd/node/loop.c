@@ -145,6 +145,8 @@ static void async_cb(uv_async_t *h)
         return;
     }
     struct req *q = stopping ? NULL : n->cmd_head;
+    int push = n->push_wanted;
+    n->push_wanted = 0;
     if (!stopping) {
         n->cmd_head = n->cmd_tail = NULL;
         for (struct req *r = q; r; r = r->next)
@@ -161,6 +163,8 @@ static void async_cb(uv_async_t *h)
         run_req(n, q);
         q = next;
     }
+    if (push)
+        node_push_commit(n);
     node_publish(n);
 }
 

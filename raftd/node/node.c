@@ -371,6 +371,16 @@ rl_err rl_node_read_index(struct rl_node *n, unsigned timeout_ms,
     return node_req_run(n, r, timeout_ms, res);
 }
 
+void rl_node_push_commit(struct rl_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    if (!n->stopping) {
+        n->push_wanted = 1;
+        uv_async_send(&n->async);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
 void rl_node_status(struct rl_node *n, struct rl_node_status *st)
 {
     pthread_mutex_lock(&n->mu);

@@ -281,6 +281,11 @@ struct rl_read_begin {
 ** (rl_node_read_index): not ready yet, not a voter itself, too many
 ** voters; SHUTDOWN. Any thread; never waits. */
 rl_err rl_node_read_begin(struct rl_node *n, struct rl_read_begin *rb);
+/* On the leader: replicate the commit index to every follower now rather
+** than at the next heartbeat (a barrier, one in flight at a time), for a
+** follower that must apply a read point the leader just gave it. Does
+** nothing on a follower. Any thread; never waits. */
+void rl_node_push_commit(struct rl_node *n);
 /* The highest term this node stored (or is storing): what it answers a
 ** leader confirming a read. Never older than raft's. Any thread. */
 uint64_t rl_node_term(struct rl_node *n);

@@ -160,6 +160,11 @@ struct rl_node {
     struct rl_lease leases[RL_LEASE_MAX];
     struct req *gated;
     int read_inflight;   /* a read barrier is in flight */
+    /* Pushing the commit index to the followers (request.c
+    ** node_push_commit): asked under mu, served by the loop. */
+    int push_wanted;     /* under mu: rl_node_push_commit asked */
+    int push_inflight;   /* loop: a push barrier is in flight */
+    int push_again;      /* loop: asked again while it flew */
     uint64_t last_tick;  /* uv_now of the last tick */
 
     /* Reopening the Raft log (loop thread only; see "Log reload"). */
@@ -261,6 +266,10 @@ void node_propose_internal(struct rl_node *n, uint8_t kind, const void *payload,
 void node_flush_pending(struct rl_node *n, rl_err rc, const char *msg);
 /* Issue this term's barrier, admit waiting proposals, announce metadata. */
 void node_check_leader(struct rl_node *n);
+/* Loop thread: a barrier whose AppendEntries carry the commit index to
+** every follower now (rl_node_push_commit); one in flight at a time, and
+** one more after it when asked meanwhile. */
+void node_push_commit(struct rl_node *n);
 /* Issue a read barrier for the readers waiting, if none is in flight. */
 void node_read_flush(struct rl_node *n);
 /* Answer proposals that lost leadership once their index is decided. */

@@ -465,6 +465,47 @@ void node_read_flush(struct rl_node *n)
     }
 }
 
+/* ---- pushing the commit index (loop thread) ---- */
+
+/* A follower learns that an entry committed from the leader's next
+** AppendEntries: with no new entry that is the next heartbeat, so a
+** follower whose read point the leader just confirmed would wait up to a
+** heartbeat to apply it (measured: 200 ms for a read right after a write
+** on another node, against 3 ms while read points were barriers). A
+** barrier is an entry raft replicates at once, with the commit index. */
+static void push_cb(struct raft_barrier *b, int status)
+{
+    struct rl_node *n = b->data;
+    free(b);
+    n->push_inflight = 0;
+    /* Not from a failed barrier's callback (see read_barrier_cb). */
+    if (status == 0 && n->push_again && !n->closing) {
+        n->push_again = 0;
+        node_push_commit(n);
+    }
+}
+
+void node_push_commit(struct rl_node *n)
+{
+    if (n->push_inflight) {
+        /* The one in flight may have left before the commit asked for. */
+        n->push_again = 1;
+        return;
+    }
+    if (n->closing || raft_state(&n->raft) != RAFT_LEADER ||
+        n->raft.leader_state.progress == NULL)
+        return;
+    struct raft_barrier *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return; /* the next heartbeat carries it */
+    b->data = n;
+    if (raft_barrier(&n->raft, b, push_cb) != 0) {
+        free(b);
+        return;
+    }
+    n->push_inflight = 1;
+}
+
 /* Lost proposals whose index raft applied without an FSM call there: a
 ** barrier or configuration entry of the next leader took the index (ours
 ** would have reached fsm_apply, and a restore covering it already failed
