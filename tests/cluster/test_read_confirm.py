@@ -48,6 +48,29 @@ def reads(node, n, query):
     return lines[1:]
 
 
+def reads_write_nothing(lead, node, n, want, what):
+    """n linearizable reads of count(*) on node: each must say want, and
+    the leader's log must not grow. The leader's status before and after."""
+    before = lead.status()
+    got = reads(node, n, "SELECT count(*) FROM t;")
+    after = lead.status()
+    check_eq(got, [want] * n, "%s: linearizable reads" % what)
+    check_eq(after["last_index"], before["last_index"],
+             "%s: no log entry appended for %d reads" % (what, n))
+    return before, after
+
+
+def with_stopped(stopped, fn):
+    """fn() while the shells of stopped are SIGSTOPped."""
+    for n in stopped:
+        n.stop()
+    try:
+        fn()
+    finally:
+        for n in stopped:
+            n.cont()
+
+
 def test():
     c = Cluster(3)
     lead = c.leader()
@@ -56,10 +79,7 @@ def test():
     lead.sql("INSERT INTO t VALUES (1);")
     c.wait_all("SELECT count(*) FROM t;", "1")
 
-    before = lead.status()
-    got = reads(lead, READS, "SELECT count(*) FROM t;")
-    after = lead.status()
-    check_eq(got, ["1"] * READS, "every linearizable read on the leader")
+    before, after = reads_write_nothing(lead, lead, READS, "1", "leader")
     log("leader: read_points +%d, read_rounds +%d, last_index %d -> %d" %
         (after["read_points"] - before["read_points"],
          after["read_rounds"] - before["read_rounds"],
@@ -70,31 +90,18 @@ def test():
     check(after["read_rounds"] - before["read_rounds"] >= READS,
           "a round per read taken one at a time: %s -> %s" %
           (before["read_rounds"], after["read_rounds"]))
-    check_eq(after["last_index"], before["last_index"],
-             "no log entry appended for %d linearizable reads" % READS)
 
     # One follower stopped: the other still makes a majority.
-    fols[0].stop()
-    try:
+    def one_stopped():
         lead.sql("INSERT INTO t VALUES (2);")
-        before = lead.status()
-        got = reads(lead, 50, "SELECT count(*) FROM t;")
-        after = lead.status()
-        check_eq(got, ["2"] * 50,
-                 "linearizable reads with one follower stopped")
-        check_eq(after["last_index"], before["last_index"],
-                 "no log entry for reads with one follower stopped")
-    finally:
-        fols[0].cont()
+        reads_write_nothing(lead, lead, 50, "2", "one follower stopped")
+    with_stopped(fols[:1], one_stopped)
 
     lead.sql("INSERT INTO t VALUES (3);")
     c.wait_all("SELECT count(*) FROM t;", "3")
-    before, fbefore = lead.status(), fols[1].status()
-    got = reads(fols[1], 20, "SELECT count(*) FROM t;")
-    after, fafter = lead.status(), fols[1].status()
-    check_eq(got, ["3"] * 20, "a follower's linearizable reads")
-    check_eq(after["last_index"], before["last_index"],
-             "no log entry for a follower's reads")
+    fbefore = fols[1].status()
+    before, after = reads_write_nothing(lead, fols[1], 20, "3", "follower")
+    fafter = fols[1].status()
     # The follower's word (its term, sent with its ReadIndex) and the
     # leader's make a majority of three: the leader answers without a
     # round of its own.
@@ -136,29 +143,14 @@ def test():
     lead.sql("CREATE TABLE t(id INTEGER PRIMARY KEY);")
     lead.sql("INSERT INTO t VALUES (1);")
     c.wait_all("SELECT count(*) FROM t;", "1")
-    before = lead.status()
-    got = reads(lead, 100, "SELECT count(*) FROM t;")
-    after = lead.status()
-    check_eq(got, ["1"] * 100, "five voters: linearizable reads")
-    check_eq(after["last_index"], before["last_index"],
-             "five voters: no log entry for reads")
-    fols[0].stop()
-    fols[1].stop()
-    try:
+    reads_write_nothing(lead, lead, 100, "1", "five voters")
+
+    def two_stopped():
         lead.sql("INSERT INTO t VALUES (2);")
-        before = lead.status()
-        got = reads(lead, 50, "SELECT count(*) FROM t;")
-        after = lead.status()
-        check_eq(got, ["2"] * 50,
-                 "five voters, two stopped: linearizable reads")
-        check_eq(after["last_index"], before["last_index"],
-                 "five voters, two stopped: no log entry for reads")
-        got = reads(fols[2], 20, "SELECT count(*) FROM t;")
-        check_eq(got, ["2"] * 20,
+        reads_write_nothing(lead, lead, 50, "2", "five voters, two stopped")
+        check_eq(reads(fols[2], 20, "SELECT count(*) FROM t;"), ["2"] * 20,
                  "five voters, two stopped: a follower's reads")
-    finally:
-        fols[0].cont()
-        fols[1].cont()
+    with_stopped(fols[:2], two_stopped)
     c.wait_converged()
     c.close()
 

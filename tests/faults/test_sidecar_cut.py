@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 
 import rlfaults  # noqa: E402
 import rlnetns  # noqa: E402
-from rltest import BUILD, SAN, check, check_eq, fail, log, main  # noqa
+from rltest import BUILD, SAN, check, check_eq, log, main  # noqa
 from rltest import scratch  # noqa: E402
 
 SLOW = 3 if SAN else 1
@@ -40,37 +40,12 @@ def test():
     net.enter()
     from rlgrpc import project_stubs
     pb, pbg = project_stubs()
-    grpc = rlfaults.grpc
     data = scratch("rlcut-")
-    raftd = os.path.join(BUILD, "raftd")
-    nodes = []
-    for i in range(3):
-        nodes.append(rlnetns.NsNode(raftd, net.nodes[i], net.ips[i],
-                                    "n%d" % (i + 1), data,
-                                    join=None if i == 0 else nodes[0].grpc))
-    nodes[0].start().wait_serving(30 * SLOW)
-    for n in nodes[1:]:
-        n.start()
-    for n in nodes[1:]:
-        n.wait_serving(30 * SLOW)
-    stubs = [pbg.DistributedSqliteStub(rlfaults.channel(n.grpc))
-             for n in nodes]
-
-    def status(i):
-        try:
-            return stubs[i].Status(pb.StatusRequest(), timeout=1 * SLOW)
-        except grpc.RpcError:
-            return None
-
-    deadline = time.time() + 30 * SLOW
-    while True:
-        sts = [(i, status(i)) for i in range(3)]
-        L = rlfaults.leader_of(sts)
-        if L is not None and all(s and s.leader_id for _, s in sts):
-            break
-        if time.time() > deadline:
-            fail("no leader known to all three")
-        time.sleep(0.1)
+    nodes = rlnetns.start_nodes(net, os.path.join(BUILD, "raftd"), data,
+                                30 * SLOW)
+    sts = rlfaults.Statuses(pb, pbg, nodes)
+    stubs, status = sts.stubs, sts.status
+    L = sts.leader(range(3))
     w = stubs[L].ExecuteWrite(pb.WriteRequest(
         sql="CREATE TABLE reg(k INTEGER PRIMARY KEY, v TEXT); "
             "INSERT INTO reg VALUES (1, 'x')"), timeout=10 * SLOW)

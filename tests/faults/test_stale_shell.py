@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
 import rlfaults  # noqa: E402
 import rlnetns  # noqa: E402
 import rltest  # noqa: E402
-from rltest import (BUILD, EXT, SAN, SQLITE3, check, check_eq, fail,  # noqa
+from rltest import (BUILD, EXT, SAN, SQLITE3, check, check_eq,  # noqa
                     is_error, log, main, san_env, scratch, spawn)
 
 SLOW = 3 if SAN else 1
@@ -59,37 +59,11 @@ def test():
     net.enter()
     from rlgrpc import project_stubs
     pb, pbg = project_stubs()
-    grpc = rlfaults.grpc
     data = scratch("rlstale-")
-    raftd = os.path.join(BUILD, "raftd")
-    nodes = []
-    for i in range(3):
-        nodes.append(rlnetns.NsNode(raftd, net.nodes[i], net.ips[i],
-                                    "n%d" % (i + 1), data,
-                                    join=None if i == 0 else nodes[0].grpc))
-    nodes[0].start().wait_serving(30 * SLOW)
-    for n in nodes[1:]:
-        n.start()
-    for n in nodes[1:]:
-        n.wait_serving(30 * SLOW)
-    stubs = [pbg.DistributedSqliteStub(rlfaults.channel(n.grpc))
-             for n in nodes]
-
-    def status(i):
-        try:
-            return stubs[i].Status(pb.StatusRequest(), timeout=1 * SLOW)
-        except grpc.RpcError:
-            return None
-
-    def leader(among, timeout=30):
-        deadline = time.time() + timeout * SLOW
-        while time.time() < deadline:
-            sts = [(i, status(i)) for i in among]
-            lead = rlfaults.leader_of(sts)
-            if lead is not None and all(s and s.leader_id for _, s in sts):
-                return lead
-            time.sleep(0.1)
-        fail("no leader among %s" % [nodes[i].name for i in among])
+    nodes = rlnetns.start_nodes(net, os.path.join(BUILD, "raftd"), data,
+                                30 * SLOW)
+    sts = rlfaults.Statuses(pb, pbg, nodes)
+    stubs, leader = sts.stubs, sts.leader
 
     L = leader(range(3))
     w = stubs[L].ExecuteWrite(pb.WriteRequest(

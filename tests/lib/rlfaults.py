@@ -512,6 +512,35 @@ def backtrace(binary, core):
     return "\n".join(frames) or "(no backtrace)"
 
 
+class Statuses:
+    """Status calls to nodes through the project's stubs (pb, pbg from
+    rlgrpc.project_stubs), a failed call read as None."""
+
+    def __init__(self, pb, pbg, nodes):
+        self.pb, self.nodes = pb, nodes
+        self.stubs = [pbg.DistributedSqliteStub(channel(n.grpc))
+                      for n in nodes]
+
+    def status(self, i):
+        try:
+            return self.stubs[i].Status(self.pb.StatusRequest(),
+                                        timeout=1 * SLOW)
+        except grpc.RpcError:
+            return None
+
+    def leader(self, among, timeout=30):
+        """The index of the node of among that leads, once every one of
+        them knows a leader; fails after timeout."""
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            sts = [(i, self.status(i)) for i in among]
+            lead = leader_of(sts)
+            if lead is not None and all(s and s.leader_id for _, s in sts):
+                return lead
+            time.sleep(0.1)
+        fail("no leader among %s" % [self.nodes[i].name for i in among])
+
+
 def leader_of(statuses):
     """Of (index, Status or None) pairs, the index of the node that says
     it leads in the highest term; None if none does."""

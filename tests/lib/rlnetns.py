@@ -177,6 +177,21 @@ class Net:
         self.made = []
 
 
+def start_nodes(net, raftd, data, timeout=30):
+    """One raftd per namespace of net: the first bootstraps, the others
+    join through it; returns the NsNodes once every one serves gRPC."""
+    nodes = []
+    for i, ns in enumerate(net.nodes):
+        nodes.append(NsNode(raftd, ns, net.ips[i], "n%d" % (i + 1), data,
+                            join=None if i == 0 else nodes[0].grpc))
+    nodes[0].start().wait_serving(timeout)
+    for n in nodes[1:]:
+        n.start()
+    for n in nodes[1:]:
+        n.wait_serving(timeout)
+    return nodes
+
+
 def allow_cores():
     """Lets this process's children (raftd) dump core: with core_pattern
     "core" a crashing raftd leaves core in its cwd. Set on the test process
