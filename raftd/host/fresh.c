@@ -56,20 +56,19 @@ int rl_host_write_done(rl_host *h, int rc, int64_t remaining_ms, char *why,
 }
 
 /* This node's word for the leader, taken now (after the read or the
-** transaction began): its raft id and the term it stored. Thread-local:
-** valid until this thread's next call. */
-static const rl_voter_stamp *voter_stamp(rl_host *h)
+** transaction began): its raft id, the term it stored and what it knows
+** committed. Returns vs. */
+static const rl_voter_stamp *voter_stamp(rl_host *h, rl_voter_stamp *vs)
 {
-    static __thread rl_voter_stamp vs;
     struct rl_node_status st;
-    vs.raft_id = h->raft_id;
-    vs.term = rl_node_term(h->node);
+    vs->raft_id = h->raft_id;
+    vs->term = rl_node_term(h->node);
     rl_node_status(h->node, &st);
     /* What it applied is committed too, and is published as it applies
     ** (the commit index only at the loop's next publication). */
-    vs.known_commit =
+    vs->known_commit =
         st.commit_index > st.fsm_applied ? st.commit_index : st.fsm_applied;
-    return &vs;
+    return vs;
 }
 
 /*
@@ -100,11 +99,12 @@ int rl_host_fresh_confirm(rl_host *h, int began, uint64_t base, unsigned tmo,
         ** began: its answer is as fresh as a linearizable read. */
         struct rl_meta m;
         uint64_t index = 0, L = 0;
+        rl_voter_stamp vs;
         char e[512] = "";
         if (h->cl &&
             rl_node_meta(h->node, st.leader_id, NULL, &m) == RL_NODE_OK &&
             m.grpc_addr[0] &&
-            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, voter_stamp(h),
+            rl_cluster_read_index(h->cl, m.grpc_addr, tmo, voter_stamp(h, &vs),
                                   &index, &L, e, sizeof e) == 0) {
             if (L > base) {
                 snprintf(why, whylen,
@@ -160,7 +160,7 @@ static int64_t mono_ms(void)
 /* How long a leader waits for a majority's terms before it confirms the
 ** read with a barrier instead (a voter's sidecar down, its node not), and
 ** how long it then takes barriers without asking (so that such a fault
-** costs one read a second, not every read). */
+** makes one read in five seconds wait that second, not every read). */
 #define CONFIRM_MAX_MS 1000
 #define CONFIRM_OFF_MS 5000
 /* How long a deposed leader waits to learn its successor (a heartbeat,
@@ -304,6 +304,7 @@ static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
 {
     struct rl_node_status st;
     struct rl_meta m;
+    rl_voter_stamp vs;
     char e[1024] = "";
     int64_t left;
     int rc;
@@ -332,7 +333,8 @@ static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
     }
     __atomic_add_fetch(&h->read_rounds, 1, __ATOMIC_RELAXED);
     if (rl_cluster_read_index(h->cl, m.grpc_addr, (unsigned)left,
-                              voter_stamp(h), index, L, e, sizeof e) != 0) {
+                              voter_stamp(h, &vs), index, L, e,
+                              sizeof e) != 0) {
         rl_seterr(err, errlen, "no read point from the leader %s (gRPC %s): %s",
                   m.node_id, m.grpc_addr, e);
         return -1;

@@ -193,7 +193,9 @@ class Node:
                 for line in out.splitlines() if line]
 
     def sha3(self):
-        return self.sql(".sha3sum").strip()
+        # val(): a node's warning line (seen: "Raft log reopened" after a
+        # full disk) may come out with the digest.
+        return self.val(".sha3sum")
 
     def bootstrap(self):
         got = self.val("SELECT raft_bootstrap('%s', '%s', '%s');" %
