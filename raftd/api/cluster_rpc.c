@@ -223,12 +223,12 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
 ** ReadIndex: a read point (the leader's, fresh.c), or with hint_only
 ** the commit index and L as this node knows them, at once, or with
 ** confirm_term this node's term (for a leader confirming its read point),
-** or with barrier a read point from a barrier (a follower's nudge). A request
-*with
-** relay comes from a client process of this host: a host that does not
-** lead answers from a round it asks the leader for (rl_host_read_index,
-** shared with its other readers) or, for a hint, the leader's answer
-** (rl_host_leader_L). Without relay, only the leader answers: a request
+** or with barrier a read point from a barrier (a follower's nudge). A
+** request with relay comes from a client process of this host: a host
+** that does not lead answers from a round it asks the leader for
+** (rl_host_read_index, shared with its other readers) or, for a hint, the
+** leader's answer (rl_host_leader_L). Without relay, only the leader answers: a
+*request
 ** never travels further than one hop.
 */
 static int serve_read_index(rl_service *svc, struct rl_host *h,

@@ -465,9 +465,11 @@ static int confirm_answer(void *arg, int i, int code, const rl_rpc_buf *reply,
         /* The first failure's words, for the caller's message. */
         if (t->failed == 1)
             rl_seterr(t->err, t->errlen, "%s",
-                      r ? (r->term ? "a member is in another term"
-                                   : "a member did not answer its term")
-                        : err);
+                      r ? (r->term ? "a member is in an earlier term"
+                                   : "a member did not answer its term "
+                                     "(an older raftlite?)")
+                      : code == RL_RPC_OK ? "a member's answer did not decode"
+                                          : err);
     }
     if (r)
         proto__read_index_response__free_unpacked(r, NULL);
