@@ -163,23 +163,24 @@ static int64_t mono_ms(void)
 ** makes one read in five seconds wait that second, not every read). */
 #define CONFIRM_MAX_MS 1000
 #define CONFIRM_OFF_MS 5000
-/* How long a deposed leader waits to learn its successor (a heartbeat,
-** or an election) before it refuses a read it could relay. */
-#define DEPOSED_WAIT_MS 1000
+/* How long a node that knows no leader (an election, or a leader deposed
+** a moment ago) waits to learn one, a heartbeat or an election, before it
+** refuses a read it could relay. */
+#define LEADER_WAIT_MS 1000
 
 /*
-** A node that took a read as leader and was refused NOTLEADER: deposed
-** meanwhile (a leader back from a pause learns of its successor only now,
-** from a higher term in an answer, and of who it is with the successor's
-** next heartbeat; the published state follows raft's a loop step later).
-** Waits until the node knows a leader other than itself, at most
-** DEPOSED_WAIT_MS and until deadline: 1 with *st then (the read goes
-** through that leader, as a follower's), 0 if none.
+** Waits until this node follows a known leader other than itself, at most
+** LEADER_WAIT_MS and until deadline: 1 with *st then (the read goes
+** through that leader), 0 if none. Why a read may find none: a leader back
+** from a pause learns of its successor only from a higher term in an
+** answer, or steps down at its first tick for want of a quorum's contact,
+** and hears who leads with the successor's next heartbeat; the published
+** state follows raft's a loop step later.
 */
-static int deposed_knows_leader(rl_host *h, int64_t deadline,
-                                struct rl_node_status *st)
+static int other_leader_known(rl_host *h, int64_t deadline,
+                              struct rl_node_status *st)
 {
-    int64_t until = mono_ms() + DEPOSED_WAIT_MS;
+    int64_t until = mono_ms() + LEADER_WAIT_MS;
     for (;;) {
         rl_node_status(h->node, st);
         if (st->state != RL_STATE_LEADER && st->leader_id != 0 &&
@@ -296,8 +297,9 @@ static int leader_point(rl_host *h, int64_t deadline, uint64_t *index,
 
 /*
 ** One read point, taken now: the leader's (leader_point), or a follower's
-** (the leader's ReadIndex, which takes one there). A leader found deposed
-** asks its successor once it knows it. 0 with *index and *L, or -1.
+** (the leader's ReadIndex, which takes one there). A leader found deposed,
+** or a follower that knows no leader, asks the leader once it knows it
+** (other_leader_known). 0 with *index and *L, or -1.
 */
 static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
                       uint64_t *L, char *err, size_t errlen)
@@ -313,13 +315,18 @@ static int point_once(rl_host *h, int64_t deadline, uint64_t *index,
         rc = leader_point(h, deadline, index, L, e, sizeof e);
         if (rc == 0)
             return 0;
-        /* Deposed: the leader it knows now serves the read. None known:
-        ** refused, and the caller retries. */
-        if (rc != RL_NODE_NOTLEADER ||
-            !deposed_knows_leader(h, deadline, &st)) {
+        /* Deposed: the leader it knows soon serves the read. Another
+        ** failure: refused, and the caller retries. */
+        if (rc != RL_NODE_NOTLEADER) {
             rl_seterr(err, errlen, "%s", e);
             return -1;
         }
+    }
+    if ((st.state == RL_STATE_LEADER || st.leader_id == 0 ||
+         st.leader_id == st.raft_id) &&
+        !other_leader_known(h, deadline, &st) && e[0]) {
+        rl_seterr(err, errlen, "%s", e);
+        return -1;
     }
     if (rl_host_leader_meta(h, &st, &m, err, errlen) != 0)
         return -1;
