@@ -398,14 +398,15 @@ enum {
     ST_READ_POINTS,
     ST_READ_ROUNDS,
     ST_LOCAL_CALLS,
+    ST_FORWARD_SESSIONS,
     ST_COUNT
 };
 
 static const char *const status_names[ST_COUNT] = {
-    "id",         "raft_id",        "state",        "term",
-    "leader",     "leader_grpc",    "commit_index", "applied_index",
-    "last_index", "snapshot_index", "read_points",  "read_rounds",
-    "local_calls"};
+    "id",          "raft_id",         "state",        "term",
+    "leader",      "leader_grpc",     "commit_index", "applied_index",
+    "last_index",  "snapshot_index",  "read_points",  "read_rounds",
+    "local_calls", "forward_sessions"};
 
 typedef struct status_cursor {
     sqlite3_vtab_cursor base;
@@ -522,6 +523,7 @@ static int status_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx,
             [ST_READ_POINTS] = s->read_points,
             [ST_READ_ROUNDS] = s->read_rounds,
             [ST_LOCAL_CALLS] = s->local_calls,
+            [ST_FORWARD_SESSIONS] = s->forward_sessions,
         };
         sqlite3_result_int64(ctx, (sqlite3_int64)v[c->i]);
         break;

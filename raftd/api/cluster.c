@@ -574,5 +574,6 @@ void rl_cluster_node_status(struct rl_host *h, rl_cluster_status *out)
         out->read_points = k.read_points;
         out->read_rounds = k.read_rounds;
         out->local_calls = k.local_calls;
+        out->forward_sessions = k.forward_sessions;
     }
 }

@@ -214,6 +214,7 @@ static int serve_status(rl_service *svc, struct rl_host *h, const uint8_t *req,
     resp.read_points = cs.read_points;
     resp.read_rounds = cs.read_rounds;
     resp.local_calls = cs.local_calls;
+    resp.forward_sessions = cs.forward_sessions;
     code = rl_api_pack(&resp.base, rl_service_max_msg(svc), reply, err, errlen);
     proto__status_response__free_unpacked(base, NULL);
     return code;

@@ -38,6 +38,8 @@ const rl_api_method rl_api_methods[] = {
     {"ReadIndex", INTL, RL_M_READ_INDEX, RL_RULE_NODE, RL_PERM_NODE, 0},
     {"ForwardTxn", INTL, RL_M_FORWARD_TXN, RL_RULE_NODE, RL_PERM_NODE,
      RL_RPC_STREAMING},
+    {"ForwardSession", INTL, RL_M_FORWARD_SESSION, RL_RULE_NODE, RL_PERM_NODE,
+     RL_RPC_STREAMING},
 };
 
 const size_t rl_api_nmethods = sizeof rl_api_methods / sizeof rl_api_methods[0];

@@ -37,6 +37,7 @@ enum rl_api_mid {
     RL_M_FETCH_IMAGE_HEADER, /* a permission only: FetchImage of the header */
     RL_M_READ_INDEX,
     RL_M_FORWARD_TXN,
+    RL_M_FORWARD_SESSION,
 };
 
 typedef struct rl_api_method {

@@ -1,7 +1,7 @@
 /*
 ** raftd/api/service_rpc.c -- binds the service (service.c) to the gRPC wrapper
-** (rpc.h): the unary RPCs of both services and the two streaming internal
-** RPCs, ForwardTxn and FetchImage.
+** (rpc.h): the unary RPCs of both services and the streaming internal
+** RPCs, ForwardTxn, ForwardSession and FetchImage.
 **
 ** A service with a host offers each unary call to the cluster layer
 ** (cluster.h) first: it forwards to the leader or serves the cluster RPCs,
@@ -11,6 +11,8 @@
 ** an origin is a follower's transaction, committed through the host's
 ** propose_txn hook (host.c) and answered with its index and outcome; any
 ** other stream is transport only (length and CRC-32 of what arrived).
+** ForwardSession carries such transactions one after another on one call
+** (forward_session_cb says when it ends).
 **
 ** FetchImage with name RL_IMAGE_FETCH_NAME ("@image") streams a consistent
 ** image of the node's database (vfs/image.h: one read transaction's pages
@@ -193,15 +195,73 @@ static int unary_cb(rl_rpc_call *call, void *arg)
     return RL_RPC_OK;
 }
 
-static int forward_txn_cb(rl_rpc_call *call, void *arg)
+/*
+** Answers the complete transaction a on call: proposed when it commits
+** (a follower's), else transport only (its length and CRC-32). Returns
+** RL_RPC_OK once the answer was sent, else the code the call ends with.
+*/
+static int forward_answer(rl_rpc_call *call, rl_service *svc, rl_txn_asm *a)
 {
     Proto__ForwardTxnResponse resp = PROTO__FORWARD_TXN_RESPONSE__INIT;
+    char why[RL_RPC_ERRMAX];
+    uint8_t *out;
+    size_t n;
+    int sent;
+    resp.success = 1;
+    resp.received_bytes = a->received;
+    resp.crc32 = a->crc;
+    if (a->commit) {
+        /* A follower's transaction: commit it through Raft. */
+        int outcome =
+            rl_service_propose_txn(svc, a, rl_rpc_call_remaining_ms(call),
+                                   &resp.index, why, sizeof why);
+        if (outcome < 0) {
+            return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION, "%s",
+                                     why);
+        }
+        resp.outcome = (Proto__WriteOutcome)outcome;
+        resp.success = outcome == RL_OUTCOME_APPLIED;
+        if (!resp.success) {
+            resp.error = why;
+        }
+    }
+    n = proto__forward_txn_response__get_packed_size(&resp);
+    out = malloc(n ? n : 1);
+    if (!out) {
+        return rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED,
+                                 "out of memory");
+    }
+    proto__forward_txn_response__pack(&resp, out);
+    sent = rl_rpc_call_send(call, out, n);
+    free(out);
+    return sent == 0
+               ? RL_RPC_OK
+               : rl_rpc_call_error(call, RL_RPC_CANCELLED, "response not sent");
+}
+
+/* Receives the rest of a transaction whose first chunk a has, up to the
+** chunk marked last: RL_RPC_OK, or the code the call ends with. */
+static int forward_rest(rl_rpc_call *call, rl_txn_asm *a)
+{
+    rl_rpc_buf msg;
+    char err[RL_RPC_ERRMAX];
+    int got, code;
+    while (!a->last_seen && (got = rl_rpc_call_recv(call, &msg)) == 1) {
+        code = rl_txn_asm_add(a, msg.data, msg.len, err, sizeof(err));
+        rl_rpc_buf_free(&msg);
+        if (code != RL_RPC_OK) {
+            return rl_rpc_call_error(call, code, "%s", err);
+        }
+    }
+    code = rl_txn_asm_finish(a, err, sizeof(err));
+    return code == RL_RPC_OK ? code : rl_rpc_call_error(call, code, "%s", err);
+}
+
+static int forward_txn_cb(rl_rpc_call *call, void *arg)
+{
     rl_txn_asm a;
     rl_rpc_buf msg;
     char err[RL_RPC_ERRMAX];
-    uint8_t *out;
-    size_t n;
-    char why[RL_RPC_ERRMAX];
     int got, code;
     rl_service *svc = arg;
     if ((code = authorize(call, arg, NULL, NULL)) != 0)
@@ -223,41 +283,74 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
                                  (unsigned long long)a.received);
     }
     code = rl_txn_asm_finish(&a, err, sizeof(err));
-    if (code != RL_RPC_OK) {
+    if (code == RL_RPC_OK)
+        code = forward_answer(call, svc, &a);
+    rl_txn_asm_free(&a);
+    return code;
+}
+
+/* How long a forward session may stay quiet before its handler ends it
+** (status OK): well beyond the client's reuse window (peers.c), so that
+** a client finds a session ended only after a restart or a stop. */
+#define SESSION_QUIET_MS 15000
+/* A session stops taking transactions when its call has less than this
+** left, or half of what it had at first when that is less (a short
+** -max-stream-ms): the last one taken still has time for its answer. */
+#define SESSION_RESERVE_MS 20000
+
+/*
+** ForwardSession: ForwardTxn's transactions one after another on one
+** call, each answered before the next is read (a follower's host keeps
+** one open to the leader: rl_cluster_forward_txn). Only transactions to
+** commit. It ends itself with status OK, between transactions, when the
+** stream is quiet, the server stops, or the call nears its deadline;
+** it never ends with OK while it holds a transaction it proposed without
+** answering: a client that sees OK and no answer knows that its
+** transaction was never proposed (rl_rpc_call_recv_wait).
+*/
+static int forward_session_cb(rl_rpc_call *call, void *arg)
+{
+    rl_service *svc = arg;
+    int64_t reserve = rl_rpc_call_remaining_ms(call) / 2;
+    int code;
+    if ((code = authorize(call, arg, NULL, NULL)) != 0)
+        return code;
+    if (reserve > SESSION_RESERVE_MS)
+        reserve = SESSION_RESERVE_MS;
+    for (;;) {
+        rl_txn_asm a;
+        rl_rpc_buf msg;
+        char err[RL_RPC_ERRMAX];
+        int64_t left = rl_rpc_call_remaining_ms(call) - reserve;
+        int got;
+        if (left <= 0)
+            return RL_RPC_OK; /* ends between transactions */
+        got = rl_rpc_call_recv_wait(
+            call, &msg, left < SESSION_QUIET_MS ? left : SESSION_QUIET_MS);
+        if (got == 2 || got == 0)
+            return RL_RPC_OK; /* quiet, stopping, or the client closed */
+        if (got < 0)
+            return rl_rpc_call_error(call, RL_RPC_CANCELLED,
+                                     "ForwardSession stream broken");
+        rl_service_count_call(svc);
+        rl_txn_asm_init(&a);
+        code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));
+        rl_rpc_buf_free(&msg);
+        if (code != RL_RPC_OK)
+            code = rl_rpc_call_error(call, code, "%s", err);
+        else if (!a.commit)
+            code = rl_rpc_call_error(call, RL_RPC_INVALID_ARGUMENT,
+                                     "ForwardSession carries transactions to "
+                                     "commit only (a first chunk with "
+                                     "origin_node); use ForwardTxn");
+        else
+            code = forward_rest(call, &a);
+        if (code == RL_RPC_OK)
+            code = forward_answer(call, svc, &a);
         rl_txn_asm_free(&a);
-        return rl_rpc_call_error(call, code, "%s", err);
+        if (code != RL_RPC_OK)
+            return code;
     }
-    resp.success = 1;
-    resp.received_bytes = a.received;
-    resp.crc32 = a.crc;
-    if (a.commit) {
-        /* A follower's transaction: commit it through Raft. */
-        int outcome =
-            rl_service_propose_txn(svc, &a, rl_rpc_call_remaining_ms(call),
-                                   &resp.index, why, sizeof why);
-        rl_txn_asm_free(&a);
-        if (outcome < 0) {
-            return rl_rpc_call_error(call, RL_RPC_FAILED_PRECONDITION, "%s",
-                                     why);
-        }
-        resp.outcome = (Proto__WriteOutcome)outcome;
-        resp.success = outcome == RL_OUTCOME_APPLIED;
-        if (!resp.success) {
-            resp.error = why;
-        }
-    }
-    n = proto__forward_txn_response__get_packed_size(&resp);
-    out = malloc(n ? n : 1);
-    if (!out) {
-        return rl_rpc_call_error(call, RL_RPC_RESOURCE_EXHAUSTED,
-                                 "out of memory");
-    }
-    proto__forward_txn_response__pack(&resp, out);
-    got = rl_rpc_call_send(call, out, n);
-    free(out);
-    return got == 0
-               ? RL_RPC_OK
-               : rl_rpc_call_error(call, RL_RPC_CANCELLED, "response not sent");
 }
 
 /* Fills the next ImageChunk of a stream with buf[0..n) at *off (advanced
@@ -519,6 +612,8 @@ int rl_service_register(rl_service *svc, rl_rpc_server *srv)
         }
         if (m->id == RL_M_FORWARD_TXN) {
             fn = forward_txn_cb;
+        } else if (m->id == RL_M_FORWARD_SESSION) {
+            fn = forward_session_cb;
         } else if (m->id == RL_M_FETCH_IMAGE) {
             fn = fetch_image_cb;
         }

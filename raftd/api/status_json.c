@@ -96,6 +96,7 @@ char *rl_cluster_status_json(const rl_cluster_status *s, char *out,
     jfmt(&b, ",\"snapshot_index\":%" PRIu64, s->snapshot_index);
     jfmt(&b, ",\"read_points\":%" PRIu64, s->read_points);
     jfmt(&b, ",\"read_rounds\":%" PRIu64, s->read_rounds);
-    jfmt(&b, ",\"local_calls\":%" PRIu64 "}", s->local_calls);
+    jfmt(&b, ",\"local_calls\":%" PRIu64, s->local_calls);
+    jfmt(&b, ",\"forward_sessions\":%" PRIu64 "}", s->forward_sessions);
     return out;
 }

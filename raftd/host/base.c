@@ -132,6 +132,11 @@ void rl_host_counts(rl_host *h, struct rl_host_counts *out)
     out->read_rounds =
         __atomic_load_n(&h->read_rounds, __ATOMIC_RELAXED) + st.read_barriers;
     out->local_calls = __atomic_load_n(&h->door_calls, __ATOMIC_RELAXED);
+    out->forward_sessions = 0;
+    if (h->cl) { /* its only kept streams are forward sessions (peers.c) */
+        uint64_t reused;
+        rl_rpc_kept_counts(h->cl, &out->forward_sessions, &reused);
+    }
 }
 
 void rl_host_advance(rl_host *h, uint64_t index, int db_changed)

@@ -166,6 +166,8 @@ struct rl_host_counts {
                              of the leader, read barriers run leading */
     uint64_t local_calls; /* requests of client processes at the local
                              door (raftd/host/door.c) */
+    uint64_t forward_sessions; /* ForwardSession calls opened to the leader
+                                  (peers.c): a follower's writes ride one */
 };
 void rl_host_counts(rl_host *h, struct rl_host_counts *out);
 /* The sidecar's write_done hook, on the writer's thread after its COMMIT

@@ -365,6 +365,7 @@ rl_err rl_cluster_get_status(rl_rpc_client *cl, const char *target,
     out->read_points = r->read_points;
     out->read_rounds = r->read_rounds;
     out->local_calls = r->local_calls;
+    out->forward_sessions = r->forward_sessions;
     proto__status_response__free_unpacked(r, NULL);
     return RL_OK;
 }
@@ -522,6 +523,118 @@ int rl_cluster_confirm_term(rl_rpc_client *cl, const char *const *targets,
 
 /* Bytes of a transaction per TxnChunk: well under every message limit. */
 #define FWD_CHUNK (1u << 20)
+/* A forward session (ForwardSession on a kept stream, rpc.h) is reused
+** when it was given back less than SESSION_IDLE_MS ago (the leader ends
+** one quiet for 15 s, service_rpc.c) and for the first half of its life;
+** a leader that does not know the method (an older raftlite) is not asked
+** for one again for SESSION_REFUSED_MS. */
+#define SESSION_IDLE_MS    5000
+#define SESSION_LIFE_MS    600000
+#define SESSION_REFUSED_MS 60000
+
+/* The first TxnChunk of f, carrying n bytes. */
+static void first_chunk(Proto__TxnChunk *ch, const rl_forward_txn *f, size_t n)
+{
+    ch->offset = 0;
+    ch->data.data = (uint8_t *)f->payload;
+    ch->data.len = n;
+    ch->last = n == f->len;
+    ch->total_length = f->len;
+    ch->txn_base = f->base;
+    ch->origin_node = f->origin_node;
+    ch->origin_txn = f->origin_txn;
+    ch->origin_pid = f->origin_pid;
+}
+
+/* The leader's answer as the caller's outcome, index and words. */
+static rl_err forward_answered(const Proto__ForwardTxnResponse *r, int *outcome,
+                               uint64_t *index, char *err, size_t errlen)
+{
+    *outcome = r->outcome   ? (int)r->outcome
+               : r->success ? RL_OUTCOME_APPLIED
+                            : RL_OUTCOME_UNKNOWN;
+    *index = r->index;
+    if (*outcome != RL_OUTCOME_APPLIED)
+        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
+    return RL_OK;
+}
+
+/* A forward that ended with status code (e its words) and no answer. */
+static rl_err forward_failed(const char *target, int code, const char *e,
+                             int sent, int *outcome, char *err, size_t errlen)
+{
+    *outcome = RL_OUTCOME_UNKNOWN;
+    if (!sent)
+        *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
+    rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
+              code != RL_RPC_OK ? e : "malformed or missing response");
+    if (code == RL_RPC_FAILED_PRECONDITION || code == RL_RPC_INVALID_ARGUMENT ||
+        code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
+        *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
+    return code == RL_RPC_UNAVAILABLE         ? RL_ERR_UNREACHABLE
+           : code == RL_RPC_DEADLINE_EXCEEDED ? RL_ERR_TIMEOUT
+                                              : RL_ERR_REMOTE;
+}
+
+/*
+** f (one chunk) on a forward session to target. RL_OK with the answer;
+** 1 when the session did not take it (none could be had, the leader does
+** not know the method, or it had ended the session between transactions:
+** status OK, no answer) and f was never proposed: the caller sends it
+** another way; else a failure as rl_cluster_forward_txn's.
+*/
+static int forward_session(rl_rpc_client *cl, const char *target,
+                           const rl_forward_txn *f, unsigned timeout_ms,
+                           int *outcome, uint64_t *index, int *sent, char *err,
+                           size_t errlen)
+{
+    Proto__TxnChunk ch = PROTO__TXN_CHUNK__INIT;
+    Proto__ForwardTxnResponse *r = NULL;
+    rl_rpc_stream *st;
+    rl_rpc_buf m, reply = {0};
+    char e[RL_RPC_ERRMAX] = "";
+    int reused, got, code;
+    st = rl_rpc_stream_take(cl, target, INTL("ForwardSession"), SESSION_IDLE_MS,
+                            SESSION_LIFE_MS, &reused, e, sizeof e);
+    if (!st)
+        return 1;
+    first_chunk(&ch, f, f->len);
+    if (pack_msg(&ch.base, &m) != 0) {
+        rl_rpc_stream_cancel(st);
+        (void)rl_rpc_stream_finish(st, e, sizeof e);
+        return 1;
+    }
+    got = rl_rpc_stream_send(st, m.data, m.len);
+    rl_rpc_buf_free(&m);
+    if (got == 0) {
+        *sent = 1; /* the leader may act on it from now on */
+        got = rl_rpc_stream_recv_wait(st, &reply, timeout_ms);
+        if (got == 1)
+            r = proto__forward_txn_response__unpack(NULL, reply.len,
+                                                    reply.data);
+        rl_rpc_buf_free(&reply);
+        if (r) {
+            rl_rpc_stream_keep(cl, st);
+            code = forward_answered(r, outcome, index, err, errlen);
+            proto__forward_txn_response__free_unpacked(r, NULL);
+            return code;
+        }
+        if (got == 1)
+            rl_rpc_stream_cancel(st); /* an answer that does not decode */
+    }
+    code = rl_rpc_stream_finish(st, e, sizeof e);
+    if (code == RL_RPC_UNIMPLEMENTED)
+        rl_rpc_stream_refused(cl, target, INTL("ForwardSession"),
+                              SESSION_REFUSED_MS);
+    /* Never sent, ended between transactions (OK, nothing read), or not
+    ** known there: f was never proposed. */
+    if (!*sent || (got == 0 && code == RL_RPC_OK) ||
+        code == RL_RPC_UNIMPLEMENTED) {
+        *sent = 0;
+        return 1;
+    }
+    return forward_failed(target, code, e, *sent, outcome, err, errlen);
+}
 
 rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
                               const rl_forward_txn *f, unsigned timeout_ms,
@@ -537,6 +650,13 @@ rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
     *outcome = RL_OUTCOME_UNKNOWN;
     *index = 0;
     *sent = 0;
+    /* A transaction of one chunk goes on the session (a call kept open:
+    ** no call set-up per transaction); a larger one, or one the session
+    ** did not take, on a ForwardTxn call of its own. */
+    if (f->len <= FWD_CHUNK && f->origin_node &&
+        (code = forward_session(cl, target, f, timeout_ms, outcome, index, sent,
+                                err, errlen)) != 1)
+        return code;
     st = rl_rpc_stream_open(cl, target, INTL("ForwardTxn"), timeout_ms, e,
                             sizeof e);
     if (!st) {
@@ -547,16 +667,13 @@ rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
         Proto__TxnChunk ch = PROTO__TXN_CHUNK__INIT;
         size_t n = f->len - off < FWD_CHUNK ? f->len - off : FWD_CHUNK;
         rl_rpc_buf m;
-        ch.offset = off;
-        ch.data.data = (uint8_t *)f->payload + off;
-        ch.data.len = n;
-        ch.last = off + n == f->len;
         if (off == 0) {
-            ch.total_length = f->len;
-            ch.txn_base = f->base;
-            ch.origin_node = f->origin_node;
-            ch.origin_txn = f->origin_txn;
-            ch.origin_pid = f->origin_pid;
+            first_chunk(&ch, f, n);
+        } else {
+            ch.offset = off;
+            ch.data.data = (uint8_t *)f->payload + off;
+            ch.data.len = n;
+            ch.last = off + n == f->len;
         }
         if (pack_msg(&ch.base, &m) != 0) {
             ok = 0;
@@ -579,25 +696,9 @@ rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
     if (!r)
         rl_rpc_stream_cancel(st);
     code = rl_rpc_stream_finish(st, e, sizeof e);
-    if (!r && !*sent)
-        *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
-    if (!r) {
-        rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
-                  code != RL_RPC_OK ? e : "malformed or missing response");
-        if (code == RL_RPC_FAILED_PRECONDITION ||
-            code == RL_RPC_INVALID_ARGUMENT ||
-            code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
-            *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
-        return code == RL_RPC_UNAVAILABLE         ? RL_ERR_UNREACHABLE
-               : code == RL_RPC_DEADLINE_EXCEEDED ? RL_ERR_TIMEOUT
-                                                  : RL_ERR_REMOTE;
-    }
-    *outcome = r->outcome   ? (int)r->outcome
-               : r->success ? RL_OUTCOME_APPLIED
-                            : RL_OUTCOME_UNKNOWN;
-    *index = r->index;
-    if (*outcome != RL_OUTCOME_APPLIED)
-        rl_seterr(err, errlen, "%s", r->error[0] ? r->error : "refused");
+    if (!r)
+        return forward_failed(target, code, e, *sent, outcome, err, errlen);
+    code = forward_answered(r, outcome, index, err, errlen);
     proto__forward_txn_response__free_unpacked(r, NULL);
-    return RL_OK;
+    return code;
 }

@@ -68,6 +68,7 @@ typedef struct rl_cluster_status {
     char leader_grpc[RL_META_STR_MAX + 1];
     uint64_t commit_index, applied_index, last_index, snapshot_index;
     uint64_t read_points, read_rounds, local_calls; /* rl_host_counts */
+    uint64_t forward_sessions;
 } rl_cluster_status;
 
 /* ---- calls (peer/target: a node's gRPC address) ---- */

@@ -67,21 +67,11 @@ static int run_call_batch(rl_rpc_call *c, const grpc_op *ops, size_t n,
     return ev.type == GRPC_OP_COMPLETE && ev.success ? 0 : -1;
 }
 
-int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
+/* A received byte buffer (NULL: the client's stream ended) as *msg:
+** 1, 0 at the end, or -1 for a message over the limit (which sets the
+** call's status). Destroys bb. */
+static int take_message(rl_rpc_call *c, grpc_byte_buffer *bb, rl_rpc_buf *msg)
 {
-    grpc_op op;
-    grpc_byte_buffer *bb = NULL;
-    msg->data = NULL;
-    msg->len = 0;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &bb;
-    if (run_call_batch(c, &op, 1, "waiting for") != 0) {
-        if (bb) {
-            grpc_byte_buffer_destroy(bb);
-        }
-        return -1;
-    }
     if (!bb) {
         return 0;
     }
@@ -98,6 +88,96 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
         return -1;
     }
     return rl_rpc_take_bb(bb, msg) == 0 ? 1 : -1;
+}
+
+int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
+{
+    grpc_op op;
+    grpc_byte_buffer *bb = NULL;
+    msg->data = NULL;
+    msg->len = 0;
+    if (c->recv_pending) {
+        return -1; /* after recv_wait said 2, the handler must end */
+    }
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &bb;
+    if (run_call_batch(c, &op, 1, "waiting for") != 0) {
+        if (bb) {
+            grpc_byte_buffer_destroy(bb);
+        }
+        return -1;
+    }
+    return take_message(c, bb, msg);
+}
+
+/* How soon a quiet wait (rl_rpc_call_recv_wait) sees the server stopping:
+** it waits in slices of this length. */
+#define QUIET_SLICE_MS 100
+
+int rl_rpc_call_recv_wait(rl_rpc_call *c, rl_rpc_buf *msg, int64_t wait_ms)
+{
+    grpc_op op;
+    grpc_event ev;
+    grpc_byte_buffer *bb;
+    int64_t left = rl_rpc_call_remaining_ms(c), now = rl_rpc_now_ms(), until;
+    msg->data = NULL;
+    msg->len = 0;
+    if (c->recv_pending) {
+        return 2;
+    }
+    if (left == 0) {
+        return -1; /* cancelled, gone, or out of time */
+    }
+    /* Quiet for at most wait_ms, the idle limit and the time left: the
+    ** operator's -stream-idle-ms bounds how long a quiet call holds a
+    ** worker, and the handler ends it cleanly before its deadline. */
+    if (c->srv->idle_ms > 0 && c->srv->idle_ms < wait_ms) {
+        wait_ms = c->srv->idle_ms;
+    }
+    if (left < wait_ms) {
+        wait_ms = left;
+    }
+    until = now + (wait_ms > 0 ? wait_ms : 0);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_bb;
+    c->recv_bb = NULL;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL) !=
+        GRPC_CALL_OK) {
+        return -1;
+    }
+    c->recv_pending = 1;
+    for (;;) {
+        int64_t slice = until - now;
+        if (slice > QUIET_SLICE_MS) {
+            slice = QUIET_SLICE_MS;
+        }
+        ev = grpc_completion_queue_pluck(
+            c->cq, &c->recv_tag,
+            gpr_time_add(
+                gpr_now(GPR_CLOCK_MONOTONIC),
+                gpr_time_from_millis(slice > 0 ? slice : 0, GPR_TIMESPAN)),
+            NULL);
+        if (ev.type != GRPC_QUEUE_TIMEOUT) {
+            break;
+        }
+        now = rl_rpc_now_ms();
+        if (now >= until ||
+            __atomic_load_n(&c->srv->stopping, __ATOMIC_ACQUIRE)) {
+            return 2; /* serve_call collects the receive */
+        }
+    }
+    c->recv_pending = 0;
+    bb = c->recv_bb;
+    c->recv_bb = NULL;
+    if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
+        if (bb) {
+            grpc_byte_buffer_destroy(bb);
+        }
+        return -1;
+    }
+    return take_message(c, bb, msg);
 }
 
 int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len)

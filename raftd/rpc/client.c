@@ -18,22 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct chan {
-    char *target;
-    grpc_channel *ch;
-    struct chan *next;
-} chan;
-
-struct rl_rpc_client {
-    pthread_mutex_t mu;
-    size_t max_msg; /* the receive and send limit of its channels */
-    grpc_channel_credentials *creds;
-    grpc_arg a[2];
-    grpc_channel_args args;
-    chan *chans;
-    int nchans;
-};
-
 rl_rpc_client *rl_rpc_client_new(const rl_rpc_tls *tls, size_t max_msg_bytes,
                                  char *err, size_t errlen)
 {
@@ -65,6 +49,7 @@ void rl_rpc_client_free(rl_rpc_client *cl)
     if (!cl) {
         return;
     }
+    rl_rpc_kept_end_all(cl);
     for (c = cl->chans; c; c = next) {
         next = c->next;
         grpc_channel_destroy(c->ch);
@@ -126,17 +111,6 @@ static gpr_timespec deadline_in(int64_t timeout_ms)
     return gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 }
-
-struct rl_rpc_stream {
-    grpc_call *call;
-    grpc_completion_queue *cq;
-    grpc_metadata_array init_md, trailing;
-    grpc_status_code status;
-    grpc_slice details;
-    int got_md;
-    int md_sent;    /* SEND_INITIAL_METADATA went with an earlier batch */
-    int status_tag; /* its address is the tag of RECV_STATUS_ON_CLIENT */
-};
 
 rl_rpc_stream *rl_rpc_stream_open(rl_rpc_client *cl, const char *target,
                                   const char *method, int64_t timeout_ms,
@@ -220,9 +194,13 @@ int rl_rpc_stream_close_send(rl_rpc_stream *st)
     return stream_sends(st, NULL, 0, 1);
 }
 
-int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg)
+/* rl_rpc_stream_recv waiting at most timeout_ms (<= 0: up to the call's
+** deadline). A receive that times out cancels the call (a batch cannot be
+** withdrawn otherwise): -1, and finish answers CANCELLED. */
+static int stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg, int64_t timeout_ms)
 {
     grpc_op ops[3];
+    grpc_event ev;
     size_t n = 0;
     grpc_byte_buffer *bb = NULL;
     msg->data = NULL;
@@ -241,7 +219,24 @@ int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg)
     ops[n].data.recv_message.recv_message = &bb;
     n++;
     st->got_md = 1;
-    if (rl_rpc_run_batch(st->call, st->cq, ops, n) != 0) {
+    if (grpc_call_start_batch(st->call, ops, n, &st->recv_tag, NULL) !=
+        GRPC_CALL_OK) {
+        return -1;
+    }
+    ev = grpc_completion_queue_pluck(
+        st->cq, &st->recv_tag,
+        timeout_ms > 0
+            ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                           gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
+            : gpr_inf_future(GPR_CLOCK_REALTIME),
+        NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        grpc_call_cancel(st->call, NULL); /* the batch then completes */
+        ev = grpc_completion_queue_pluck(
+            st->cq, &st->recv_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        ev.success = 0;
+    }
+    if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
         if (bb) {
             grpc_byte_buffer_destroy(bb);
         }
@@ -251,6 +246,17 @@ int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg)
         return 0;
     }
     return rl_rpc_take_bb(bb, msg) == 0 ? 1 : -1;
+}
+
+int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg)
+{
+    return stream_recv(st, msg, 0);
+}
+
+int rl_rpc_stream_recv_wait(rl_rpc_stream *st, rl_rpc_buf *msg,
+                            int64_t timeout_ms)
+{
+    return stream_recv(st, msg, timeout_ms > 0 ? timeout_ms : 1);
 }
 
 int rl_rpc_stream_finish(rl_rpc_stream *st, char *err, size_t errlen)

@@ -2,7 +2,7 @@
 # its grpc-free part (byte buffers, the deadline clock) that code fuzzed
 # without gRPC links alone (RPC_PURE_SRCS).
 RPC_PURE_SRCS := raftd/rpc/util.c
-RPC_SRCS := raftd/rpc/server.c raftd/rpc/call.c raftd/rpc/client.c raftd/rpc/fan.c \
+RPC_SRCS := raftd/rpc/server.c raftd/rpc/call.c raftd/rpc/client.c raftd/rpc/kept.c raftd/rpc/fan.c \
             raftd/rpc/core.c raftd/rpc/tls.c $(RPC_PURE_SRCS)
 RPC_LIBS := -lgrpc -lgpr
 
@@ -10,3 +10,7 @@ RPC_LIBS := -lgrpc -lgpr
 UNIT_TESTS += test_rpc
 UNIT_SRCS_test_rpc := $(RPC_SRCS)
 UNIT_LIBS_test_rpc := $(RPC_LIBS)
+# Kept streams and quiet ends (tests/unit/test_rpc_kept.c).
+UNIT_TESTS += test_rpc_kept
+UNIT_SRCS_test_rpc_kept := $(RPC_SRCS)
+UNIT_LIBS_test_rpc_kept := $(RPC_LIBS)

@@ -131,6 +131,16 @@ uint64_t rl_rpc_server_calls(rl_rpc_server *s);
 ** can answer it) sets RESOURCE_EXHAUSTED naming -max-msg-bytes; an error
 ** the wrapper sets for a limit is kept by later rl_rpc_call_error calls. */
 int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg);
+/* rl_rpc_call_recv for a call kept open between exchanges (rpc.h, "kept
+** streams"), which its handler ends by itself when it has been quiet:
+** waits at most wait_ms (and less than the idle limit and the time the
+** call has left), and returns 2 when nothing came by then or the server
+** is stopping. The receive then stays posted and the handler must end the
+** call at once (return, with no other receive or send): a message that
+** arrives meanwhile is never read, so a client that sees the call end
+** with status OK and no answer knows that its request was never acted on.
+** Otherwise as rl_rpc_call_recv. */
+int rl_rpc_call_recv_wait(rl_rpc_call *c, rl_rpc_buf *msg, int64_t wait_ms);
 /* Sends one message. Returns 0, or -1 if the call is gone. */
 int rl_rpc_call_send(rl_rpc_call *c, const void *data, size_t len);
 /* Sets the status message sent with a non-OK code. Returns code. */
@@ -231,11 +241,42 @@ int rl_rpc_stream_close_send(rl_rpc_stream *st);
 int rl_rpc_stream_send_last(rl_rpc_stream *st, const void *data, size_t len);
 /* 1 with *msg (caller frees), 0 at end of stream, -1 on failure. */
 int rl_rpc_stream_recv(rl_rpc_stream *st, rl_rpc_buf *msg);
+/* rl_rpc_stream_recv waiting at most timeout_ms: when nothing came by
+** then, the call is cancelled (-1; finish answers CANCELLED). */
+int rl_rpc_stream_recv_wait(rl_rpc_stream *st, rl_rpc_buf *msg,
+                            int64_t timeout_ms);
 /* Cancels the call (a client that stops reading a server stream early:
 ** otherwise finish waits until the server ends or the deadline passes);
 ** finish must still be called, and then returns CANCELLED. */
 void rl_rpc_stream_cancel(rl_rpc_stream *st);
 /* Waits for the status, frees the stream, returns the code. */
 int rl_rpc_stream_finish(rl_rpc_stream *st, char *err, size_t errlen);
+
+/* ---- kept streams (kept.c) ----
+** A bidirectional call kept open between exchanges (one request message,
+** one answer), so that an exchange costs no call set-up: no new HTTP/2
+** stream, headers, request slot or hand-off on the server. A taken stream
+** is its caller's alone until given back with rl_rpc_stream_keep after a
+** complete exchange; after any failure the caller ends it (cancel if
+** needed, then finish) and gives back nothing. */
+
+/* A stream of method to target: a kept one given back within idle_ms and
+** with more than half of its life_ms left (*reused = 1), else a new one
+** opened with the deadline life_ms (*reused = 0). Kept streams idle
+** longer are ended here. NULL with err when no call can be made, or when
+** target refused method lately (rl_rpc_stream_refused). */
+rl_rpc_stream *rl_rpc_stream_take(rl_rpc_client *cl, const char *target,
+                                  const char *method, int64_t idle_ms,
+                                  int64_t life_ms, int *reused, char *err,
+                                  size_t errlen);
+/* Gives back a stream taken from cl after a complete exchange: kept for
+** the next take, or ended when RL_RPC_KEPT are kept already. */
+void rl_rpc_stream_keep(rl_rpc_client *cl, rl_rpc_stream *st);
+/* target answered UNIMPLEMENTED to method (an older server): takes of it
+** return NULL for the next for_ms. */
+void rl_rpc_stream_refused(rl_rpc_client *cl, const char *target,
+                           const char *method, int64_t for_ms);
+/* Streams opened and reused by takes of cl so far. */
+void rl_rpc_kept_counts(rl_rpc_client *cl, uint64_t *opened, uint64_t *reused);
 
 #endif /* RL_RPC_H */

@@ -65,6 +65,11 @@ struct rl_rpc_call {
     int64_t last_poll;
     int close_tag;
     int idle_cut;           /* a message wait passed stream_idle_ms */
+    /* A receive rl_rpc_call_recv_wait left posted (tag &recv_tag, into
+    ** recv_bb): serve_call collects it after the status went out. */
+    int recv_pending;
+    int recv_tag;
+    grpc_byte_buffer *recv_bb;
     int counted;            /* counted in the per-client cap */
     int waited_behind;      /* calls of its client in service when it waited */
     int gave_up;            /* its deadline came while it waited: answer it */
@@ -112,7 +117,61 @@ struct rl_rpc_server {
 ** rl_rpc_call_error calls (call.c; server.c uses it too). */
 void rl_rpc_lock_error(rl_rpc_call *c, int code, const char *msg);
 
-/* ---- the client (client.c) ---- */
+/* ---- the client (client.c) and its kept streams (kept.c) ---- */
+
+typedef struct chan {
+    char *target;
+    grpc_channel *ch;
+    struct chan *next;
+} chan;
+
+/* A stream kept open between exchanges (kept.c): st NULL, a free slot. */
+typedef struct kept {
+    rl_rpc_stream *st;
+    int64_t last; /* rl_rpc_now_ms when it was given back */
+} kept;
+
+/* A target's refusal of a method (kept.c): no take until `until`. */
+typedef struct refusal {
+    char target[256];
+    char method[128];
+    int64_t until;
+} refusal;
+
+#define RL_RPC_KEPT     4 /* streams kept per client (more are ended) */
+#define RL_RPC_REFUSALS 4 /* refusals remembered (the oldest goes) */
+
+struct rl_rpc_client {
+    pthread_mutex_t mu;
+    size_t max_msg; /* the receive and send limit of its channels */
+    grpc_channel_credentials *creds;
+    grpc_arg a[2];
+    grpc_channel_args args;
+    chan *chans;
+    int nchans;
+    kept kept[RL_RPC_KEPT];           /* under mu */
+    refusal refused[RL_RPC_REFUSALS]; /* under mu */
+    uint64_t kept_opened, kept_reused;
+};
+
+struct rl_rpc_stream {
+    grpc_call *call;
+    grpc_completion_queue *cq;
+    grpc_metadata_array init_md, trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    int got_md;
+    int md_sent;    /* SEND_INITIAL_METADATA went with an earlier batch */
+    int status_tag; /* its address is the tag of RECV_STATUS_ON_CLIENT */
+    int recv_tag;   /* its address is the tag of a receive's batch */
+    /* Set by rl_rpc_stream_take (kept.c): what it was opened for. */
+    char target[256];
+    char method[128];
+    int64_t born, life_ms;
+};
+
+/* Ends every stream cl keeps (kept.c; rl_rpc_client_free). */
+void rl_rpc_kept_end_all(rl_rpc_client *cl);
 
 /* cl's cached channel to target, created on first use; NULL if none can
 ** be made. Valid until rl_rpc_client_free. */

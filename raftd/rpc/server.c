@@ -26,7 +26,9 @@
 **   - a call's pluck queue has at most one batch in flight at a time
 **     besides its RECV_CLOSE_ON_SERVER batch (tag &close_tag, started on
 **     arrival, polled without blocking to see a cancelled call and
-**     plucked before the call is freed);
+**     plucked before the call is freed) and, once a quiet handler
+**     ended, the receive it left posted (tag &recv_tag, plucked after the
+**     status batch);
 **   - calls of a client at its cap stay queued: a worker takes the first
 **     admissible call (admit), never one that would exceed the cap.
 */
@@ -271,6 +273,17 @@ static void serve_call(rl_rpc_call *c)
     /* Failure here means the client is gone; nothing is left to tell. */
     (void)rl_rpc_run_batch(c->call, c->cq, ops, n);
     grpc_slice_unref(details);
+    /* A receive a quiet handler left posted (rl_rpc_call_recv_wait)
+    ** completes once the status went out; what it got is never read. */
+    if (c->recv_pending) {
+        (void)grpc_completion_queue_pluck(
+            c->cq, &c->recv_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (c->recv_bb) {
+            grpc_byte_buffer_destroy(c->recv_bb);
+            c->recv_bb = NULL;
+        }
+        c->recv_pending = 0;
+    }
     /* Wait out a poll in progress on another thread, then the close op
     ** (it completes once the status went out or the call was cancelled). */
     while (__atomic_load_n(&c->polling, __ATOMIC_ACQUIRE)) {
@@ -559,7 +572,8 @@ void rl_rpc_server_free(rl_rpc_server *s, int grace_ms)
     if (s->started > 0) {
         int64_t end = rl_rpc_now_ms() + (grace_ms > 0 ? grace_ms : 0);
         pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
+        /* Read without the lock by quiet handlers (call.c). */
+        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&s->mu);
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
         pthread_mutex_lock(&s->mu);

@@ -6,8 +6,9 @@ writer once its node applied the entry.
 - Quiet cluster: 1,000 single-row autocommit INSERTs from a follower's
   shell, default busy timeout: none fails; every row on every node; the
   follower reads each of its writes at once (read-your-writes). Its
-  write lease spares the ask: about one call to the leader per write
-  (ForwardTxn), not two (gRPC Status calls_served counts the calls).
+  write lease spares the ask: about one request to the leader per write
+  (a forwarded transaction), not two (gRPC Status calls_served counts
+  them), all on one ForwardSession call (raft_status forward_sessions).
 - Client processes: 1,000 writes from a second stock shell on the
   leader's file, then 300 from one on a follower's file (its host relays
   them to the leader): none fails, each reads back at once, and none of
@@ -67,6 +68,7 @@ def calls_served(node):
 
 def quiet(c, leader, f):
     before = calls_served(leader)
+    sess_before = f.status()["forward_sessions"]
     t0 = time.time()
     lines = "".join("INSERT INTO q VALUES (%d, 'row %d');\n" % (i, i)
                     for i in range(1000))
@@ -83,6 +85,11 @@ def quiet(c, leader, f):
     check(1000 <= calls <= 1100,
           "a follower's writer holding a write lease makes one call per "
           "write: %d calls for 1,000 writes" % calls)
+    # The transactions ride one ForwardSession call (one message each
+    # way per write; a second only if a write overlapped another).
+    sess = f.status()["forward_sessions"] - sess_before
+    check(1 <= sess <= 2, "1,000 forwarded writes on one session: %d "
+          "opened" % sess)
     c.wait_all("SELECT count(*) FROM q;", "1000")
 
 

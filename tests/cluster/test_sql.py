@@ -32,7 +32,7 @@ from rltest import Shell, check, check_eq, fail, free_port, log, main, scratch
 STATUS_KEYS = {"id", "raft_id", "state", "term", "leader", "leader_grpc",
                "commit_index", "applied_index", "last_index",
                "snapshot_index", "read_points", "read_rounds",
-               "local_calls"}
+               "local_calls", "forward_sessions"}
 
 
 def addr():

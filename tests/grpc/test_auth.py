@@ -7,10 +7,10 @@ and by SAN URI raftlite:client:NAME) and an auth file with crypt(3)
 password hashes (openssl passwd -6).
 
 Two nodes n1, n2 under mutual TLS with -auth: a client certificate cannot
-Join, Remove, Transfer, FetchImage, ForwardTxn or ReadIndex
-(PERMISSION_DENIED naming the permission and the certificate); the
-certificate of a node that is not a member cannot call ReadIndex,
-ForwardTxn, FetchImage or Remove, nor Join under another node's id; a
+Join, Remove, Transfer, FetchImage, ForwardTxn, ForwardSession or
+ReadIndex (PERMISSION_DENIED naming the permission and the certificate);
+the certificate of a node that is not a member cannot call ReadIndex,
+ForwardTxn, ForwardSession, FetchImage or Remove, nor Join under another node's id; a
 Join of that node with a dead Raft address is refused by the leader and
 leaves no member behind; a user without `write` cannot ExecuteWrite, a
 user with it can; a wrong password is UNAUTHENTICATED; an operator's
@@ -117,6 +117,9 @@ def test():
         ("ForwardTxn", lambda: app.intl.ForwardTxn(iter([pb.TxnChunk(
             offset=0, total_length=1, data=b"x", last=True)]), timeout=T),
             "'node'"),
+        ("ForwardSession", lambda: list(app.intl.ForwardSession(iter([
+            pb.TxnChunk(offset=0, total_length=1, data=b"x", last=True)]),
+            timeout=T)), "'node'"),
         ("ReadIndex", lambda: app.intl.ReadIndex(pb.ReadIndexRequest(),
                                                  timeout=T), "'node'"),
     )
@@ -128,7 +131,8 @@ def test():
               % (name, det))
     check_eq(len(n1_nodes(pb, app)), 2, "members after the refusals")
     log("a client certificate: Join, Remove, Transfer, FetchImage, "
-        "ForwardTxn, ReadIndex refused (PERMISSION_DENIED naming the "
+        "ForwardTxn, ForwardSession, ReadIndex refused (PERMISSION_DENIED "
+        "naming the "
         "permission)")
 
     # A node certificate of the CA that is not a member.
@@ -139,6 +143,9 @@ def test():
             ("ForwardTxn", lambda: n9.intl.ForwardTxn(iter([pb.TxnChunk(
                 offset=0, total_length=1, data=b"x", last=True)]),
                 timeout=T)),
+            ("ForwardSession", lambda: list(n9.intl.ForwardSession(iter([
+                pb.TxnChunk(offset=0, total_length=1, data=b"x",
+                            last=True)]), timeout=T))),
             ("FetchImage", lambda: list(n9.intl.FetchImage(
                 pb.FetchImageRequest(name="@image"), timeout=T))),
             ("Remove", lambda: n9.pub.Remove(pb.RemoveRequest(node_id="n2"),
