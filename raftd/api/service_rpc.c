@@ -285,6 +285,8 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
     code = rl_txn_asm_finish(&a, err, sizeof(err));
     if (code == RL_RPC_OK)
         code = forward_answer(call, svc, &a);
+    else
+        code = rl_rpc_call_error(call, code, "%s", err);
     rl_txn_asm_free(&a);
     return code;
 }
@@ -293,6 +295,12 @@ static int forward_txn_cb(rl_rpc_call *call, void *arg)
 ** (status OK): well beyond the client's reuse window (peers.c), so that
 ** a client finds a session ended only after a restart or a stop. */
 #define SESSION_QUIET_MS 15000
+/* A session's caller is authorized again (authorize: its identity, its
+** membership, the auth file's permissions as reloaded) before a
+** transaction when this long passed since the last time: a node removed
+** or a permission revoked stops writing within a second, and a busy
+** session does not parse the peer's certificate for every write. */
+#define SESSION_REAUTH_MS 1000
 /* A session stops taking transactions when its call has less than this
 ** left, or half of what it had at first when that is less (a short
 ** -max-stream-ms): the last one taken still has time for its answer. */
@@ -312,6 +320,7 @@ static int forward_session_cb(rl_rpc_call *call, void *arg)
 {
     rl_service *svc = arg;
     int64_t reserve = rl_rpc_call_remaining_ms(call) / 2;
+    int64_t authorized = rl_rpc_now_ms();
     int code;
     if ((code = authorize(call, arg, NULL, NULL)) != 0)
         return code;
@@ -332,6 +341,13 @@ static int forward_session_cb(rl_rpc_call *call, void *arg)
         if (got < 0)
             return rl_rpc_call_error(call, RL_RPC_CANCELLED,
                                      "ForwardSession stream broken");
+        if (rl_rpc_now_ms() - authorized >= SESSION_REAUTH_MS) {
+            if ((code = authorize(call, arg, NULL, NULL)) != 0) {
+                rl_rpc_buf_free(&msg);
+                return code; /* refused before anything was proposed */
+            }
+            authorized = rl_rpc_now_ms();
+        }
         rl_service_count_call(svc);
         rl_txn_asm_init(&a);
         code = rl_txn_asm_add(&a, msg.data, msg.len, err, sizeof(err));

@@ -569,7 +569,8 @@ static rl_err forward_failed(const char *target, int code, const char *e,
     rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
               code != RL_RPC_OK ? e : "malformed or missing response");
     if (code == RL_RPC_FAILED_PRECONDITION || code == RL_RPC_INVALID_ARGUMENT ||
-        code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED)
+        code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED ||
+        code == RL_RPC_PERMISSION_DENIED || code == RL_RPC_UNAUTHENTICATED)
         *outcome = RL_OUTCOME_NOT_APPLIED; /* refused before Raft */
     return code == RL_RPC_UNAVAILABLE         ? RL_ERR_UNREACHABLE
            : code == RL_RPC_DEADLINE_EXCEEDED ? RL_ERR_TIMEOUT

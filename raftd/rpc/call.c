@@ -111,8 +111,33 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg)
     return take_message(c, bb, msg);
 }
 
-/* How soon a quiet wait (rl_rpc_call_recv_wait) sees the server stopping:
-** it waits in slices of this length. */
+/* Whether a call waits for what quiet call c holds: a worker (the pool at
+** its maximum, none idle) or a slot of c's client (its cap). A quiet
+** handler then ends its call. Reads the server's queue and counts under
+** s->mu; changes nothing. */
+static int wanted_elsewhere(rl_rpc_call *c)
+{
+    rl_rpc_server *s = c->srv;
+    int wanted = 0;
+    int full = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->qhead) {
+        /* Calls wait only when no worker can take them: the pool is at
+        ** its maximum, or their client is at its cap. */
+        wanted = s->nidle == 0 && s->nthreads >= s->max_workers;
+        for (int i = 0; c->counted && i < s->max_workers; i++)
+            if (s->peers[i].n > 0 && strcmp(s->peers[i].id, c->peer) == 0)
+                full = s->peers[i].n >= s->client_cap;
+        for (rl_rpc_call *q = s->qhead; q && full && !wanted; q = q->next)
+            wanted = strcmp(q->peer, c->peer) == 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return wanted;
+}
+
+/* How soon a quiet wait (rl_rpc_call_recv_wait) sees the server stopping,
+** or another call waiting for its worker or its client's slot: it waits
+** in slices of this length. */
 #define QUIET_SLICE_MS 100
 
 int rl_rpc_call_recv_wait(rl_rpc_call *c, rl_rpc_buf *msg, int64_t wait_ms)
@@ -164,7 +189,8 @@ int rl_rpc_call_recv_wait(rl_rpc_call *c, rl_rpc_buf *msg, int64_t wait_ms)
         }
         now = rl_rpc_now_ms();
         if (now >= until ||
-            __atomic_load_n(&c->srv->stopping, __ATOMIC_ACQUIRE)) {
+            __atomic_load_n(&c->srv->stopping, __ATOMIC_ACQUIRE) ||
+            wanted_elsewhere(c)) {
             return 2; /* serve_call collects the receive */
         }
     }

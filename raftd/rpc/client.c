@@ -49,7 +49,15 @@ void rl_rpc_client_free(rl_rpc_client *cl)
     if (!cl) {
         return;
     }
-    rl_rpc_kept_end_all(cl);
+    /* The streams kept.c keeps: no one else holds them. */
+    for (int i = 0; i < RL_RPC_KEPT; i++) {
+        if (cl->kept[i].st) {
+            char e[64];
+            rl_rpc_stream_cancel(cl->kept[i].st);
+            (void)rl_rpc_stream_finish(cl->kept[i].st, e, sizeof e);
+            cl->kept[i].st = NULL;
+        }
+    }
     for (c = cl->chans; c; c = next) {
         next = c->next;
         grpc_channel_destroy(c->ch);

@@ -130,18 +130,3 @@ void rl_rpc_kept_counts(rl_rpc_client *cl, uint64_t *opened, uint64_t *reused)
     *reused = cl->kept_reused;
     pthread_mutex_unlock(&cl->mu);
 }
-
-void rl_rpc_kept_end_all(rl_rpc_client *cl)
-{
-    rl_rpc_stream *st[RL_RPC_KEPT];
-    int n = 0;
-    pthread_mutex_lock(&cl->mu);
-    for (int i = 0; i < RL_RPC_KEPT; i++) {
-        if (cl->kept[i].st)
-            st[n++] = cl->kept[i].st;
-        cl->kept[i].st = NULL;
-    }
-    pthread_mutex_unlock(&cl->mu);
-    for (int i = 0; i < n; i++)
-        end_stream(st[i]);
-}

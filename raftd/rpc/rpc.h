@@ -134,8 +134,10 @@ int rl_rpc_call_recv(rl_rpc_call *c, rl_rpc_buf *msg);
 /* rl_rpc_call_recv for a call kept open between exchanges (rpc.h, "kept
 ** streams"), which its handler ends by itself when it has been quiet:
 ** waits at most wait_ms (and less than the idle limit and the time the
-** call has left), and returns 2 when nothing came by then or the server
-** is stopping. The receive then stays posted and the handler must end the
+** call has left), and returns 2 when nothing came by then, the server is
+** stopping, or another call waits for the worker or the client's slot
+** (-workers, -max-client-calls) this one holds (seen within 100 ms). The
+** receive then stays posted and the handler must end the
 ** call at once (return, with no other receive or send): a message that
 ** arrives meanwhile is never read, so a client that sees the call end
 ** with status OK and no answer knows that its request was never acted on.

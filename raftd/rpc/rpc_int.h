@@ -170,9 +170,6 @@ struct rl_rpc_stream {
     int64_t born, life_ms;
 };
 
-/* Ends every stream cl keeps (kept.c; rl_rpc_client_free). */
-void rl_rpc_kept_end_all(rl_rpc_client *cl);
-
 /* cl's cached channel to target, created on first use; NULL if none can
 ** be made. Valid until rl_rpc_client_free. */
 grpc_channel *rl_rpc_client_channel(rl_rpc_client *cl, const char *target);

@@ -33,6 +33,7 @@ from rlgrpc import *  # noqa: F401,F403
 from rltest import Shell
 from rltls import make_ca, make_cert, make_node_cert, rd
 import grpc
+import queue
 
 T = 20 * SAN_SLOW
 PD = grpc.StatusCode.PERMISSION_DENIED
@@ -66,6 +67,46 @@ class Stubs:
 def run_raftd(args, timeout=30):
     return subprocess.run([RAFTD] + args, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def session_reauth(pb, pbg, d, n1, n2):
+    """A forward session is authorized again once a second passed: n1's
+    node certificate opens one on the leader n2 while n1 is a member; n1
+    is removed; the session's next transaction, 1.5 s later, is refused
+    PERMISSION_DENIED (not read: the same transport-only chunk on a
+    session of a member is INVALID_ARGUMENT)."""
+    chunk = pb.TxnChunk(offset=0, total_length=1, data=b"x", last=True)
+    s1 = Stubs(pb, pbg, n2.addr, creds(d, "n1"))
+    det = expect_rpc_error(lambda: list(s1.intl.ForwardSession(
+        iter([chunk]), timeout=T)), grpc.StatusCode.INVALID_ARGUMENT,
+        "ForwardTxn", "a member's session, transport-only chunk")
+    q = queue.Queue()
+
+    def reqs():
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            yield item
+    call = s1.intl.ForwardSession(reqs(), timeout=T)
+    time.sleep(0.5)  # the session is open and authorized
+    ops = Stubs(pb, pbg, n2.addr, creds(d, "opscert"))
+    r = ops.pub.Remove(pb.RemoveRequest(node_id="n1"), timeout=T)
+    check(r.success, "ops removes n1: %r" % r)
+    ops.close()
+    time.sleep(1.5)
+    q.put(chunk)
+    try:
+        got = next(call)
+        check(False, "a removed node's session took a transaction: %r" % got)
+    except grpc.RpcError as e:
+        check(e.code() == PD and "not a member" in e.details(),
+              "a removed node's session is refused: %s %s (a member's: %s)"
+              % (e.code(), e.details(), det))
+    q.put(None)
+    s1.close()
+    log("a forward session of a node removed meanwhile is refused at its "
+        "next transaction")
 
 
 def test():
@@ -230,6 +271,7 @@ def test():
     check(w.success, "a write through the follower after the transfer: %r"
           % w)
     app.close()
+    session_reauth(pb, pbg, d, n1, n2)
     n2.stop()
     n1.stop()
     log("ops (admin) transferred leadership; forwarded writes go on")

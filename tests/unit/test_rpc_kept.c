@@ -8,7 +8,8 @@
 ** again); a server stopping ends its quiet streams at once; a method the
 ** target refused is not asked again; a client's receive that waits too
 ** long cancels the call; at most RL_RPC_KEPT streams are kept; a stream
-** idle too long is not reused.
+** idle too long is not reused; a quiet stream gives way to a call that
+** needs its worker or its client's slot.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -103,7 +104,20 @@ static int exchange(rl_rpc_client *cl, const char *target, const char *method,
     return *code == RL_RPC_OK ? 0 : -1;
 }
 
-static rl_rpc_server *start_server(char *target, size_t n)
+static int echo_cb(rl_rpc_call *c, void *arg)
+{
+    rl_rpc_buf m;
+    int rc;
+    (void)arg;
+    if (rl_rpc_call_recv(c, &m) != 1)
+        return rl_rpc_call_error(c, RL_RPC_INVALID_ARGUMENT, "no request");
+    rc = rl_rpc_call_send(c, m.data, m.len);
+    rl_rpc_buf_free(&m);
+    return rc == 0 ? RL_RPC_OK : RL_RPC_CANCELLED;
+}
+
+static rl_rpc_server *start_server_with(char *target, size_t n, int workers,
+                                        int client_cap)
 {
     rl_rpc_server_config cfg = {0};
     rl_rpc_server *s;
@@ -113,7 +127,8 @@ static rl_rpc_server *start_server(char *target, size_t n)
         port = 0;
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     cfg.addr = addr;
-    cfg.max_workers = 16;
+    cfg.max_workers = workers;
+    cfg.max_client_calls = client_cap;
     s = rl_rpc_server_new(&cfg, err, sizeof err);
     EXPECT(s != NULL, "server_new: %s", err);
     if (!s)
@@ -121,12 +136,67 @@ static rl_rpc_server *start_server(char *target, size_t n)
     EXPECT(rl_rpc_server_add(s, "/t.K/Session", session_cb, &slow_quiet) == 0 &&
                rl_rpc_server_add(s, "/t.K/Quick", session_cb, &fast_quiet) ==
                    0 &&
-               rl_rpc_server_add(s, "/t.K/Hold", hold_cb, NULL) == 0,
+               rl_rpc_server_add(s, "/t.K/Hold", hold_cb, NULL) == 0 &&
+               rl_rpc_server_add(s, "/t.K/Echo", echo_cb, NULL) == 0,
            "add");
     port = rl_rpc_server_start(s, err, sizeof err);
     EXPECT(port > 0, "start: %s", err);
     snprintf(target, n, "127.0.0.1:%d", port);
     return s;
+}
+
+static rl_rpc_server *start_server(char *target, size_t n)
+{
+    return start_server_with(target, n, 16, 0);
+}
+
+/*
+** A server of `workers` workers and a cap of client_cap calls per client,
+** with `quiet` sessions of this client kept quiet on it: a unary call of
+** the same client (it needs a worker, or a slot of the client's cap, that
+** a quiet session holds) is served within a second, not after the
+** sessions' 10 s of quiet: a quiet session gives way.
+*/
+static void gives_way(const char *what, int workers, int client_cap, int quiet)
+{
+    rl_rpc_server *s;
+    rl_rpc_client *cl = NULL;
+    char target[64], err[256];
+    rl_rpc_stream *st[4];
+    rl_rpc_buf r;
+    int reused, code, taken = 0;
+    int64_t t0;
+    s = start_server_with(target, sizeof target, workers, client_cap);
+    if (s)
+        cl = rl_rpc_client_new(NULL, 0, err, sizeof err);
+    EXPECT(s && cl, "%s: server and client", what);
+    for (int i = 0; s && cl && i < quiet; i++) {
+        /* One exchange each, at once: the sessions are in service. */
+        st[i] = rl_rpc_stream_take(cl, target, "/t.K/Session", 10000, LIFE_MS,
+                                   &reused, err, sizeof err);
+        if (st[i] && rl_rpc_stream_send(st[i], "s", 1) == 0 &&
+            rl_rpc_stream_recv_wait(st[i], &r, 5000) == 1) {
+            rl_rpc_buf_free(&r);
+            taken++;
+        }
+    }
+    EXPECT(taken == quiet, "%s: %d sessions answered", what, taken);
+    for (int i = 0; i < taken; i++)
+        rl_rpc_stream_keep(cl, st[i]);
+    if (taken == quiet) {
+        t0 = rl_rpc_now_ms();
+        code = rl_rpc_unary(cl, target, "/t.K/Echo", "e", 1, 8000, &r, err,
+                            sizeof err);
+        EXPECT(code == RL_RPC_OK, "%s: echo %d %s", what, code, err);
+        if (code == RL_RPC_OK)
+            rl_rpc_buf_free(&r);
+        EXPECT(rl_rpc_now_ms() - t0 < 1000,
+               "%s: a call waiting for what a quiet session holds is served "
+               "in %lld ms",
+               what, (long long)(rl_rpc_now_ms() - t0));
+    }
+    rl_rpc_client_free(cl);
+    rl_rpc_server_free(s, 1000);
 }
 
 int main(void)
@@ -257,6 +327,11 @@ int main(void)
            "refused method not asked again: %s", err);
     rc = exchange(cl, target, "/t.K/Session", 10000, "c", &reused, &code);
     EXPECT(rc == 1, "another method of the target still works: %d", rc);
+
+    /* A quiet session gives way to a call that needs its worker, or its
+    ** client's slot. */
+    gives_way("pool at its maximum", 2, 8, 2);
+    gives_way("client at its cap", 8, 1, 1);
 
     /* A server stopping ends its quiet streams at once (grace 5 s unused),
     ** and a kept stream then reports that nothing was acted on. */
