@@ -559,14 +559,16 @@ static rl_err forward_answered(const Proto__ForwardTxnResponse *r, int *outcome,
     return RL_OK;
 }
 
-/* A forward that ended with status code (e its words) and no answer. */
-static rl_err forward_failed(const char *target, int code, const char *e,
-                             int sent, int *outcome, char *err, size_t errlen)
+/* A forward on method (its name, for the message) that ended with status
+** code (e its words) and no answer. */
+static rl_err forward_failed(const char *method, const char *target, int code,
+                             const char *e, int sent, int *outcome, char *err,
+                             size_t errlen)
 {
     *outcome = RL_OUTCOME_UNKNOWN;
     if (!sent)
         *outcome = RL_OUTCOME_NOT_APPLIED; /* the leader never saw its end */
-    rl_seterr(err, errlen, "ForwardTxn to %s failed: %s", target,
+    rl_seterr(err, errlen, "%s to %s failed: %s", method, target,
               code != RL_RPC_OK ? e : "malformed or missing response");
     if (code == RL_RPC_FAILED_PRECONDITION || code == RL_RPC_INVALID_ARGUMENT ||
         code == RL_RPC_RESOURCE_EXHAUSTED || code == RL_RPC_UNIMPLEMENTED ||
@@ -634,7 +636,8 @@ static int forward_session(rl_rpc_client *cl, const char *target,
         *sent = 0;
         return 1;
     }
-    return forward_failed(target, code, e, *sent, outcome, err, errlen);
+    return forward_failed("ForwardSession", target, code, e, *sent, outcome,
+                          err, errlen);
 }
 
 rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
@@ -698,7 +701,8 @@ rl_err rl_cluster_forward_txn(rl_rpc_client *cl, const char *target,
         rl_rpc_stream_cancel(st);
     code = rl_rpc_stream_finish(st, e, sizeof e);
     if (!r)
-        return forward_failed(target, code, e, *sent, outcome, err, errlen);
+        return forward_failed("ForwardTxn", target, code, e, *sent, outcome,
+                              err, errlen);
     code = forward_answered(r, outcome, index, err, errlen);
     proto__forward_txn_response__free_unpacked(r, NULL);
     return code;

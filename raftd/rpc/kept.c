@@ -32,8 +32,8 @@ rl_rpc_stream *rl_rpc_stream_take(rl_rpc_client *cl, const char *target,
     int nstale = 0, refused = 0;
     int64_t now = rl_rpc_now_ms();
     *reused = 0;
-    if (snprintf(NULL, 0, "%s", target) >= (int)sizeof st->target ||
-        snprintf(NULL, 0, "%s", method) >= (int)sizeof st->method) {
+    if (strlen(target) >= sizeof st->target ||
+        strlen(method) >= sizeof st->method) {
         rl_seterr(err, errlen, "target or method name too long to keep");
         return NULL;
     }
