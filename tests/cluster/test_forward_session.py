@@ -18,7 +18,9 @@ the local door and the host relays them to the leader on its session.
   then 10 writes: all succeed, the first one after finding the session
   ended without an answer (never proposed, so sent again), and a new
   session carries the rest.
-- Every node then has exactly the 70 rows written, each once, and the
+- Leadership moves to the third node: 10 more writes succeed, on one new
+  session to the new leader.
+- Every node then has exactly the 80 rows written, each once, and the
   follower's log names no outcome-unknown write.
 - On the leader's gRPC port directly: a session whose chunk is transport
   only (no origin) is refused INVALID_ARGUMENT naming ForwardTxn; a
@@ -92,17 +94,34 @@ def test():
         log("after 3 quiet ends: %d more session(s)" % (s2 - s1))
         check(s2 - s1 == 3, "each write after a quiet end opens one new "
               "session (the ended one is not used again): %d" % (s2 - s1))
+        # Leadership moves to the third node: the next writes go to it, on
+        # a session of their own.
+        third = next(i for i in range(3) if i not in (lead, fol))
+        tr = api.stub(c.g[lead]).Transfer(api.pb.TransferRequest(
+            node_id="node%d" % (third + 1)), timeout=20 * SLOW)
+        check(tr.success, "leadership to node%d: %r" % (third + 1, tr))
+        check_eq(c.leader(), third, "the new leader")
+        out = sh.sql("".join("INSERT INTO t VALUES (%d, 'c%d');\n"
+                             % (k + j, k + j) for j in range(10)) +
+                     "SELECT count(*) FROM t;", 120 * SLOW)
+        check(not is_error(out), "10 writes after the transfer: %s"
+              % out[-1500:])
+        check_eq(out.strip().splitlines()[-1], str(k + 10),
+                 "the client reads its writes after the transfer")
+        s3 = sessions(c, fol)
+        check(s3 - s2 == 1, "the new leader gets one session: %d" % (s3 - s2))
         want = sorted(["a%d" % i for i in range(40)] +
-                      ["b%d" % i for i in range(40, 70)])
+                      ["b%d" % i for i in range(40, 70)] +
+                      ["c%d" % i for i in range(70, 80)])
         for i in range(3):
             check_eq(wait_rows(c, i, "SELECT v FROM t ORDER BY v", want),
-                     want, "node%d has each of the 70 writes once" % (i + 1))
+                     want, "node%d has each of the 80 writes once" % (i + 1))
         check("outcome unknown" not in c.nodes[fol].log(),
               "no forwarded write had an unknown outcome")
 
         # The leader's ForwardSession, called directly.
         intl = api.pbg.RaftliteInternalStub(
-            api.grpc.insecure_channel(c.g[lead]))
+            api.grpc.insecure_channel(c.g[third]))
         try:
             list(intl.ForwardSession(iter([api.pb.TxnChunk(
                 offset=0, total_length=1, data=b"x", last=True)]),
