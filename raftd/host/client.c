@@ -151,41 +151,41 @@ static int door_send(int fd, struct iovec *iov, int niov, int64_t deadline,
     return 0;
 }
 
-static int door_recv(int fd, uint8_t *buf, size_t n, int64_t deadline)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
-        if (r == 0)
-            return -1;
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN || door_wait(fd, POLLIN, deadline) != 0)
-                return -1;
-            continue;
-        }
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* Reads one message of kind into hd and body (room: max bytes): 0, or -1
-** with e. */
+/* Reads one message of kind into hd and body (room: max bytes, at most
+** 20 + RL_DOOR_TEXT_MAX): 0, or -1 with e. The door sends one message
+** per request (and the greeting before any), so whatever has arrived is
+** this message: it is read in one go, usually one recv. */
 static int door_read(int fd, uint32_t kind, uint32_t max, rl_door_hdr *hd,
                      uint8_t *body, int64_t deadline, char *e, size_t elen)
 {
-    uint8_t h[RL_DOOR_HDR];
-    if (door_recv(fd, h, sizeof h, deadline) != 0) {
-        rl_seterr(e, elen, "the door closed or did not answer in time");
-        return -1;
+    uint8_t buf[RL_DOOR_HDR + 20 + RL_DOOR_TEXT_MAX];
+    size_t got = 0, want = RL_DOOR_HDR;
+    if (max > sizeof buf - RL_DOOR_HDR)
+        max = sizeof buf - RL_DOOR_HDR;
+    while (got < want) {
+        ssize_t r;
+        if (door_wait(fd, POLLIN, deadline) != 0) {
+            r = -1;
+        } else {
+            r = recv(fd, buf + got, RL_DOOR_HDR + max - got, MSG_DONTWAIT);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+        }
+        if (r <= 0) {
+            rl_seterr(e, elen, "%s",
+                      got < RL_DOOR_HDR
+                          ? "the door closed or did not answer in time"
+                          : "the door's answer was cut");
+            return -1;
+        }
+        got += (size_t)r;
+        if (want == RL_DOOR_HDR && got >= RL_DOOR_HDR) {
+            if (rl_door_hdr_get(buf, kind, kind, max, hd, e, elen) != 0)
+                return -1;
+            want = RL_DOOR_HDR + hd->len;
+        }
     }
-    if (rl_door_hdr_get(h, kind, kind, max, hd, e, elen) != 0)
-        return -1;
-    if (door_recv(fd, body, hd->len, deadline) != 0) {
-        rl_seterr(e, elen, "the door's answer was cut");
-        return -1;
-    }
+    memcpy(body, buf + RL_DOOR_HDR, hd->len);
     return 0;
 }
 
@@ -220,9 +220,10 @@ static int door_connect(const char *path)
     return fd;
 }
 
-/* An idle connection to path made for host pid, else a new one; *kept
-** says which. -1: no door. */
-static int door_take(const char *path, long pid, int *kept)
+/* An idle connection to path made for host *pid, else a new one; *kept
+** says which. With *pid < 0: an idle one made for any host (its pid in
+** *pid), never a new one. -1: no door (or none kept). */
+static int door_take(const char *path, long *pid, int *kept)
 {
     int fd = -1;
     pthread_mutex_lock(&door_mu);
@@ -233,8 +234,10 @@ static int door_take(const char *path, long pid, int *kept)
             door_idle[i] = door_idle[--door_nidle];
             continue;
         }
-        if (door_idle[i].pid == pid && !strcmp(door_idle[i].path, path)) {
+        if ((*pid < 0 || door_idle[i].pid == *pid) &&
+            !strcmp(door_idle[i].path, path)) {
             fd = door_idle[i].fd;
+            *pid = door_idle[i].pid;
             door_idle[i] = door_idle[--door_nidle];
             break;
         }
@@ -246,7 +249,7 @@ static int door_take(const char *path, long pid, int *kept)
     }
     pthread_mutex_unlock(&door_mu);
     *kept = fd >= 0;
-    return fd >= 0 ? fd : door_connect(path);
+    return fd >= 0 || *pid < 0 ? fd : door_connect(path);
 }
 
 static void door_put(int fd, const char *path, long pid)
@@ -273,7 +276,9 @@ enum { DOOR_ANSWERED = 0, DOOR_NONE = 1, DOOR_LOST = 2 };
 ** (the host acts on whole requests only: nothing happened; use gRPC);
 ** DOOR_LOST when it left but no answer came within wait_ms (e says why).
 ** A kept connection whose host is gone fails at its first byte: one new
-** connection is tried then.
+** connection is tried then. pid < 0: only a kept connection, made for
+** any host (a live one is to the host of now: a host that ends closes
+** its connections), and DOOR_NONE when there is none or it failed.
 */
 static int door_call(const char *db_path, long pid, const struct iovec *req,
                      int niov, unsigned wait_ms, rl_door_ans *ans, char *e,
@@ -284,10 +289,10 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
     uint8_t body[20 + RL_DOOR_TEXT_MAX];
     rl_door_hdr hd;
     size_t total = 0;
-    int fd, kept, any = 0;
+    int fd, kept, any = 0, only_kept = pid < 0;
     if (niov > 2 ||
         rl_host_path(path, sizeof path, db_path, DOOR_SUFFIX) != 0 ||
-        (fd = door_take(path, pid, &kept)) < 0)
+        (fd = door_take(path, &pid, &kept)) < 0)
         return DOOR_NONE;
     for (int i = 0; i < niov; i++)
         total += req[i].iov_len;
@@ -299,7 +304,7 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
                       &any) == 0)
             break;
         close(fd);
-        if (!kept || any || (fd = door_connect(path)) < 0)
+        if (!kept || any || only_kept || (fd = door_connect(path)) < 0)
             return DOOR_NONE;
         kept = 0;
     }
@@ -529,6 +534,32 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
     char e[RL_DOOR_TEXT_MAX + 64] = "";
     long pid = 0;
     char grpc[512] = "";
+    uint8_t req[RL_DOOR_HDR + 4];
+    struct iovec iov;
+    rl_door_ans ans;
+    /* A kept door connection is to the host of now: no need to look at
+    ** the host lock first (four system calls a read). */
+    rl_door_ask_put(req, RL_DOOR_READ, READ_POINT_MS);
+    iov.iov_base = req;
+    iov.iov_len = sizeof req;
+    switch (door_call(db_path, -1, &iov, 1, READ_POINT_MS + 2000, &ans, e,
+                      sizeof e)) {
+    case DOOR_ANSWERED:
+        if (ans.status != 0) {
+            snprintf(err, errlen, "no read point from its host: %s", ans.text);
+            return SQLITE_BUSY;
+        }
+        *wait_index = ans.index;
+        return SQLITE_OK;
+    case DOOR_LOST:
+        snprintf(err, errlen,
+                 "no read point from its host: it did not "
+                 "answer: %s",
+                 e);
+        return SQLITE_BUSY;
+    default:
+        break; /* none kept, or its host is gone: look who hosts now */
+    }
     if (!rl_host_running(db_path, &pid, grpc, sizeof grpc)) {
         snprintf(err, errlen, "no process hosts its node now");
         return SQLITE_BUSY;

@@ -395,8 +395,8 @@ int rl_host_read_index_for(rl_host *h, unsigned tmo, uint64_t voter_id,
 ** runs, after gathering readers for 50 us, made 2 and 8 concurrent
 ** readers slower on two cores, not faster: more rounds, more CPU.)
 */
-int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
-                       char *err, size_t errlen)
+int rl_host_read_index_n(rl_host *h, unsigned n, unsigned tmo, uint64_t *index,
+                         uint64_t *L, char *err, size_t errlen)
 {
     int64_t deadline = mono_ms() + tmo;
     uint64_t want;
@@ -406,7 +406,7 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
         rl_seterr(err, errlen, "its node is not running in this process");
         return -1;
     }
-    __atomic_add_fetch(&h->read_points, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&h->read_points, n, __ATOMIC_RELAXED);
     pthread_mutex_lock(&h->rr_mu);
     want = h->rr_started + 1;
     while (h->rr_done < want) {
@@ -450,6 +450,12 @@ int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
         rl_seterr(err, errlen, "%s", h->rr_err);
     pthread_mutex_unlock(&h->rr_mu);
     return rc;
+}
+
+int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
+                       char *err, size_t errlen)
+{
+    return rl_host_read_index_n(h, 1, tmo, index, L, err, errlen);
 }
 
 /*

@@ -137,6 +137,10 @@ const rl_rpc_tls *rl_host_tls(const rl_host *h, rl_rpc_tls *t, int server);
 ** this process's readers waiting when it starts. 0, or -1 with err. */
 int rl_host_read_index(rl_host *h, unsigned tmo, uint64_t *index, uint64_t *L,
                        char *err, size_t errlen);
+/* The same for n readers at once (the local door's round: door.c),
+** counted as n read points. */
+int rl_host_read_index_n(rl_host *h, unsigned n, unsigned tmo, uint64_t *index,
+                         uint64_t *L, char *err, size_t errlen);
 /* A read point from a barrier on the leader: an entry replicated at once,
 ** which tells every follower the commit index now (a follower's writer
 ** that learnt it is behind asks so: forward.c nudge_leader). 0, or -1. */

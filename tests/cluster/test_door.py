@@ -13,7 +13,10 @@ would.
   ms, a COMMIT cut short (the peer leaves mid-body). A COMMIT whose
   transaction is malformed is answered "not applied", naming it
   malformed; no row appears anywhere. The door serves the next
-  connection each time (HINT and READ answered with indexes).
+  connection each time (HINT and READ answered with indexes). A READ of
+  the wrong length closes the connection too; one that arrives in three
+  pieces is answered; READs on 8 connections at once are each answered
+  and counted (read_points, local_calls: 8 each).
 - 64 connections at once: the 65th is greeted FULL (a client then uses
   gRPC); once they close, a new one is greeted OK.
 - A process of another user (its effective uid nobody) is greeted
@@ -188,6 +191,8 @@ def test():
          "a wait of 0 ms"),
         ("a COMMIT with no transaction", hdr(COMMIT, 16) + b"\0" * 16,
          "carries no transaction"),
+        ("a READ of 8 bytes", hdr(READ, 8) + struct.pack("<II", 2000, 0),
+         "a READ of 8 bytes (4 expected)"),
     ]
     for what, data, logged in cases:
         s, st = connect(door)
@@ -196,6 +201,33 @@ def test():
         closed_by_door(s)
         wait_log(n, logged)
         log("%s: closed, the host logged %r" % (what, logged))
+    # A READ that comes in pieces is answered all the same.
+    s, _ = connect(door)
+    req = hdr(READ, 4) + struct.pack("<I", 2000)
+    for part in (req[:5], req[5:13], req[13:]):
+        s.sendall(part)
+        time.sleep(0.05)
+    status, index, _, text = answer(s)
+    check(status == 0 and index >= 1, "a READ sent in three pieces: status "
+          "%d, index %d (%s)" % (status, index, text))
+    s.close()
+    # READs on 8 connections at once: each answered, each a read point.
+    before = n.status()
+    socks = [connect(door)[0] for _ in range(8)]
+    for s in socks:
+        s.sendall(req)
+    for s in socks:
+        status, index, _, text = answer(s)
+        check(status == 0 and index >= 1, "one of 8 READs at once: status "
+              "%d, index %d (%s)" % (status, index, text))
+        s.close()
+    after = n.status()
+    check_eq(after["read_points"] - before["read_points"], 8,
+             "read points for 8 READs at once")
+    check_eq(after["local_calls"] - before["local_calls"], 8,
+             "door requests for 8 READs at once")
+    log("a READ in pieces answered; 8 READs at once: 8 read points in %d "
+        "rounds" % (after["read_rounds"] - before["read_rounds"]))
     # A COMMIT cut short: the peer leaves mid-body.
     s, _ = connect(door)
     s.sendall(hdr(COMMIT, 1000) + b"\0" * 100)
