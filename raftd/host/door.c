@@ -578,13 +578,32 @@ static void door_free(struct rl_door *d)
     free(d);
 }
 
+/* The wake pipe, the epoll set and the listening socket at sa (mode
+** 0600), both in the set: 0, or -1 with errno. */
+static int door_listen(struct rl_door *d, const struct sockaddr_un *sa)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    if (pipe2(d->wake, O_CLOEXEC) != 0 ||
+        (d->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        (d->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        bind(d->lfd, (const struct sockaddr *)sa, sizeof *sa) != 0 ||
+        chmod(sa->sun_path, 0600) != 0 || listen(d->lfd, 64) != 0)
+        return -1;
+    ev.data.ptr = &d->lfd;
+    if (epoll_ctl(d->ep, EPOLL_CTL_ADD, d->lfd, &ev) != 0)
+        return -1;
+    ev.data.ptr = &d->wake;
+    return epoll_ctl(d->ep, EPOLL_CTL_ADD, d->wake[0], &ev);
+}
+
 void rl_host_door_start(rl_host *h)
 {
     struct rl_door *d;
     struct sockaddr_un sa;
-    struct epoll_event ev;
     char path[PATH_MAX];
-    int round_started = 0;
+    int rc;
     if (rl_host_path(path, sizeof path, h->db_path, DOOR_SUFFIX) != 0 ||
         strlen(path) >= sizeof sa.sun_path) {
         rl_host_log(h, 1,
@@ -616,33 +635,27 @@ void rl_host_door_start(rl_host *h)
     /* A door left by a host that died: this process holds the host lock,
     ** so no live host owns it. */
     unlink(path);
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    if (pipe2(d->wake, O_CLOEXEC) != 0 ||
-        (d->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-        (d->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        bind(d->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        chmod(path, 0600) != 0 || listen(d->lfd, 64) != 0 ||
-        (ev.data.ptr = &d->lfd,
-         epoll_ctl(d->ep, EPOLL_CTL_ADD, d->lfd, &ev) != 0) ||
-        (ev.data.ptr = &d->wake,
-         epoll_ctl(d->ep, EPOLL_CTL_ADD, d->wake[0], &ev) != 0) ||
-        pthread_create(&d->round_th, NULL, round_main, d) != 0 ||
-        !(round_started = 1) ||
-        pthread_create(&d->loop_th, NULL, loop_main, d) != 0) {
-        rl_host_log(h, 1,
-                    "no local door at %s: %s; client processes use "
-                    "gRPC",
-                    path, strerror(errno));
-        if (round_started) {
-            pthread_mutex_lock(&d->mu);
-            d->stopping = 1;
-            pthread_cond_broadcast(&d->round_cv);
-            pthread_mutex_unlock(&d->mu);
-            pthread_join(d->round_th, NULL);
-        }
+    rc = door_listen(d, &sa) != 0
+             ? errno
+             : pthread_create(&d->round_th, NULL, round_main, d);
+    if (rc != 0) {
+        rl_host_log(h, 1, "no local door at %s: %s; client processes use gRPC",
+                    path, strerror(rc));
         if (d->lfd >= 0)
             unlink(path);
+        door_free(d);
+        return;
+    }
+    rc = pthread_create(&d->loop_th, NULL, loop_main, d);
+    if (rc != 0) {
+        rl_host_log(h, 1, "no local door at %s: %s; client processes use gRPC",
+                    path, strerror(rc));
+        pthread_mutex_lock(&d->mu);
+        d->stopping = 1;
+        pthread_cond_broadcast(&d->round_cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->round_th, NULL);
+        unlink(path);
         door_free(d);
         return;
     }
