@@ -276,11 +276,12 @@ enum { DOOR_ANSWERED = 0, DOOR_NONE = 1, DOOR_LOST = 2 };
 ** (the host acts on whole requests only: nothing happened; use gRPC);
 ** DOOR_LOST when it left but no answer came within wait_ms (e says why).
 ** A kept connection whose host is gone fails at its first byte: one new
-** connection is tried then. pid < 0: only a kept connection, made for
+** connection is tried then. *pid < 0: only a kept connection, made for
 ** any host (a live one is to the host of now: a host that ends closes
-** its connections), and DOOR_NONE when there is none or it failed.
+** its connections; its pid in *pid), and DOOR_NONE when there is none or
+** it failed.
 */
-static int door_call(const char *db_path, long pid, const struct iovec *req,
+static int door_call(const char *db_path, long *pid, const struct iovec *req,
                      int niov, unsigned wait_ms, rl_door_ans *ans, char *e,
                      size_t elen)
 {
@@ -289,10 +290,10 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
     uint8_t body[20 + RL_DOOR_TEXT_MAX];
     rl_door_hdr hd;
     size_t total = 0;
-    int fd, kept, any = 0, only_kept = pid < 0;
+    int fd, kept, any = 0, only_kept = *pid < 0;
     if (niov > 2 ||
         rl_host_path(path, sizeof path, db_path, DOOR_SUFFIX) != 0 ||
-        (fd = door_take(path, &pid, &kept)) < 0)
+        (fd = door_take(path, pid, &kept)) < 0)
         return DOOR_NONE;
     for (int i = 0; i < niov; i++)
         total += req[i].iov_len;
@@ -314,7 +315,7 @@ static int door_call(const char *db_path, long pid, const struct iovec *req,
         close(fd);
         return DOOR_LOST;
     }
-    door_put(fd, path, pid);
+    door_put(fd, path, *pid);
     return DOOR_ANSWERED;
 }
 
@@ -387,7 +388,7 @@ static int commit_via_host(const char *db_path, long pid, const char *grpc,
         iov[0].iov_len = sizeof head;
         iov[1].iov_base = (void *)buf;
         iov[1].iov_len = n;
-        switch (door_call(db_path, pid, iov, 2, COMMIT_TIMEOUT_MS + 5000, &ans,
+        switch (door_call(db_path, &pid, iov, 2, COMMIT_TIMEOUT_MS + 5000, &ans,
                           e, sizeof e)) {
         case DOOR_ANSWERED:
             rl_host_writer.outcome = (int)ans.status;
@@ -443,7 +444,8 @@ int rl_host_client_commit(const char *db_path, long pid, const char *grpc,
 
 /* Asks db_path's host (process pid, gRPC grpc) at its door, else by
 ** gRPC: a HINT (the leader's L in *L) or a READ (a read point in *index).
-** 0, or -1 with e. */
+** 0, or -1 with e. pid < 0: on a kept door connection only (door_call),
+** 1 when there is none. */
 static int ask_host(const char *db_path, long pid, const char *grpc,
                     uint32_t kind, unsigned wait_ms, uint64_t *index,
                     uint64_t *L, char *e, size_t elen)
@@ -457,7 +459,7 @@ static int ask_host(const char *db_path, long pid, const char *grpc,
     rl_door_ask_put(req, kind, wait_ms);
     iov.iov_base = req;
     iov.iov_len = sizeof req;
-    switch (door_call(db_path, pid, &iov, 1, wait_ms + 2000, &ans, e, elen)) {
+    switch (door_call(db_path, &pid, &iov, 1, wait_ms + 2000, &ans, e, elen)) {
     case DOOR_ANSWERED:
         if (ans.status != 0) {
             rl_seterr(e, elen, "%s", ans.text);
@@ -476,6 +478,8 @@ static int ask_host(const char *db_path, long pid, const char *grpc,
     default:
         break;
     }
+    if (pid < 0)
+        return 1; /* no connection kept */
     if (!grpc[0]) {
         rl_seterr(e, elen, "its host (process %ld) has no door or gRPC", pid);
         return -1;
@@ -534,31 +538,18 @@ int rl_host_client_read_point(const char *db_path, uint64_t *wait_index,
     char e[RL_DOOR_TEXT_MAX + 64] = "";
     long pid = 0;
     char grpc[512] = "";
-    uint8_t req[RL_DOOR_HDR + 4];
-    struct iovec iov;
-    rl_door_ans ans;
+    int rc;
     /* A kept door connection is to the host of now: no need to look at
     ** the host lock first (four system calls a read). */
-    rl_door_ask_put(req, RL_DOOR_READ, READ_POINT_MS);
-    iov.iov_base = req;
-    iov.iov_len = sizeof req;
-    switch (door_call(db_path, -1, &iov, 1, READ_POINT_MS + 2000, &ans, e,
-                      sizeof e)) {
-    case DOOR_ANSWERED:
-        if (ans.status != 0) {
-            snprintf(err, errlen, "no read point from its host: %s", ans.text);
-            return SQLITE_BUSY;
-        }
-        *wait_index = ans.index;
+    rc = ask_host(db_path, -1, "", RL_DOOR_READ, READ_POINT_MS, &index, &L, e,
+                  sizeof e);
+    if (rc == 0) {
+        *wait_index = index;
         return SQLITE_OK;
-    case DOOR_LOST:
-        snprintf(err, errlen,
-                 "no read point from its host: it did not "
-                 "answer: %s",
-                 e);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "no read point from its host: %s", e);
         return SQLITE_BUSY;
-    default:
-        break; /* none kept, or its host is gone: look who hosts now */
     }
     if (!rl_host_running(db_path, &pid, grpc, sizeof grpc)) {
         snprintf(err, errlen, "no process hosts its node now");
