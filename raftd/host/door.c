@@ -323,6 +323,17 @@ static int serve_rest(struct door_conn *c)
         return -1;
     }
     have = c->got > RL_DOOR_HDR ? c->got - RL_DOOR_HDR : 0;
+    if (have > hd.len) {
+        /* One request at a time: nothing may follow it before its
+        ** answer. */
+        snprintf(e, sizeof e,
+                 "a message of kind %u and %u bytes followed by %zu more "
+                 "before its answer",
+                 hd.kind, hd.len, have - hd.len);
+        bad_message(c, e);
+        free(body);
+        return -1;
+    }
     memcpy(body, c->head + RL_DOOR_HDR, have);
     /* Time to copy the body too: 1 ms per 100 kB. */
     if (read_all(d, c->fd, body + have, hd.len - have,

@@ -14,7 +14,8 @@ would.
   transaction is malformed is answered "not applied", naming it
   malformed; no row appears anywhere. The door serves the next
   connection each time (HINT and READ answered with indexes). A READ of
-  the wrong length closes the connection too; one that arrives in three
+  the wrong length closes the connection too, as do bytes sent after a
+  request before its answer; one that arrives in three
   pieces is answered; READs on 8 connections at once are each answered
   and counted (read_points, local_calls: 8 each).
 - 64 connections at once: the 65th is greeted FULL (a client then uses
@@ -193,6 +194,8 @@ def test():
          "carries no transaction"),
         ("a READ of 8 bytes", hdr(READ, 8) + struct.pack("<II", 2000, 0),
          "a READ of 8 bytes (4 expected)"),
+        ("a HINT of 0 bytes with 4 more after it", hdr(HINT, 0) + b"\0" * 4,
+         "kind 3 and 0 bytes followed by 4 more before its answer"),
     ]
     for what, data, logged in cases:
         s, st = connect(door)
