@@ -204,9 +204,9 @@ static void bad_message(struct door_conn *c, const char *e)
 ** loop come back within that time and share every round; without the
 ** wait each would arrive while a round runs and take the one after it,
 ** so that the readers split into two halves that alternate, two rounds
-** for what one serves. The wait is never longer than the round it
-** saves, and readers that stopped cost it once: the next `expect` is
-** what came.
+** for what one serves. The wait is about as long as the round it saves
+** (GATHER_MIN_US when rounds are quicker), and readers that stopped cost
+** it once: the next `expect` is what came.
 */
 static struct door_conn *take_reads(struct rl_door *d, int expect,
                                     int64_t wait_us, int *n)
